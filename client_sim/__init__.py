@@ -1,0 +1,1 @@
+"""fedge.client_sim"""
