@@ -1,0 +1,57 @@
+"""The reference model: a small Keras 2 CNN for 8x8x1 digits, 10 classes.
+
+Layer names are fixed because they become the canonical weight names that
+the bundle manifest, every runtime and the update codec share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fedge.data import IMAGE_SHAPE, NUM_CLASSES
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probs"
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One weight in the canonical order: name, shape and dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def build_reference_model() -> tf.keras.Model:
+    """The digits CNN (about 40k parameters), uncompiled.
+
+    Call ``tf.keras.utils.set_random_seed`` first for reproducible weights.
+    """
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    inputs = tf.keras.Input(shape=IMAGE_SHAPE, name=INPUT_NAME)
+    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(64, activation="relu", name="dense")(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name=OUTPUT_NAME)(x)
+    return tf.keras.Model(inputs, outputs, name="digits_cnn")
+
+
+def canonical_weights(model: tf.keras.Model) -> list[WeightSpec]:
+    """The model's weights in Keras order, named ``layer/variable``."""
+    return [
+        WeightSpec(
+            name=w.name.removesuffix(":0"),
+            shape=tuple(int(d) for d in w.shape),
+            dtype=w.dtype.name if hasattr(w.dtype, "name") else str(w.dtype),
+        )
+        for w in model.weights
+    ]

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything fedge needs, from nothing but Python 3.11, git and the
+# package registries: uv (in .tools/, if not already on PATH), then the
+# locked environment in .venv/ (uv.lock: the verified dependency set).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+find_python() {
+    for candidate in "${PYTHON:-}" python3.11 python3 python; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    echo "fedge needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2
+    return 1
+}
+
+PY="$(find_python)"
+UV_VERSION="0.13.8"
+if [ -x .tools/bin/uv ]; then
+    UV=.tools/bin/uv
+elif command -v uv >/dev/null 2>&1; then
+    UV="$(command -v uv)"
+else
+    echo "==> installing uv ${UV_VERSION} into .tools/"
+    "$PY" -m venv .tools
+    .tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==${UV_VERSION}"
+    UV=.tools/bin/uv
+fi
+
+echo "==> installing the locked Python environment into .venv/"
+"$UV" sync --frozen --python "$PY"
