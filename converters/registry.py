@@ -1,0 +1,45 @@
+"""The table of targets: each target's exporter and its runtime.
+
+Exporters have one signature, ``export(model, bundle_dir, options) ->
+Artifact``, and write only under ``bundle_dir/<target>/``. Loaders have one
+signature, ``load_predictor(bundle_dir, artifact_record) -> Predictor``
+where ``artifact_record`` is the manifest's ``artifacts.<target>`` entry.
+Modules are imported on first use: each pulls in a heavy converter.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedge.converters.artifact import Artifact
+from fedge.converters.options import ConvertOptions
+from fedge.converters.predictor import Predictor
+
+Exporter = Callable[[Any, Path, ConvertOptions], Artifact]
+Loader = Callable[[Path, Mapping[str, Any]], Predictor]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    module: str
+    summary: str
+
+    def exporter(self) -> Exporter:
+        fn: Exporter = importlib.import_module(self.module).export
+        return fn
+
+    def loader(self) -> Loader:
+        fn: Loader = importlib.import_module(self.module).load_predictor
+        return fn
+
+
+TARGETS: dict[str, Target] = {
+    "tflite": Target("tflite", "fedge.converters.tflite", "TensorFlow Lite flatbuffer"),
+    "tfjs": Target("tfjs", "fedge.converters.tfjs", "TensorFlow.js layers model"),
+    "coreml": Target("coreml", "fedge.converters.coreml", "Core ML mlprogram (.mlpackage)"),
+}
