@@ -11,8 +11,16 @@ TARGETS: tuple[str, ...] = ("tflite", "tfjs", "coreml")
 TFLITE_QUANTIZATIONS: tuple[str, ...] = ("none", "fp16", "dynamic", "int8")
 TFJS_QUANTIZATIONS: tuple[str, ...] = ("none", "float16", "uint8")
 COREML_PRECISIONS: tuple[str, ...] = ("fp16", "fp32")
-COREML_TARGETS: tuple[str, ...] = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13",
-                                   "macOS14", "macOS15")
+COREML_TARGETS: tuple[str, ...] = (
+    "iOS15",
+    "iOS16",
+    "iOS17",
+    "iOS18",
+    "macOS12",
+    "macOS13",
+    "macOS14",
+    "macOS15",
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ class ConvertOptions:
     verify: bool = True
     samples_path: Path | None = None
     calibration_path: Path | None = None
-    max_samples: int = 256
+    max_samples: int = 512
     seed: int = 0
     name: str | None = None
     version: str = "1"

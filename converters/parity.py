@@ -29,6 +29,7 @@ class ParityReport:
     tolerance: Tolerance
     precision: str
     reason: str = ""
+    accuracy: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         record = asdict(self)
@@ -49,12 +50,13 @@ def compare(
 ) -> ParityReport:
     """Max abs error over all outputs; top-1 agreement on the first output."""
     if len(reference) != len(candidate):
-        return _failed(tolerance, precision, 0, f"{len(candidate)} outputs, Keras has "
-                       f"{len(reference)}")
+        return _failed(
+            tolerance, precision, 0, f"{len(candidate)} outputs, Keras has {len(reference)}"
+        )
     samples = int(reference[0].shape[0]) if reference and reference[0].ndim else 0
     max_err = 0.0
-    for ref, got in zip(reference, candidate, strict=True):
-        got = np.asarray(got, dtype=np.float64).reshape(np.shape(ref))
+    for ref, raw in zip(reference, candidate, strict=True):
+        got = np.asarray(raw, dtype=np.float64).reshape(np.shape(ref))
         max_err = max(max_err, float(np.max(np.abs(np.asarray(ref, np.float64) - got))))
     if not np.isfinite(max_err):
         return _failed(tolerance, precision, samples, "non-finite outputs")

@@ -39,6 +39,7 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {
+    "keras": Target("keras", "fedge.converters.keras_target", "the source Keras model"),
     "tflite": Target("tflite", "fedge.converters.tflite", "TensorFlow Lite flatbuffer"),
     "tfjs": Target("tfjs", "fedge.converters.tfjs", "TensorFlow.js layers model"),
     "coreml": Target("coreml", "fedge.converters.coreml", "Core ML mlprogram (.mlpackage)"),

@@ -26,6 +26,7 @@ class SampleSet:
 
     arrays: tuple[npt.NDArray[Any], ...]
     source: str
+    labels: npt.NDArray[np.int64] | None = None
 
     @property
     def count(self) -> int:
@@ -37,22 +38,25 @@ def load_samples(
 ) -> SampleSet:
     specs = input_specs(model)
     if path is not None:
-        arrays = _from_file(path, [s[0] for s in specs])
+        arrays = read_arrays(path, [s[0] for s in specs])
         source = str(path)
     elif len(specs) == 1 and specs[0][1][1:] == IMAGE_SHAPE:
         from fedge.data import load_task
 
-        arrays = [load_task(seed=seed).test.x]
-        source = "digits test split"
+        test = load_task(seed=seed).test
+        arrays, source = [test.x], "digits test split"
+        check_arrays(arrays, specs, source)
+        return SampleSet((test.x[:max_samples],), source, labels=test.y[:max_samples])
     else:
         rng = np.random.default_rng(seed)
         arrays = [_random_input(rng, shape, dtype, max_samples) for _, shape, dtype in specs]
         source = "random inputs"
-    _check(arrays, specs, source)
+    check_arrays(arrays, specs, source)
     return SampleSet(arrays=tuple(a[:max_samples] for a in arrays), source=source)
 
 
-def _from_file(path: Path, names: list[str]) -> list[npt.NDArray[Any]]:
+def read_arrays(path: Path, names: list[str]) -> list[npt.NDArray[Any]]:
+    """Arrays for the named inputs from ``.npy`` (one input) or ``.npz``."""
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -79,15 +83,16 @@ def _random_input(
     return rng.uniform(0.0, 1.0, size=concrete).astype(dtype)
 
 
-def _check(
+def check_arrays(
     arrays: list[npt.NDArray[Any]], specs: list[tuple[str, tuple[int | None, ...], str]], src: str
 ) -> None:
     if len(arrays) != len(specs):
         raise ConversionError(f"{src}: {len(arrays)} arrays for {len(specs)} model inputs")
     for array, (name, shape, _) in zip(arrays, specs, strict=True):
-        expected = shape[1:]
-        fixed = all(e is None or e == g for e, g in zip(expected, array.shape[1:], strict=False))
-        if array.ndim != len(shape) or not fixed:
+        fits = array.ndim == len(shape) and all(
+            e is None or e == g for e, g in zip(shape[1:], array.shape[1:], strict=True)
+        )
+        if not fits:
             raise ConversionError(
                 f"{src}: input {name!r} has shape {array.shape}, the model takes {shape}"
             )

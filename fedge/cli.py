@@ -59,3 +59,153 @@ def train(out: Path, epochs: int, batch_size: int, learning_rate: float, seed: i
         f"saved {result.model_path}"
     )
     click.echo(f"test accuracy: {result.test_accuracy:.4f} ({result.test_examples} digits)")
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to create."
+)
+@click.option(
+    "--targets",
+    default="tflite,tfjs,coreml",
+    show_default=True,
+    help="Comma-separated subset of tflite, tfjs, coreml.",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(["none", "fp16", "dynamic", "int8"]),
+    default="none",
+    show_default=True,
+    help="TFLite quantization.",
+)
+@click.option(
+    "--tfjs-quantize",
+    type=click.Choice(["none", "float16", "uint8"]),
+    default="none",
+    show_default=True,
+    help="TF.js weight quantization.",
+)
+@click.option(
+    "--tfjs-shard-bytes",
+    type=click.IntRange(min=1024),
+    default=4 * 1024 * 1024,
+    show_default=True,
+    help="TF.js weight shard size.",
+)
+@click.option(
+    "--coreml-precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True
+)
+@click.option(
+    "--coreml-target",
+    default="iOS16",
+    show_default=True,
+    help="Core ML minimum deployment target (iOS15..iOS18, macOS12..macOS15).",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="int8 calibration inputs (.npy/.npz); default: the parity samples.",
+)
+@click.option(
+    "--samples",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Parity inputs (.npy/.npz); default: the task's test set or random inputs.",
+)
+@click.option("--max-samples", type=click.IntRange(min=1), default=512, show_default=True)
+@click.option("--no-verify", is_flag=True, help="Skip the parity checks.")
+@click.option("--no-training", is_flag=True, help="Do not write the TFLite training artifact.")
+@click.option("--strict", is_flag=True, help="Fail (no bundle) if any target fails.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
+@click.option("--name", help="Model name in the manifest (default: the Keras model's name).")
+@click.option("--version", "version_", default="1", show_default=True)
+@click.option("--author", default="fedge", show_default=True)
+@click.option("--description", default="", help="One line for the model card and Core ML.")
+@click.option("--labels", help="Comma-separated class labels for a classifier.")
+def convert(
+    model: Path,
+    out: Path,
+    targets: str,
+    quantize: str,
+    tfjs_quantize: str,
+    tfjs_shard_bytes: int,
+    coreml_precision: str,
+    coreml_target: str,
+    calibration: Path | None,
+    samples: Path | None,
+    max_samples: int,
+    no_verify: bool,
+    no_training: bool,
+    strict: bool,
+    force: bool,
+    name: str | None,
+    version_: str,
+    author: str,
+    description: str,
+    labels: str | None,
+) -> None:
+    """Convert a Keras model (.keras, .h5 or SavedModel) to a verified bundle."""
+    from rich.console import Console
+
+    from fedge.converters.bundle import convert as convert_bundle
+    from fedge.converters.cli_view import ConvertProgress, summary_table
+    from fedge.converters.options import ConvertOptions
+
+    options = ConvertOptions(
+        targets=tuple(t.strip() for t in targets.split(",") if t.strip()),
+        tflite_quantize=quantize,
+        tflite_training=not no_training,
+        tfjs_quantize=tfjs_quantize,
+        tfjs_shard_bytes=tfjs_shard_bytes,
+        coreml_precision=coreml_precision,
+        coreml_minimum_target=coreml_target,
+        strict=strict,
+        verify=not no_verify,
+        samples_path=samples,
+        calibration_path=calibration,
+        max_samples=max_samples,
+        name=name,
+        version=version_,
+        author=author,
+        description=description,
+        labels=tuple(x.strip() for x in labels.split(",")) if labels else None,
+    )
+    console = Console(stderr=True)
+    try:
+        with ConvertProgress(console) as progress:
+            result = convert_bundle(model, out, options, progress=progress, force=force)
+    except FedgeError as exc:
+        raise click.ClickException(f"{exc}\nno bundle was written") from exc
+    Console().print(summary_table(result))
+    for outcome in result.failed:
+        click.echo(f"error: {outcome.error}", err=True)
+    if result.failed:
+        names = ", ".join(o.target for o in result.failed)
+        raise click.ClickException(f"bundle written to {out} without: {names}")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("inputs", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--runtime",
+    type=click.Choice(["tflite", "tfjs", "coreml", "keras"]),
+    default="tflite",
+    show_default=True,
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write predictions: .npy, .npz or .csv.",
+)
+def predict(bundle: Path, inputs: Path, runtime: str, out: Path) -> None:
+    """Batch predictions for INPUTS (.npy, .npz or .csv) with a runtime of BUNDLE."""
+    from fedge.converters.batch_predict import predict_bundle, write_outputs
+
+    try:
+        manifest, outputs = predict_bundle(bundle, runtime, inputs)
+        write_outputs(out, manifest, outputs)
+    except FedgeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{len(outputs[0])} predictions with {runtime} -> {out}")

@@ -1,0 +1,220 @@
+"""``fedge convert``: one Keras model to a verified bundle.
+
+Pipeline, per requested target: export -> run on held-out inputs -> compare
+with Keras. Everything is written into a temporary directory beside the
+destination and renamed into place at the end, so a failed conversion
+leaves no partial bundle. A target that fails (export error or parity out
+of tolerance) is left out of the bundle and named in the manifest's
+``failures``; with ``strict`` it fails the whole conversion instead.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedge.converters.artifact import Artifact, describe_files
+from fedge.converters.errors import (
+    ConversionError,
+    RuntimeUnavailableError,
+    UnsupportedOpError,
+)
+from fedge.converters.model_card import render_model_card
+from fedge.converters.model_io import input_specs, load_keras_model, output_specs
+from fedge.converters.options import ConvertOptions
+from fedge.converters.parity import ParityReport, compare, unverified
+from fedge.converters.registry import TARGETS
+from fedge.converters.samples import SampleSet, load_samples
+from fedge.data import IMAGE_SHAPE, LABELS, NUM_CLASSES
+from fedge.manifest import Manifest, TensorSpec, write_manifest
+from fedge.model import canonical_weights
+
+MODEL_CARD_FILE = "MODEL_CARD.md"
+Progress = Callable[[str, str], None]
+
+
+class ParityFailedError(ConversionError):
+    """A target's outputs are out of tolerance against Keras."""
+
+
+@dataclass
+class TargetOutcome:
+    target: str
+    artifact: Artifact | None = None
+    parity: ParityReport | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class BundleResult:
+    path: Path
+    manifest: Manifest
+    outcomes: list[TargetOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TargetOutcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+def convert(
+    model_path: Path,
+    out_dir: Path,
+    options: ConvertOptions,
+    progress: Progress | None = None,
+    force: bool = False,
+) -> BundleResult:
+    options.validate()
+    say = progress or (lambda target, message: None)
+    if out_dir.exists() and not force:
+        raise ConversionError(f"{out_dir} already exists; choose another --out or use --force")
+    say("keras", "loading")
+    model = load_keras_model(model_path)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        result = _build(model, model_path, tmp, options, say)
+        _move_into_place(tmp, out_dir)
+        result.path = out_dir
+        return result
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _build(
+    model: Any, model_path: Path, tmp: Path, options: ConvertOptions, say: Progress
+) -> BundleResult:
+    keras_artifact = TARGETS["keras"].exporter()(model, tmp, options)
+    samples = load_samples(model, options.samples_path, options.max_samples, options.seed)
+    reference = TARGETS["keras"].loader()(tmp, _record(keras_artifact)).predict(samples.arrays)
+    outcomes = [
+        _convert_target(model, tmp, t, options, samples, reference, say) for t in options.targets
+    ]
+    failed = [o for o in outcomes if not o.ok]
+    if failed and options.strict:
+        raise ConversionError("; ".join(o.error or "" for o in failed) + " (--strict: no bundle)")
+    if len(failed) == len(outcomes):
+        raise ConversionError("every target failed: " + "; ".join(o.error or "" for o in failed))
+
+    artifacts = {"keras": _record(keras_artifact)}
+    parity: dict[str, dict[str, Any]] = {}
+    if samples.labels is not None:
+        artifacts["keras"]["test_accuracy"] = _accuracy(reference, samples)
+    for outcome in outcomes:
+        if outcome.ok and outcome.artifact is not None:
+            artifacts[outcome.target] = _record(outcome.artifact)
+        if outcome.parity is not None:
+            parity[outcome.target] = outcome.parity.to_json()
+    training = artifacts.get("tflite", {}).get("training")
+    if training and options.verify:
+        from fedge.converters.train_parity import check_train_step
+
+        say("tflite", "checking one training step against Keras")
+        parity["tflite_train"] = check_train_step(model, tmp, training, samples.arrays).to_json()
+    manifest = Manifest(
+        name=options.name or model.name or model_path.stem,
+        version=options.version,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        inputs=tuple(TensorSpec(n, s, d) for n, s, d in input_specs(model)),
+        outputs=tuple(TensorSpec(n, s, d) for n, s, d in output_specs(model)),
+        weights=tuple(TensorSpec(w.name, w.shape, w.dtype) for w in canonical_weights(model)),
+        labels=_labels(model, options),
+        artifacts=artifacts,
+        parity=parity,
+        failures={o.target: o.error or "" for o in failed},
+    )
+    card = render_model_card(
+        manifest, options.description, samples.source, int(model.count_params())
+    )
+    (tmp / MODEL_CARD_FILE).write_text(card)
+    (document,) = describe_files(tmp, [tmp / MODEL_CARD_FILE])
+    manifest.documents["model_card"] = vars(document)
+    write_manifest(tmp, manifest)
+    return BundleResult(path=tmp, manifest=manifest, outcomes=outcomes)
+
+
+def _convert_target(
+    model: Any,
+    tmp: Path,
+    target: str,
+    options: ConvertOptions,
+    samples: SampleSet,
+    reference: list[Any],
+    say: Progress,
+) -> TargetOutcome:
+    outcome = TargetOutcome(target)
+    spec = TARGETS[target]
+    say(target, "converting")
+    try:
+        outcome.artifact = spec.exporter()(model, tmp, options)
+    except ConversionError as exc:
+        outcome.error = str(exc)
+        shutil.rmtree(tmp / target, ignore_errors=True)
+        say(target, f"failed: {exc}")
+        return outcome
+    outcome.seconds = outcome.artifact.seconds
+    tolerance, precision = options.tolerance(target), options.precision(target)
+    if not options.verify:
+        outcome.parity = unverified(tolerance, precision, "skipped (--no-verify)")
+    else:
+        say(target, f"checking parity on {samples.count} samples ({samples.source})")
+        try:
+            predictor = spec.loader()(tmp, _record(outcome.artifact))
+            got = predictor.predict(samples.arrays)
+            outcome.parity = compare(reference, got, tolerance, precision)
+            if samples.labels is not None:
+                outcome.parity = replace(outcome.parity, accuracy=_accuracy(got, samples))
+        except (UnsupportedOpError, RuntimeUnavailableError) as exc:
+            outcome.parity = unverified(tolerance, precision, str(exc))
+    if outcome.parity.status == "fail":
+        outcome.error = outcome.parity.explain(target)
+        shutil.rmtree(tmp / target, ignore_errors=True)
+    say(target, outcome.parity.explain(target))
+    return outcome
+
+
+def _accuracy(outputs: list[Any], samples: SampleSet) -> float:
+    return float(np.mean(np.argmax(outputs[0], axis=-1) == samples.labels))
+
+
+def _record(artifact: Artifact) -> dict[str, Any]:
+    """The manifest's ``artifacts.<target>`` entry: entry, files, then options."""
+    return {
+        "entry": artifact.entry,
+        "files": [vars(f) for f in artifact.files],
+        "bytes": artifact.total_bytes,
+        "seconds": round(artifact.seconds, 3),
+        **artifact.options,
+    }
+
+
+def _labels(model: Any, options: ConvertOptions) -> tuple[str, ...] | None:
+    if options.labels is not None:
+        return options.labels
+    shape = model.outputs[0].shape
+    digits_input = [s for _, s, _ in input_specs(model)] == [(None, *IMAGE_SHAPE)]
+    if digits_input and len(model.outputs) == 1 and tuple(shape) == (None, NUM_CLASSES):
+        return LABELS
+    return None
+
+
+def _move_into_place(tmp: Path, out_dir: Path) -> None:
+    if not out_dir.exists():
+        tmp.rename(out_dir)
+        return
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    out_dir.rename(old)
+    tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
