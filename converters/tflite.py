@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ def _convert(model: Any, options: ConvertOptions) -> tuple[bytes, int | None]:
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     _configure(converter, model, options)
     try:
-        return bytes(converter.convert()), None
+        return _run_converter(converter), None
     except Exception as exc:
         if "TensorList" not in str(exc):
             raise _explain(exc, model) from exc
@@ -89,9 +90,17 @@ def _convert(model: Any, options: ConvertOptions) -> tuple[bytes, int | None]:
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
     _configure(converter, model, options)
     try:
-        return bytes(converter.convert()), 1
+        return _run_converter(converter), 1
     except Exception as exc:
         raise _explain(exc, model) from exc
+
+
+def _run_converter(converter: Any) -> bytes:
+    with warnings.catch_warnings():
+        # int8 with float inputs: TFLite warns that it adds its own input
+        # quantization, which is what we want.
+        warnings.filterwarnings("ignore", "Statistics for quantized inputs", UserWarning)
+        return bytes(converter.convert())
 
 
 def _configure(converter: Any, model: Any, options: ConvertOptions) -> None:
@@ -119,15 +128,31 @@ def _configure(converter: Any, model: Any, options: ConvertOptions) -> None:
 
 
 def _explain(exc: Exception, model: Any) -> Exception:
-    """Name the first layer the converter's message points at, if any."""
+    """Name the layer whose TF ops the converter could not take, if any."""
     text = str(exc)
-    for layer in model.layers:
-        if re.search(rf"\b{re.escape(layer.name)}\b", text):
-            ops = sorted(set(re.findall(r"'(tf\.[A-Za-z0-9]+)'", text)))
-            detail = f"TFLite builtins lack {', '.join(ops)}" if ops else text.splitlines()[0]
-            return UnsupportedLayerError(TARGET, layer.name, type(layer).__name__, detail)
+    ops = sorted(set(re.findall(r"'tf\.([A-Za-z0-9]+)' op", text)))
+    layer = _layer_with_ops(model, ops) if ops else None
+    if layer is not None:
+        detail = f"TFLite builtin ops lack {', '.join(f'tf.{op}' for op in ops)}"
+        return UnsupportedLayerError(TARGET, layer.name, type(layer).__name__, detail)
     first = next((line for line in text.splitlines() if "error" in line), text[:300])
     return TargetFailedError(TARGET, first.strip())
+
+
+def _layer_with_ops(model: Any, op_types: Sequence[str]) -> Any:
+    """The first layer whose traced graph contains one of ``op_types``."""
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
+    function = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0]))
+    graph = function.get_concrete_function(*specs).graph
+    by_name = {layer.name: layer for layer in model.layers}
+    for operation in graph.get_operations():
+        if operation.type in op_types:
+            for part in operation.name.split("/"):
+                if part in by_name:
+                    return by_name[part]
+    return None
 
 
 class TfLitePredictor:
@@ -144,6 +169,7 @@ class TfLitePredictor:
         self._inputs = list(inputs)
         self._outputs = list(outputs)
         self._batch_size = batch_size
+        self._interpreter.allocate_tensors()
         self._runner = self._interpreter.get_signature_runner()
         details = self._runner.get_input_details()
         self._dtypes = {name: details[name]["dtype"] for name in details}
@@ -156,6 +182,10 @@ class TfLitePredictor:
         return [np.concatenate([p[k] for p in parts]) for k in range(len(self._outputs))]
 
     def _run(self, inputs: Sequence[npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
+        if self._batch_size is not None:
+            # Fused recurrent kernels keep their state in variables between
+            # invocations; each example starts from zero state, as in Keras.
+            self._interpreter.reset_all_variables()
         feed = {
             name: np.asarray(x, dtype=self._dtypes[name])
             for name, x in zip(self._inputs, inputs, strict=True)

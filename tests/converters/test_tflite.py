@@ -1,0 +1,129 @@
+"""The TFLite target: inference parity, quantization, the training artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fedge.converters import tflite
+from fedge.converters.errors import UnsupportedLayerError
+from fedge.converters.model_io import load_keras_model
+from fedge.converters.options import ConvertOptions
+from fedge.converters.samples import load_samples
+from fedge.converters.train_parity import check_train_step
+from fedge.model import canonical_weights
+from tests.model_zoo import ZOO, separable_bn_cnn
+
+FP32_ONLY = ConvertOptions(targets=("tflite",), tflite_training=False)
+
+
+def _export_and_predict(model: Any, bundle: Path, options: ConvertOptions) -> tuple[Any, ...]:
+    artifact = tflite.export(model, bundle, options)
+    record = {"entry": artifact.entry, **artifact.options}
+    samples = load_samples(model, max_samples=64)
+    got = tflite.load_predictor(bundle, record).predict(samples.arrays)
+    feed = list(samples.arrays) if len(samples.arrays) > 1 else samples.arrays[0]
+    return artifact, got[0], model.predict(feed, verbose=0)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_fp32_matches_keras_for_every_architecture(name: str, tmp_path: Path) -> None:
+    model = ZOO[name]()
+
+    artifact, got, expected = _export_and_predict(model, tmp_path, FP32_ONLY)
+
+    assert np.max(np.abs(got - expected)) <= 1e-4
+    assert (tmp_path / artifact.entry).stat().st_size == artifact.files[0].bytes
+
+
+def test_recurrent_models_are_exported_at_batch_one(tmp_path: Path) -> None:
+    artifact = tflite.export(ZOO["lstm_classifier"](), tmp_path, FP32_ONLY)
+
+    assert artifact.options["batch_size"] == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "max_size_ratio", "min_top1"),
+    [("fp16", 0.55, 0.99), ("dynamic", 0.30, 0.97), ("int8", 0.30, 0.97)],
+)
+def test_quantized_models_are_smaller_and_agree(
+    mode: str,
+    max_size_ratio: float,
+    min_top1: float,
+    trained_model_path: Path,
+    tmp_path: Path,
+) -> None:
+    model = load_keras_model(trained_model_path)
+    fp32 = tflite.export(model, tmp_path / "fp32", FP32_ONLY)
+    options = ConvertOptions(targets=("tflite",), tflite_training=False, tflite_quantize=mode)
+
+    artifact, got, expected = _export_and_predict(model, tmp_path / mode, options)
+
+    assert artifact.total_bytes <= max_size_ratio * fp32.total_bytes
+    assert np.mean(got.argmax(axis=1) == expected.argmax(axis=1)) >= min_top1
+    assert artifact.options["quantization"] == mode
+
+
+def test_int8_uses_a_calibration_file(trained_model_path: Path, tmp_path: Path) -> None:
+    model = load_keras_model(trained_model_path)
+    calibration = tmp_path / "calibration.npy"
+    np.save(calibration, load_samples(model, max_samples=50).arrays[0])
+    options = ConvertOptions(
+        targets=("tflite",),
+        tflite_training=False,
+        tflite_quantize="int8",
+        calibration_path=calibration,
+    )
+
+    _, got, expected = _export_and_predict(model, tmp_path / "b", options)
+
+    assert np.mean(got.argmax(axis=1) == expected.argmax(axis=1)) >= 0.97
+
+
+@pytest.mark.parametrize("name", ["reference_cnn", "separable_bn_cnn", "gru_classifier"])
+def test_one_train_step_equals_one_keras_sgd_step(name: str, tmp_path: Path) -> None:
+    model = ZOO[name]()
+    artifact = tflite.export(model, tmp_path, ConvertOptions(targets=("tflite",)))
+    samples = load_samples(model, max_samples=32)
+
+    report = check_train_step(model, tmp_path, artifact.options["training"], samples.arrays)
+
+    assert report.status == "pass", report.reason
+    assert report.max_abs_err is not None and report.max_abs_err <= 1e-5
+
+
+def test_training_artifact_round_trips_weights_in_canonical_order(tmp_path: Path) -> None:
+    model = separable_bn_cnn()
+    artifact = tflite.export(model, tmp_path, ConvertOptions(targets=("tflite",)))
+    interpreter = tf.lite.Interpreter(
+        model_path=str(tmp_path / artifact.options["training"]["path"])
+    )
+    keys = artifact.options["training"]["weight_keys"]
+    new = [np.full(w.shape, i, dtype=np.float32) for i, w in enumerate(model.get_weights())]
+
+    interpreter.get_signature_runner("set_weights")(**dict(zip(keys, new, strict=True)))
+    got = interpreter.get_signature_runner("get_weights")()
+
+    specs = canonical_weights(model)
+    assert len(keys) == len(specs) == len(new)
+    for key, spec, value in zip(keys, specs, new, strict=True):
+        assert got[key].shape == spec.shape
+        np.testing.assert_array_equal(got[key], value)
+    # BatchNormalization's moving statistics are part of the canonical list.
+    assert any(s.name.endswith("moving_mean") for s in specs)
+
+
+def test_a_layer_without_builtin_ops_is_named(tmp_path: Path) -> None:
+    inputs = tf.keras.Input((4,), name="x")
+    hidden = tf.keras.layers.Lambda(lambda x: tf.math.erf(x), name="erf_layer")(inputs)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(2, name="out")(hidden))
+
+    with pytest.raises(UnsupportedLayerError) as caught:
+        tflite.export(model, tmp_path, FP32_ONLY)
+
+    assert caught.value.layer == "erf_layer"
+    assert "tflite" in str(caught.value) and "tf.Erf" in str(caught.value)
