@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from fedge.update_codec import (
+    Checkpoint,
+    CodecError,
+    Update,
+    UpdateMeta,
+    content_id,
+    decode_checkpoint,
+    decode_update,
+    encode_checkpoint,
+    encode_update,
+    global_norm,
+)
+
+
+def _update() -> Update:
+    return Update(
+        meta=UpdateMeta(
+            round_id=3, base_checkpoint="ab" * 32, num_examples=17, metrics={"loss": 0.5}
+        ),
+        deltas={
+            "conv1/kernel": np.arange(6, dtype=np.float32).reshape(1, 2, 3),
+            "conv1/bias": np.array([1.5, -2.0], dtype=np.float32),
+        },
+    )
+
+
+def test_update_round_trips_with_order_and_metadata() -> None:
+    update = _update()
+
+    decoded = decode_update(encode_update(update))
+
+    assert decoded.meta == update.meta
+    assert list(decoded.deltas) == ["conv1/kernel", "conv1/bias"]
+    for name, value in update.deltas.items():
+        np.testing.assert_array_equal(decoded.deltas[name], value)
+        assert decoded.deltas[name].dtype == np.float32
+
+
+def test_checkpoint_round_trips_and_its_id_is_its_hash() -> None:
+    checkpoint = Checkpoint(round_id=0, weights={"w": np.ones((2, 2), np.float32)})
+
+    data = encode_checkpoint(checkpoint)
+
+    assert decode_checkpoint(data).round_id == 0
+    assert content_id(data) == content_id(encode_checkpoint(checkpoint))
+    assert len(content_id(data)) == 64
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x01\x00", struct.pack("<Q", 10**9) + b"{}", struct.pack("<Q", 4) + b"nope"],
+)
+def test_garbage_is_rejected(data: bytes) -> None:
+    with pytest.raises(CodecError):
+        decode_update(data)
+
+
+def test_a_checkpoint_is_not_an_update() -> None:
+    data = encode_checkpoint(Checkpoint(round_id=1, weights={"w": np.zeros(2, np.float32)}))
+
+    with pytest.raises(CodecError, match="expected a fedge/1 update"):
+        decode_update(data)
+
+
+def test_a_truncated_body_is_rejected() -> None:
+    data = encode_update(_update())
+
+    with pytest.raises(CodecError):
+        decode_update(data[:-4])
+
+
+def test_global_norm_is_the_l2_norm_of_everything() -> None:
+    # sqrt(3^2 + 4^2 + 12^2) = 13
+    assert global_norm({"a": np.array([3.0, 4.0]), "b": np.array([[12.0]])}) == 13.0
+
+
+def test_the_encoding_is_standard_safetensors() -> None:
+    from safetensors.numpy import load
+
+    update = _update()
+
+    loaded = load(encode_update(update))
+
+    for name, value in update.deltas.items():
+        np.testing.assert_array_equal(loaded[name], value)
