@@ -209,3 +209,41 @@ def predict(bundle: Path, inputs: Path, runtime: str, out: Path) -> None:
     except FedgeError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{len(outputs[0])} predictions with {runtime} -> {out}")
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML configuration file (keys as in fedge.server.config.ServerConfig).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the database, checkpoints and updates live [default: fedge-data].")
+@click.option("--host", help="Interface to listen on [default: 127.0.0.1].")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (0: any free) [default: 8750].")
+@click.option("--model", type=click.Path(path_type=Path),
+              help="Bundle directory or .keras model [default: the reference CNN].")
+@click.option("--strategy", type=click.Choice(["fedavg", "fedavgm", "fedadam", "median",
+                                               "trimmed_mean"]))
+@click.option("--rounds-target", type=click.IntRange(min=1), help="Updates that close a round.")
+@click.option("--rounds-min", type=click.IntRange(min=1), help="Quorum at the deadline.")
+@click.option("--deadline", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a round stays open.")
+@click.option("--enrolment-key", help="Devices must present this key to enrol.")
+def serve(config_file: Path | None, data_dir: Path | None, host: str | None, port: int | None,
+          model: Path | None, strategy: str | None, rounds_target: int | None,
+          rounds_min: int | None, deadline: float | None, enrolment_key: str | None) -> None:
+    """Run the aggregation server (SQLite and a local data directory; no other service)."""
+    from fedge.server.app import create_app
+    from fedge.server.serve import serve as run_server
+
+    rounds = {k: v for k, v in {"target_participants": rounds_target,
+                                "min_participants": rounds_min,
+                                "deadline_s": deadline}.items() if v is not None}
+    overrides: dict[str, object] = {"data_dir": data_dir, "host": host, "port": port,
+                                    "model": model, "strategy": strategy,
+                                    "enrolment_key": enrolment_key}
+    if rounds:
+        overrides["rounds"] = rounds
+    try:
+        app = create_app(test_config=overrides, config_file=config_file)
+    except FedgeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    run_server(app)

@@ -1,0 +1,88 @@
+"""/v1/tasks, /v1/rounds, /v1/checkpoints: the federated round protocol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from fedge.server import round_store as rs
+from fedge.server.app import context
+from fedge.server.coordinator import Conditions
+from fedge.server.errors import BadRequest, NotFound
+from fedge.server.views_common import authenticated_device, flag, json_body
+
+bp = Blueprint("rounds", __name__, url_prefix="/v1")
+
+
+@bp.post("/tasks")
+def task() -> Any:
+    device = authenticated_device()
+    body = json_body()
+    conditions = Conditions(flag(body, "idle"), flag(body, "charging"), flag(body, "unmetered"))
+    decision = context().coordinator.request_task(device, conditions)
+    return jsonify(decision.to_json())
+
+
+@bp.get("/rounds/current")
+def current() -> Any:
+    return jsonify(_public(context().coordinator.current_round()))
+
+
+@bp.get("/rounds")
+def listing() -> Any:
+    limit = request.args.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        raise BadRequest("limit must be an integer in 1..1000", code="bad_query")
+    ctx = context()
+    ctx.coordinator.tick()
+    records = rs.recent_rounds(ctx.db.connection(), int(limit))
+    return jsonify({"rounds": [_public(r) for r in records]})
+
+
+@bp.get("/rounds/<int:round_id>")
+def show(round_id: int) -> Any:
+    record = rs.round_record(context().db.connection(), round_id)
+    if record is None:
+        raise NotFound(f"no round {round_id}", code="unknown_round")
+    return jsonify(_public(record))
+
+
+@bp.post("/rounds/<int:round_id>/updates")
+def upload(round_id: int) -> Any:
+    device = authenticated_device()
+    if request.mimetype != "application/octet-stream":
+        raise BadRequest(
+            "send the update as application/octet-stream (safetensors)", code="bad_content_type"
+        )
+    receipt, created = context().coordinator.accept_update(device, round_id, request.get_data())
+    response = jsonify(receipt)
+    response.status_code = 201 if created else 200
+    return response
+
+
+@bp.get("/checkpoints/<checkpoint_id>")
+def checkpoint(checkpoint_id: str) -> Any:
+    authenticated_device()
+    if len(checkpoint_id) != 64 or any(c not in "0123456789abcdef" for c in checkpoint_id):
+        raise NotFound(f"no checkpoint {checkpoint_id}", code="unknown_checkpoint")
+    etag = f'"{checkpoint_id}"'
+    if request.headers.get("If-None-Match") == etag:
+        return Response(status=304, headers={"ETag": etag})
+    data = context().coordinator.checkpoint_bytes(checkpoint_id)
+    return Response(
+        data,
+        mimetype="application/octet-stream",
+        headers={"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"},
+    )
+
+
+def _public(record: rs.RoundRecord) -> dict[str, Any]:
+    conn = context().db.connection()
+    (updates,) = conn.execute(
+        "SELECT COUNT(*) FROM updates WHERE round_id = ?", (record.id,)
+    ).fetchone()
+    (selected,) = conn.execute(
+        "SELECT COUNT(*) FROM selections WHERE round_id = ?", (record.id,)
+    ).fetchone()
+    return {**record.to_json(), "updates": updates, "selected": selected}

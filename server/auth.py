@@ -1,0 +1,94 @@
+"""Device and admin credentials.
+
+Device tokens are random (256 bits), shown once at enrolment and stored
+only as their sha256. The admin token comes from the configuration; with
+none configured the server makes one at first start and keeps it in
+``<data_dir>/admin_token`` (mode 0600), never in code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedge.server.errors import Forbidden, Unauthorized
+
+ADMIN_TOKEN_FILE = "admin_token"
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    platform: str
+    idle: bool
+    charging: bool
+    unmetered: bool
+    participations: int
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_device_credentials() -> tuple[str, str]:
+    return f"d-{secrets.token_hex(8)}", secrets.token_urlsafe(32)
+
+
+def bearer_token(header: str | None) -> str:
+    if not header or not header.startswith("Bearer ") or not header[7:].strip():
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    return header[7:].strip()
+
+
+def device_for_token(conn: sqlite3.Connection, token: str) -> Device:
+    row = conn.execute(
+        "SELECT id, platform, idle, charging, unmetered, participations FROM devices "
+        "WHERE token_hash = ?",
+        (hash_token(token),),
+    ).fetchone()
+    if row is None:
+        raise Unauthorized("unknown device token")
+    return Device(
+        row["id"],
+        row["platform"],
+        bool(row["idle"]),
+        bool(row["charging"]),
+        bool(row["unmetered"]),
+        int(row["participations"]),
+    )
+
+
+def require_same_device(device: Device, device_id: str) -> None:
+    if device.id != device_id:
+        raise Forbidden("a device may only act for itself", code="wrong_device")
+
+
+def check_admin(token: str, admin_token: str) -> None:
+    if not hmac.compare_digest(hash_token(token), hash_token(admin_token)):
+        raise Forbidden("admin token required", code="not_admin")
+
+
+def check_enrolment_key(given: str | None, expected: str | None) -> None:
+    if expected is None:
+        return
+    if given is None or not hmac.compare_digest(hash_token(given), hash_token(expected)):
+        raise Forbidden("wrong or missing enrolment key", code="bad_enrolment_key")
+
+
+def load_or_create_admin_token(data_dir: Path, configured: str | None) -> str:
+    if configured:
+        return configured
+    path = data_dir / ADMIN_TOKEN_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token

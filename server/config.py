@@ -1,0 +1,187 @@
+"""Server configuration: defaults, then a TOML file, then ``FEDGE_*``
+environment variables, then explicit overrides (CLI flags or a test's
+mapping). One frozen record; nothing mutates it after start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedge.server.errors import ConfigurationError
+
+ENV_PREFIX = "FEDGE_"
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    """What every round asks of devices and when it closes."""
+
+    local_epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 0.05
+    deadline_s: float = 60.0
+    target_participants: int = 10
+    min_participants: int = 2
+    over_selection: float = 1.3
+    require_idle: bool = False
+    require_charging: bool = False
+    require_unmetered: bool = False
+
+    def validate(self) -> None:
+        if self.target_participants < 1 or self.min_participants < 1:
+            raise ConfigurationError("target and minimum participants must be >= 1")
+        if self.min_participants > self.target_participants:
+            raise ConfigurationError(
+                f"min_participants ({self.min_participants}) > target_participants "
+                f"({self.target_participants})"
+            )
+        if self.over_selection < 1.0:
+            raise ConfigurationError("over_selection must be >= 1.0")
+        if self.deadline_s <= 0 or self.local_epochs < 1 or self.batch_size < 1:
+            raise ConfigurationError("deadline_s, local_epochs and batch_size must be positive")
+        if not self.learning_rate > 0:
+            raise ConfigurationError("learning_rate must be > 0")
+
+    @property
+    def selection_slots(self) -> int:
+        return max(self.target_participants, round(self.target_participants * self.over_selection))
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    data_dir: Path = Path("fedge-data")
+    host: str = "127.0.0.1"
+    port: int = 8750
+    threads: int = 8
+    admin_token: str | None = None
+    enrolment_key: str | None = None
+    model: Path | None = None
+    max_update_bytes: int = 64 * 1024 * 1024
+    max_update_norm: float | None = None
+    norm_policy: str = "reject"
+    strategy: str = "fedavg"
+    strategy_params: dict[str, Any] = field(default_factory=dict)
+    dp_clip_norm: float | None = None
+    dp_noise_multiplier: float = 0.0
+    dp_delta: float = 1e-5
+    rounds: RoundConfig = field(default_factory=RoundConfig)
+    tick_s: float = 0.5
+    seed: int = 0
+
+    def validate(self) -> None:
+        self.rounds.validate()
+        if self.norm_policy not in ("reject", "clip"):
+            raise ConfigurationError("norm_policy must be 'reject' or 'clip'")
+        if self.max_update_bytes < 1024:
+            raise ConfigurationError("max_update_bytes must be >= 1024")
+        if self.max_update_norm is not None and not self.max_update_norm > 0:
+            raise ConfigurationError("max_update_norm must be > 0")
+        if self.dp_noise_multiplier < 0:
+            raise ConfigurationError("dp_noise_multiplier must be >= 0")
+        if self.dp_noise_multiplier > 0 and self.dp_clip_norm is None:
+            raise ConfigurationError("central DP needs dp_clip_norm")
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "fedge.sqlite3"
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ServerConfig:
+    """Merge the layers in order; unknown keys are an error, not ignored."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values.update(tomllib.loads(path.read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"cannot read config {path}: {exc}") from exc
+    for layer in (_from_environ(os.environ if environ is None else environ), overrides or {}):
+        for key, value in layer.items():
+            if value is None:
+                continue
+            if (
+                key == "rounds"
+                and isinstance(value, Mapping)
+                and isinstance(values.get("rounds"), Mapping)
+            ):
+                values["rounds"] = {**values["rounds"], **value}
+            else:
+                values[key] = value
+    config = _build(values)
+    config.validate()
+    return config
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(ServerConfig)}
+    round_names = {f.name for f in dataclasses.fields(RoundConfig)}
+    values: dict[str, Any] = {}
+    rounds: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name in names:
+            values[name] = raw
+        elif name.startswith("round_") and name[6:] in round_names:
+            rounds[name[6:]] = raw
+    if rounds:
+        values["rounds"] = rounds
+    return values
+
+
+def _build(values: Mapping[str, Any]) -> ServerConfig:
+    fields = {f.name: f for f in dataclasses.fields(ServerConfig)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ConfigurationError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+    kwargs: dict[str, Any] = {}
+    for name, raw in values.items():
+        if name == "rounds":
+            kwargs[name] = _build_rounds(raw)
+        elif name == "strategy_params":
+            if not isinstance(raw, Mapping):
+                raise ConfigurationError("strategy_params must be a table")
+            kwargs[name] = dict(raw)
+        else:
+            kwargs[name] = _coerce(name, fields[name].type, raw)
+    return ServerConfig(**kwargs)
+
+
+def _build_rounds(raw: Any) -> RoundConfig:
+    if isinstance(raw, RoundConfig):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise ConfigurationError("rounds must be a table")
+    fields = {f.name: f for f in dataclasses.fields(RoundConfig)}
+    unknown = set(raw) - set(fields)
+    if unknown:
+        raise ConfigurationError(f"unknown round keys: {', '.join(sorted(unknown))}")
+    return RoundConfig(**{k: _coerce(k, fields[k].type, v) for k, v in raw.items()})
+
+
+def _coerce(name: str, annotation: Any, raw: Any) -> Any:
+    text = str(annotation)
+    try:
+        if raw is None:
+            return None
+        if "Path" in text:
+            return Path(raw)
+        if text.startswith("bool"):
+            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+        if text.startswith("int"):
+            return int(raw)
+        if text.startswith("float"):
+            return float(raw)
+        return raw
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{name}: cannot use {raw!r}: {exc}") from exc

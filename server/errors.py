@@ -1,0 +1,52 @@
+"""Errors of the server, each with a stable ``code`` and an HTTP status.
+
+Views raise these; one handler in :mod:`fedge.server.app` turns them into
+``{"code": ..., "message": ...}``. A 4xx is raised before any state changes.
+"""
+
+from __future__ import annotations
+
+from fedge.errors import FedgeError
+
+
+class ServerError(FedgeError):
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(ServerError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(ServerError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ServerError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(ServerError):
+    status, code = 404, "not_found"
+
+
+class Conflict(ServerError):
+    status, code = 409, "conflict"
+
+
+class PayloadTooLarge(ServerError):
+    status, code = 413, "payload_too_large"
+
+
+class Unprocessable(ServerError):
+    status, code = 422, "invalid_update"
+
+
+class ConfigurationError(ServerError):
+    status, code = 500, "configuration"

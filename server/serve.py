@@ -1,0 +1,60 @@
+"""Run the app under waitress (a production WSGI server), with a ticker
+thread that closes rounds at their deadline even when no request comes."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from flask import Flask
+
+from fedge.server.app import EXTENSION, ServerContext
+
+log = logging.getLogger("fedge.server")
+
+
+def _ticker(ctx: ServerContext, stop: threading.Event) -> None:
+    while not stop.wait(ctx.config.tick_s):
+        try:
+            ctx.coordinator.tick()
+        except Exception:  # keep ticking; the error is logged with its traceback
+            log.exception("round tick failed")
+
+
+def serve(app: Flask, ready_message: bool = True) -> None:
+    """Serve until SIGTERM or SIGINT; the ticker stops with the server."""
+    from waitress.server import create_server
+
+    ctx: ServerContext = app.extensions[EXTENSION]
+    server: Any = create_server(
+        app, host=ctx.config.host, port=ctx.config.port, threads=ctx.config.threads, ident="fedge"
+    )
+    stop = threading.Event()
+    ticker = threading.Thread(target=_ticker, args=(ctx, stop), name="fedge-ticker", daemon=True)
+    ticker.start()
+
+    def shutdown(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        server.close()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    host, port = server.effective_host, server.effective_port
+    if ready_message:
+        # Tests and scripts wait for this line to know the port is open.
+        print(f"fedge serving on http://{host}:{port}", flush=True)
+    log.info(
+        "serving",
+        extra={"fields": {"host": host, "port": port, "data_dir": str(ctx.config.data_dir)}},
+    )
+    try:
+        server.run()
+    except (OSError, ValueError):
+        if not stop.is_set():
+            raise
+    finally:
+        stop.set()
+        ticker.join(timeout=5)

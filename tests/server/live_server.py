@@ -1,0 +1,82 @@
+"""A real ``fedge serve`` process on a free loopback port, always stopped."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+FEDGE = Path(sys.executable).parent / "fedge"
+READY = "fedge serving on "
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def kill_hard(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+
+def start(data_dir: Path, args: Sequence[str], log: Path, timeout: float = 120) -> LiveServer:
+    env = {**os.environ, "FEDGE_ADMIN_TOKEN": "admin-secret", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with open(log, "ab") as log_file:
+        process = subprocess.Popen(
+            [str(FEDGE), "serve", "--data-dir", str(data_dir), "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}; see {log}")
+            if selector.select(timeout=0.5):
+                chunk = os.read(process.stdout.fileno(), 4096)
+                buffer += chunk
+                for line in buffer.decode(errors="replace").splitlines():
+                    if line.startswith(READY):
+                        return LiveServer(url=line[len(READY) :].strip(), process=process)
+        raise RuntimeError(f"server not ready after {timeout} s; see {log}")
+    except BaseException:
+        stop(process)
+        raise
+    finally:
+        selector.close()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+@contextmanager
+def running(data_dir: Path, args: Sequence[str], log: Path) -> Iterator[LiveServer]:
+    server = start(data_dir, args, log)
+    try:
+        yield server
+    finally:
+        stop(server.process)

@@ -1,0 +1,206 @@
+"""The OpenAPI document covers every route, and real responses match it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from flask import Flask
+from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
+
+from tests.server.helpers import OCTET, auth, constant_update
+
+SPEC_PATH = Path(__file__).resolve().parents[2] / "server" / "openapi.yaml"
+METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
+    return loaded
+
+
+def _template(rule: str) -> str:
+    return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
+
+
+def _operations_in_app(app: Flask) -> set[tuple[str, str]]:
+    return {
+        (_template(rule.rule), method.lower())
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in (rule.methods or set()) & METHODS
+    }
+
+
+def _operations_in_spec(spec: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (path, method)
+        for path, item in spec["paths"].items()
+        for method in item
+        if method in {m.lower() for m in METHODS}
+    }
+
+
+def test_every_route_is_documented_and_nothing_else(app: Flask, spec: dict[str, Any]) -> None:
+    assert _operations_in_app(app) == _operations_in_spec(spec)
+
+
+def test_the_document_is_valid_openapi_shaped(spec: dict[str, Any]) -> None:
+    assert spec["openapi"].startswith("3.1")
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            assert operation.get("summary"), f"{method} {path} has no summary"
+            assert operation["responses"], f"{method} {path} has no responses"
+
+
+class CheckedClient:
+    """Sends requests and checks each response against the document."""
+
+    def __init__(self, client: FlaskClient, spec: dict[str, Any]) -> None:
+        self.client = client
+        self.spec = spec
+        self.checked: set[tuple[str, str, int]] = set()
+
+    def call(self, method: str, template: str, url: str, **kwargs: Any) -> Any:
+        response = self.client.open(url, method=method.upper(), **kwargs)
+        operation = self.spec["paths"][template][method]
+        documented = operation["responses"].get(str(response.status_code))
+        assert documented is not None, f"{method} {template} -> undocumented {response.status_code}"
+        if "$ref" in documented:
+            documented = self._resolve(documented["$ref"])
+        content = documented.get("content", {})
+        if "application/json" in content:
+            schema = {
+                **content["application/json"]["schema"],
+                "components": self.spec["components"],
+            }
+            Draft202012Validator(schema).validate(response.get_json())
+        elif content:
+            mimetype = response.mimetype or ""
+            assert any(mimetype.startswith(kind.split(";")[0]) for kind in content)
+        self.checked.add((template, method, response.status_code))
+        return response
+
+    def _resolve(self, ref: str) -> dict[str, Any]:
+        node: Any = self.spec
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part]
+        return dict(node)
+
+
+def test_responses_match_the_document(client: FlaskClient, spec: dict[str, Any]) -> None:
+    api = CheckedClient(client, spec)
+    enrolled = api.call("post", "/v1/devices", "/v1/devices", json={"platform": "x"}).get_json()
+    other = api.call("post", "/v1/devices", "/v1/devices", json={}).get_json()
+    token, device = enrolled["token"], enrolled["device_id"]
+    api.call("get", "/v1/devices/{device_id}", f"/v1/devices/{device}", headers=auth(token))
+    api.call(
+        "get", "/v1/devices/{device_id}", f"/v1/devices/{device}", headers=auth(other["token"])
+    )
+    api.call(
+        "post",
+        "/v1/devices/{device_id}/heartbeat",
+        f"/v1/devices/{device}/heartbeat",
+        json={"idle": True},
+        headers=auth(token),
+    )
+    api.call(
+        "post",
+        "/v1/devices/{device_id}/heartbeat",
+        f"/v1/devices/{device}/heartbeat",
+        json={"idle": "yes"},
+        headers=auth(token),
+    )
+    task = api.call("post", "/v1/tasks", "/v1/tasks", json={}, headers=auth(token)).get_json()
+    api.call("post", "/v1/tasks", "/v1/tasks", json={})
+    base = task["task"]["base_checkpoint"]
+    api.call(
+        "get", "/v1/checkpoints/{checkpoint_id}", f"/v1/checkpoints/{base}", headers=auth(token)
+    )
+    api.call(
+        "get",
+        "/v1/checkpoints/{checkpoint_id}",
+        f"/v1/checkpoints/{base}",
+        headers={**auth(token), "If-None-Match": f'"{base}"'},
+    )
+    api.call(
+        "get", "/v1/checkpoints/{checkpoint_id}", f"/v1/checkpoints/{'f' * 64}", headers=auth(token)
+    )
+    upload = "/v1/rounds/{round_id}/updates"
+    api.call(
+        "post",
+        upload,
+        "/v1/rounds/1/updates",
+        data=b"junk",
+        content_type=OCTET,
+        headers=auth(token),
+    )
+    api.call(
+        "post",
+        upload,
+        "/v1/rounds/1/updates",
+        data=constant_update(1, base, 1.0),
+        content_type=OCTET,
+        headers=auth(other["token"]),
+    )
+    api.call(
+        "post",
+        upload,
+        "/v1/rounds/1/updates",
+        data=constant_update(1, base, 1.0),
+        content_type=OCTET,
+        headers=auth(token),
+    )
+    api.call(
+        "post",
+        upload,
+        "/v1/rounds/1/updates",
+        data=constant_update(1, base, 1.0),
+        content_type=OCTET,
+        headers=auth(token),
+    )
+    api.call(
+        "post",
+        upload,
+        "/v1/rounds/1/updates",
+        data=constant_update(1, base, 2.0),
+        content_type=OCTET,
+        headers=auth(token),
+    )
+    api.call(
+        "post",
+        upload,
+        "/v1/rounds/9/updates",
+        data=constant_update(9, base, 1.0),
+        content_type=OCTET,
+        headers=auth(token),
+    )
+    api.call("post", "/v1/tasks", "/v1/tasks", json={}, headers=auth(other["token"]))
+    api.call(
+        "post",
+        upload,
+        "/v1/rounds/1/updates",
+        data=constant_update(1, base, float("inf")),
+        content_type=OCTET,
+        headers=auth(other["token"]),
+    )
+    api.call("get", "/v1/rounds/current", "/v1/rounds/current")
+    api.call("get", "/v1/rounds", "/v1/rounds?limit=5")
+    api.call("get", "/v1/rounds", "/v1/rounds?limit=zero")
+    api.call("get", "/v1/rounds/{round_id}", "/v1/rounds/1")
+    api.call("get", "/v1/rounds/{round_id}", "/v1/rounds/99")
+    api.call("get", "/v1/models", "/v1/models")
+    api.call("get", "/v1/models/{name}", "/v1/models/tiny")
+    api.call("get", "/v1/models/{name}", "/v1/models/nope")
+    api.call("get", "/healthz", "/healthz")
+    api.call("get", "/metrics", "/metrics")
+
+    assert {(t, m) for t, m, _ in api.checked} == _operations_in_spec(spec)
+    assert {s for _, _, s in api.checked} >= {200, 201, 304, 400, 401, 403, 404, 409, 422}

@@ -1,0 +1,297 @@
+"""Federated rounds through the Flask test client: numbers checkable by hand.
+
+The tiny model starts at zero, so a closed round's checkpoint is exactly
+the aggregated delta.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from fedge.server.app import context
+from fedge.update_codec import decode_checkpoint
+from tests.server.conftest import AppFactory
+from tests.server.helpers import OCTET, auth, constant_update
+
+
+def enrol(client: FlaskClient) -> tuple[str, str]:
+    response = client.post("/v1/devices", json={"platform": "test"})
+    assert response.status_code == 201
+    body = response.get_json()
+    return body["device_id"], body["token"]
+
+
+def join(client: FlaskClient, token: str) -> dict[str, Any]:
+    response = client.post("/v1/tasks", json={"idle": True}, headers=auth(token))
+    assert response.status_code == 200, response.get_json()
+    task: dict[str, Any] | None = response.get_json()["task"]
+    assert task is not None, response.get_json()
+    return task
+
+
+def upload(client: FlaskClient, token: str, round_id: int, body: bytes) -> Any:
+    return client.post(
+        f"/v1/rounds/{round_id}/updates", data=body, headers=auth(token), content_type=OCTET
+    )
+
+
+def checkpoint_weights(client: FlaskClient, token: str, checkpoint: str) -> dict[str, Any]:
+    response = client.get(f"/v1/checkpoints/{checkpoint}", headers=auth(token))
+    assert response.status_code == 200
+    return decode_checkpoint(response.data).weights
+
+
+def stored_updates(app: Flask) -> int:
+    (count,) = context_of(app).db.connection().execute("SELECT COUNT(*) FROM updates").fetchone()
+    return int(count)
+
+
+def context_of(app: Flask) -> Any:
+    with app.app_context():
+        return context()
+
+
+def test_a_full_round_is_the_weighted_mean_of_the_deltas(client: FlaskClient) -> None:
+    (_, token_a), (_, token_b) = enrol(client), enrol(client)
+    task_a, task_b = join(client, token_a), join(client, token_b)
+    assert task_a["round_id"] == task_b["round_id"] == 1
+    base = task_a["base_checkpoint"]
+    np.testing.assert_array_equal(
+        checkpoint_weights(client, token_a, base)["dense/bias"], [0.0, 0.0]
+    )
+
+    first = upload(client, token_a, 1, constant_update(1, base, 1.0, num_examples=1))
+    second = upload(client, token_b, 1, constant_update(1, base, 4.0, num_examples=3))
+
+    assert first.status_code == 201 and second.status_code == 201
+    round_one = client.get("/v1/rounds/1").get_json()
+    assert round_one["state"] == "closed"
+    assert round_one["metrics"]["updates"] == 2
+    assert round_one["metrics"]["examples"] == 4
+    weights = checkpoint_weights(client, token_a, round_one["result_checkpoint"])
+    # (1 * 1.0 + 3 * 4.0) / 4 = 3.25
+    np.testing.assert_allclose(weights["dense/kernel"], np.full((2, 2), 3.25))
+    assert join(client, token_a)["base_checkpoint"] == round_one["result_checkpoint"]
+
+
+def test_a_retry_returns_the_same_receipt_and_a_different_update_is_refused(
+    app: Flask, client: FlaskClient
+) -> None:
+    _, token = enrol(client)
+    task = join(client, token)
+    body = constant_update(1, task["base_checkpoint"], 1.0)
+
+    first = upload(client, token, 1, body)
+    retry = upload(client, token, 1, body)
+    other = upload(client, token, 1, constant_update(1, task["base_checkpoint"], 2.0))
+
+    assert (first.status_code, retry.status_code) == (201, 200)
+    assert retry.get_json() == first.get_json()
+    assert other.status_code == 409 and other.get_json()["code"] == "duplicate_update"
+    assert stored_updates(app) == 1
+
+
+@pytest.mark.parametrize(
+    ("make_body", "status", "code"),
+    [
+        (lambda base: b"not safetensors at all", 400, "malformed_update"),
+        (lambda base: constant_update(7, base, 1.0), 400, "wrong_round"),
+        (lambda base: constant_update(1, "0" * 64, 1.0), 409, "stale_base"),
+        (
+            lambda base: constant_update(
+                1, base, 1.0, overrides={"dense/bias": np.zeros(3, np.float32)}
+            ),
+            422,
+            "wrong_weights",
+        ),
+        (
+            lambda base: constant_update(
+                1, base, 1.0, overrides={"dense/bias": np.zeros(2, np.float64)}
+            ),
+            422,
+            "wrong_weights",
+        ),
+        (lambda base: constant_update(1, base, float("nan")), 422, "non_finite"),
+        (lambda base: constant_update(1, base, 1.0, num_examples=0), 422, "bad_num_examples"),
+        (lambda base: constant_update(1, base, 100.0), 422, "norm_too_large"),
+    ],
+)
+def test_invalid_updates_are_rejected_before_anything_is_stored(
+    make_app: AppFactory, make_body: Any, status: int, code: str
+) -> None:
+    app = make_app(max_update_norm=10.0)
+    client = app.test_client()
+    _, token = enrol(client)
+    task = join(client, token)
+
+    response = upload(client, token, 1, make_body(task["base_checkpoint"]))
+
+    assert response.status_code == status
+    assert response.get_json()["code"] == code
+    assert response.get_json()["message"]
+    assert stored_updates(app) == 0
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert f'fedge_updates_rejected_total{{reason="{code}"}} 1' in metrics
+
+
+def test_clip_policy_scales_an_update_down_to_the_bound(make_app: AppFactory) -> None:
+    app = make_app(max_update_norm=1.0, norm_policy="clip", rounds={"target_participants": 1})
+    client = app.test_client()
+    _, token = enrol(client)
+    task = join(client, token)
+
+    receipt = upload(client, token, 1, constant_update(1, task["base_checkpoint"], 3.0))
+
+    assert receipt.status_code == 201
+    assert receipt.get_json()["clipped"] is True
+    assert receipt.get_json()["norm"] == pytest.approx(3.0 * np.sqrt(6))
+    result = client.get("/v1/rounds/1").get_json()["result_checkpoint"]
+    weights = checkpoint_weights(client, token, result)
+    norm = np.sqrt(sum(float((w**2).sum()) for w in weights.values()))
+    assert norm == pytest.approx(1.0, rel=1e-5)
+
+
+def test_a_body_over_the_limit_gets_413(make_app: AppFactory) -> None:
+    app = make_app(max_update_bytes=1024)
+    client = app.test_client()
+    _, token = enrol(client)
+    join(client, token)
+
+    response = upload(client, token, 1, b"\0" * 4096)
+
+    assert response.status_code == 413
+    assert response.get_json()["code"] == "payload_too_large"
+    assert stored_updates(app) == 0
+
+
+def test_access_rules(app: Flask, client: FlaskClient) -> None:
+    device_a, token_a = enrol(client)
+    device_b, token_b = enrol(client)
+    task = join(client, token_a)
+    body = constant_update(1, task["base_checkpoint"], 1.0)
+
+    no_token = client.post("/v1/rounds/1/updates", data=body, content_type=OCTET)
+    bad_token = upload(client, "forged", 1, body)
+    not_selected = upload(client, token_b, 1, body)
+    other_state = client.get(f"/v1/devices/{device_a}", headers=auth(token_b))
+    other_heartbeat = client.post(
+        f"/v1/devices/{device_a}/heartbeat", json={}, headers=auth(token_b)
+    )
+    own_state = client.get(f"/v1/devices/{device_b}", headers=auth(token_b))
+
+    assert no_token.status_code == 401 and bad_token.status_code == 401
+    assert not_selected.status_code == 403
+    assert not_selected.get_json()["code"] == "not_selected"
+    assert other_state.status_code == 403 and other_heartbeat.status_code == 403
+    assert own_state.status_code == 200 and own_state.get_json()["device_id"] == device_b
+    assert stored_updates(app) == 0
+
+
+def test_enrolment_key_is_enforced(make_app: AppFactory) -> None:
+    client = make_app(enrolment_key="let-me-in").test_client()
+
+    refused = client.post("/v1/devices", json={"enrolment_key": "wrong"})
+    accepted = client.post("/v1/devices", json={"enrolment_key": "let-me-in"})
+
+    assert refused.status_code == 403 and refused.get_json()["code"] == "bad_enrolment_key"
+    assert accepted.status_code == 201
+
+
+def test_conditions_gate_selection(make_app: AppFactory) -> None:
+    client = make_app(rounds={"require_charging": True}).test_client()
+    _, token = enrol(client)
+
+    busy = client.post("/v1/tasks", json={"idle": True, "charging": False}, headers=auth(token))
+    ready = client.post("/v1/tasks", json={"idle": True, "charging": True}, headers=auth(token))
+
+    assert busy.get_json() == {"task": None, "reason": "conditions", "retry_after_s": 30.0}
+    assert ready.get_json()["task"]["round_id"] == 1
+
+
+def test_over_selection_caps_the_round(make_app: AppFactory) -> None:
+    client = make_app(rounds={"target_participants": 2, "over_selection": 1.5}).test_client()
+    tokens = [enrol(client)[1] for _ in range(4)]
+
+    answers = [client.post("/v1/tasks", json={}, headers=auth(t)).get_json() for t in tokens]
+
+    assert [a["task"] is not None for a in answers] == [True, True, True, False]
+    assert answers[3]["reason"] == "round_full"
+
+
+def test_deadline_with_quorum_closes_and_without_quorum_abandons(make_app: AppFactory) -> None:
+    app = make_app(rounds={"target_participants": 3, "min_participants": 2, "deadline_s": 5})
+    client = app.test_client()
+    tokens = [enrol(client)[1] for _ in range(2)]
+    task = join(client, tokens[0])
+    join(client, tokens[1])
+    upload(client, tokens[0], 1, constant_update(1, task["base_checkpoint"], 2.0))
+    coordinator = context_of(app).coordinator
+
+    coordinator.tick(now=task["deadline_at"] + 1)
+
+    assert client.get("/v1/rounds/1").get_json()["state"] == "abandoned"
+    late = upload(client, tokens[1], 1, constant_update(1, task["base_checkpoint"], 2.0))
+    assert late.status_code == 409 and late.get_json()["code"] == "round_closed"
+
+    second = join(client, tokens[0])
+    join(client, tokens[1])
+    assert second["round_id"] == 2
+    for token in tokens:
+        upload(client, token, 2, constant_update(2, second["base_checkpoint"], 2.0))
+    coordinator.tick(now=second["deadline_at"] + 1)
+    round_two = client.get("/v1/rounds/2").get_json()
+    assert round_two["state"] == "closed" and round_two["metrics"]["updates"] == 2
+
+
+def test_a_restarted_server_resumes_the_open_round(make_app: AppFactory) -> None:
+    first = make_app(rounds={"target_participants": 3})
+    client = first.test_client()
+    tokens = [enrol(client)[1] for _ in range(3)]
+    task = join(client, tokens[0])
+    join(client, tokens[1])
+    join(client, tokens[2])
+    upload(client, tokens[0], 1, constant_update(1, task["base_checkpoint"], 1.0))
+    upload(client, tokens[1], 1, constant_update(1, task["base_checkpoint"], 2.0))
+
+    restarted = make_app(rounds={"target_participants": 3}).test_client()
+    upload(restarted, tokens[2], 1, constant_update(1, task["base_checkpoint"], 6.0))
+
+    round_one = restarted.get("/v1/rounds/1").get_json()
+    assert round_one["state"] == "closed" and round_one["metrics"]["updates"] == 3
+    weights = checkpoint_weights(restarted, tokens[0], round_one["result_checkpoint"])
+    np.testing.assert_allclose(weights["dense/bias"], [3.0, 3.0])  # (1 + 2 + 6) / 3
+
+
+def test_fair_sampler_keeps_participation_even(make_app: AppFactory) -> None:
+    app = make_app(rounds={"target_participants": 2, "over_selection": 1.0})
+    client = app.test_client()
+    tokens = [enrol(client)[1] for _ in range(4)]
+
+    for round_id in range(1, 7):
+        joined = []
+        for token in tokens:  # the same devices always ask first
+            answer = client.post("/v1/tasks", json={}, headers=auth(token)).get_json()
+            if answer["task"] is not None:
+                joined.append((token, answer["task"]))
+        assert len(joined) == 2
+        for token, task in joined:
+            upload(client, token, round_id, constant_update(round_id, task["base_checkpoint"], 1.0))
+
+    counts = [participations(app, t) for t in tokens]
+    assert max(counts) - min(counts) <= 1
+    assert sum(counts) == 12
+
+
+def participations(app: Flask, token: str) -> int:
+    from fedge.server.auth import hash_token
+
+    conn = context_of(app).db.connection()
+    (count,) = conn.execute(
+        "SELECT participations FROM devices WHERE token_hash = ?", (hash_token(token),)
+    ).fetchone()
+    return int(count)
