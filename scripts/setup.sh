@@ -33,3 +33,12 @@ fi
 
 echo "==> installing the locked Python environment into .venv/"
 "$UV" sync --frozen --python "$PY"
+
+echo "==> installing web/ node packages (@tensorflow/tfjs, from web/package-lock.json)"
+for tool in node npm; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "fedge needs Node.js >= 18 with npm for the TF.js target and web/ ($tool not found on PATH)" >&2
+        exit 1
+    fi
+done
+npm --prefix web ci --no-audit --no-fund

@@ -1,0 +1,286 @@
+#!/usr/bin/env node
+// Runs a fedge TF.js layers model in Node with @tensorflow/tfjs (CPU backend),
+// so parity is checked by the same JavaScript runtime the browser uses, not
+// by tensorflowjs's Python loader.
+//
+//   node tfjs_run.mjs predict --model DIR/model.json --inputs IN --outputs OUT [--batch-size N]
+//   node tfjs_run.mjs bench   --model DIR/model.json --inputs IN [--warmup N] [--iters M]
+//   common: [--result FILE]  (the result JSON; stdout when not given)
+//
+// Tensor exchange (both directions): a directory holding `tensors.json`,
+//   {"format": "fedge-tensors/1",
+//    "tensors": [{"name": "image", "dtype": "float32", "shape": [64, 8, 8, 1], "file": "0.bin"}]}
+// and one raw little-endian C-order file per tensor. dtypes: float32, int32.
+// Nothing is evaluated or deserialised beyond JSON and typed arrays.
+//
+// The result JSON is {"ok": true, ...} or {"ok": false, "kind", "message", ...}
+// where kind is one of: usage, runtime_missing, missing_file, bad_weights,
+// unknown_layer, unknown_activation, load_failed, bad_input, error.
+// Exit status: 0 ok, 1 failed (result written), 2 usage error.
+
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { endianness } from 'node:os';
+import path from 'node:path';
+
+const FORMAT = 'fedge-tensors/1';
+const ARRAYS = { float32: Float32Array, int32: Int32Array };
+const WEIGHT_BYTES = { float32: 4, int32: 4, float16: 2, uint16: 2, uint8: 1, bool: 1 };
+
+class RunError extends Error {
+  constructor(kind, message, extra = {}) {
+    super(message);
+    this.kind = kind;
+    this.extra = extra;
+  }
+}
+
+function parseArgs(argv) {
+  const [mode, ...rest] = argv;
+  if (mode !== 'predict' && mode !== 'bench') {
+    throw new RunError('usage', `first argument must be "predict" or "bench", got ${mode}`);
+  }
+  const args = { mode, batchSize: 32, warmup: 10, iters: 100 };
+  const names = { '--model': 'model', '--inputs': 'inputs', '--outputs': 'outputs',
+    '--result': 'result', '--batch-size': 'batchSize', '--warmup': 'warmup', '--iters': 'iters' };
+  for (let i = 0; i < rest.length; i += 2) {
+    const key = names[rest[i]];
+    if (key === undefined || rest[i + 1] === undefined) {
+      throw new RunError('usage', `unknown or incomplete option ${rest[i]}`);
+    }
+    args[key] = rest[i + 1];
+  }
+  for (const key of ['batchSize', 'warmup', 'iters']) {
+    args[key] = Number(args[key]);
+    if (!Number.isInteger(args[key]) || args[key] < (key === 'warmup' ? 0 : 1)) {
+      throw new RunError('usage', `--${key} must be a positive integer`);
+    }
+  }
+  const needed = mode === 'predict' ? ['model', 'inputs', 'outputs'] : ['model', 'inputs'];
+  for (const key of needed) {
+    if (args[key] === undefined) throw new RunError('usage', `--${key} is required`);
+  }
+  return args;
+}
+
+async function readBytes(file, what) {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    if (err.code === 'ENOENT') {
+      throw new RunError('missing_file', `${what} not found: ${file}`, { path: file });
+    }
+    throw err;
+  }
+}
+
+// A path from a manifest must stay inside its directory: a bundle may come
+// from a server, and must not make us read other files.
+function inside(dir, relative) {
+  const full = path.resolve(dir, relative);
+  if (path.relative(dir, full).startsWith('..') || path.isAbsolute(relative)) {
+    throw new RunError('bad_weights', `path ${relative} leaves the model directory`);
+  }
+  return full;
+}
+
+function copyToArrayBuffer(buf) {
+  return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+}
+
+// tfjs 4.22 has no file:// loader without tfjs-node: this IOHandler reads
+// model.json and its weight shards with fs and returns ModelArtifacts
+// (modelTopology, weightSpecs, weightData as one ArrayBuffer per shard).
+function fileHandler(tf, modelPath) {
+  const dir = path.dirname(path.resolve(modelPath));
+  return {
+    async load() {
+      const modelJSON = JSON.parse((await readBytes(modelPath, 'model.json')).toString('utf8'));
+      return tf.io.getModelArtifactsForJSON(modelJSON, async (manifest) => {
+        const specs = tf.io.getWeightSpecs(manifest);
+        const shards = [];
+        for (const group of manifest) {
+          for (const shard of group.paths) {
+            const bytes = await readBytes(inside(dir, shard), 'weight shard');
+            shards.push(copyToArrayBuffer(bytes));
+          }
+        }
+        checkWeightBytes(specs, shards);
+        return [specs, shards];
+      });
+    },
+  };
+}
+
+// tfjs would read past a truncated shard into garbage or fail obscurely;
+// a clear message names the sizes instead.
+function checkWeightBytes(specs, shards) {
+  let expected = 0;
+  for (const spec of specs) {
+    const dtype = spec.quantization ? spec.quantization.dtype : spec.dtype;
+    const per = WEIGHT_BYTES[dtype];
+    if (per === undefined) return; // string weights: variable size, leave to tfjs.
+    expected += per * spec.shape.reduce((a, b) => a * b, 1);
+  }
+  const got = shards.reduce((sum, s) => sum + s.byteLength, 0);
+  if (got !== expected) {
+    throw new RunError('bad_weights',
+      `weight shards hold ${got} bytes but model.json describes ${expected}`);
+  }
+}
+
+async function loadModel(tf, modelPath) {
+  try {
+    return await tf.loadLayersModel(fileHandler(tf, modelPath));
+  } catch (err) {
+    if (err instanceof RunError) throw err;
+    const message = String(err && err.message ? err.message : err);
+    const layer = /Unknown layer: (\w+(?:\.\w+)*)/.exec(message);
+    if (layer) throw new RunError('unknown_layer', message, { class_name: layer[1] });
+    const act = /Unknown activation: (\w+(?:\.\w+)*)/.exec(message);
+    if (act) throw new RunError('unknown_activation', message, { class_name: act[1] });
+    throw new RunError('load_failed', message);
+  }
+}
+
+async function readTensors(tf, dir) {
+  const header = JSON.parse((await readBytes(path.join(dir, 'tensors.json'), 'tensors.json'))
+    .toString('utf8'));
+  if (header.format !== FORMAT) {
+    throw new RunError('bad_input', `expected format ${FORMAT}, got ${header.format}`);
+  }
+  const tensors = [];
+  for (const entry of header.tensors) {
+    const TypedArray = ARRAYS[entry.dtype];
+    if (TypedArray === undefined) throw new RunError('bad_input', `unsupported dtype ${entry.dtype}`);
+    const bytes = await readBytes(inside(dir, entry.file), `tensor ${entry.name}`);
+    const count = entry.shape.reduce((a, b) => a * b, 1);
+    if (bytes.byteLength !== count * TypedArray.BYTES_PER_ELEMENT) {
+      throw new RunError('bad_input', `${entry.file}: ${bytes.byteLength} bytes, shape ` +
+        `[${entry.shape}] of ${entry.dtype} needs ${count * TypedArray.BYTES_PER_ELEMENT}`);
+    }
+    const values = new TypedArray(copyToArrayBuffer(bytes));
+    tensors.push({ name: entry.name, tensor: tf.tensor(values, entry.shape, entry.dtype) });
+  }
+  return tensors;
+}
+
+function checkInputs(model, inputs) {
+  if (inputs.length !== model.inputs.length) {
+    throw new RunError('bad_input',
+      `the model takes ${model.inputs.length} input(s) (${model.inputNames}), got ${inputs.length}`);
+  }
+  model.inputs.forEach((symbolic, i) => {
+    const got = inputs[i].tensor.shape;
+    const want = symbolic.shape;
+    const fits = got.length === want.length && want.every((d, j) => d === null || d === got[j]);
+    if (!fits) {
+      throw new RunError('bad_input',
+        `input ${i} (${model.inputNames[i]}): shape [${got}] does not fit [${want}]`);
+    }
+  });
+}
+
+async function writeTensors(dir, named) {
+  await mkdir(dir, { recursive: true });
+  const entries = [];
+  for (const [i, { name, tensor }] of named.entries()) {
+    const t = tensor.dtype === 'float32' || tensor.dtype === 'int32' ? tensor : tensor.toInt();
+    const data = await t.data();
+    const file = `${i}.bin`;
+    await writeFile(path.join(dir, file), Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    entries.push({ name, dtype: t.dtype, shape: t.shape, file });
+  }
+  const header = { format: FORMAT, tensors: entries };
+  await writeFile(path.join(dir, 'tensors.json'), JSON.stringify(header));
+}
+
+function asList(output) {
+  return Array.isArray(output) ? output : [output];
+}
+
+async function predict(tf, model, args) {
+  const inputs = await readTensors(tf, args.inputs);
+  checkInputs(model, inputs);
+  const xs = inputs.map((x) => x.tensor);
+  const ys = asList(model.predict(xs.length === 1 ? xs[0] : xs, { batchSize: args.batchSize }));
+  await writeTensors(args.outputs, ys.map((tensor, i) => ({ name: model.outputNames[i], tensor })));
+  tf.dispose([...xs, ...ys]);
+  return { outputs: model.outputNames, samples: xs[0].shape[0] };
+}
+
+function percentile(sorted, q) {
+  return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)];
+}
+
+// Single-sample latency: the first sample of each input, batch 1, the
+// output read back to JavaScript each time (as an app would).
+async function bench(tf, model, args) {
+  const inputs = await readTensors(tf, args.inputs);
+  checkInputs(model, inputs);
+  const xs = inputs.map((x) => x.tensor.slice(0, 1));
+  const feed = xs.length === 1 ? xs[0] : xs;
+  const once = async () => {
+    const ys = asList(model.predict(feed));
+    await Promise.all(ys.map((y) => y.data()));
+    tf.dispose(ys);
+  };
+  for (let i = 0; i < args.warmup; i += 1) await once();
+  const times = [];
+  for (let i = 0; i < args.iters; i += 1) {
+    const start = process.hrtime.bigint();
+    await once();
+    times.push(Number(process.hrtime.bigint() - start) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  return {
+    batch: 1,
+    warmup: args.warmup,
+    iters: args.iters,
+    p50_us: percentile(times, 0.5),
+    p90_us: percentile(times, 0.9),
+    min_us: times[0],
+    mean_us: times.reduce((a, b) => a + b, 0) / times.length,
+  };
+}
+
+async function run(args) {
+  if (endianness() !== 'LE') throw new RunError('error', 'fedge tensors are little-endian only');
+  let tf;
+  try {
+    tf = await import('@tensorflow/tfjs');
+  } catch (err) {
+    throw new RunError('runtime_missing',
+      `@tensorflow/tfjs is not installed (run scripts/setup.sh): ${err.message}`);
+  }
+  tf.enableProdMode();
+  await tf.setBackend('cpu');
+  await tf.ready();
+  const model = await loadModel(tf, args.model);
+  const body = args.mode === 'predict' ? await predict(tf, model, args) : await bench(tf, model, args);
+  return { ok: true, mode: args.mode, backend: tf.getBackend(), tfjs: tf.version.tfjs, ...body };
+}
+
+async function main() {
+  const argv = process.argv.slice(2);
+  let args = null;
+  let result;
+  try {
+    args = parseArgs(argv);
+    result = await run(args);
+  } catch (err) {
+    const known = err instanceof RunError;
+    result = {
+      ok: false,
+      kind: known ? err.kind : 'error',
+      message: String(err && err.message ? err.message : err),
+      ...(known ? err.extra : {}),
+    };
+    if (!known) process.stderr.write(`${err && err.stack ? err.stack : err}\n`);
+  }
+  const text = `${JSON.stringify(result)}\n`;
+  if (args && args.result) await writeFile(args.result, text);
+  else process.stdout.write(text);
+  process.exitCode = result.ok ? 0 : result.kind === 'usage' ? 2 : 1;
+}
+
+await main();
