@@ -74,7 +74,8 @@ class StreamingMean:
     model-sized temporary is allocated per update.
 
     A rejected ``add`` (bad names, shapes, weight or values) raises before
-    anything is changed, so the mean never holds half an update.
+    anything is changed, so the mean never holds half an update. Not
+    thread-safe (one scratch buffer): callers serialise ``add``.
     """
 
     def __init__(self, spec: Mapping[str, Sequence[int]] | None = None) -> None:
@@ -125,10 +126,15 @@ class StreamingMean:
         """The weighted mean so far, float32, in canonical order."""
         if self._count == 0 or self._spec is None:
             raise AggregationError("no updates to average")
-        return {
-            name: (self._sums[name] / self._total_weight).astype(np.float32).reshape(shape)
-            for name, shape in self._spec.items()
-        }
+        result: Weights = {}
+        for name, shape in self._spec.items():
+            # Divide straight into float32: no float64 model-sized temporary.
+            out = np.empty(shape, dtype=np.float32)
+            np.divide(
+                self._sums[name].reshape(shape), self._total_weight, out=out, casting="same_kind"
+            )
+            result[name] = out
+        return result
 
     def _start(self, spec: Spec) -> None:
         self._spec = spec

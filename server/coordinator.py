@@ -81,7 +81,6 @@ class Coordinator:
         self.checkpoint_dir = config.data_dir / "checkpoints"
         self.update_dir = config.data_dir / "updates"
         self.state_dir = config.data_dir / "strategy"
-        self.strategy: RoundStrategy = build_strategy(config)
         self._lock = threading.RLock()
         self._accumulator = StreamingMean()
         self._recover(initial_weights)
@@ -94,6 +93,9 @@ class Coordinator:
             if removed:
                 log.warning("removed %d leftover temp files in %s", removed, directory)
         with self.db.transaction() as conn:
+            (rounds_closed,) = conn.execute(
+                "SELECT COUNT(*) FROM rounds WHERE state = 'closed'"
+            ).fetchone()
             current = rs.get_state(conn, CURRENT_CHECKPOINT)
             if current is None:
                 current = rs.store_checkpoint(
@@ -110,10 +112,12 @@ class Coordinator:
                 ).fetchall()
         self.current_checkpoint = current
         self.global_weights = self._read_checkpoint(current).weights
-        self.strategy_state = load_strategy_state(self.state_dir, current)
+        self.strategy: RoundStrategy = build_strategy(self.config, int(rounds_closed))
+        self.strategy_state = load_strategy_state(self.state_dir, current, int(rounds_closed))
         for row in rows:
-            data = (self.update_dir / row["path"]).read_bytes()
-            self._accumulator.add(decode_update(data).deltas, float(row["num_examples"]))
+            deltas = decode_update((self.update_dir / row["path"]).read_bytes()).deltas
+            weight = self.strategy.weight(deltas, int(row["num_examples"]))
+            self._accumulator.add(deltas, weight, check_finite=False)
         if open_round is not None:
             log.info("resumed round %d with %d acknowledged updates", open_round.id, len(rows))
             self.metrics.set("fedge_current_round", open_round.id)
@@ -168,6 +172,8 @@ class Coordinator:
 
     def request_task(self, device: Device, conditions: Conditions) -> TaskDecision:
         self.heartbeat(device, conditions)
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE devices SET last_asked = ? WHERE id = ?", (time.time(), device.id))
         rounds = self.config.rounds
         if (
             (rounds.require_idle and not conditions.idle)
@@ -214,7 +220,7 @@ class Coordinator:
         if taken >= rounds.selection_slots:
             return "round_full"
         (least,) = conn.execute(
-            "SELECT COALESCE(MIN(participations), 0) FROM devices WHERE last_seen >= ?",
+            "SELECT COALESCE(MIN(participations), 0) FROM devices WHERE last_asked >= ?",
             (time.time() - 4 * rounds.deadline_s,),
         ).fetchone()
         half_time = record.opened_at + (record.deadline_at - record.opened_at) / 2
@@ -337,7 +343,7 @@ class Coordinator:
                     "SELECT * FROM updates WHERE round_id = ? AND device_id = ?",
                     (record.id, device.id),
                 ).fetchone()
-            self._accumulator.add(valid.update.deltas, float(valid.update.meta.num_examples))
+            self._accumulator.add(valid.update.deltas, valid.weight, check_finite=False)
             self.metrics.inc("fedge_updates_accepted_total")
             self.metrics.set("fedge_round_updates", self._accumulator.count)
             if self._accumulator.count >= self.config.rounds.target_participants:
@@ -387,11 +393,13 @@ class Coordinator:
                 "SELECT device_id, path, num_examples, norm FROM updates WHERE round_id = ?",
                 (record.id,),
             ).fetchall()
+            (enrolled,) = conn.execute("SELECT COUNT(*) FROM devices").fetchone()
         result = self.strategy.aggregate(
             self.global_weights,
             self.strategy_state,
             self._accumulator,
             [self.update_dir / r["path"] for r in rows],
+            int(enrolled),
         )
         seconds = time.perf_counter() - started
         metrics = {

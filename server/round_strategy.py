@@ -1,45 +1,125 @@
-"""PROVISIONAL: FedAvg only, until the strategies module lands."""
+"""The coordinator's side of a strategy: what happens to an update when it
+is accepted, what happens at close, and what survives a restart.
+
+* at acceptance, :meth:`RoundStrategy.prepare_update` lets the strategy
+  clip and weight the update (central DP clips to its bound and weighs
+  every device the same); the prepared delta is what gets stored, so a
+  restart re-adds exactly what was acknowledged;
+* at close, the strategy combines the streamed mean (or, for robust
+  strategies, the stored updates read block by block) and applies its
+  server optimizer; with central DP the privacy spent so far is reported;
+* optimizer slots (momentum, Adam's moments) are saved beside the
+  checkpoint they belong to, ``strategy/<checkpoint id>.safetensors``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fedge.server.aggregation import StreamingMean
+from fedge.server.aggregation import SafetensorsFileUpdates, StreamingMean
 from fedge.server.config import ServerConfig
+from fedge.server.durable import write_atomically
+from fedge.server.privacy import PrivacyLedger
+from fedge.server.strategies import ServerState, Strategy, make_strategy
 from fedge.server.validation import ValidatedUpdate
-from fedge.update_codec import Weights
+from fedge.update_codec import (
+    Checkpoint,
+    Update,
+    Weights,
+    decode_checkpoint,
+    encode_checkpoint,
+)
 
 
 @dataclass(frozen=True)
 class RoundResult:
     weights: Weights
-    state: Any
-    metrics: dict[str, Any] = field(default_factory=dict)
+    state: ServerState
+    metrics: dict[str, Any]
 
 
 class RoundStrategy:
-    def __init__(self, config: ServerConfig) -> None:
-        self.name = config.strategy
+    def __init__(self, config: ServerConfig, rounds_closed: int = 0) -> None:
+        self._config = config
+        self.dp: dict[str, Any] | None = None
+        if config.dp_clip_norm is not None:
+            self.dp = {
+                "clip_norm": config.dp_clip_norm,
+                "noise_multiplier": config.dp_noise_multiplier,
+                "seed": config.seed,
+                "clients_per_round": config.rounds.target_participants,
+            }
+        self.strategy: Strategy = make_strategy(
+            config.strategy, dp=self.dp, **config.strategy_params
+        )
+        self.name = config.strategy + ("+dp" if self.dp else "")
+        self._rounds_closed = rounds_closed
 
     def prepare_update(self, valid: ValidatedUpdate) -> ValidatedUpdate:
-        return valid
+        update = valid.update
+        prepared = self.strategy.prepare(update.deltas, update.meta.num_examples)
+        if not prepared.clipped:
+            return replace(valid, weight=prepared.weight)
+        clipped = Update(meta=update.meta, deltas=prepared.delta)
+        from fedge.update_codec import encode_update
+
+        return replace(
+            valid,
+            update=clipped,
+            clipped=True,
+            weight=prepared.weight,
+            stored_bytes=encode_update(clipped),
+        )
+
+    def weight(self, deltas: Weights, num_examples: int) -> float:
+        """The accumulation weight of a stored (already prepared) update."""
+        return self.strategy.prepare(deltas, num_examples).weight
 
     def aggregate(
-        self, global_weights: Weights, state: Any, accumulator: StreamingMean, paths: list[Path]
+        self,
+        global_weights: Weights,
+        state: ServerState,
+        accumulator: StreamingMean,
+        paths: list[Path],
+        enrolled: int,
     ) -> RoundResult:
-        mean = accumulator.result()
-        return RoundResult({k: v + mean[k] for k, v in global_weights.items()}, state)
+        source = SafetensorsFileUpdates(paths) if self.strategy.needs_stored_updates else None
+        result = self.strategy.aggregate(global_weights, state, accumulator, source)
+        self._rounds_closed += 1
+        metrics: dict[str, Any] = dict(result.metrics)
+        if self.dp is not None:
+            per_round = self._config.rounds.target_participants
+            ledger = PrivacyLedger(
+                noise_multiplier=float(self.dp["noise_multiplier"]),
+                sample_rate=min(1.0, per_round / max(enrolled, per_round)),
+                delta=self._config.dp_delta,
+                rounds=self._rounds_closed,
+            )
+            metrics.update(
+                dp_epsilon=ledger.epsilon,
+                dp_delta=self._config.dp_delta,
+                dp_noise_multiplier=self.dp["noise_multiplier"],
+                dp_clip_norm=self.dp["clip_norm"],
+            )
+        return RoundResult(result.new_weights, result.state, metrics)
 
 
-def build_strategy(config: ServerConfig) -> RoundStrategy:
-    return RoundStrategy(config)
+def build_strategy(config: ServerConfig, rounds_closed: int = 0) -> RoundStrategy:
+    return RoundStrategy(config, rounds_closed)
 
 
-def load_strategy_state(directory: Path, checkpoint_id: str) -> Any:
-    return None
+def load_strategy_state(directory: Path, checkpoint_id: str, rounds_closed: int) -> ServerState:
+    path = directory / f"{checkpoint_id}.safetensors"
+    if not path.is_file():
+        return ServerState(round=rounds_closed)
+    saved = decode_checkpoint(path.read_bytes())
+    return ServerState.from_tensors(saved.round_id, saved.weights)
 
 
-def save_strategy_state(directory: Path, checkpoint_id: str, state: Any) -> None:
-    return None
+def save_strategy_state(directory: Path, checkpoint_id: str, state: ServerState) -> None:
+    tensors = state.to_tensors()
+    if tensors:
+        data = encode_checkpoint(Checkpoint(round_id=state.round, weights=tensors))
+        write_atomically(directory / f"{checkpoint_id}.safetensors", data)

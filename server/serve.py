@@ -24,6 +24,14 @@ def _ticker(ctx: ServerContext, stop: threading.Event) -> None:
             log.exception("round tick failed")
 
 
+def _close(server: Any) -> None:
+    """Stop listening and drop idle keep-alive connections, so run() returns."""
+    server.close()
+    for channel in list(getattr(server, "_map", {}).values()):
+        channel.close()
+    server.task_dispatcher.shutdown(timeout=5)
+
+
 def serve(app: Flask, ready_message: bool = True) -> None:
     """Serve until SIGTERM or SIGINT; the ticker stops with the server."""
     from waitress.server import create_server
@@ -38,7 +46,7 @@ def serve(app: Flask, ready_message: bool = True) -> None:
 
     def shutdown(signum: int, frame: FrameType | None) -> None:
         stop.set()
-        server.close()
+        _close(server)
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
@@ -58,3 +66,45 @@ def serve(app: Flask, ready_message: bool = True) -> None:
     finally:
         stop.set()
         ticker.join(timeout=5)
+
+
+class BackgroundServer:
+    """The same server on a thread, for embedding (``fedge simulate``, demos)."""
+
+    def __init__(self, app: Flask) -> None:
+        from waitress.server import create_server
+
+        self.context: ServerContext = app.extensions[EXTENSION]
+        config = self.context.config
+        self._server: Any = create_server(
+            app, host=config.host, port=config.port, threads=config.threads, ident="fedge"
+        )
+        self.url = f"http://{self._server.effective_host}:{self._server.effective_port}"
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, name="fedge-server", daemon=True),
+            threading.Thread(
+                target=_ticker, args=(self.context, self._stop), name="fedge-ticker", daemon=True
+            ),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except (OSError, ValueError):
+            if not self._stop.is_set():
+                raise
+
+    def stop(self) -> None:
+        self._stop.set()
+        _close(self._server)
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def __enter__(self) -> BackgroundServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

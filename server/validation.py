@@ -29,6 +29,7 @@ class ValidatedUpdate:
     norm: float
     clipped: bool
     stored_bytes: bytes
+    weight: float = 0.0
 
 
 def validate_update(

@@ -1,14 +1,17 @@
 """Shared fixtures, and a guard: a test run never leaves a TFF worker behind.
 
-At the end of the session every ``worker_binary`` process that appeared
-during it is killed and the run is marked failed, so a leak shows up as a
-red test run instead of a hung CI job.
+The session puts a marker in its environment, which every process it
+starts inherits (TFF workers included). At the end, every live
+``worker_binary`` carrying this session's marker is killed and the run is
+marked failed, so a leak shows up as a red test run instead of a hung CI
+job, and workers of other runs on the machine are left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 from pathlib import Path
 
@@ -17,11 +20,13 @@ import pytest
 from fedge.data import TaskData, load_task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-_WORKERS_AT_START: set[int] = set()
+MARKER = "FEDGE_TEST_SESSION"
+os.environ.setdefault(MARKER, f"{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def tff_worker_pids() -> set[int]:
-    """Pids of live (not zombie) TFF worker_binary processes on this machine."""
+def tff_worker_pids(session_only: bool = True) -> set[int]:
+    """Pids of live (not zombie) TFF worker_binary processes of this test session."""
+    marker = f"{MARKER}={os.environ[MARKER]}".encode()
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -29,19 +34,19 @@ def tff_worker_pids() -> set[int]:
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")[0]
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if cmdline.endswith(b"/worker_binary") and state != "Z":
-            pids.add(int(entry.name))
+        if not cmdline.endswith(b"/worker_binary") or state == "Z":
+            continue
+        if session_only and marker not in environ:
+            continue
+        pids.add(int(entry.name))
     return pids
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    _WORKERS_AT_START.update(tff_worker_pids())
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    leaked = tff_worker_pids() - _WORKERS_AT_START
+    leaked = tff_worker_pids()
     for pid in leaked:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -295,3 +295,45 @@ def participations(app: Flask, token: str) -> int:
         "SELECT participations FROM devices WHERE token_hash = ?", (hash_token(token),)
     ).fetchone()
     return int(count)
+
+
+def _three_device_round(app: Flask, values: tuple[float, ...]) -> dict[str, Any]:
+    client = app.test_client()
+    tokens = [enrol(client)[1] for _ in values]
+    tasks = [join(client, t) for t in tokens]
+    for token, value in zip(tokens, values, strict=True):
+        response = upload(
+            client,
+            token,
+            1,
+            constant_update(1, tasks[0]["base_checkpoint"], value, num_examples=10),
+        )
+        assert response.status_code == 201
+    round_one: dict[str, Any] = client.get("/v1/rounds/1").get_json()
+    round_one["weights"] = checkpoint_weights(client, tokens[0], round_one["result_checkpoint"])
+    return round_one
+
+
+def test_median_strategy_reads_the_stored_updates(make_app: AppFactory) -> None:
+    app = make_app(strategy="median", rounds={"target_participants": 3})
+
+    round_one = _three_device_round(app, (1.0, 2.0, 60.0))
+
+    assert round_one["metrics"]["strategy"] == "median"
+    np.testing.assert_allclose(round_one["weights"]["dense/bias"], [2.0, 2.0])
+
+
+def test_central_dp_clips_adds_noise_and_reports_epsilon(make_app: AppFactory) -> None:
+    app = make_app(dp_clip_norm=1.0, dp_noise_multiplier=1.0, rounds={"target_participants": 3})
+
+    round_one = _three_device_round(app, (1.0, 2.0, 6.0))
+
+    metrics = round_one["metrics"]
+    assert metrics["strategy"] == "fedavg+dp"
+    assert 0 < metrics["dp_epsilon"] < float("inf")
+    assert metrics["dp_delta"] == 1e-5
+    # Each update (norm >= 2.4) is clipped to norm 1 in the direction of all-ones:
+    # the mean is 1/sqrt(6) per element, plus noise of std 1 * 1 / 3.
+    values = np.concatenate([w.ravel() for w in round_one["weights"].values()])
+    assert not np.allclose(values, 1 / np.sqrt(6), atol=1e-6)
+    assert abs(values.mean() - 1 / np.sqrt(6)) < 4 * (1 / 3) / np.sqrt(6)

@@ -1,0 +1,254 @@
+"""Strategies: one or two rounds worked out by hand; DP noise statistically."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from fedge.errors import ConfigError
+from fedge.server.aggregation import AggregationError, InMemoryUpdates, StreamingMean
+from fedge.server.central_dp import CentralDP
+from fedge.server.strategies import (
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    Median,
+    ServerState,
+    Strategy,
+    TrimmedMean,
+    make_strategy,
+)
+from fedge.update_codec import Weights, global_norm
+
+
+def f32(*values: float) -> npt.NDArray[np.float32]:
+    return np.array(values, dtype=np.float32)
+
+
+def streamed(
+    updates: Sequence[Mapping[str, npt.NDArray[Any]]], weights: Sequence[float]
+) -> StreamingMean:
+    mean = StreamingMean()
+    for update, weight in zip(updates, weights, strict=True):
+        mean.add(update, weight)
+    return mean
+
+
+def prepared_mean(strategy: Strategy, updates: Sequence[Weights], examples: int) -> StreamingMean:
+    """What the server streams: the updates as the strategy prepares them."""
+    mean = StreamingMean()
+    for update in updates:
+        prepared = strategy.prepare(update, examples)
+        mean.add(prepared.delta, prepared.weight)
+    return mean
+
+
+def test_fedavg_steps_by_the_weighted_mean_times_the_server_lr() -> None:
+    mean = streamed([{"w": f32(0, 4)}, {"w": f32(4, 0)}], [1, 3])  # mean [3, 1]
+
+    result = FedAvg(server_lr=0.5).aggregate({"w": f32(1, 1)}, ServerState(), mean)
+
+    np.testing.assert_array_equal(result.new_weights["w"], f32(2.5, 1.5))  # 1 + 0.5*[3, 1]
+    assert result.state.round == 1
+    assert result.metrics["num_updates"] == 2
+    assert result.metrics["total_weight"] == 4
+    assert result.metrics["step_norm"] == pytest.approx(np.hypot(1.5, 0.5))
+
+
+def test_fedavgm_accumulates_momentum_over_two_rounds() -> None:
+    strategy = FedAvgM(server_lr=1.0, momentum=0.5)
+
+    first = strategy.aggregate({"w": f32(0)}, ServerState(), streamed([{"w": f32(2)}], [1]))
+    second = strategy.aggregate(first.new_weights, first.state, streamed([{"w": f32(2)}], [1]))
+
+    # round 1: v = 0.5*0 + 2 = 2, w = 0 + 2 = 2; round 2: v = 0.5*2 + 2 = 3, w = 2 + 3 = 5
+    np.testing.assert_array_equal(first.new_weights["w"], f32(2))
+    np.testing.assert_array_equal(second.new_weights["w"], f32(5))
+    np.testing.assert_array_equal(second.state.slots["momentum"]["w"], f32(3))
+    assert second.state.round == 2
+
+
+def test_fedadam_one_step_by_hand() -> None:
+    strategy = FedAdam(server_lr=1.0, beta1=0.5, beta2=0.5, tau=2.0)
+
+    result = strategy.aggregate({"w": f32(0, 0)}, ServerState(), streamed([{"w": f32(2, 0)}], [1]))
+
+    # m = 0.5*0 + 0.5*[2, 0] = [1, 0]; v starts at tau^2 = 4: v = 0.5*4 + 0.5*[4, 0] = [4, 2]
+    # step = m / (sqrt(v) + tau) = [1 / (2 + 2), 0] = [0.25, 0]
+    np.testing.assert_array_equal(result.new_weights["w"], f32(0.25, 0))
+    np.testing.assert_array_equal(result.state.slots["m"]["w"], f32(1, 0))
+    np.testing.assert_array_equal(result.state.slots["v"]["w"], f32(4, 2))
+
+
+def test_median_and_trimmed_mean_strategies_read_the_stored_updates() -> None:
+    source = InMemoryUpdates([{"w": f32(1, 10)}, {"w": f32(2, -5)}, {"w": f32(100, 0)}])
+    global_weights = {"w": f32(10, 10)}
+
+    median = Median().aggregate(global_weights, ServerState(), None, source)
+    trimmed = TrimmedMean(trim_fraction=0.34).aggregate(global_weights, ServerState(), None, source)
+
+    assert Median.needs_stored_updates and not FedAvg.needs_stored_updates
+    np.testing.assert_array_equal(median.new_weights["w"], f32(12, 10))  # median [2, 0]
+    np.testing.assert_array_equal(trimmed.new_weights["w"], f32(12, 10))  # 1 of 3 cut per end
+
+
+def test_strategies_refuse_the_wrong_inputs() -> None:
+    with pytest.raises(AggregationError, match="streamed mean"):
+        FedAvg().aggregate({"w": f32(0)}, ServerState(), StreamingMean())
+    with pytest.raises(AggregationError, match="stored updates"):
+        Median().aggregate({"w": f32(0)}, ServerState(), streamed([{"w": f32(1)}], [1]))
+    with pytest.raises(AggregationError, match="shape"):
+        FedAvg().aggregate({"w": f32(0, 0)}, ServerState(), streamed([{"w": f32(1)}], [1]))
+
+
+def test_inputs_are_not_mutated() -> None:
+    global_weights = {"w": f32(1, 2)}
+    state = (
+        FedAdam().aggregate(global_weights, ServerState(), streamed([{"w": f32(1, 1)}], [1])).state
+    )
+    before_weights, before_state = copy.deepcopy(global_weights), copy.deepcopy(state)
+    update = {"w": f32(30, 40)}
+    params: dict[str, Any] = {"server_lr": "0.5"}
+    dp: dict[str, Any] = {"clip_norm": 1.0, "noise_multiplier": 0.0}
+
+    FedAdam().aggregate(global_weights, state, streamed([update], [2]))
+    strategy = make_strategy("fedavg", dp=dp, **params)
+    strategy.prepare(update, 5)
+
+    np.testing.assert_array_equal(global_weights["w"], before_weights["w"])
+    for slot, weights in before_state.slots.items():
+        np.testing.assert_array_equal(state.slots[slot]["w"], weights["w"])
+    np.testing.assert_array_equal(update["w"], f32(30, 40))
+    assert params == {"server_lr": "0.5"}
+    assert dp == {"clip_norm": 1.0, "noise_multiplier": 0.0}
+
+
+def test_state_round_trips_through_flat_tensors() -> None:
+    state = ServerState(round=3, slots={"m": {"conv/kernel": f32(1)}, "v": {"conv/kernel": f32(2)}})
+
+    flat = state.to_tensors()
+    back = ServerState.from_tensors(3, flat)
+
+    assert list(flat) == ["m/conv/kernel", "v/conv/kernel"]
+    assert back.round == 3
+    np.testing.assert_array_equal(back.slots["v"]["conv/kernel"], f32(2))
+
+
+# -- central DP ----------------------------------------------------------------------
+
+
+def test_dp_prepare_clips_to_the_bound_with_unit_weight() -> None:
+    strategy = CentralDP(FedAvg(), clip_norm=6.5, noise_multiplier=1.0, seed=0)
+
+    prepared = strategy.prepare({"a": f32(3, 4), "b": f32(12)}, num_examples=50)  # norm 13
+
+    assert prepared.weight == 1.0
+    assert prepared.clipped
+    assert prepared.norm == 13.0
+    assert global_norm(prepared.delta) == pytest.approx(6.5)
+    assert not strategy.prepare({"a": f32(3, 4)}, num_examples=50).clipped
+
+
+def test_dp_noise_std_is_noise_multiplier_times_clip_over_n() -> None:
+    strategy = CentralDP(FedAvg(), clip_norm=2.0, noise_multiplier=1.0, seed=7)
+    zeros = {"w": np.zeros(200_000, np.float32)}
+    mean = prepared_mean(strategy, [zeros] * 4, examples=10)
+
+    result = strategy.aggregate(zeros, ServerState(), mean)
+
+    noise = result.new_weights["w"]  # zero weights + zero mean: only the noise is left
+    # 1.0 * 2.0 / 4 = 0.5; 200k samples estimate a std to about 0.2%
+    assert result.metrics["dp_noise_std"] == 0.5
+    assert noise.std() == pytest.approx(0.5, rel=0.01)
+    assert abs(noise.mean()) < 0.01
+
+
+def test_dp_with_a_fixed_denominator() -> None:
+    strategy = CentralDP(
+        FedAvg(), clip_norm=2.0, noise_multiplier=1.0, seed=1, clients_per_round=10
+    )
+    updates = [{"w": np.full(100_000, 0.001, np.float32)}] * 4
+    mean = prepared_mean(strategy, updates, examples=10)
+
+    result = strategy.aggregate({"w": np.zeros(100_000, np.float32)}, ServerState(), mean)
+
+    # sum of 4 updates of 0.001 over 10 = 0.0004 on average; noise std 1*2/10 = 0.2
+    assert result.new_weights["w"].mean() == pytest.approx(0.0004, abs=0.002)
+    assert result.new_weights["w"].std() == pytest.approx(0.2, rel=0.02)
+    assert strategy.noise_std(count=4) == pytest.approx(0.2)
+
+
+def test_dp_noise_is_reproducible_per_seed_and_round() -> None:
+    strategy = CentralDP(FedAvg(), clip_norm=1.0, noise_multiplier=1.0, seed=42)
+    zeros = {"w": np.zeros(16, np.float32)}
+
+    def noise(round_: int, chosen: Strategy) -> npt.NDArray[Any]:
+        mean = prepared_mean(chosen, [zeros], examples=1)
+        return chosen.aggregate(zeros, ServerState(round=round_), mean).new_weights["w"]
+
+    np.testing.assert_array_equal(noise(3, strategy), noise(3, strategy))
+    assert not np.array_equal(noise(3, strategy), noise(4, strategy))
+    other_seed = CentralDP(FedAvg(), clip_norm=1.0, noise_multiplier=1.0, seed=43)
+    assert not np.array_equal(noise(3, strategy), noise(3, other_seed))
+
+
+def test_dp_refuses_weighted_or_unclipped_means_and_robust_inner_strategies() -> None:
+    strategy = CentralDP(FedAvg(), clip_norm=1.0, noise_multiplier=1.0, seed=0)
+    zeros = {"w": f32(0, 0)}
+
+    with pytest.raises(AggregationError, match="unit weights"):
+        strategy.aggregate(zeros, ServerState(), streamed([{"w": f32(0.1, 0)}], [5]))
+    with pytest.raises(AggregationError, match="not clipped"):
+        strategy.aggregate(zeros, ServerState(), streamed([{"w": f32(3, 4)}], [1]))
+    with pytest.raises(ConfigError, match="median"):
+        CentralDP(Median(), clip_norm=1.0, noise_multiplier=1.0)
+
+
+def test_dp_wraps_the_inner_server_optimizer() -> None:
+    strategy = CentralDP(FedAvgM(momentum=0.5), clip_norm=10.0, noise_multiplier=0.0)
+    mean = prepared_mean(strategy, [{"w": f32(2)}], examples=3)
+
+    result = strategy.aggregate({"w": f32(0)}, ServerState(), mean)
+
+    np.testing.assert_array_equal(result.new_weights["w"], f32(2))
+    np.testing.assert_array_equal(result.state.slots["momentum"]["w"], f32(2))
+
+
+# -- make_strategy -------------------------------------------------------------------
+
+
+def test_make_strategy_builds_each_named_strategy() -> None:
+    assert make_strategy("fedavg") == FedAvg()
+    assert make_strategy("FedAvgM", momentum="0.5") == FedAvgM(momentum=0.5)
+    assert make_strategy("fedadam", tau=0.01) == FedAdam(tau=0.01)
+    assert make_strategy("median") == Median()
+    assert make_strategy("trimmed_mean", trim_fraction=0.2) == TrimmedMean(trim_fraction=0.2)
+    dp = make_strategy("fedavg", dp={"clip_norm": "1.5", "noise_multiplier": 1, "seed": "3"})
+    assert dp == CentralDP(FedAvg(), clip_norm=1.5, noise_multiplier=1.0, seed=3)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("fedsgd", {}, "unknown strategy 'fedsgd'; choose one of fedavg, fedavgm"),
+        ("fedavg", {"lr": 1.0}, r"unknown parameters \['lr'\]; accepted: \['server_lr'\]"),
+        ("fedavgm", {"momentum": 1.5}, "momentum must be in"),
+        ("fedadam", {"tau": "abc"}, "tau must be a number"),
+        ("trimmed_mean", {"trim_fraction": 0.5}, "trim_fraction must be in"),
+        ("fedavg", {"dp": {"clip_norm": 1.0}}, "noise_multiplier"),
+        (
+            "fedavg",
+            {"dp": {"clip": 1.0, "noise_multiplier": 1.0}},
+            r"unknown parameters \['clip'\]",
+        ),
+        ("median", {"dp": {"clip_norm": 1.0, "noise_multiplier": 1.0}}, "cannot wrap median"),
+    ],
+)
+def test_make_strategy_reports_bad_configs(name: str, params: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_strategy(name, **params)
