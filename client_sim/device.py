@@ -1,0 +1,178 @@
+"""One simulated device: private data, a runtime, a profile, a client.
+
+Each round it takes part in: fetch the task, load the base checkpoint into
+its runtime, train locally, upload the delta (never data). It also keeps a
+personalised model for its own predictions: after training it has a model
+fine-tuned from the newest global one, and it adopts that (or the new
+global model) only if it beats its current model on its own held-out data
+(on-device acceptance).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedge.client_sim.client import FedgeClient, ProtocolError
+from fedge.client_sim.profiles import DeviceProfile
+from fedge.client_sim.trainers import Trainer, train_seed
+from fedge.client_sim.transport import TransportError
+from fedge.partition import DeviceData
+from fedge.update_codec import Update, UpdateMeta, Weights, encode_update
+
+
+@dataclass
+class RoundOutcome:
+    device: int
+    status: str  # contributed | offline | conditions | not_selected | dropout | rejected | error
+    detail: str = ""
+    round_id: int | None = None
+    receipt: dict[str, Any] | None = None
+    num_examples: int = 0
+    loss: float = 0.0
+
+
+@dataclass
+class DeviceStats:
+    contributed: int = 0
+    dropouts: int = 0
+    crashes: int = 0
+    rejects: dict[str, int] = field(default_factory=dict)
+
+
+def accuracy(trainer: Trainer, weights: Weights, x: Any, y: Any) -> float:
+    if len(y) == 0:
+        return float("nan")
+    trainer.set_weights(weights)
+    return float(np.mean(trainer.predict(x).argmax(axis=1) == y))
+
+
+class SimDevice:
+    def __init__(
+        self,
+        index: int,
+        data: DeviceData,
+        trainer: Trainer,
+        client: FedgeClient,
+        profile: DeviceProfile,
+        seed: int,
+    ) -> None:
+        self.index = index
+        self.data = data
+        self.trainer = trainer
+        self.client = client
+        self.profile = profile
+        self.stats = DeviceStats()
+        self.personal: Weights | None = None
+        self.personal_accuracy = float("nan")
+        self._rng = random.Random(seed * 1_000_003 + index)
+        self._seed = seed
+        self._last_upload: bytes | None = None
+        self._old_checkpoint: str | None = None
+
+    def step(self) -> RoundOutcome:
+        """Try to take part in the open round once."""
+        profile, rng = self.profile, self._rng
+        if rng.random() >= profile.availability:
+            return RoundOutcome(self.index, "offline")
+        conditions = (
+            rng.random() < profile.p_idle,
+            rng.random() < profile.p_charging,
+            rng.random() < profile.p_unmetered,
+        )
+        try:
+            answer = self.client.task(*conditions)
+            task = answer["task"]
+            if task is None:
+                return RoundOutcome(self.index, answer.get("reason", "not_selected"))
+            if rng.random() < profile.dropout:
+                self.stats.dropouts += 1
+                return RoundOutcome(self.index, "dropout", round_id=task["round_id"])
+            return self._train_and_upload(task)
+        except ProtocolError as exc:
+            self.stats.rejects[exc.code] = self.stats.rejects.get(exc.code, 0) + 1
+            return RoundOutcome(self.index, "rejected", exc.code)
+        except TransportError as exc:
+            return RoundOutcome(self.index, "error", str(exc))
+
+    def _train_and_upload(self, task: dict[str, Any]) -> RoundOutcome:
+        round_id = task["round_id"]
+        base_id = task["base_checkpoint"]
+        if self.profile.fault == "stale_base" and self._old_checkpoint is not None:
+            base_id = self._old_checkpoint
+        base = self.client.checkpoint(base_id).weights
+        self._old_checkpoint = self._old_checkpoint or task["base_checkpoint"]
+        self.trainer.set_weights(base)
+        train = self.data.train
+        loss = self.trainer.train(
+            train.x,
+            train.y,
+            task["local_epochs"],
+            task["batch_size"],
+            task["learning_rate"],
+            seed=self.train_seed(round_id),
+        )
+        trained = self.trainer.get_weights()
+        time.sleep(self.profile.compute_s_per_example * len(train) * task["local_epochs"])
+        self._consider_personal(trained)
+        delta = {name: trained[name] - base[name] for name in task["weights"]}
+        body = self._with_fault(round_id, base_id, delta, len(train), loss)
+        time.sleep(self.profile.transfer_s(len(body)))
+        if self._rng.random() < self.profile.crash_mid_upload:
+            # The upload reaches the server but the device dies before the
+            # receipt arrives; after a restart it sends the same bytes again.
+            with contextlib.suppress(ProtocolError):
+                self.client.upload(round_id, body)
+            self.stats.crashes += 1
+        receipt = self.client.upload(round_id, body)
+        self._last_upload = body
+        self.stats.contributed += 1
+        return RoundOutcome(
+            self.index,
+            "contributed",
+            round_id=round_id,
+            receipt=receipt,
+            num_examples=len(train),
+            loss=loss,
+        )
+
+    def train_seed(self, round_id: int) -> int:
+        """Batch order for a round: the TFF engine uses the same seed."""
+        return train_seed(self._seed, self.index, round_id)
+
+    def _with_fault(
+        self, round_id: int, base_id: str, delta: Weights, n: int, loss: float
+    ) -> bytes:
+        fault = self.profile.fault
+        if fault == "replay" and self._last_upload is not None:
+            return self._last_upload
+        if fault == "nan":
+            first = next(iter(delta))
+            delta = {**delta, first: np.full_like(delta[first], np.nan)}
+        elif fault == "wrong_shape":
+            first = next(iter(delta))
+            delta = {**delta, first: delta[first].reshape(-1)[:-1]}
+        meta = UpdateMeta(
+            round_id=round_id, base_checkpoint=base_id, num_examples=n, metrics={"loss": loss}
+        )
+        return encode_update(Update(meta=meta, deltas=delta))
+
+    def _consider_personal(self, candidate: Weights) -> None:
+        """On-device acceptance: keep the better model on the device's own data."""
+        holdout = self.data.holdout
+        score = accuracy(self.trainer, candidate, holdout.x, holdout.y)
+        if self.personal is None or not score < self.personal_accuracy:
+            self.personal, self.personal_accuracy = candidate, score
+
+    def offer_global(self, weights: Weights) -> float:
+        """A new global model arrives: adopt it if it is no worse; its accuracy here."""
+        holdout = self.data.holdout
+        score = accuracy(self.trainer, weights, holdout.x, holdout.y)
+        if self.personal is None or not score < self.personal_accuracy:
+            self.personal, self.personal_accuracy = weights, score
+        return score

@@ -1,0 +1,127 @@
+"""Everything a fleet needs before its first round: a bundle with the TFLite
+training artifact, a server (embedded unless ``server_url`` is given), and
+an observer client that reads rounds and checkpoints."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fedge.client_sim.client import FedgeClient
+from fedge.client_sim.trainers import KerasTrainer, TfliteTrainer, Trainer
+from fedge.client_sim.transport import HttpTransport
+from fedge.manifest import verify_bundle
+from fedge.update_codec import Weights
+
+if TYPE_CHECKING:
+    from fedge.client_sim.fleet import FleetConfig
+
+
+@dataclass
+class FleetModel:
+    url: str
+    bundle: Path
+    names: list[str]
+    observer: FleetClientView
+    keras_model: Any
+
+    def trainer(self, runtime: str | None = None) -> Trainer:
+        kind = runtime or self.observer.runtime
+        if kind == "keras":
+            return KerasTrainer(self.keras_model)
+        training = verify_bundle(self.bundle).artifact("tflite")["training"]
+        return TfliteTrainer(self.bundle / training["path"], self.names)
+
+    def get_json(self, path: str) -> Any:
+        return self.observer.client.transport.request("GET", path).json()
+
+    def checkpoint(self, checkpoint_id: str) -> Weights:
+        return self.observer.client.checkpoint(checkpoint_id).weights
+
+
+@dataclass
+class FleetClientView:
+    client: FedgeClient
+    runtime: str
+
+
+def build_bundle(out: Path, seed: int) -> Path:
+    """The reference CNN, initialised from the seed, as a TFLite bundle."""
+    import tensorflow as tf
+
+    from fedge.converters.bundle import convert
+    from fedge.converters.options import ConvertOptions
+    from fedge.model import build_reference_model
+
+    tf.keras.utils.set_random_seed(seed)
+    model_path = out / "initial.keras"
+    build_reference_model().save(model_path)
+    bundle = out / "bundle"
+    convert(model_path, bundle, ConvertOptions(targets=("tflite",), verify=False, seed=seed))
+    return bundle
+
+
+@contextmanager
+def prepare_model(config: FleetConfig) -> Iterator[FleetModel]:
+    import tensorflow as tf
+
+    with ExitStack() as stack:
+        work = config.work_dir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="fedge-sim-"))
+        )
+        work.mkdir(parents=True, exist_ok=True)
+        bundle = build_bundle(work, config.seed)
+        manifest = verify_bundle(bundle)
+        keras_model = tf.keras.models.load_model(
+            bundle / manifest.artifact("keras")["entry"], compile=False
+        )
+        if config.server_url is None:
+            url = stack.enter_context(_embedded_server(config, bundle, work)).url
+        else:
+            url = config.server_url
+        observer = FedgeClient(HttpTransport(url), seed=config.seed - 1)
+        observer.enrol(platform="observer")
+        stack.callback(observer.transport.close)
+        yield FleetModel(
+            url=url,
+            bundle=bundle,
+            names=[w.name for w in manifest.weights],
+            observer=FleetClientView(observer, config.runtime),
+            keras_model=keras_model,
+        )
+
+
+@contextmanager
+def _embedded_server(config: FleetConfig, bundle: Path, work: Path) -> Iterator[Any]:
+    from fedge.server.app import create_app
+    from fedge.server.serve import BackgroundServer
+
+    minimum = config.min_participants or max(1, config.per_round // 2)
+    app = create_app(
+        test_config={
+            "data_dir": work / "server",
+            "port": 0,
+            "model": bundle,
+            "strategy": config.strategy,
+            "seed": config.seed,
+            "threads": max(4, config.workers),
+            "rounds": {
+                "target_participants": config.per_round,
+                "min_participants": minimum,
+                "deadline_s": config.deadline_s,
+                "over_selection": config.over_selection,
+                "local_epochs": config.local_epochs,
+                "batch_size": config.batch_size,
+                "learning_rate": config.learning_rate,
+            },
+        }
+    )
+    server = BackgroundServer(app)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,105 @@
+"""TensorFlow Federated as the reference engine for the same FedAvg.
+
+Same partition, same devices per round, same local batches (from
+:func:`fedge.client_sim.trainers.epoch_batches` with the same seeds),
+plain SGD on the devices and a server step of 1.0, weighted by examples:
+``tff.learning.algorithms.build_weighted_fed_avg`` then computes exactly
+what fedge's server computes over HTTP, and the two can be compared.
+Everything runs inside :func:`fedge.tff_runtime.tff_execution_context`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fedge.client_sim.trainers import epoch_batches, train_seed
+from fedge.data import IMAGE_SHAPE, Split
+from fedge.update_codec import Weights
+
+
+@dataclass(frozen=True)
+class TffRun:
+    weights: Weights
+    round_seconds: list[float]
+    build_seconds: float
+
+
+def uniform_schedule(devices: int, per_round: int, rounds: int, seed: int) -> dict[int, list[int]]:
+    """A seeded choice of devices per round, for TFF runs on their own."""
+    rng = random.Random(seed)
+    return {r: sorted(rng.sample(range(devices), per_round)) for r in range(1, rounds + 1)}
+
+
+def client_dataset(data: Split, epochs: int, batch_size: int, seed: int) -> Any:
+    """The device's batches, in the order the device trains on them."""
+    import tensorflow as tf
+
+    parts = [
+        tf.data.Dataset.from_tensors((data.x[batch], data.y[batch].astype(np.int32)))
+        for batch in epoch_batches(len(data), epochs, batch_size, seed)
+    ]
+    dataset = parts[0]
+    for part in parts[1:]:
+        dataset = dataset.concatenate(part)
+    return dataset
+
+
+def run_tff_fedavg(
+    initial: Weights,
+    names: Sequence[str],
+    device_data: Callable[[int], Split],
+    schedule: Mapping[int, Sequence[int]],
+    fleet_seed: int,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+) -> TffRun:
+    import tensorflow as tf
+    import tensorflow_federated as tff
+
+    from fedge.model import build_reference_model
+    from fedge.tff_runtime import tff_execution_context
+
+    spec = (tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32), tf.TensorSpec([None], tf.int32))
+
+    def model_fn() -> Any:
+        return tff.learning.models.from_keras_model(
+            build_reference_model(),
+            loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+            input_spec=spec,
+        )
+
+    started = time.perf_counter()
+    with tff_execution_context():
+        process = tff.learning.algorithms.build_weighted_fed_avg(
+            model_fn,
+            client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=learning_rate),
+            server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=1.0),
+        )
+        state = process.initialize()
+        keras_order = [w.name.removesuffix(":0") for w in build_reference_model().weights]
+        trainable = [initial[n] for n in keras_order]
+        state = process.set_model_weights(
+            state, tff.learning.models.ModelWeights(trainable=trainable, non_trainable=[])
+        )
+        build_seconds = time.perf_counter() - started
+        seconds = []
+        for round_id in sorted(schedule):
+            datasets = [
+                client_dataset(
+                    device_data(d), epochs, batch_size, train_seed(fleet_seed, d, round_id)
+                )
+                for d in schedule[round_id]
+            ]
+            tick = time.perf_counter()
+            state = process.next(state, datasets).state
+            seconds.append(time.perf_counter() - tick)
+        final = process.get_model_weights(state)
+    values = dict(zip(keras_order, [np.asarray(v) for v in final.trainable], strict=True))
+    return TffRun({n: values[n] for n in names}, seconds, build_seconds)

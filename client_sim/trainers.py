@@ -1,0 +1,156 @@
+"""On-device training runtimes: the bundle's TFLite training artifact, or Keras.
+
+Both train with plain SGD on the same batches, so a device's result does
+not depend on which runtime it uses (up to float rounding). Batches come
+from :func:`epoch_batches`: each epoch a permutation drawn from a seeded
+generator, cut into consecutive batches (the last may be short). The TFF
+reference engine builds its datasets from the same function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from fedge.update_codec import Weights
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+
+def epoch_batches(
+    n: int, epochs: int, batch_size: int, seed: int
+) -> Iterator[npt.NDArray[np.int64]]:
+    """Index batches for ``epochs`` passes over ``n`` examples."""
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for start in range(0, n, batch_size):
+            yield order[start : start + batch_size]
+
+
+def train_seed(fleet_seed: int, device: int, round_id: int) -> int:
+    """The batch-order seed of one device in one round (shared with TFF)."""
+    return (fleet_seed * 7919 + device) * 100_003 + round_id
+
+
+class Trainer(Protocol):
+    names: list[str]
+
+    def set_weights(self, weights: Weights) -> None: ...
+
+    def get_weights(self) -> Weights: ...
+
+    def train(
+        self,
+        x: FloatArray,
+        y: IntArray,
+        epochs: int,
+        batch_size: int,
+        learning_rate: float,
+        seed: int,
+    ) -> float: ...
+
+    def predict(self, x: FloatArray) -> FloatArray: ...
+
+
+class TfliteTrainer:
+    """The bundle's ``train.tflite`` in ``tf.lite.Interpreter``: what a phone runs."""
+
+    def __init__(self, path: Path, names: Sequence[str]) -> None:
+        import tensorflow as tf
+
+        self.names = list(names)
+        self._keys = [f"w{i:03d}" for i in range(len(self.names))]
+        self._interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=1)
+        self._train = self._interpreter.get_signature_runner("train")
+        self._infer = self._interpreter.get_signature_runner("infer")
+        self._get = self._interpreter.get_signature_runner("get_weights")
+        self._set = self._interpreter.get_signature_runner("set_weights")
+        self._input = next(n for n in self._interpreter.get_signature_list()["infer"]["inputs"])
+
+    def set_weights(self, weights: Weights) -> None:
+        self._set(
+            **{
+                k: np.asarray(weights[n], np.float32)
+                for k, n in zip(self._keys, self.names, strict=True)
+            }
+        )
+
+    def get_weights(self) -> Weights:
+        values = self._get()
+        return {n: np.array(values[k]) for k, n in zip(self._keys, self.names, strict=True)}
+
+    def train(
+        self,
+        x: FloatArray,
+        y: IntArray,
+        epochs: int,
+        batch_size: int,
+        learning_rate: float,
+        seed: int,
+    ) -> float:
+        losses = []
+        lr = np.float32(learning_rate)
+        for batch in epoch_batches(len(y), epochs, batch_size, seed):
+            out = self._train(
+                **{self._input: x[batch]}, label=y[batch].astype(np.int32), learning_rate=lr
+            )
+            losses.append(float(out["loss"]))
+        return float(np.mean(losses)) if losses else 0.0
+
+    def predict(self, x: FloatArray) -> FloatArray:
+        return np.asarray(self._infer(**{self._input: x})["output"], dtype=np.float32)
+
+
+class KerasTrainer:
+    """The same SGD steps with Keras (for devices without the TFLite artifact)."""
+
+    def __init__(self, model: Any) -> None:
+        import tensorflow as tf
+
+        self._model = tf.keras.models.clone_model(model)
+        self.names = [w.name.removesuffix(":0") for w in self._model.weights]
+        self._loss = tf.keras.losses.SparseCategoricalCrossentropy()
+        self._step = tf.function(self._sgd_step, reduce_retracing=True)
+
+    def _sgd_step(self, x: Any, y: Any, learning_rate: Any) -> Any:
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = self._loss(y, self._model(x, training=True))
+        variables = self._model.trainable_variables
+        for variable, grad in zip(variables, tape.gradient(loss, variables), strict=True):
+            variable.assign_sub(learning_rate * grad)
+        return loss
+
+    def set_weights(self, weights: Weights) -> None:
+        self._model.set_weights([weights[n] for n in self.names])
+
+    def get_weights(self) -> Weights:
+        return {n: np.array(v) for n, v in zip(self.names, self._model.get_weights(), strict=True)}
+
+    def train(
+        self,
+        x: FloatArray,
+        y: IntArray,
+        epochs: int,
+        batch_size: int,
+        learning_rate: float,
+        seed: int,
+    ) -> float:
+        import tensorflow as tf
+
+        lr = tf.constant(learning_rate, tf.float32)
+        losses = [
+            float(self._step(x[b], y[b].astype(np.int32), lr))
+            for b in epoch_batches(len(y), epochs, batch_size, seed)
+        ]
+        return float(np.mean(losses)) if losses else 0.0
+
+    def predict(self, x: FloatArray) -> FloatArray:
+        return np.asarray(self._model(x, training=False), dtype=np.float32)
