@@ -4,6 +4,7 @@ an observer client that reads rounds and checkpoints."""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -120,6 +121,8 @@ def _embedded_server(config: FleetConfig, bundle: Path, work: Path) -> Iterator[
             },
         }
     )
+    # The fleet reports per round; the server's per-request log would drown it.
+    logging.getLogger("fedge.server").setLevel(logging.WARNING)
     server = BackgroundServer(app)
     try:
         yield server

@@ -212,34 +212,66 @@ def predict(bundle: Path, inputs: Path, runtime: str, out: Path) -> None:
 
 
 @main.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="TOML configuration file (keys as in fedge.server.config.ServerConfig).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the database, checkpoints and updates live [default: fedge-data].")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML configuration file (keys as in fedge.server.config.ServerConfig).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the database, checkpoints and updates live [default: fedge-data].",
+)
 @click.option("--host", help="Interface to listen on [default: 127.0.0.1].")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (0: any free) [default: 8750].")
-@click.option("--model", type=click.Path(path_type=Path),
-              help="Bundle directory or .keras model [default: the reference CNN].")
-@click.option("--strategy", type=click.Choice(["fedavg", "fedavgm", "fedadam", "median",
-                                               "trimmed_mean"]))
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    help="Bundle directory or .keras model [default: the reference CNN].",
+)
+@click.option(
+    "--strategy", type=click.Choice(["fedavg", "fedavgm", "fedadam", "median", "trimmed_mean"])
+)
 @click.option("--rounds-target", type=click.IntRange(min=1), help="Updates that close a round.")
 @click.option("--rounds-min", type=click.IntRange(min=1), help="Quorum at the deadline.")
-@click.option("--deadline", type=click.FloatRange(min=0, min_open=True),
-              help="Seconds a round stays open.")
+@click.option(
+    "--deadline", type=click.FloatRange(min=0, min_open=True), help="Seconds a round stays open."
+)
 @click.option("--enrolment-key", help="Devices must present this key to enrol.")
-def serve(config_file: Path | None, data_dir: Path | None, host: str | None, port: int | None,
-          model: Path | None, strategy: str | None, rounds_target: int | None,
-          rounds_min: int | None, deadline: float | None, enrolment_key: str | None) -> None:
+def serve(
+    config_file: Path | None,
+    data_dir: Path | None,
+    host: str | None,
+    port: int | None,
+    model: Path | None,
+    strategy: str | None,
+    rounds_target: int | None,
+    rounds_min: int | None,
+    deadline: float | None,
+    enrolment_key: str | None,
+) -> None:
     """Run the aggregation server (SQLite and a local data directory; no other service)."""
     from fedge.server.app import create_app
     from fedge.server.serve import serve as run_server
 
-    rounds = {k: v for k, v in {"target_participants": rounds_target,
-                                "min_participants": rounds_min,
-                                "deadline_s": deadline}.items() if v is not None}
-    overrides: dict[str, object] = {"data_dir": data_dir, "host": host, "port": port,
-                                    "model": model, "strategy": strategy,
-                                    "enrolment_key": enrolment_key}
+    rounds = {
+        k: v
+        for k, v in {
+            "target_participants": rounds_target,
+            "min_participants": rounds_min,
+            "deadline_s": deadline,
+        }.items()
+        if v is not None
+    }
+    overrides: dict[str, object] = {
+        "data_dir": data_dir,
+        "host": host,
+        "port": port,
+        "model": model,
+        "strategy": strategy,
+        "enrolment_key": enrolment_key,
+    }
     if rounds:
         overrides["rounds"] = rounds
     try:
@@ -247,3 +279,187 @@ def serve(config_file: Path | None, data_dir: Path | None, host: str | None, por
     except FedgeError as exc:
         raise click.ClickException(str(exc)) from exc
     run_server(app)
+
+
+def _faults(values: tuple[str, ...]) -> dict[str, int]:
+    faults: dict[str, int] = {}
+    for value in values:
+        kind, _, count = value.partition("=")
+        if not count.isdigit():
+            raise click.BadParameter(f"expected KIND=COUNT, got {value!r}", param_hint="--fault")
+        faults[kind] = int(count)
+    return faults
+
+
+@main.command()
+@click.option("--devices", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--per-round",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Updates that close a round.",
+)
+@click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Dirichlet label skew (smaller: more non-IID).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["http", "tff"]),
+    default="http",
+    show_default=True,
+    help="fedge's server and devices over HTTP, or TFF in-process.",
+)
+@click.option("--server", "server_url", help="A running server (default: an embedded one).")
+@click.option(
+    "--runtime",
+    type=click.Choice(["tflite", "keras"]),
+    default="tflite",
+    show_default=True,
+    help="On-device training runtime.",
+)
+@click.option("--local-epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option(
+    "--learning-rate", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(["fedavg", "fedavgm", "fedadam", "median", "trimmed_mean"]),
+    default="fedavg",
+    show_default=True,
+)
+@click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option(
+    "--crash",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Chance a device dies mid-upload (and retries after a restart).",
+)
+@click.option(
+    "--fault",
+    multiple=True,
+    metavar="KIND=COUNT",
+    help="Faulty devices: nan, wrong_shape, replay, stale_base (repeatable).",
+)
+@click.option("--over-selection", type=click.FloatRange(min=1), default=1.0, show_default=True)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="Seconds a round stays open.",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the run as JSON.",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write accuracy and participation per round as a PNG.",
+)
+def simulate(
+    devices: int,
+    per_round: int,
+    rounds: int,
+    alpha: float,
+    engine: str,
+    server_url: str | None,
+    runtime: str,
+    local_epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    strategy: str,
+    dropout: float,
+    crash: float,
+    fault: tuple[str, ...],
+    over_selection: float,
+    deadline: float,
+    workers: int,
+    seed: int,
+    report_path: Path | None,
+    plot_path: Path | None,
+) -> None:
+    """Run federated rounds with a fleet of simulated devices."""
+    if per_round > devices:
+        raise click.BadParameter(
+            f"{per_round} per round > {devices} devices", param_hint="--per-round"
+        )
+    if engine == "tff":
+        from fedge.client_sim.tff_cli import run_tff_simulation
+
+        run_tff_simulation(
+            devices, per_round, rounds, alpha, seed, local_epochs, batch_size, learning_rate
+        )
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from fedge.client_sim.fleet import FleetConfig, RoundReport, run_fleet
+    from fedge.client_sim.report import closing_lines, summary_table, write_json, write_plot
+
+    config = FleetConfig(
+        devices=devices,
+        per_round=per_round,
+        rounds=rounds,
+        alpha=alpha,
+        seed=seed,
+        local_epochs=local_epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        runtime=runtime,
+        dropout=dropout,
+        crash=crash,
+        faults=_faults(fault),
+        workers=workers,
+        deadline_s=deadline,
+        over_selection=over_selection,
+        server_url=server_url,
+        strategy=strategy,
+    )
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("[bold]rounds"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+    )
+    task = bar.add_task("rounds", total=rounds, status="preparing bundle and devices")
+
+    def on_round(report: RoundReport) -> None:
+        bar.update(
+            task,
+            advance=1,
+            status=(
+                f"round {report.round_id} {report.state}: acc {report.global_accuracy:.3f}, "
+                f"{report.participants} updates, {report.seconds:.1f} s"
+            ),
+        )
+
+    try:
+        with bar:
+            result = run_fleet(config, progress=on_round)
+    except (FedgeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    Console().print(summary_table(result))
+    for line in closing_lines(result):
+        click.echo(line)
+    if report_path is not None:
+        write_json(result, report_path)
+        click.echo(f"report: {report_path}")
+    if plot_path is not None:
+        write_plot(result, plot_path)
+        click.echo(f"plot: {plot_path}")
