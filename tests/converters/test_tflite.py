@@ -119,7 +119,7 @@ def test_training_artifact_round_trips_weights_in_canonical_order(tmp_path: Path
 
 def test_a_layer_without_builtin_ops_is_named(tmp_path: Path) -> None:
     inputs = tf.keras.Input((4,), name="x")
-    hidden = tf.keras.layers.Lambda(lambda x: tf.math.erf(x), name="erf_layer")(inputs)
+    hidden = tf.keras.layers.Lambda(tf.math.erf, name="erf_layer")(inputs)
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(2, name="out")(hidden))
 
     with pytest.raises(UnsupportedLayerError) as caught:
