@@ -20,7 +20,7 @@ import numpy as np
 
 from fedge.client_sim.client import FedgeClient, ProtocolError
 from fedge.client_sim.profiles import DeviceProfile
-from fedge.client_sim.trainers import Trainer, train_seed
+from fedge.client_sim.trainers import Trainer, TrainerPool, train_seed
 from fedge.client_sim.transport import TransportError
 from fedge.partition import DeviceData
 from fedge.update_codec import Update, UpdateMeta, Weights, encode_update
@@ -57,14 +57,14 @@ class SimDevice:
         self,
         index: int,
         data: DeviceData,
-        trainer: Trainer,
+        trainers: TrainerPool,
         client: FedgeClient,
         profile: DeviceProfile,
         seed: int,
     ) -> None:
         self.index = index
         self.data = data
-        self.trainer = trainer
+        self.trainers = trainers
         self.client = client
         self.profile = profile
         self.stats = DeviceStats()
@@ -107,19 +107,20 @@ class SimDevice:
             base_id = self._old_checkpoint
         base = self.client.checkpoint(base_id).weights
         self._old_checkpoint = self._old_checkpoint or task["base_checkpoint"]
-        self.trainer.set_weights(base)
         train = self.data.train
-        loss = self.trainer.train(
-            train.x,
-            train.y,
-            task["local_epochs"],
-            task["batch_size"],
-            task["learning_rate"],
-            seed=self.train_seed(round_id),
-        )
-        trained = self.trainer.get_weights()
+        with self.trainers.borrow() as trainer:
+            trainer.set_weights(base)
+            loss = trainer.train(
+                train.x,
+                train.y,
+                task["local_epochs"],
+                task["batch_size"],
+                task["learning_rate"],
+                seed=self.train_seed(round_id),
+            )
+            trained = trainer.get_weights()
+            self._consider_personal(trainer, trained)
         time.sleep(self.profile.compute_s_per_example * len(train) * task["local_epochs"])
-        self._consider_personal(trained)
         delta = {name: trained[name] - base[name] for name in task["weights"]}
         body = self._with_fault(round_id, base_id, delta, len(train), loss)
         time.sleep(self.profile.transfer_s(len(body)))
@@ -162,17 +163,18 @@ class SimDevice:
         )
         return encode_update(Update(meta=meta, deltas=delta))
 
-    def _consider_personal(self, candidate: Weights) -> None:
+    def _consider_personal(self, trainer: Trainer, candidate: Weights) -> None:
         """On-device acceptance: keep the better model on the device's own data."""
         holdout = self.data.holdout
-        score = accuracy(self.trainer, candidate, holdout.x, holdout.y)
+        score = accuracy(trainer, candidate, holdout.x, holdout.y)
         if self.personal is None or not score < self.personal_accuracy:
             self.personal, self.personal_accuracy = candidate, score
 
     def offer_global(self, weights: Weights) -> float:
         """A new global model arrives: adopt it if it is no worse; its accuracy here."""
         holdout = self.data.holdout
-        score = accuracy(self.trainer, weights, holdout.x, holdout.y)
+        with self.trainers.borrow() as trainer:
+            score = accuracy(trainer, weights, holdout.x, holdout.y)
         if self.personal is None or not score < self.personal_accuracy:
             self.personal, self.personal_accuracy = weights, score
         return score

@@ -23,6 +23,7 @@ from fedge.client_sim.client import FedgeClient
 from fedge.client_sim.device import RoundOutcome, SimDevice, accuracy
 from fedge.client_sim.profiles import fleet_profiles
 from fedge.client_sim.setup import FleetModel, prepare_model
+from fedge.client_sim.trainers import TrainerPool
 from fedge.client_sim.transport import HttpTransport
 from fedge.data import load_task
 from fedge.partition import PartitionConfig, partition
@@ -107,6 +108,7 @@ def _run(
     config: FleetConfig, model: FleetModel, task: Any, parts: Any, progress: Progress | None
 ) -> FleetReport:
     profiles = fleet_profiles(config.devices, config.dropout, config.crash, config.faults)
+    trainers = TrainerPool(model.trainer, min(config.workers, config.devices))
     devices = []
     for index in range(config.devices):
         client = FedgeClient(HttpTransport(model.url), seed=config.seed + index)
@@ -115,7 +117,7 @@ def _run(
             SimDevice(
                 index,
                 parts.device_data(index, task.train),
-                model.trainer(),
+                trainers,
                 client,
                 profiles[index],
                 config.seed,

@@ -9,7 +9,9 @@ reference engine builds its datasets from the same function.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import queue
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -154,3 +156,25 @@ class KerasTrainer:
 
     def predict(self, x: FloatArray) -> FloatArray:
         return np.asarray(self._model(x, training=False), dtype=np.float32)
+
+
+class TrainerPool:
+    """Runtimes shared by many simulated devices, one device at a time each.
+
+    A runtime holds no device state between uses (weights are set before
+    every use), so a fleet of thousands of devices needs only as many
+    interpreters as run at once.
+    """
+
+    def __init__(self, factory: Callable[[], Trainer], size: int) -> None:
+        self._free: queue.Queue[Trainer] = queue.Queue()
+        for _ in range(size):
+            self._free.put(factory())
+
+    @contextmanager
+    def borrow(self) -> Iterator[Trainer]:
+        trainer = self._free.get()
+        try:
+            yield trainer
+        finally:
+            self._free.put(trainer)

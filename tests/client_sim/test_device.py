@@ -8,7 +8,7 @@ import tensorflow as tf
 from fedge.client_sim.client import FedgeClient
 from fedge.client_sim.device import SimDevice
 from fedge.client_sim.profiles import DeviceProfile, fleet_profiles
-from fedge.client_sim.trainers import KerasTrainer, epoch_batches
+from fedge.client_sim.trainers import KerasTrainer, TrainerPool, epoch_batches
 from fedge.client_sim.transport import HttpTransport
 from fedge.data import load_task
 from fedge.model import build_reference_model
@@ -26,7 +26,8 @@ def _device_with_keras_runtime() -> tuple[SimDevice, Weights, list[str]]:
     trained = dict(zip(trainer.names, model.get_weights(), strict=True))
     data = DeviceData(train=task.test, holdout=task.test, style=HandwritingStyle.neutral())
     client = FedgeClient(HttpTransport("http://127.0.0.1:9"))  # never called here
-    return SimDevice(0, data, trainer, client, DeviceProfile(), seed=0), trained, trainer.names
+    pool = TrainerPool(lambda: trainer, 1)
+    return SimDevice(0, data, pool, client, DeviceProfile(), seed=0), trained, trainer.names
 
 
 def test_a_better_global_model_is_adopted_and_a_worse_one_is_not() -> None:
