@@ -11,9 +11,9 @@ import pytest
 import requests
 import tensorflow as tf
 
+from fedge.server.process import running
 from fedge.update_codec import decode_checkpoint
 from tests.server.helpers import OCTET, auth, constant_update
-from tests.server.live_server import running
 
 ROUND_FLAGS = ["--rounds-target", "3", "--rounds-min", "3", "--deadline", "300"]
 

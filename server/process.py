@@ -1,4 +1,9 @@
-"""A real ``fedge serve`` process on a free loopback port, always stopped."""
+"""``fedge serve`` as a child process on a free loopback port, always stopped.
+
+Used by the end-to-end tests, the benchmarks and the demo: they need the
+real server process (its own interpreter, its own memory, killable with
+SIGKILL), not an app object.
+"""
 
 from __future__ import annotations
 
@@ -22,14 +27,28 @@ class LiveServer:
     url: str
     process: subprocess.Popen[bytes]
 
+    def rss_bytes(self) -> int:
+        """The server's resident memory now (Linux)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS line")
+
     def kill_hard(self) -> None:
         """SIGKILL: no shutdown code runs, as in a crash."""
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
 
 
-def start(data_dir: Path, args: Sequence[str], log: Path, timeout: float = 120) -> LiveServer:
-    env = {**os.environ, "FEDGE_ADMIN_TOKEN": "admin-secret", "TF_CPP_MIN_LOG_LEVEL": "3"}
+def start(
+    data_dir: Path,
+    args: Sequence[str],
+    log: Path,
+    timeout: float = 120,
+    admin_token: str = "admin-secret",
+) -> LiveServer:
+    """Start the server; return once it prints its URL (its stderr goes to ``log``)."""
+    env = {**os.environ, "FEDGE_ADMIN_TOKEN": admin_token, "TF_CPP_MIN_LOG_LEVEL": "3"}
     with open(log, "ab") as log_file:
         process = subprocess.Popen(
             [str(FEDGE), "serve", "--data-dir", str(data_dir), "--port", "0", *args],
