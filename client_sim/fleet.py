@@ -131,11 +131,15 @@ def _run(
     try:
         with ThreadPoolExecutor(max_workers=config.workers) as pool:
             for _ in range(config.rounds):
-                report, contributors, weights = _one_round(
+                report, outcomes, weights = _one_round(
                     devices, pool, order_rng, model, evaluator, task
                 )
                 reports.append(report)
-                selected[report.round_id] = contributors
+                # A device that asks after a round closed joins the next one
+                # in the same pass: file each contribution under its own round.
+                for outcome in outcomes:
+                    if outcome.status == "contributed" and outcome.round_id is not None:
+                        selected.setdefault(outcome.round_id, []).append(outcome.device)
                 if progress is not None:
                     progress(report)
         on_device = [d.offer_global(weights) for d in devices]
@@ -150,7 +154,9 @@ def _run(
     return FleetReport(
         config={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(config).items()},
         rounds=reports,
-        selected=selected,
+        selected={
+            r: sorted(selected.get(r, [])) for r in sorted(selected) if r <= reports[-1].round_id
+        },
         global_accuracy_on_devices=float(np.nanmean(global_on_devices)),
         personal_accuracy_on_devices=float(np.nanmean(personal)),
         participation=[d.stats.contributed for d in devices],
@@ -167,7 +173,7 @@ def _one_round(
     model: FleetModel,
     evaluator: Any,
     task: Any,
-) -> tuple[RoundReport, list[int], Weights]:
+) -> tuple[RoundReport, list[RoundOutcome], Weights]:
     started = time.perf_counter()
     up0 = sum(d.client.bytes_up for d in devices)
     down0 = sum(d.client.bytes_down for d in devices)
@@ -182,9 +188,6 @@ def _one_round(
             break
         time.sleep(0.2)
     rejects = Counter(o.detail for o in outcomes if o.status == "rejected")
-    contributors = sorted(
-        o.device for o in outcomes if o.status == "contributed" and o.round_id == round_id
-    )
     weights = model.checkpoint(state["result_checkpoint"] or state["base_checkpoint"])
     report = RoundReport(
         round_id=round_id,
@@ -197,4 +200,4 @@ def _one_round(
         bytes_down=sum(d.client.bytes_down for d in devices) - down0,
         seconds=time.perf_counter() - started,
     )
-    return report, contributors, weights
+    return report, outcomes, weights

@@ -37,9 +37,10 @@ def test_faulty_devices_are_rejected_and_rounds_complete() -> None:
     assert rejects.get("wrong_weights", 0) >= 1
     # replay and stale base show up once the device has an older round to reuse
     assert rejects.get("stale_base", 0) + rejects.get("wrong_round", 0) >= 1
-    faulty = set(range(4))
-    for round_id, devices in report.selected.items():
-        assert not faulty & set(devices), f"round {round_id} accepted a faulty device"
+    accepted = [d for devices in report.selected.values() for d in devices]
+    assert 0 not in accepted and 1 not in accepted  # NaN and wrong shapes, every time
+    # replay and stale base need an earlier round to misuse: their first update is honest
+    assert accepted.count(2) <= 1 and accepted.count(3) <= 1
     assert report.crashes >= 1
     assert all(np.isfinite(w).all() for w in report.final_weights.values())
 
