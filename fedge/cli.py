@@ -239,6 +239,26 @@ def predict(bundle: Path, inputs: Path, runtime: str, out: Path) -> None:
     "--deadline", type=click.FloatRange(min=0, min_open=True), help="Seconds a round stays open."
 )
 @click.option("--enrolment-key", help="Devices must present this key to enrol.")
+@click.option(
+    "--max-update-norm",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Bound on an update's L2 norm.",
+)
+@click.option(
+    "--norm-policy",
+    type=click.Choice(["reject", "clip"]),
+    help="Over the bound: reject the update or clip it [default: reject].",
+)
+@click.option(
+    "--dp-clip",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Central DP: clip every update to this L2 norm.",
+)
+@click.option(
+    "--dp-noise",
+    type=click.FloatRange(min=0),
+    help="Central DP: Gaussian noise multiplier (std = multiplier x clip / K).",
+)
 def serve(
     config_file: Path | None,
     data_dir: Path | None,
@@ -250,6 +270,10 @@ def serve(
     rounds_min: int | None,
     deadline: float | None,
     enrolment_key: str | None,
+    max_update_norm: float | None,
+    norm_policy: str | None,
+    dp_clip: float | None,
+    dp_noise: float | None,
 ) -> None:
     """Run the aggregation server (SQLite and a local data directory; no other service)."""
     from fedge.server.app import create_app
@@ -271,6 +295,10 @@ def serve(
         "model": model,
         "strategy": strategy,
         "enrolment_key": enrolment_key,
+        "max_update_norm": max_update_norm,
+        "norm_policy": norm_policy,
+        "dp_clip_norm": dp_clip,
+        "dp_noise_multiplier": dp_noise,
     }
     if rounds:
         overrides["rounds"] = rounds
