@@ -1,0 +1,83 @@
+"""Bundles with every target, and what happens when one target fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fedge.cli import main
+from fedge.converters.batch_predict import predict_bundle
+from fedge.converters.bundle import convert
+from fedge.converters.errors import ConversionError
+from fedge.converters.options import ConvertOptions
+from fedge.data import load_task
+from fedge.manifest import verify_bundle
+from tests.model_zoo import gru_classifier
+
+
+def test_the_reference_model_gets_all_three_targets_verified(
+    trained_model_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "bundle"
+
+    result = convert(trained_model_path, out, ConvertOptions())
+
+    manifest = verify_bundle(out)
+    assert not result.failed
+    assert set(manifest.artifacts) == {"keras", "tflite", "tfjs", "coreml"}
+    for target in ("tflite", "tfjs", "coreml"):
+        record = manifest.parity[target]
+        assert record["status"] == "pass", (target, record)
+        assert record["top1_agreement"] >= 0.99
+    assert manifest.parity["tflite"]["max_abs_err"] <= 1e-4
+    assert manifest.parity["tfjs"]["max_abs_err"] <= 1e-4
+    assert manifest.parity["coreml"]["precision"] == "fp16"
+    x = load_task().test.x[:8]
+    np.save(tmp_path / "x.npy", x)
+    outputs = {
+        rt: predict_bundle(out, rt, tmp_path / "x.npy")[1][0]
+        for rt in ("keras", "tflite", "tfjs", "coreml")
+    }
+    for runtime in ("tflite", "tfjs", "coreml"):
+        assert (outputs[runtime].argmax(axis=1) == outputs["keras"].argmax(axis=1)).all()
+
+
+def _gru_model(tmp_path: Path) -> Path:
+    path = tmp_path / "gru.keras"
+    gru_classifier().save(path)
+    return path
+
+
+def test_a_failing_target_is_left_out_and_named(tmp_path: Path) -> None:
+    """Keras 2's GRU (reset_after=True) has no TF.js equivalent; TFLite takes it."""
+    result = CliRunner().invoke(
+        main,
+        [
+            "convert",
+            str(_gru_model(tmp_path)),
+            "--out",
+            str(tmp_path / "b"),
+            "--targets",
+            "tflite,tfjs",
+        ],
+    )
+
+    assert result.exit_code != 0
+    assert "bundle written to" in result.output and "without: tfjs" in result.output
+    assert "layer 'gru' (GRU)" in result.output
+    manifest = verify_bundle(tmp_path / "b")
+    assert set(manifest.artifacts) == {"keras", "tflite"}
+    assert "tfjs" in manifest.failures
+    assert not (tmp_path / "b" / "tfjs").exists()
+
+
+def test_strict_writes_no_bundle_when_a_target_fails(tmp_path: Path) -> None:
+    model = _gru_model(tmp_path)
+
+    with pytest.raises(ConversionError, match=r"tfjs: layer 'gru' \(GRU\)"):
+        convert(model, tmp_path / "b", ConvertOptions(targets=("tflite", "tfjs"), strict=True))
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gru.keras"]
