@@ -1,17 +1,102 @@
+"""Fixtures: apps on a temporary data directory, reached either through the
+Flask test client or over real HTTP (the same app served by waitress on a
+loopback port). Tests that take ``connect`` or ``client`` run both ways."""
+
 from __future__ import annotations
 
-from collections.abc import Callable
+import json as json_module
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
-from flask.testing import FlaskClient
 
 from fedge.server.app import create_app
+from fedge.server.serve import BackgroundServer
 from tests.server.helpers import tiny_model
 
 AppFactory = Callable[..., Flask]
+
+
+class HttpResponse:
+    """The parts of Flask's test response the tests read, from a real one."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self.status_code = response.status_code
+        self.data = response.content
+        self.headers = response.headers
+        self.mimetype = response.headers.get("Content-Type", "").split(";")[0].strip()
+
+    def get_json(self) -> Any:
+        return None if not self.data else json_module.loads(self.data)
+
+    def get_data(self, as_text: bool = False) -> Any:
+        return self.data.decode() if as_text else self.data
+
+
+class HttpClient:
+    """A Flask-test-client-shaped client that sends real HTTP requests."""
+
+    def __init__(self, app: Flask, url: str) -> None:
+        self.application = app
+        self._url = url
+        self._session = requests.Session()
+
+    def open(
+        self,
+        path: str,
+        method: str = "GET",
+        json: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> HttpResponse:
+        headers = dict(headers or {})
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        response = self._session.request(
+            method, self._url + path, json=json, data=data, headers=headers, timeout=30
+        )
+        return HttpResponse(response)
+
+    def get(self, path: str, **kwargs: Any) -> HttpResponse:
+        return self.open(path, "GET", **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> HttpResponse:
+        return self.open(path, "POST", **kwargs)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+Client = Any  # FlaskClient or HttpClient: the same calls
+Connect = Callable[[Flask], Client]
+
+
+@pytest.fixture(params=["in_process", "http"])
+def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
+    """Turns an app into a client: Flask's test client, or real HTTP."""
+    servers: list[BackgroundServer] = []
+    clients: list[HttpClient] = []
+
+    def build(app: Flask) -> Any:
+        if request.param == "in_process":
+            return app.test_client()
+        server = BackgroundServer(app)
+        servers.append(server)
+        client = HttpClient(app, server.url)
+        clients.append(client)
+        return client
+
+    try:
+        yield build
+    finally:
+        for client in clients:
+            client.close()
+        for server in servers:
+            server.stop()
 
 
 @pytest.fixture
@@ -29,6 +114,7 @@ def make_app(tmp_path: Path) -> AppFactory:
         settings = {
             "data_dir": tmp_path / "data",
             "admin_token": "admin-secret",
+            "port": 0,
             "rounds": rounds,
             **config,
         }
@@ -43,5 +129,5 @@ def app(make_app: AppFactory) -> Flask:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def client(app: Flask, connect: Connect) -> Any:
+    return connect(app)

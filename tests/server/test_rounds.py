@@ -11,22 +11,21 @@ from typing import Any
 import numpy as np
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 
 from fedge.server.app import context
 from fedge.update_codec import decode_checkpoint
-from tests.server.conftest import AppFactory
+from tests.server.conftest import AppFactory, Client, Connect
 from tests.server.helpers import OCTET, auth, constant_update
 
 
-def enrol(client: FlaskClient) -> tuple[str, str]:
+def enrol(client: Client) -> tuple[str, str]:
     response = client.post("/v1/devices", json={"platform": "test"})
     assert response.status_code == 201
     body = response.get_json()
     return body["device_id"], body["token"]
 
 
-def join(client: FlaskClient, token: str) -> dict[str, Any]:
+def join(client: Client, token: str) -> dict[str, Any]:
     response = client.post("/v1/tasks", json={"idle": True}, headers=auth(token))
     assert response.status_code == 200, response.get_json()
     task: dict[str, Any] | None = response.get_json()["task"]
@@ -34,13 +33,13 @@ def join(client: FlaskClient, token: str) -> dict[str, Any]:
     return task
 
 
-def upload(client: FlaskClient, token: str, round_id: int, body: bytes) -> Any:
+def upload(client: Client, token: str, round_id: int, body: bytes) -> Any:
     return client.post(
         f"/v1/rounds/{round_id}/updates", data=body, headers=auth(token), content_type=OCTET
     )
 
 
-def checkpoint_weights(client: FlaskClient, token: str, checkpoint: str) -> dict[str, Any]:
+def checkpoint_weights(client: Client, token: str, checkpoint: str) -> dict[str, Any]:
     response = client.get(f"/v1/checkpoints/{checkpoint}", headers=auth(token))
     assert response.status_code == 200
     return decode_checkpoint(response.data).weights
@@ -56,7 +55,7 @@ def context_of(app: Flask) -> Any:
         return context()
 
 
-def test_a_full_round_is_the_weighted_mean_of_the_deltas(client: FlaskClient) -> None:
+def test_a_full_round_is_the_weighted_mean_of_the_deltas(client: Client) -> None:
     (_, token_a), (_, token_b) = enrol(client), enrol(client)
     task_a, task_b = join(client, token_a), join(client, token_b)
     assert task_a["round_id"] == task_b["round_id"] == 1
@@ -80,7 +79,7 @@ def test_a_full_round_is_the_weighted_mean_of_the_deltas(client: FlaskClient) ->
 
 
 def test_a_retry_returns_the_same_receipt_and_a_different_update_is_refused(
-    app: Flask, client: FlaskClient
+    app: Flask, client: Client
 ) -> None:
     _, token = enrol(client)
     task = join(client, token)
@@ -122,10 +121,10 @@ def test_a_retry_returns_the_same_receipt_and_a_different_update_is_refused(
     ],
 )
 def test_invalid_updates_are_rejected_before_anything_is_stored(
-    make_app: AppFactory, make_body: Any, status: int, code: str
+    make_app: AppFactory, make_body: Any, status: int, code: str, connect: Connect
 ) -> None:
     app = make_app(max_update_norm=10.0)
-    client = app.test_client()
+    client = connect(app)
     _, token = enrol(client)
     task = join(client, token)
 
@@ -139,9 +138,11 @@ def test_invalid_updates_are_rejected_before_anything_is_stored(
     assert f'fedge_updates_rejected_total{{reason="{code}"}} 1' in metrics
 
 
-def test_clip_policy_scales_an_update_down_to_the_bound(make_app: AppFactory) -> None:
+def test_clip_policy_scales_an_update_down_to_the_bound(
+    make_app: AppFactory, connect: Connect
+) -> None:
     app = make_app(max_update_norm=1.0, norm_policy="clip", rounds={"target_participants": 1})
-    client = app.test_client()
+    client = connect(app)
     _, token = enrol(client)
     task = join(client, token)
 
@@ -156,9 +157,9 @@ def test_clip_policy_scales_an_update_down_to_the_bound(make_app: AppFactory) ->
     assert norm == pytest.approx(1.0, rel=1e-5)
 
 
-def test_a_body_over_the_limit_gets_413(make_app: AppFactory) -> None:
+def test_a_body_over_the_limit_gets_413(make_app: AppFactory, connect: Connect) -> None:
     app = make_app(max_update_bytes=1024)
-    client = app.test_client()
+    client = connect(app)
     _, token = enrol(client)
     join(client, token)
 
@@ -169,7 +170,7 @@ def test_a_body_over_the_limit_gets_413(make_app: AppFactory) -> None:
     assert stored_updates(app) == 0
 
 
-def test_access_rules(app: Flask, client: FlaskClient) -> None:
+def test_access_rules(app: Flask, client: Client) -> None:
     device_a, token_a = enrol(client)
     device_b, token_b = enrol(client)
     task = join(client, token_a)
@@ -192,8 +193,8 @@ def test_access_rules(app: Flask, client: FlaskClient) -> None:
     assert stored_updates(app) == 0
 
 
-def test_enrolment_key_is_enforced(make_app: AppFactory) -> None:
-    client = make_app(enrolment_key="let-me-in").test_client()
+def test_enrolment_key_is_enforced(make_app: AppFactory, connect: Connect) -> None:
+    client = connect(make_app(enrolment_key="let-me-in"))
 
     refused = client.post("/v1/devices", json={"enrolment_key": "wrong"})
     accepted = client.post("/v1/devices", json={"enrolment_key": "let-me-in"})
@@ -202,8 +203,8 @@ def test_enrolment_key_is_enforced(make_app: AppFactory) -> None:
     assert accepted.status_code == 201
 
 
-def test_conditions_gate_selection(make_app: AppFactory) -> None:
-    client = make_app(rounds={"require_charging": True}).test_client()
+def test_conditions_gate_selection(make_app: AppFactory, connect: Connect) -> None:
+    client = connect(make_app(rounds={"require_charging": True}))
     _, token = enrol(client)
 
     busy = client.post("/v1/tasks", json={"idle": True, "charging": False}, headers=auth(token))
@@ -213,8 +214,8 @@ def test_conditions_gate_selection(make_app: AppFactory) -> None:
     assert ready.get_json()["task"]["round_id"] == 1
 
 
-def test_over_selection_caps_the_round(make_app: AppFactory) -> None:
-    client = make_app(rounds={"target_participants": 2, "over_selection": 1.5}).test_client()
+def test_over_selection_caps_the_round(make_app: AppFactory, connect: Connect) -> None:
+    client = connect(make_app(rounds={"target_participants": 2, "over_selection": 1.5}))
     tokens = [enrol(client)[1] for _ in range(4)]
 
     answers = [client.post("/v1/tasks", json={}, headers=auth(t)).get_json() for t in tokens]
@@ -223,9 +224,11 @@ def test_over_selection_caps_the_round(make_app: AppFactory) -> None:
     assert answers[3]["reason"] == "round_full"
 
 
-def test_deadline_with_quorum_closes_and_without_quorum_abandons(make_app: AppFactory) -> None:
+def test_deadline_with_quorum_closes_and_without_quorum_abandons(
+    make_app: AppFactory, connect: Connect
+) -> None:
     app = make_app(rounds={"target_participants": 3, "min_participants": 2, "deadline_s": 5})
-    client = app.test_client()
+    client = connect(app)
     tokens = [enrol(client)[1] for _ in range(2)]
     task = join(client, tokens[0])
     join(client, tokens[1])
@@ -248,9 +251,9 @@ def test_deadline_with_quorum_closes_and_without_quorum_abandons(make_app: AppFa
     assert round_two["state"] == "closed" and round_two["metrics"]["updates"] == 2
 
 
-def test_a_restarted_server_resumes_the_open_round(make_app: AppFactory) -> None:
+def test_a_restarted_server_resumes_the_open_round(make_app: AppFactory, connect: Connect) -> None:
     first = make_app(rounds={"target_participants": 3})
-    client = first.test_client()
+    client = connect(first)
     tokens = [enrol(client)[1] for _ in range(3)]
     task = join(client, tokens[0])
     join(client, tokens[1])
@@ -258,7 +261,7 @@ def test_a_restarted_server_resumes_the_open_round(make_app: AppFactory) -> None
     upload(client, tokens[0], 1, constant_update(1, task["base_checkpoint"], 1.0))
     upload(client, tokens[1], 1, constant_update(1, task["base_checkpoint"], 2.0))
 
-    restarted = make_app(rounds={"target_participants": 3}).test_client()
+    restarted = connect(make_app(rounds={"target_participants": 3}))
     upload(restarted, tokens[2], 1, constant_update(1, task["base_checkpoint"], 6.0))
 
     round_one = restarted.get("/v1/rounds/1").get_json()
@@ -267,9 +270,9 @@ def test_a_restarted_server_resumes_the_open_round(make_app: AppFactory) -> None
     np.testing.assert_allclose(weights["dense/bias"], [3.0, 3.0])  # (1 + 2 + 6) / 3
 
 
-def test_fair_sampler_keeps_participation_even(make_app: AppFactory) -> None:
+def test_fair_sampler_keeps_participation_even(make_app: AppFactory, connect: Connect) -> None:
     app = make_app(rounds={"target_participants": 2, "over_selection": 1.0})
-    client = app.test_client()
+    client = connect(app)
     tokens = [enrol(client)[1] for _ in range(4)]
 
     for round_id in range(1, 7):
@@ -297,8 +300,8 @@ def participations(app: Flask, token: str) -> int:
     return int(count)
 
 
-def _three_device_round(app: Flask, values: tuple[float, ...]) -> dict[str, Any]:
-    client = app.test_client()
+def _three_device_round(app: Flask, connect: Connect, values: tuple[float, ...]) -> dict[str, Any]:
+    client = connect(app)
     tokens = [enrol(client)[1] for _ in values]
     tasks = [join(client, t) for t in tokens]
     for token, value in zip(tokens, values, strict=True):
@@ -314,19 +317,21 @@ def _three_device_round(app: Flask, values: tuple[float, ...]) -> dict[str, Any]
     return round_one
 
 
-def test_median_strategy_reads_the_stored_updates(make_app: AppFactory) -> None:
+def test_median_strategy_reads_the_stored_updates(make_app: AppFactory, connect: Connect) -> None:
     app = make_app(strategy="median", rounds={"target_participants": 3})
 
-    round_one = _three_device_round(app, (1.0, 2.0, 60.0))
+    round_one = _three_device_round(app, connect, (1.0, 2.0, 60.0))
 
     assert round_one["metrics"]["strategy"] == "median"
     np.testing.assert_allclose(round_one["weights"]["dense/bias"], [2.0, 2.0])
 
 
-def test_central_dp_clips_adds_noise_and_reports_epsilon(make_app: AppFactory) -> None:
+def test_central_dp_clips_adds_noise_and_reports_epsilon(
+    make_app: AppFactory, connect: Connect
+) -> None:
     app = make_app(dp_clip_norm=1.0, dp_noise_multiplier=1.0, rounds={"target_participants": 3})
 
-    round_one = _three_device_round(app, (1.0, 2.0, 6.0))
+    round_one = _three_device_round(app, connect, (1.0, 2.0, 6.0))
 
     metrics = round_one["metrics"]
     assert metrics["strategy"] == "fedavg+dp"
