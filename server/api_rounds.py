@@ -10,7 +10,7 @@ from fedge.server import round_store as rs
 from fedge.server.app import context
 from fedge.server.coordinator import Conditions
 from fedge.server.errors import BadRequest, NotFound
-from fedge.server.views_common import authenticated_device, flag, json_body
+from fedge.server.views_common import authenticated_device, flag, json_body, require_admin
 
 bp = Blueprint("rounds", __name__, url_prefix="/v1")
 
@@ -75,6 +75,12 @@ def checkpoint(checkpoint_id: str) -> Any:
         mimetype="application/octet-stream",
         headers={"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"},
     )
+
+
+@bp.post("/admin/rounds/current/end")
+def end_current() -> Any:
+    require_admin()
+    return jsonify(_public(context().coordinator.end_round_now()))
 
 
 def _public(record: rs.RoundRecord) -> dict[str, Any]:

@@ -369,6 +369,19 @@ class Coordinator:
                 else:
                     self._abandon(record, count)
 
+    def end_round_now(self) -> rs.RoundRecord:
+        """Admin: end the open round as if its deadline had passed."""
+        with self._lock:
+            with self.db.transaction() as conn:
+                record = rs.open_round_record(conn)
+            if record is None:
+                raise Conflict("no round is open", code="no_open_round")
+            self.tick(now=record.deadline_at)
+            with self.db.transaction() as conn:
+                ended = rs.round_record(conn, record.id)
+            assert ended is not None  # it existed a moment ago, under the lock
+            return ended
+
     def _abandon(self, record: rs.RoundRecord, count: int) -> None:
         with self.db.transaction() as conn:
             conn.execute(

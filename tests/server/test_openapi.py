@@ -191,6 +191,11 @@ def test_responses_match_the_document(client: FlaskClient, spec: dict[str, Any])
         content_type=OCTET,
         headers=auth(other["token"]),
     )
+    end = "/v1/admin/rounds/current/end"
+    api.call("post", end, end, headers=auth(token))
+    api.call("post", end, end)
+    api.call("post", end, end, headers=auth("admin-secret"))
+    api.call("post", end, end, headers=auth("admin-secret"))
     api.call("get", "/v1/rounds/current", "/v1/rounds/current")
     api.call("get", "/v1/rounds", "/v1/rounds?limit=5")
     api.call("get", "/v1/rounds", "/v1/rounds?limit=zero")

@@ -342,3 +342,20 @@ def test_central_dp_clips_adds_noise_and_reports_epsilon(
     values = np.concatenate([w.ravel() for w in round_one["weights"].values()])
     assert not np.allclose(values, 1 / np.sqrt(6), atol=1e-6)
     assert abs(values.mean() - 1 / np.sqrt(6)) < 4 * (1 / 3) / np.sqrt(6)
+
+
+def test_only_the_admin_ends_a_round(app: Flask, client: Client) -> None:
+    _, token = enrol(client)
+    task = join(client, token)
+    upload(client, token, 1, constant_update(1, task["base_checkpoint"], 5.0))
+
+    as_device = client.post("/v1/admin/rounds/current/end", headers=auth(token))
+    as_nobody = client.post("/v1/admin/rounds/current/end")
+    as_admin = client.post("/v1/admin/rounds/current/end", headers=auth("admin-secret"))
+    again = client.post("/v1/admin/rounds/current/end", headers=auth("admin-secret"))
+
+    assert as_device.status_code == 403 and as_device.get_json()["code"] == "not_admin"
+    assert as_nobody.status_code == 401
+    assert as_admin.status_code == 200
+    assert as_admin.get_json()["state"] == "closed"  # one update meets the quorum of one
+    assert again.status_code == 409 and again.get_json()["code"] == "no_open_round"
