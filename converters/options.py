@@ -92,7 +92,7 @@ class ConvertOptions:
         if target == "tflite":
             return {"none": "fp32"}.get(self.tflite_quantize, self.tflite_quantize)
         if target == "tfjs":
-            return {"none": "fp32"}.get(self.tfjs_quantize, self.tfjs_quantize)
+            return {"none": "fp32", "float16": "fp16"}.get(self.tfjs_quantize, self.tfjs_quantize)
         if target == "coreml":
             return self.coreml_precision
         return "fp32"
