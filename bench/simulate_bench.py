@@ -99,6 +99,7 @@ def main() -> None:
             seed=seed,
             workers=8,
             over_selection=1.0,
+            min_examples=1,
         )
     )
     big = Table(title="large fleet (devices, server and TFLite runtimes in one process)")

@@ -36,6 +36,7 @@ class FleetConfig:
     per_round: int = 10
     rounds: int = 10
     alpha: float = 0.5
+    min_examples: int = 4
     seed: int = 0
     local_epochs: int = 1
     batch_size: int = 16
@@ -98,7 +99,12 @@ def run_fleet(config: FleetConfig, progress: Progress | None = None) -> FleetRep
     task = load_task(seed=config.seed)
     parts = partition(
         task.train.y,
-        PartitionConfig(num_devices=config.devices, alpha=config.alpha, seed=config.seed),
+        PartitionConfig(
+            num_devices=config.devices,
+            alpha=config.alpha,
+            seed=config.seed,
+            min_examples=config.min_examples,
+        ),
     )
     with prepare_model(config) as model:
         return _run(config, model, task, parts, progress)

@@ -26,7 +26,7 @@ from fedge.data import NUM_CLASSES, FloatArray, IntArray, Split
 from fedge.errors import ConfigError
 
 _CROSS = ndimage.generate_binary_structure(2, 1)
-_MAX_RESAMPLES = 1000
+_MAX_RESAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -165,11 +165,13 @@ def _dirichlet_assignment(
 ) -> IntArray:
     """For each class, cut its (shuffled) examples by Dirichlet(alpha) shares.
 
-    Draws again (bounded) until every device holds ``min_examples``.
+    Draws again a few times until every device holds ``min_examples``; if
+    the skew makes that unlikely (many devices, small alpha), tops up the
+    short devices with examples from the largest ones instead.
     """
     n_dev = config.num_devices
+    assignment = np.full(len(labels), -1, dtype=np.int64)
     for _ in range(_MAX_RESAMPLES):
-        assignment = np.full(len(labels), -1, dtype=np.int64)
         for label in np.unique(labels):
             members = rng.permutation(np.flatnonzero(labels == label))
             shares = rng.dirichlet(np.full(n_dev, config.alpha))
@@ -178,10 +180,21 @@ def _dirichlet_assignment(
                 assignment[part] = device
         if np.bincount(assignment, minlength=n_dev).min() >= config.min_examples:
             return assignment
-    raise ConfigError(
-        f"could not give each of {n_dev} devices {config.min_examples} examples with "
-        f"alpha={config.alpha} in {_MAX_RESAMPLES} draws; lower min_examples or raise alpha"
-    )
+    return _top_up(assignment, n_dev, config.min_examples, rng)
+
+
+def _top_up(assignment: IntArray, n_dev: int, minimum: int, rng: np.random.Generator) -> IntArray:
+    """Move examples from the largest devices to those under ``minimum``."""
+    assignment = assignment.copy()
+    counts = np.bincount(assignment, minlength=n_dev)
+    for device in np.flatnonzero(counts < minimum):
+        while counts[device] < minimum:
+            donor = int(np.argmax(counts))
+            moved = int(rng.choice(np.flatnonzero(assignment == donor)))
+            assignment[moved] = device
+            counts[donor] -= 1
+            counts[device] += 1
+    return assignment
 
 
 def _shift(x: FloatArray, rows: int, cols: int) -> FloatArray:

@@ -110,3 +110,14 @@ def test_styles_differ_between_devices(task: TaskData) -> None:
 def test_impossible_configs_are_refused(task: TaskData, config: PartitionConfig) -> None:
     with pytest.raises(ConfigError):
         partition(task.train.y, config)
+
+
+def test_many_devices_with_strong_skew_still_get_their_minimum(task: TaskData) -> None:
+    config = PartitionConfig(num_devices=500, alpha=0.1, seed=0, min_examples=2)
+
+    parts = partition(task.train.y, config)
+
+    sizes = [len(s.all_indices) for s in parts.shards]
+    assert min(sizes) >= 2
+    assigned = np.sort(np.concatenate([s.all_indices for s in parts.shards]))
+    np.testing.assert_array_equal(assigned, np.arange(len(task.train)))
