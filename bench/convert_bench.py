@@ -140,7 +140,7 @@ def main() -> None:
         if target == "tflite":
             p50 = median_us(tflite_invoke(result.path / record["entry"], x), args.iters)
         elif target == "tfjs":
-            p50 = node_latency_us(result.path, record, [x], warmup=50, iters=500)["p50"]
+            p50 = node_latency_us(result.path, record, [x], warmup=50, iters=500)["p50_us"]
         else:
             continue
         latency.add_row(f"{target} {mode}", f"{p50:.1f}", f"{keras_call / p50:.0f}x")
