@@ -59,6 +59,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8750
     threads: int = 8
+    # Open connections waitress accepts; devices keep theirs alive between requests.
+    connection_limit: int = 2000
     admin_token: str | None = None
     enrolment_key: str | None = None
     model: Path | None = None

@@ -38,7 +38,12 @@ def serve(app: Flask, ready_message: bool = True) -> None:
 
     ctx: ServerContext = app.extensions[EXTENSION]
     server: Any = create_server(
-        app, host=ctx.config.host, port=ctx.config.port, threads=ctx.config.threads, ident="fedge"
+        app,
+        host=ctx.config.host,
+        port=ctx.config.port,
+        threads=ctx.config.threads,
+        connection_limit=ctx.config.connection_limit,
+        ident="fedge",
     )
     stop = threading.Event()
     ticker = threading.Thread(target=_ticker, args=(ctx, stop), name="fedge-ticker", daemon=True)
@@ -77,7 +82,12 @@ class BackgroundServer:
         self.context: ServerContext = app.extensions[EXTENSION]
         config = self.context.config
         self._server: Any = create_server(
-            app, host=config.host, port=config.port, threads=config.threads, ident="fedge"
+            app,
+            host=config.host,
+            port=config.port,
+            threads=config.threads,
+            connection_limit=config.connection_limit,
+            ident="fedge",
         )
         self.url = f"http://{self._server.effective_host}:{self._server.effective_port}"
         self._stop = threading.Event()
