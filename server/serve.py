@@ -87,6 +87,7 @@ class BackgroundServer:
             port=config.port,
             threads=config.threads,
             connection_limit=config.connection_limit,
+            asyncore_use_poll=True,
             ident="fedge",
         )
         self.url = f"http://{self._server.effective_host}:{self._server.effective_port}"
