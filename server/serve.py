@@ -43,6 +43,7 @@ def serve(app: Flask, ready_message: bool = True) -> None:
         port=ctx.config.port,
         threads=ctx.config.threads,
         connection_limit=ctx.config.connection_limit,
+        asyncore_use_poll=True,  # select() stops at 1024 descriptors
         ident="fedge",
     )
     stop = threading.Event()
