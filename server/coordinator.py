@@ -171,9 +171,19 @@ class Coordinator:
         return record
 
     def request_task(self, device: Device, conditions: Conditions) -> TaskDecision:
-        self.heartbeat(device, conditions)
         with self.db.transaction() as conn:
-            conn.execute("UPDATE devices SET last_asked = ? WHERE id = ?", (time.time(), device.id))
+            conn.execute(
+                "UPDATE devices SET last_seen = ?, last_asked = ?, idle = ?, charging = ?, "
+                "unmetered = ? WHERE id = ?",
+                (
+                    time.time(),
+                    time.time(),
+                    conditions.idle,
+                    conditions.charging,
+                    conditions.unmetered,
+                    device.id,
+                ),
+            )
         rounds = self.config.rounds
         if (
             (rounds.require_idle and not conditions.idle)
