@@ -13,6 +13,8 @@ from fedge.errors import FedgeError
 
 def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # coremltools draws its own tqdm bars, which tear through fedge's display.
+    os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
