@@ -148,12 +148,10 @@ def _run(
                         selected.setdefault(outcome.round_id, []).append(outcome.device)
                 if progress is not None:
                     progress(report)
-        on_device = [d.offer_global(weights) for d in devices]
+        # Each device scores the final global model on its own data and
+        # adopts it if it is no worse than its personalised one.
+        global_on_devices = [d.offer_global(weights) for d in devices]
         personal = [d.personal_accuracy for d in devices]
-        global_on_devices = [
-            accuracy(evaluator, weights, d.data.holdout.x, d.data.holdout.y) for d in devices
-        ]
-        del on_device
     finally:
         for device in devices:
             device.client.transport.close()

@@ -27,27 +27,22 @@ class FleetModel:
     url: str
     bundle: Path
     names: list[str]
-    observer: FleetClientView
+    observer: FedgeClient
+    runtime: str
     keras_model: Any
 
     def trainer(self, runtime: str | None = None) -> Trainer:
-        kind = runtime or self.observer.runtime
+        kind = runtime or self.runtime
         if kind == "keras":
             return KerasTrainer(self.keras_model)
         training = verify_bundle(self.bundle).artifact("tflite")["training"]
         return TfliteTrainer(self.bundle / training["path"], self.names)
 
     def get_json(self, path: str) -> Any:
-        return self.observer.client.transport.request("GET", path).json()
+        return self.observer.transport.request("GET", path).json()
 
     def checkpoint(self, checkpoint_id: str) -> Weights:
-        return self.observer.client.checkpoint(checkpoint_id).weights
-
-
-@dataclass
-class FleetClientView:
-    client: FedgeClient
-    runtime: str
+        return self.observer.checkpoint(checkpoint_id).weights
 
 
 def build_bundle(out: Path, seed: int) -> Path:
@@ -91,7 +86,8 @@ def prepare_model(config: FleetConfig) -> Iterator[FleetModel]:
             url=url,
             bundle=bundle,
             names=[w.name for w in manifest.weights],
-            observer=FleetClientView(observer, config.runtime),
+            observer=observer,
+            runtime=config.runtime,
             keras_model=keras_model,
         )
 

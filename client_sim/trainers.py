@@ -40,6 +40,14 @@ def train_seed(fleet_seed: int, device: int, round_id: int) -> int:
     return (fleet_seed * 7919 + device) * 100_003 + round_id
 
 
+def mean_loss(
+    step: Callable[[npt.NDArray[np.int64]], float], n: int, epochs: int, batch_size: int, seed: int
+) -> float:
+    """Run ``step`` on every batch of :func:`epoch_batches`; the mean loss."""
+    losses = [step(batch) for batch in epoch_batches(n, epochs, batch_size, seed)]
+    return float(np.mean(losses)) if losses else 0.0
+
+
 class Trainer(Protocol):
     names: list[str]
 
@@ -96,14 +104,15 @@ class TfliteTrainer:
         learning_rate: float,
         seed: int,
     ) -> float:
-        losses = []
         lr = np.float32(learning_rate)
-        for batch in epoch_batches(len(y), epochs, batch_size, seed):
+
+        def step(batch: npt.NDArray[np.int64]) -> float:
             out = self._train(
                 **{self._input: x[batch]}, label=y[batch].astype(np.int32), learning_rate=lr
             )
-            losses.append(float(out["loss"]))
-        return float(np.mean(losses)) if losses else 0.0
+            return float(out["loss"])
+
+        return mean_loss(step, len(y), epochs, batch_size, seed)
 
     def predict(self, x: FloatArray) -> FloatArray:
         return np.asarray(self._infer(**{self._input: x})["output"], dtype=np.float32)
@@ -148,11 +157,11 @@ class KerasTrainer:
         import tensorflow as tf
 
         lr = tf.constant(learning_rate, tf.float32)
-        losses = [
-            float(self._step(x[b], y[b].astype(np.int32), lr))
-            for b in epoch_batches(len(y), epochs, batch_size, seed)
-        ]
-        return float(np.mean(losses)) if losses else 0.0
+
+        def step(batch: npt.NDArray[np.int64]) -> float:
+            return float(self._step(x[batch], y[batch].astype(np.int32), lr))
+
+        return mean_loss(step, len(y), epochs, batch_size, seed)
 
     def predict(self, x: FloatArray) -> FloatArray:
         return np.asarray(self._model(x, training=False), dtype=np.float32)

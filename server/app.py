@@ -113,9 +113,6 @@ def _register(app: Flask) -> None:
         metrics.inc("fedge_http_bytes_in_total", float(request.content_length or 0))
         if not response.is_streamed:
             metrics.inc("fedge_http_bytes_out_total", float(response.content_length or 0))
-        if route.endswith("/updates") and response.status_code >= 400:
-            reason = (response.get_json(silent=True) or {}).get("code", "unknown")
-            metrics.inc("fedge_updates_rejected_total", reason=reason)
         log.info(
             "request",
             extra={
@@ -133,6 +130,8 @@ def _register(app: Flask) -> None:
 
 
 def _error(status: int, code: str, message: str) -> Any:
+    if request.url_rule is not None and request.url_rule.rule.endswith("/updates"):
+        context().coordinator.metrics.inc("fedge_updates_rejected_total", reason=code)
     response = jsonify({"code": code, "message": message})
     response.status_code = status
     return response

@@ -13,12 +13,12 @@ at start the coordinator re-adds every stored update of the open round.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from fedge.manifest import TensorSpec
@@ -470,8 +470,6 @@ class Coordinator:
 
 
 def _digest(raw: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(raw).hexdigest()
 
 
@@ -485,7 +483,3 @@ def _receipt(row: Any) -> dict[str, Any]:
         "clipped": bool(row["clipped"]),
         "received_at": float(row["received_at"]),
     }
-
-
-def update_path(data_dir: Path, relative: str) -> Path:
-    return data_dir / "updates" / relative

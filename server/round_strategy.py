@@ -30,6 +30,7 @@ from fedge.update_codec import (
     Weights,
     decode_checkpoint,
     encode_checkpoint,
+    encode_update,
 )
 
 
@@ -63,8 +64,6 @@ class RoundStrategy:
         if not prepared.clipped:
             return replace(valid, weight=prepared.weight)
         clipped = Update(meta=update.meta, deltas=prepared.delta)
-        from fedge.update_codec import encode_update
-
         return replace(
             valid,
             update=clipped,

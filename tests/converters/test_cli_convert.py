@@ -58,22 +58,29 @@ def test_convert_then_predict_with_tflite_and_keras(
     assert [r[-1] for r in rows[1:]] == [str(int(d)) for d in expected[:5].argmax(axis=1)]
 
 
+def _tflite_bundle(runner: CliRunner, model: Path, out: Path) -> None:
+    """A quick TFLite-only bundle (no parity, no training artifact)."""
+    result = runner.invoke(
+        main,
+        [
+            "convert",
+            str(model),
+            "--out",
+            str(out),
+            "--targets",
+            "tflite",
+            "--no-verify",
+            "--no-training",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+
+
 def test_predict_refuses_a_runtime_the_bundle_lacks(
     trained_model_path: Path, tmp_path: Path
 ) -> None:
     runner = CliRunner()
-    runner.invoke(
-        main,
-        [
-            "convert",
-            str(trained_model_path),
-            "--out",
-            str(tmp_path / "b"),
-            "--targets",
-            "tflite",
-            "--no-verify",
-        ],
-    )
+    _tflite_bundle(runner, trained_model_path, tmp_path / "b")
     np.save(tmp_path / "x.npy", np.zeros((2, 8, 8, 1), np.float32))
 
     result = runner.invoke(
@@ -98,19 +105,7 @@ def test_predict_rejects_inputs_of_the_wrong_shape(
     trained_model_path: Path, tmp_path: Path
 ) -> None:
     runner = CliRunner()
-    runner.invoke(
-        main,
-        [
-            "convert",
-            str(trained_model_path),
-            "--out",
-            str(tmp_path / "b"),
-            "--targets",
-            "tflite",
-            "--no-verify",
-            "--no-training",
-        ],
-    )
+    _tflite_bundle(runner, trained_model_path, tmp_path / "b")
     np.save(tmp_path / "x.npy", np.zeros((2, 7, 7, 1), np.float32))
 
     result = runner.invoke(

@@ -68,7 +68,7 @@ def test_a_round_over_http(tiny_keras: Path, tmp_path: Path) -> None:
         round_one = requests.get(f"{server.url}/v1/rounds/1", timeout=10).json()
         assert round_one["state"] == "closed"
         checkpoint = requests.get(
-            f"{server.url}{'/v1/checkpoints/'}{round_one['result_checkpoint']}",
+            f"{server.url}/v1/checkpoints/{round_one['result_checkpoint']}",
             headers=auth(devices[0].token),
             timeout=10,
         )
