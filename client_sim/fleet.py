@@ -188,7 +188,7 @@ def _one_round(
         rng.shuffle(order)
         outcomes.extend(pool.map(lambda i: devices[i].step(), order))
         state = model.get_json(f"/v1/rounds/{round_id}")
-        if state["state"] != "open":
+        if state["state"] not in ("open", "closing"):
             break
         time.sleep(0.2)
     rejects = Counter(o.detail for o in outcomes if o.status == "rejected")

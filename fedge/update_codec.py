@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,16 +27,34 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import safetensors
+import safetensors.numpy
 
 from fedge.errors import FedgeError
+from fedge.manifest import TensorSpec
 
 FORMAT = "fedge/1"
 Weights = dict[str, npt.NDArray[Any]]
 _MAX_HEADER_BYTES = 16 * 1024 * 1024
+# Room for the metadata (ids, counts, a few metrics) on top of the tensor entries.
+_METADATA_BUDGET = 8 * 1024
+_MAX_METRICS = 64
+_ROUND_ID = re.compile(r"[0-9]{1,18}")
+_COUNT = re.compile(r"0|[1-9][0-9]{0,9}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class CodecError(FedgeError):
-    """Bytes that are not a well-formed fedge update or checkpoint."""
+    """Bytes that are not a well-formed fedge update or checkpoint.
+
+    ``code`` says which way: ``malformed_update`` (not the format),
+    ``header_too_large`` (over the spec's bound) or ``wrong_weights``
+    (names, dtypes or shapes differ from the model's).
+    """
+
+    def __init__(self, message: str, code: str = "malformed_update") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -72,19 +91,25 @@ def encode_update(update: Update) -> bytes:
     )
 
 
-def decode_update(data: bytes) -> Update:
-    tensors, metadata = _decode(data, "update")
-    try:
-        metrics_raw = json.loads(metadata.get("metrics", "{}"))
-        metrics = {str(k): float(v) for k, v in metrics_raw.items()}
-        meta = UpdateMeta(
-            round_id=int(metadata["round_id"]),
-            base_checkpoint=str(metadata["base_checkpoint"]),
-            num_examples=int(metadata["num_examples"]),
-            metrics=metrics,
-        )
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise CodecError(f"bad update metadata: {type(exc).__name__}: {exc}") from exc
+def decode_update(data: bytes, expected: Sequence[TensorSpec] | None = None) -> Update:
+    """An update from its bytes, strictly checked.
+
+    With ``expected`` (the model's weight spec) the header is bounded by
+    the size the spec implies, and the tensor names, dtypes and shapes are
+    compared with the spec from the header alone, before any tensor data
+    is read. Anything off raises :class:`CodecError` with a stable ``code``.
+    """
+    tensors, metadata = _decode(data, "update", expected)
+    _require_keys(metadata, {"format", "kind", "round_id", "base_checkpoint", "num_examples"})
+    _allow_keys(
+        metadata, {"format", "kind", "round_id", "base_checkpoint", "num_examples", "metrics"}
+    )
+    meta = UpdateMeta(
+        round_id=_ascii_int(metadata, "round_id", _ROUND_ID),
+        base_checkpoint=_match(metadata, "base_checkpoint", _SHA256),
+        num_examples=_ascii_int(metadata, "num_examples", _COUNT),
+        metrics=_metrics(metadata.get("metrics", "{}")),
+    )
     return Update(meta=meta, deltas=tensors)
 
 
@@ -92,13 +117,10 @@ def encode_checkpoint(checkpoint: Checkpoint) -> bytes:
     return _encode(checkpoint.weights, {"kind": "checkpoint", "round_id": str(checkpoint.round_id)})
 
 
-def decode_checkpoint(data: bytes) -> Checkpoint:
-    tensors, metadata = _decode(data, "checkpoint")
-    try:
-        round_id = int(metadata["round_id"])
-    except (KeyError, ValueError) as exc:
-        raise CodecError(f"bad checkpoint metadata: {exc}") from exc
-    return Checkpoint(round_id=round_id, weights=tensors)
+def decode_checkpoint(data: bytes, expected: Sequence[TensorSpec] | None = None) -> Checkpoint:
+    tensors, metadata = _decode(data, "checkpoint", expected)
+    _require_keys(metadata, {"format", "kind", "round_id"})
+    return Checkpoint(round_id=_ascii_int(metadata, "round_id", _ROUND_ID), weights=tensors)
 
 
 def content_id(data: bytes) -> str:
@@ -151,56 +173,178 @@ def _encode(tensors: Mapping[str, npt.NDArray[Any]], metadata: dict[str, str]) -
     return struct.pack("<Q", len(encoded)) + encoded + b"".join(chunks)
 
 
-def _decode(data: bytes, kind: str) -> tuple[Weights, dict[str, str]]:
-    header = read_header(data)
-    metadata = header.pop("__metadata__", {}) or {}
+def max_header_bytes(expected: Sequence[TensorSpec]) -> int:
+    """The largest header an update or checkpoint of this spec may have:
+    what the spec itself takes (with the widest offsets) plus the metadata
+    budget. A digits-model header is about 1 KB; unbounded, a header of
+    millions of empty tensors costs the server memory and CPU to parse."""
+    widest = 10 ** len(str(sum(_nbytes(spec) for spec in expected)))
+    entries = {
+        spec.name: {"dtype": "F64", "shape": list(spec.shape), "data_offsets": [widest, widest]}
+        for spec in expected
+    }
+    return len(json.dumps(entries, separators=(",", ":"))) + _METADATA_BUDGET
+
+
+def _nbytes(spec: TensorSpec) -> int:
+    dtype = _NUMPY_DTYPES.get(_DTYPES.get(spec.dtype, ""), np.dtype("f8"))
+    return math.prod(int(d or 0) for d in spec.shape) * dtype.itemsize
+
+
+def _decode(
+    data: bytes, kind: str, expected: Sequence[TensorSpec] | None
+) -> tuple[Weights, dict[str, str]]:
+    limit = _MAX_HEADER_BYTES if expected is None else max_header_bytes(expected)
+    header = read_header(data, limit)
+    metadata = header.pop("__metadata__", None)
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise CodecError("__metadata__ must be an object of strings")
     if metadata.get("format") != FORMAT or metadata.get("kind") != kind:
         raise CodecError(
             f"expected a {FORMAT} {kind}, got format={metadata.get('format')!r} "
             f"kind={metadata.get('kind')!r}"
         )
-    body = memoryview(data)[8 + struct.unpack("<Q", data[:8])[0] :]
-    tensors: Weights = {}
-    end_of_last = 0
-    for name, info in sorted(header.items(), key=lambda item: _offsets(item)[0]):
-        start, stop = _offsets((name, info))
-        dtype = _NUMPY_DTYPES.get(info.get("dtype", ""))
-        shape = info.get("shape")
-        if dtype is None or not isinstance(shape, list):
-            raise CodecError(f"{name}: bad dtype or shape in header")
-        count = math.prod(int(d) for d in shape)
-        if start != end_of_last or stop - start != count * dtype.itemsize or stop > len(body):
-            raise CodecError(f"{name}: data offsets [{start}, {stop}] do not fit the body")
-        tensors[name] = np.frombuffer(body[start:stop], dtype=dtype).reshape(shape).copy()
-        end_of_last = stop
-    if end_of_last != len(body):
-        raise CodecError(f"{len(body) - end_of_last} trailing bytes after the last tensor")
-    return tensors, {str(k): str(v) for k, v in metadata.items()}
-
-
-def _offsets(item: tuple[str, Any]) -> tuple[int, int]:
-    name, info = item
+    for name, info in header.items():
+        _check_entry(name, info)
+    if expected is not None:
+        check_header_against(header, expected)
     try:
-        start, stop = (int(x) for x in info["data_offsets"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CodecError(f"{name}: bad data_offsets in header") from exc
-    return start, stop
+        loaded = safetensors.numpy.load(bytes(data))
+    except (safetensors.SafetensorError, ValueError, OverflowError) as exc:
+        raise CodecError(f"not valid safetensors: {exc}") from exc
+    order = [name for name, _ in sorted(header.items(), key=lambda item: item[1]["data_offsets"])]
+    if expected is not None:
+        order = [spec.name for spec in expected]
+    tensors: Weights = {name: np.array(loaded[name], copy=True) for name in order}
+    return tensors, dict(metadata)
 
 
-def read_header(data: bytes) -> dict[str, Any]:
-    """The JSON header, checked before any tensor is read."""
+def _check_entry(name: str, info: Any) -> None:
+    """One tensor entry: exactly dtype (a known code), shape and data_offsets
+    (lists of non-negative JSON integers)."""
+    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+        raise CodecError(f"{name}: a tensor entry has exactly dtype, shape and data_offsets")
+    if not isinstance(info["dtype"], str) or info["dtype"] not in _NUMPY_DTYPES:
+        raise CodecError(f"{name}: unsupported dtype {info['dtype']!r}")
+    for key in ("shape", "data_offsets"):
+        values = info[key]
+        if not isinstance(values, list) or not all(_is_count(v) for v in values):
+            raise CodecError(f"{name}: {key} must be a list of non-negative integers")
+    if len(info["data_offsets"]) != 2:
+        raise CodecError(f"{name}: data_offsets must be [start, stop]")
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and 0 <= value < 2**53
+
+
+def check_header_against(header: Mapping[str, Any], expected: Sequence[TensorSpec]) -> None:
+    """Names, dtypes and shapes from a (checked) header against the spec."""
+    wanted = {spec.name: spec for spec in expected}
+    missing = [name for name in wanted if name not in header]
+    extra = [name for name in header if name not in wanted]
+    if missing or extra:
+        raise CodecError(
+            f"weight names differ from the model's: missing {missing[:5]}, unexpected {extra[:5]}",
+            code="wrong_weights",
+        )
+    for name, spec in wanted.items():
+        info = header[name]
+        if tuple(info["shape"]) != tuple(spec.shape):
+            raise CodecError(
+                f"{name}: shape {tuple(info['shape'])}, the model has {tuple(spec.shape)}",
+                code="wrong_weights",
+            )
+        if info["dtype"] != _DTYPES.get(spec.dtype):
+            dtype = _NUMPY_DTYPES[info["dtype"]].name
+            raise CodecError(
+                f"{name}: dtype {dtype}, the model has {spec.dtype}", code="wrong_weights"
+            )
+
+
+def read_header(data: bytes, max_bytes: int = _MAX_HEADER_BYTES) -> dict[str, Any]:
+    """The JSON header, checked before any tensor is read: at most
+    ``max_bytes``, one JSON object, no duplicate keys, no NaN literals."""
     if len(data) < 8:
         raise CodecError("too short for a safetensors file")
     (length,) = struct.unpack("<Q", data[:8])
-    if length > _MAX_HEADER_BYTES or 8 + length > len(data):
+    if 8 + length > len(data):
         raise CodecError(f"header length {length} does not fit a {len(data)}-byte body")
-    try:
-        header = json.loads(data[8 : 8 + length])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CodecError(f"header is not JSON: {exc}") from exc
+    if length > max_bytes:
+        raise CodecError(
+            f"header of {length} bytes is over the {max_bytes}-byte bound", code="header_too_large"
+        )
+    header = _strict_json(bytes(data[8 : 8 + length]), "header")
     if not isinstance(header, dict):
         raise CodecError("header is not a JSON object")
     return header
+
+
+def _strict_json(raw: bytes | str, what: str) -> Any:
+    """JSON without duplicate keys, NaN/Infinity literals or deep nesting errors."""
+    try:
+        return json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise CodecError(f"{what} is nested too deeply") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CodecError(f"{what} is not strict JSON: {exc}") from exc
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key[:64]!r}")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _require_keys(metadata: Mapping[str, str], keys: set[str]) -> None:
+    missing = sorted(keys - set(metadata))
+    if missing:
+        raise CodecError(f"metadata lacks {', '.join(missing)}")
+
+
+def _allow_keys(metadata: Mapping[str, str], keys: set[str]) -> None:
+    extra = sorted(set(metadata) - keys)
+    if extra:
+        raise CodecError(f"unknown metadata keys {extra[:5]}")
+
+
+def _match(metadata: Mapping[str, str], key: str, pattern: re.Pattern[str]) -> str:
+    value = metadata[key]
+    if not pattern.fullmatch(value):
+        raise CodecError(f"metadata {key} {value[:40]!r} is not {pattern.pattern}")
+    return value
+
+
+def _ascii_int(metadata: Mapping[str, str], key: str, pattern: re.Pattern[str]) -> int:
+    """Plain ASCII digits only: ``int()`` would also take " 5 " or other scripts' digits."""
+    return int(_match(metadata, key, pattern))
+
+
+def _metrics(raw: str) -> dict[str, float]:
+    parsed = _strict_json(raw, "metrics")
+    if not isinstance(parsed, dict) or len(parsed) > _MAX_METRICS:
+        raise CodecError(f"metrics must be a JSON object of at most {_MAX_METRICS} numbers")
+    metrics: dict[str, float] = {}
+    for key, value in parsed.items():
+        if len(key) > 64 or type(value) not in (int, float):
+            raise CodecError(f"metric {key[:64]!r} must be a number under a short name")
+        try:
+            number = float(value)
+        except OverflowError as exc:
+            raise CodecError(f"metric {key!r} is out of range") from exc
+        if not math.isfinite(number):
+            raise CodecError(f"metric {key!r} is not finite")
+        metrics[key] = number
+    return metrics
 
 
 def global_norm(tensors: Mapping[str, npt.NDArray[Any]]) -> float:

@@ -52,9 +52,9 @@ __all__ = [
 Float32Array = npt.NDArray[np.float32]
 Float64Array = npt.NDArray[np.float64]
 
-# Elements scaled per step of StreamingMean.add: 512 KiB of float32 stays in
+# Elements scaled per step of StreamingMean.add: 512 KiB of float64 stays in
 # L2, so the scaled copy costs no extra trip to memory.
-_CHUNK_ELEMS = 1 << 17
+_CHUNK_ELEMS = 1 << 16
 # Robust aggregation: the block of coordinates read from every update at
 # once is sized to about this many bytes (n_updates x block x 4), within
 # the bounds below (small blocks pay per-read overhead, large ones miss
@@ -68,10 +68,10 @@ class StreamingMean:
     """A weighted mean of deltas, added one at a time, in O(model) memory.
 
     The sum is kept in float64: a float32 sum of hundreds of updates loses
-    the low bits of small deltas. Each float32 delta is scaled by its weight
-    in float32 (one rounding per term, which does not grow with the number
-    of updates) and added into the float64 sum chunk by chunk, so no
-    model-sized temporary is allocated per update.
+    the low bits of small deltas, and a float32 product of a huge (finite)
+    delta and its weight overflows. Each delta is scaled by its weight into a
+    float64 scratch chunk and added into the float64 sum chunk by chunk, so
+    no model-sized temporary is allocated per update.
 
     A rejected ``add`` (bad names, shapes, weight or values) raises before
     anything is changed, so the mean never holds half an update. Not
@@ -83,7 +83,7 @@ class StreamingMean:
         self._sums: dict[str, Float64Array] = {}
         self._count = 0
         self._total_weight = 0.0
-        self._scratch = np.empty(_CHUNK_ELEMS, dtype=np.float32)
+        self._scratch = np.empty(_CHUNK_ELEMS, dtype=np.float64)
         if spec is not None:
             self._start({name: tuple(int(d) for d in shape) for name, shape in spec.items()})
 
@@ -129,10 +129,16 @@ class StreamingMean:
         result: Weights = {}
         for name, shape in self._spec.items():
             # Divide straight into float32: no float64 model-sized temporary.
+            # A mean beyond float32's range becomes inf here; callers check
+            # the aggregate is finite before they store it.
             out = np.empty(shape, dtype=np.float32)
-            np.divide(
-                self._sums[name].reshape(shape), self._total_weight, out=out, casting="same_kind"
-            )
+            with np.errstate(over="ignore"):
+                np.divide(
+                    self._sums[name].reshape(shape),
+                    self._total_weight,
+                    out=out,
+                    casting="same_kind",
+                )
             result[name] = out
         return result
 
@@ -143,17 +149,19 @@ class StreamingMean:
         }
 
     def _accumulate(self, total: Float64Array, flat: npt.NDArray[Any], weight: float) -> None:
-        if flat.dtype != np.float32:
-            total += weight * flat.astype(np.float64)
-            return
+        """``total += weight * flat`` in float64, one cache-sized chunk at a time.
+
+        The product is formed in float64, not float32: a finite float32 delta
+        near 3.4e38 times a weight above one would overflow to inf and poison
+        the sum (and every later round trained from it).
+        """
         if weight == 1.0:
             np.add(total, flat, out=total)
             return
-        scale = np.float32(weight)
         for start in range(0, flat.size, _CHUNK_ELEMS):
             stop = min(start + _CHUNK_ELEMS, flat.size)
             scaled = self._scratch[: stop - start]
-            np.multiply(flat[start:stop], scale, out=scaled)
+            np.multiply(flat[start:stop], weight, out=scaled, dtype=np.float64)
             part = total[start:stop]
             np.add(part, scaled, out=part)
 

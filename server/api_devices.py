@@ -16,31 +16,51 @@ from fedge.server.auth import (
 )
 from fedge.server.coordinator import Conditions
 from fedge.server.errors import BadRequest
-from fedge.server.views_common import authenticated_device, flag, json_body
+from fedge.server.views_common import authenticated_device, flag, json_body, text_field
 
 bp = Blueprint("devices", __name__, url_prefix="/v1/devices")
 
 
 @bp.post("")
 def enrol() -> Any:
+    """Enrol a device. With a ``request_id`` (a secret the device draws once
+    per enrolment) a retry after a lost response returns the same device,
+    with a fresh token, instead of creating a second one."""
     body = json_body()
     ctx = context()
-    check_enrolment_key(body.get("enrolment_key"), ctx.config.enrolment_key)
-    platform = body.get("platform", "")
-    if not isinstance(platform, str) or len(platform) > 64:
-        raise BadRequest("platform must be a string of at most 64 characters", code="bad_json")
+    check_enrolment_key(text_field(body, "enrolment_key", 256), ctx.config.enrolment_key)
+    platform = text_field(body, "platform", 64) or ""
+    request_id = text_field(body, "request_id", 128)
+    if request_id is not None and len(request_id) < 16:
+        raise BadRequest("request_id must have at least 16 characters", code="bad_json")
+    request_hash = None if request_id is None else hash_token(request_id)
     device_id, token = new_device_credentials()
     now = time.time()
+    status = 201
     with ctx.db.transaction() as conn:
-        conn.execute(
-            "INSERT INTO devices (id, token_hash, platform, created_at, last_seen) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (device_id, hash_token(token), platform, now, now),
+        known = (
+            None
+            if request_hash is None
+            else conn.execute(
+                "SELECT id FROM devices WHERE enrol_request = ?", (request_hash,)
+            ).fetchone()
         )
+        if known is not None:
+            device_id, status = str(known["id"]), 200
+            conn.execute(
+                "UPDATE devices SET token_hash = ?, last_seen = ? WHERE id = ?",
+                (hash_token(token), now, device_id),
+            )
+        else:
+            conn.execute(
+                "INSERT INTO devices (id, token_hash, platform, created_at, last_seen, "
+                "enrol_request) VALUES (?, ?, ?, ?, ?, ?)",
+                (device_id, hash_token(token), platform, now, now, request_hash),
+            )
         (count,) = conn.execute("SELECT COUNT(*) FROM devices").fetchone()
     ctx.coordinator.metrics.set("fedge_devices", count)
     response = jsonify({"device_id": device_id, "token": token})
-    response.status_code = 201
+    response.status_code = status
     return response
 
 

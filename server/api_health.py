@@ -13,9 +13,21 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Any:
+    """200 ``ok``; 503 ``failing`` while a round cannot close (a full disk,
+    say): requests are still answered, but no new model comes out."""
     ctx = context()
     ctx.db.connection().execute("SELECT 1").fetchone()
-    return jsonify({"status": "ok", "checkpoint": ctx.coordinator.current_checkpoint})
+    coordinator = ctx.coordinator
+    failure = coordinator.close_failure
+    body: dict[str, Any] = {
+        "status": "ok" if failure is None else "failing",
+        "checkpoint": coordinator.current_checkpoint,
+    }
+    if failure is not None:
+        body["close_error"] = failure.to_json()
+    response = jsonify(body)
+    response.status_code = 200 if failure is None else 503
+    return response
 
 
 @bp.get("/metrics")

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, jsonify, request, send_file
 
 from fedge.server import round_store as rs
 from fedge.server.app import context
 from fedge.server.coordinator import Conditions
 from fedge.server.errors import BadRequest, NotFound
-from fedge.server.views_common import authenticated_device, flag, json_body, require_admin
+from fedge.server.views_common import (
+    authenticated_device,
+    flag,
+    json_body,
+    require_admin,
+    round_id_in_range,
+)
 
 bp = Blueprint("rounds", __name__, url_prefix="/v1")
+_LIMIT = re.compile(r"[0-9]{1,4}")
 
 
 @bp.post("/tasks")
@@ -32,16 +40,15 @@ def current() -> Any:
 @bp.get("/rounds")
 def listing() -> Any:
     limit = request.args.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+    if not _LIMIT.fullmatch(limit) or not 1 <= int(limit) <= 1000:
         raise BadRequest("limit must be an integer in 1..1000", code="bad_query")
-    ctx = context()
-    ctx.coordinator.tick()
-    records = rs.recent_rounds(ctx.db.connection(), int(limit))
+    records = rs.recent_rounds(context().db.connection(), int(limit))
     return jsonify({"rounds": [_public(r) for r in records]})
 
 
 @bp.get("/rounds/<int:round_id>")
 def show(round_id: int) -> Any:
+    round_id_in_range(round_id)
     record = rs.round_record(context().db.connection(), round_id)
     if record is None:
         raise NotFound(f"no round {round_id}", code="unknown_round")
@@ -51,10 +58,13 @@ def show(round_id: int) -> Any:
 @bp.post("/rounds/<int:round_id>/updates")
 def upload(round_id: int) -> Any:
     device = authenticated_device()
+    round_id_in_range(round_id)
     if request.mimetype != "application/octet-stream":
         raise BadRequest(
             "send the update as application/octet-stream (safetensors)", code="bad_content_type"
         )
+    # An update of this model is at most this large (see request_limits).
+    request.max_content_length = context().limits.max_update_bytes
     receipt, created = context().coordinator.accept_update(device, round_id, request.get_data())
     response = jsonify(receipt)
     response.status_code = 201 if created else 200
@@ -66,15 +76,20 @@ def checkpoint(checkpoint_id: str) -> Any:
     authenticated_device()
     if len(checkpoint_id) != 64 or any(c not in "0123456789abcdef" for c in checkpoint_id):
         raise NotFound(f"no checkpoint {checkpoint_id}", code="unknown_checkpoint")
-    etag = f'"{checkpoint_id}"'
-    if request.headers.get("If-None-Match") == etag:
-        return Response(status=304, headers={"ETag": etag})
-    data = context().coordinator.checkpoint_bytes(checkpoint_id)
-    return Response(
-        data,
+    path = context().coordinator.checkpoint_path(checkpoint_id)
+    # Streamed from the file (with Range and If-None-Match), not read into
+    # memory; private: the route needs a device token.
+    response = send_file(
+        path,
         mimetype="application/octet-stream",
-        headers={"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"},
+        etag=checkpoint_id,
+        conditional=True,
+        max_age=31536000,
     )
+    response.cache_control.public = False
+    response.cache_control.private = True
+    response.cache_control.immutable = True
+    return response
 
 
 @bp.post("/admin/rounds/current/end")
@@ -84,11 +99,16 @@ def end_current() -> Any:
 
 
 def _public(record: rs.RoundRecord) -> dict[str, Any]:
-    conn = context().db.connection()
+    ctx = context()
+    conn = ctx.db.connection()
     (updates,) = conn.execute(
         "SELECT COUNT(*) FROM updates WHERE round_id = ?", (record.id,)
     ).fetchone()
     (selected,) = conn.execute(
         "SELECT COUNT(*) FROM selections WHERE round_id = ?", (record.id,)
     ).fetchone()
-    return {**record.to_json(), "updates": updates, "selected": selected}
+    public = {**record.to_json(), "updates": updates, "selected": selected}
+    failure = ctx.coordinator.close_failure
+    if failure is not None and failure.round_id == record.id:
+        public["close_error"] = failure.to_json()
+    return public

@@ -1,32 +1,44 @@
-"""The Flask app factory: configuration, database, coordinator, blueprints.
+"""The Flask app factory: configuration, data directory, coordinator, blueprints.
 
 ``create_app()`` reads the configuration (defaults, file, environment,
-then ``test_config``), opens the data directory, recovers the coordinator
-and registers one blueprint per resource. Errors become JSON in one place.
+then ``test_config``), takes the data directory's lock (one server per
+directory), opens the database, recovers the coordinator, starts its round
+driver and registers one blueprint per resource. Errors become JSON in one
+place. ``shutdown(app)`` stops the driver and releases the directory.
+
+The model's name and weight spec are kept in the database, so a restart
+reads its checkpoint without loading the model (nor importing TensorFlow).
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from fedge.manifest import TensorSpec
+from fedge.server import round_store as rs
 from fedge.server.auth import load_or_create_admin_token
 from fedge.server.config import ServerConfig, load_config
 from fedge.server.coordinator import Coordinator
+from fedge.server.data_dir import DataDirLock
 from fedge.server.db import Database
-from fedge.server.errors import ServerError
+from fedge.server.errors import ConfigurationError, ServerError
 from fedge.server.logs import configure_logging
 from fedge.server.metrics import server_metrics
+from fedge.server.request_limits import RequestLimits
 from fedge.update_codec import Weights
 
 EXTENSION = "fedge"
+MODEL_STATE = "model"
 log = logging.getLogger("fedge.server")
 
 
@@ -45,39 +57,112 @@ class ServerContext:
     db: Database
     coordinator: Coordinator
     admin_token: str
+    limits: RequestLimits
+    lock: DataDirLock
+
+    def close(self) -> None:
+        """Stop the round driver, close this thread's connection, release the lock."""
+        self.coordinator.stop()
+        self.db.close_thread_connection()
+        self.lock.release()
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Responses are strict JSON: a non-finite float is sent as null, never
+    as the ``Infinity`` or ``NaN`` that JSON parsers refuse."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return super().dumps(rs.finite_or_null(obj), **kwargs)
 
 
 def create_app(
     test_config: dict[str, Any] | None = None,
-    config_file: Path | None = None,
+    config_file: Any = None,
     initial: InitialModel | None = None,
 ) -> Flask:
     config = load_config(path=config_file, overrides=test_config)
     configure_logging()
-    app = Flask("fedge.server")
-    app.config.from_mapping(MAX_CONTENT_LENGTH=config.max_update_bytes, JSON_SORT_KEYS=False)
+    lock = DataDirLock(config.data_dir)
+    try:
+        db = Database(config.database)
+        name, specs, weights = _model(config, db, initial)
+        metrics = server_metrics()
+        coordinator = Coordinator(config, db, specs, weights, metrics, name)
+        limits = RequestLimits.for_model(config, specs)
+        app = Flask("fedge.server")
+        app.json = StrictJSONProvider(app)
+        app.config.from_mapping(MAX_CONTENT_LENGTH=limits.max_body_bytes)
+        app.extensions[EXTENSION] = ServerContext(
+            config=config,
+            db=db,
+            coordinator=coordinator,
+            admin_token=load_or_create_admin_token(config.data_dir, config.admin_token),
+            limits=limits,
+            lock=lock,
+        )
+        _register(app)
+        coordinator.start()
+    except BaseException:
+        lock.release()
+        raise
+    return app
+
+
+def shutdown(app: Flask) -> None:
+    context_of(app).close()
+
+
+def _model(
+    config: ServerConfig, db: Database, initial: InitialModel | None
+) -> tuple[str, list[TensorSpec], Weights | None]:
+    """The model's name and spec: stored at first start, read back later.
+
+    Only a new data directory needs the initial weights; a restart must be
+    given the same model as the first start (or none), else it is refused.
+    """
+    conn = db.connection()
+    stored = rs.get_state(conn, MODEL_STATE)
+    source = str(config.model) if config.model is not None else None
+    if stored is not None:
+        saved = json.loads(stored)
+        specs = [TensorSpec.from_json(s) for s in saved["weights"]]
+        if initial is not None and (initial.name, initial.specs) != (saved["name"], specs):
+            raise ConfigurationError(
+                f"the data directory {config.data_dir} federates {saved['name']!r}, "
+                f"not {initial.name!r}; use another --data-dir"
+            )
+        if initial is None and source is not None and source != saved.get("source"):
+            raise ConfigurationError(
+                f"the data directory {config.data_dir} federates the model from "
+                f"{saved.get('source') or 'the built-in reference'}, not {source}; "
+                "start with the same --model, or use another --data-dir"
+            )
+        return str(saved["name"]), specs, None
     if initial is None:
         from fedge.server.initial_model import load_initial_weights
 
         name, specs, weights = load_initial_weights(config.model, config.seed)
         initial = InitialModel(name, specs, weights)
-    metrics = server_metrics()
-    db = Database(config.database)
-    coordinator = Coordinator(config, db, initial.specs, initial.weights, metrics, initial.name)
-    app.extensions[EXTENSION] = ServerContext(
-        config=config,
-        db=db,
-        coordinator=coordinator,
-        admin_token=load_or_create_admin_token(config.data_dir, config.admin_token),
-    )
-    _register(app)
-    return app
+    record = {
+        "name": initial.name,
+        "source": source,
+        "weights": [
+            {"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in initial.specs
+        ],
+    }
+    with db.transaction() as conn:
+        rs.set_state(conn, MODEL_STATE, json.dumps(record))
+    return initial.name, list(initial.specs), initial.weights
 
 
 def context() -> ServerContext:
     from flask import current_app
 
-    ctx: ServerContext = current_app.extensions[EXTENSION]
+    return context_of(current_app)
+
+
+def context_of(app: Flask) -> ServerContext:
+    ctx: ServerContext = app.extensions[EXTENSION]
     return ctx
 
 
@@ -93,13 +178,35 @@ def _register(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Any:
-        limit = context().config.max_update_bytes
+        limit = request.max_content_length
         return _error(413, "payload_too_large", f"request body over the {limit}-byte limit")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         code = (exc.name or "error").lower().replace(" ", "_")
-        return _error(exc.code or 500, code, exc.description or code)
+        response = _error(exc.code or 500, code, exc.description or code)
+        for header, value in exc.get_headers():
+            if header.lower() not in ("content-type", "content-length"):
+                response.headers[header] = value  # e.g. Allow on a 405
+        return response
+
+    @app.errorhandler(OSError)
+    def os_error(exc: OSError) -> Any:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return _storage_full(exc)
+        return _internal(exc)
+
+    @app.errorhandler(sqlite3.OperationalError)
+    def database_error(exc: sqlite3.OperationalError) -> Any:
+        if "full" in str(exc):
+            return _storage_full(exc)
+        return _internal(exc)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        if isinstance(exc, HTTPException):
+            return http_error(exc)
+        return _internal(exc)
 
     @app.before_request
     def started() -> None:
@@ -127,6 +234,16 @@ def _register(app: Flask) -> None:
             },
         )
         return response
+
+
+def _storage_full(exc: Exception) -> Any:
+    log.error("storage full: %s", exc)
+    return _error(507, "insufficient_storage", "the server is out of storage; try again later")
+
+
+def _internal(exc: Exception) -> Any:
+    log.error("internal error", exc_info=exc)
+    return _error(500, "internal", "internal server error")
 
 
 def _error(status: int, code: str, message: str) -> Any:

@@ -24,9 +24,10 @@ updates received, giving per-coordinate noise ``noise_multiplier *
 clip_norm / n`` on the plain mean; that variant treats the round's size as
 public, which is the usual reading of device-level DP-FedAvg.
 
-The noise is seeded by ``(seed, round)`` when ``seed`` is set, so a round
-re-aggregated after a restart gets the same noise. Whoever knows the seed
-can subtract the noise: leave it ``None`` (fresh OS entropy) in production.
+The noise comes from the operating system's entropy. ``seed`` exists for
+tests only (the server takes it from ``dp_insecure_test_seed``, and says in
+the round's metrics that the noise was seeded): whoever knows a seed can
+regenerate the noise and subtract it, and the reported epsilon means nothing.
 """
 
 from __future__ import annotations

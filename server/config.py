@@ -65,13 +65,20 @@ class ServerConfig:
     enrolment_key: str | None = None
     model: Path | None = None
     max_update_bytes: int = 64 * 1024 * 1024
+    # None: 10 * sqrt(number of weights) (see coordinator.effective_max_update_norm); 0: off.
     max_update_norm: float | None = None
     norm_policy: str = "reject"
+    # A device's weight in the mean is its num_examples, capped at this.
+    max_example_weight: int = 10_000
+    # Update files of ended rounds are deleted this many rounds later (None: kept).
+    update_retention_rounds: int | None = 2
     strategy: str = "fedavg"
     strategy_params: dict[str, Any] = field(default_factory=dict)
     dp_clip_norm: float | None = None
     dp_noise_multiplier: float = 0.0
     dp_delta: float = 1e-5
+    # Tests only: seeds the DP noise, so anyone with the seed can remove it.
+    dp_insecure_test_seed: int | None = None
     rounds: RoundConfig = field(default_factory=RoundConfig)
     tick_s: float = 0.5
     seed: int = 0
@@ -82,8 +89,14 @@ class ServerConfig:
             raise ConfigurationError("norm_policy must be 'reject' or 'clip'")
         if self.max_update_bytes < 1024:
             raise ConfigurationError("max_update_bytes must be >= 1024")
-        if self.max_update_norm is not None and not self.max_update_norm > 0:
-            raise ConfigurationError("max_update_norm must be > 0")
+        if self.max_update_norm is not None and not self.max_update_norm >= 0:
+            raise ConfigurationError("max_update_norm must be >= 0 (0 turns the bound off)")
+        if self.max_example_weight < 1:
+            raise ConfigurationError("max_example_weight must be >= 1")
+        if self.update_retention_rounds is not None and self.update_retention_rounds < 0:
+            raise ConfigurationError("update_retention_rounds must be >= 0")
+        if not self.tick_s > 0:
+            raise ConfigurationError("tick_s must be > 0")
         if self.dp_noise_multiplier < 0:
             raise ConfigurationError("dp_noise_multiplier must be >= 0")
         if self.dp_noise_multiplier > 0 and self.dp_clip_norm is None:
@@ -136,6 +149,11 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
             values[name] = raw
         elif name.startswith("round_") and name[6:] in round_names:
             rounds[name[6:]] = raw
+        else:
+            raise ConfigurationError(
+                f"unknown environment variable {key}: FEDGE_ variables name settings "
+                f"(FEDGE_PORT, FEDGE_ROUND_DEADLINE_S, ...); see `fedge serve --help`"
+            )
     if rounds:
         values["rounds"] = rounds
     return values
@@ -179,11 +197,33 @@ def _coerce(name: str, annotation: Any, raw: Any) -> Any:
         if "Path" in text:
             return Path(raw)
         if text.startswith("bool"):
-            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+            return _boolean(raw)
         if text.startswith("int"):
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError("not a whole number")
             return int(raw)
         if text.startswith("float"):
+            if isinstance(raw, bool):
+                raise ValueError("not a number")
             return float(raw)
+        if text.startswith("str") and not isinstance(raw, str):
+            raise ValueError("not a string")
         return raw
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"{name}: cannot use {raw!r}: {exc}") from exc
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _boolean(raw: Any) -> bool:
+    """True or false, spelled one of the accepted ways; a typo is an error."""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"say one of {', '.join(_TRUE + _FALSE)}")

@@ -1,14 +1,25 @@
 """The round coordinator: selection, acceptance, closing, recovery.
 
-One coordinator per server process. Its state lives in SQLite and in files
-under the data directory; in memory it keeps only what it can rebuild: the
-global weights of the current checkpoint and the running weighted sum of
-the open round's accepted updates (O(model size), whatever the number of
-devices).
+One coordinator per data directory (see :mod:`fedge.server.data_dir`). Its
+state lives in SQLite and in files under the data directory; in memory it
+keeps only what it can rebuild: the global weights of the current
+checkpoint and the running weighted sum of the round in progress
+(O(model size), whatever the number of devices).
 
-An update is acknowledged only after its file is fsynced and its row is
-committed, so a crash (even kill -9) never loses an acknowledged update:
-at start the coordinator re-adds every stored update of the open round.
+A round's life::
+
+    open --target reached, or deadline with quorum--> closing --aggregate--> closed
+      |                                                  |  (a full disk: retried
+      |                                                  |   with backoff, visibly)
+      |                                                  +--not finite--> failed
+      +--deadline without quorum--> abandoned
+
+Every change of state is a compare-and-set (``WHERE state = 'open'``).
+Requests only record: an upload is validated, its file fsynced and its row
+committed (then it is acknowledged, and a crash, even kill -9, never loses
+it: at start the coordinator re-adds every stored update of the round in
+progress). Closing, aggregating and opening the next round happen in
+:meth:`Coordinator.drive`, on the one background :class:`RoundDriver`.
 """
 
 from __future__ import annotations
@@ -16,10 +27,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 from fedge.manifest import TensorSpec
 from fedge.server import round_store as rs
@@ -29,8 +44,11 @@ from fedge.server.config import ServerConfig
 from fedge.server.db import Database
 from fedge.server.durable import remove_temp_files, write_atomically
 from fedge.server.errors import Conflict, Forbidden, NotFound
+from fedge.server.errors_aggregation import AggregationError
 from fedge.server.metrics import Metrics
+from fedge.server.round_driver import CloseFailure, RoundDriver, backoff_s
 from fedge.server.round_strategy import (
+    RoundResult,
     RoundStrategy,
     build_strategy,
     load_strategy_state,
@@ -42,6 +60,9 @@ from fedge.update_codec import Checkpoint, Weights, decode_checkpoint, decode_up
 log = logging.getLogger("fedge.server")
 
 CURRENT_CHECKPOINT = "current_checkpoint"
+# Uploads of one device to one round are serialised on one of these locks
+# (striped, so memory stays bounded); different devices proceed in parallel.
+_UPLOAD_LOCK_STRIPES = 64
 
 
 @dataclass(frozen=True)
@@ -69,7 +90,7 @@ class Coordinator:
         config: ServerConfig,
         db: Database,
         specs: list[TensorSpec],
-        initial_weights: Weights,
+        initial_weights: Weights | None,
         metrics: Metrics,
         model_name: str,
     ) -> None:
@@ -81,52 +102,71 @@ class Coordinator:
         self.checkpoint_dir = config.data_dir / "checkpoints"
         self.update_dir = config.data_dir / "updates"
         self.state_dir = config.data_dir / "strategy"
+        self.max_update_norm = effective_max_update_norm(config, specs)
         self._lock = threading.RLock()
+        self._upload_locks = [threading.Lock() for _ in range(_UPLOAD_LOCK_STRIPES)]
         self._accumulator = StreamingMean()
+        self.close_failure: CloseFailure | None = None
         self._recover(initial_weights)
+        self._driver = RoundDriver(self.drive, config.tick_s)
 
-    # -- start and recovery -------------------------------------------------
+    # -- start, recovery, stop -------------------------------------------------
 
-    def _recover(self, initial_weights: Weights) -> None:
+    def start(self) -> None:
+        """Bring rounds up to date now, then keep them moving in the background."""
+        self.drive()
+        self._driver.start()
+
+    def stop(self) -> None:
+        self._driver.stop()
+
+    def _recover(self, initial_weights: Weights | None) -> None:
         for directory in (self.checkpoint_dir, self.update_dir, self.state_dir):
             removed = remove_temp_files(directory)
             if removed:
                 log.warning("removed %d leftover temp files in %s", removed, directory)
         with self.db.transaction() as conn:
-            (rounds_closed,) = conn.execute(
-                "SELECT COUNT(*) FROM rounds WHERE state = 'closed'"
-            ).fetchone()
             current = rs.get_state(conn, CURRENT_CHECKPOINT)
             if current is None:
+                if initial_weights is None:
+                    raise AggregationError("a new data directory needs the initial weights")
                 current = rs.store_checkpoint(
                     conn, self.checkpoint_dir, Checkpoint(round_id=0, weights=initial_weights)
                 )
                 rs.set_state(conn, CURRENT_CHECKPOINT, current)
-            open_round = rs.open_round_record(conn)
+            active = rs.active_round_record(conn)
             rows = []
-            if open_round is not None:
+            if active is not None:
                 rows = conn.execute(
                     "SELECT path, num_examples FROM updates WHERE round_id = ? "
                     "ORDER BY received_at",
-                    (open_round.id,),
+                    (active.id,),
                 ).fetchall()
         self.current_checkpoint = current
         self.global_weights = self._read_checkpoint(current).weights
-        self.strategy: RoundStrategy = build_strategy(self.config, int(rounds_closed))
-        self.strategy_state = load_strategy_state(self.state_dir, current, int(rounds_closed))
+        rounds_closed = self._rounds_closed()
+        self.strategy: RoundStrategy = build_strategy(self.config)
+        self.strategy_state = load_strategy_state(self.state_dir, current, rounds_closed)
         for row in rows:
             deltas = decode_update((self.update_dir / row["path"]).read_bytes()).deltas
             weight = self.strategy.weight(deltas, int(row["num_examples"]))
             self._accumulator.add(deltas, weight, check_finite=False)
-        if open_round is not None:
-            log.info("resumed round %d with %d acknowledged updates", open_round.id, len(rows))
-            self.metrics.set("fedge_current_round", open_round.id)
+        if active is not None:
+            log.info("resumed round %d (%s) with %d updates", active.id, active.state, len(rows))
+            self.metrics.set("fedge_current_round", active.id)
             self.metrics.set("fedge_round_updates", len(rows))
-        self.tick()
+
+    def _rounds_closed(self) -> int:
+        (count,) = (
+            self.db.connection()
+            .execute("SELECT COUNT(*) FROM rounds WHERE state = 'closed'")
+            .fetchone()
+        )
+        return int(count)
 
     def _read_checkpoint(self, checkpoint_id: str) -> Checkpoint:
         return decode_checkpoint(
-            (self.checkpoint_dir / f"{checkpoint_id}.safetensors").read_bytes()
+            (self.checkpoint_dir / f"{checkpoint_id}.safetensors").read_bytes(), self.specs
         )
 
     # -- devices -------------------------------------------------------------
@@ -148,73 +188,50 @@ class Coordinator:
     # -- rounds ----------------------------------------------------------------
 
     def current_round(self) -> rs.RoundRecord:
-        with self._lock:
-            self.tick()
-            with self.db.transaction() as conn:
-                record = rs.open_round_record(conn)
-                if record is None:
-                    record = self._open_round(conn)
-                return record
-
-    def _open_round(self, conn: Any) -> rs.RoundRecord:
-        rounds = self.config.rounds
-        record = rs.insert_round(
-            conn, self.current_checkpoint, asdict(rounds), time.time(), rounds.deadline_s
-        )
-        rs.add_event(
-            conn, "round_opened", {"round_id": record.id, "base_checkpoint": record.base_checkpoint}
-        )
-        self._accumulator = StreamingMean()
-        self.metrics.set("fedge_current_round", record.id)
-        self.metrics.set("fedge_round_updates", 0)
-        log.info("opened round %d on checkpoint %s", record.id, record.base_checkpoint[:12])
+        """The round in progress (open or closing); reads only."""
+        record = rs.active_round_record(self.db.connection())
+        if record is None:
+            raise NotFound("no round is in progress", code="no_open_round")
         return record
 
     def request_task(self, device: Device, conditions: Conditions) -> TaskDecision:
+        now = time.time()
+        rounds = self.config.rounds
         with self.db.transaction() as conn:
             conn.execute(
                 "UPDATE devices SET last_seen = ?, last_asked = ?, idle = ?, charging = ?, "
                 "unmetered = ? WHERE id = ?",
-                (
-                    time.time(),
-                    time.time(),
-                    conditions.idle,
-                    conditions.charging,
-                    conditions.unmetered,
-                    device.id,
-                ),
+                (now, now, conditions.idle, conditions.charging, conditions.unmetered, device.id),
             )
-        rounds = self.config.rounds
-        if (
-            (rounds.require_idle and not conditions.idle)
-            or (rounds.require_charging and not conditions.charging)
-            or (rounds.require_unmetered and not conditions.unmetered)
-        ):
-            return TaskDecision(None, "conditions", retry_after_s=30.0)
-        with self._lock:
-            record = self.current_round()
-            with self.db.transaction() as conn:
-                selected = conn.execute(
-                    "SELECT 1 FROM selections WHERE round_id = ? AND device_id = ?",
-                    (record.id, device.id),
-                ).fetchone()
-                if selected is None:
-                    reason = self._admission_refusal(conn, record, device)
-                    if reason:
-                        retry = max(0.5, min(5.0, record.deadline_at - time.time()))
-                        return TaskDecision(None, reason, retry_after_s=retry)
-                    conn.execute(
-                        "INSERT INTO selections (round_id, device_id, selected_at) "
-                        "VALUES (?, ?, ?)",
-                        (record.id, device.id, time.time()),
-                    )
-                done = conn.execute(
-                    "SELECT 1 FROM updates WHERE round_id = ? AND device_id = ?",
-                    (record.id, device.id),
-                ).fetchone()
-            if done is not None:
-                return TaskDecision(None, "already_contributed", retry_after_s=2.0)
-            return TaskDecision(self._task(record))
+            if (
+                (rounds.require_idle and not conditions.idle)
+                or (rounds.require_charging and not conditions.charging)
+                or (rounds.require_unmetered and not conditions.unmetered)
+            ):
+                return TaskDecision(None, "conditions", retry_after_s=30.0)
+            record = rs.open_round_record(conn)
+            if record is None:
+                return TaskDecision(None, "no_open_round", retry_after_s=1.0)
+            selected = conn.execute(
+                "SELECT 1 FROM selections WHERE round_id = ? AND device_id = ?",
+                (record.id, device.id),
+            ).fetchone()
+            if selected is None:
+                reason = self._admission_refusal(conn, record, device)
+                if reason:
+                    retry = max(0.5, min(5.0, record.deadline_at - now))
+                    return TaskDecision(None, reason, retry_after_s=retry)
+                conn.execute(
+                    "INSERT INTO selections (round_id, device_id, selected_at) VALUES (?, ?, ?)",
+                    (record.id, device.id, now),
+                )
+            done = conn.execute(
+                "SELECT 1 FROM updates WHERE round_id = ? AND device_id = ?",
+                (record.id, device.id),
+            ).fetchone()
+        if done is not None:
+            return TaskDecision(None, "already_contributed", retry_after_s=2.0)
+        return TaskDecision(self._task(record))
 
     def _admission_refusal(self, conn: Any, record: rs.RoundRecord, device: Device) -> str:
         """Empty when the device may join; else why not (a fair sampler).
@@ -253,65 +270,89 @@ class Coordinator:
             "weights": [s.name for s in self.specs],
         }
 
-    def checkpoint_bytes(self, checkpoint_id: str) -> bytes:
-        with self.db.transaction() as conn:
-            row = conn.execute(
-                "SELECT path FROM checkpoints WHERE id = ?", (checkpoint_id,)
-            ).fetchone()
+    def checkpoint_path(self, checkpoint_id: str) -> Any:
+        row = (
+            self.db.connection()
+            .execute("SELECT path FROM checkpoints WHERE id = ?", (checkpoint_id,))
+            .fetchone()
+        )
         if row is None:
             raise NotFound(f"no checkpoint {checkpoint_id}", code="unknown_checkpoint")
-        return (self.checkpoint_dir / str(row["path"])).read_bytes()
+        return self.checkpoint_dir / str(row["path"])
 
     # -- updates -----------------------------------------------------------------
 
     def accept_update(
         self, device: Device, round_id: int, raw: bytes
     ) -> tuple[dict[str, Any], bool]:
-        """Returns (receipt, created). A retry of the same bytes returns the first receipt."""
-        with self._lock:
-            self.tick()
-            with self.db.transaction() as conn:
-                existing = self._existing_receipt(conn, round_id, device.id)
-                record = rs.round_record(conn, round_id)
-                selected = conn.execute(
-                    "SELECT 1 FROM selections WHERE round_id = ? AND device_id = ?",
-                    (round_id, device.id),
-                ).fetchone()
-        if existing is not None:
-            if existing["digest"] == _digest(raw):
-                return existing, False
+        """Returns (receipt, created). A retry of the same bytes returns the first
+        receipt, whatever state the round is in now; a refusal changes nothing,
+        on disk included."""
+        digest = _digest(raw)
+        receipt = self._known_receipt(round_id, device.id, digest)
+        if receipt is not None:
+            return receipt, False
+        stripe = hash((round_id, device.id)) % _UPLOAD_LOCK_STRIPES
+        with self._upload_locks[stripe]:
+            # A concurrent retry of the same bytes may have just committed.
+            receipt = self._known_receipt(round_id, device.id, digest)
+            if receipt is not None:
+                return receipt, False
+            record = self._round_accepting(device, round_id)
+            valid = validate_update(
+                raw,
+                round_id,
+                record.base_checkpoint,
+                self.specs,
+                self.max_update_norm,
+                self.config.norm_policy,
+            )
+            valid = self.strategy.prepare_update(valid)
+            relative = f"r{round_id:06d}/{device.id}-{valid.digest[:16]}.safetensors"
+            path = self.update_dir / relative
+            write_atomically(path, valid.stored_bytes)
+            try:
+                return self._commit_update(device, record, valid, relative), True
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+
+    def _known_receipt(self, round_id: int, device_id: str, digest: str) -> dict[str, Any] | None:
+        row = (
+            self.db.connection()
+            .execute(
+                "SELECT * FROM updates WHERE round_id = ? AND device_id = ?",
+                (round_id, device_id),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        if row["digest"] != digest:
             raise Conflict(
                 "this device already sent a different update for this round",
                 code="duplicate_update",
             )
+        return _receipt(row)
+
+    def _round_accepting(self, device: Device, round_id: int) -> rs.RoundRecord:
+        conn = self.db.connection()
+        record = rs.round_record(conn, round_id)
         if record is None:
             raise NotFound(f"no round {round_id}", code="unknown_round")
         if record.state != "open":
             raise Conflict(
                 f"round {round_id} is {record.state}; fetch a new task", code="round_closed"
             )
+        selected = conn.execute(
+            "SELECT 1 FROM selections WHERE round_id = ? AND device_id = ?",
+            (round_id, device.id),
+        ).fetchone()
         if selected is None:
             raise Forbidden(
                 f"device {device.id} is not selected for round {round_id}", code="not_selected"
             )
-        valid = validate_update(
-            raw,
-            round_id,
-            record.base_checkpoint,
-            self.specs,
-            self.config.max_update_norm,
-            self.config.norm_policy,
-        )
-        valid = self.strategy.prepare_update(valid)
-        relative = f"r{round_id:06d}/{device.id}-{valid.digest[:16]}.safetensors"
-        write_atomically(self.update_dir / relative, valid.stored_bytes)
-        return self._commit_update(device, record, valid, relative), True
-
-    def _existing_receipt(self, conn: Any, round_id: int, device_id: str) -> dict[str, Any] | None:
-        row = conn.execute(
-            "SELECT * FROM updates WHERE round_id = ? AND device_id = ?", (round_id, device_id)
-        ).fetchone()
-        return None if row is None else _receipt(row)
+        return record
 
     def _commit_update(
         self, device: Device, record: rs.RoundRecord, valid: ValidatedUpdate, relative: str
@@ -319,18 +360,19 @@ class Coordinator:
         with self._lock:
             with self.db.transaction() as conn:
                 current = rs.round_record(conn, record.id)
-                again = self._existing_receipt(conn, record.id, device.id)
-                if again is not None:  # a concurrent retry won the race
-                    if again["digest"] == valid.digest:
-                        return again
-                    raise Conflict(
-                        "this device already sent a different update for this round",
-                        code="duplicate_update",
-                    )
                 if current is None or current.state != "open":
                     raise Conflict(
                         f"round {record.id} closed while the update was checked",
                         code="round_closed",
+                    )
+                copy = conn.execute(
+                    "SELECT device_id FROM updates WHERE round_id = ? AND digest = ?",
+                    (record.id, valid.digest),
+                ).fetchone()
+                if copy is not None:
+                    raise Conflict(
+                        "another device already sent these exact bytes in this round",
+                        code="duplicate_content",
                     )
                 conn.execute(
                     "INSERT INTO updates (round_id, device_id, digest, num_examples, norm, "
@@ -357,48 +399,81 @@ class Coordinator:
             self.metrics.inc("fedge_updates_accepted_total")
             self.metrics.set("fedge_round_updates", self._accumulator.count)
             if self._accumulator.count >= self.config.rounds.target_participants:
-                self._close(record)
+                self._driver.wake()
             return _receipt(row)
 
-    # -- closing ------------------------------------------------------------------
+    # -- driving rounds ------------------------------------------------------------
 
-    def tick(self, now: float | None = None) -> None:
-        """Close or abandon the open round when its deadline has passed."""
+    def drive(self, now: float | None = None) -> None:
+        """One step of the round life cycle (see the module doc): start closing
+        a round that is due, close a closing one (unless backing off after a
+        failure), open a new round when none is in progress."""
         now = time.time() if now is None else now
         with self._lock:
             with self.db.transaction() as conn:
-                record = rs.open_round_record(conn)
+                record = rs.active_round_record(conn)
+                if record is not None and record.state == "open":
+                    record = self._end_if_due(conn, record, now)
+            if record is not None and record.state == "closing":
+                if not self._close(record):
+                    return
+                record = None
             if record is None:
-                return
-            count = self._accumulator.count
-            if count >= self.config.rounds.target_participants:
-                self._close(record)
-            elif now >= record.deadline_at:
-                if count >= self.config.rounds.min_participants:
-                    self._close(record)
-                else:
-                    self._abandon(record, count)
+                with self.db.transaction() as conn:
+                    self._open_round(conn)
 
     def end_round_now(self) -> rs.RoundRecord:
         """Admin: end the open round as if its deadline had passed."""
         with self._lock:
-            with self.db.transaction() as conn:
-                record = rs.open_round_record(conn)
+            record = rs.open_round_record(self.db.connection())
             if record is None:
                 raise Conflict("no round is open", code="no_open_round")
-            self.tick(now=record.deadline_at)
-            with self.db.transaction() as conn:
-                ended = rs.round_record(conn, record.id)
-            assert ended is not None  # it existed a moment ago, under the lock
-            return ended
+            self.close_failure = None  # an admin asking is a reason to try now
+            self.drive(now=max(time.time(), record.deadline_at))
+            ended = rs.round_record(self.db.connection(), record.id)
+        if ended is None:
+            raise NotFound(f"no round {record.id}", code="unknown_round")
+        return ended
 
-    def _abandon(self, record: rs.RoundRecord, count: int) -> None:
-        with self.db.transaction() as conn:
-            conn.execute(
-                "UPDATE rounds SET state = 'abandoned', closed_at = ?, metrics = ? WHERE id = ?",
-                (time.time(), json.dumps({"updates": count, "reason": "no quorum"}), record.id),
-            )
-            rs.add_event(conn, "round_abandoned", {"round_id": record.id, "updates": count})
+    def _end_if_due(self, conn: Any, record: rs.RoundRecord, now: float) -> rs.RoundRecord | None:
+        """Move an open round on when it is due: to closing, or abandoned."""
+        count = self._accumulator.count
+        rounds = self.config.rounds
+        if count >= rounds.target_participants or (
+            now >= record.deadline_at and count >= rounds.min_participants
+        ):
+            rs.transition(conn, record.id, "open", "closing")
+            rs.add_event(conn, "round_closing", {"round_id": record.id, "updates": count})
+            return rs.round_record(conn, record.id)
+        if now >= record.deadline_at:
+            self._abandon(conn, record, count)
+            return None
+        return record
+
+    def _open_round(self, conn: Any) -> rs.RoundRecord:
+        rounds = self.config.rounds
+        record = rs.insert_round(
+            conn, self.current_checkpoint, asdict(rounds), time.time(), rounds.deadline_s
+        )
+        rs.add_event(
+            conn, "round_opened", {"round_id": record.id, "base_checkpoint": record.base_checkpoint}
+        )
+        self._accumulator = StreamingMean()
+        self.metrics.set("fedge_current_round", record.id)
+        self.metrics.set("fedge_round_updates", 0)
+        log.info("opened round %d on checkpoint %s", record.id, record.base_checkpoint[:12])
+        return record
+
+    def _abandon(self, conn: Any, record: rs.RoundRecord, count: int) -> None:
+        rs.transition(
+            conn,
+            record.id,
+            "open",
+            "abandoned",
+            closed_at=time.time(),
+            metrics=rs.json_text({"updates": count, "reason": "no quorum"}),
+        )
+        rs.add_event(conn, "round_abandoned", {"round_id": record.id, "updates": count})
         self._accumulator = StreamingMean()
         self.metrics.inc("fedge_rounds_total", outcome="abandoned")
         self.metrics.set("fedge_current_round", 0)
@@ -409,21 +484,51 @@ class Coordinator:
             self.config.rounds.min_participants,
         )
 
-    def _close(self, record: rs.RoundRecord) -> None:
+    def _close(self, record: rs.RoundRecord) -> bool:
+        """Aggregate a closing round and store the result; True when it ended
+        (closed, or failed for good), False when it will be tried again."""
+        failure = self.close_failure
+        if failure is not None and failure.round_id == record.id and time.time() < failure.retry_at:
+            return False
+        try:
+            self._aggregate_and_store(record)
+        except (AggregationError, NonFiniteAggregate) as exc:
+            self._fail(record, str(exc))
+        except Exception as exc:
+            attempts = (
+                1 if failure is None or failure.round_id != record.id else failure.attempts + 1
+            )
+            self.close_failure = CloseFailure(
+                record.id,
+                attempts,
+                f"{type(exc).__name__}: {exc}",
+                time.time() + backoff_s(attempts),
+            )
+            self.metrics.inc("fedge_round_close_failures_total")
+            self.metrics.set("fedge_round_close_failing", 1)
+            log.exception("closing round %d failed (attempt %d); will retry", record.id, attempts)
+            return False
+        self.close_failure = None
+        self.metrics.set("fedge_round_close_failing", 0)
+        return True
+
+    def _aggregate_and_store(self, record: rs.RoundRecord) -> None:
         started = time.perf_counter()
-        with self.db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT device_id, path, num_examples, norm FROM updates WHERE round_id = ?",
-                (record.id,),
-            ).fetchall()
-            (enrolled,) = conn.execute("SELECT COUNT(*) FROM devices").fetchone()
-        result = self.strategy.aggregate(
-            self.global_weights,
-            self.strategy_state,
-            self._accumulator,
-            [self.update_dir / r["path"] for r in rows],
-            int(enrolled),
-        )
+        conn = self.db.connection()
+        rows = conn.execute(
+            "SELECT device_id, path, num_examples, norm FROM updates WHERE round_id = ?",
+            (record.id,),
+        ).fetchall()
+        rounds_closed = self._rounds_closed()
+        with np.errstate(over="ignore", invalid="ignore"):
+            result = self.strategy.aggregate(
+                self.global_weights,
+                self.strategy_state,
+                self._accumulator,
+                [self.update_dir / r["path"] for r in rows],
+                rounds_closed,
+            )
+        _require_finite(result)
         seconds = time.perf_counter() - started
         metrics = {
             "updates": len(rows),
@@ -438,10 +543,14 @@ class Coordinator:
                 conn, self.checkpoint_dir, Checkpoint(round_id=record.id, weights=result.weights)
             )
             save_strategy_state(self.state_dir, new_id, result.state)
-            conn.execute(
-                "UPDATE rounds SET state = 'closed', closed_at = ?, result_checkpoint = ?, "
-                "metrics = ? WHERE id = ?",
-                (time.time(), new_id, json.dumps(metrics), record.id),
+            rs.transition(
+                conn,
+                record.id,
+                "closing",
+                "closed",
+                closed_at=time.time(),
+                result_checkpoint=new_id,
+                metrics=rs.json_text(metrics),
             )
             conn.executemany(
                 "UPDATE devices SET participations = participations + 1 WHERE id = ?",
@@ -467,13 +576,82 @@ class Coordinator:
             new_id[:12],
             seconds,
         )
+        self._apply_retention(record.id)
+
+    def _fail(self, record: rs.RoundRecord, reason: str) -> None:
+        """The round's result cannot be used: the current checkpoint stays."""
+        with self.db.transaction() as conn:
+            rs.transition(
+                conn,
+                record.id,
+                "closing",
+                "failed",
+                closed_at=time.time(),
+                metrics=rs.json_text({"updates": self._accumulator.count, "reason": reason}),
+            )
+            rs.add_event(conn, "round_failed", {"round_id": record.id, "reason": reason})
+        self._accumulator = StreamingMean()
+        self.metrics.inc("fedge_rounds_total", outcome="failed")
+        self.metrics.set("fedge_current_round", 0)
+        log.error(
+            "round %d failed: %s; checkpoint %s stays",
+            record.id,
+            reason,
+            self.current_checkpoint[:12],
+        )
+
+    def _apply_retention(self, closed_round: int) -> None:
+        """Delete the update files of rounds that ended more than
+        ``update_retention_rounds`` rounds ago: once a round has ended, no
+        strategy and no recovery reads its updates (the receipts stay)."""
+        keep = self.config.update_retention_rounds
+        if keep is None:
+            return
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT u.round_id, u.device_id, u.path FROM updates u JOIN rounds r "
+                "ON r.id = u.round_id WHERE u.round_id <= ? AND u.path != '' "
+                "AND r.state IN ('closed', 'failed', 'abandoned')",
+                (closed_round - keep,),
+            ).fetchall()
+            conn.execute(
+                "UPDATE updates SET path = '' WHERE round_id <= ? AND round_id IN "
+                "(SELECT id FROM rounds WHERE state IN ('closed', 'failed', 'abandoned'))",
+                (closed_round - keep,),
+            )
+        for row in rows:
+            (self.update_dir / row["path"]).unlink(missing_ok=True)
+
+
+class NonFiniteAggregate(AggregationError):
+    """The aggregate holds inf or NaN: storing it would poison every later round."""
+
+
+def _require_finite(result: RoundResult) -> None:
+    for name, value in result.weights.items():
+        if not np.isfinite(value).all():
+            raise NonFiniteAggregate(f"the aggregate of {name} is not finite")
+    for name, value in result.state.to_tensors().items():
+        if not np.isfinite(value).all():
+            raise NonFiniteAggregate(f"the server optimizer's {name} is not finite")
+
+
+def effective_max_update_norm(config: ServerConfig, specs: list[TensorSpec]) -> float | None:
+    """The configured norm bound, or by default ``10 * sqrt(P)`` for a model of
+    ``P`` weights: a delta that moves the weights by 10 each, root mean square,
+    is refused. No real fine-tuning step comes near it, and it keeps absurd
+    (finite) values such as 3e38 out of the aggregate. ``0`` turns it off."""
+    if config.max_update_norm is not None:
+        return None if config.max_update_norm == 0 else config.max_update_norm
+    parameters = sum(math.prod(int(d or 0) for d in spec.shape) for spec in specs)
+    return 10.0 * math.sqrt(max(parameters, 1))
 
 
 def _digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def _receipt(row: Any) -> dict[str, Any]:
+def _receipt(row: sqlite3.Row) -> dict[str, Any]:
     return {
         "round_id": int(row["round_id"]),
         "device_id": str(row["device_id"]),

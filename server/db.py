@@ -1,11 +1,15 @@
 """The SQLite database: schema, one connection per request, transactions.
 
 WAL mode with ``synchronous=FULL``: a committed transaction is on disk
-before the commit returns, which is what "acknowledged" means here.
+before the commit returns, which is what "acknowledged" means here. The
+file is created 0600 (SQLite gives its WAL and shared-memory files the
+same mode). ``PRAGMA user_version`` numbers the schema; older files are
+migrated when opened.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -23,7 +27,8 @@ CREATE TABLE IF NOT EXISTS devices (
     charging INTEGER NOT NULL DEFAULT 0,
     unmetered INTEGER NOT NULL DEFAULT 0,
     participations INTEGER NOT NULL DEFAULT 0,
-    last_asked REAL NOT NULL DEFAULT 0
+    last_asked REAL NOT NULL DEFAULT 0,
+    enrol_request TEXT UNIQUE
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
     id TEXT PRIMARY KEY,
@@ -34,7 +39,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 CREATE TABLE IF NOT EXISTS rounds (
     id INTEGER PRIMARY KEY,
-    state TEXT NOT NULL CHECK (state IN ('open', 'closed', 'abandoned')),
+    state TEXT NOT NULL
+        CHECK (state IN ('open', 'closing', 'closed', 'failed', 'abandoned')),
     base_checkpoint TEXT NOT NULL REFERENCES checkpoints(id),
     config TEXT NOT NULL,
     opened_at REAL NOT NULL,
@@ -44,6 +50,7 @@ CREATE TABLE IF NOT EXISTS rounds (
     metrics TEXT NOT NULL DEFAULT '{}'
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_open_round ON rounds(state) WHERE state = 'open';
+CREATE UNIQUE INDEX IF NOT EXISTS one_closing_round ON rounds(state) WHERE state = 'closing';
 CREATE TABLE IF NOT EXISTS selections (
     round_id INTEGER NOT NULL REFERENCES rounds(id),
     device_id TEXT NOT NULL REFERENCES devices(id),
@@ -63,6 +70,7 @@ CREATE TABLE IF NOT EXISTS updates (
     received_at REAL NOT NULL,
     PRIMARY KEY (round_id, device_id)
 );
+CREATE INDEX IF NOT EXISTS updates_by_digest ON updates(round_id, digest);
 CREATE TABLE IF NOT EXISTS server_state (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -76,6 +84,20 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+SCHEMA_VERSION = 2
+
+# Version 1 had no 'closing' or 'failed' round states (a CHECK constraint,
+# which SQLite cannot alter: the table is copied) and no enrolment requests.
+_MIGRATE_FROM_1 = """
+ALTER TABLE rounds RENAME TO rounds_v1;
+{rounds}
+INSERT INTO rounds SELECT * FROM rounds_v1;
+DROP TABLE rounds_v1;
+ALTER TABLE devices ADD COLUMN enrol_request TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS devices_by_enrol_request ON devices(enrol_request);
+"""
+
+
 class Database:
     """Opens connections to one SQLite file; each thread gets its own."""
 
@@ -83,8 +105,25 @@ class Database:
         self.path = path
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self._migrate()
+
+    def _migrate(self) -> None:
+        conn = self.connection()
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        has_tables = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'rounds'").fetchone()
+        if has_tables and version < 2:
+            rounds = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS rounds") :]
+            rounds = rounds[: rounds.index(";") + 1]
+            conn.execute("PRAGMA foreign_keys=OFF")
+            conn.executescript(
+                "BEGIN IMMEDIATE;" + _MIGRATE_FROM_1.format(rounds=rounds) + "COMMIT;"
+            )
+            conn.execute("PRAGMA foreign_keys=ON")
         # executescript manages its own transaction.
-        self.connection().executescript(SCHEMA)
+        conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -48,5 +48,15 @@ class Unprocessable(ServerError):
     status, code = 422, "invalid_update"
 
 
-class ConfigurationError(ServerError):
-    status, code = 500, "configuration"
+class InsufficientStorage(ServerError):
+    status, code = 507, "insufficient_storage"
+
+
+class Unavailable(ServerError):
+    status, code = 503, "unavailable"
+
+
+class ConfigurationError(FedgeError):
+    """A setting that cannot work. Raised while the server starts, never
+    while it answers a request, so it is not an HTTP error: ``fedge serve``
+    prints it and exits non-zero."""

@@ -81,4 +81,10 @@ def server_metrics() -> Metrics:
     metrics.define("fedge_devices", "gauge", "Enrolled devices.")
     metrics.define("fedge_round_updates", "gauge", "Updates received in the open round.")
     metrics.define("fedge_current_round", "gauge", "Id of the open round (0: none).")
+    metrics.define(
+        "fedge_round_close_failures_total", "counter", "Failed attempts to close a round."
+    )
+    metrics.define(
+        "fedge_round_close_failing", "gauge", "1 while a round cannot close (retried), else 0."
+    )
     return metrics

@@ -8,6 +8,7 @@ and write. Checkpoint files are content-addressed
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -90,6 +91,37 @@ def open_round_record(conn: sqlite3.Connection) -> RoundRecord | None:
     return None if row is None else RoundRecord.from_row(row)
 
 
+def active_round_record(conn: sqlite3.Connection) -> RoundRecord | None:
+    """The round in progress: open, or closing (aggregation under way or retried)."""
+    row = conn.execute(
+        "SELECT * FROM rounds WHERE state IN ('open', 'closing') ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else RoundRecord.from_row(row)
+
+
+class StateChanged(Exception):
+    """A compare-and-set on a round's state found another state: someone
+    else (another process on the same database) changed it first."""
+
+
+def transition(
+    conn: sqlite3.Connection,
+    round_id: int,
+    expected: str,
+    new: str,
+    **columns: Any,
+) -> None:
+    """``UPDATE rounds SET state = new, ... WHERE id = ? AND state = expected``;
+    raises :class:`StateChanged` unless exactly that round changed."""
+    assignments = "".join(f", {name} = ?" for name in columns)
+    cursor = conn.execute(
+        f"UPDATE rounds SET state = ?{assignments} WHERE id = ? AND state = ?",
+        (new, *columns.values(), round_id, expected),
+    )
+    if cursor.rowcount != 1:
+        raise StateChanged(f"round {round_id} is no longer {expected!r}")
+
+
 def round_record(conn: sqlite3.Connection, round_id: int) -> RoundRecord | None:
     row = conn.execute("SELECT * FROM rounds WHERE id = ?", (round_id,)).fetchone()
     return None if row is None else RoundRecord.from_row(row)
@@ -108,7 +140,7 @@ def insert_round(
     conn.execute(
         "INSERT INTO rounds (id, state, base_checkpoint, config, opened_at, deadline_at) "
         "VALUES (?, 'open', ?, ?, ?, ?)",
-        (round_id, base, json.dumps(config), now, now + deadline_s),
+        (round_id, base, json_text(config), now, now + deadline_s),
     )
     record = round_record(conn, round_id)
     assert record is not None  # just inserted in this transaction
@@ -118,5 +150,21 @@ def insert_round(
 def add_event(conn: sqlite3.Connection, kind: str, payload: dict[str, Any]) -> None:
     conn.execute(
         "INSERT INTO events (kind, payload, created_at) VALUES (?, ?, ?)",
-        (kind, json.dumps(payload), time.time()),
+        (kind, json_text(payload), time.time()),
     )
+
+
+def json_text(value: Any) -> str:
+    """Strict JSON for the database and the API: a non-finite float (an
+    epsilon of inf, say) becomes null rather than the non-JSON ``Infinity``."""
+    return json.dumps(finite_or_null(value), allow_nan=False)
+
+
+def finite_or_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(item) for item in value]
+    return value

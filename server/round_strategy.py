@@ -41,26 +41,41 @@ class RoundResult:
     metrics: dict[str, Any]
 
 
+# What the reported epsilon assumes, stated in every DP round's metrics.
+DP_ACCOUNTING = (
+    "device-level (add or remove one device's update), each round a Gaussian mechanism "
+    "on the sum of clipped updates, composed over the closed rounds with the RDP "
+    "accountant; no amplification by sampling is claimed (devices are not Poisson-"
+    "sampled), so the bound holds whichever devices take part"
+)
+
+
 class RoundStrategy:
-    def __init__(self, config: ServerConfig, rounds_closed: int = 0) -> None:
+    def __init__(self, config: ServerConfig) -> None:
         self._config = config
         self.dp: dict[str, Any] | None = None
         if config.dp_clip_norm is not None:
             self.dp = {
                 "clip_norm": config.dp_clip_norm,
                 "noise_multiplier": config.dp_noise_multiplier,
-                "seed": config.seed,
+                "seed": config.dp_insecure_test_seed,
                 "clients_per_round": config.rounds.target_participants,
             }
         self.strategy: Strategy = make_strategy(
             config.strategy, dp=self.dp, **config.strategy_params
         )
         self.name = config.strategy + ("+dp" if self.dp else "")
-        self._rounds_closed = rounds_closed
+
+    def _example_weight(self, num_examples: int) -> int:
+        """A device's weight: its example count, capped so that no device
+        can claim to outweigh the whole round."""
+        return min(num_examples, self._config.max_example_weight)
 
     def prepare_update(self, valid: ValidatedUpdate) -> ValidatedUpdate:
         update = valid.update
-        prepared = self.strategy.prepare(update.deltas, update.meta.num_examples)
+        prepared = self.strategy.prepare(
+            update.deltas, self._example_weight(update.meta.num_examples)
+        )
         if not prepared.clipped:
             return replace(valid, weight=prepared.weight)
         clipped = Update(meta=update.meta, deltas=prepared.delta)
@@ -74,7 +89,7 @@ class RoundStrategy:
 
     def weight(self, deltas: Weights, num_examples: int) -> float:
         """The accumulation weight of a stored (already prepared) update."""
-        return self.strategy.prepare(deltas, num_examples).weight
+        return self.strategy.prepare(deltas, self._example_weight(num_examples)).weight
 
     def aggregate(
         self,
@@ -82,31 +97,34 @@ class RoundStrategy:
         state: ServerState,
         accumulator: StreamingMean,
         paths: list[Path],
-        enrolled: int,
+        rounds_closed_before: int,
     ) -> RoundResult:
+        """This round's result; with central DP, the epsilon spent once it is
+        released (``rounds_closed_before`` earlier releases plus this one)."""
         source = SafetensorsFileUpdates(paths) if self.strategy.needs_stored_updates else None
         result = self.strategy.aggregate(global_weights, state, accumulator, source)
-        self._rounds_closed += 1
         metrics: dict[str, Any] = dict(result.metrics)
         if self.dp is not None:
-            per_round = self._config.rounds.target_participants
             ledger = PrivacyLedger(
                 noise_multiplier=float(self.dp["noise_multiplier"]),
-                sample_rate=min(1.0, per_round / max(enrolled, per_round)),
+                sample_rate=1.0,
                 delta=self._config.dp_delta,
-                rounds=self._rounds_closed,
+                rounds=rounds_closed_before + 1,
             )
             metrics.update(
                 dp_epsilon=ledger.epsilon,
                 dp_delta=self._config.dp_delta,
                 dp_noise_multiplier=self.dp["noise_multiplier"],
                 dp_clip_norm=self.dp["clip_norm"],
+                dp_sample_rate=1.0,
+                dp_accounting=DP_ACCOUNTING,
+                dp_noise_seeded=self.dp["seed"] is not None,
             )
         return RoundResult(result.new_weights, result.state, metrics)
 
 
-def build_strategy(config: ServerConfig, rounds_closed: int = 0) -> RoundStrategy:
-    return RoundStrategy(config, rounds_closed)
+def build_strategy(config: ServerConfig) -> RoundStrategy:
+    return RoundStrategy(config)
 
 
 def load_strategy_state(directory: Path, checkpoint_id: str, rounds_closed: int) -> ServerState:

@@ -1,8 +1,14 @@
-"""Run the app under waitress (a production WSGI server), with a ticker
-thread that closes rounds at their deadline even when no request comes."""
+"""Run the app under waitress (a production WSGI server).
+
+Waitress is told the largest body the app accepts, so it refuses a larger
+one itself instead of spooling it to disk first, and the errors it answers
+on its own (a body over the limit, a malformed request) are JSON with a
+``code``, like every other error of the server.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -10,18 +16,51 @@ from types import FrameType
 from typing import Any
 
 from flask import Flask
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
 
 from fedge.server.app import EXTENSION, ServerContext
 
 log = logging.getLogger("fedge.server")
 
+# Headers and framing on top of the largest body the app accepts.
+_BODY_SLACK_BYTES = 64 * 1024
 
-def _ticker(ctx: ServerContext, stop: threading.Event) -> None:
-    while not stop.wait(ctx.config.tick_s):
-        try:
-            ctx.coordinator.tick()
-        except Exception:  # keep ticking; the error is logged with its traceback
-            log.exception("round tick failed")
+
+class JsonErrorTask(ErrorTask):  # type: ignore[misc]
+    """Waitress's own error responses as ``{"code", "message"}`` JSON."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        code = str(error.reason).lower().replace(" ", "_")
+        body = json.dumps({"code": code, "message": str(error.body)}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonErrorChannel(HTTPChannel):  # type: ignore[misc]
+    error_task_class = JsonErrorTask
+
+
+def _create(app: Flask) -> Any:
+    from waitress.server import create_server
+
+    ctx: ServerContext = app.extensions[EXTENSION]
+    server: Any = create_server(
+        app,
+        host=ctx.config.host,
+        port=ctx.config.port,
+        threads=ctx.config.threads,
+        connection_limit=ctx.config.connection_limit,
+        max_request_body_size=ctx.limits.max_body_bytes + _BODY_SLACK_BYTES,
+        asyncore_use_poll=True,  # select() stops at 1024 descriptors
+        ident="fedge",
+    )
+    server.channel_class = JsonErrorChannel
+    return server
 
 
 def _close(server: Any) -> None:
@@ -33,22 +72,11 @@ def _close(server: Any) -> None:
 
 
 def serve(app: Flask, ready_message: bool = True) -> None:
-    """Serve until SIGTERM or SIGINT; the ticker stops with the server."""
-    from waitress.server import create_server
-
+    """Serve until SIGTERM or SIGINT; then stop the round driver and release
+    the data directory."""
     ctx: ServerContext = app.extensions[EXTENSION]
-    server: Any = create_server(
-        app,
-        host=ctx.config.host,
-        port=ctx.config.port,
-        threads=ctx.config.threads,
-        connection_limit=ctx.config.connection_limit,
-        asyncore_use_poll=True,  # select() stops at 1024 descriptors
-        ident="fedge",
-    )
+    server = _create(app)
     stop = threading.Event()
-    ticker = threading.Thread(target=_ticker, args=(ctx, stop), name="fedge-ticker", daemon=True)
-    ticker.start()
 
     def shutdown(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -70,37 +98,19 @@ def serve(app: Flask, ready_message: bool = True) -> None:
         if not stop.is_set():
             raise
     finally:
-        stop.set()
-        ticker.join(timeout=5)
+        ctx.close()
 
 
 class BackgroundServer:
     """The same server on a thread, for embedding (``fedge simulate``, demos)."""
 
     def __init__(self, app: Flask) -> None:
-        from waitress.server import create_server
-
         self.context: ServerContext = app.extensions[EXTENSION]
-        config = self.context.config
-        self._server: Any = create_server(
-            app,
-            host=config.host,
-            port=config.port,
-            threads=config.threads,
-            connection_limit=config.connection_limit,
-            asyncore_use_poll=True,
-            ident="fedge",
-        )
+        self._server = _create(app)
         self.url = f"http://{self._server.effective_host}:{self._server.effective_port}"
         self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run, name="fedge-server", daemon=True),
-            threading.Thread(
-                target=_ticker, args=(self.context, self._stop), name="fedge-ticker", daemon=True
-            ),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(target=self._run, name="fedge-server", daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         try:
@@ -110,10 +120,11 @@ class BackgroundServer:
                 raise
 
     def stop(self) -> None:
+        """Stop serving, then stop the app (round driver, data directory lock)."""
         self._stop.set()
         _close(self._server)
-        for thread in self._threads:
-            thread.join(timeout=10)
+        self._thread.join(timeout=10)
+        self.context.close()
 
     def __enter__(self) -> BackgroundServer:
         return self

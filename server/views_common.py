@@ -1,23 +1,70 @@
-"""Small helpers every view uses: parse JSON, authenticate."""
+"""Small helpers every view uses: parse JSON strictly, authenticate, bound ids."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import request
 
 from fedge.server.app import context
 from fedge.server.auth import Device, bearer_token, check_admin, device_for_token
-from fedge.server.errors import BadRequest
+from fedge.server.errors import BadRequest, NotFound, PayloadTooLarge
+from fedge.server.request_limits import MAX_JSON_BYTES
+
+# Round ids are SQLite integers; anything past this cannot name a round.
+MAX_ROUND_ID = 2**62
 
 
 def json_body() -> dict[str, Any]:
-    if not request.data:
+    """The request's JSON object; anything else is a 400 with a code.
+
+    Parsed here rather than by Flask so that deep nesting, NaN literals and
+    non-UTF-8 bytes are refused as bad input instead of failing as a 500.
+    """
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise PayloadTooLarge(f"a JSON body is at most {MAX_JSON_BYTES} bytes")
+    raw = request.get_data(cache=True)
+    if not raw:
         return {}
-    body = request.get_json(silent=True)
+    if len(raw) > MAX_JSON_BYTES:
+        raise PayloadTooLarge(f"a JSON body is at most {MAX_JSON_BYTES} bytes")
+    try:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise BadRequest("the JSON body is nested too deeply", code="bad_json") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", code="bad_json") from exc
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object", code="bad_json")
     return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def text_field(body: dict[str, Any], name: str, max_length: int) -> str | None:
+    """An optional string field of at most ``max_length`` characters that can
+    be stored (no lone surrogates)."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise BadRequest(
+            f"{name} must be a string of at most {max_length} characters", code="bad_json"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest(f"{name} is not valid Unicode text", code="bad_json") from exc
+    return value
+
+
+def round_id_in_range(round_id: int) -> int:
+    if round_id > MAX_ROUND_ID:
+        raise NotFound(f"no round {round_id}", code="unknown_round")
+    return round_id
 
 
 def authenticated_device() -> Device:

@@ -20,7 +20,8 @@ import pytest
 from fedge.data import TaskData, load_task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MARKER = "FEDGE_TEST_SESSION"
+# Not FEDGE_*: those name server settings, and an unknown one is refused.
+MARKER = "PYTEST_FEDGE_SESSION"
 os.environ.setdefault(MARKER, f"{os.getpid()}-{secrets.token_hex(4)}")
 
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 from flask import Flask
 
-from fedge.server.app import create_app
+from fedge.server.app import create_app, shutdown
 from fedge.server.serve import BackgroundServer
 from tests.server.helpers import tiny_model
 
@@ -24,6 +24,7 @@ class HttpResponse:
     """The parts of Flask's test response the tests read, from a real one."""
 
     def __init__(self, response: requests.Response) -> None:
+        self._response = response
         self.status_code = response.status_code
         self.data = response.content
         self.headers = response.headers
@@ -34,6 +35,9 @@ class HttpResponse:
 
     def get_data(self, as_text: bool = False) -> Any:
         return self.data.decode() if as_text else self.data
+
+    def close(self) -> None:
+        self._response.close()
 
 
 class HttpClient:
@@ -100,8 +104,11 @@ def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> AppFactory:
-    """Apps on one data directory: a second call is a restarted server."""
+def make_app(tmp_path: Path) -> Iterator[AppFactory]:
+    """Apps on one data directory: a second call is a restarted server (shut
+    the first down before: one server owns a data directory). Every app is
+    shut down at the end, also when the test fails."""
+    apps: list[Flask] = []
 
     def build(**config: Any) -> Flask:
         rounds = {
@@ -118,9 +125,15 @@ def make_app(tmp_path: Path) -> AppFactory:
             "rounds": rounds,
             **config,
         }
-        return create_app(test_config=settings, initial=tiny_model())
+        app = create_app(test_config=settings, initial=tiny_model())
+        apps.append(app)
+        return app
 
-    return build
+    try:
+        yield build
+    finally:
+        for app in apps:
+            shutdown(app)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,3 +46,27 @@ def auth(token: str) -> dict[str, str]:
 
 
 OCTET = "application/octet-stream"
+
+
+def settled(fetch: Callable[[str], Any], round_id: int, timeout: float = 30.0) -> dict[str, Any]:
+    """The round once the server's round driver has ended it (closed, failed
+    or abandoned): rounds close in the background, not in the request that
+    completed them. ``fetch(path)`` returns parsed JSON."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record: dict[str, Any] = fetch(f"/v1/rounds/{round_id}")
+        if record["state"] not in ("open", "closing") or time.monotonic() > deadline:
+            return record
+        time.sleep(0.02)
+
+
+def json_of(client: Any) -> Callable[[str], Any]:
+    """``fetch`` for :func:`settled` from a test client (Flask's or HTTP)."""
+    return lambda path: client.get(path).get_json()
+
+
+def json_at(url: str) -> Callable[[str], Any]:
+    """``fetch`` for :func:`settled` from a server's base URL."""
+    import requests
+
+    return lambda path: requests.get(url + path, timeout=10).json()

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from fedge.server.process import running
 from fedge.update_codec import decode_checkpoint
-from tests.server.helpers import OCTET, auth, constant_update
+from tests.server.helpers import OCTET, auth, constant_update, json_at, settled
 
 ROUND_FLAGS = ["--rounds-target", "3", "--rounds-min", "3", "--deadline", "300"]
 
@@ -65,7 +65,7 @@ def test_a_round_over_http(tiny_keras: Path, tmp_path: Path) -> None:
         ]
 
         assert [r.status_code for r in receipts] == [201, 201, 201]
-        round_one = requests.get(f"{server.url}/v1/rounds/1", timeout=10).json()
+        round_one = settled(json_at(server.url), 1)
         assert round_one["state"] == "closed"
         checkpoint = requests.get(
             f"{server.url}/v1/checkpoints/{round_one['result_checkpoint']}",
@@ -105,7 +105,7 @@ def test_kill_9_mid_round_loses_no_acknowledged_update(tiny_keras: Path, tmp_pat
         last = devices[2].upload(restarted.url, 1, constant_update(1, base, 6.0))
 
         assert last.status_code == 201
-        round_one = requests.get(f"{restarted.url}/v1/rounds/1", timeout=10).json()
+        round_one = settled(json_at(restarted.url), 1)
         assert round_one["state"] == "closed" and round_one["metrics"]["updates"] == 3
         body = requests.get(
             f"{restarted.url}/v1/checkpoints/{round_one['result_checkpoint']}",

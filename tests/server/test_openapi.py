@@ -70,6 +70,8 @@ class CheckedClient:
 
     def call(self, method: str, template: str, url: str, **kwargs: Any) -> Any:
         response = self.client.open(url, method=method.upper(), **kwargs)
+        response.get_data()
+        response.close()  # a streamed file (a checkpoint) is closed here
         operation = self.spec["paths"][template][method]
         documented = operation["responses"].get(str(response.status_code))
         assert documented is not None, f"{method} {template} -> undocumented {response.status_code}"

@@ -1,0 +1,43 @@
+"""How large a request may be, derived from the model the server federates.
+
+An update of a model is exactly ``8 + header + weights`` bytes, and its
+header is bounded by the weight spec (see
+:func:`fedge.update_codec.max_header_bytes`), so the server knows the
+largest honest body before it reads one. The same bound is given to
+waitress, which otherwise spools up to 1 GiB of a body to disk before the
+application (and its authentication) sees the request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedge.manifest import TensorSpec
+from fedge.server.config import ServerConfig
+from fedge.update_codec import max_header_bytes
+
+# Device JSON bodies (enrolment, task requests, heartbeats) are a few hundred bytes.
+MAX_JSON_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    max_header_bytes: int
+    max_update_bytes: int
+
+    @property
+    def max_body_bytes(self) -> int:
+        return max(self.max_update_bytes, MAX_JSON_BYTES)
+
+    @classmethod
+    def for_model(cls, config: ServerConfig, specs: Sequence[TensorSpec]) -> RequestLimits:
+        header = max_header_bytes(specs)
+        weights = sum(
+            math.prod(int(d or 0) for d in spec.shape) * np.dtype(spec.dtype).itemsize
+            for spec in specs
+        )
+        return cls(header, min(config.max_update_bytes, 8 + header + weights))
