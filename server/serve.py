@@ -27,12 +27,16 @@ log = logging.getLogger("fedge.server")
 _BODY_SLACK_BYTES = 64 * 1024
 
 
+# The same codes the app uses for the same errors.
+_CODES = {413: "payload_too_large"}
+
+
 class JsonErrorTask(ErrorTask):  # type: ignore[misc]
     """Waitress's own error responses as ``{"code", "message"}`` JSON."""
 
     def execute(self) -> None:
         error = self.request.error
-        code = str(error.reason).lower().replace(" ", "_")
+        code = _CODES.get(error.code) or str(error.reason).lower().replace(" ", "_")
         body = json.dumps({"code": code, "message": str(error.body)}).encode()
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))

@@ -90,3 +90,20 @@ def test_the_encoding_is_standard_safetensors() -> None:
 
     for name, value in update.deltas.items():
         np.testing.assert_array_equal(loaded[name], value)
+
+
+def test_a_header_over_the_spec_bound_is_refused_before_it_is_parsed() -> None:
+    from fedge.manifest import TensorSpec
+    from fedge.update_codec import max_header_bytes
+
+    specs = [TensorSpec("w", (2,), "float32")]
+    bound = max_header_bytes(specs)
+    # A header one byte over the bound, of valid JSON, with enough data behind it.
+    header = b'{"pad": "' + b"x" * (bound - 10) + b'"}'
+    data = struct.pack("<Q", len(header)) + header + b"\0" * len(header)
+
+    with pytest.raises(CodecError) as caught:
+        decode_update(data, specs)
+
+    assert len(header) == bound + 1
+    assert caught.value.code == "header_too_large"
