@@ -31,7 +31,7 @@ import math
 import sqlite3
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -107,6 +107,7 @@ class Coordinator:
         self._upload_locks = [threading.Lock() for _ in range(_UPLOAD_LOCK_STRIPES)]
         self._accumulator = StreamingMean()
         self.close_failure: CloseFailure | None = None
+        self._end_requested = 0  # the round an admin asked to end now
         self._recover(initial_weights)
         self._driver = RoundDriver(self.drive, config.tick_s)
 
@@ -406,21 +407,59 @@ class Coordinator:
 
     def drive(self, now: float | None = None) -> None:
         """One step of the round life cycle (see the module doc): start closing
-        a round that is due, close a closing one (unless backing off after a
-        failure), open a new round when none is in progress."""
+        a round that is due, close a closing one, open a new round when none
+        is in progress.
+
+        A step that fails (a full disk, say) leaves every state as it was,
+        is recorded in :attr:`close_failure` (shown by the round, ``/healthz``
+        and the metrics) and is not tried again before its backoff expires.
+        """
         now = time.time() if now is None else now
         with self._lock:
+            failure = self.close_failure
+            if failure is not None and time.time() < failure.retry_at:
+                return
+            try:
+                self._step(now)
+            except Exception as exc:
+                self._record_failure(exc)
+                raise
+            if self.close_failure is not None:
+                log.info("round %d: closing works again", self.close_failure.round_id)
+                self.close_failure = None
+                self.metrics.set("fedge_round_close_failing", 0)
+
+    def _step(self, now: float) -> None:
+        with self.db.transaction() as conn:
+            record = rs.active_round_record(conn)
+            if record is not None and record.state == "open":
+                if record.id == self._end_requested:  # as at its deadline
+                    now = max(now, record.deadline_at)
+                record = self._end_if_due(conn, record, now)
+        if record is not None and record.state == "closing":
+            try:
+                self._aggregate_and_store(record)
+            except AggregationError as exc:  # not finite, or cannot be combined
+                self._fail(record, str(exc))
+            record = None
+        if record is None:
             with self.db.transaction() as conn:
-                record = rs.active_round_record(conn)
-                if record is not None and record.state == "open":
-                    record = self._end_if_due(conn, record, now)
-            if record is not None and record.state == "closing":
-                if not self._close(record):
-                    return
-                record = None
-            if record is None:
-                with self.db.transaction() as conn:
-                    self._open_round(conn)
+                self._open_round(conn)
+
+    def _record_failure(self, exc: Exception) -> None:
+        active = rs.active_round_record(self.db.connection())
+        round_id = 0 if active is None else active.id
+        previous = self.close_failure
+        attempts = 1 if previous is None or previous.round_id != round_id else previous.attempts + 1
+        self.close_failure = CloseFailure(
+            round_id,
+            attempts,
+            f"{type(exc).__name__}: {exc}",
+            time.time() + backoff_s(attempts),
+        )
+        self.metrics.inc("fedge_round_close_failures_total")
+        self.metrics.set("fedge_round_close_failing", 1)
+        log.error("round %d: step failed (attempt %d); will retry: %s", round_id, attempts, exc)
 
     def end_round_now(self) -> rs.RoundRecord:
         """Admin: end the open round as if its deadline had passed."""
@@ -428,8 +467,12 @@ class Coordinator:
             record = rs.open_round_record(self.db.connection())
             if record is None:
                 raise Conflict("no round is open", code="no_open_round")
-            self.close_failure = None  # an admin asking is a reason to try now
-            self.drive(now=max(time.time(), record.deadline_at))
+            if self.close_failure is not None:  # an admin asking is a reason to try now
+                self.close_failure = replace(self.close_failure, retry_at=0.0)
+            # Remembered, so that the driver's retries still end it after a failure
+            # (in this process: after a restart, the admin asks again).
+            self._end_requested = record.id
+            self.drive()
             ended = rs.round_record(self.db.connection(), record.id)
         if ended is None:
             raise NotFound(f"no round {record.id}", code="unknown_round")
@@ -483,34 +526,6 @@ class Coordinator:
             count,
             self.config.rounds.min_participants,
         )
-
-    def _close(self, record: rs.RoundRecord) -> bool:
-        """Aggregate a closing round and store the result; True when it ended
-        (closed, or failed for good), False when it will be tried again."""
-        failure = self.close_failure
-        if failure is not None and failure.round_id == record.id and time.time() < failure.retry_at:
-            return False
-        try:
-            self._aggregate_and_store(record)
-        except (AggregationError, NonFiniteAggregate) as exc:
-            self._fail(record, str(exc))
-        except Exception as exc:
-            attempts = (
-                1 if failure is None or failure.round_id != record.id else failure.attempts + 1
-            )
-            self.close_failure = CloseFailure(
-                record.id,
-                attempts,
-                f"{type(exc).__name__}: {exc}",
-                time.time() + backoff_s(attempts),
-            )
-            self.metrics.inc("fedge_round_close_failures_total")
-            self.metrics.set("fedge_round_close_failing", 1)
-            log.exception("closing round %d failed (attempt %d); will retry", record.id, attempts)
-            return False
-        self.close_failure = None
-        self.metrics.set("fedge_round_close_failing", 0)
-        return True
 
     def _aggregate_and_store(self, record: rs.RoundRecord) -> None:
         started = time.perf_counter()

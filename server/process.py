@@ -46,12 +46,15 @@ def start(
     log: Path,
     timeout: float = 120,
     admin_token: str = "admin-secret",
+    prefix: Sequence[str] = (),
 ) -> LiveServer:
-    """Start the server; return once it prints its URL (its stderr goes to ``log``)."""
+    """Start the server; return once it prints its URL (its stderr goes to ``log``).
+
+    ``prefix`` runs it through another command (``nsenter ...``, say)."""
     env = {**os.environ, "FEDGE_ADMIN_TOKEN": admin_token, "TF_CPP_MIN_LOG_LEVEL": "3"}
     with open(log, "ab") as log_file:
         process = subprocess.Popen(
-            [str(FEDGE), "serve", "--data-dir", str(data_dir), "--port", "0", *args],
+            [*prefix, str(FEDGE), "serve", "--data-dir", str(data_dir), "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=log_file,
             stdin=subprocess.DEVNULL,
@@ -93,8 +96,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running(data_dir: Path, args: Sequence[str], log: Path) -> Iterator[LiveServer]:
-    server = start(data_dir, args, log)
+def running(
+    data_dir: Path, args: Sequence[str], log: Path, prefix: Sequence[str] = ()
+) -> Iterator[LiveServer]:
+    server = start(data_dir, args, log, prefix=prefix)
     try:
         yield server
     finally:

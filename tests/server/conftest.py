@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 from flask import Flask
@@ -144,3 +145,16 @@ def app(make_app: AppFactory) -> Flask:
 @pytest.fixture
 def client(app: Flask, connect: Connect) -> Any:
     return connect(app)
+
+
+@pytest.fixture(scope="session")
+def tiny_keras(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Keras model whose weights are dense/kernel (2, 2) and dense/bias (2,)."""
+    import tensorflow as tf
+
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    inputs = tf.keras.Input((2,), name="x")
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(2, name="dense")(inputs), name="tiny")
+    model.set_weights([np.zeros((2, 2), np.float32), np.zeros(2, np.float32)])
+    model.save(path)
+    return path

@@ -7,26 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import requests
-import tensorflow as tf
 
 from fedge.server.process import running
 from fedge.update_codec import decode_checkpoint
 from tests.server.helpers import OCTET, auth, constant_update, json_at, settled
 
 ROUND_FLAGS = ["--rounds-target", "3", "--rounds-min", "3", "--deadline", "300"]
-
-
-@pytest.fixture(scope="module")
-def tiny_keras(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Keras model whose weights are dense/kernel (2, 2) and dense/bias (2,)."""
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    inputs = tf.keras.Input((2,), name="x")
-    model = tf.keras.Model(inputs, tf.keras.layers.Dense(2, name="dense")(inputs), name="tiny")
-    model.set_weights([np.zeros((2, 2), np.float32), np.zeros(2, np.float32)])
-    model.save(path)
-    return path
 
 
 class Device:
