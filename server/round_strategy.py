@@ -21,7 +21,6 @@ from typing import Any
 from fedge.server.aggregation import SafetensorsFileUpdates, StreamingMean
 from fedge.server.config import ServerConfig
 from fedge.server.durable import write_atomically
-from fedge.server.privacy import PrivacyLedger
 from fedge.server.strategies import ServerState, Strategy, make_strategy
 from fedge.server.validation import ValidatedUpdate
 from fedge.update_codec import (
@@ -105,6 +104,9 @@ class RoundStrategy:
         result = self.strategy.aggregate(global_weights, state, accumulator, source)
         metrics: dict[str, Any] = dict(result.metrics)
         if self.dp is not None:
+            # dp_accounting takes 1.5 s to import: only servers with DP pay it.
+            from fedge.server.privacy import PrivacyLedger
+
             ledger = PrivacyLedger(
                 noise_multiplier=float(self.dp["noise_multiplier"]),
                 sample_rate=1.0,
