@@ -8,7 +8,9 @@ retry because the server makes them idempotent per device and round.
 
 from __future__ import annotations
 
+import hashlib
 import random
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +54,8 @@ class FedgeClient:
         body: dict[str, Any] = {"platform": platform}
         if enrolment_key:
             body["enrolment_key"] = enrolment_key
+        # One secret per enrolment: a retry after a lost answer is the same device.
+        body["request_id"] = secrets.token_urlsafe(24)
         reply = self._call("POST", "/v1/devices", json_body=body, token=None)
         self.device_id, self.token = reply.json()["device_id"], reply.json()["token"]
         return self.device_id
@@ -68,6 +72,14 @@ class FedgeClient:
     def checkpoint(self, checkpoint_id: str) -> Checkpoint:
         if checkpoint_id not in self._checkpoints:
             reply = self._call("GET", f"/v1/checkpoints/{checkpoint_id}")
+            # A checkpoint's id is the sha256 of its bytes: anything else was
+            # corrupted on the way or on the server's disk, and is not trained on.
+            if hashlib.sha256(reply.body).hexdigest() != checkpoint_id:
+                raise ProtocolError(
+                    reply.status,
+                    "checkpoint_mismatch",
+                    f"checkpoint {checkpoint_id[:12]}: bytes do not match its id",
+                )
             self._checkpoints = {checkpoint_id: decode_checkpoint(reply.body)}
         return self._checkpoints[checkpoint_id]
 

@@ -1,0 +1,43 @@
+"""The device client against a real server: what it refuses to trust."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fedge.client_sim.client import FedgeClient, ProtocolError
+from fedge.client_sim.transport import HttpTransport
+from fedge.server.app import context_of
+from fedge.server.serve import BackgroundServer
+from tests.server.conftest import AppFactory
+
+
+def test_a_checkpoint_whose_bytes_do_not_match_its_id_is_refused(make_app: AppFactory) -> None:
+    app = make_app()
+    with BackgroundServer(app) as server:
+        client = FedgeClient(HttpTransport(server.url))
+        client.enrol()
+        base = client.task(idle=True, charging=False, unmetered=False)["task"]["base_checkpoint"]
+        path: Path = context_of(app).config.data_dir / "checkpoints" / f"{base}.safetensors"
+        data = path.read_bytes()
+        path.write_bytes(data[:-4] + b"\x00\x00\x80\x7f")  # the last weight flipped to inf
+
+        with pytest.raises(ProtocolError) as caught:
+            client.checkpoint(base)
+
+        assert caught.value.code == "checkpoint_mismatch"
+        client.transport.close()
+
+
+def test_a_retried_enrolment_does_not_create_a_second_device(make_app: AppFactory) -> None:
+    app = make_app()
+    with BackgroundServer(app) as server:
+        client = FedgeClient(HttpTransport(server.url))
+
+        client.enrol()
+
+        conn = context_of(app).db.connection()
+        (request,) = conn.execute("SELECT enrol_request FROM devices").fetchone()
+        assert request is not None  # the client sent a request id the server can match
+        client.transport.close()
