@@ -132,8 +132,8 @@ def test_a_full_disk_during_close_then_kill_9_loses_nothing(
 
     small_disk.free()
     with running(data, args, log, prefix=small_disk.prefix) as restarted:
-        current = requests.get(f"{restarted.url}/v1/rounds/current", timeout=10).json()
-        assert (current["round_id"], current["state"], current["updates"]) == (1, "open", 2)
+        resumed = requests.get(f"{restarted.url}/v1/rounds/current", timeout=10).json()
+        assert (resumed["round_id"], resumed["state"], resumed["updates"]) == (1, "open", 2)
         end = requests.post(
             f"{restarted.url}/v1/admin/rounds/current/end",
             headers=auth("admin-secret"),
