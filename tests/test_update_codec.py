@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import struct
 
 import numpy as np
@@ -45,12 +46,25 @@ def test_update_round_trips_with_order_and_metadata() -> None:
 
 def test_checkpoint_round_trips_and_its_id_is_its_hash() -> None:
     checkpoint = Checkpoint(round_id=0, weights={"w": np.ones((2, 2), np.float32)})
+    same = Checkpoint(round_id=0, weights={"w": np.ones((2, 2), np.float32)})
+    later = Checkpoint(round_id=1, weights={"w": np.ones((2, 2), np.float32)})
 
-    data = encode_checkpoint(checkpoint)
+    data, same_data, later_data = (encode_checkpoint(c) for c in (checkpoint, same, later))
 
-    assert decode_checkpoint(data).round_id == 0
-    assert content_id(data) == content_id(encode_checkpoint(checkpoint))
-    assert len(content_id(data)) == 64
+    decoded = decode_checkpoint(data)
+    assert decoded.round_id == 0
+    np.testing.assert_array_equal(decoded.weights["w"], np.ones((2, 2), np.float32))
+    assert content_id(data) == hashlib.sha256(data).hexdigest()
+    assert content_id(later_data) == hashlib.sha256(later_data).hexdigest()
+    # Equal content, equal bytes, equal id; other content, another id.
+    assert same_data == data
+    assert content_id(later_data) != content_id(data)
+
+
+def test_content_id_is_the_sha256_hex_digest() -> None:
+    # FIPS 180-2 test vectors.
+    assert content_id(b"") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    assert content_id(b"abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,10 @@ from fedge.client_sim.fleet import FleetConfig, run_fleet
 
 
 def test_faulty_devices_are_rejected_and_rounds_complete() -> None:
+    # Devices 0..3 misbehave (NaN deltas, a truncated tensor, a replay of
+    # their previous update, training on an old checkpoint); 4..9 are honest.
+    # Every device crashes once in every upload and, after a restart, sends
+    # the same bytes again.
     config = FleetConfig(
         devices=10,
         per_round=4,
@@ -21,27 +25,47 @@ def test_faulty_devices_are_rejected_and_rounds_complete() -> None:
         workers=4,
         over_selection=2.0,
         faults={"nan": 1, "wrong_shape": 1, "replay": 1, "stale_base": 1},
-        crash=0.3,
+        crash=1.0,
         deadline_s=30.0,
     )
 
     report = run_fleet(config)
 
+    # Which devices are selected, and how many uploads land between the 4th
+    # and the close, depend on thread timing. What does not:
+    # * every round closes with at least its target of 4 and at most its
+    #   4 x 2.0 = 8 selected devices. The 8 selection slots always leave room
+    #   for 4 honest devices, since at most 4 devices misbehave;
     assert [r.state for r in report.rounds] == ["closed"] * 3
-    assert all(r.participants == 4 for r in report.rounds)
+    assert all(4 <= r.participants <= 8 for r in report.rounds)
+    # * a crashed upload sent again counts once: each device at most once per
+    #   round, and the server's count is the number of devices it accepted;
+    for r in report.rounds:
+        accepted = report.selected[r.round_id]
+        assert len(accepted) == len(set(accepted)) == r.participants
+    # * NaN and wrong shapes are never accepted; a replay or a stale base can
+    #   only be the device's first (honest) update;
+    assert report.participation[0] == report.participation[1] == 0
+    assert report.participation[2] <= 1 and report.participation[3] <= 1
+    # * every refusal is one the faults explain, or an upload that arrived
+    #   after its round closed;
     rejects: dict[str, int] = {}
     for r in report.rounds:
         for reason, count in r.rejects.items():
             rejects[reason] = rejects.get(reason, 0) + count
+    explained = {"non_finite", "wrong_weights", "wrong_round", "stale_base", "round_closed"}
+    assert set(rejects) <= explained
+    # * devices 0 and 1 are refused for their own reasons: 3 rounds of 4 need
+    #   12 updates, first-time devices (2..9) give at most 8, so in some round
+    #   the fair sampler admits nobody who has taken part before half the
+    #   deadline (15 s) has passed. Devices 0 and 1, never accepted, are
+    #   admitted to that round at once, and it is open while they upload;
     assert rejects.get("non_finite", 0) >= 1
     assert rejects.get("wrong_weights", 0) >= 1
-    # replay and stale base show up once the device has an older round to reuse
-    assert rejects.get("stale_base", 0) + rejects.get("wrong_round", 0) >= 1
-    accepted = [d for devices in report.selected.values() for d in devices]
-    assert 0 not in accepted and 1 not in accepted  # NaN and wrong shapes, every time
-    # replay and stale base need an earlier round to misuse: their first update is honest
-    assert accepted.count(2) <= 1 and accepted.count(3) <= 1
-    assert report.crashes >= 1
+    # * every upload crashed once, and each one ended accepted or refused;
+    #   at least 3 x 4 were accepted.
+    assert report.crashes == sum(report.participation) + sum(rejects.values())
+    assert sum(report.participation) >= 3 * 4
     assert all(np.isfinite(w).all() for w in report.final_weights.values())
 
 

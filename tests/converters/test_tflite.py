@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import tensorflow as tf
 
@@ -68,20 +69,53 @@ def test_quantized_models_are_smaller_and_agree(
     assert artifact.options["quantization"] == mode
 
 
-def test_int8_uses_a_calibration_file(trained_model_path: Path, tmp_path: Path) -> None:
-    model = load_keras_model(trained_model_path)
-    calibration = tmp_path / "calibration.npy"
-    np.save(calibration, load_samples(model, max_samples=50).arrays[0])
+def _int8_calibrated_on(
+    model: Any, calibration: npt.NDArray[np.float32], bundle: Path
+) -> tuple[float, int, float, float]:
+    """Export int8 calibrated on ``calibration``; return the scale and zero
+    point of the int8 copy of the (float) 8x8x1 input, and the top-1
+    agreement and largest absolute error against Keras."""
+    path = bundle.with_suffix(".npy")
+    np.save(path, calibration)
     options = ConvertOptions(
-        targets=("tflite",),
-        tflite_training=False,
-        tflite_quantize="int8",
-        calibration_path=calibration,
+        targets=("tflite",), tflite_training=False, tflite_quantize="int8", calibration_path=path
     )
+    artifact, got, expected = _export_and_predict(model, bundle, options)
+    interpreter = tf.lite.Interpreter(model_path=str(bundle / artifact.entry))
+    interpreter.allocate_tensors()
+    quantized = [
+        d
+        for d in interpreter.get_tensor_details()
+        if d["dtype"] == np.int8 and tuple(d["shape"]) == (1, 8, 8, 1)
+    ]
+    assert len(quantized) == 1, [d["name"] for d in quantized]
+    scale, zero_point = quantized[0]["quantization"]
+    top1 = float(np.mean(got.argmax(axis=1) == expected.argmax(axis=1)))
+    return float(scale), int(zero_point), top1, float(np.max(np.abs(got - expected)))
 
-    _, got, expected = _export_and_predict(model, tmp_path / "b", options)
 
-    assert np.mean(got.argmax(axis=1) == expected.argmax(axis=1)) >= 0.97
+def test_int8_is_calibrated_on_the_calibration_file(
+    trained_model_path: Path, tmp_path: Path
+) -> None:
+    # int8 maps the calibrated input range onto 256 steps: scale
+    # (max - min) / 255, and min onto -128. Digits pixels lie in [0, 1]; the
+    # same images times 100 in [0, 100]. Without a file the converter
+    # calibrates on the digits test split, in [0, 1]: only the second file
+    # tells whether the file is used.
+    model = load_keras_model(trained_model_path)
+    digits = load_samples(model, max_samples=50).arrays[0]
+    assert (digits.min(), digits.max()) == (0.0, 1.0)
+
+    fit = _int8_calibrated_on(model, digits, tmp_path / "digits")
+    wide = _int8_calibrated_on(model, digits * 100.0, tmp_path / "digits_x100")
+
+    (fit_scale, fit_zero, fit_top1, fit_err), (wide_scale, wide_zero, _, wide_err) = fit, wide
+    assert fit_scale == pytest.approx(1 / 255, rel=1e-6)
+    assert wide_scale == pytest.approx(100 / 255, rel=1e-6)
+    assert fit_zero == wide_zero == -128
+    assert fit_top1 >= 0.97
+    # Pixels in [0, 1] on a grid of 100 / 255 = 0.39 keep about 3 levels.
+    assert fit_err < 0.1 < wide_err
 
 
 @pytest.mark.parametrize("name", ["reference_cnn", "separable_bn_cnn", "gru_classifier"])
