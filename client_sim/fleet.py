@@ -52,6 +52,9 @@ class FleetConfig:
     server_url: str | None = None
     strategy: str = "fedavg"
     work_dir: Path | None = None
+    # The reference CNN's smooth twin (GELU, average pooling) instead of the
+    # product CNN: for comparing engines (see fedge.model.build_reference_model).
+    smooth_model: bool = False
 
 
 @dataclass

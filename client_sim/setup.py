@@ -45,8 +45,8 @@ class FleetModel:
         return self.observer.checkpoint(checkpoint_id).weights
 
 
-def build_bundle(out: Path, seed: int) -> Path:
-    """The reference CNN, initialised from the seed, as a TFLite bundle."""
+def build_bundle(out: Path, seed: int, smooth_model: bool = False) -> Path:
+    """The reference CNN (or its smooth twin), initialised from the seed, as a TFLite bundle."""
     import tensorflow as tf
 
     from fedge.converters.bundle import convert
@@ -55,7 +55,7 @@ def build_bundle(out: Path, seed: int) -> Path:
 
     tf.keras.utils.set_random_seed(seed)
     model_path = out / "initial.keras"
-    build_reference_model().save(model_path)
+    build_reference_model(smooth=smooth_model).save(model_path)
     bundle = out / "bundle"
     convert(model_path, bundle, ConvertOptions(targets=("tflite",), verify=False, seed=seed))
     return bundle
@@ -70,7 +70,7 @@ def prepare_model(config: FleetConfig) -> Iterator[FleetModel]:
             stack.enter_context(tempfile.TemporaryDirectory(prefix="fedge-sim-"))
         )
         work.mkdir(parents=True, exist_ok=True)
-        bundle = build_bundle(work, config.seed)
+        bundle = build_bundle(work, config.seed, config.smooth_model)
         manifest = verify_bundle(bundle)
         keras_model = tf.keras.models.load_model(
             bundle / manifest.artifact("keras")["entry"], compile=False

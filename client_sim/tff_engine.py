@@ -59,7 +59,18 @@ def run_tff_fedavg(
     epochs: int,
     batch_size: int,
     learning_rate: float,
+    *,
+    smooth_model: bool = False,
+    weighted: bool = True,
 ) -> TffRun:
+    """FedAvg over ``schedule`` from ``initial``; the final global weights.
+
+    ``smooth_model`` trains the reference CNN's smooth twin (see
+    :func:`fedge.model.build_reference_model`). ``weighted=False`` averages
+    the devices' updates with equal weights
+    (``build_unweighted_fed_avg``): not FedAvg, a control for tests that
+    must tell the two apart.
+    """
     import tensorflow as tf
     import tensorflow_federated as tff
 
@@ -70,20 +81,27 @@ def run_tff_fedavg(
 
     def model_fn() -> Any:
         return tff.learning.models.from_keras_model(
-            build_reference_model(),
+            build_reference_model(smooth=smooth_model),
             loss=tf.keras.losses.SparseCategoricalCrossentropy(),
             input_spec=spec,
         )
 
     started = time.perf_counter()
     with tff_execution_context():
-        process = tff.learning.algorithms.build_weighted_fed_avg(
+        build = (
+            tff.learning.algorithms.build_weighted_fed_avg
+            if weighted
+            else tff.learning.algorithms.build_unweighted_fed_avg
+        )
+        process = build(
             model_fn,
             client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=learning_rate),
             server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=1.0),
         )
         state = process.initialize()
-        keras_order = [w.name.removesuffix(":0") for w in build_reference_model().weights]
+        keras_order = [
+            w.name.removesuffix(":0") for w in build_reference_model(smooth=smooth_model).weights
+        ]
         trainable = [initial[n] for n in keras_order]
         state = process.set_model_weights(
             state, tff.learning.models.ModelWeights(trainable=trainable, non_trainable=[])

@@ -27,22 +27,34 @@ class WeightSpec:
     dtype: str
 
 
-def build_reference_model() -> tf.keras.Model:
+def build_reference_model(*, smooth: bool = False) -> tf.keras.Model:
     """The digits CNN (about 40k parameters), uncompiled.
 
     Call ``tf.keras.utils.set_random_seed`` first for reproducible weights.
+
+    ``smooth=True`` builds its smooth twin, for comparing two training
+    engines, never for the product: the same layers, weight names, shapes
+    and initial values, with GELU instead of ReLU and average instead of max
+    pooling. The product's ReLU and max-pool make the SGD step
+    discontinuous (a pre-activation at the ReLU kink, two near-equal values
+    in a pool window): two float32 engines that agree to rounding route a
+    gradient differently when a value lands within one rounding of such a
+    point, and the difference grows from 1e-7 to 1e-2 within a few rounds.
+    The smooth twin's step is continuous, so rounding stays rounding.
     """
     import tensorflow as tf
 
     layers = tf.keras.layers
+    activation = "gelu" if smooth else "relu"
+    pooling = layers.AveragePooling2D if smooth else layers.MaxPooling2D
     inputs = tf.keras.Input(shape=IMAGE_SHAPE, name=INPUT_NAME)
-    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
-    x = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2")(x)
-    x = layers.MaxPooling2D(2, name="pool")(x)
+    x = layers.Conv2D(16, 3, padding="same", activation=activation, name="conv1")(inputs)
+    x = layers.Conv2D(32, 3, padding="same", activation=activation, name="conv2")(x)
+    x = pooling(2, name="pool")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(64, activation="relu", name="dense")(x)
+    x = layers.Dense(64, activation=activation, name="dense")(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name=OUTPUT_NAME)(x)
-    return tf.keras.Model(inputs, outputs, name="digits_cnn")
+    return tf.keras.Model(inputs, outputs, name="digits_cnn_smooth" if smooth else "digits_cnn")
 
 
 def canonical_weights(model: tf.keras.Model) -> list[WeightSpec]:

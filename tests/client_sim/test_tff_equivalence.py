@@ -1,13 +1,25 @@
-"""The proof that the HTTP system computes FedAvg: 3 rounds over real HTTP
-give the same global weights as TFF's ``build_weighted_fed_avg`` on the
-same clients and batches.
+"""The proof that the HTTP system computes FedAvg: a fleet's rounds over real
+HTTP give the same global weights as TFF's ``build_weighted_fed_avg`` on
+the same clients and batches, and not those of an unweighted average.
 
-With the Keras runtime on the devices both sides use TensorFlow's kernels
-and agree to float rounding. With the TFLite runtime (the default, what a
-phone runs) TFLite's own forward kernels round differently; where a
-max-pool window holds two equal values that rounding can move the
-gradient to the other one, so agreement is tested at a learning rate
-where such flips stay below the tolerance.
+The proof trains the reference CNN's smooth twin (GELU and average pooling
+instead of ReLU and max pooling; same layers, weights and initial values;
+see :func:`fedge.model.build_reference_model`). What it proves is about the
+system (protocol, update codec, example-weighted aggregation, the devices'
+SGD on the given batches), which does not depend on the activations; but
+only a smooth model makes "agree to 1e-4" hold on any machine. Both sides
+compute in float32 in different orders (TFF's aggregator vs fedge's, the
+TFF worker's kernels vs the device's, which differ between x86-64 CPUs and
+with oneDNN on or off), so they differ by about 1e-7 after a round. With
+ReLU and max pooling the SGD step is discontinuous: when a pre-activation
+lies within that 1e-7 of the ReLU kink, or two values in a pool window lie
+within one rounding of each other, the two sides send a gradient different
+ways, and the difference grows to 1e-2 in a few rounds (measured: 1 ulp of
+noise on the initial weights moves the ReLU model's final weights by 0.07,
+more than the 0.06 between weighted and unweighted FedAvg, so that
+comparison could not tell the two apart). With the smooth twin the same
+noise stays below 3e-7, far below the 1e-4 tolerance, which is far below
+the gap to unweighted FedAvg.
 """
 
 from __future__ import annotations
@@ -21,14 +33,13 @@ from fedge.client_sim.tff_engine import run_tff_fedavg
 from fedge.data import load_task
 from fedge.model import build_reference_model
 from fedge.partition import PartitionConfig, partition
+from fedge.update_codec import Weights
+
+TOLERANCE = 1e-4
 
 
-@pytest.mark.parametrize(
-    ("runtime", "learning_rate", "epochs"), [("keras", 0.1, 2), ("tflite", 0.02, 1)]
-)
-def test_three_rounds_agree_with_tff_within_1e_4(
-    runtime: str, learning_rate: float, epochs: int
-) -> None:
+@pytest.mark.parametrize("runtime", ["keras", "tflite"])
+def test_three_rounds_agree_with_tff_within_1e_4(runtime: str) -> None:
     config = FleetConfig(
         devices=6,
         per_round=3,
@@ -36,10 +47,11 @@ def test_three_rounds_agree_with_tff_within_1e_4(
         alpha=0.5,
         seed=3,
         runtime=runtime,
-        local_epochs=epochs,
+        local_epochs=2,
         batch_size=16,
-        learning_rate=learning_rate,
+        learning_rate=0.1,
         workers=3,
+        smooth_model=True,
     )
 
     report = run_fleet(config)
@@ -49,21 +61,28 @@ def test_three_rounds_agree_with_tff_within_1e_4(
     task = load_task(seed=config.seed)
     parts = partition(task.train.y, PartitionConfig(num_devices=6, alpha=0.5, seed=3))
     tf.keras.utils.set_random_seed(config.seed)
-    initial_model = build_reference_model()
+    initial_model = build_reference_model(smooth=True)
     names = [w.name.removesuffix(":0") for w in initial_model.weights]
     initial = dict(zip(names, initial_model.get_weights(), strict=True))
-    reference = run_tff_fedavg(
-        initial,
-        names,
-        lambda d: parts.device_data(d, task.train).train,
-        report.selected,
-        config.seed,
-        config.local_epochs,
-        config.batch_size,
-        config.learning_rate,
-    )
 
-    moved = max(float(np.abs(report.final_weights[n] - initial[n]).max()) for n in names)
-    gap = max(float(np.abs(report.final_weights[n] - reference.weights[n]).max()) for n in names)
-    assert moved > 1e-2  # the rounds really trained
-    assert gap <= 1e-4
+    def tff_run(weighted: bool) -> Weights:
+        return run_tff_fedavg(
+            initial,
+            names,
+            lambda d: parts.device_data(d, task.train).train,
+            report.selected,
+            config.seed,
+            config.local_epochs,
+            config.batch_size,
+            config.learning_rate,
+            smooth_model=True,
+            weighted=weighted,
+        ).weights
+
+    def distance(weights: Weights) -> float:
+        return max(float(np.abs(report.final_weights[n] - weights[n]).max()) for n in names)
+
+    assert distance(initial) > 1e-2  # the rounds really trained
+    assert distance(tff_run(weighted=True)) <= TOLERANCE
+    # A server that forgot the example counts would be caught by far.
+    assert distance(tff_run(weighted=False)) > 10 * TOLERANCE
