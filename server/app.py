@@ -18,6 +18,7 @@ import logging
 import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, jsonify, request
@@ -77,7 +78,7 @@ class StrictJSONProvider(DefaultJSONProvider):
 
 def create_app(
     test_config: dict[str, Any] | None = None,
-    config_file: Any = None,
+    config_file: Path | None = None,
     initial: InitialModel | None = None,
 ) -> Flask:
     config = load_config(path=config_file, overrides=test_config)

@@ -32,6 +32,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -271,7 +272,7 @@ class Coordinator:
             "weights": [s.name for s in self.specs],
         }
 
-    def checkpoint_path(self, checkpoint_id: str) -> Any:
+    def checkpoint_path(self, checkpoint_id: str) -> Path:
         row = (
             self.db.connection()
             .execute("SELECT path FROM checkpoints WHERE id = ?", (checkpoint_id,))
@@ -302,6 +303,7 @@ class Coordinator:
             record = self._round_accepting(device, round_id)
             valid = validate_update(
                 raw,
+                digest,
                 round_id,
                 record.base_checkpoint,
                 self.specs,
@@ -440,7 +442,8 @@ class Coordinator:
             try:
                 self._aggregate_and_store(record)
             except AggregationError as exc:  # not finite, or cannot be combined
-                self._fail(record, str(exc))
+                with self.db.transaction() as conn:
+                    self._end_without_checkpoint(conn, record, "failed", str(exc))
             record = None
         if record is None:
             with self.db.transaction() as conn:
@@ -489,7 +492,7 @@ class Coordinator:
             rs.add_event(conn, "round_closing", {"round_id": record.id, "updates": count})
             return rs.round_record(conn, record.id)
         if now >= record.deadline_at:
-            self._abandon(conn, record, count)
+            self._end_without_checkpoint(conn, record, "abandoned", "no quorum")
             return None
         return record
 
@@ -507,24 +510,34 @@ class Coordinator:
         log.info("opened round %d on checkpoint %s", record.id, record.base_checkpoint[:12])
         return record
 
-    def _abandon(self, conn: Any, record: rs.RoundRecord, count: int) -> None:
+    def _end_without_checkpoint(
+        self, conn: Any, record: rs.RoundRecord, outcome: str, reason: str
+    ) -> None:
+        """End a round with no new model (``abandoned`` from open, ``failed``
+        from closing): the current checkpoint stays, the next round trains
+        from it."""
+        count = self._accumulator.count
         rs.transition(
             conn,
             record.id,
-            "open",
-            "abandoned",
+            "open" if outcome == "abandoned" else "closing",
+            outcome,
             closed_at=time.time(),
-            metrics=rs.json_text({"updates": count, "reason": "no quorum"}),
+            metrics=rs.json_text({"updates": count, "reason": reason}),
         )
-        rs.add_event(conn, "round_abandoned", {"round_id": record.id, "updates": count})
+        rs.add_event(
+            conn, f"round_{outcome}", {"round_id": record.id, "updates": count, "reason": reason}
+        )
         self._accumulator = StreamingMean()
-        self.metrics.inc("fedge_rounds_total", outcome="abandoned")
+        self.metrics.inc("fedge_rounds_total", outcome=outcome)
         self.metrics.set("fedge_current_round", 0)
         log.warning(
-            "abandoned round %d: %d updates < minimum %d",
+            "round %d %s (%d updates): %s; checkpoint %s stays",
             record.id,
+            outcome,
             count,
-            self.config.rounds.min_participants,
+            reason,
+            self.current_checkpoint[:12],
         )
 
     def _aggregate_and_store(self, record: rs.RoundRecord) -> None:
@@ -592,28 +605,6 @@ class Coordinator:
             seconds,
         )
         self._apply_retention(record.id)
-
-    def _fail(self, record: rs.RoundRecord, reason: str) -> None:
-        """The round's result cannot be used: the current checkpoint stays."""
-        with self.db.transaction() as conn:
-            rs.transition(
-                conn,
-                record.id,
-                "closing",
-                "failed",
-                closed_at=time.time(),
-                metrics=rs.json_text({"updates": self._accumulator.count, "reason": reason}),
-            )
-            rs.add_event(conn, "round_failed", {"round_id": record.id, "reason": reason})
-        self._accumulator = StreamingMean()
-        self.metrics.inc("fedge_rounds_total", outcome="failed")
-        self.metrics.set("fedge_current_round", 0)
-        log.error(
-            "round %d failed: %s; checkpoint %s stays",
-            record.id,
-            reason,
-            self.current_checkpoint[:12],
-        )
 
     def _apply_retention(self, closed_round: int) -> None:
         """Delete the update files of rounds that ended more than

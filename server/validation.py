@@ -11,7 +11,6 @@ rejects by.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,13 +36,13 @@ class ValidatedUpdate:
 
 def validate_update(
     raw: bytes,
+    digest: str,
     round_id: int,
     base_checkpoint: str,
     specs: Sequence[TensorSpec],
     max_norm: float | None,
     norm_policy: str,
 ) -> ValidatedUpdate:
-    digest = hashlib.sha256(raw).hexdigest()
     try:
         update = decode_update(raw, specs)
     except CodecError as exc:

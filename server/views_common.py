@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import request
@@ -11,6 +10,7 @@ from fedge.server.app import context
 from fedge.server.auth import Device, bearer_token, check_admin, device_for_token
 from fedge.server.errors import BadRequest, NotFound, PayloadTooLarge
 from fedge.server.request_limits import MAX_JSON_BYTES
+from fedge.strict_json import StrictJSONError, loads_strict
 
 # Round ids are SQLite integers; anything past this cannot name a round.
 MAX_ROUND_ID = 2**62
@@ -19,8 +19,9 @@ MAX_ROUND_ID = 2**62
 def json_body() -> dict[str, Any]:
     """The request's JSON object; anything else is a 400 with a code.
 
-    Parsed here rather than by Flask so that deep nesting, NaN literals and
-    non-UTF-8 bytes are refused as bad input instead of failing as a 500.
+    Parsed here rather than by Flask so that deep nesting, NaN literals,
+    duplicate keys and non-UTF-8 bytes are refused as bad input instead of
+    failing as a 500 (or being taken).
     """
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise PayloadTooLarge(f"a JSON body is at most {MAX_JSON_BYTES} bytes")
@@ -30,18 +31,12 @@ def json_body() -> dict[str, Any]:
     if len(raw) > MAX_JSON_BYTES:
         raise PayloadTooLarge(f"a JSON body is at most {MAX_JSON_BYTES} bytes")
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-    except RecursionError as exc:
-        raise BadRequest("the JSON body is nested too deeply", code="bad_json") from exc
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", code="bad_json") from exc
+        body = loads_strict(raw)
+    except StrictJSONError as exc:
+        raise BadRequest(f"the JSON body is {exc}", code="bad_json") from exc
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object", code="bad_json")
     return body
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def text_field(body: dict[str, Any], name: str, max_length: int) -> str | None:

@@ -37,6 +37,9 @@ def test_layers_apply_in_order(tmp_path: Path) -> None:
         ({"rounds": {"min_participants": 5, "target_participants": 2}}, "min_participants (5)"),
         ({"rounds": {"deadline": 3}}, "unknown round keys: deadline"),
         ({"dp_noise_multiplier": 1.0}, "central DP needs dp_clip_norm"),
+        ({"rounds": {"require_idle": "ture"}}, "require_idle: cannot use 'ture'"),
+        ({"port": True}, "port: cannot use True"),
+        ({"enrolment_key": 12}, "enrolment_key: cannot use 12"),
     ],
 )
 def test_bad_configuration_is_refused_clearly(overrides: dict[str, object], message: str) -> None:
@@ -52,3 +55,14 @@ def test_an_unreadable_file_names_itself(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigurationError, match=r"bad\.toml"):
         load_config(bad, {}, {})
+
+
+def test_an_unknown_fedge_variable_is_an_error_not_ignored() -> None:
+    with pytest.raises(ConfigurationError, match="unknown environment variable FEDGE_PROT"):
+        load_config(None, {"FEDGE_PROT": "9000"}, {})
+
+
+def test_a_configuration_error_is_not_an_http_error() -> None:
+    from fedge.server.errors import ServerError
+
+    assert not issubclass(ConfigurationError, ServerError)

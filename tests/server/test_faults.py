@@ -64,6 +64,13 @@ class SmallDisk:
         (self.outside / "filler").unlink()
 
 
+def quorum_of_two(model: Path) -> list[str]:
+    """Server flags: the tiny model, rounds of 3 that may end with 2."""
+    args = ["--model", str(model), *ROUND_FLAGS]
+    args[args.index("--rounds-min") + 1] = "2"
+    return args
+
+
 @pytest.fixture
 def small_disk() -> Iterator[SmallDisk]:
     MOUNT.mkdir(exist_ok=True)
@@ -96,8 +103,7 @@ def test_a_full_disk_during_close_then_kill_9_loses_nothing(
     tiny_keras: Path, tmp_path: Path, small_disk: SmallDisk
 ) -> None:
     data = MOUNT / "data"
-    args = ["--model", str(tiny_keras), *ROUND_FLAGS]
-    args[args.index("--rounds-min") + 1] = "2"
+    args = quorum_of_two(tiny_keras)
     log = tmp_path / "server.log"
     with running(data, args, log, prefix=small_disk.prefix) as server:
         devices = [Device(server.url) for _ in range(3)]
@@ -156,8 +162,7 @@ def test_the_round_closes_once_the_disk_has_room_again(
     tiny_keras: Path, tmp_path: Path, small_disk: SmallDisk
 ) -> None:
     data = MOUNT / "data"
-    args = ["--model", str(tiny_keras), *ROUND_FLAGS]
-    args[args.index("--rounds-min") + 1] = "2"
+    args = quorum_of_two(tiny_keras)
     with running(data, args, tmp_path / "server.log", prefix=small_disk.prefix) as server:
         devices = [Device(server.url) for _ in range(2)]
         tasks = [d.task() for d in devices]

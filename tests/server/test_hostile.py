@@ -50,6 +50,13 @@ class Server:
         assert answer["task"] is not None, answer
         return dict(answer["task"])
 
+    def selected_devices(self, count: int) -> tuple[list[str], str]:
+        """``count`` enrolled devices selected for round 1, and its base checkpoint."""
+        tokens = [self.enrol() for _ in range(count)]
+        bases = {self.task(token)["base_checkpoint"] for token in tokens}
+        assert len(bases) == 1
+        return tokens, bases.pop()
+
     def upload(self, token: str, round_id: int, body: bytes) -> requests.Response:
         return self.post(
             f"/v1/rounds/{round_id}/updates",
@@ -272,9 +279,7 @@ def test_a_huge_finite_update_does_not_overflow_the_weighted_sum(live: Live) -> 
     """3e38 is a finite float32; weighted by 3 in float32 it overflowed to
     inf, and so did every weight of the new model."""
     server = live(max_update_norm=0, rounds={"target_participants": 2})
-    tokens = [server.enrol() for _ in range(2)]
-    base = server.task(tokens[0])["base_checkpoint"]
-    server.task(tokens[1])
+    tokens, base = server.selected_devices(2)
 
     server.upload(tokens[0], 1, constant_update(1, base, 0.0, num_examples=1))
     server.upload(tokens[1], 1, constant_update(1, base, 3.0e38, num_examples=3))
@@ -296,9 +301,7 @@ def test_a_round_whose_result_is_not_finite_fails_and_the_model_stays(live: Live
     server = live(
         max_update_norm=0, strategy_params={"server_lr": 2.0}, rounds={"target_participants": 2}
     )
-    tokens = [server.enrol() for _ in range(2)]
-    base = server.task(tokens[0])["base_checkpoint"]
-    server.task(tokens[1])
+    tokens, base = server.selected_devices(2)
 
     server.upload(tokens[0], 1, constant_update(1, base, 3.0e38))
     server.upload(tokens[1], 1, constant_update(1, base, 2.9e38))
@@ -432,9 +435,7 @@ def test_a_second_server_on_the_same_data_directory_is_refused(make_app: AppFact
 
 def test_a_device_s_weight_is_capped(live: Live) -> None:
     server = live(max_example_weight=10, rounds={"target_participants": 2})
-    tokens = [server.enrol() for _ in range(2)]
-    base = server.task(tokens[0])["base_checkpoint"]
-    server.task(tokens[1])
+    tokens, base = server.selected_devices(2)
 
     server.upload(tokens[0], 1, constant_update(1, base, 1.0, num_examples=10))
     server.upload(tokens[1], 1, constant_update(1, base, 4.0, num_examples=1_000_000))

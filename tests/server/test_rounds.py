@@ -6,6 +6,7 @@ the aggregated delta.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -367,3 +368,80 @@ def test_only_the_admin_ends_a_round(app: Flask, client: Client) -> None:
     # The next round opened at once; with no update it ends abandoned.
     assert again.status_code == 200
     assert (again.get_json()["round_id"], again.get_json()["state"]) == (2, "abandoned")
+
+
+DP = {"dp_clip_norm": 1.0, "dp_noise_multiplier": 1.0, "rounds": {"target_participants": 3}}
+
+
+def test_central_dp_noise_cannot_be_regenerated(
+    make_app: AppFactory, connect: Connect, tmp_path: Path
+) -> None:
+    """Two servers with the same settings and the same updates add different
+    noise (it was seeded from the config's seed and the round), unless the
+    test-only seed is set, which the round's metrics then say."""
+    first = _three_device_round(make_app(**DP), connect, (1.0, 2.0, 6.0))
+    second = _three_device_round(make_app(data_dir=tmp_path / "b", **DP), connect, (1.0, 2.0, 6.0))
+    seeded = [
+        _three_device_round(
+            make_app(data_dir=tmp_path / name, dp_insecure_test_seed=7, **DP),
+            connect,
+            (1.0, 2.0, 6.0),
+        )
+        for name in ("c", "d")
+    ]
+
+    assert not np.array_equal(first["weights"]["dense/kernel"], second["weights"]["dense/kernel"])
+    assert first["metrics"]["dp_noise_seeded"] is False
+    np.testing.assert_array_equal(
+        seeded[0]["weights"]["dense/kernel"], seeded[1]["weights"]["dense/kernel"]
+    )
+    assert seeded[0]["metrics"]["dp_noise_seeded"] is True
+
+
+def test_dummy_enrolments_do_not_lower_the_reported_epsilon(
+    make_app: AppFactory, connect: Connect, tmp_path: Path
+) -> None:
+    few = _three_device_round(make_app(**DP), connect, (1.0, 2.0, 6.0))
+    crowded_app = make_app(data_dir=tmp_path / "crowded", **DP)
+    crowded_client = connect(crowded_app)
+    for _ in range(20):
+        enrol(crowded_client)
+
+    crowded = _three_device_round(crowded_app, connect, (1.0, 2.0, 6.0))
+
+    assert crowded["metrics"]["dp_epsilon"] == few["metrics"]["dp_epsilon"]
+    assert few["metrics"]["dp_sample_rate"] == 1.0
+    assert "no amplification by sampling" in few["metrics"]["dp_accounting"]
+
+
+def test_update_files_of_ended_rounds_are_deleted_and_receipts_stay(
+    make_app: AppFactory, connect: Connect
+) -> None:
+    app = make_app(update_retention_rounds=0, rounds={"target_participants": 1})
+    client = connect(app)
+    _, token = enrol(client)
+    task = join(client, token)
+    body = constant_update(1, task["base_checkpoint"], 1.0)
+    first = upload(client, token, 1, body)
+    assert settled(json_of(client), 1)["state"] == "closed"
+
+    retry = upload(client, token, 1, body)
+
+    updates = context_of(app).config.data_dir / "updates"
+    assert [p for p in updates.rglob("*") if p.is_file()] == []
+    assert retry.status_code == 200 and retry.get_json() == first.get_json()
+
+
+def test_a_state_change_is_a_compare_and_set(make_app: AppFactory) -> None:
+    from fedge.server import round_store as rs
+
+    app = make_app(tick_s=3600.0)  # the round driver stays out of the way
+
+    conn = context_of(app).db.connection()
+    with context_of(app).db.transaction() as tx:
+        rs.transition(tx, 1, "open", "closing")
+
+    with pytest.raises(rs.StateChanged), context_of(app).db.transaction() as tx:
+        rs.transition(tx, 1, "open", "abandoned")
+
+    assert conn.execute("SELECT state FROM rounds WHERE id = 1").fetchone()[0] == "closing"

@@ -1,0 +1,38 @@
+"""JSON from untrusted bytes, strictly: one parser for the update codec's
+headers and metrics and for the server's request bodies.
+
+``json.loads`` alone takes ``NaN`` and ``Infinity`` literals and duplicate
+keys (the last wins), and raises ``RecursionError`` (not ``ValueError``) on
+deep nesting; here all of these are :class:`StrictJSONError`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class StrictJSONError(ValueError):
+    """Bytes that are not strict JSON; the message says why."""
+
+
+def loads_strict(raw: bytes | str) -> Any:
+    try:
+        return json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise StrictJSONError("nested too deeply") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise StrictJSONError(f"not strict JSON: {exc}") from exc
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key[:64]!r}")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
