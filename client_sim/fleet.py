@@ -184,7 +184,7 @@ def _one_round(
     started = time.perf_counter()
     up0 = sum(d.client.bytes_up for d in devices)
     down0 = sum(d.client.bytes_down for d in devices)
-    round_id = int(model.get_json("/v1/rounds/current")["round_id"])
+    round_id = model.current_round_id()
     outcomes: list[RoundOutcome] = []
     while True:
         order = list(range(len(devices)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,18 @@ class FleetModel:
 
     def get_json(self, path: str) -> Any:
         return self.observer.transport.request("GET", path).json()
+
+    def current_round_id(self, timeout_s: float = 60.0) -> int:
+        """The round in progress; waits while the server has none (its round
+        step failing, say) rather than failing the fleet."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            reply = self.observer.transport.request("GET", "/v1/rounds/current")
+            if reply.status == 200:
+                return int(reply.json()["round_id"])
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no round in progress after {timeout_s:.0f} s: {reply.json()}")
+            time.sleep(0.2)
 
     def checkpoint(self, checkpoint_id: str) -> Weights:
         return self.observer.checkpoint(checkpoint_id).weights

@@ -432,22 +432,24 @@ class Coordinator:
                 self.metrics.set("fedge_round_close_failing", 0)
 
     def _step(self, now: float) -> None:
+        # A round ends and the next one opens in the same transaction: while
+        # the server is healthy, some round is always in progress.
         with self.db.transaction() as conn:
             record = rs.active_round_record(conn)
-            if record is not None and record.state == "open":
+            if record is None:
+                self._open_round(conn, self.current_checkpoint)
+                return
+            if record.state == "open":
                 if record.id == self._end_requested:  # as at its deadline
                     now = max(now, record.deadline_at)
                 record = self._end_if_due(conn, record, now)
-        if record is not None and record.state == "closing":
+        if record.state == "closing":
             try:
                 self._aggregate_and_store(record)
             except AggregationError as exc:  # not finite, or cannot be combined
                 with self.db.transaction() as conn:
                     self._end_without_checkpoint(conn, record, "failed", str(exc))
-            record = None
-        if record is None:
-            with self.db.transaction() as conn:
-                self._open_round(conn)
+                    self._open_round(conn, self.current_checkpoint)
 
     def _record_failure(self, exc: Exception) -> None:
         active = rs.active_round_record(self.db.connection())
@@ -481,8 +483,9 @@ class Coordinator:
             raise NotFound(f"no round {record.id}", code="unknown_round")
         return ended
 
-    def _end_if_due(self, conn: Any, record: rs.RoundRecord, now: float) -> rs.RoundRecord | None:
-        """Move an open round on when it is due: to closing, or abandoned."""
+    def _end_if_due(self, conn: Any, record: rs.RoundRecord, now: float) -> rs.RoundRecord:
+        """Move an open round on when it is due: to closing, or abandoned
+        (and then the next round is opened). Returns the round in progress."""
         count = self._accumulator.count
         rounds = self.config.rounds
         if count >= rounds.target_participants or (
@@ -490,16 +493,16 @@ class Coordinator:
         ):
             rs.transition(conn, record.id, "open", "closing")
             rs.add_event(conn, "round_closing", {"round_id": record.id, "updates": count})
-            return rs.round_record(conn, record.id)
+            return replace(record, state="closing")
         if now >= record.deadline_at:
             self._end_without_checkpoint(conn, record, "abandoned", "no quorum")
-            return None
+            return self._open_round(conn, self.current_checkpoint)
         return record
 
-    def _open_round(self, conn: Any) -> rs.RoundRecord:
+    def _open_round(self, conn: Any, base_checkpoint: str) -> rs.RoundRecord:
         rounds = self.config.rounds
         record = rs.insert_round(
-            conn, self.current_checkpoint, asdict(rounds), time.time(), rounds.deadline_s
+            conn, base_checkpoint, asdict(rounds), time.time(), rounds.deadline_s
         )
         rs.add_event(
             conn, "round_opened", {"round_id": record.id, "base_checkpoint": record.base_checkpoint}
@@ -590,13 +593,12 @@ class Coordinator:
                 "round_closed",
                 {"round_id": record.id, "checkpoint": new_id, "metrics": metrics},
             )
+            self._open_round(conn, new_id)
         self.current_checkpoint = new_id
         self.global_weights = result.weights
         self.strategy_state = result.state
-        self._accumulator = StreamingMean()
         self.metrics.inc("fedge_rounds_total", outcome="closed")
         self.metrics.observe("fedge_aggregation_seconds", seconds)
-        self.metrics.set("fedge_current_round", 0)
         log.info(
             "closed round %d: %d updates -> checkpoint %s (%.3f s)",
             record.id,

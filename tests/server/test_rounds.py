@@ -445,3 +445,45 @@ def test_a_state_change_is_a_compare_and_set(make_app: AppFactory) -> None:
         rs.transition(tx, 1, "open", "abandoned")
 
     assert conn.execute("SELECT state FROM rounds WHERE id = 1").fetchone()[0] == "closing"
+
+
+def test_a_round_ends_and_the_next_opens_in_one_transaction(
+    make_app: AppFactory, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the server is healthy there is always a round in progress:
+    ``/v1/rounds/current`` never answers 404 between two rounds (a client
+    that asked in that gap used to fail)."""
+    from contextlib import contextmanager
+
+    from fedge.server import round_store as rs
+    from fedge.server.db import Database
+
+    app = make_app(tick_s=3600.0, rounds={"target_participants": 2, "min_participants": 2})
+    client = connect(app)
+    coordinator = context_of(app).coordinator
+    gaps: list[int] = []
+    original = Database.transaction
+
+    @contextmanager
+    def watched(self: Database) -> Any:
+        with original(self) as conn:
+            yield conn
+        if rs.active_round_record(self.connection()) is None:
+            gaps.append(1)
+
+    monkeypatch.setattr(Database, "transaction", watched)
+
+    tokens = [enrol(client)[1] for _ in range(2)]
+    task = join(client, tokens[0])
+    join(client, tokens[1])
+    coordinator.drive(now=task["deadline_at"] + 1)  # no quorum: abandoned
+    assert client.get("/v1/rounds/1").get_json()["state"] == "abandoned"
+    second = join(client, tokens[0])
+    join(client, tokens[1])
+    for token, value in zip(tokens, (2.0, 3.0), strict=True):
+        upload(client, token, 2, constant_update(2, second["base_checkpoint"], value))
+    coordinator.drive()  # target reached: closed
+    assert client.get("/v1/rounds/2").get_json()["state"] == "closed"
+
+    assert client.get("/v1/rounds/current").get_json()["round_id"] == 3
+    assert gaps == []
