@@ -9,7 +9,7 @@ echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "==> mypy"
-.venv/bin/mypy
+.venv/bin/python scripts/typecheck.py
 echo "==> pytest"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
 .venv/bin/python -m pytest "$@"
