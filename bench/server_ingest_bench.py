@@ -22,8 +22,8 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from fedge.server.process import running
 from fedge.update_codec import Update, UpdateMeta, encode_update
+from tests.helpers.live_server import running
 
 
 def build_model(path: Path, params: int) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from fedge.client_sim.tff_engine import run_tff_fedavg
 from fedge.data import load_task
 from fedge.model import build_reference_model
 from fedge.partition import PartitionConfig, partition
+from fedge.weight_spec import ModelSpec
 
 
 def peak_rss_mib() -> float:
@@ -55,12 +56,10 @@ def main() -> None:
     parts = partition(task.train.y, PartitionConfig(num_devices=args.devices, seed=seed))
     tf.keras.utils.set_random_seed(seed)
     model = build_reference_model()
-    names = [w.name.removesuffix(":0") for w in model.weights]
-    initial = dict(zip(names, model.get_weights(), strict=True))
+    initial = ModelSpec.from_keras(model).named(model.get_weights())
     console.print("TFF: the same rounds in-process ...")
     tff_run = run_tff_fedavg(
         initial,
-        names,
         lambda d: parts.device_data(d, task.train).train,
         ours.selected,
         seed,

@@ -65,13 +65,14 @@ class FedgeClient:
             "POST",
             "/v1/tasks",
             json_body={"idle": idle, "charging": charging, "unmetered": unmetered},
+            token=self.token,
         )
         answer: dict[str, Any] = reply.json()
         return answer
 
     def checkpoint(self, checkpoint_id: str) -> Checkpoint:
         if checkpoint_id not in self._checkpoints:
-            reply = self._call("GET", f"/v1/checkpoints/{checkpoint_id}")
+            reply = self._call("GET", f"/v1/checkpoints/{checkpoint_id}", token=self.token)
             # A checkpoint's id is the sha256 of its bytes: anything else was
             # corrupted on the way or on the server's disk, and is not trained on.
             if hashlib.sha256(reply.body).hexdigest() != checkpoint_id:
@@ -84,7 +85,7 @@ class FedgeClient:
         return self._checkpoints[checkpoint_id]
 
     def upload(self, round_id: int, data: bytes) -> dict[str, Any]:
-        reply = self._call("POST", f"/v1/rounds/{round_id}/updates", data=data)
+        reply = self._call("POST", f"/v1/rounds/{round_id}/updates", data=data, token=self.token)
         self.bytes_up += len(data)
         receipt: dict[str, Any] = reply.json()
         return receipt
@@ -94,15 +95,17 @@ class FedgeClient:
         method: str,
         path: str,
         *,
+        token: str | None,
         json_body: Any = None,
         data: bytes | None = None,
-        token: str | bool | None = True,
     ) -> Reply:
-        auth = self.token if token is True else None
+        """One request, retried as the module doc says. ``token`` is sent as
+        the bearer token, ``None`` sends none (enrolment); there is no default,
+        so every call says which credentials it uses."""
         for attempt in range(self.retry.attempts):
             try:
                 reply = self.transport.request(
-                    method, path, token=auth, json_body=json_body, data=data
+                    method, path, token=token, json_body=json_body, data=data
                 )
             except TransportError:
                 if attempt == self.retry.attempts - 1:

@@ -18,6 +18,7 @@ from fedge.client_sim.trainers import KerasTrainer, TfliteTrainer, Trainer
 from fedge.client_sim.transport import HttpTransport
 from fedge.manifest import verify_bundle
 from fedge.update_codec import Weights
+from fedge.weight_spec import ModelSpec
 
 if TYPE_CHECKING:
     from fedge.client_sim.fleet import FleetConfig
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 class FleetModel:
     url: str
     bundle: Path
-    names: list[str]
+    spec: ModelSpec
     observer: FedgeClient
     runtime: str
     keras_model: Any
@@ -37,7 +38,11 @@ class FleetModel:
         if kind == "keras":
             return KerasTrainer(self.keras_model)
         training = verify_bundle(self.bundle).artifact("tflite")["training"]
-        return TfliteTrainer(self.bundle / training["path"], self.names)
+        if training["weight_keys"] != list(self.spec.train_keys):
+            raise ValueError(
+                f"{self.bundle}: the training artifact's weight keys are not the manifest's"
+            )
+        return TfliteTrainer(self.bundle / training["path"], self.spec)
 
     def get_json(self, path: str) -> Any:
         return self.observer.transport.request("GET", path).json()
@@ -98,7 +103,7 @@ def prepare_model(config: FleetConfig) -> Iterator[FleetModel]:
         yield FleetModel(
             url=url,
             bundle=bundle,
-            names=[w.name for w in manifest.weights],
+            spec=manifest.weights,
             observer=observer,
             runtime=config.runtime,
             keras_model=keras_model,

@@ -8,6 +8,7 @@ import numpy as np
 from fedge.client_sim.tff_engine import run_tff_fedavg, uniform_schedule
 from fedge.data import load_task
 from fedge.partition import PartitionConfig, partition
+from fedge.weight_spec import ModelSpec
 
 
 def run_tff_simulation(
@@ -28,12 +29,11 @@ def run_tff_simulation(
     parts = partition(task.train.y, PartitionConfig(num_devices=devices, alpha=alpha, seed=seed))
     tf.keras.utils.set_random_seed(seed)
     model = build_reference_model()
-    names = [w.name.removesuffix(":0") for w in model.weights]
-    initial = dict(zip(names, model.get_weights(), strict=True))
+    spec = ModelSpec.from_keras(model)
+    initial = spec.named(model.get_weights())
     schedule = uniform_schedule(devices, per_round, rounds, seed)
     run = run_tff_fedavg(
         initial,
-        names,
         lambda d: parts.device_data(d, task.train).train,
         schedule,
         seed,
@@ -41,7 +41,7 @@ def run_tff_simulation(
         batch_size,
         learning_rate,
     )
-    model.set_weights([run.weights[n] for n in names])
+    model.set_weights(spec.values(run.weights))
     accuracy = float(np.mean(model.predict(task.test.x, verbose=0).argmax(axis=1) == task.test.y))
     click.echo(
         f"TFF FedAvg: {rounds} rounds of {per_round}/{devices} devices; "

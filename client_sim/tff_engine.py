@@ -21,6 +21,7 @@ import numpy as np
 from fedge.client_sim.trainers import epoch_batches, train_seed
 from fedge.data import IMAGE_SHAPE, Split
 from fedge.update_codec import Weights
+from fedge.weight_spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,6 @@ def client_dataset(data: Split, epochs: int, batch_size: int, seed: int) -> Any:
 
 def run_tff_fedavg(
     initial: Weights,
-    names: Sequence[str],
     device_data: Callable[[int], Split],
     schedule: Mapping[int, Sequence[int]],
     fleet_seed: int,
@@ -63,7 +63,8 @@ def run_tff_fedavg(
     smooth_model: bool = False,
     weighted: bool = True,
 ) -> TffRun:
-    """FedAvg over ``schedule`` from ``initial``; the final global weights.
+    """FedAvg over ``schedule`` from ``initial``; the final global weights,
+    by canonical name in the order of ``initial``.
 
     ``smooth_model`` trains the reference CNN's smooth twin (see
     :func:`fedge.model.build_reference_model`). ``weighted=False`` averages
@@ -99,10 +100,8 @@ def run_tff_fedavg(
             server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=1.0),
         )
         state = process.initialize()
-        keras_order = [
-            w.name.removesuffix(":0") for w in build_reference_model(smooth=smooth_model).weights
-        ]
-        trainable = [initial[n] for n in keras_order]
+        weights = ModelSpec.from_keras(build_reference_model(smooth=smooth_model))
+        trainable = weights.values(initial)
         state = process.set_model_weights(
             state, tff.learning.models.ModelWeights(trainable=trainable, non_trainable=[])
         )
@@ -119,5 +118,5 @@ def run_tff_fedavg(
             state = process.next(state, datasets).state
             seconds.append(time.perf_counter() - tick)
         final = process.get_model_weights(state)
-    values = dict(zip(keras_order, [np.asarray(v) for v in final.trainable], strict=True))
-    return TffRun({n: values[n] for n in names}, seconds, build_seconds)
+    values = weights.named([np.asarray(v) for v in final.trainable])
+    return TffRun({n: values[n] for n in initial}, seconds, build_seconds)

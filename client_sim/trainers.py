@@ -10,7 +10,7 @@ reference engine builds its datasets from the same function.
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fedge.update_codec import Weights
+from fedge.weight_spec import ModelSpec
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -49,7 +50,7 @@ def mean_loss(
 
 
 class Trainer(Protocol):
-    names: list[str]
+    spec: ModelSpec
 
     def set_weights(self, weights: Weights) -> None: ...
 
@@ -69,13 +70,14 @@ class Trainer(Protocol):
 
 
 class TfliteTrainer:
-    """The bundle's ``train.tflite`` in ``tf.lite.Interpreter``: what a phone runs."""
+    """The bundle's ``train.tflite`` in ``tf.lite.Interpreter``: what a phone runs.
 
-    def __init__(self, path: Path, names: Sequence[str]) -> None:
+    Weights go in and out under the spec's training keys (``w000``...)."""
+
+    def __init__(self, path: Path, spec: ModelSpec) -> None:
         import tensorflow as tf
 
-        self.names = list(names)
-        self._keys = [f"w{i:03d}" for i in range(len(self.names))]
+        self.spec = spec
         self._interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=1)
         self._train = self._interpreter.get_signature_runner("train")
         self._infer = self._interpreter.get_signature_runner("infer")
@@ -84,16 +86,10 @@ class TfliteTrainer:
         self._input = next(n for n in self._interpreter.get_signature_list()["infer"]["inputs"])
 
     def set_weights(self, weights: Weights) -> None:
-        self._set(
-            **{
-                k: np.asarray(weights[n], np.float32)
-                for k, n in zip(self._keys, self.names, strict=True)
-            }
-        )
+        self._set(**self.spec.to_train_inputs(weights))
 
     def get_weights(self) -> Weights:
-        values = self._get()
-        return {n: np.array(values[k]) for k, n in zip(self._keys, self.names, strict=True)}
+        return self.spec.from_train_outputs(self._get())
 
     def train(
         self,
@@ -125,7 +121,7 @@ class KerasTrainer:
         import tensorflow as tf
 
         self._model = tf.keras.models.clone_model(model)
-        self.names = [w.name.removesuffix(":0") for w in self._model.weights]
+        self.spec = ModelSpec.from_keras(self._model)
         self._loss = tf.keras.losses.SparseCategoricalCrossentropy()
         self._step = tf.function(self._sgd_step, reduce_retracing=True)
 
@@ -140,10 +136,10 @@ class KerasTrainer:
         return loss
 
     def set_weights(self, weights: Weights) -> None:
-        self._model.set_weights([weights[n] for n in self.names])
+        self._model.set_weights(self.spec.values(weights))
 
     def get_weights(self) -> Weights:
-        return {n: np.array(v) for n, v in zip(self.names, self._model.get_weights(), strict=True)}
+        return self.spec.named(self._model.get_weights())
 
     def train(
         self,

@@ -6,12 +6,22 @@ destination and renamed into place at the end, so a failed conversion
 leaves no partial bundle. A target that fails (export error or parity out
 of tolerance) is left out of the bundle and named in the manifest's
 ``failures``; with ``strict`` it fails the whole conversion instead.
+
+Every bundle also carries the model's weights as a fedge checkpoint
+(``weights.safetensors``, the ``weights`` artifact), so the server and the
+devices read them without TensorFlow.
+
+The reference task's data (digit labels, the digits test split, a test
+accuracy in the model card) goes to the reference model only, recognised
+by its name and weight spec (:func:`fedge.reference_weights.is_reference_model`);
+any other model gets the labels and samples its user gives, or none.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -20,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from fedge.bundle_weights import WEIGHTS_ARTIFACT, WEIGHTS_FILE, WEIGHTS_OPTIONS, write_weights
 from fedge.converters.artifact import Artifact, describe_files
 from fedge.converters.errors import (
     ConversionError,
@@ -31,10 +42,11 @@ from fedge.converters.model_io import input_specs, load_keras_model, output_spec
 from fedge.converters.options import ConvertOptions
 from fedge.converters.parity import ParityReport, compare, unverified
 from fedge.converters.registry import TARGETS
-from fedge.converters.samples import SampleSet, load_samples
-from fedge.data import IMAGE_SHAPE, LABELS, NUM_CLASSES
+from fedge.converters.samples import SampleSet, is_reference_task, load_samples
+from fedge.data import LABELS
 from fedge.manifest import Manifest, TensorSpec, write_manifest
-from fedge.model import canonical_weights
+from fedge.update_codec import CodecError
+from fedge.weight_spec import ModelSpec, WeightSpecError
 
 MODEL_CARD_FILE = "MODEL_CARD.md"
 Progress = Callable[[str, str], None]
@@ -96,6 +108,7 @@ def _build(
     model: Any, model_path: Path, tmp: Path, options: ConvertOptions, say: Progress
 ) -> BundleResult:
     keras_artifact = TARGETS["keras"].exporter()(model, tmp, options)
+    weights_artifact = _weights(model, tmp)
     samples = load_samples(model, options.samples_path, options.max_samples, options.seed)
     reference = TARGETS["keras"].loader()(tmp, _record(keras_artifact)).predict(samples.arrays)
     outcomes = [
@@ -107,7 +120,7 @@ def _build(
     if len(failed) == len(outcomes):
         raise ConversionError("every target failed: " + "; ".join(o.error or "" for o in failed))
 
-    artifacts = {"keras": _record(keras_artifact)}
+    artifacts = {"keras": _record(keras_artifact), WEIGHTS_ARTIFACT: _record(weights_artifact)}
     parity: dict[str, dict[str, Any]] = {}
     if samples.labels is not None:
         artifacts["keras"]["test_accuracy"] = _accuracy(reference, samples)
@@ -122,20 +135,21 @@ def _build(
 
         say("tflite", "checking one training step against Keras")
         parity["tflite_train"] = check_train_step(model, tmp, training, samples.arrays).to_json()
+    reference_task = is_reference_task(model)
     manifest = Manifest(
         name=options.name or model.name or model_path.stem,
         version=options.version,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         inputs=tuple(TensorSpec(n, s, d) for n, s, d in input_specs(model)),
         outputs=tuple(TensorSpec(n, s, d) for n, s, d in output_specs(model)),
-        weights=tuple(TensorSpec(w.name, w.shape, w.dtype) for w in canonical_weights(model)),
-        labels=_labels(model, options),
+        weights=ModelSpec.from_keras(model),
+        labels=_labels(options, reference_task),
         artifacts=artifacts,
         parity=parity,
         failures={o.target: o.error or "" for o in failed},
     )
     card = render_model_card(
-        manifest, options.description, samples.source, int(model.count_params())
+        manifest, options.description, samples.source, int(model.count_params()), reference_task
     )
     (tmp / MODEL_CARD_FILE).write_text(card)
     (document,) = describe_files(tmp, [tmp / MODEL_CARD_FILE])
@@ -199,14 +213,27 @@ def _record(artifact: Artifact) -> dict[str, Any]:
     }
 
 
-def _labels(model: Any, options: ConvertOptions) -> tuple[str, ...] | None:
+def _labels(options: ConvertOptions, reference_task: bool) -> tuple[str, ...] | None:
+    """The user's labels; the digits for the reference model; else none."""
     if options.labels is not None:
         return options.labels
-    shape = model.outputs[0].shape
-    digits_input = [s for _, s, _ in input_specs(model)] == [(None, *IMAGE_SHAPE)]
-    if digits_input and len(model.outputs) == 1 and tuple(shape) == (None, NUM_CLASSES):
-        return LABELS
-    return None
+    return LABELS if reference_task else None
+
+
+def _weights(model: Any, tmp: Path) -> Artifact:
+    """The model's weights under their canonical names, as a checkpoint."""
+    started = time.perf_counter()
+    try:
+        path = write_weights(tmp, ModelSpec.from_keras(model), model.get_weights())
+    except (WeightSpecError, CodecError) as exc:
+        raise ConversionError(f"weights: {exc}") from exc
+    return Artifact(
+        target=WEIGHTS_ARTIFACT,
+        entry=WEIGHTS_FILE,
+        files=describe_files(tmp, [path]),
+        options=WEIGHTS_OPTIONS,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:

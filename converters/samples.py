@@ -2,8 +2,9 @@
 
 In order of preference: a file the user gives (``.npy`` for a one-input
 model, ``.npz`` with one array per input name or ``arr_0``, ``arr_1``...),
-the reference task's held-out test set when the model takes 8x8x1 digits,
-or seeded random inputs of the model's input shapes.
+the reference task's held-out test set (with its labels) for the reference
+model, or seeded random inputs of the model's input shapes. Another model
+that takes 8x8x1 inputs is not the digits task: it gets random inputs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy.typing as npt
 
 from fedge.converters.errors import ConversionError
 from fedge.converters.model_io import input_specs
-from fedge.data import IMAGE_SHAPE
+from fedge.reference_weights import REFERENCE_MODEL_NAME, is_reference_model
+from fedge.weight_spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ def load_samples(
     if path is not None:
         arrays = read_arrays(path, [s[0] for s in specs])
         source = str(path)
-    elif len(specs) == 1 and specs[0][1][1:] == IMAGE_SHAPE:
+    elif is_reference_task(model):
         from fedge.data import load_task
 
         test = load_task(seed=seed).test
@@ -53,6 +55,13 @@ def load_samples(
         source = "random inputs"
     check_arrays(arrays, specs, source)
     return SampleSet(arrays=tuple(a[:max_samples] for a in arrays), source=source)
+
+
+def is_reference_task(model: Any) -> bool:
+    """Whether a Keras model is fedge's reference model, whose task (and
+    test data, and labels) is the digits: by its name and weight spec."""
+    name = str(model.name)
+    return name == REFERENCE_MODEL_NAME and is_reference_model(name, ModelSpec.from_keras(model))
 
 
 def read_arrays(path: Path, names: list[str]) -> list[npt.NDArray[Any]]:

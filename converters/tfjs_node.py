@@ -1,5 +1,10 @@
 """Run ``web/node/tfjs_run.mjs`` (TF.js in Node) from Python.
 
+The runner is package data of :mod:`fedge.web`, which also finds the npm
+packages (``@tensorflow/tfjs``): ``web/node_modules`` in a git checkout, the
+per-user install of ``fedge setup-node`` in a normal one, or
+``$FEDGE_NODE_MODULES``.
+
 TF.js parity is checked by the JavaScript runtime that browsers run, not by
 tensorflowjs's Python loader, so a model that only Python can read does not
 pass. Arrays cross the process boundary in the runner's exchange format: a
@@ -20,12 +25,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-import fedge
+from fedge import web
 from fedge.converters.errors import RuntimeUnavailableError, TargetFailedError
 
 TENSOR_FORMAT = "fedge-tensors/1"
-TFJS_PACKAGE = ("@tensorflow", "tfjs")
-SETUP_HINT = "run scripts/setup.sh (it installs web/'s node packages with npm ci)"
 # dtypes the runner reads: TF.js tensors are float32 or int32.
 _WIRE_DTYPES: dict[str, np.dtype[Any]] = {
     "float32": np.dtype("<f4"),
@@ -45,26 +48,26 @@ class NodeFailure(Exception):
 
 
 def web_dir() -> Path:
-    """``web/`` beside the ``fedge`` package (the repository root)."""
-    return Path(fedge.__file__).resolve().parent.parent / "web"
+    """The packaged ``web/`` (``fedge.web``): the repository's ``web/`` in a checkout."""
+    return web.ROOT
 
 
 def runner_command() -> list[str]:
-    """``node web/node/tfjs_run.mjs``, or a clear error saying what is missing."""
+    """``node tfjs_run.mjs --node-modules DIR``, or a clear error saying what is missing."""
     node = shutil.which("node")
     if node is None:
         raise RuntimeUnavailableError(
-            f"tfjs: node is not on PATH; install Node >= 18, then {SETUP_HINT}"
+            f"tfjs: node is not on PATH; install Node >= 18, then {web.SETUP_HINT}"
         )
-    web = web_dir()
-    script = web / "node" / "tfjs_run.mjs"
+    root = web_dir()
+    script = root / "node" / "tfjs_run.mjs"
     if not script.is_file():
         raise RuntimeUnavailableError(f"tfjs: the Node runner {script} is missing")
-    if not web.joinpath("node_modules", *TFJS_PACKAGE, "package.json").is_file():
-        raise RuntimeUnavailableError(
-            f"tfjs: {web / 'node_modules' / '/'.join(TFJS_PACKAGE)} is not installed; {SETUP_HINT}"
-        )
-    return [node, str(script)]
+    try:
+        node_modules = web.find_node_modules(root=root)
+    except web.NodePackagesError as exc:
+        raise RuntimeUnavailableError(f"tfjs: {exc}") from exc
+    return [node, str(script), "--node-modules", str(node_modules)]
 
 
 def write_tensors(directory: Path, named: Sequence[tuple[str, npt.NDArray[Any]]]) -> None:

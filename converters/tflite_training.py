@@ -1,8 +1,9 @@
 """The TFLite training artifact: a model a device can train with nothing
 but ``tf.lite.Interpreter``.
 
-Signatures (weights are named ``w000``, ``w001``, ... in the canonical
-order of the manifest's ``weights`` list, trainable and non-trainable):
+Signatures (weights are keyed ``w000``, ``w001``, ... in the canonical
+order of the manifest's ``weights`` list, trainable and non-trainable: the
+keys of :attr:`fedge.weight_spec.ModelSpec.train_keys`):
 
 | signature | inputs | outputs |
 |---|---|---|
@@ -25,13 +26,10 @@ from typing import Any
 
 from fedge.converters.errors import TargetFailedError
 from fedge.converters.model_io import input_specs
+from fedge.weight_spec import ModelSpec
 
 TRAIN_FILE = "train.tflite"
 SIGNATURES = ("infer", "train", "get_weights", "set_weights")
-
-
-def weight_key(index: int) -> str:
-    return f"w{index:03d}"
 
 
 def loss_name(model: Any) -> str:
@@ -76,7 +74,7 @@ def export_training(model: Any, out_dir: Path) -> dict[str, Any] | None:
         "signatures": list(SIGNATURES),
         "loss": loss_name(model),
         "optimizer": "sgd",
-        "weight_keys": [weight_key(i) for i in range(len(model.weights))],
+        "weight_keys": list(ModelSpec.from_keras(model).train_keys),
         "ops": "TFLITE_BUILTINS+SELECT_TF_OPS",
     }
 
@@ -97,8 +95,10 @@ def _build_module(model: Any) -> Any:
         label_spec = tf.TensorSpec((None, *out_shape[1:]), tf.float32, name="label")
         loss_fn = tf.keras.losses.MeanSquaredError()
     lr_spec = tf.TensorSpec((), tf.float32, name="learning_rate")
+    spec = ModelSpec.from_keras(model)
     weight_specs = [
-        tf.TensorSpec(w.shape, w.dtype, name=weight_key(i)) for i, w in enumerate(model.weights)
+        tf.TensorSpec(w.shape, w.dtype, name=key)
+        for w, key in zip(spec, spec.train_keys, strict=True)
     ]
 
     def as_model_input(xs: tuple[Any, ...]) -> Any:
@@ -126,7 +126,10 @@ def _build_module(model: Any) -> Any:
 
         @tf.function(input_signature=[])
         def get_weights(self) -> dict[str, Any]:
-            return {weight_key(i): tf.identity(w) for i, w in enumerate(self.model.weights)}
+            return {
+                key: tf.identity(w)
+                for key, w in zip(spec.train_keys, self.model.weights, strict=True)
+            }
 
         @tf.function(input_signature=weight_specs)
         def set_weights(self, *values: Any) -> dict[str, Any]:

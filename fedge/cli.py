@@ -112,7 +112,8 @@ def train(out: Path, epochs: int, batch_size: int, learning_rate: float, seed: i
 @click.option(
     "--samples",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Parity inputs (.npy/.npz); default: the task's test set or random inputs.",
+    help="Parity inputs (.npy/.npz); default: the digits test split for the reference "
+    "model, seeded random inputs for any other.",
 )
 @click.option("--max-samples", type=click.IntRange(min=1), default=512, show_default=True)
 @click.option("--no-verify", is_flag=True, help="Skip the parity checks.")
@@ -123,7 +124,11 @@ def train(out: Path, epochs: int, batch_size: int, learning_rate: float, seed: i
 @click.option("--version", "version_", default="1", show_default=True)
 @click.option("--author", default="fedge", show_default=True)
 @click.option("--description", default="", help="One line for the model card and Core ML.")
-@click.option("--labels", help="Comma-separated class labels for a classifier.")
+@click.option(
+    "--labels",
+    help="Comma-separated class labels for a classifier; default: 0..9 for the reference "
+    "model, none for any other.",
+)
 def convert(
     model: Path,
     out: Path,
@@ -230,7 +235,10 @@ def predict(bundle: Path, inputs: Path, runtime: str, out: Path) -> None:
 @click.option(
     "--model",
     type=click.Path(path_type=Path),
-    help="Bundle directory or .keras model [default: the reference CNN].",
+    help="Bundle directory (its weights.safetensors, read without TensorFlow) or "
+    ".keras/.h5 model (loaded with TensorFlow) [default: the reference CNN's initial "
+    "weights for the seed: shipped with fedge for seed 0, built with TensorFlow for "
+    "another FEDGE_SEED].",
 )
 @click.option(
     "--strategy", type=click.Choice(["fedavg", "fedavgm", "fedadam", "median", "trimmed_mean"])
@@ -493,3 +501,26 @@ def simulate(
     if plot_path is not None:
         write_plot(result, plot_path)
         click.echo(f"plot: {plot_path}")
+
+
+@main.command("setup-node")
+@click.option(
+    "--prefix",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="npm prefix to install into (gets node_modules/) "
+    "[default: a per-user directory, where fedge looks].",
+)
+def setup_node(prefix: Path | None) -> None:
+    """Install the npm packages for TF.js parity (@tensorflow/tfjs) with npm ci.
+
+    They come from the package-lock.json packaged with fedge; a git checkout's
+    web/node_modules (scripts/setup.sh) or $FEDGE_NODE_MODULES also works."""
+    from fedge import web
+    from fedge.web.npm import install
+
+    target = web.user_prefix() if prefix is None else prefix
+    try:
+        modules = install(target, say=lambda line: click.echo(f"==> {line}", err=True))
+    except web.NodePackagesError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(str(modules))

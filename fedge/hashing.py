@@ -1,4 +1,4 @@
-"""Content hashes of files: the manifest's and the release store's one way."""
+"""Content hashes of files: the one way converters and manifest checks compute them."""
 
 from __future__ import annotations
 

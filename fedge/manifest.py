@@ -2,8 +2,10 @@
 
 ``manifest.json`` sits at the bundle's root. It is written by ``fedge
 convert`` and read by ``fedge predict``, the server's release registry and
-the devices. ``weights`` is the canonical ordered list of weight names and
-shapes that every runtime and the update codec use.
+the devices. ``weights`` is the canonical ordered list of weight names,
+shapes and dtypes that every runtime and the update codec use, a
+:class:`~fedge.weight_spec.ModelSpec`; ``inputs`` and ``outputs`` are
+:class:`TensorSpec` (a dimension may be ``None``: the batch).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from fedge.errors import FedgeError
 from fedge.hashing import sha256_file
+from fedge.weight_spec import ModelSpec, WeightSpecError
 
 FORMAT = "fedge-bundle/1"
 MANIFEST_FILE = "manifest.json"
@@ -26,6 +29,8 @@ class ManifestError(FedgeError):
 
 @dataclass(frozen=True)
 class TensorSpec:
+    """A model input or output: name, shape (``None`` for a free dimension), dtype."""
+
     name: str
     shape: tuple[int | None, ...]
     dtype: str
@@ -46,7 +51,7 @@ class Manifest:
     created: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    weights: tuple[TensorSpec, ...]
+    weights: ModelSpec
     labels: tuple[str, ...] | None
     artifacts: dict[str, dict[str, Any]]
     parity: dict[str, dict[str, Any]]
@@ -56,8 +61,9 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         raw = {"format": self.format, **asdict(self)}
-        for key in ("inputs", "outputs", "weights"):
+        for key in ("inputs", "outputs"):
             raw[key] = [dict(spec, shape=list(spec["shape"])) for spec in raw[key]]
+        raw["weights"] = self.weights.to_json()
         raw["labels"] = list(self.labels) if self.labels is not None else None
         return raw
 
@@ -75,14 +81,14 @@ class Manifest:
                 created=str(raw["created"]),
                 inputs=tuple(TensorSpec.from_json(s) for s in raw["inputs"]),
                 outputs=tuple(TensorSpec.from_json(s) for s in raw["outputs"]),
-                weights=tuple(TensorSpec.from_json(s) for s in raw["weights"]),
+                weights=ModelSpec.from_json(raw["weights"]),
                 labels=tuple(str(x) for x in labels) if labels is not None else None,
                 artifacts=dict(raw["artifacts"]),
                 parity=dict(raw.get("parity", {})),
                 documents=dict(raw.get("documents", {})),
                 failures=dict(raw.get("failures", {})),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, WeightSpecError) as exc:
             raise ManifestError(f"malformed manifest: {type(exc).__name__}: {exc}") from exc
 
     def files(self) -> list[dict[str, Any]]:

@@ -1,12 +1,12 @@
 """The reference model: a small Keras 2 CNN for 8x8x1 digits, 10 classes.
 
 Layer names are fixed because they become the canonical weight names that
-the bundle manifest, every runtime and the update codec share.
+the bundle manifest, every runtime and the update codec share (see
+:meth:`fedge.weight_spec.ModelSpec.from_keras`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fedge.data import IMAGE_SHAPE, NUM_CLASSES
@@ -16,15 +16,6 @@ if TYPE_CHECKING:
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probs"
-
-
-@dataclass(frozen=True)
-class WeightSpec:
-    """One weight in the canonical order: name, shape and dtype."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
 
 
 def build_reference_model(*, smooth: bool = False) -> tf.keras.Model:
@@ -55,15 +46,3 @@ def build_reference_model(*, smooth: bool = False) -> tf.keras.Model:
     x = layers.Dense(64, activation=activation, name="dense")(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name=OUTPUT_NAME)(x)
     return tf.keras.Model(inputs, outputs, name="digits_cnn_smooth" if smooth else "digits_cnn")
-
-
-def canonical_weights(model: tf.keras.Model) -> list[WeightSpec]:
-    """The model's weights in Keras order, named ``layer/variable``."""
-    return [
-        WeightSpec(
-            name=w.name.removesuffix(":0"),
-            shape=tuple(int(d) for d in w.shape),
-            dtype=w.dtype.name if hasattr(w.dtype, "name") else str(w.dtype),
-        )
-        for w in model.weights
-    ]

@@ -12,6 +12,14 @@ the bundle manifest (``conv1/kernel``...).
   ``metrics`` (a JSON object of floats);
 * a **checkpoint** holds the global weights and ``kind=checkpoint``,
   ``round_id``; its id is the sha256 of its bytes.
+
+This is the one decoder of both: :func:`decode_update` /
+:func:`decode_checkpoint` for bytes in memory, :func:`read_update_layout`
+for an update file read slice by slice (robust aggregation). Both check
+the header the same way (:func:`_checked_header`): a bounded length, strict
+JSON, exact tensor entries of known dtypes, offsets that tile the data, and
+with a :class:`~fedge.weight_spec.ModelSpec` the model's names, shapes and
+dtypes, before any tensor data is read.
 """
 
 from __future__ import annotations
@@ -21,9 +29,9 @@ import json
 import math
 import re
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,12 +39,16 @@ import safetensors
 import safetensors.numpy
 
 from fedge.errors import FedgeError
-from fedge.manifest import TensorSpec
 from fedge.strict_json import StrictJSONError, loads_strict
+from fedge.weight_spec import ModelSpec, WeightLike, WeightSpecError
+from fedge.weight_spec import Weights as _Weights
+
+# Weights by canonical name (defined beside the spec; the codec's name for them).
+Weights = _Weights
 
 FORMAT = "fedge/1"
-Weights = dict[str, npt.NDArray[Any]]
-_MAX_HEADER_BYTES = 16 * 1024 * 1024
+# The bound on a header when the model's spec is not known.
+MAX_HEADER_BYTES = 16 * 1024 * 1024
 # Room for the metadata (ids, counts, a few metrics) on top of the tensor entries.
 _METADATA_BUDGET = 8 * 1024
 _MAX_METRICS = 64
@@ -92,7 +104,10 @@ def encode_update(update: Update) -> bytes:
     )
 
 
-def decode_update(data: bytes, expected: Sequence[TensorSpec] | None = None) -> Update:
+SpecArg = ModelSpec | Iterable[WeightLike] | None
+
+
+def decode_update(data: bytes, expected: SpecArg = None) -> Update:
     """An update from its bytes, strictly checked.
 
     With ``expected`` (the model's weight spec) the header is bounded by
@@ -100,26 +115,16 @@ def decode_update(data: bytes, expected: Sequence[TensorSpec] | None = None) -> 
     compared with the spec from the header alone, before any tensor data
     is read. Anything off raises :class:`CodecError` with a stable ``code``.
     """
-    tensors, metadata = _decode(data, "update", expected)
-    _require_keys(metadata, {"format", "kind", "round_id", "base_checkpoint", "num_examples"})
-    _allow_keys(
-        metadata, {"format", "kind", "round_id", "base_checkpoint", "num_examples", "metrics"}
-    )
-    meta = UpdateMeta(
-        round_id=_ascii_int(metadata, "round_id", _ROUND_ID),
-        base_checkpoint=_match(metadata, "base_checkpoint", _SHA256),
-        num_examples=_ascii_int(metadata, "num_examples", _COUNT),
-        metrics=_metrics(metadata.get("metrics", "{}")),
-    )
-    return Update(meta=meta, deltas=tensors)
+    tensors, metadata = _decode(data, "update", _spec(expected))
+    return Update(meta=_update_meta(metadata), deltas=tensors)
 
 
 def encode_checkpoint(checkpoint: Checkpoint) -> bytes:
     return _encode(checkpoint.weights, {"kind": "checkpoint", "round_id": str(checkpoint.round_id)})
 
 
-def decode_checkpoint(data: bytes, expected: Sequence[TensorSpec] | None = None) -> Checkpoint:
-    tensors, metadata = _decode(data, "checkpoint", expected)
+def decode_checkpoint(data: bytes, expected: SpecArg = None) -> Checkpoint:
+    tensors, metadata = _decode(data, "checkpoint", _spec(expected))
     _require_keys(metadata, {"format", "kind", "round_id"})
     return Checkpoint(round_id=_ascii_int(metadata, "round_id", _ROUND_ID), weights=tensors)
 
@@ -129,9 +134,45 @@ def content_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def ordered(weights: Mapping[str, npt.NDArray[Any]], names: Sequence[str]) -> Weights:
-    """The same weights in the canonical order."""
-    return {name: weights[name] for name in names}
+@dataclass(frozen=True)
+class TensorLayout:
+    """Where one tensor's bytes are in an update file."""
+
+    name: str
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    offset: int  # from the start of the file
+    size: int  # elements
+
+
+@dataclass(frozen=True)
+class UpdateLayout:
+    """An update file's metadata and tensor layout, read from its header alone."""
+
+    meta: UpdateMeta
+    tensors: tuple[TensorLayout, ...]  # in canonical order (the spec's, or the file's)
+
+
+def read_update_layout(file: IO[bytes], file_size: int, expected: SpecArg = None) -> UpdateLayout:
+    """The layout of an update file, checked exactly as :func:`decode_update`
+    checks bytes, reading only the header (so a round's updates can be read
+    block by block). ``file`` is positioned at its start."""
+    spec = _spec(expected)
+    length = _header_length(file.read(8), file_size, _header_limit(spec))
+    header = _header_object(file.read(length))
+    body = 8 + length
+    entries, metadata = _checked_header(header, "update", spec, file_size - body)
+    tensors = tuple(
+        TensorLayout(
+            name,
+            _NUMPY_DTYPES[info["dtype"]],
+            tuple(info["shape"]),
+            body + info["data_offsets"][0],
+            math.prod(info["shape"]),
+        )
+        for name, info in entries.items()
+    )
+    return UpdateLayout(_update_meta(metadata), tensors)
 
 
 _DTYPES: dict[str, str] = {
@@ -174,29 +215,51 @@ def _encode(tensors: Mapping[str, npt.NDArray[Any]], metadata: dict[str, str]) -
     return struct.pack("<Q", len(encoded)) + encoded + b"".join(chunks)
 
 
-def max_header_bytes(expected: Sequence[TensorSpec]) -> int:
+def max_header_bytes(expected: ModelSpec | Iterable[WeightLike]) -> int:
     """The largest header an update or checkpoint of this spec may have:
     what the spec itself takes (with the widest offsets) plus the metadata
     budget. A digits-model header is about 1 KB; unbounded, a header of
     millions of empty tensors costs the server memory and CPU to parse."""
-    widest = 10 ** len(str(sum(_nbytes(spec) for spec in expected)))
+    spec = ModelSpec.of(expected)
+    widest = 10 ** len(str(spec.nbytes))
     entries = {
-        spec.name: {"dtype": "F64", "shape": list(spec.shape), "data_offsets": [widest, widest]}
-        for spec in expected
+        weight.name: {"dtype": "F64", "shape": list(weight.shape), "data_offsets": [widest, widest]}
+        for weight in spec
     }
     return len(json.dumps(entries, separators=(",", ":"))) + _METADATA_BUDGET
 
 
-def _nbytes(spec: TensorSpec) -> int:
-    dtype = _NUMPY_DTYPES.get(_DTYPES.get(spec.dtype, ""), np.dtype("f8"))
-    return math.prod(int(d or 0) for d in spec.shape) * dtype.itemsize
+def _spec(expected: SpecArg) -> ModelSpec | None:
+    if expected is None:
+        return None
+    try:
+        return ModelSpec.of(expected)
+    except WeightSpecError as exc:
+        raise CodecError(f"the expected weight spec is malformed: {exc}") from exc
 
 
-def _decode(
-    data: bytes, kind: str, expected: Sequence[TensorSpec] | None
-) -> tuple[Weights, dict[str, str]]:
-    limit = _MAX_HEADER_BYTES if expected is None else max_header_bytes(expected)
-    header = read_header(data, limit)
+def _header_limit(spec: ModelSpec | None) -> int:
+    return MAX_HEADER_BYTES if spec is None else max_header_bytes(spec)
+
+
+def _decode(data: bytes, kind: str, spec: ModelSpec | None) -> tuple[Weights, dict[str, str]]:
+    length = _header_length(bytes(data[:8]), len(data), _header_limit(spec))
+    header = _header_object(bytes(data[8 : 8 + length]))
+    entries, metadata = _checked_header(header, kind, spec, len(data) - 8 - length)
+    try:
+        loaded = safetensors.numpy.load(bytes(data))
+    except (safetensors.SafetensorError, ValueError, OverflowError) as exc:
+        raise CodecError(f"not valid safetensors: {exc}") from exc
+    # Each array views a private, writable buffer of its own: no second copy.
+    tensors: Weights = {name: loaded[name] for name in entries}
+    return tensors, metadata
+
+
+def _checked_header(
+    header: dict[str, Any], kind: str, spec: ModelSpec | None, body_bytes: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The tensor entries (in canonical order: the spec's, else by offset)
+    and the metadata of a parsed header, or :class:`CodecError`."""
     metadata = header.pop("__metadata__", None)
     if not isinstance(metadata, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
@@ -209,20 +272,44 @@ def _decode(
         )
     for name, info in header.items():
         _check_entry(name, info)
-    if expected is not None:
-        check_header_against(header, expected)
-    try:
-        loaded = safetensors.numpy.load(bytes(data))
-    except (safetensors.SafetensorError, ValueError, OverflowError) as exc:
-        raise CodecError(f"not valid safetensors: {exc}") from exc
+    if spec is not None:
+        check_header_against(header, spec)
+    _check_offsets(header, body_bytes)
     order = (
-        [spec.name for spec in expected]
-        if expected is not None
+        list(spec.names)
+        if spec is not None
         else sorted(header, key=lambda name: header[name]["data_offsets"])
     )
-    # Each array views a private, writable buffer of its own: no second copy.
-    tensors: Weights = {name: loaded[name] for name in order}
-    return tensors, dict(metadata)
+    return {name: header[name] for name in order}, dict(metadata)
+
+
+def _check_offsets(header: Mapping[str, Any], body_bytes: int) -> None:
+    """Each tensor's bytes fit its dtype and shape, and together the tensors
+    tile the data exactly (no gap, no overlap, nothing past the end): the
+    safetensors rule, checked before any data is read."""
+    position = 0
+    for name in sorted(header, key=lambda n: header[n]["data_offsets"]):
+        info = header[name]
+        start, stop = info["data_offsets"]
+        size = math.prod(info["shape"]) * _NUMPY_DTYPES[info["dtype"]].itemsize
+        if start != position or stop - start != size:
+            raise CodecError(f"{name}: data offsets [{start}, {stop}) do not tile the data")
+        position = stop
+    if position != body_bytes:
+        raise CodecError(f"data offsets cover {position} bytes of a {body_bytes}-byte body")
+
+
+def _update_meta(metadata: Mapping[str, str]) -> UpdateMeta:
+    _require_keys(metadata, {"format", "kind", "round_id", "base_checkpoint", "num_examples"})
+    _allow_keys(
+        metadata, {"format", "kind", "round_id", "base_checkpoint", "num_examples", "metrics"}
+    )
+    return UpdateMeta(
+        round_id=_ascii_int(metadata, "round_id", _ROUND_ID),
+        base_checkpoint=_match(metadata, "base_checkpoint", _SHA256),
+        num_examples=_ascii_int(metadata, "num_examples", _COUNT),
+        metrics=_metrics(metadata.get("metrics", "{}")),
+    )
 
 
 def _check_entry(name: str, info: Any) -> None:
@@ -244,9 +331,11 @@ def _is_count(value: Any) -> bool:
     return type(value) is int and 0 <= value < 2**53
 
 
-def check_header_against(header: Mapping[str, Any], expected: Sequence[TensorSpec]) -> None:
+def check_header_against(
+    header: Mapping[str, Any], expected: ModelSpec | Iterable[WeightLike]
+) -> None:
     """Names, dtypes and shapes from a (checked) header against the spec."""
-    wanted = {spec.name: spec for spec in expected}
+    wanted = {spec.name: spec for spec in ModelSpec.of(expected)}
     missing = [name for name in wanted if name not in header]
     extra = [name for name in header if name not in wanted]
     if missing or extra:
@@ -268,19 +357,29 @@ def check_header_against(header: Mapping[str, Any], expected: Sequence[TensorSpe
             )
 
 
-def read_header(data: bytes, max_bytes: int = _MAX_HEADER_BYTES) -> dict[str, Any]:
+def read_header(data: bytes, max_bytes: int = MAX_HEADER_BYTES) -> dict[str, Any]:
     """The JSON header, checked before any tensor is read: at most
     ``max_bytes``, one JSON object, no duplicate keys, no NaN literals."""
-    if len(data) < 8:
+    length = _header_length(bytes(data[:8]), len(data), max_bytes)
+    return _header_object(bytes(data[8 : 8 + length]))
+
+
+def _header_length(prefix: bytes, total_bytes: int, max_bytes: int) -> int:
+    """The header length from the first 8 bytes, within the bound and the data."""
+    if len(prefix) < 8 or total_bytes < 8:
         raise CodecError("too short for a safetensors file")
-    (length,) = struct.unpack("<Q", data[:8])
-    if 8 + length > len(data):
-        raise CodecError(f"header length {length} does not fit a {len(data)}-byte body")
+    (length,) = struct.unpack("<Q", prefix)
+    if 8 + length > total_bytes:
+        raise CodecError(f"header length {length} does not fit a {total_bytes}-byte body")
     if length > max_bytes:
         raise CodecError(
             f"header of {length} bytes is over the {max_bytes}-byte bound", code="header_too_large"
         )
-    header = _strict_json(bytes(data[8 : 8 + length]), "header")
+    return int(length)
+
+
+def _header_object(raw: bytes) -> dict[str, Any]:
+    header = _strict_json(raw, "header")
     if not isinstance(header, dict):
         raise CodecError("header is not a JSON object")
     return header

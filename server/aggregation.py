@@ -18,7 +18,7 @@ order (the order of the first update, or of the given ``spec``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -28,23 +28,24 @@ from fedge.server.errors_aggregation import AggregationError
 from fedge.server.update_sources import (
     InMemoryUpdates,
     SafetensorsFileUpdates,
-    Spec,
     UpdateSource,
     check_spec,
     spec_of,
 )
 from fedge.update_codec import Weights, global_norm
+from fedge.weight_spec import ModelSpec
 
 __all__ = [
     "AggregationError",
     "InMemoryUpdates",
     "SafetensorsFileUpdates",
-    "Spec",
     "StreamingMean",
     "UpdateSource",
     "check_spec",
     "clip_by_global_norm",
+    "clip_factor",
     "coordinate_median",
+    "scale_weights",
     "spec_of",
     "trimmed_mean",
 ]
@@ -78,14 +79,14 @@ class StreamingMean:
     thread-safe (one scratch buffer): callers serialise ``add``.
     """
 
-    def __init__(self, spec: Mapping[str, Sequence[int]] | None = None) -> None:
-        self._spec: Spec | None = None
+    def __init__(self, spec: ModelSpec | None = None) -> None:
+        self._spec: ModelSpec | None = None
         self._sums: dict[str, Float64Array] = {}
         self._count = 0
         self._total_weight = 0.0
         self._scratch = np.empty(_CHUNK_ELEMS, dtype=np.float64)
         if spec is not None:
-            self._start({name: tuple(int(d) for d in shape) for name, shape in spec.items()})
+            self._start(spec)
 
     @property
     def count(self) -> int:
@@ -96,8 +97,8 @@ class StreamingMean:
         return self._total_weight
 
     @property
-    def spec(self) -> Spec | None:
-        return None if self._spec is None else dict(self._spec)
+    def spec(self) -> ModelSpec | None:
+        return self._spec
 
     def add(
         self, delta: Mapping[str, npt.NDArray[Any]], weight: float, *, check_finite: bool = True
@@ -112,7 +113,7 @@ class StreamingMean:
             raise AggregationError(f"weight must be a positive finite number, got {weight}")
         spec = self._spec if self._spec is not None else spec_of(delta)
         check_spec(spec, delta, "update")
-        flats = {name: np.asarray(delta[name]).reshape(-1) for name in spec}
+        flats = {name: np.asarray(delta[name]).reshape(-1) for name in spec.names}
         if check_finite:
             _require_finite(flats, "update")
         if self._spec is None:
@@ -127,7 +128,8 @@ class StreamingMean:
         if self._count == 0 or self._spec is None:
             raise AggregationError("no updates to average")
         result: Weights = {}
-        for name, shape in self._spec.items():
+        for weight in self._spec:
+            name, shape = weight.name, weight.shape
             # Divide straight into float32: no float64 model-sized temporary.
             # A mean beyond float32's range becomes inf here; callers check
             # the aggregate is finite before they store it.
@@ -142,11 +144,9 @@ class StreamingMean:
             result[name] = out
         return result
 
-    def _start(self, spec: Spec) -> None:
+    def _start(self, spec: ModelSpec) -> None:
         self._spec = spec
-        self._sums = {
-            name: np.zeros(math.prod(shape), dtype=np.float64) for name, shape in spec.items()
-        }
+        self._sums = {weight.name: np.zeros(weight.size, dtype=np.float64) for weight in spec}
 
     def _accumulate(self, total: Float64Array, flat: npt.NDArray[Any], weight: float) -> None:
         """``total += weight * flat`` in float64, one cache-sized chunk at a time.
@@ -177,26 +177,41 @@ def _require_finite(flats: Mapping[str, npt.NDArray[Any]], what: str) -> None:
             raise AggregationError(f"{what}: {name} has non-finite (or overflowing) values")
 
 
+def clip_factor(norm: float, max_norm: float) -> float:
+    """The factor that brings an update of L2 norm ``norm`` to at most
+    ``max_norm``: ``min(1, max_norm / norm)``. Every clip in fedge (the
+    server's norm bound, central DP's clip) is decided here.
+
+    Differential privacy rests on this bound, so a non-finite norm is an
+    error rather than something to clip.
+    """
+    if not (math.isfinite(max_norm) and max_norm > 0):
+        raise AggregationError(f"max_norm must be a positive finite number, got {max_norm}")
+    if not math.isfinite(norm):
+        raise AggregationError("update has non-finite values; it cannot be clipped")
+    return min(1.0, max_norm / norm) if norm > 0 else 1.0
+
+
+def scale_weights(delta: Mapping[str, npt.NDArray[Any]], factor: float) -> Weights:
+    """``factor * delta`` as new float32 arrays (computed in float64; the
+    input is never modified)."""
+    return {
+        name: (np.asarray(value, dtype=np.float64) * factor).astype(np.float32)
+        for name, value in delta.items()
+    }
+
+
 def clip_by_global_norm(
-    delta: Mapping[str, npt.NDArray[Any]], max_norm: float
+    delta: Mapping[str, npt.NDArray[Any]], max_norm: float, *, norm: float | None = None
 ) -> tuple[Weights, float]:
     """Scale ``delta`` so its global L2 norm is at most ``max_norm``.
 
     Returns new float32 arrays (the input is never modified) and the norm
-    before clipping. Differential privacy rests on this bound, so a
-    non-finite norm is an error rather than something to clip.
+    before clipping. ``norm``, when the caller has measured it already, is
+    not measured again.
     """
-    if not (math.isfinite(max_norm) and max_norm > 0):
-        raise AggregationError(f"max_norm must be a positive finite number, got {max_norm}")
-    norm = global_norm(delta)
-    if not math.isfinite(norm):
-        raise AggregationError("update has non-finite values; it cannot be clipped")
-    scale = min(1.0, max_norm / norm) if norm > 0 else 1.0
-    clipped = {
-        name: (np.asarray(value, dtype=np.float64) * scale).astype(np.float32)
-        for name, value in delta.items()
-    }
-    return clipped, norm
+    measured = global_norm(delta) if norm is None else norm
+    return scale_weights(delta, clip_factor(measured, max_norm)), measured
 
 
 BlockReducer = Callable[[Float32Array], npt.NDArray[np.floating[Any]]]

@@ -8,13 +8,8 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from fedge.server.app import context
-from fedge.server.auth import (
-    check_enrolment_key,
-    hash_token,
-    new_device_credentials,
-    require_same_device,
-)
-from fedge.server.coordinator import Conditions
+from fedge.server.auth import check_enrolment_key, require_same_device
+from fedge.server.device_store import Conditions
 from fedge.server.errors import BadRequest
 from fedge.server.views_common import authenticated_device, flag, json_body, text_field
 
@@ -33,34 +28,9 @@ def enrol() -> Any:
     request_id = text_field(body, "request_id", 128)
     if request_id is not None and len(request_id) < 16:
         raise BadRequest("request_id must have at least 16 characters", code="bad_json")
-    request_hash = None if request_id is None else hash_token(request_id)
-    device_id, token = new_device_credentials()
-    now = time.time()
-    status = 201
-    with ctx.db.transaction() as conn:
-        known = (
-            None
-            if request_hash is None
-            else conn.execute(
-                "SELECT id FROM devices WHERE enrol_request = ?", (request_hash,)
-            ).fetchone()
-        )
-        if known is not None:
-            device_id, status = str(known["id"]), 200
-            conn.execute(
-                "UPDATE devices SET token_hash = ?, last_seen = ? WHERE id = ?",
-                (hash_token(token), now, device_id),
-            )
-        else:
-            conn.execute(
-                "INSERT INTO devices (id, token_hash, platform, created_at, last_seen, "
-                "enrol_request) VALUES (?, ?, ?, ?, ?, ?)",
-                (device_id, hash_token(token), platform, now, now, request_hash),
-            )
-        (count,) = conn.execute("SELECT COUNT(*) FROM devices").fetchone()
-    ctx.coordinator.metrics.set("fedge_devices", count)
-    response = jsonify({"device_id": device_id, "token": token})
-    response.status_code = status
+    enrolment = ctx.coordinator.enrol(platform, request_id)
+    response = jsonify({"device_id": enrolment.device_id, "token": enrolment.token})
+    response.status_code = 201 if enrolment.created else 200
     return response
 
 

@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, request, send_file
 
 from fedge.server import round_store as rs
 from fedge.server.app import context
-from fedge.server.coordinator import Conditions
+from fedge.server.device_store import Conditions
 from fedge.server.errors import BadRequest, NotFound
 from fedge.server.views_common import (
     authenticated_device,

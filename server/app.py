@@ -118,8 +118,10 @@ def _model(
 ) -> tuple[str, list[TensorSpec], Weights | None]:
     """The model's name and spec: stored at first start, read back later.
 
-    Only a new data directory needs the initial weights; a restart must be
-    given the same model as the first start (or none), else it is refused.
+    Only a new data directory needs the initial weights (from a bundle or
+    the shipped reference weights: no TensorFlow, see
+    :mod:`fedge.server.initial_model`); a restart must be given the same
+    model as the first start (or none), else it is refused.
     """
     conn = db.connection()
     stored = rs.get_state(conn, MODEL_STATE)

@@ -24,6 +24,11 @@ updates received, giving per-coordinate noise ``noise_multiplier *
 clip_norm / n`` on the plain mean; that variant treats the round's size as
 public, which is the usual reading of device-level DP-FedAvg.
 
+Its two stages are the update pipeline's (:mod:`fedge.server.update_pipeline`):
+:meth:`CentralDP.update_stages` clips each update (the one :class:`Clip`)
+and weighs it 1 when the server accepts it, and :class:`GaussianNoise`
+perturbs the mean when the round closes.
+
 The noise comes from the operating system's entropy. ``seed`` exists for
 tests only (the server takes it from ``dp_insecure_test_seed``, and says in
 the round's metrics that the noise was seeded): whoever knows a seed can
@@ -41,13 +46,50 @@ import numpy as np
 import numpy.typing as npt
 
 from fedge.errors import ConfigError
-from fedge.server.aggregation import StreamingMean, UpdateSource, clip_by_global_norm
+from fedge.server.aggregation import StreamingMean, UpdateSource
 from fedge.server.errors_aggregation import AggregationError
 from fedge.server.strategies import PreparedUpdate, ServerState, Slots, Strategy
+from fedge.server.update_pipeline import Candidate, Clip, Stage, UnitWeight, run_stages
 from fedge.update_codec import Weights, global_norm
 
 # Relative slack for float32 rounding when checking that the mean is clipped.
 _NORM_SLACK = 1e-4
+
+
+@dataclass(frozen=True)
+class GaussianNoise:
+    """The ``noise`` stage: ``(sum + N(0, (noise_multiplier * clip_norm)^2 I)) / D``
+    from the unweighted mean of ``count`` clipped updates, with ``D`` the
+    fixed ``clients_per_round`` or ``count``."""
+
+    name: ClassVar[str] = "noise"
+    clip_norm: float
+    noise_multiplier: float
+    clients_per_round: int | None = None
+    seed: int | None = None
+
+    def denominator(self, count: int) -> int:
+        return self.clients_per_round or count
+
+    def std(self, count: int) -> float:
+        """Per-coordinate standard deviation of the noise on the mean."""
+        return self.noise_multiplier * self.clip_norm / self.denominator(count)
+
+    def apply(self, mean: Mapping[str, npt.NDArray[Any]], count: int, round_: int) -> Weights:
+        denominator = self.denominator(count)
+        std = self.std(count)
+        rng = (
+            np.random.default_rng()
+            if self.seed is None
+            else np.random.default_rng([self.seed, round_])
+        )
+        return {
+            name: (
+                np.asarray(value).astype(np.float64) * (count / denominator)
+                + std * rng.standard_normal(np.shape(value))
+            ).astype(np.float32)
+            for name, value in mean.items()
+        }
 
 
 @dataclass(frozen=True)
@@ -76,20 +118,33 @@ class CentralDP(Strategy):
         if self.clients_per_round is not None and self.clients_per_round < 1:
             raise ConfigError(f"clients_per_round must be >= 1, got {self.clients_per_round}")
 
-    def clip(self, delta: Mapping[str, npt.NDArray[Any]]) -> tuple[Weights, float]:
-        """The delta scaled to norm at most ``clip_norm``, and its norm before."""
-        return clip_by_global_norm(delta, self.clip_norm)
+    @property
+    def clip_stage(self) -> Clip:
+        return Clip(self.clip_norm, name="dp_clip")
+
+    def update_stages(self) -> tuple[Stage, ...]:
+        """What the server does to each accepted update: clip to
+        ``clip_norm``, then weigh 1 whatever ``num_examples`` says."""
+        return (self.clip_stage, UnitWeight())
+
+    @property
+    def noise(self) -> GaussianNoise:
+        return GaussianNoise(
+            self.clip_norm, self.noise_multiplier, self.clients_per_round, self.seed
+        )
 
     def prepare(self, delta: Mapping[str, npt.NDArray[Any]], num_examples: int) -> PreparedUpdate:
-        """Clipped, with weight 1 whatever ``num_examples`` says (see module doc)."""
-        clipped, norm = self.clip(delta)
-        return PreparedUpdate(clipped, 1.0, norm, clipped=norm > self.clip_norm)
+        """Clipped, with weight 1 (see module doc): the server's stages, on a bare delta."""
+        candidate = Candidate.measure(delta, num_examples)
+        if not math.isfinite(candidate.norm):
+            raise AggregationError("update has non-finite values; it cannot be clipped")
+        done = run_stages(candidate, self.update_stages())
+        return PreparedUpdate(done.scaled_deltas(), done.weight, done.norm, clipped=done.clipped)
 
     def noise_std(self, count: int) -> float:
         """Per-coordinate standard deviation of the noise on the mean of
         ``count`` updates."""
-        denominator = self.clients_per_round or count
-        return self.noise_multiplier * self.clip_norm / denominator
+        return self.noise.std(count)
 
     def combine(
         self, state: ServerState, mean: StreamingMean | None, source: UpdateSource | None
@@ -104,27 +159,15 @@ class CentralDP(Strategy):
         average = mean.result()
         if global_norm(average) > self.clip_norm * (1 + _NORM_SLACK):
             raise AggregationError("the mean exceeds clip_norm: the updates were not clipped")
-        denominator = self.clients_per_round or count
-        std = self.noise_std(count)
-        rng = (
-            np.random.default_rng()
-            if self.seed is None
-            else np.random.default_rng([self.seed, state.round])
-        )
-        noisy = {
-            name: (
-                value.astype(np.float64) * (count / denominator)
-                + std * rng.standard_normal(value.shape)
-            ).astype(np.float32)
-            for name, value in average.items()
-        }
+        noise = self.noise
+        noisy = noise.apply(average, count, state.round)
         metrics = {
             "num_updates": float(count),
             "total_weight": float(count),
             "dp_clip_norm": self.clip_norm,
             "dp_noise_multiplier": self.noise_multiplier,
-            "dp_noise_std": std,
-            "dp_denominator": float(denominator),
+            "dp_noise_std": noise.std(count),
+            "dp_denominator": float(noise.denominator(count)),
         }
         return noisy, metrics
 

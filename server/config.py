@@ -16,6 +16,8 @@ from typing import Any
 from fedge.server.errors import ConfigurationError
 
 ENV_PREFIX = "FEDGE_"
+# FEDGE_ variables that other parts of fedge read; they are not server settings.
+NOT_SERVER_SETTINGS = frozenset({"FEDGE_NODE_MODULES"})
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class ServerConfig:
     enrolment_key: str | None = None
     model: Path | None = None
     max_update_bytes: int = 64 * 1024 * 1024
-    # None: 10 * sqrt(number of weights) (see coordinator.effective_max_update_norm); 0: off.
+    # None: 10 * sqrt(number of weights) (see ingest.effective_max_update_norm); 0: off.
     max_update_norm: float | None = None
     norm_policy: str = "reject"
     # A device's weight in the mean is its num_examples, capped at this.
@@ -142,7 +144,7 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     rounds: dict[str, Any] = {}
     for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX):
+        if not key.startswith(ENV_PREFIX) or key in NOT_SERVER_SETTINGS:
             continue
         name = key[len(ENV_PREFIX) :].lower()
         if name in names:

@@ -1,4 +1,9 @@
-"""The SQLite database: schema, one connection per request, transactions.
+"""The SQLite database: schema, one connection per thread, transactions.
+
+A connection is opened the first time a thread asks for one and kept for
+the thread's life (request threads are pooled, so this is one per worker,
+not one per request); :meth:`Database.close_thread_connection` closes the
+calling thread's one when the server shuts down.
 
 WAL mode with ``synchronous=FULL``: a committed transaction is on disk
 before the commit returns, which is what "acknowledged" means here. The
@@ -151,6 +156,8 @@ class Database:
         conn.execute("COMMIT")
 
     def close_thread_connection(self) -> None:
+        """Close the calling thread's connection, if it opened one. Connections
+        of other threads are closed by SQLite when their threads' objects go."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()

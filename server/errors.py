@@ -1,7 +1,8 @@
 """Errors of the server, each with a stable ``code`` and an HTTP status.
 
-Views raise these; one handler in :mod:`fedge.server.app` turns them into
-``{"code": ..., "message": ...}``. A 4xx is raised before any state changes.
+Views and the coordinator's parts raise these; one handler in
+:mod:`fedge.server.app` turns them into ``{"code": ..., "message": ...}``.
+A 4xx is raised before any state changes.
 """
 
 from __future__ import annotations

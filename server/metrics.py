@@ -51,10 +51,6 @@ class Metrics:
             family.values[(("__part", "sum"), *key)] += value
             family.values[(("__part", "count"), *key)] += 1
 
-    def value(self, name: str, **labels: str) -> float:
-        with self._lock:
-            return self._families[name].values.get(tuple(sorted(labels.items())), 0.0)
-
     def render(self) -> str:
         lines: list[str] = []
         with self._lock:

@@ -10,15 +10,12 @@ application (and its authentication) sees the request.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
-
-from fedge.manifest import TensorSpec
 from fedge.server.config import ServerConfig
 from fedge.update_codec import max_header_bytes
+from fedge.weight_spec import ModelSpec, WeightLike
 
 # Device JSON bodies (enrolment, task requests, heartbeats) are a few hundred bytes.
 MAX_JSON_BYTES = 64 * 1024
@@ -34,10 +31,9 @@ class RequestLimits:
         return max(self.max_update_bytes, MAX_JSON_BYTES)
 
     @classmethod
-    def for_model(cls, config: ServerConfig, specs: Sequence[TensorSpec]) -> RequestLimits:
-        header = max_header_bytes(specs)
-        weights = sum(
-            math.prod(int(d or 0) for d in spec.shape) * np.dtype(spec.dtype).itemsize
-            for spec in specs
-        )
-        return cls(header, min(config.max_update_bytes, 8 + header + weights))
+    def for_model(
+        cls, config: ServerConfig, specs: ModelSpec | Iterable[WeightLike]
+    ) -> RequestLimits:
+        spec = ModelSpec.of(specs)
+        header = max_header_bytes(spec)
+        return cls(header, min(config.max_update_bytes, 8 + header + spec.nbytes))

@@ -1,6 +1,6 @@
 """Round and checkpoint records in SQLite, and checkpoint files on disk.
 
-Plain functions over a connection: the coordinator decides, these read
+Plain functions over a connection: the round lifecycle decides, these read
 and write. Checkpoint files are content-addressed
 (``checkpoints/<sha256>.safetensors``) and written atomically.
 """
@@ -17,6 +17,22 @@ from typing import Any
 
 from fedge.server.durable import write_atomically
 from fedge.update_codec import Checkpoint, content_id, encode_checkpoint
+
+
+@dataclass(frozen=True)
+class Directories:
+    """Where the files of a data directory go (the records are in SQLite)."""
+
+    checkpoints: Path  # <sha256>.safetensors, one per checkpoint
+    updates: Path  # r<round>/<device>-<digest>.safetensors, as prepared at acceptance
+    strategy: Path  # <checkpoint id>.safetensors: the server optimizer's slots
+
+    @classmethod
+    def under(cls, data_dir: Path) -> Directories:
+        return cls(data_dir / "checkpoints", data_dir / "updates", data_dir / "strategy")
+
+    def all(self) -> tuple[Path, Path, Path]:
+        return (self.checkpoints, self.updates, self.strategy)
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,12 @@ def transition(
 def round_record(conn: sqlite3.Connection, round_id: int) -> RoundRecord | None:
     row = conn.execute("SELECT * FROM rounds WHERE id = ?", (round_id,)).fetchone()
     return None if row is None else RoundRecord.from_row(row)
+
+
+def count_closed_rounds(conn: sqlite3.Connection) -> int:
+    """Rounds that produced a checkpoint (central DP counts its releases by it)."""
+    (count,) = conn.execute("SELECT COUNT(*) FROM rounds WHERE state = 'closed'").fetchone()
+    return int(count)
 
 
 def recent_rounds(conn: sqlite3.Connection, limit: int) -> list[RoundRecord]:

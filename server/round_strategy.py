@@ -1,10 +1,13 @@
 """The coordinator's side of a strategy: what happens to an update when it
 is accepted, what happens at close, and what survives a restart.
 
-* at acceptance, :meth:`RoundStrategy.prepare_update` lets the strategy
-  clip and weight the update (central DP clips to its bound and weighs
-  every device the same); the prepared delta is what gets stored, so a
-  restart re-adds exactly what was acknowledged;
+* at acceptance, the strategy's stages of the update pipeline
+  (:attr:`RoundStrategy.stages`, see :mod:`fedge.server.update_pipeline`)
+  clip and weigh the update with the norm validation measured (central DP
+  clips to its bound and weighs every device the same; otherwise the
+  weight is the capped example count); the prepared delta is what gets
+  stored, so a restart re-adds exactly what was acknowledged, with
+  :meth:`RoundStrategy.weight` and without measuring anything again;
 * at close, the strategy combines the streamed mean (or, for robust
   strategies, the stored updates read block by block) and applies its
   server optimizer; with central DP the privacy spent so far is reported;
@@ -14,23 +17,19 @@ is accepted, what happens at close, and what survives a restart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fedge.server.aggregation import SafetensorsFileUpdates, StreamingMean
+from fedge.server.central_dp import CentralDP
 from fedge.server.config import ServerConfig
 from fedge.server.durable import write_atomically
 from fedge.server.strategies import ServerState, Strategy, make_strategy
-from fedge.server.validation import ValidatedUpdate
-from fedge.update_codec import (
-    Checkpoint,
-    Update,
-    Weights,
-    decode_checkpoint,
-    encode_checkpoint,
-    encode_update,
-)
+from fedge.server.update_pipeline import ExampleWeight, Stage, UnitWeight
+from fedge.server.validation import ValidatedUpdate, continue_validation
+from fedge.update_codec import Checkpoint, Weights, decode_checkpoint, encode_checkpoint
+from fedge.weight_spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -64,31 +63,23 @@ class RoundStrategy:
             config.strategy, dp=self.dp, **config.strategy_params
         )
         self.name = config.strategy + ("+dp" if self.dp else "")
-
-    def _example_weight(self, num_examples: int) -> int:
-        """A device's weight: its example count, capped so that no device
-        can claim to outweigh the whole round."""
-        return min(num_examples, self._config.max_example_weight)
+        # The strategy's stages of the update pipeline, after validation's.
+        self._weigh: ExampleWeight | UnitWeight = ExampleWeight(cap=config.max_example_weight)
+        clips: tuple[Stage, ...] = ()
+        if isinstance(self.strategy, CentralDP):
+            clips, self._weigh = (self.strategy.clip_stage,), UnitWeight()
+        self.stages: tuple[Stage, ...] = (*clips, self._weigh)
 
     def prepare_update(self, valid: ValidatedUpdate) -> ValidatedUpdate:
-        update = valid.update
-        prepared = self.strategy.prepare(
-            update.deltas, self._example_weight(update.meta.num_examples)
-        )
-        if not prepared.clipped:
-            return replace(valid, weight=prepared.weight)
-        clipped = Update(meta=update.meta, deltas=prepared.delta)
-        return replace(
-            valid,
-            update=clipped,
-            clipped=True,
-            weight=prepared.weight,
-            stored_bytes=encode_update(clipped),
-        )
+        """The strategy's stages on a validated update, with the norm that
+        validation measured (nothing is measured again). Unneeded when
+        validation was given :attr:`stages` itself."""
+        return continue_validation(valid, self.stages)
 
-    def weight(self, deltas: Weights, num_examples: int) -> float:
-        """The accumulation weight of a stored (already prepared) update."""
-        return self.strategy.prepare(deltas, self._example_weight(num_examples)).weight
+    def weight(self, deltas: Weights | None, num_examples: int) -> float:
+        """The accumulation weight of a stored (already prepared) update:
+        from its example count alone (``deltas`` is not read)."""
+        return self._weigh.weight_of(num_examples)
 
     def aggregate(
         self,
@@ -100,7 +91,11 @@ class RoundStrategy:
     ) -> RoundResult:
         """This round's result; with central DP, the epsilon spent once it is
         released (``rounds_closed_before`` earlier releases plus this one)."""
-        source = SafetensorsFileUpdates(paths) if self.strategy.needs_stored_updates else None
+        source = (
+            SafetensorsFileUpdates(paths, ModelSpec.of_weights(global_weights))
+            if self.strategy.needs_stored_updates
+            else None
+        )
         result = self.strategy.aggregate(global_weights, state, accumulator, source)
         metrics: dict[str, Any] = dict(result.metrics)
         if self.dp is not None:
@@ -123,10 +118,6 @@ class RoundStrategy:
                 dp_noise_seeded=self.dp["seed"] is not None,
             )
         return RoundResult(result.new_weights, result.state, metrics)
-
-
-def build_strategy(config: ServerConfig) -> RoundStrategy:
-    return RoundStrategy(config)
 
 
 def load_strategy_state(directory: Path, checkpoint_id: str, rounds_closed: int) -> ServerState:

@@ -13,9 +13,7 @@ over both.
 from __future__ import annotations
 
 import json
-import math
 import os
-import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,17 +22,10 @@ import numpy as np
 import numpy.typing as npt
 
 from fedge.server.errors_aggregation import AggregationError
-from fedge.update_codec import FORMAT, CodecError, read_header
+from fedge.update_codec import CodecError, TensorLayout, read_update_layout
+from fedge.weight_spec import ModelSpec
 
-Spec = dict[str, tuple[int, ...]]
 Float32Array = npt.NDArray[np.float32]
-
-_FLOAT_CODES: dict[str, np.dtype[Any]] = {
-    "F16": np.dtype("<f2"),
-    "F32": np.dtype("<f4"),
-    "F64": np.dtype("<f8"),
-}
-_MAX_HEADER_BYTES = 16 * 1024 * 1024
 
 
 class UpdateSource(Protocol):
@@ -59,29 +50,37 @@ class UpdateSource(Protocol):
         ...
 
 
-def spec_of(weights: Mapping[str, npt.NDArray[Any]]) -> Spec:
-    """Names and shapes of some weights, in their order."""
-    return {name: tuple(int(d) for d in np.shape(value)) for name, value in weights.items()}
+def spec_of(weights: Mapping[str, npt.NDArray[Any]]) -> ModelSpec:
+    """Names, shapes and dtypes of some weights, in their order."""
+    return ModelSpec.of_weights(weights)
 
 
-def check_spec(expected: Spec, weights: Mapping[str, npt.NDArray[Any]], what: str) -> None:
+def check_spec(expected: ModelSpec, weights: Mapping[str, npt.NDArray[Any]], what: str) -> None:
     """Raise unless ``weights`` has exactly the expected names and shapes
-    and holds floats."""
-    missing = [name for name in expected if name not in weights]
-    extra = [name for name in weights if name not in expected]
+    and holds floats (of any width: a mean is taken in float64 anyway)."""
+    names = expected.names
+    known = set(names)
+    missing = [name for name in names if name not in weights]
+    extra = [name for name in weights if name not in known]
     if missing or extra:
         raise AggregationError(f"{what}: missing weights {missing}, unexpected weights {extra}")
-    for name, shape in expected.items():
-        value = np.asarray(weights[name])
-        if value.shape != shape:
-            raise AggregationError(f"{what}: {name} has shape {value.shape}, expected {shape}")
+    for spec in expected:
+        value = np.asarray(weights[spec.name])
+        if value.shape != spec.shape:
+            raise AggregationError(
+                f"{what}: {spec.name} has shape {value.shape}, expected {spec.shape}"
+            )
         if not np.issubdtype(value.dtype, np.floating):
-            raise AggregationError(f"{what}: {name} has dtype {value.dtype}, expected floats")
+            raise AggregationError(f"{what}: {spec.name} has dtype {value.dtype}, expected floats")
 
 
 def _check_range(size: int, name: str, start: int, stop: int) -> None:
     if not 0 <= start <= stop <= size:
         raise AggregationError(f"{name}: slice [{start}, {stop}) is outside [0, {size})")
+
+
+def _shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    return {weight.name: weight.shape for weight in spec}
 
 
 class InMemoryUpdates:
@@ -98,23 +97,24 @@ class InMemoryUpdates:
     ) -> None:
         if weights is not None and len(weights) != len(updates):
             raise AggregationError(f"{len(weights)} weights for {len(updates)} updates")
-        self._spec: Spec = spec_of(updates[0]) if updates else {}
+        spec = spec_of(updates[0]) if updates else ModelSpec(())
+        self._shapes = _shapes(spec)
         self._flats: list[dict[str, Float32Array]] = []
         for index, update in enumerate(updates):
-            check_spec(self._spec, update, f"update {index}")
+            check_spec(spec, update, f"update {index}")
             self._flats.append(
                 {
                     name: np.ascontiguousarray(update[name], dtype=np.float32).reshape(-1)
-                    for name in self._spec
+                    for name in self._shapes
                 }
             )
         self._weights = [1.0] * len(updates) if weights is None else [float(w) for w in weights]
 
     def names(self) -> Sequence[str]:
-        return list(self._spec)
+        return list(self._shapes)
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return self._spec[name]
+        return self._shapes[name]
 
     def __len__(self) -> int:
         return len(self._flats)
@@ -128,47 +128,44 @@ class InMemoryUpdates:
         return flat[start:stop]
 
 
-class _TensorInfo:
-    __slots__ = ("dtype", "offset", "size")
-
-    def __init__(self, dtype: np.dtype[Any], offset: int, size: int) -> None:
-        self.dtype = dtype
-        self.offset = offset
-        self.size = size
-
-
 class SafetensorsFileUpdates:
     """Updates stored as files written by :func:`fedge.update_codec.encode_update`.
 
-    Only the headers are read up front (and checked: same names and shapes
-    in every file, offsets inside the file); ``read`` then seeks to the
-    requested slice, so memory stays bounded by what is asked for. Files
-    are opened per read rather than held open, so a round of thousands of
-    updates does not run out of file descriptors.
+    Only the headers are read up front, by the codec's own decoder
+    (:func:`fedge.update_codec.read_update_layout`: the same header bound,
+    strict JSON, dtype table, metadata rules and offset checks as an
+    upload), and every file must have the same names and shapes (with
+    ``spec``, the model's names, shapes and dtypes); ``read`` then seeks to
+    the requested slice, so memory stays bounded by what is asked for.
+    Files are opened per read rather than held open, so a round of
+    thousands of updates does not run out of file descriptors.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+    def __init__(
+        self, paths: Sequence[str | os.PathLike[str]], spec: ModelSpec | None = None
+    ) -> None:
         self._paths = [Path(p) for p in paths]
-        self._spec: Spec = {}
-        self._tensors: list[dict[str, _TensorInfo]] = []
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._tensors: list[dict[str, TensorLayout]] = []
         self._weights: list[float] = []
         for index, path in enumerate(self._paths):
-            spec, tensors, num_examples = _read_layout(path)
+            tensors, num_examples = _read_layout(path, spec)
+            shapes = {name: info.shape for name, info in tensors.items()}
             if index == 0:
-                self._spec = spec
-            elif spec != self._spec:
+                self._shapes = shapes
+            elif list(shapes.items()) != list(self._shapes.items()):
                 raise AggregationError(
                     f"{path}: names or shapes differ from {self._paths[0]}: "
-                    f"{_describe(spec)} vs {_describe(self._spec)}"
+                    f"{_describe(shapes)} vs {_describe(self._shapes)}"
                 )
             self._tensors.append(tensors)
             self._weights.append(float(num_examples))
 
     def names(self) -> Sequence[str]:
-        return list(self._spec)
+        return list(self._shapes)
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return self._spec[name]
+        return self._shapes[name]
 
     def __len__(self) -> int:
         return len(self._paths)
@@ -189,47 +186,21 @@ class SafetensorsFileUpdates:
         return out.astype(np.float32, copy=False)
 
 
-def _read_layout(path: Path) -> tuple[Spec, dict[str, _TensorInfo], int]:
-    """Names, shapes, dtypes and absolute offsets of an update file."""
+def _read_layout(path: Path, spec: ModelSpec | None) -> tuple[dict[str, TensorLayout], int]:
+    """An update file's float tensors by name (canonical order) and its
+    ``num_examples``, from the codec's decoder."""
     try:
         with open(path, "rb") as file:
-            prefix = file.read(8)
-            if len(prefix) < 8:
-                raise AggregationError(f"{path}: too short for a safetensors file")
-            (length,) = struct.unpack("<Q", prefix)
-            if length > _MAX_HEADER_BYTES:
-                raise AggregationError(f"{path}: header of {length} bytes is too large")
-            header = read_header(prefix + file.read(length))
-        file_size = path.stat().st_size
+            layout = read_update_layout(file, os.fstat(file.fileno()).st_size, spec)
     except OSError as exc:
         raise AggregationError(f"{path}: cannot read: {exc}") from exc
     except CodecError as exc:
         raise AggregationError(f"{path}: {exc}") from exc
-    metadata = header.pop("__metadata__", None) or {}
-    if metadata.get("format") != FORMAT or metadata.get("kind") != "update":
-        raise AggregationError(f"{path}: not a {FORMAT} update")
-    try:
-        num_examples = int(metadata["num_examples"])
-    except (KeyError, ValueError) as exc:
-        raise AggregationError(f"{path}: bad num_examples in metadata") from exc
-    body = 8 + length
-    entries: list[tuple[int, str, tuple[int, ...], _TensorInfo]] = []
-    for name, info in header.items():
-        try:
-            dtype = _FLOAT_CODES[info["dtype"]]
-            shape = tuple(int(d) for d in info["shape"])
-            start, stop = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise AggregationError(f"{path}: {name}: not a float tensor entry") from exc
-        size = math.prod(shape)
-        if stop - start != size * dtype.itemsize or start < 0 or body + stop > file_size:
-            raise AggregationError(f"{path}: {name}: data offsets do not fit the file")
-        entries.append((start, name, shape, _TensorInfo(dtype, body + start, size)))
-    entries.sort(key=lambda entry: entry[0])
-    spec = {name: shape for _, name, shape, _ in entries}
-    tensors = {name: info for _, name, _, info in entries}
-    return spec, tensors, num_examples
+    for info in layout.tensors:
+        if info.dtype.kind != "f":
+            raise AggregationError(f"{path}: {info.name} holds {info.dtype}, not floats")
+    return {info.name: info for info in layout.tensors}, layout.meta.num_examples
 
 
-def _describe(spec: Spec) -> str:
-    return json.dumps({name: list(shape) for name, shape in spec.items()})
+def _describe(shapes: Mapping[str, tuple[int, ...]]) -> str:
+    return json.dumps({name: list(shape) for name, shape in shapes.items()})

@@ -3,35 +3,56 @@
 Order: a header within the bound the model's spec implies, then the
 canonical weight names/shapes/dtypes read from the header alone (before
 any tensor data is touched), strict metadata, well-formed tensor data (the
-``safetensors`` package decodes it), the round and base checkpoint it
-claims, finite values, a positive example count, then the norm bound (clip
-or reject). Each failure has a stable ``code`` that the metrics count
-rejects by.
+codec, :mod:`fedge.update_codec`), then the stages of
+:mod:`fedge.server.update_pipeline`: ``bounds`` (the round and base
+checkpoint it claims, finite values, a positive example count; the norm,
+measured once), the norm bound (clip or reject), and whatever stages the
+round's strategy adds (central DP's clip, the weight). Each failure has a
+stable ``code`` that the metrics count rejects by.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
+from fedge.server.errors import BadRequest, PayloadTooLarge, Unprocessable
+from fedge.server.update_pipeline import (
+    MAX_NUM_EXAMPLES,
+    Bounds,
+    Candidate,
+    Stage,
+    norm_stages,
+    run_stages,
+)
+from fedge.update_codec import CodecError, Update, decode_update, encode_update
+from fedge.weight_spec import ModelSpec, WeightLike
 
-from fedge.manifest import TensorSpec
-from fedge.server.aggregation import clip_by_global_norm
-from fedge.server.errors import BadRequest, Conflict, PayloadTooLarge, Unprocessable
-from fedge.update_codec import CodecError, Update, decode_update, encode_update, global_norm
-
-MAX_NUM_EXAMPLES = 10_000_000
+__all__ = ["MAX_NUM_EXAMPLES", "ValidatedUpdate", "continue_validation", "validate_update"]
 
 
 @dataclass(frozen=True)
 class ValidatedUpdate:
+    """An accepted update as it is stored and averaged.
+
+    ``norm`` is the L2 norm as received (measured once); ``update`` and
+    ``stored_bytes`` hold the deltas scaled by ``scale`` (1 unless a stage
+    clipped: ``clipped`` then, and ``clipped_by`` names the stages);
+    ``weight`` is the accumulation weight once a weigh stage has run."""
+
     update: Update
     digest: str
     norm: float
     clipped: bool
     stored_bytes: bytes
     weight: float = 0.0
+    scale: float = 1.0
+    clipped_by: tuple[str, ...] = ()
+
+    @property
+    def clipped_norm(self) -> float:
+        """The norm of the stored deltas."""
+        return self.norm * self.scale
 
 
 def validate_update(
@@ -39,49 +60,58 @@ def validate_update(
     digest: str,
     round_id: int,
     base_checkpoint: str,
-    specs: Sequence[TensorSpec],
+    specs: ModelSpec | Iterable[WeightLike],
     max_norm: float | None,
     norm_policy: str,
+    *,
+    stages: Sequence[Stage] = (),
 ) -> ValidatedUpdate:
+    """Decode ``raw`` against the model's spec and run the pipeline: bounds,
+    the norm bound (``max_norm`` with ``norm_policy``), then ``stages``."""
     try:
-        update = decode_update(raw, specs)
+        update = decode_update(raw, ModelSpec.of(specs))
     except CodecError as exc:
         if exc.code == "wrong_weights":
             raise Unprocessable(str(exc), code="wrong_weights") from exc
         if exc.code == "header_too_large":
             raise PayloadTooLarge(f"not a fedge update: {exc}", code=exc.code) from exc
         raise BadRequest(f"not a fedge update: {exc}", code="malformed_update") from exc
-    meta = update.meta
-    if meta.round_id != round_id:
-        raise BadRequest(
-            f"the update is for round {meta.round_id}, uploaded to round {round_id}",
-            code="wrong_round",
-        )
-    if meta.base_checkpoint != base_checkpoint:
-        raise Conflict(
-            f"the update was trained from checkpoint {meta.base_checkpoint[:12]}, the round's "
-            f"base is {base_checkpoint[:12]}; download the current checkpoint",
-            code="stale_base",
-        )
-    _check_finite(update)
-    if not 0 < meta.num_examples <= MAX_NUM_EXAMPLES:
-        raise Unprocessable(
-            f"num_examples must be in 1..{MAX_NUM_EXAMPLES}, got {meta.num_examples}",
-            code="bad_num_examples",
-        )
-    norm = global_norm(update.deltas)
-    if max_norm is None or norm <= max_norm:
-        return ValidatedUpdate(update, digest, norm, False, raw)
-    if norm_policy == "reject":
-        raise Unprocessable(
-            f"update norm {norm:.4g} exceeds the bound {max_norm:.4g}", code="norm_too_large"
-        )
-    clipped, _ = clip_by_global_norm(update.deltas, max_norm)
-    clipped_update = Update(meta=meta, deltas=clipped)
-    return ValidatedUpdate(clipped_update, digest, norm, True, encode_update(clipped_update))
+    candidate = Bounds(round_id, base_checkpoint).admit(update)
+    candidate = run_stages(candidate, (*norm_stages(max_norm, norm_policy), *stages))
+    return _finish(update, digest, raw, candidate)
 
 
-def _check_finite(update: Update) -> None:
-    for name, value in update.deltas.items():
-        if not np.isfinite(value).all():
-            raise Unprocessable(f"{name} holds NaN or infinite values", code="non_finite")
+def continue_validation(valid: ValidatedUpdate, stages: Sequence[Stage]) -> ValidatedUpdate:
+    """Run more stages on an update that :func:`validate_update` accepted,
+    with the norm it measured (for callers that add the strategy's stages
+    in a second step)."""
+    update = valid.update
+    candidate = Candidate(
+        deltas=update.deltas,
+        num_examples=update.meta.num_examples,
+        norm=valid.norm,
+        scale=valid.scale,
+        held_scale=valid.scale,
+        weight=valid.weight,
+        clipped_by=valid.clipped_by,
+    )
+    return _finish(update, valid.digest, valid.stored_bytes, run_stages(candidate, stages))
+
+
+def _finish(update: Update, digest: str, held: bytes, candidate: Candidate) -> ValidatedUpdate:
+    """The candidate as stored: the deltas scaled (once) and re-encoded
+    only when a stage clipped since ``held`` was encoded."""
+    stored, stored_bytes = update, held
+    if candidate.scale != candidate.held_scale:
+        stored = Update(meta=update.meta, deltas=candidate.scaled_deltas())
+        stored_bytes = encode_update(stored)
+    return ValidatedUpdate(
+        update=stored,
+        digest=digest,
+        norm=candidate.norm,
+        clipped=candidate.clipped,
+        stored_bytes=stored_bytes,
+        weight=candidate.weight,
+        scale=candidate.scale,
+        clipped_by=candidate.clipped_by,
+    )

@@ -107,10 +107,10 @@ def test_the_encoding_is_standard_safetensors() -> None:
 
 
 def test_a_header_over_the_spec_bound_is_refused_before_it_is_parsed() -> None:
-    from fedge.manifest import TensorSpec
     from fedge.update_codec import max_header_bytes
+    from fedge.weight_spec import ModelSpec
 
-    specs = [TensorSpec("w", (2,), "float32")]
+    specs = ModelSpec.from_json([{"name": "w", "shape": [2], "dtype": "float32"}])
     bound = max_header_bytes(specs)
     # A header one byte over the bound, of valid JSON, with enough data behind it.
     header = b'{"pad": "' + b"x" * (bound - 10) + b'"}'

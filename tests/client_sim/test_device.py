@@ -23,11 +23,15 @@ def _device_with_keras_runtime() -> tuple[SimDevice, Weights, list[str]]:
     task = load_task(seed=0)
     model.fit(task.train.x, task.train.y, epochs=5, batch_size=32, verbose=0)
     trainer = KerasTrainer(model)
-    trained = dict(zip(trainer.names, model.get_weights(), strict=True))
+    trained = trainer.spec.named(model.get_weights())
     data = DeviceData(train=task.test, holdout=task.test, style=HandwritingStyle.neutral())
     client = FedgeClient(HttpTransport("http://127.0.0.1:9"))  # never called here
     pool = TrainerPool(lambda: trainer, 1)
-    return SimDevice(0, data, pool, client, DeviceProfile(), seed=0), trained, trainer.names
+    return (
+        SimDevice(0, data, pool, client, DeviceProfile(), seed=0),
+        trained,
+        list(trainer.spec.names),
+    )
 
 
 def test_a_better_global_model_is_adopted_and_a_worse_one_is_not() -> None:

@@ -34,6 +34,7 @@ from fedge.data import load_task
 from fedge.model import build_reference_model
 from fedge.partition import PartitionConfig, partition
 from fedge.update_codec import Weights
+from fedge.weight_spec import ModelSpec
 
 TOLERANCE = 1e-4
 
@@ -62,13 +63,12 @@ def test_three_rounds_agree_with_tff_within_1e_4(runtime: str) -> None:
     parts = partition(task.train.y, PartitionConfig(num_devices=6, alpha=0.5, seed=3))
     tf.keras.utils.set_random_seed(config.seed)
     initial_model = build_reference_model(smooth=True)
-    names = [w.name.removesuffix(":0") for w in initial_model.weights]
-    initial = dict(zip(names, initial_model.get_weights(), strict=True))
+    spec = ModelSpec.from_keras(initial_model)
+    initial = spec.named(initial_model.get_weights())
 
     def tff_run(weighted: bool) -> Weights:
         return run_tff_fedavg(
             initial,
-            names,
             lambda d: parts.device_data(d, task.train).train,
             report.selected,
             config.seed,
@@ -80,7 +80,7 @@ def test_three_rounds_agree_with_tff_within_1e_4(runtime: str) -> None:
         ).weights
 
     def distance(weights: Weights) -> float:
-        return max(float(np.abs(report.final_weights[n] - weights[n]).max()) for n in names)
+        return max(float(np.abs(report.final_weights[n] - weights[n]).max()) for n in spec.names)
 
     assert distance(initial) > 1e-2  # the rounds really trained
     assert distance(tff_run(weighted=True)) <= TOLERANCE

@@ -39,7 +39,7 @@ def test_bundle_manifest_accounts_for_every_file(trained_model_path: Path, tmp_p
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert on_disk - listed == {"manifest.json"}
     assert listed == on_disk - {"manifest.json"}
-    assert set(manifest.artifacts) == {"keras", "tflite"}
+    assert set(manifest.artifacts) == {"keras", "weights", "tflite"}
     assert manifest.parity["tflite"]["status"] == "pass"
     assert manifest.parity["tflite"]["max_abs_err"] <= 1e-4
     assert manifest.parity["tflite_train"]["status"] == "pass"

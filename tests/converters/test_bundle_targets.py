@@ -27,7 +27,7 @@ def test_the_reference_model_gets_all_three_targets_verified(
 
     manifest = verify_bundle(out)
     assert not result.failed
-    assert set(manifest.artifacts) == {"keras", "tflite", "tfjs", "coreml"}
+    assert set(manifest.artifacts) == {"keras", "weights", "tflite", "tfjs", "coreml"}
     for target in ("tflite", "tfjs", "coreml"):
         record = manifest.parity[target]
         assert record["status"] == "pass", (target, record)
@@ -69,7 +69,7 @@ def test_a_failing_target_is_left_out_and_named(tmp_path: Path) -> None:
     assert "bundle written to" in result.output and "without: tfjs" in result.output
     assert "layer 'gru' (GRU)" in result.output
     manifest = verify_bundle(tmp_path / "b")
-    assert set(manifest.artifacts) == {"keras", "tflite"}
+    assert set(manifest.artifacts) == {"keras", "weights", "tflite"}
     assert "tfjs" in manifest.failures
     assert not (tmp_path / "b" / "tfjs").exists()
 

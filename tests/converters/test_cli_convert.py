@@ -97,7 +97,7 @@ def test_predict_refuses_a_runtime_the_bundle_lacks(
     )
 
     assert result.exit_code != 0
-    assert "has no 'coreml' artifact (it has: keras, tflite)" in result.output
+    assert "has no 'coreml' artifact (it has: keras, tflite, weights)" in result.output
     assert not (tmp_path / "p.npy").exists()
 
 

@@ -125,6 +125,9 @@ def test_missing_node_packages_say_how_to_fix(
     (web / "node").mkdir(parents=True)
     (web / "node" / "tfjs_run.mjs").write_text("")
     monkeypatch.setattr(tfjs_node, "web_dir", lambda: web)
+    # No per-user install from `fedge setup-node`, and no explicit setting.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
+    monkeypatch.delenv("FEDGE_NODE_MODULES", raising=False)
 
     with pytest.raises(RuntimeUnavailableError, match=r"@tensorflow/tfjs is not installed.*setup"):
         tfjs_node.runner_command()

@@ -16,7 +16,7 @@ from fedge.converters.model_io import load_keras_model
 from fedge.converters.options import ConvertOptions
 from fedge.converters.samples import load_samples
 from fedge.converters.train_parity import check_train_step
-from fedge.model import canonical_weights
+from fedge.weight_spec import ModelSpec
 from tests.model_zoo import ZOO, separable_bn_cnn
 
 FP32_ONLY = ConvertOptions(targets=("tflite",), tflite_training=False)
@@ -142,13 +142,35 @@ def test_training_artifact_round_trips_weights_in_canonical_order(tmp_path: Path
     interpreter.get_signature_runner("set_weights")(**dict(zip(keys, new, strict=True)))
     got = interpreter.get_signature_runner("get_weights")()
 
-    specs = canonical_weights(model)
+    specs = ModelSpec.from_keras(model)
     assert len(keys) == len(specs) == len(new)
     for key, spec, value in zip(keys, specs, new, strict=True):
         assert got[key].shape == spec.shape
         np.testing.assert_array_equal(got[key], value)
     # BatchNormalization's moving statistics are part of the canonical list.
     assert any(s.name.endswith("moving_mean") for s in specs)
+
+
+def test_the_simulator_trains_through_the_specs_training_keys(tmp_path: Path) -> None:
+    """The artifact's keys are the spec's, and the simulator's TFLite runtime
+    maps weights in and out by the spec alone (no key of its own making)."""
+    from fedge.client_sim.trainers import TfliteTrainer
+
+    model = separable_bn_cnn()
+    artifact = tflite.export(model, tmp_path, ConvertOptions(targets=("tflite",)))
+    spec = ModelSpec.from_keras(model)
+    trainer = TfliteTrainer(tmp_path / artifact.options["training"]["path"], spec)
+    weights = spec.named(
+        [np.full(w.shape, i, dtype=np.float32) for i, w in enumerate(model.get_weights())]
+    )
+
+    trainer.set_weights(weights)
+    got = trainer.get_weights()
+
+    assert artifact.options["training"]["weight_keys"] == list(spec.train_keys)
+    assert list(got) == list(spec.names)
+    for name, value in weights.items():
+        np.testing.assert_array_equal(got[name], value)
 
 
 def test_a_layer_without_builtin_ops_is_named(tmp_path: Path) -> None:

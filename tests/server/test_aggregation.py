@@ -19,6 +19,7 @@ from fedge.server.aggregation import (
     trimmed_mean,
 )
 from fedge.update_codec import Update, UpdateMeta, Weights, encode_update
+from fedge.weight_spec import ModelSpec, WeightSpec
 
 
 def f32(*values: float) -> npt.NDArray[np.float32]:
@@ -92,7 +93,9 @@ def test_mean_of_large_tensor_matches_float64_reference() -> None:
 
 
 def test_a_rejected_update_leaves_the_mean_unchanged() -> None:
-    mean = StreamingMean({"a": (2,), "b": (1,)})
+    mean = StreamingMean(
+        ModelSpec((WeightSpec("a", (2,), "float32"), WeightSpec("b", (1,), "float32")))
+    )
     mean.add({"a": f32(2, 2), "b": f32(2)}, weight=1)
 
     bad_updates: list[tuple[dict[str, Any], float]] = [

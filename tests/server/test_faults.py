@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import requests
 
-from fedge.server.process import running
 from fedge.update_codec import decode_checkpoint
+from tests.helpers.live_server import running
 from tests.server.helpers import auth, constant_update, json_at, settled
 from tests.server.test_http import ROUND_FLAGS, Device
 

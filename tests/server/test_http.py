@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import requests
 
-from fedge.server.process import running
 from fedge.update_codec import decode_checkpoint
+from tests.helpers.live_server import running
 from tests.server.helpers import OCTET, auth, constant_update, json_at, settled
 
 ROUND_FLAGS = ["--rounds-target", "3", "--rounds-min", "3", "--deadline", "300"]

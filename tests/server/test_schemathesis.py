@@ -32,13 +32,13 @@ from typing import Any
 import pytest
 import requests
 
-from fedge.server.process import running
+from tests.helpers.live_server import running
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "server" / "openapi.yaml"
 VENV = ROOT / ".schemathesis-venv"
 CLI = VENV / "bin" / "schemathesis"
-ADMIN_TOKEN = "admin-secret"  # fedge.server.process.start's default
+ADMIN_TOKEN = "admin-secret"  # tests.helpers.live_server.start's default
 
 CHECKS = (
     "not_a_server_error",

@@ -6,6 +6,9 @@
 //   node tfjs_run.mjs predict --model DIR/model.json --inputs IN --outputs OUT [--batch-size N]
 //   node tfjs_run.mjs bench   --model DIR/model.json --inputs IN [--warmup N] [--iters M]
 //   common: [--result FILE]  (the result JSON; stdout when not given)
+//           [--node-modules DIR]  (the node_modules that holds @tensorflow/tfjs;
+//                                  default: Node's own lookup from this file, i.e. web/node_modules)
+// Options may come before or after the mode.
 //
 // Tensor exchange (both directions): a directory holding `tensors.json`,
 //   {"format": "fedge-tensors/1",
@@ -19,8 +22,10 @@
 // Exit status: 0 ok, 1 failed (result written), 2 usage error.
 
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { endianness } from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const FORMAT = 'fedge-tensors/1';
 const ARRAYS = { float32: Float32Array, int32: Int32Array };
@@ -35,19 +40,24 @@ class RunError extends Error {
 }
 
 function parseArgs(argv) {
-  const [mode, ...rest] = argv;
-  if (mode !== 'predict' && mode !== 'bench') {
-    throw new RunError('usage', `first argument must be "predict" or "bench", got ${mode}`);
-  }
-  const args = { mode, batchSize: 32, warmup: 10, iters: 100 };
+  const args = { mode: undefined, batchSize: 32, warmup: 10, iters: 100 };
   const names = { '--model': 'model', '--inputs': 'inputs', '--outputs': 'outputs',
-    '--result': 'result', '--batch-size': 'batchSize', '--warmup': 'warmup', '--iters': 'iters' };
-  for (let i = 0; i < rest.length; i += 2) {
-    const key = names[rest[i]];
-    if (key === undefined || rest[i + 1] === undefined) {
-      throw new RunError('usage', `unknown or incomplete option ${rest[i]}`);
+    '--result': 'result', '--batch-size': 'batchSize', '--warmup': 'warmup', '--iters': 'iters',
+    '--node-modules': 'nodeModules' };
+  for (let i = 0; i < argv.length; i += 1) {
+    if (!argv[i].startsWith('--') && args.mode === undefined) {
+      args.mode = argv[i];
+      continue;
     }
-    args[key] = rest[i + 1];
+    const key = names[argv[i]];
+    if (key === undefined || argv[i + 1] === undefined) {
+      throw new RunError('usage', `unknown or incomplete option ${argv[i]}`);
+    }
+    args[key] = argv[i + 1];
+    i += 1;
+  }
+  if (args.mode !== 'predict' && args.mode !== 'bench') {
+    throw new RunError('usage', `the mode must be "predict" or "bench", got ${args.mode}`);
   }
   for (const key of ['batchSize', 'warmup', 'iters']) {
     args[key] = Number(args[key]);
@@ -55,7 +65,7 @@ function parseArgs(argv) {
       throw new RunError('usage', `--${key} must be a positive integer`);
     }
   }
-  const needed = mode === 'predict' ? ['model', 'inputs', 'outputs'] : ['model', 'inputs'];
+  const needed = args.mode === 'predict' ? ['model', 'inputs', 'outputs'] : ['model', 'inputs'];
   for (const key of needed) {
     if (args[key] === undefined) throw new RunError('usage', `--${key} is required`);
   }
@@ -243,14 +253,24 @@ async function bench(tf, model, args) {
   };
 }
 
+// ES modules ignore NODE_PATH, so a node_modules that is not beside this file
+// (a normal install keeps it in a per-user directory) is resolved explicitly:
+// the package directory's "main", as `import('@tensorflow/tfjs')` would find.
+async function importTfjs(nodeModules) {
+  if (nodeModules === undefined) return import('@tensorflow/tfjs');
+  const require = createRequire(import.meta.url);
+  const entry = require.resolve(path.resolve(nodeModules, '@tensorflow', 'tfjs'));
+  return import(pathToFileURL(entry).href);
+}
+
 async function run(args) {
   if (endianness() !== 'LE') throw new RunError('error', 'fedge tensors are little-endian only');
   let tf;
   try {
-    tf = await import('@tensorflow/tfjs');
+    tf = await importTfjs(args.nodeModules);
   } catch (err) {
     throw new RunError('runtime_missing',
-      `@tensorflow/tfjs is not installed (run scripts/setup.sh): ${err.message}`);
+      `@tensorflow/tfjs is not installed (run \`fedge setup-node\`): ${err.message}`);
   }
   tf.enableProdMode();
   await tf.setBackend('cpu');

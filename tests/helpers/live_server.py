@@ -1,6 +1,7 @@
 """``fedge serve`` as a child process on a free loopback port, always stopped.
 
-Used by the end-to-end tests, the benchmarks and the demo: they need the
+Test and benchmark scaffolding, not part of the installed package: the
+end-to-end tests, the wheel test and ``bench.server_ingest_bench`` need the
 real server process (its own interpreter, its own memory, killable with
 SIGKILL), not an app object.
 """
@@ -13,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,17 +48,24 @@ def start(
     timeout: float = 120,
     admin_token: str = "admin-secret",
     prefix: Sequence[str] = (),
+    fedge: Path = FEDGE,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> LiveServer:
     """Start the server; return once it prints its URL (its stderr goes to ``log``).
 
-    ``prefix`` runs it through another command (``nsenter ...``, say)."""
-    env = {**os.environ, "FEDGE_ADMIN_TOKEN": admin_token, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    ``prefix`` runs it through another command (``nsenter ...``, say);
+    ``fedge`` is the console script to run (another environment's, say),
+    in ``cwd``, with ``environ`` (default: this process's) as its base."""
+    base = os.environ if environ is None else environ
+    env = {**base, "FEDGE_ADMIN_TOKEN": admin_token, "TF_CPP_MIN_LOG_LEVEL": "3"}
     with open(log, "ab") as log_file:
         process = subprocess.Popen(
-            [*prefix, str(FEDGE), "serve", "--data-dir", str(data_dir), "--port", "0", *args],
+            [*prefix, str(fedge), "serve", "--data-dir", str(data_dir), "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=log_file,
             stdin=subprocess.DEVNULL,
+            cwd=cwd,
             env=env,
         )
     assert process.stdout is not None
@@ -97,9 +105,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running(
-    data_dir: Path, args: Sequence[str], log: Path, prefix: Sequence[str] = ()
+    data_dir: Path,
+    args: Sequence[str],
+    log: Path,
+    prefix: Sequence[str] = (),
+    fedge: Path = FEDGE,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Iterator[LiveServer]:
-    server = start(data_dir, args, log, prefix=prefix)
+    server = start(data_dir, args, log, prefix=prefix, fedge=fedge, cwd=cwd, environ=environ)
     try:
         yield server
     finally:

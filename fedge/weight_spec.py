@@ -1,0 +1,229 @@
+"""The model's weights, in the one canonical order every part of fedge uses.
+
+A :class:`ModelSpec` is the ordered list of a model's weights: canonical
+names (``layer/variable``, as Keras names the variable, without ``:0``),
+shapes and dtypes, and the key each weight has in the TFLite training
+artifact's ``get_weights`` / ``set_weights`` signatures (``w000``,
+``w001``, ... by position). It comes from one of two places:
+
+* a bundle's manifest (``Manifest.weights``, JSON ``[{"name", "shape",
+  "dtype"}, ...]``), which the server, the devices and the browser read;
+* a Keras model, through :meth:`ModelSpec.from_keras`, the only function
+  that turns Keras variables into canonical names.
+
+The converters write it, the update codec checks uploads against it, the
+server bounds requests and norms by it, and the simulator's runtimes use it
+to map weights in and out of TFLite and Keras.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from fedge.errors import FedgeError
+
+Weights = dict[str, npt.NDArray[Any]]
+
+
+class WeightSpecError(FedgeError):
+    """A weight spec that is malformed, or weights that do not match one."""
+
+
+class WeightLike(Protocol):
+    """Anything that names a weight's name, shape and dtype (a
+    :class:`WeightSpec`, or a record of older code), for :meth:`ModelSpec.of`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def shape(self) -> tuple[int | None, ...]: ...
+
+    @property
+    def dtype(self) -> str: ...
+
+
+def train_key(index: int) -> str:
+    """The key of the ``index``-th weight in the TFLite training signatures."""
+    return f"w{index:03d}"
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One weight: canonical name, concrete shape and NumPy dtype name."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise WeightSpecError(f"a weight name must be a non-empty string, got {self.name!r}")
+        if not all(type(d) is int and d >= 0 for d in self.shape):
+            raise WeightSpecError(f"{self.name}: shape {self.shape} is not a list of sizes")
+        try:
+            canonical = np.dtype(self.dtype).name
+        except TypeError as exc:
+            raise WeightSpecError(f"{self.name}: unknown dtype {self.dtype!r}") from exc
+        if canonical != self.dtype:
+            raise WeightSpecError(f"{self.name}: dtype {self.dtype!r} is not {canonical!r}")
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> WeightSpec:
+        if not isinstance(raw, Mapping) or set(raw) != {"name", "shape", "dtype"}:
+            raise WeightSpecError(f"a weight is an object of name, shape and dtype, got {raw!r}")
+        shape = raw["shape"]
+        if not isinstance(shape, list):
+            raise WeightSpecError(f"{raw['name']!r}: shape must be a list, got {shape!r}")
+        return cls(name=raw["name"], shape=tuple(shape), dtype=raw["dtype"])
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model's weights in canonical order (iterable, sized)."""
+
+    weights: tuple[WeightSpec, ...]
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for spec in self.weights:
+            if spec.name in seen:
+                raise WeightSpecError(f"weight {spec.name!r} appears twice")
+            seen.add(spec.name)
+
+    def __iter__(self) -> Iterator[WeightSpec]:
+        return iter(self.weights)
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.weights)
+
+    @property
+    def train_keys(self) -> tuple[str, ...]:
+        """The TFLite training signatures' keys, in the same order as :attr:`names`."""
+        return tuple(train_key(i) for i in range(len(self.weights)))
+
+    @property
+    def size(self) -> int:
+        """Number of parameters (all weights' elements)."""
+        return sum(spec.size for spec in self.weights)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(spec.nbytes for spec in self.weights)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [spec.to_json() for spec in self.weights]
+
+    @classmethod
+    def from_json(cls, raw: Any) -> ModelSpec:
+        """From the manifest's ``weights`` list (or the same list stored elsewhere)."""
+        if not isinstance(raw, list):
+            raise WeightSpecError(f"weights must be a list, got {type(raw).__name__}")
+        return cls(tuple(WeightSpec.from_json(item) for item in raw))
+
+    @classmethod
+    def of(cls, specs: ModelSpec | Iterable[WeightLike]) -> ModelSpec:
+        """``specs`` as a ModelSpec (itself when it is one). For callers that
+        still hold a list of name/shape/dtype records."""
+        if isinstance(specs, ModelSpec):
+            return specs
+        weights = []
+        for spec in specs:
+            if any(d is None for d in spec.shape):
+                raise WeightSpecError(
+                    f"{spec.name}: a weight's shape is concrete, got {spec.shape}"
+                )
+            weights.append(
+                WeightSpec(spec.name, tuple(int(d or 0) for d in spec.shape), spec.dtype)
+            )
+        return cls(tuple(weights))
+
+    @classmethod
+    def from_keras(cls, model: Any) -> ModelSpec:
+        """A Keras model's weights (``model.weights``: trainable and not, in
+        Keras order), named ``layer/variable``."""
+        return cls(
+            tuple(
+                WeightSpec(
+                    name=str(w.name).removesuffix(":0"),
+                    shape=tuple(int(d) for d in w.shape),
+                    # A tf.DType knows its NumPy dtype; a Keras 3 dtype is a string.
+                    dtype=np.dtype(getattr(w.dtype, "as_numpy_dtype", w.dtype)).name,
+                )
+                for w in model.weights
+            )
+        )
+
+    @classmethod
+    def of_weights(cls, weights: Mapping[str, npt.NDArray[Any]]) -> ModelSpec:
+        """The spec of some arrays, in their order (names, shapes, dtypes as they are)."""
+        return cls(
+            tuple(
+                WeightSpec(
+                    name, tuple(int(d) for d in np.shape(value)), np.asarray(value).dtype.name
+                )
+                for name, value in weights.items()
+            )
+        )
+
+    def ordered(self, weights: Mapping[str, npt.NDArray[Any]]) -> Weights:
+        """``weights`` in canonical order; exactly the spec's names and shapes."""
+        names = self.names
+        known = set(names)
+        missing = [name for name in names if name not in weights]
+        extra = [name for name in weights if name not in known]
+        if missing or extra:
+            raise WeightSpecError(f"weights differ: missing {missing[:5]}, unexpected {extra[:5]}")
+        for spec in self.weights:
+            shape = tuple(np.shape(weights[spec.name]))
+            if shape != spec.shape:
+                raise WeightSpecError(f"{spec.name}: shape {shape}, the model has {spec.shape}")
+        return {name: weights[name] for name in self.names}
+
+    def values(self, weights: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
+        """The arrays in canonical order (what Keras's ``set_weights`` takes)."""
+        return list(self.ordered(weights).values())
+
+    def named(self, values: Sequence[npt.NDArray[Any]]) -> Weights:
+        """Arrays in canonical order (what Keras's ``get_weights`` gives) by name."""
+        if len(values) != len(self.weights):
+            raise WeightSpecError(f"{len(values)} arrays for {len(self.weights)} weights")
+        return self.ordered(dict(zip(self.names, values, strict=True)))
+
+    def to_train_inputs(self, weights: Mapping[str, npt.NDArray[Any]]) -> Weights:
+        """The ``set_weights`` signature's arguments: each weight under its
+        key, as a contiguous array of the spec's dtype."""
+        ordered = self.ordered(weights)
+        return {
+            train_key(i): np.ascontiguousarray(ordered[spec.name], dtype=spec.dtype)
+            for i, spec in enumerate(self.weights)
+        }
+
+    def from_train_outputs(self, outputs: Mapping[str, npt.NDArray[Any]]) -> Weights:
+        """The ``get_weights`` signature's outputs by canonical name."""
+        missing = [key for key in self.train_keys if key not in outputs]
+        if missing:
+            raise WeightSpecError(f"the training artifact does not return {missing[:5]}")
+        return {spec.name: np.array(outputs[train_key(i)]) for i, spec in enumerate(self.weights)}

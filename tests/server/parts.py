@@ -1,0 +1,91 @@
+"""The coordinator's parts wired together on a temporary data directory,
+without Flask and without the background driver: a test moves time by
+passing ``now`` and reaches every part directly."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedge.server import device_store as devices
+from fedge.server import round_store as rs
+from fedge.server.auth import Device
+from fedge.server.config import RoundConfig, ServerConfig
+from fedge.server.db import Database
+from fedge.server.ingest import UpdateIngest
+from fedge.server.metrics import Metrics, server_metrics
+from fedge.server.recovery import recover
+from fedge.server.round_closer import RoundCloser
+from fedge.server.round_lifecycle import RoundLifecycle
+from fedge.server.round_strategy import RoundStrategy
+from fedge.server.round_sum import RoundSum
+from fedge.server.selection import Selector
+from tests.server.helpers import SPECS, tiny_model
+
+
+@dataclass
+class Parts:
+    config: ServerConfig
+    db: Database
+    dirs: rs.Directories
+    metrics: Metrics
+    round_sum: RoundSum
+    lifecycle: RoundLifecycle
+    selector: Selector
+    ingest: UpdateIngest
+    wakes: list[int] = field(default_factory=list)
+
+    def device(self, participations: int = 0) -> Device:
+        with self.db.transaction() as conn:
+            enrolment = devices.enrol(conn, "test", None, time.time())
+            conn.execute(
+                "UPDATE devices SET participations = ? WHERE id = ?",
+                (participations, enrolment.device_id),
+            )
+        return Device(enrolment.device_id, "test", False, False, False, participations)
+
+    def round(self, round_id: int) -> rs.RoundRecord:
+        record = rs.round_record(self.db.connection(), round_id)
+        assert record is not None, f"no round {round_id}"
+        return record
+
+    def task(self, device: Device) -> dict[str, Any]:
+        decision = self.selector.request_task(device, devices.Conditions())
+        assert decision.task is not None, decision
+        return decision.task
+
+
+def build_parts(data_dir: Path, **settings: Any) -> Parts:
+    """Parts on ``data_dir`` (a second call on it is a restart); round 1 is open."""
+    rounds: dict[str, Any] = {
+        "target_participants": 2,
+        "min_participants": 1,
+        "over_selection": 1.0,
+    }
+    rounds.update(settings.pop("rounds", {}))
+    config = ServerConfig(data_dir=data_dir, rounds=RoundConfig(**rounds), **settings)
+    config.validate()
+    db = Database(config.database)
+    dirs = rs.Directories.under(data_dir)
+    metrics = server_metrics()
+    strategy = RoundStrategy(config)
+    round_sum = RoundSum()
+    model = recover(db, dirs, list(SPECS), tiny_model().weights, strategy, round_sum, metrics)
+    closer = RoundCloser(dirs, strategy, config.update_retention_rounds)
+    lifecycle = RoundLifecycle(db, config.rounds, round_sum, model, closer, metrics)
+    wakes: list[int] = []
+    ingest = UpdateIngest(
+        config,
+        db,
+        dirs.updates,
+        list(SPECS),
+        strategy,
+        round_sum,
+        metrics,
+        lambda: wakes.append(round_sum.count),
+    )
+    selector = Selector(db, config.rounds, "tiny", [s.name for s in SPECS])
+    lifecycle.drive()
+    return Parts(config, db, dirs, metrics, round_sum, lifecycle, selector, ingest, wakes)

@@ -1,0 +1,79 @@
+"""Rebuilding memory at start, without Flask: a restart is a second
+:func:`build_parts` on the same data directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedge.server import round_store as rs
+from fedge.server.config import ServerConfig
+from fedge.server.db import Database
+from fedge.server.errors import ConfigurationError
+from fedge.server.metrics import server_metrics
+from fedge.server.recovery import recover
+from fedge.server.round_strategy import RoundStrategy
+from fedge.server.round_sum import RoundSum
+from tests.server.helpers import SPECS, constant_update
+from tests.server.parts import build_parts
+
+
+def test_a_restart_adds_the_stored_updates_of_the_open_round_again(tmp_path: Path) -> None:
+    before = build_parts(tmp_path, rounds={"target_participants": 3})
+    for value, examples in ((1.0, 1), (4.0, 3)):
+        device = before.device()
+        base = before.task(device)["base_checkpoint"]
+        before.ingest.accept(device, 1, constant_update(1, base, value, examples))
+
+    after = build_parts(tmp_path, rounds={"target_participants": 3})
+
+    assert after.round_sum.count == 2
+    # (1 * 1 + 3 * 4) / 4 = 3.25
+    np.testing.assert_allclose(after.round_sum.mean.result()["dense/bias"], [3.25, 3.25])
+    assert after.lifecycle.model.checkpoint_id == before.lifecycle.model.checkpoint_id
+    assert "fedge_current_round 1" in after.metrics.render()
+    assert "fedge_round_updates 2" in after.metrics.render()
+
+
+def test_a_restart_after_a_close_trains_from_the_new_checkpoint(tmp_path: Path) -> None:
+    before = build_parts(tmp_path, rounds={"target_participants": 1})
+    device = before.device()
+    base = before.task(device)["base_checkpoint"]
+    before.ingest.accept(device, 1, constant_update(1, base, 2.0))
+    before.lifecycle.drive()
+
+    after = build_parts(tmp_path, rounds={"target_participants": 1})
+
+    assert after.lifecycle.model.checkpoint_id == before.round(1).result_checkpoint
+    np.testing.assert_allclose(after.lifecycle.model.weights["dense/bias"], [2.0, 2.0])
+    assert after.round_sum.count == 0  # round 2 has no updates yet
+    assert after.round(2).state == "open"
+
+
+def test_leftover_temp_files_are_removed(tmp_path: Path) -> None:
+    parts = build_parts(tmp_path)
+    leftover = parts.dirs.updates / "r000001" / ".cut-short.safetensors.x1.tmp"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half")
+
+    build_parts(tmp_path)
+
+    assert not leftover.exists()
+
+
+def test_a_database_with_no_checkpoint_needs_the_initial_weights(tmp_path: Path) -> None:
+    config = ServerConfig(data_dir=tmp_path)
+    db = Database(config.database)
+
+    with pytest.raises(ConfigurationError, match="no checkpoint"):
+        recover(
+            db,
+            rs.Directories.under(tmp_path),
+            list(SPECS),
+            None,
+            RoundStrategy(config),
+            RoundSum(),
+            server_metrics(),
+        )
