@@ -29,7 +29,7 @@ import json
 import math
 import re
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -40,7 +40,7 @@ import safetensors.numpy
 
 from fedge.errors import FedgeError
 from fedge.strict_json import StrictJSONError, loads_strict
-from fedge.weight_spec import ModelSpec, WeightLike, WeightSpecError
+from fedge.weight_spec import ModelSpec
 from fedge.weight_spec import Weights as _Weights
 
 # Weights by canonical name (defined beside the spec; the codec's name for them).
@@ -104,10 +104,7 @@ def encode_update(update: Update) -> bytes:
     )
 
 
-SpecArg = ModelSpec | Iterable[WeightLike] | None
-
-
-def decode_update(data: bytes, expected: SpecArg = None) -> Update:
+def decode_update(data: bytes, expected: ModelSpec | None = None) -> Update:
     """An update from its bytes, strictly checked.
 
     With ``expected`` (the model's weight spec) the header is bounded by
@@ -115,7 +112,7 @@ def decode_update(data: bytes, expected: SpecArg = None) -> Update:
     compared with the spec from the header alone, before any tensor data
     is read. Anything off raises :class:`CodecError` with a stable ``code``.
     """
-    tensors, metadata = _decode(data, "update", _spec(expected))
+    tensors, metadata = _decode(data, "update", expected)
     return Update(meta=_update_meta(metadata), deltas=tensors)
 
 
@@ -123,8 +120,8 @@ def encode_checkpoint(checkpoint: Checkpoint) -> bytes:
     return _encode(checkpoint.weights, {"kind": "checkpoint", "round_id": str(checkpoint.round_id)})
 
 
-def decode_checkpoint(data: bytes, expected: SpecArg = None) -> Checkpoint:
-    tensors, metadata = _decode(data, "checkpoint", _spec(expected))
+def decode_checkpoint(data: bytes, expected: ModelSpec | None = None) -> Checkpoint:
+    tensors, metadata = _decode(data, "checkpoint", expected)
     _require_keys(metadata, {"format", "kind", "round_id"})
     return Checkpoint(round_id=_ascii_int(metadata, "round_id", _ROUND_ID), weights=tensors)
 
@@ -153,11 +150,13 @@ class UpdateLayout:
     tensors: tuple[TensorLayout, ...]  # in canonical order (the spec's, or the file's)
 
 
-def read_update_layout(file: IO[bytes], file_size: int, expected: SpecArg = None) -> UpdateLayout:
+def read_update_layout(
+    file: IO[bytes], file_size: int, expected: ModelSpec | None = None
+) -> UpdateLayout:
     """The layout of an update file, checked exactly as :func:`decode_update`
     checks bytes, reading only the header (so a round's updates can be read
     block by block). ``file`` is positioned at its start."""
-    spec = _spec(expected)
+    spec = expected
     length = _header_length(file.read(8), file_size, _header_limit(spec))
     header = _header_object(file.read(length))
     body = 8 + length
@@ -215,27 +214,18 @@ def _encode(tensors: Mapping[str, npt.NDArray[Any]], metadata: dict[str, str]) -
     return struct.pack("<Q", len(encoded)) + encoded + b"".join(chunks)
 
 
-def max_header_bytes(expected: ModelSpec | Iterable[WeightLike]) -> int:
+def max_header_bytes(expected: ModelSpec) -> int:
     """The largest header an update or checkpoint of this spec may have:
     what the spec itself takes (with the widest offsets) plus the metadata
     budget. A digits-model header is about 1 KB; unbounded, a header of
     millions of empty tensors costs the server memory and CPU to parse."""
-    spec = ModelSpec.of(expected)
+    spec = expected
     widest = 10 ** len(str(spec.nbytes))
     entries = {
         weight.name: {"dtype": "F64", "shape": list(weight.shape), "data_offsets": [widest, widest]}
         for weight in spec
     }
     return len(json.dumps(entries, separators=(",", ":"))) + _METADATA_BUDGET
-
-
-def _spec(expected: SpecArg) -> ModelSpec | None:
-    if expected is None:
-        return None
-    try:
-        return ModelSpec.of(expected)
-    except WeightSpecError as exc:
-        raise CodecError(f"the expected weight spec is malformed: {exc}") from exc
 
 
 def _header_limit(spec: ModelSpec | None) -> int:
@@ -331,11 +321,9 @@ def _is_count(value: Any) -> bool:
     return type(value) is int and 0 <= value < 2**53
 
 
-def check_header_against(
-    header: Mapping[str, Any], expected: ModelSpec | Iterable[WeightLike]
-) -> None:
+def check_header_against(header: Mapping[str, Any], expected: ModelSpec) -> None:
     """Names, dtypes and shapes from a (checked) header against the spec."""
-    wanted = {spec.name: spec for spec in ModelSpec.of(expected)}
+    wanted = {spec.name: spec for spec in expected}
     missing = [name for name in wanted if name not in header]
     extra = [name for name in header if name not in wanted]
     if missing or extra:

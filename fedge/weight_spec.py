@@ -19,7 +19,7 @@ to map weights in and out of TFLite and Keras.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -142,23 +142,6 @@ class ModelSpec:
         if not isinstance(raw, list):
             raise WeightSpecError(f"weights must be a list, got {type(raw).__name__}")
         return cls(tuple(WeightSpec.from_json(item) for item in raw))
-
-    @classmethod
-    def of(cls, specs: ModelSpec | Iterable[WeightLike]) -> ModelSpec:
-        """``specs`` as a ModelSpec (itself when it is one). For callers that
-        still hold a list of name/shape/dtype records."""
-        if isinstance(specs, ModelSpec):
-            return specs
-        weights = []
-        for spec in specs:
-            if any(d is None for d in spec.shape):
-                raise WeightSpecError(
-                    f"{spec.name}: a weight's shape is concrete, got {spec.shape}"
-                )
-            weights.append(
-                WeightSpec(spec.name, tuple(int(d or 0) for d in spec.shape), spec.dtype)
-            )
-        return cls(tuple(weights))
 
     @classmethod
     def from_keras(cls, model: Any) -> ModelSpec:

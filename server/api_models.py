@@ -36,9 +36,6 @@ def show(name: str) -> Any:
         {
             "name": coordinator.model_name,
             "current_checkpoint": coordinator.current_checkpoint,
-            "weights": [
-                {"name": s.name, "shape": list(s.shape), "dtype": s.dtype}
-                for s in coordinator.specs
-            ],
+            "weights": coordinator.specs.to_json(),
         }
     )

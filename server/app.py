@@ -25,7 +25,6 @@ from flask import Flask, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from fedge.manifest import TensorSpec
 from fedge.server import round_store as rs
 from fedge.server.auth import load_or_create_admin_token
 from fedge.server.config import ServerConfig, load_config
@@ -37,6 +36,7 @@ from fedge.server.logs import configure_logging
 from fedge.server.metrics import server_metrics
 from fedge.server.request_limits import RequestLimits
 from fedge.update_codec import Weights
+from fedge.weight_spec import ModelSpec
 
 EXTENSION = "fedge"
 MODEL_STATE = "model"
@@ -46,7 +46,7 @@ log = logging.getLogger("fedge.server")
 @dataclass(frozen=True)
 class InitialModel:
     name: str
-    specs: list[TensorSpec]
+    specs: ModelSpec
     weights: Weights
 
 
@@ -115,7 +115,7 @@ def shutdown(app: Flask) -> None:
 
 def _model(
     config: ServerConfig, db: Database, initial: InitialModel | None
-) -> tuple[str, list[TensorSpec], Weights | None]:
+) -> tuple[str, ModelSpec, Weights | None]:
     """The model's name and spec: stored at first start, read back later.
 
     Only a new data directory needs the initial weights (from a bundle or
@@ -128,7 +128,7 @@ def _model(
     source = str(config.model) if config.model is not None else None
     if stored is not None:
         saved = json.loads(stored)
-        specs = [TensorSpec.from_json(s) for s in saved["weights"]]
+        specs = ModelSpec.from_json(saved["weights"])
         if initial is not None and (initial.name, initial.specs) != (saved["name"], specs):
             raise ConfigurationError(
                 f"the data directory {config.data_dir} federates {saved['name']!r}, "
@@ -149,13 +149,11 @@ def _model(
     record = {
         "name": initial.name,
         "source": source,
-        "weights": [
-            {"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in initial.specs
-        ],
+        "weights": initial.specs.to_json(),
     }
     with db.transaction() as conn:
         rs.set_state(conn, MODEL_STATE, json.dumps(record))
-    return initial.name, list(initial.specs), initial.weights
+    return initial.name, initial.specs, initial.weights
 
 
 def context() -> ServerContext:

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fedge.manifest import TensorSpec
 from fedge.server import device_store as devices
 from fedge.server import round_store as rs
 from fedge.server.auth import Device
@@ -45,6 +44,7 @@ from fedge.server.round_strategy import RoundStrategy
 from fedge.server.round_sum import RoundSum
 from fedge.server.selection import Selector, TaskDecision
 from fedge.update_codec import Weights
+from fedge.weight_spec import ModelSpec
 
 
 class Coordinator:
@@ -52,7 +52,7 @@ class Coordinator:
         self,
         config: ServerConfig,
         db: Database,
-        specs: list[TensorSpec],
+        specs: ModelSpec,
         initial_weights: Weights | None,
         metrics: Metrics,
         model_name: str,

@@ -13,11 +13,11 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedge.manifest import TensorSpec
 from fedge.server import round_store as rs
 from fedge.server.round_strategy import load_strategy_state
 from fedge.server.strategies import ServerState
 from fedge.update_codec import Checkpoint, Weights, decode_checkpoint
+from fedge.weight_spec import ModelSpec
 
 CURRENT_CHECKPOINT = "current_checkpoint"
 
@@ -29,12 +29,12 @@ class GlobalModel:
     state: ServerState
 
 
-def read_checkpoint(directory: Path, checkpoint_id: str, specs: list[TensorSpec]) -> Checkpoint:
+def read_checkpoint(directory: Path, checkpoint_id: str, specs: ModelSpec) -> Checkpoint:
     return decode_checkpoint((directory / f"{checkpoint_id}.safetensors").read_bytes(), specs)
 
 
 def load_global_model(
-    conn: sqlite3.Connection, checkpoint_id: str, dirs: rs.Directories, specs: list[TensorSpec]
+    conn: sqlite3.Connection, checkpoint_id: str, dirs: rs.Directories, specs: ModelSpec
 ) -> GlobalModel:
     weights = read_checkpoint(dirs.checkpoints, checkpoint_id, specs).weights
     state = load_strategy_state(dirs.strategy, checkpoint_id, rs.count_closed_rounds(conn))

@@ -30,7 +30,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fedge.manifest import TensorSpec
 from fedge.server import round_store as rs
 from fedge.server.auth import Device
 from fedge.server.config import ServerConfig
@@ -42,6 +41,7 @@ from fedge.server.round_strategy import RoundStrategy
 from fedge.server.round_sum import RoundSum
 from fedge.server.selection import is_selected
 from fedge.server.validation import ValidatedUpdate, validate_update
+from fedge.weight_spec import ModelSpec
 
 UPLOAD_LOCK_STRIPES = 64
 
@@ -52,7 +52,7 @@ class UpdateIngest:
         config: ServerConfig,
         db: Database,
         update_dir: Path,
-        specs: list[TensorSpec],
+        specs: ModelSpec,
         strategy: RoundStrategy,
         round_sum: RoundSum,
         metrics: Metrics,
@@ -90,8 +90,8 @@ class UpdateIngest:
                 self._specs,
                 self._max_norm,
                 self._norm_policy,
+                stages=self._strategy.stages,
             )
-            valid = self._strategy.prepare_update(valid)
             relative = f"r{round_id:06d}/{device.id}-{valid.digest[:16]}.safetensors"
             path = self._update_dir / relative
             write_atomically(path, valid.stored_bytes)
@@ -204,12 +204,11 @@ def receipt(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def effective_max_update_norm(config: ServerConfig, specs: list[TensorSpec]) -> float | None:
+def effective_max_update_norm(config: ServerConfig, specs: ModelSpec) -> float | None:
     """The configured norm bound, or by default ``10 * sqrt(P)`` for a model of
     ``P`` weights: a delta that moves the weights by 10 each, root mean square,
     is refused. No real fine-tuning step comes near it, and it keeps absurd
     (finite) values such as 3e38 out of the aggregate. ``0`` turns it off."""
     if config.max_update_norm is not None:
         return None if config.max_update_norm == 0 else config.max_update_norm
-    parameters = sum(math.prod(int(d or 0) for d in spec.shape) for spec in specs)
-    return 10.0 * math.sqrt(max(parameters, 1))
+    return 10.0 * math.sqrt(max(specs.size, 1))

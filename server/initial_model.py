@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from fedge.bundle_weights import read_weights
-from fedge.manifest import MANIFEST_FILE, ManifestError, TensorSpec, verify_bundle
+from fedge.manifest import MANIFEST_FILE, ManifestError, verify_bundle
 from fedge.reference_weights import REFERENCE_MODEL_NAME, initial_weights
 from fedge.server.errors import ConfigurationError
 from fedge.update_codec import Weights
@@ -34,17 +34,17 @@ from fedge.weight_spec import ModelSpec
 log = logging.getLogger("fedge.server")
 
 
-def load_initial_weights(model: Path | None, seed: int) -> tuple[str, list[TensorSpec], Weights]:
+def load_initial_weights(model: Path | None, seed: int) -> tuple[str, ModelSpec, Weights]:
     """(model name, canonical weight specs, weights in canonical order)."""
     if model is None:
         weights = initial_weights(seed)
-        return REFERENCE_MODEL_NAME, _tensor_specs(ModelSpec.of_weights(weights)), weights
+        return REFERENCE_MODEL_NAME, ModelSpec.of_weights(weights), weights
     if model.is_dir() and (model / MANIFEST_FILE).is_file():
         return _from_bundle(model)
     return _from_keras_file(model, model)
 
 
-def _from_bundle(bundle: Path) -> tuple[str, list[TensorSpec], Weights]:
+def _from_bundle(bundle: Path) -> tuple[str, ModelSpec, Weights]:
     try:
         manifest = verify_bundle(bundle)
         weights = read_weights(bundle, manifest)
@@ -57,10 +57,10 @@ def _from_bundle(bundle: Path) -> tuple[str, list[TensorSpec], Weights]:
         log.warning("bundle %s has no weights file; loading its Keras model", bundle)
         return _from_keras_file(bundle / keras["entry"], bundle)
     weights = {name: np.asarray(value, dtype=np.float32) for name, value in weights.items()}
-    return manifest.name, _tensor_specs(manifest.weights), weights
+    return manifest.name, manifest.weights, weights
 
 
-def _from_keras_file(path: Path, given: Path) -> tuple[str, list[TensorSpec], Weights]:
+def _from_keras_file(path: Path, given: Path) -> tuple[str, ModelSpec, Weights]:
     """A Keras model file: the one source that needs TensorFlow."""
     if not path.exists():
         raise ConfigurationError(f"model not found: {given}")
@@ -68,12 +68,7 @@ def _from_keras_file(path: Path, given: Path) -> tuple[str, list[TensorSpec], We
     spec = ModelSpec.from_keras(keras_model)
     named = spec.named(keras_model.get_weights())
     weights = {name: np.asarray(value, dtype=np.float32) for name, value in named.items()}
-    return str(keras_model.name), _tensor_specs(spec), weights
-
-
-def _tensor_specs(spec: ModelSpec) -> list[TensorSpec]:
-    """The spec as the server's coordinator takes it (a list of TensorSpec)."""
-    return [TensorSpec(w.name, w.shape, w.dtype) for w in spec]
+    return str(keras_model.name), spec, weights
 
 
 def _load_keras(path: Path, given: Path) -> Any:

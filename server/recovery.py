@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 
-from fedge.manifest import TensorSpec
 from fedge.server import round_store as rs
 from fedge.server.db import Database
 from fedge.server.durable import remove_temp_files
@@ -25,6 +24,7 @@ from fedge.server.metrics import Metrics
 from fedge.server.round_strategy import RoundStrategy
 from fedge.server.round_sum import RoundSum
 from fedge.update_codec import Checkpoint, Weights, decode_update
+from fedge.weight_spec import ModelSpec
 
 log = logging.getLogger("fedge.server")
 
@@ -32,7 +32,7 @@ log = logging.getLogger("fedge.server")
 def recover(
     db: Database,
     dirs: rs.Directories,
-    specs: list[TensorSpec],
+    specs: ModelSpec,
     initial_weights: Weights | None,
     strategy: RoundStrategy,
     round_sum: RoundSum,

@@ -10,12 +10,11 @@ application (and its authentication) sees the request.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fedge.server.config import ServerConfig
 from fedge.update_codec import max_header_bytes
-from fedge.weight_spec import ModelSpec, WeightLike
+from fedge.weight_spec import ModelSpec
 
 # Device JSON bodies (enrolment, task requests, heartbeats) are a few hundred bytes.
 MAX_JSON_BYTES = 64 * 1024
@@ -31,9 +30,7 @@ class RequestLimits:
         return max(self.max_update_bytes, MAX_JSON_BYTES)
 
     @classmethod
-    def for_model(
-        cls, config: ServerConfig, specs: ModelSpec | Iterable[WeightLike]
-    ) -> RequestLimits:
-        spec = ModelSpec.of(specs)
+    def for_model(cls, config: ServerConfig, specs: ModelSpec) -> RequestLimits:
+        spec = specs
         header = max_header_bytes(spec)
         return cls(header, min(config.max_update_bytes, 8 + header + spec.nbytes))

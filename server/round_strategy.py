@@ -27,7 +27,6 @@ from fedge.server.config import ServerConfig
 from fedge.server.durable import write_atomically
 from fedge.server.strategies import ServerState, Strategy, make_strategy
 from fedge.server.update_pipeline import ExampleWeight, Stage, UnitWeight
-from fedge.server.validation import ValidatedUpdate, continue_validation
 from fedge.update_codec import Checkpoint, Weights, decode_checkpoint, encode_checkpoint
 from fedge.weight_spec import ModelSpec
 
@@ -69,12 +68,6 @@ class RoundStrategy:
         if isinstance(self.strategy, CentralDP):
             clips, self._weigh = (self.strategy.clip_stage,), UnitWeight()
         self.stages: tuple[Stage, ...] = (*clips, self._weigh)
-
-    def prepare_update(self, valid: ValidatedUpdate) -> ValidatedUpdate:
-        """The strategy's stages on a validated update, with the norm that
-        validation measured (nothing is measured again). Unneeded when
-        validation was given :attr:`stages` itself."""
-        return continue_validation(valid, self.stages)
 
     def weight(self, deltas: Weights | None, num_examples: int) -> float:
         """The accumulation weight of a stored (already prepared) update:

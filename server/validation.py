@@ -13,7 +13,7 @@ stable ``code`` that the metrics count rejects by.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fedge.server.errors import BadRequest, PayloadTooLarge, Unprocessable
@@ -26,7 +26,7 @@ from fedge.server.update_pipeline import (
     run_stages,
 )
 from fedge.update_codec import CodecError, Update, decode_update, encode_update
-from fedge.weight_spec import ModelSpec, WeightLike
+from fedge.weight_spec import ModelSpec
 
 __all__ = ["MAX_NUM_EXAMPLES", "ValidatedUpdate", "continue_validation", "validate_update"]
 
@@ -60,7 +60,7 @@ def validate_update(
     digest: str,
     round_id: int,
     base_checkpoint: str,
-    specs: ModelSpec | Iterable[WeightLike],
+    specs: ModelSpec,
     max_norm: float | None,
     norm_policy: str,
     *,
@@ -69,7 +69,7 @@ def validate_update(
     """Decode ``raw`` against the model's spec and run the pipeline: bounds,
     the norm bound (``max_norm`` with ``norm_policy``), then ``stages``."""
     try:
-        update = decode_update(raw, ModelSpec.of(specs))
+        update = decode_update(raw, specs)
     except CodecError as exc:
         if exc.code == "wrong_weights":
             raise Unprocessable(str(exc), code="wrong_weights") from exc

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fedge.manifest import Manifest, TensorSpec
+from fedge.manifest import Manifest
 from fedge.weight_spec import ModelSpec, WeightSpec, WeightSpecError, train_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,22 +112,6 @@ def test_a_keras_model_gives_canonical_names_without_the_variable_suffix() -> No
     assert spec.weights[0] == WeightSpec("dense/kernel", (3, 2), "float32")
     assert spec.size == 6 + 2 + 4 * 2
     assert list(spec.named(model.get_weights())) == list(spec.names)
-
-
-def test_older_name_shape_dtype_records_become_a_spec() -> None:
-    records = [TensorSpec("w", (2, 2), "float32"), TensorSpec("b", (2,), "float32")]
-
-    spec = ModelSpec.of(records)
-
-    assert spec == ModelSpec.from_json(
-        [
-            {"name": "w", "shape": [2, 2], "dtype": "float32"},
-            {"name": "b", "shape": [2], "dtype": "float32"},
-        ]
-    )
-    assert ModelSpec.of(spec) is spec
-    with pytest.raises(WeightSpecError, match="concrete"):
-        ModelSpec.of([TensorSpec("w", (None, 2), "float32")])
 
 
 def test_the_manifest_reads_and_writes_the_same_weights_json() -> None:

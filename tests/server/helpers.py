@@ -8,11 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from fedge.manifest import TensorSpec
 from fedge.server.app import InitialModel
 from fedge.update_codec import Update, UpdateMeta, encode_update
+from fedge.weight_spec import ModelSpec, WeightSpec
 
-SPECS = [TensorSpec("dense/kernel", (2, 2), "float32"), TensorSpec("dense/bias", (2,), "float32")]
+SPECS = ModelSpec(
+    (WeightSpec("dense/kernel", (2, 2), "float32"), WeightSpec("dense/bias", (2,), "float32"))
+)
 SHAPES = {"dense/kernel": (2, 2), "dense/bias": (2,)}
 
 
@@ -20,7 +22,7 @@ def tiny_model() -> InitialModel:
     """Two weights, all zeros: a new checkpoint equals the aggregated delta."""
     return InitialModel(
         name="tiny",
-        specs=list(SPECS),
+        specs=SPECS,
         weights={name: np.zeros(shape, np.float32) for name, shape in SHAPES.items()},
     )
 

@@ -72,7 +72,7 @@ def build_parts(data_dir: Path, **settings: Any) -> Parts:
     metrics = server_metrics()
     strategy = RoundStrategy(config)
     round_sum = RoundSum()
-    model = recover(db, dirs, list(SPECS), tiny_model().weights, strategy, round_sum, metrics)
+    model = recover(db, dirs, SPECS, tiny_model().weights, strategy, round_sum, metrics)
     closer = RoundCloser(dirs, strategy, config.update_retention_rounds)
     lifecycle = RoundLifecycle(db, config.rounds, round_sum, model, closer, metrics)
     wakes: list[int] = []
@@ -80,7 +80,7 @@ def build_parts(data_dir: Path, **settings: Any) -> Parts:
         config,
         db,
         dirs.updates,
-        list(SPECS),
+        SPECS,
         strategy,
         round_sum,
         metrics,

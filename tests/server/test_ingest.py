@@ -102,6 +102,6 @@ def test_an_update_to_an_ended_round_is_refused(tmp_path: Path) -> None:
 
 def test_the_default_norm_bound_grows_with_the_model() -> None:
     # The tiny model has 4 + 2 = 6 weights: 10 * sqrt(6).
-    assert effective_max_update_norm(ServerConfig(), list(SPECS)) == pytest.approx(24.4949, 1e-4)
-    assert effective_max_update_norm(ServerConfig(max_update_norm=3.0), list(SPECS)) == 3.0
-    assert effective_max_update_norm(ServerConfig(max_update_norm=0), list(SPECS)) is None
+    assert effective_max_update_norm(ServerConfig(), SPECS) == pytest.approx(24.4949, 1e-4)
+    assert effective_max_update_norm(ServerConfig(max_update_norm=3.0), SPECS) == 3.0
+    assert effective_max_update_norm(ServerConfig(max_update_norm=0), SPECS) is None

@@ -71,7 +71,7 @@ def test_a_database_with_no_checkpoint_needs_the_initial_weights(tmp_path: Path)
         recover(
             db,
             rs.Directories.under(tmp_path),
-            list(SPECS),
+            SPECS,
             None,
             RoundStrategy(config),
             RoundSum(),

@@ -30,7 +30,7 @@ def contribute(parts: Parts, values: list[float], round_id: int = 1) -> None:
 
 
 def bias(parts: Parts, checkpoint_id: str) -> Any:
-    return read_checkpoint(parts.dirs.checkpoints, checkpoint_id, list(SPECS)).weights["dense/bias"]
+    return read_checkpoint(parts.dirs.checkpoints, checkpoint_id, SPECS).weights["dense/bias"]
 
 
 def events(parts: Parts) -> list[str]:

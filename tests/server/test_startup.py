@@ -27,6 +27,7 @@ from fedge.reference_weights import REFERENCE_MODEL_NAME, build_initial_weights,
 from fedge.server.app import create_app, shutdown
 from fedge.server.errors import ConfigurationError
 from fedge.update_codec import Weights, decode_checkpoint
+from fedge.weight_spec import ModelSpec
 
 HEAVY = ("tensorflow", "keras", "tf_keras", "tensorflow_federated")
 
@@ -115,8 +116,7 @@ def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> SmallBundle:
     model.save(keras_path)
     options = ConvertOptions(targets=("tflite",), verify=False, tflite_training=False)
     convert(keras_path, root / "bundle", options)
-    names = [w.name.removesuffix(":0") for w in model.weights]
-    weights = dict(zip(names, model.get_weights(), strict=True))
+    weights = ModelSpec.from_keras(model).named(model.get_weights())
     return SmallBundle(root / "bundle", keras_path, weights)
 
 

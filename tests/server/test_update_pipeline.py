@@ -220,8 +220,8 @@ def test_the_norm_is_measured_once_per_update(norm_calls: list[int]) -> None:
     strategy = RoundStrategy(config)
     raw = encode_update(update())
 
-    valid = strategy.prepare_update(
-        validate_update(raw, "d" * 64, 1, BASE, SPEC, 10.0, config.norm_policy)
+    valid = validate_update(
+        raw, "d" * 64, 1, BASE, SPEC, 10.0, config.norm_policy, stages=strategy.stages
     )
     weight = strategy.weight(valid.update.deltas, 50)
 
