@@ -5,7 +5,22 @@ with Keras. Everything is written into a temporary directory beside the
 destination and renamed into place at the end, so a failed conversion
 leaves no partial bundle. A target that fails (export error or parity out
 of tolerance) is left out of the bundle and named in the manifest's
-``failures``; with ``strict`` it fails the whole conversion instead.
+``failures``; with ``strict`` it fails the whole conversion instead; with
+``keep_failed`` its files stay, its ``artifacts.<target>`` record says
+``"verified": false`` and why, and it is still named in ``failures``.
+
+The TFLite training artifact (``train.tflite``) is made after the TFLite
+model passed, and checked by one SGD step against Keras
+(``parity.tflite_train``). It is a target like the others: a step out of
+tolerance is named in ``failures`` as ``tflite_train`` (the conversion
+fails with ``strict``), and ``train.tflite`` is left out (``training`` is
+null and ``training_skipped`` says why) unless ``keep_failed``. A model
+that cannot have one (several outputs, a compiled loss it cannot take)
+says so in ``training_skipped``.
+
+int8 is calibrated on the user's data or the reference task's, never on
+random numbers (:func:`fedge.converters.samples.calibration_samples`);
+every parity record names its inputs and their range.
 
 Every bundle also carries the model's weights as a fedge checkpoint
 (``weights.safetensors``, the ``weights`` artifact), so the server and the
@@ -37,18 +52,38 @@ from fedge.converters.errors import (
     RuntimeUnavailableError,
     UnsupportedOpError,
 )
+from fedge.converters.labels import check_labels
 from fedge.converters.model_card import render_model_card
-from fedge.converters.model_io import input_specs, load_keras_model, output_specs
-from fedge.converters.options import ConvertOptions
+from fedge.converters.model_io import (
+    input_specs,
+    keras_scope,
+    load_model,
+    output_specs,
+    source_kind,
+)
+from fedge.converters.options import TRAIN_TARGET, ConvertOptions
 from fedge.converters.parity import ParityReport, compare, unverified
 from fedge.converters.registry import TARGETS
-from fedge.converters.samples import SampleSet, is_reference_task, load_samples
+from fedge.converters.samples import (
+    SampleSet,
+    calibration_samples,
+    is_reference_task,
+    load_samples,
+)
+from fedge.converters.tflite_training import (
+    attach_training,
+    why_no_training,
+    with_failed_training,
+    without_training,
+)
+from fedge.converters.training_loss import UnsupportedLossError, resolve_loss
 from fedge.data import LABELS
 from fedge.manifest import Manifest, TensorSpec, write_manifest
 from fedge.update_codec import CodecError
 from fedge.weight_spec import ModelSpec, WeightSpecError
 
 MODEL_CARD_FILE = "MODEL_CARD.md"
+TRAIN_CHECK_ROWS = 32
 Progress = Callable[[str, str], None]
 
 
@@ -92,11 +127,13 @@ def convert(
     if out_dir.exists() and not force:
         raise ConversionError(f"{out_dir} already exists; choose another --out or use --force")
     say("keras", "loading")
-    model = load_keras_model(model_path)
+    model = load_model(model_path, options)
+    check_labels(output_specs(model), options.labels)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        result = _build(model, model_path, tmp, options, say)
+        with keras_scope(options):  # the bundle loads its Keras copy back for parity
+            result = _build(model, model_path, tmp, options, say)
         _move_into_place(tmp, out_dir)
         result.path = out_dir
         return result
@@ -107,6 +144,9 @@ def convert(
 def _build(
     model: Any, model_path: Path, tmp: Path, options: ConvertOptions, say: Progress
 ) -> BundleResult:
+    calibration = None
+    if "tflite" in options.targets and options.tflite_quantize == "int8":
+        calibration = calibration_samples(model, options)  # refuses random numbers, up front
     keras_artifact = TARGETS["keras"].exporter()(model, tmp, options)
     weights_artifact = _weights(model, tmp)
     samples = load_samples(model, options.samples_path, options.max_samples, options.seed)
@@ -114,10 +154,14 @@ def _build(
     outcomes = [
         _convert_target(model, tmp, t, options, samples, reference, say) for t in options.targets
     ]
+    tflite = next((o for o in outcomes if o.target == "tflite"), None)
+    training = _training(model, model_path, tmp, tflite, options, samples, say) if tflite else None
+    if training is not None:
+        outcomes.append(training)
     failed = [o for o in outcomes if not o.ok]
     if failed and options.strict:
         raise ConversionError("; ".join(o.error or "" for o in failed) + " (--strict: no bundle)")
-    if len(failed) == len(outcomes):
+    if not any(_ships(o, options) for o in outcomes):
         raise ConversionError("every target failed: " + "; ".join(o.error or "" for o in failed))
 
     artifacts = {"keras": _record(keras_artifact), WEIGHTS_ARTIFACT: _record(weights_artifact)}
@@ -125,16 +169,12 @@ def _build(
     if samples.labels is not None:
         artifacts["keras"]["test_accuracy"] = _accuracy(reference, samples)
     for outcome in outcomes:
-        if outcome.ok and outcome.artifact is not None:
+        if outcome.target in TARGETS and _ships(outcome, options) and outcome.artifact:
             artifacts[outcome.target] = _record(outcome.artifact)
         if outcome.parity is not None:
             parity[outcome.target] = outcome.parity.to_json()
-    training = artifacts.get("tflite", {}).get("training")
-    if training and options.verify:
-        from fedge.converters.train_parity import check_train_step
-
-        say("tflite", "checking one training step against Keras")
-        parity["tflite_train"] = check_train_step(model, tmp, training, samples.arrays).to_json()
+    if calibration is not None and "tflite" in artifacts:
+        artifacts["tflite"]["calibration"] = {**calibration.describe(), "rows": calibration.count}
     reference_task = is_reference_task(model)
     manifest = Manifest(
         name=options.name or model.name or model_path.stem,
@@ -149,7 +189,7 @@ def _build(
         failures={o.target: o.error or "" for o in failed},
     )
     card = render_model_card(
-        manifest, options.description, samples.source, int(model.count_params()), reference_task
+        manifest, options.description, samples.describe(), int(model.count_params()), reference_task
     )
     (tmp / MODEL_CARD_FILE).write_text(card)
     (document,) = describe_files(tmp, [tmp / MODEL_CARD_FILE])
@@ -171,7 +211,8 @@ def _convert_target(
     spec = TARGETS[target]
     say(target, "converting")
     try:
-        outcome.artifact = spec.exporter()(model, tmp, options)
+        # The bundle adds the training artifact itself, once the model passed.
+        outcome.artifact = spec.exporter()(model, tmp, replace(options, tflite_training=False))
     except ConversionError as exc:
         outcome.error = str(exc)
         shutil.rmtree(tmp / target, ignore_errors=True)
@@ -186,15 +227,102 @@ def _convert_target(
         try:
             predictor = spec.loader()(tmp, _record(outcome.artifact))
             got = predictor.predict(samples.arrays)
-            outcome.parity = compare(reference, got, tolerance, precision)
+            outcome.parity = replace(
+                compare(reference, got, tolerance, precision), inputs=samples.describe()
+            )
             if samples.labels is not None:
                 outcome.parity = replace(outcome.parity, accuracy=_accuracy(got, samples))
         except (UnsupportedOpError, RuntimeUnavailableError) as exc:
             outcome.parity = unverified(tolerance, precision, str(exc))
     if outcome.parity.status == "fail":
         outcome.error = outcome.parity.explain(target)
-        shutil.rmtree(tmp / target, ignore_errors=True)
+        if options.keep_failed:
+            failed = {"verified": False, "failure": outcome.error}
+            outcome.artifact = replace(
+                outcome.artifact, options={**outcome.artifact.options, **failed}
+            )
+        else:
+            shutil.rmtree(tmp / target, ignore_errors=True)
     say(target, outcome.parity.explain(target))
+    return outcome
+
+
+def _ships(outcome: TargetOutcome, options: ConvertOptions) -> bool:
+    """Whether a target's files go into the bundle: it passed, or it failed
+    parity and ``keep_failed`` keeps it (marked)."""
+    if outcome.artifact is None:
+        return False
+    return outcome.ok or (options.keep_failed and outcome.parity is not None)
+
+
+def _training(
+    model: Any,
+    model_path: Path,
+    tmp: Path,
+    tflite: TargetOutcome,
+    options: ConvertOptions,
+    samples: SampleSet,
+    say: Progress,
+) -> TargetOutcome | None:
+    """Add ``train.tflite`` to a TFLite artifact that passed, and check one
+    step against Keras. None when there is nothing to add: the reason is
+    then the TFLite record's ``training_skipped``."""
+    if not options.tflite_training or tflite.artifact is None:
+        return None
+    if source_kind(model) != "keras":
+        reason = "a plain SavedModel has no Keras model to train"
+        tflite.artifact = without_training(tmp, tflite.artifact, reason)
+        return None
+    if not tflite.ok:  # kept by keep_failed: no training artifact on top of it
+        tflite.artifact = without_training(tmp, tflite.artifact, "the TFLite model failed parity")
+        return None
+    reason = why_no_training(model)
+    try:
+        loss = resolve_loss(model, model_path, options)
+    except UnsupportedLossError as exc:
+        reason = reason or str(exc)
+    if reason:
+        tflite.artifact = without_training(tmp, tflite.artifact, reason)
+        say("tflite", f"no training artifact: {reason}")
+        return None
+    outcome = TargetOutcome(TRAIN_TARGET)
+    say(TRAIN_TARGET, f"converting (loss {loss.name})")
+    started = time.perf_counter()
+    try:
+        tflite.artifact = attach_training(model, tmp, tflite.artifact, loss)
+    except ConversionError as exc:
+        outcome.error = f"{TRAIN_TARGET}: {exc}"
+        tflite.artifact = without_training(tmp, tflite.artifact, f"conversion failed: {exc}")
+        say(TRAIN_TARGET, f"failed: {exc}")
+        return outcome
+    outcome.seconds = time.perf_counter() - started
+    record = tflite.artifact.options["training"]
+    outcome.artifact = Artifact(
+        TRAIN_TARGET,
+        record["path"],
+        tuple(f for f in tflite.artifact.files if f.path == record["path"]),
+        seconds=outcome.seconds,
+    )
+    tolerance = options.tolerance(TRAIN_TARGET)
+    if not options.verify:
+        outcome.parity = unverified(tolerance, "fp32", "skipped (--no-verify)")
+    else:
+        from fedge.converters.train_parity import check_train_step
+
+        say(TRAIN_TARGET, "checking one training step against Keras")
+        batch = samples.head(TRAIN_CHECK_ROWS)
+        report = check_train_step(model, tmp, record, batch.arrays, tolerance=tolerance)
+        outcome.parity = replace(report, inputs=batch.describe())
+    if outcome.parity.status == "fail":
+        outcome.error = outcome.parity.explain(TRAIN_TARGET)
+        tflite.artifact = (
+            with_failed_training(tflite.artifact, outcome.error)
+            if options.keep_failed
+            else without_training(
+                tmp, tflite.artifact, f"it failed its check against Keras (failures.{TRAIN_TARGET})"
+            )
+        )
+    say(TRAIN_TARGET, outcome.parity.explain(TRAIN_TARGET))
     return outcome
 
 

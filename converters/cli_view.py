@@ -1,17 +1,36 @@
 """How ``fedge convert`` looks in a terminal: a live row per target, then
-a summary table (status, size, time, parity)."""
+a summary table (status, size, time, parity) and, under it, what the table
+cannot say: the inputs parity ran on, int8's calibration data, the training
+artifact's loss (or why there is none), and why a status is not ``pass``."""
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from fedge.converters.bundle import BundleResult
+from fedge.converters.bundle import BundleResult, TargetOutcome
+from fedge.converters.model_card import describe_inputs
+from fedge.converters.options import TRAIN_TARGET
+from fedge.converters.training_loss import describe as describe_loss
 
 _STATUS_STYLE = {"pass": "green", "fail": "red", "unverified": "yellow"}
+# Columns when the output is not a terminal (a pipe, a CI log): rich would
+# use 80 and cut every longer line.
+LOG_WIDTH = 200
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console as wide as the terminal; in a log, ``LOG_WIDTH`` columns
+    (or ``$COLUMNS``, when set), so lines are not cut."""
+    console = Console(stderr=stderr)
+    if console.is_terminal or "COLUMNS" in os.environ:
+        return console
+    return Console(stderr=stderr, width=LOG_WIDTH)
 
 
 class ConvertProgress:
@@ -50,7 +69,8 @@ class ConvertProgress:
         self._rows[target] = self._progress.add_task(message, total=None, target=target)
 
 
-def summary_table(result: BundleResult) -> Table:
+def summary_table(result: BundleResult) -> Group:
+    """The table, then one line per note (see the module docstring)."""
     table = Table(
         title=f"bundle {result.manifest.name} v{result.manifest.version} -> {result.path}"
     )
@@ -60,29 +80,67 @@ def summary_table(result: BundleResult) -> Table:
     for outcome in result.outcomes:
         record = parity.get(outcome.target, {})
         status = record.get("status", "-")
-        size = outcome.artifact.total_bytes if outcome.artifact and outcome.ok else None
+        shipped = outcome.ok or _kept(result, outcome.target)
         table.add_row(
-            outcome.target,
-            "exported" if outcome.ok else "[red]failed[/red]",
-            _size(size),
+            outcome.target.replace("_", "-"),
+            _export_status(result, outcome.target, outcome.ok),
+            _size(_own_bytes(outcome) if shipped else None),
             f"{outcome.seconds:.1f} s",
             f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]",
             _num(record.get("max_abs_err")),
             _pct(record.get("top1_agreement")),
         )
-    if "tflite_train" in parity:
-        record = parity["tflite_train"]
-        style = _STATUS_STYLE.get(record["status"], "white")
-        table.add_row(
-            "tflite-train",
-            "exported",
-            "",
-            "",
-            f"[{style}]{record['status']}[/]",
-            _num(record.get("max_abs_err")),
-            "",
-        )
-    return table
+    return Group(table, *[Text(line) for line in notes(result)])
+
+
+def notes(result: BundleResult) -> list[str]:
+    """What the table cannot say, one line each."""
+    manifest = result.manifest
+    lines = []
+    inputs = next(
+        (r["inputs"] for t, r in manifest.parity.items() if t != TRAIN_TARGET and r.get("inputs")),
+        None,
+    )
+    if inputs:
+        lines.append(f"parity inputs: {describe_inputs(inputs)}")
+    tflite = manifest.artifacts.get("tflite", {})
+    if tflite.get("calibration"):
+        lines.append(f"int8 calibration: {describe_inputs(tflite['calibration'])}")
+    if tflite.get("training"):
+        lines.append(f"train.tflite: {describe_loss(tflite['training'])}")
+    elif tflite.get("training_skipped"):
+        lines.append(f"no training artifact: {tflite['training_skipped']}")
+    for target, record in manifest.parity.items():  # failures: the CLI's error lines
+        if record.get("status") == "unverified":
+            lines.append(f"{target}: parity unverified: {record.get('reason', '')}")
+    for target, record in manifest.artifacts.items():  # each target's own limits
+        lines.extend(f"{target}: {note}" for note in record.get("notes") or [])
+    return lines
+
+
+def _export_status(result: BundleResult, target: str, ok: bool) -> str:
+    if ok:
+        return "exported"
+    if _kept(result, target):
+        return "[red]kept, failed[/red]"
+    return "[red]failed[/red]"
+
+
+def _kept(result: BundleResult, target: str) -> bool:
+    tflite = result.manifest.artifacts.get("tflite", {})
+    if target == TRAIN_TARGET:
+        return bool(tflite.get("training")) and tflite["training"].get("verified") is False
+    return result.manifest.artifacts.get(target, {}).get("verified") is False
+
+
+def _own_bytes(outcome: TargetOutcome) -> int | None:
+    """What the target's runtime loads: the TFLite model without
+    ``train.tflite``, which has a row of its own."""
+    if outcome.artifact is None:
+        return None
+    training = outcome.artifact.options.get("training") if outcome.target == "tflite" else None
+    skip = training.get("path") if isinstance(training, dict) else None
+    return sum(f.bytes for f in outcome.artifact.files if f.path != skip)
 
 
 def _size(value: int | None) -> str:

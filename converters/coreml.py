@@ -46,15 +46,18 @@ import numpy as np
 import numpy.typing as npt
 
 from fedge.converters.artifact import Artifact, describe_files
+from fedge.converters.coreml_frontend import fixed_tensorflow_frontend
 from fedge.converters.errors import (
     BundleError,
     ConversionError,
     TargetFailedError,
     UnsupportedLayerError,
 )
+from fedge.converters.labels import check_labels
 from fedge.converters.model_io import input_specs, output_specs
 from fedge.converters.options import ConvertOptions
 from fedge.converters.predictor import Predictor
+from fedge.errors import ConfigError
 
 TARGET = "coreml"
 ENTRY = "coreml/model.mlpackage"
@@ -71,8 +74,10 @@ def export(model: Any, bundle_dir: Path, options: ConvertOptions) -> Artifact:
 
     started = time.perf_counter()
     inputs, outputs = input_specs(model), output_specs(model)
-    labels = _labels(model, outputs, options.labels)
-    mlmodel = _convert(ct, model, inputs, [name for name, _, _ in outputs], options)
+    labels = _labels(outputs, options.labels)
+    # Keras keys its traced outputs by its own output names (a dict-output
+    # model's layer names, not the manifest's names, which are the dict's keys).
+    mlmodel = _convert(ct, model, inputs, list(model.output_names), options)
     spec = mlmodel.get_spec()
     output_names = _rename_outputs(ct, spec, [name for name, _, _ in outputs])
     _describe(spec, model, options, inputs, outputs, output_names, labels)
@@ -129,7 +134,7 @@ def _convert(
         raise TargetFailedError(
             TARGET, f"unknown deployment target {options.coreml_minimum_target!r}"
         ) from exc
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), fixed_tensorflow_frontend():
         # coremltools 9 leaves its weights TemporaryDirectory to the garbage
         # collector, which warns; the weights are in the package by then.
         warnings.filterwarnings("ignore", "Implicitly cleaning up", ResourceWarning)
@@ -197,18 +202,14 @@ def _is_classifier(model: Any, outputs: Sequence[Spec]) -> bool:
     return type(layer).__name__ == "Softmax" or activation == "softmax"
 
 
-def _labels(
-    model: Any, outputs: Sequence[Spec], labels: tuple[str, ...] | None
-) -> tuple[str, ...] | None:
-    """The labels to store, checked against the classifier's class count."""
-    if not labels:
-        return None
-    if not _is_classifier(model, outputs):
-        raise TargetFailedError(TARGET, "labels were given but the model is not a classifier")
-    classes = outputs[0][1][1]
-    if len(labels) != classes:
-        raise TargetFailedError(TARGET, f"{len(labels)} labels for {classes} classes")
-    return labels
+def _labels(outputs: Sequence[Spec], labels: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The labels to store: one per column of the one output (probabilities
+    or logits), as for every target."""
+    try:
+        check_labels(outputs, labels)
+    except ConfigError as exc:
+        raise TargetFailedError(TARGET, str(exc)) from exc
+    return labels or None
 
 
 def _rename_outputs(ct: Any, spec: Any, keras_names: Sequence[str]) -> list[str]:

@@ -29,6 +29,7 @@ class TargetFailedError(ConversionError):
 
     def __init__(self, target: str, detail: str) -> None:
         self.target = target
+        self.detail = detail
         super().__init__(f"{target}: conversion failed: {detail}")
 
 
@@ -46,3 +47,12 @@ class RuntimeUnavailableError(ConversionError):
 
 class BundleError(ConversionError):
     """A bundle on disk is missing files, has wrong hashes or a bad manifest."""
+
+
+class BadInputError(ConversionError):
+    """``fedge predict`` cannot use what it was given (the input file's
+    values, ``--out``): the user's to fix, an exit status of 2."""
+
+
+class PredictionError(ConversionError):
+    """A runtime failed while predicting, for a reason other than its inputs."""

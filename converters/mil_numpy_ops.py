@@ -2,9 +2,10 @@
 
 coremltools gives many MIL ops a NumPy ``value_inference``, but not the
 ones that carry a network's weight: ``conv``, the pools and ``batch_norm``
-have none. These kernels fill that gap, and also take over the cheap ops
-that run inside recurrent loops (``add``, ``mul``, ``sigmoid``...), where
-rebuilding an op for ``value_inference`` at every step would be slow.
+have none, nor has ``silu`` (Keras's swish). These kernels fill that gap,
+and also take over the cheap ops that run inside recurrent loops (``add``,
+``mul``, ``sigmoid``, ``split``...), where rebuilding an op for
+``value_inference`` at every step would be slow.
 
 Each kernel takes the op's inputs by MIL name, already resolved to NumPy
 values (strings for ``pad_type``, tuples for variadic inputs), and returns
@@ -206,6 +207,27 @@ def sigmoid(args: Mapping[str, Any]) -> Array:
     return np.asarray(0.5 * (1.0 + np.tanh(0.5 * _f32(args["x"]))))
 
 
+def silu(args: Mapping[str, Any]) -> Array:
+    """``x * sigmoid(x)``: Keras's swish (``tf.nn.silu``)."""
+    x = _f32(args["x"])
+    return np.asarray(x * sigmoid(args))
+
+
+def split(args: Mapping[str, Any]) -> tuple[Array, ...]:
+    """Even pieces (``num_splits``) or the given ``split_sizes`` along ``axis``.
+
+    A kernel rather than ``value_inference`` because recurrent layers split
+    their gates at every step of the loop.
+    """
+    x = np.asarray(args["x"])
+    axis = int(args["axis"]) % x.ndim
+    sizes = args.get("split_sizes")
+    if sizes is None:
+        return tuple(np.split(x, int(args["num_splits"]), axis=axis))
+    bounds = np.cumsum(_ints(sizes))[:-1]
+    return tuple(np.split(x, bounds, axis=axis))
+
+
 def reshape(args: Mapping[str, Any]) -> Array:
     """MIL's reshape: -1 is inferred, 0 copies the input's dimension (iOS17)."""
     x = np.asarray(args["x"])
@@ -265,6 +287,8 @@ KERNELS: dict[str, Kernel] = {
     "softmax": softmax,
     "tanh": _unary(np.tanh),
     "sigmoid": sigmoid,
+    "silu": silu,
+    "split": split,
     "reshape": reshape,
     "transpose": lambda a: np.transpose(np.asarray(a["x"]), _ints(a["perm"])),
     "concat": concat,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from fedge.converters.training_loss import describe as describe_loss
 from fedge.manifest import Manifest
 
 _INTENDED_USE = {
@@ -22,8 +23,13 @@ _INTENDED_USE = {
 
 
 def render_model_card(
-    manifest: Manifest, description: str, sample_source: str, params: int, reference_task: bool
+    manifest: Manifest,
+    description: str,
+    samples: Mapping[str, Any],
+    params: int,
+    reference_task: bool,
 ) -> str:
+    """``samples``: what parity ran on (:meth:`SampleSet.describe`)."""
     lines = [
         f"# Model card: {manifest.name} v{manifest.version}",
         "",
@@ -50,7 +56,9 @@ def render_model_card(
             if reference_task
             else ""
         )
-        + f"Parity measured on: {sample_source}.",
+        + f"Parity inputs: {describe_inputs(samples)}.",
+        *_random_caveat(samples),
+        *_calibration(manifest),
         "",
         "## Metrics per target",
         "",
@@ -63,13 +71,76 @@ def render_model_card(
         "good the Keras model is on data unlike its training data.",
         "- Core ML is checked on Linux by evaluating the saved MIL program in NumPy, not by "
         "Core ML itself; ops the evaluator lacks make the status `unverified`.",
-        "- Reduced precision (fp16, dynamic, int8, uint8) is checked by top-1 agreement, "
-        "not by exact values.",
+        "- Reduced precision is not checked for exact values: fp16 by its error relative to "
+        "the range of Keras's outputs (at most 1 %), dynamic, int8 and uint8 by top-1 "
+        "agreement.",
+        "- `unverified` is not a pass: the runtime could not be run here, or the outputs did "
+        "not vary over the samples, so any constant would have agreed.",
+        *_artifact_notes(manifest),
+        "",
+        "## Training artifact",
+        "",
+        _training(manifest),
     ]
     if manifest.failures:
         lines += ["", "## Targets that failed", ""]
-        lines += [f"- {target}: {message}" for target, message in manifest.failures.items()]
+        # A failure's message names its target already ("coreml: parity FAILED: ...").
+        lines += [
+            f"- {message}" if message.startswith(f"{target}:") else f"- {target}: {message}"
+            for target, message in manifest.failures.items()
+        ]
     return "\n".join(lines) + "\n"
+
+
+def describe_inputs(samples: Mapping[str, Any]) -> str:
+    """``user samples (mine.npy); pixels in [0, 255]``: for the card and the summary."""
+    ranges = ", ".join(
+        f"{name} in [{low:.3g}, {high:.3g}]" for name, (low, high) in samples["range"].items()
+    )
+    return f"{samples['kind']} ({samples['source']}); {ranges}"
+
+
+def _random_caveat(samples: Mapping[str, Any]) -> list[str]:
+    if samples["kind"] != "seeded random":
+        return []
+    return [
+        "",
+        "No inputs were given (`--samples`), so parity ran on random numbers: it shows that "
+        "the runtimes compute what Keras computes, not how they behave on real inputs.",
+    ]
+
+
+def _calibration(manifest: Manifest) -> list[str]:
+    calibration = manifest.artifacts.get("tflite", {}).get("calibration")
+    if not calibration:
+        return []
+    return ["", f"int8 calibrated on: {describe_inputs(calibration)}."]
+
+
+def _training(manifest: Manifest) -> str:
+    tflite = manifest.artifacts.get("tflite")
+    if tflite is None:
+        return "None: no TFLite model in this bundle."
+    training = tflite.get("training")
+    if training is None:
+        reason = tflite.get("training_skipped") or "not requested (--no-training)"
+        return f"No training artifact: {reason}."
+    text = f"`{training['path']}` takes one SGD step per call: {describe_loss(training)}."
+    if training.get("verified") is False:
+        text += (
+            " It FAILED its check against Keras and is kept only because of --keep-failed: "
+            f"{training['failure']}"
+        )
+    return text
+
+
+def _artifact_notes(manifest: Manifest) -> list[str]:
+    """Each target's own limits (its artifact record's ``notes``)."""
+    return [
+        f"- {target}: {note}"
+        for target, record in manifest.artifacts.items()
+        for note in record.get("notes") or []
+    ]
 
 
 def _keras_accuracy(manifest: Manifest) -> str:

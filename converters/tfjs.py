@@ -1,20 +1,27 @@
-"""Keras 2 -> TensorFlow.js layers model (``tfjs/model.json`` + weight shards).
+"""Keras 2 -> TensorFlow.js (``tfjs/model.json`` + weight shards).
 
-The export goes through tensorflowjs's own Keras HDF5 path (the one its
-``save_keras_model`` uses), with weights sharded at
-``ConvertOptions.tfjs_shard_bytes`` so browsers fetch them in parallel and
-cache them, and optionally quantized to float16 or uint8 to shrink the
-download. The converter happily writes layers that tfjs-layers cannot build,
-so the model is checked against what tfjs-layers 4.22 implements before
-anything is written, and the Node runner's "Unknown layer" failure is turned
-into the same named error.
+A layers model where tfjs-layers can build the model: the export goes
+through tensorflowjs's own Keras HDF5 path (the one its ``save_keras_model``
+uses), and the model can be trained in the browser. The converter happily
+writes layers that tfjs-layers cannot build, so the model is checked
+against what tfjs-layers 4.22 implements first (:func:`check_layers`), and
+the Node runner's "Unknown layer" failure is turned into the same named
+error. A model that fails the check (Keras 2's default GRU, Normalization,
+custom or Lambda layers), or a plain SavedModel, becomes a graph model
+instead (:mod:`fedge.converters.tfjs_graph`): inference only, which the
+record says (``format``, ``trainable: false`` and a note naming the layer).
+
+Weights are sharded at ``ConvertOptions.tfjs_shard_bytes`` so browsers fetch
+them in parallel and cache them, and optionally quantized to float16 or
+uint8 to shrink the download.
 
 Running (``load_predictor``, ``node_latency_us``) happens in Node with
-``@tensorflow/tfjs`` (see :mod:`fedge.converters.tfjs_node`).
+``@tensorflow/tfjs`` (see :mod:`fedge.converters.tfjs_node`), for both formats.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import tempfile
@@ -30,15 +37,20 @@ import numpy.typing as npt
 from fedge.converters.artifact import Artifact, describe_files
 from fedge.converters.errors import (
     BundleError,
+    ConversionError,
     TargetFailedError,
     UnsupportedLayerError,
 )
+from fedge.converters.model_io import input_specs, output_specs, source_kind
 from fedge.converters.options import ConvertOptions
 from fedge.converters.tfjs_node import NodeFailure, read_tensors, run_node, write_tensors
 from fedge.errors import ConfigError
 
 TARGET = "tfjs"
 MODEL_FILE = "model.json"
+LAYERS_MODEL = "layers-model"
+GRAPH_MODEL = "graph-model"
+GRAPH_MODEL_NOTE = "graph model, inference only (no training in the browser); no layers model"
 TFJS_RUNTIME = "@tensorflow/tfjs 4.22.0"
 # Layer classes registered by tfjs-layers 4.22 (its serialization map, less
 # initializers, constraints, regularizers, optimizers and activations).
@@ -60,7 +72,7 @@ _GRU_RESET_AFTER = (
     "tfjs-layers 4.22 implements GRU only with reset_after=False, and Keras 2 defaults to "
     "True; rebuild the layer with GRU(..., reset_after=False) and retrain"
 )
-_QUANTIZATION_MAPS: dict[str, dict[str, bool] | None] = {
+QUANTIZATION_MAPS: dict[str, dict[str, bool] | None] = {
     "none": None,
     "float16": {"float16": True},
     "uint8": {"uint8": True},
@@ -78,18 +90,26 @@ _UNUSED_FIELDS = {
 def export(model: Any, bundle_dir: Path, options: ConvertOptions) -> Artifact:
     """Write ``bundle_dir/tfjs/`` (replacing what was there) and describe it."""
     started = time.perf_counter()
-    if options.tfjs_quantize not in _QUANTIZATION_MAPS:
-        choices = ", ".join(_QUANTIZATION_MAPS)
+    if options.tfjs_quantize not in QUANTIZATION_MAPS:
+        choices = ", ".join(QUANTIZATION_MAPS)
         raise ConfigError(
             f"--tfjs-quantize must be one of {choices}; got {options.tfjs_quantize!r}"
         )
-    check_layers(model)
+    fallback = _why_graph_model(model)
     out = bundle_dir / TARGET
     if out.exists():
         shutil.rmtree(out)
-    quantization_map = _QUANTIZATION_MAPS[options.tfjs_quantize]
+    quantization_map = QUANTIZATION_MAPS[options.tfjs_quantize]
     try:
-        _write_layers_model(model, out, quantization_map, options.tfjs_shard_bytes)
+        if fallback is None:
+            _write_layers_model(model, out, quantization_map, options.tfjs_shard_bytes)
+        else:
+            from fedge.converters.tfjs_graph import write_graph_model
+
+            write_graph_model(model, out, options)
+    except ConversionError:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
     except Exception as exc:  # h5py, Keras and tensorflowjs raise many types.
         shutil.rmtree(out, ignore_errors=True)
         raise TargetFailedError(TARGET, f"{type(exc).__name__}: {exc}") from exc
@@ -103,7 +123,11 @@ def export(model: Any, bundle_dir: Path, options: ConvertOptions) -> Artifact:
         entry=f"{TARGET}/{MODEL_FILE}",
         files=files,
         options={
-            "format": "layers-model",
+            "format": LAYERS_MODEL if fallback is None else GRAPH_MODEL,
+            "trainable": fallback is None,
+            "inputs": [name for name, _, _ in input_specs(model)],
+            "outputs": [name for name, _, _ in output_specs(model)],
+            "notes": [] if fallback is None else [f"{GRAPH_MODEL_NOTE}: {fallback}"],
             "quantization": options.tfjs_quantize,
             "shard_bytes": options.tfjs_shard_bytes,
             "weight_shards": sum(1 for f in files if f.path.endswith(".bin")),
@@ -112,6 +136,17 @@ def export(model: Any, bundle_dir: Path, options: ConvertOptions) -> Artifact:
         },
         seconds=time.perf_counter() - started,
     )
+
+
+def _why_graph_model(model: Any) -> str | None:
+    """Why the model cannot be a layers model, or None when it can."""
+    if source_kind(model) == "saved_model":
+        return "a plain SavedModel has no Keras layers"
+    try:
+        check_layers(model)
+    except UnsupportedLayerError as exc:
+        return str(exc).removeprefix(f"{TARGET}: ")
+    return None
 
 
 def check_layers(model: Any) -> None:
@@ -151,7 +186,7 @@ def _write_layers_model(
     """Keras -> HDF5 (in a temporary directory) -> model.json + group*.bin."""
     import h5py  # type: ignore[import-untyped]
 
-    conversion = _import_h5_conversion()
+    conversion = import_tensorflowjs("tensorflowjs.converters.keras_h5_conversion")
     with tempfile.TemporaryDirectory(prefix="fedge-tfjs-") as scratch:
         h5_path = Path(scratch) / "model.h5"
         with warnings.catch_warnings():
@@ -168,11 +203,11 @@ def _write_layers_model(
             quantization_dtype_map=quantization_map,
             weight_shard_size_bytes=shard_bytes,
         )
-    _drop_unused_fields(out / MODEL_FILE)
+    _fit_config_to_tfjs_layers(out / MODEL_FILE)
 
 
-def _import_h5_conversion() -> Any:
-    """tensorflowjs's Keras HDF5 converter, imported without breaking Keras.
+def import_tensorflowjs(module: str) -> Any:
+    """A tensorflowjs converter module, imported without breaking Keras.
 
     tensorflowjs imports tf_keras, whose ``keras_export`` re-points every
     public Keras 2 name in TensorFlow's shared name table ("keras.layers.Conv2D",
@@ -186,18 +221,24 @@ def _import_h5_conversion() -> Any:
     tf.keras.layers.Layer  # noqa: B018 - make sure Keras has registered its names
     table = tf_export._NAME_TO_SYMBOL_MAPPING
     keras_names = {k: v for k, v in table.items() if k.startswith(_KERAS_PREFIXES)}
-    from tensorflowjs.converters import keras_h5_conversion
-
+    imported = importlib.import_module(module)
     table.update(keras_names)
-    return keras_h5_conversion
+    return imported
 
 
-def _drop_unused_fields(model_json: Path) -> None:
-    """Remove config fields that Keras writes and tfjs-layers rejects."""
+def _fit_config_to_tfjs_layers(model_json: Path) -> None:
+    """Change what Keras writes and tfjs-layers rejects, computing the same:
+    config fields of no use (:data:`_UNUSED_FIELDS`), and a functional
+    model's outputs given as a dict (``{"score": [layer, 0, 0], ...}``),
+    which become a list in Keras's order (the keys sorted)."""
     document = json.loads(model_json.read_text())
     for node in _config_nodes(document["modelTopology"]):
+        config = node["config"]
         for field in _UNUSED_FIELDS.get(str(node.get("class_name")), ()):
-            node["config"].pop(field, None)
+            config.pop(field, None)
+        if isinstance(config.get("output_layers"), dict):
+            outputs = config["output_layers"]
+            config["output_layers"] = [outputs[key] for key in sorted(outputs)]
     model_json.write_text(json.dumps(document))
 
 
@@ -218,21 +259,43 @@ class TfjsPredictor:
 
     A process per call keeps nothing running between calls; starting node
     and tfjs costs about a second, so parity sends all samples at once.
+    Inputs go by the model's input names (``inputs``) when given: a graph
+    model takes them by name. Outputs come back in the order of ``outputs``
+    when the model names them so (a graph model's signature does), else in
+    the model's own order (a layers model's, which is Keras's).
     """
 
-    def __init__(self, model_json: Path, timeout_s: float = 300.0, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model_json: Path,
+        timeout_s: float = 300.0,
+        batch_size: int = 32,
+        inputs: Sequence[str] = (),
+        outputs: Sequence[str] = (),
+    ) -> None:
         self.model_json = model_json
         self.timeout_s = timeout_s
         self.batch_size = batch_size
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
 
     def predict(self, inputs: Sequence[npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
         with tempfile.TemporaryDirectory(prefix="fedge-tfjs-io-") as scratch:
             in_dir, out_dir = Path(scratch) / "in", Path(scratch) / "out"
-            write_tensors(in_dir, [(f"input_{i}", np.asarray(x)) for i, x in enumerate(inputs)])
+            write_tensors(in_dir, self._named(inputs))
             args = ["--inputs", str(in_dir), "--outputs", str(out_dir)]
             args += ["--batch-size", str(self.batch_size)]
             self._run("predict", args)
-            return [array for _, array in read_tensors(out_dir)]
+            named = read_tensors(out_dir)
+        by_name = dict(named)
+        if self.outputs and sorted(by_name) == sorted(self.outputs):
+            return [by_name[name] for name in self.outputs]
+        return [array for _, array in named]
+
+    def _named(self, inputs: Sequence[npt.NDArray[Any]]) -> list[tuple[str, npt.NDArray[Any]]]:
+        names = self.inputs if len(self.inputs) == len(inputs) else []
+        names = names or [f"input_{i}" for i in range(len(inputs))]
+        return [(name, np.asarray(x)) for name, x in zip(names, inputs, strict=True)]
 
     def latency_us(
         self, sample_inputs: Sequence[npt.NDArray[Any]], warmup: int, iters: int
@@ -240,8 +303,7 @@ class TfjsPredictor:
         """Single-sample (batch 1) latency of ``model.predict`` in Node, in µs."""
         with tempfile.TemporaryDirectory(prefix="fedge-tfjs-io-") as scratch:
             in_dir = Path(scratch) / "in"
-            first = [(f"input_{i}", np.asarray(x)[:1]) for i, x in enumerate(sample_inputs)]
-            write_tensors(in_dir, first)
+            write_tensors(in_dir, self._named([np.asarray(x)[:1] for x in sample_inputs]))
             args = ["--inputs", str(in_dir), "--warmup", str(warmup), "--iters", str(iters)]
             result = self._run("bench", args)
         keys = ("p50_us", "p90_us", "min_us", "mean_us", "warmup", "iters", "batch")
@@ -263,7 +325,9 @@ def load_predictor(bundle_dir: Path, record: Mapping[str, Any]) -> TfjsPredictor
                 f"tfjs: {path.relative_to(bundle_dir).as_posix()} is missing "
                 f"(listed in {model_json.name}); re-export or re-download the bundle"
             )
-    return TfjsPredictor(model_json)
+    return TfjsPredictor(
+        model_json, inputs=record.get("inputs") or (), outputs=record.get("outputs") or ()
+    )
 
 
 def node_latency_us(

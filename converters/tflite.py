@@ -1,4 +1,5 @@
-"""Keras -> TensorFlow Lite: the inference flatbuffer, quantized on request.
+"""Keras (or a plain SavedModel's signature) -> TensorFlow Lite: the
+inference flatbuffer, quantized on request.
 
 | ``--quantize`` | weights | activations | calibration |
 |---|---|---|---|
@@ -8,9 +9,13 @@
 | int8 | int8 | int8 (float fallback for ops without int8 kernels) | representative set |
 
 The inference model uses TFLite builtin ops only, so it runs on any
-device's stock interpreter. Recurrent layers convert to TFLite's fused
-kernels only with a fixed batch; such models are exported at batch 1 and
-the manifest says so. The training artifact is written beside it by
+device's stock interpreter, and it keeps no state between invocations: a
+Keras model is converted from :func:`fedge.converters.serving.serving_function`,
+where recurrent layers are unrolled (any batch) or, for sequences of varying
+length, a while loop at a fixed batch of 1; the record's ``inputs``, its
+``notes`` and the model card then say so. The record's ``inputs`` and
+``outputs`` are the flatbuffer's own signature (names, shapes, dtypes), read
+back after conversion. The training artifact is written beside it by
 :mod:`fedge.converters.tflite_training`.
 """
 
@@ -28,12 +33,18 @@ import numpy.typing as npt
 
 from fedge.converters.artifact import Artifact, describe_files
 from fedge.converters.errors import BundleError, TargetFailedError, UnsupportedLayerError
-from fedge.converters.model_io import input_specs, output_specs
+from fedge.converters.model_io import input_specs, output_specs, source_kind
 from fedge.converters.options import ConvertOptions
-from fedge.converters.samples import load_samples
+from fedge.converters.samples import calibration_samples
+from fedge.converters.serving import layer_with_ops, recurrent_layers, serving_function
 
 TARGET = "tflite"
 MODEL_FILE = "model.tflite"
+SIGNATURE = "serving_default"
+STATIC_BATCH_NOTE = (
+    "takes a batch of 1 per call: its recurrent layers read sequences of varying length, "
+    "which TFLite's builtin ops loop over only at a fixed batch"
+)
 
 
 def export(model: Any, bundle_dir: Path, options: ConvertOptions) -> Artifact:
@@ -43,16 +54,18 @@ def export(model: Any, bundle_dir: Path, options: ConvertOptions) -> Artifact:
     flatbuffer, batch_size = _convert(model, options)
     (out_dir / MODEL_FILE).write_bytes(flatbuffer)
     paths = [out_dir / MODEL_FILE]
+    inputs, outputs = _in_model_order(model, *_signature_specs(out_dir / MODEL_FILE))
     record: dict[str, Any] = {
         "quantization": options.tflite_quantize,
         "ops": "TFLITE_BUILTINS",
         "batch_size": batch_size,
-        "signature": "serving_default",
-        "inputs": [name for name, _, _ in input_specs(model)],
-        "outputs": [name for name, _, _ in output_specs(model)],
+        "signature": SIGNATURE,
+        "inputs": inputs,
+        "outputs": outputs,
+        "notes": _notes(model, batch_size),
         "training": None,
     }
-    if options.tflite_training:
+    if options.tflite_training and source_kind(model) == "keras":
         from fedge.converters.tflite_training import export_training
 
         training = export_training(model, out_dir)
@@ -69,30 +82,94 @@ def export(model: Any, bundle_dir: Path, options: ConvertOptions) -> Artifact:
     )
 
 
+def _notes(model: Any, batch_size: int | None) -> list[str]:
+    """What a user of the flatbuffer must know that its signature does not say."""
+    if batch_size is None:
+        return []
+    if source_kind(model) == "keras":
+        return [STATIC_BATCH_NOTE]
+    return [f"takes a batch of {batch_size} per call, as the SavedModel's signature does"]
+
+
 def _convert(model: Any, options: ConvertOptions) -> tuple[bytes, int | None]:
     """The flatbuffer and its fixed batch size (None: any batch)."""
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    _configure(converter, model, options)
-    try:
-        return _run_converter(converter), None
-    except Exception as exc:
-        if "TensorList" not in str(exc):
+    if source_kind(model) == "saved_model":
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            str(model.path), signature_keys=[model.signature]
+        )
+        _configure(converter, model, options)
+        try:
+            return _run_converter(converter), model.input_specs[0][1][0]
+        except Exception as exc:
             raise _explain(exc, model) from exc
-    # Recurrent layers: TFLite fuses them only when the batch is static.
-    specs = [
-        tf.TensorSpec((1, *t.shape[1:]), t.dtype, name=n)
-        for t, (n, _, _) in zip(model.inputs, input_specs(model), strict=True)
-    ]
-    function = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0]))
-    concrete = function.get_concrete_function(*specs)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    _configure(converter, model, options)
     try:
-        return _run_converter(converter), 1
+        return _from_function(model, options, batch=None), None
+    except Exception as exc:
+        # A recurrence over sequences of varying length stays a loop, whose
+        # tensor lists TFLite lowers to builtin ops only at a fixed batch.
+        if "TensorList" not in str(exc) or not recurrent_layers(model):
+            raise _explain(exc, model) from exc
+    try:
+        return _from_function(model, options, batch=1), 1
     except Exception as exc:
         raise _explain(exc, model) from exc
+
+
+def _from_function(model: Any, options: ConvertOptions, batch: int | None) -> bytes:
+    import tensorflow as tf
+
+    function = serving_function(model, batch)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    _configure(converter, model, options)
+    return _run_converter(converter)
+
+
+def _signature_specs(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The flatbuffer's serving signature: name, shape (None where any size
+    goes) and dtype of each input and output, in the signature's order."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    runner = interpreter.get_signature_runner(SIGNATURE)
+    names = interpreter.get_signature_list()[SIGNATURE]
+
+    def describe(details: Mapping[str, Any], order: Sequence[str]) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": name,
+                "shape": [None if d < 0 else int(d) for d in details[name]["shape_signature"]],
+                "dtype": np.dtype(details[name]["dtype"]).name,
+            }
+            for name in order
+        ]
+
+    return (
+        describe(runner.get_input_details(), names["inputs"]),
+        describe(runner.get_output_details(), names["outputs"]),
+    )
+
+
+def _in_model_order(
+    model: Any, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The signature's specs in the model's (the manifest's) order; the
+    signature must name every input and output as the model does."""
+    ordered = []
+    for kind, got, specs in (
+        ("inputs", inputs, input_specs(model)),
+        ("outputs", outputs, output_specs(model)),
+    ):
+        by_name = {x["name"]: x for x in got}
+        want = [name for name, _, _ in specs]
+        if sorted(by_name) != sorted(want):
+            raise TargetFailedError(
+                TARGET,
+                f"the flatbuffer's signature names its {kind} {sorted(by_name)}, the model {want}",
+            )
+        ordered.append([by_name[name] for name in want])
+    return ordered[0], ordered[1]
 
 
 def _run_converter(converter: Any) -> bytes:
@@ -113,12 +190,7 @@ def _configure(converter: Any, model: Any, options: ConvertOptions) -> None:
     if mode == "fp16":
         converter.target_spec.supported_types = [tf.float16]
     elif mode == "int8":
-        samples = load_samples(
-            model,
-            options.calibration_path or options.samples_path,
-            max_samples=200,
-            seed=options.seed,
-        )
+        samples = calibration_samples(model, options)
 
         def representative() -> Any:
             for i in range(samples.count):
@@ -131,7 +203,7 @@ def _explain(exc: Exception, model: Any) -> Exception:
     """Name the layer whose TF ops the converter could not take, if any."""
     text = str(exc)
     ops = sorted(set(re.findall(r"'tf\.([A-Za-z0-9]+)' op", text)))
-    layer = _layer_with_ops(model, ops) if ops else None
+    layer = layer_with_ops(model, ops) if ops else None
     if layer is not None:
         detail = f"TFLite builtin ops lack {', '.join(f'tf.{op}' for op in ops)}"
         return UnsupportedLayerError(TARGET, layer.name, type(layer).__name__, detail)
@@ -139,24 +211,12 @@ def _explain(exc: Exception, model: Any) -> Exception:
     return TargetFailedError(TARGET, first.strip())
 
 
-def _layer_with_ops(model: Any, op_types: Sequence[str]) -> Any:
-    """The first layer whose traced graph contains one of ``op_types``."""
-    import tensorflow as tf
-
-    specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
-    function = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0]))
-    graph = function.get_concrete_function(*specs).graph
-    by_name = {layer.name: layer for layer in model.layers}
-    for operation in graph.get_operations():
-        if operation.type in op_types:
-            for part in operation.name.split("/"):
-                if part in by_name:
-                    return by_name[part]
-    return None
-
-
 class TfLitePredictor:
-    """The inference flatbuffer in ``tf.lite.Interpreter``, via its signature."""
+    """The inference flatbuffer in ``tf.lite.Interpreter``, via its signature.
+
+    One interpreter serves every call, and nothing is reset between
+    invocations: a model that kept state from one call to the next would
+    give other numbers for the same input, and parity would fail it."""
 
     def __init__(
         self, path: Path, inputs: Sequence[str], outputs: Sequence[str], batch_size: int | None
@@ -170,36 +230,49 @@ class TfLitePredictor:
         self._outputs = list(outputs)
         self._batch_size = batch_size
         self._interpreter.allocate_tensors()
-        self._runner = self._interpreter.get_signature_runner()
+        self._runner = self._interpreter.get_signature_runner(SIGNATURE)
         details = self._runner.get_input_details()
         self._dtypes = {name: details[name]["dtype"] for name in details}
+        named = self._interpreter.get_signature_list()[SIGNATURE]["outputs"]
+        if len(self._outputs) == 1 and len(named) == 1:
+            # Older bundles named a recurrent model's lone output as Keras does
+            # ("dense_3") where its signature says "output_0".
+            self._outputs = list(named)
 
     def predict(self, inputs: Sequence[npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
         if self._batch_size is None:
             return self._run(inputs)
         rows = int(inputs[0].shape[0])
-        parts = [self._run([x[i : i + 1] for x in inputs]) for i in range(rows)]
-        return [np.concatenate([p[k] for p in parts]) for k in range(len(self._outputs))]
+        step = self._batch_size
+        parts = [self._run(_padded(inputs, start, step)) for start in range(0, rows, step)]
+        return [np.concatenate([p[k] for p in parts])[:rows] for k in range(len(self._outputs))]
 
     def _run(self, inputs: Sequence[npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
-        if self._batch_size is not None:
-            # Fused recurrent kernels keep their state in variables between
-            # invocations; each example starts from zero state, as in Keras.
-            self._interpreter.reset_all_variables()
         feed = {
             name: np.asarray(x, dtype=self._dtypes[name])
             for name, x in zip(self._inputs, inputs, strict=True)
         }
         result = self._runner(**feed)
-        if len(self._outputs) == 1 and len(result) == 1:
-            return [next(iter(result.values()))]
         return [result[name] for name in self._outputs]
 
 
+def _padded(inputs: Sequence[npt.NDArray[Any]], start: int, size: int) -> list[npt.NDArray[Any]]:
+    """Rows ``start:start+size`` of each input, the last row repeated to ``size``."""
+    chunks = [np.asarray(x[start : start + size]) for x in inputs]
+    short = size - int(chunks[0].shape[0])
+    return [np.concatenate([c, np.repeat(c[-1:], short, 0)]) if short else c for c in chunks]
+
+
 def load_predictor(bundle_dir: Path, record: Mapping[str, Any]) -> TfLitePredictor:
+    """``record["inputs"]`` and ``["outputs"]`` are the signature's specs,
+    or (in older bundles) names."""
     return TfLitePredictor(
         bundle_dir / record["entry"],
-        record["inputs"],
-        record["outputs"],
+        [_name(x) for x in record["inputs"]],
+        [_name(x) for x in record["outputs"]],
         record.get("batch_size"),
     )
+
+
+def _name(spec: Any) -> str:
+    return str(spec["name"]) if isinstance(spec, Mapping) else str(spec)

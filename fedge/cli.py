@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
 
 import click
 
 from fedge import __version__
-from fedge.errors import FedgeError
+from fedge.converters.options import LOSS_ALIASES, LOSSES
+from fedge.errors import ConfigError, FedgeError
+
+# Libraries whose warnings are notices about themselves (versions they were
+# tested with, macOS-only parts, Keras's uncompiled metrics), not about the
+# user's model; their errors still show.
+_NOISY_LOGGERS = ("tensorflow", "absl", "coremltools")
+
+
+def _library_notice(record: logging.LogRecord) -> bool:
+    """Drop TF Decision Forests' version notice (logged on the root logger
+    when tensorflowjs imports it); keep every other record."""
+    return record.levelno >= logging.ERROR or "tensorflow_decision_forests" not in record.pathname
 
 
 def _quiet_tensorflow() -> None:
+    """Keep the libraries' import-time notices off the user's screen.
+
+    Runs before anything imports TensorFlow, which reads its C++ log level
+    once; a level the user set in the environment wins.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # coremltools draws its own tqdm bars, which tear through fedge's display.
     os.environ.setdefault("TQDM_DISABLE", "1")
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger().addFilter(_library_notice)  # the same object: added once
+    # tensorflow_hub (imported by tensorflowjs) imports pkg_resources.
+    warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,13 +131,52 @@ def train(out: Path, epochs: int, batch_size: int, learning_rate: float, seed: i
 @click.option(
     "--calibration",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="int8 calibration inputs (.npy/.npz); default: the parity samples.",
+    help="int8 calibration inputs (.npy/.npz/.csv), a few hundred real ones; only with "
+    "--quantize int8. Default: --samples; int8 is refused without either (but for the "
+    "reference model).",
 )
 @click.option(
     "--samples",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Parity inputs (.npy/.npz); default: the digits test split for the reference "
-    "model, seeded random inputs for any other.",
+    help="Parity inputs (.npy/.npz/.csv); default: the digits test split for the reference "
+    "model, seeded random inputs for any other (the manifest says which).",
+)
+@click.option(
+    "--tolerance",
+    "tolerances",
+    multiple=True,
+    metavar="TARGET=BOUND",
+    help="Parity bound for one target (tflite, tfjs, coreml, tflite_train): a max abs error "
+    "(tflite=1e-3), a top-1 agreement (tflite=top1:0.95) or an error relative to the "
+    "outputs' range (tflite=rel:0.01). Repeatable.",
+)
+@click.option(
+    "--keep-failed",
+    is_flag=True,
+    help="Keep a target that fails parity in the bundle, marked failed in the manifest "
+    "(still an error: exit 1).",
+)
+@click.option(
+    "--loss",
+    type=click.Choice([*LOSSES, *LOSS_ALIASES]),
+    help="Loss of the TFLite training artifact; default: the model's compiled loss.",
+)
+@click.option(
+    "--from-logits", is_flag=True, help="With a cross-entropy --loss: the outputs are logits."
+)
+@click.option(
+    "--custom-objects",
+    "custom_objects",
+    multiple=True,
+    metavar="MODULE[:NAME]",
+    help="The model's custom classes: a module to import (it registers them with Keras), "
+    "or MODULE:NAME for one class. Repeatable; commas separate several.",
+)
+@click.option(
+    "--unsafe-deserialization",
+    is_flag=True,
+    help="Load Lambda layers, whose Python code is stored in the model file and runs as it "
+    "loads. Only for a file you trust.",
 )
 @click.option("--max-samples", type=click.IntRange(min=1), default=512, show_default=True)
 @click.option("--no-verify", is_flag=True, help="Skip the parity checks.")
@@ -140,6 +203,12 @@ def convert(
     coreml_target: str,
     calibration: Path | None,
     samples: Path | None,
+    tolerances: tuple[str, ...],
+    keep_failed: bool,
+    loss: str | None,
+    from_logits: bool,
+    custom_objects: tuple[str, ...],
+    unsafe_deserialization: bool,
     max_samples: int,
     no_verify: bool,
     no_training: bool,
@@ -152,12 +221,14 @@ def convert(
     labels: str | None,
 ) -> None:
     """Convert a Keras model (.keras, .h5 or SavedModel) to a verified bundle."""
-    from rich.console import Console
-
     from fedge.converters.bundle import convert as convert_bundle
-    from fedge.converters.cli_view import ConvertProgress, summary_table
-    from fedge.converters.options import ConvertOptions
+    from fedge.converters.cli_view import ConvertProgress, make_console, summary_table
+    from fedge.converters.options import ConvertOptions, parse_tolerance
 
+    try:
+        target_tolerances = dict(parse_tolerance(text) for text in tolerances)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
     options = ConvertOptions(
         targets=tuple(t.strip() for t in targets.split(",") if t.strip()),
         tflite_quantize=quantize,
@@ -170,6 +241,14 @@ def convert(
         verify=not no_verify,
         samples_path=samples,
         calibration_path=calibration,
+        target_tolerances=target_tolerances,
+        keep_failed=keep_failed,
+        loss=loss,
+        from_logits=from_logits,
+        custom_objects=tuple(
+            spec.strip() for specs in custom_objects for spec in specs.split(",") if spec.strip()
+        ),
+        unsafe_deserialization=unsafe_deserialization,
         max_samples=max_samples,
         name=name,
         version=version_,
@@ -177,23 +256,44 @@ def convert(
         description=description,
         labels=tuple(x.strip() for x in labels.split(",")) if labels else None,
     )
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         with ConvertProgress(console) as progress:
             result = convert_bundle(model, out, options, progress=progress, force=force)
+    except ConfigError as exc:  # options that cannot work (for this model): exit 2
+        raise click.UsageError(f"{exc}\nno bundle was written") from exc
     except FedgeError as exc:
         raise click.ClickException(f"{exc}\nno bundle was written") from exc
-    Console().print(summary_table(result))
+    make_console().print(summary_table(result))
     for outcome in result.failed:
         click.echo(f"error: {outcome.error}", err=True)
     if result.failed:
         names = ", ".join(o.target for o in result.failed)
+        if keep_failed:
+            raise click.ClickException(
+                f"bundle written to {out} with failed (kept, marked in the manifest): {names}"
+            )
         raise click.ClickException(f"bundle written to {out} without: {names}")
 
 
+class BadInput(click.ClickException):
+    """Input the command cannot use (a file's values, an output path): exit 2,
+    like a bad argument, without click's usage text."""
+
+    exit_code = 2
+
+
+def _bundle_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from fedge.hashing import is_sha256
+
+    if value is not None and not is_sha256(value):
+        raise click.BadParameter(f"a bundle id is 64 hex digits (a sha256); got {value!r}")
+    return value
+
+
 @main.command()
-@click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("inputs", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--runtime",
     type=click.Choice(["tflite", "tfjs", "coreml", "keras"]),
@@ -204,18 +304,36 @@ def convert(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="Where to write predictions: .npy, .npz or .csv.",
+    help="Where to write predictions: .npy, .npz or .csv, in an existing directory.",
 )
-def predict(bundle: Path, inputs: Path, runtime: str, out: Path) -> None:
+@click.option(
+    "--bundle-id",
+    callback=_bundle_id,
+    help="The published bundle id (the sha256 of its manifest.json), from a channel you "
+    "trust: a bundle whose manifest differs is refused.",
+)
+def predict(bundle: Path, inputs: Path, runtime: str, out: Path, bundle_id: str | None) -> None:
     """Batch predictions for INPUTS (.npy, .npz or .csv) with a runtime of BUNDLE."""
-    from fedge.converters.batch_predict import predict_bundle, write_outputs
+    from fedge.converters.batch_predict import predict_to_file
+    from fedge.converters.errors import BadInputError
 
     try:
-        manifest, outputs = predict_bundle(bundle, runtime, inputs)
-        write_outputs(out, manifest, outputs)
+        run = predict_to_file(bundle, runtime, inputs, out, expected_id=bundle_id)
+    except BadInputError as exc:
+        raise BadInput(f"{exc}\nnothing was written") from exc
     except FedgeError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"{len(outputs[0])} predictions with {runtime} -> {out}")
+        raise click.ClickException(f"{exc}\nnothing was written") from exc
+    manifest = run.bundle.manifest
+    click.echo(
+        f"{run.rows} predictions with {runtime} -> {out}; "
+        f"bundle {manifest.name} v{manifest.version} (id {run.bundle.bundle_id})"
+    )
+    if not run.bundle.sealed:
+        click.echo(
+            "warning: the bundle has no manifest.sha256 (written before bundle ids); "
+            "compare its id with the published one",
+            err=True,
+        )
 
 
 @main.command()

@@ -14,3 +14,12 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_sha256(text: str) -> bool:
+    """Whether ``text`` is a sha256 in hex (64 digits, either case)."""
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)

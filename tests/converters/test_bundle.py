@@ -37,8 +37,8 @@ def test_bundle_manifest_accounts_for_every_file(trained_model_path: Path, tmp_p
     manifest = verify_bundle(out)
     listed = {f["path"] for f in manifest.files()}
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert on_disk - listed == {"manifest.json"}
-    assert listed == on_disk - {"manifest.json"}
+    assert on_disk - listed == {"manifest.json", "manifest.sha256"}
+    assert listed == on_disk - {"manifest.json", "manifest.sha256"}
     assert set(manifest.artifacts) == {"keras", "weights", "tflite"}
     assert manifest.parity["tflite"]["status"] == "pass"
     assert manifest.parity["tflite"]["max_abs_err"] <= 1e-4

@@ -245,6 +245,7 @@ ACTIVATIONS: list[tuple[str, Callable[[Any], Any], Callable[[Any], Any]]] = [
     ("softmax", lambda x: mb.softmax(x=x, axis=1), lambda x: tf.nn.softmax(x, axis=1)),
     ("tanh", lambda x: mb.tanh(x=x), tf.tanh),
     ("sigmoid", lambda x: mb.sigmoid(x=x), tf.sigmoid),
+    ("silu", lambda x: mb.silu(x=x), tf.nn.silu),  # Keras's swish
 ]
 
 
@@ -301,6 +302,27 @@ def test_broadcasting_binary_op_matches_tensorflow(
     np.testing.assert_allclose(got, reference(x, y), atol=ATOL, err_msg=name)
 
 
+SPLITS = [
+    # MIL split arguments, TensorFlow's num_or_size_splits
+    ({"num_splits": 3}, 3),
+    ({"split_sizes": [2, 3, 4]}, [2, 3, 4]),  # uneven: a GRU cell's z, r, h
+]
+
+
+@pytest.mark.parametrize(("split", "tf_split"), SPLITS)
+def test_split_matches_tensorflow(split: dict[str, Any], tf_split: Any) -> None:
+    x = random(2, 9, 3)
+    count = split.get("num_splits") or len(split["split_sizes"])
+    assert "split" in KERNELS  # not value_inference: it runs at every recurrent step
+
+    pieces = [evaluate(lambda x, i=i: mb.split(x=x, axis=1, **split)[i], x=x) for i in range(count)]
+
+    expected = tf.split(x, tf_split, axis=1)
+    assert len(pieces) == len(expected)
+    for got, piece in zip(pieces, expected, strict=True):
+        np.testing.assert_array_equal(got, piece)
+
+
 def test_fp16_casts_round_where_the_program_casts() -> None:
     # fp16 has 10 fraction bits: 1 + 2**-12 rounds to 1, 1 + 2**-10 stays.
     x = np.array([[1 + 2**-12, 1 + 2**-10, 65504.0, -3.0]], dtype=np.float32)
@@ -314,11 +336,11 @@ def test_fp16_casts_round_where_the_program_casts() -> None:
 
 def test_ops_without_a_kernel_use_their_value_inference() -> None:
     x = random(2, 6)
-    assert "split" not in KERNELS
+    assert "slice_by_index" not in KERNELS
 
-    got = evaluate(lambda x: mb.split(x=x, num_splits=3, axis=1)[1], x=x)
+    got = evaluate(lambda x: mb.slice_by_index(x=x, begin=[0, 1], end=[2, 5], stride=[1, 2]), x=x)
 
-    np.testing.assert_array_equal(got, tf.split(x, 3, axis=1)[1])
+    np.testing.assert_array_equal(got, x[:, 1:5:2])
 
 
 def test_while_loop_runs_its_body_until_the_condition_fails() -> None:

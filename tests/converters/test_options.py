@@ -11,9 +11,10 @@ from fedge.converters.options import ConvertOptions, Tolerance
 from fedge.errors import ConfigError
 
 # The tolerance table, written out: full precision within 1e-4 of Keras,
-# fp16 by top-1 agreement of 99 %, 8-bit and dynamic-range modes of 97 %.
+# fp16 within 1 % of the range of Keras's outputs (a bound a regressor can
+# meet too), 8-bit and dynamic-range modes by top-1 agreement of 97 %.
 FP32 = Tolerance(max_abs_err=1e-4)
-TOP1_99 = Tolerance(min_top1_agreement=0.99)
+REL_1PCT = Tolerance(max_rel_err=0.01)
 TOP1_97 = Tolerance(min_top1_agreement=0.97)
 
 
@@ -21,14 +22,14 @@ TOP1_97 = Tolerance(min_top1_agreement=0.97)
     ("options", "target", "precision", "tolerance"),
     [
         (ConvertOptions(tflite_quantize="none"), "tflite", "fp32", FP32),
-        (ConvertOptions(tflite_quantize="fp16"), "tflite", "fp16", TOP1_99),
+        (ConvertOptions(tflite_quantize="fp16"), "tflite", "fp16", REL_1PCT),
         (ConvertOptions(tflite_quantize="dynamic"), "tflite", "dynamic", TOP1_97),
         (ConvertOptions(tflite_quantize="int8"), "tflite", "int8", TOP1_97),
         (ConvertOptions(tfjs_quantize="none"), "tfjs", "fp32", FP32),
-        (ConvertOptions(tfjs_quantize="float16"), "tfjs", "fp16", TOP1_99),
+        (ConvertOptions(tfjs_quantize="float16"), "tfjs", "fp16", REL_1PCT),
         (ConvertOptions(tfjs_quantize="uint8"), "tfjs", "uint8", TOP1_97),
         (ConvertOptions(coreml_precision="fp32"), "coreml", "fp32", FP32),
-        (ConvertOptions(coreml_precision="fp16"), "coreml", "fp16", TOP1_99),
+        (ConvertOptions(coreml_precision="fp16"), "coreml", "fp16", REL_1PCT),
         # The Keras reference itself is full precision.
         (ConvertOptions(tflite_quantize="int8"), "keras", "fp32", FP32),
     ],
@@ -67,7 +68,7 @@ def test_one_target_s_mode_does_not_change_another_s_precision() -> None:
 
 def test_a_given_tolerance_replaces_the_default_for_its_precision() -> None:
     loose = Tolerance(max_abs_err=0.5)
-    options = ConvertOptions(tfjs_quantize="none", tolerances={"fp32": loose, "fp16": TOP1_99})
+    options = ConvertOptions(tfjs_quantize="none", tolerances={"fp32": loose, "fp16": REL_1PCT})
 
     got = options.tolerance("tfjs")
 
@@ -82,7 +83,7 @@ def test_the_defaults_and_the_bounds_themselves_are_valid(tmp_path: Path) -> Non
         ConvertOptions(),
         ConvertOptions(targets=("coreml",), coreml_minimum_target="macOS15"),
         ConvertOptions(tfjs_shard_bytes=1024, max_samples=1),
-        ConvertOptions(samples_path=samples, calibration_path=samples),
+        ConvertOptions(samples_path=samples, calibration_path=samples, tflite_quantize="int8"),
     ]
 
     for option in options:

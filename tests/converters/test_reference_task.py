@@ -57,7 +57,8 @@ def test_another_8x8x1_model_gets_no_digit_labels_nor_digits_accuracy(
     assert manifest.parity["tflite"]["status"] == "pass"
     assert manifest.parity["tflite"]["accuracy"] is None
     assert "Labels: none given." in card
-    assert "Parity measured on: random inputs." in card
+    assert "Parity inputs: seeded random (seed 0: floats uniform in [0, 1)" in card
+    assert manifest.parity["tflite"]["inputs"]["kind"] == "seeded random"
     assert "accuracy" not in card.lower()
     assert "digit" not in card.lower()
 
@@ -78,7 +79,7 @@ def test_another_model_gets_the_labels_and_samples_its_user_gives(tmp_path: Path
     card = (tmp_path / "bundle" / "MODEL_CARD.md").read_text()
     assert manifest.labels == ("cat", "dog", "fox")
     assert manifest.parity["tflite"]["samples"] == 20
-    assert f"Parity measured on: {samples}." in card
+    assert f"Parity inputs: user samples ({samples}); image in [" in card
     assert "Labels: cat, dog, fox" in card
 
 

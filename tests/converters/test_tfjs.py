@@ -78,13 +78,24 @@ def test_fp32_matches_keras_in_node(name: str, tmp_path: Path, task: TaskData) -
     assert _max_abs_err(reference, got) <= 1e-4
 
 
-def test_keras_gru_is_refused_with_the_reason(tmp_path: Path) -> None:
+def test_keras_gru_is_named_as_what_tfjs_layers_lacks() -> None:
     # Keras 2's GRU defaults to reset_after=True, which tfjs-layers 4.22 lacks.
     with pytest.raises(UnsupportedLayerError, match=r"'gru' \(GRU\).*reset_after=False") as info:
-        tfjs.export(model_zoo.gru_classifier(), tmp_path, ConvertOptions())
+        tfjs.check_layers(model_zoo.gru_classifier())
 
     assert (info.value.layer, info.value.layer_type) == ("gru", "GRU")
-    assert not (tmp_path / "tfjs").exists()
+
+
+def test_keras_gru_becomes_a_graph_model_that_says_why(tmp_path: Path, task: TaskData) -> None:
+    model = model_zoo.gru_classifier()
+    inputs = _inputs(model, task)
+
+    artifact = tfjs.export(model, tmp_path, ConvertOptions())
+    got = _run(tmp_path, artifact, inputs)
+
+    assert (artifact.options["format"], artifact.options["trainable"]) == ("graph-model", False)
+    assert "layer 'gru' (GRU)" in artifact.options["notes"][0]
+    assert _max_abs_err(_keras(model, inputs), got) <= 1e-4
 
 
 def test_gru_with_reset_after_false_matches_keras(tmp_path: Path, task: TaskData) -> None:
@@ -201,11 +212,9 @@ def _normalizing_model() -> Any:
     return tf.keras.Model(inputs, outputs)
 
 
-def test_a_layer_tfjs_lacks_is_named_at_export(tmp_path: Path) -> None:
+def test_a_layer_tfjs_lacks_is_named_before_export() -> None:
     with pytest.raises(UnsupportedLayerError, match=r"'scale' \(Normalization\)"):
-        tfjs.export(_normalizing_model(), tmp_path, ConvertOptions())
-
-    assert not (tmp_path / "tfjs").exists()
+        tfjs.check_layers(_normalizing_model())
 
 
 def test_a_layer_tfjs_lacks_is_named_when_node_cannot_load_it(

@@ -22,7 +22,7 @@ from flask import Flask
 from fedge.bundle_weights import WEIGHTS_ARTIFACT, WEIGHTS_FILE
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
-from fedge.manifest import MANIFEST_FILE
+from fedge.manifest import MANIFEST_FILE, seal_manifest
 from fedge.reference_weights import REFERENCE_MODEL_NAME, build_initial_weights, shipped_weights
 from fedge.server.app import create_app, shutdown
 from fedge.server.errors import ConfigurationError
@@ -253,6 +253,7 @@ def test_weights_that_differ_from_the_manifest_spec_are_refused(
     manifest = json.loads((bundle / MANIFEST_FILE).read_text())
     manifest["weights"][0]["shape"] = [3, 3, 1, 5]  # the file holds (3, 3, 1, 4)
     (bundle / MANIFEST_FILE).write_text(json.dumps(manifest))
+    seal_manifest(bundle)  # as fedge writes it, not a tampered copy
 
     with pytest.raises(ConfigurationError, match=r"conv/kernel: shape \(3, 3, 1, 4\)"):
         start(model=bundle)
@@ -266,6 +267,7 @@ def test_a_bundle_without_a_weights_file_loads_its_keras_model(
     manifest = json.loads((bundle / MANIFEST_FILE).read_text())
     del manifest["artifacts"][WEIGHTS_ARTIFACT]
     (bundle / MANIFEST_FILE).write_text(json.dumps(manifest))
+    seal_manifest(bundle)  # as fedge writes it, not a tampered copy
     (bundle / WEIGHTS_FILE).unlink()
 
     name, weights = initial_checkpoint(start(model=bundle))

@@ -1,7 +1,10 @@
 #!/usr/bin/env node
-// Runs a fedge TF.js layers model in Node with @tensorflow/tfjs (CPU backend),
-// so parity is checked by the same JavaScript runtime the browser uses, not
-// by tensorflowjs's Python loader.
+// Runs a fedge TF.js model in Node with @tensorflow/tfjs (CPU backend), so
+// parity is checked by the same JavaScript runtime the browser uses, not by
+// tensorflowjs's Python loader. model.json's "format" picks the loader: a
+// layers model (tf.loadLayersModel) or a graph model (tf.loadGraphModel, for
+// models tfjs-layers cannot build; run with executeAsync, which also takes
+// control flow).
 //
 //   node tfjs_run.mjs predict --model DIR/model.json --inputs IN --outputs OUT [--batch-size N]
 //   node tfjs_run.mjs bench   --model DIR/model.json --inputs IN [--warmup N] [--iters M]
@@ -15,8 +18,12 @@
 //    "tensors": [{"name": "image", "dtype": "float32", "shape": [64, 8, 8, 1], "file": "0.bin"}]}
 // and one raw little-endian C-order file per tensor. dtypes: float32, int32.
 // Nothing is evaluated or deserialised beyond JSON and typed arrays.
+// Inputs are fed by name when every tensor is named after a model input (a
+// graph model's signature keys, a layers model's input names), else in
+// order. Outputs are written under the model's output names (a graph
+// model's signature keys), in the model's order.
 //
-// The result JSON is {"ok": true, ...} or {"ok": false, "kind", "message", ...}
+// The result JSON is {"ok": true, "format", "outputs", ...} or {"ok": false, "kind", "message", ...}
 // where kind is one of: usage, runtime_missing, missing_file, bad_weights,
 // unknown_layer, unknown_activation, load_failed, bad_input, error.
 // Exit status: 0 ok, 1 failed (result written), 2 usage error.
@@ -100,11 +107,10 @@ function copyToArrayBuffer(buf) {
 // tfjs 4.22 has no file:// loader without tfjs-node: this IOHandler reads
 // model.json and its weight shards with fs and returns ModelArtifacts
 // (modelTopology, weightSpecs, weightData as one ArrayBuffer per shard).
-function fileHandler(tf, modelPath) {
+function fileHandler(tf, modelPath, modelJSON) {
   const dir = path.dirname(path.resolve(modelPath));
   return {
     async load() {
-      const modelJSON = JSON.parse((await readBytes(modelPath, 'model.json')).toString('utf8'));
       return tf.io.getModelArtifactsForJSON(modelJSON, async (manifest) => {
         const specs = tf.io.getWeightSpecs(manifest);
         const shards = [];
@@ -138,9 +144,22 @@ function checkWeightBytes(specs, shards) {
   }
 }
 
+// Both formats behind one shape: input names and shapes (null: any size),
+// output names, and run(xs, batchSize) -> Promise<Tensor[]> with xs in the
+// model's input order.
 async function loadModel(tf, modelPath) {
+  let modelJSON;
   try {
-    return await tf.loadLayersModel(fileHandler(tf, modelPath));
+    modelJSON = JSON.parse((await readBytes(modelPath, 'model.json')).toString('utf8'));
+  } catch (err) {
+    if (err instanceof RunError) throw err;
+    throw new RunError('load_failed', `model.json is not valid JSON: ${err.message}`);
+  }
+  const graph = modelJSON.format === 'graph-model';
+  try {
+    const handler = fileHandler(tf, modelPath, modelJSON);
+    return graph ? graphModel(tf, await tf.loadGraphModel(handler))
+      : layersModel(await tf.loadLayersModel(handler));
   } catch (err) {
     if (err instanceof RunError) throw err;
     const message = String(err && err.message ? err.message : err);
@@ -150,6 +169,50 @@ async function loadModel(tf, modelPath) {
     if (act) throw new RunError('unknown_activation', message, { class_name: act[1] });
     throw new RunError('load_failed', message);
   }
+}
+
+// A Sequential model names its inputs and outputs once it is built: read them late.
+function layersModel(model) {
+  return {
+    format: 'layers-model',
+    get inputNames() {
+      return model.inputs.map((x, i) => (model.inputNames && model.inputNames[i]) || x.name);
+    },
+    get inputShapes() { return model.inputs.map((symbolic) => symbolic.shape); },
+    get outputNames() { return model.outputNames; },
+    run: async (xs, batchSize) => asList(model.predict(xs.length === 1 ? xs[0] : xs, { batchSize })),
+  };
+}
+
+// A graph model runs a whole batch at once: batchSize rows at a time here,
+// the pieces joined after.
+function graphModel(tf, model) {
+  const inputNames = model.inputs.map((input) => input.name);
+  const execute = async (xs) => {
+    const feed = {};
+    inputNames.forEach((name, i) => { feed[name] = xs[i]; });
+    return asList(await model.executeAsync(feed, model.outputNodes));
+  };
+  return {
+    format: 'graph-model',
+    inputNames,
+    inputShapes: model.inputs.map((input) => (input.shape ? input.shape.map((d) => (d < 0 ? null : d)) : null)),
+    outputNames: signatureKeys(model),
+    run: async (xs, batchSize) => {
+      const rows = xs[0].shape[0];
+      if (rows <= batchSize) return execute(xs);
+      const pieces = [];
+      for (let start = 0; start < rows; start += batchSize) {
+        const size = Math.min(batchSize, rows - start);
+        const slices = xs.map((x) => x.slice(start, size));
+        pieces.push(await execute(slices));
+        tf.dispose(slices);
+      }
+      const joined = pieces[0].map((_, k) => tf.concat(pieces.map((piece) => piece[k])));
+      tf.dispose(pieces);
+      return joined;
+    },
+  };
 }
 
 async function readTensors(tf, dir) {
@@ -174,14 +237,36 @@ async function readTensors(tf, dir) {
   return tensors;
 }
 
+// Each output node's key in the model's signature ({"probs": {"name":
+// "Identity:0"}}): tfjs lists output nodes by key or by tensor name,
+// depending on the graph, and its structuredOutputKeys need not follow them.
+function signatureKeys(model) {
+  const outputs = (model.modelSignature && model.modelSignature.outputs) || {};
+  const node = (name) => String(name).split(':')[0];
+  return model.outputNodes.map((name) => {
+    if (name in outputs) return name;
+    const key = Object.keys(outputs).find((k) => node(outputs[k].name) === node(name));
+    return key === undefined ? node(name) : key;
+  });
+}
+
+// The tensors in the model's input order: by name when every tensor is
+// named after an input, else as given.
+function orderInputs(model, inputs) {
+  const byName = new Map(inputs.map((x) => [x.name, x]));
+  const named = inputs.length === model.inputNames.length
+    && model.inputNames.every((name) => byName.has(name));
+  return named ? model.inputNames.map((name) => byName.get(name)) : inputs;
+}
+
 function checkInputs(model, inputs) {
-  if (inputs.length !== model.inputs.length) {
+  if (inputs.length !== model.inputNames.length) {
     throw new RunError('bad_input',
-      `the model takes ${model.inputs.length} input(s) (${model.inputNames}), got ${inputs.length}`);
+      `the model takes ${model.inputNames.length} input(s) (${model.inputNames}), got ${inputs.length}`);
   }
-  model.inputs.forEach((symbolic, i) => {
+  model.inputShapes.forEach((want, i) => {
+    if (want === null || want === undefined) return;
     const got = inputs[i].tensor.shape;
-    const want = symbolic.shape;
     const fits = got.length === want.length && want.every((d, j) => d === null || d === got[j]);
     if (!fits) {
       throw new RunError('bad_input',
@@ -209,13 +294,13 @@ function asList(output) {
 }
 
 async function predict(tf, model, args) {
-  const inputs = await readTensors(tf, args.inputs);
+  const inputs = orderInputs(model, await readTensors(tf, args.inputs));
   checkInputs(model, inputs);
   const xs = inputs.map((x) => x.tensor);
-  const ys = asList(model.predict(xs.length === 1 ? xs[0] : xs, { batchSize: args.batchSize }));
+  const ys = await model.run(xs, args.batchSize);
   await writeTensors(args.outputs, ys.map((tensor, i) => ({ name: model.outputNames[i], tensor })));
   tf.dispose([...xs, ...ys]);
-  return { outputs: model.outputNames, samples: xs[0].shape[0] };
+  return { format: model.format, outputs: model.outputNames, samples: xs[0].shape[0] };
 }
 
 function percentile(sorted, q) {
@@ -225,12 +310,11 @@ function percentile(sorted, q) {
 // Single-sample latency: the first sample of each input, batch 1, the
 // output read back to JavaScript each time (as an app would).
 async function bench(tf, model, args) {
-  const inputs = await readTensors(tf, args.inputs);
+  const inputs = orderInputs(model, await readTensors(tf, args.inputs));
   checkInputs(model, inputs);
   const xs = inputs.map((x) => x.tensor.slice(0, 1));
-  const feed = xs.length === 1 ? xs[0] : xs;
   const once = async () => {
-    const ys = asList(model.predict(feed));
+    const ys = await model.run(xs, 1);
     await Promise.all(ys.map((y) => y.data()));
     tf.dispose(ys);
   };
@@ -243,6 +327,7 @@ async function bench(tf, model, args) {
   }
   times.sort((a, b) => a - b);
   return {
+    format: model.format,
     batch: 1,
     warmup: args.warmup,
     iters: args.iters,
