@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fedge.converters.errors import ModelLoadError
+from fedge.weight_spec import variable_name
 
 SIGNATURE = "serving_default"
 BATCH_ROWS = 256
@@ -82,7 +83,7 @@ class SignatureModel:
         taken: dict[str, int] = {}
         named = []
         for variable in self.function.variables:
-            base = str(variable.name).removesuffix(":0")
+            base = variable_name(variable)
             count = taken.get(base, 0)
             taken[base] = count + 1
             named.append(

@@ -49,6 +49,11 @@ class WeightLike(Protocol):
     def dtype(self) -> str: ...
 
 
+def variable_name(variable: Any) -> str:
+    """A TensorFlow variable's canonical weight name: ``layer/variable``."""
+    return str(variable.name).removesuffix(":0")
+
+
 def train_key(index: int) -> str:
     """The key of the ``index``-th weight in the TFLite training signatures."""
     return f"w{index:03d}"
@@ -150,7 +155,7 @@ class ModelSpec:
         return cls(
             tuple(
                 WeightSpec(
-                    name=str(w.name).removesuffix(":0"),
+                    name=variable_name(w),
                     shape=tuple(int(d) for d in w.shape),
                     # A tf.DType knows its NumPy dtype; a Keras 3 dtype is a string.
                     dtype=np.dtype(getattr(w.dtype, "as_numpy_dtype", w.dtype)).name,
