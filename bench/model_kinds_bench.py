@@ -57,7 +57,7 @@ KINDS = [
         "custom layers (.h5)",
         zoo_rnn_custom.custom_layer_model,
         ".h5",
-        {"custom_objects": ("tests.converters.custom_layers",)},
+        {"custom_objects": ("tests.converters.custom_layers:Offset",)},
     ),
     Kind("Lambda (.h5)", zoo_rnn_custom.lambda_model, ".h5", {"unsafe_deserialization": True}),
     Kind("regressor", zoo_coreml.regressor),
