@@ -50,6 +50,7 @@ from fedge.converters.artifact import Artifact, describe_files
 from fedge.converters.errors import (
     ConversionError,
     RuntimeUnavailableError,
+    TargetFailedError,
     UnsupportedOpError,
 )
 from fedge.converters.labels import check_labels
@@ -234,6 +235,12 @@ def _convert_target(
                 outcome.parity = replace(outcome.parity, accuracy=_accuracy(got, samples))
         except (UnsupportedOpError, RuntimeUnavailableError) as exc:
             outcome.parity = unverified(tolerance, precision, str(exc))
+        except ConversionError as exc:  # the runtime failed on the exported model
+            detail = exc.detail if isinstance(exc, TargetFailedError) else str(exc)
+            outcome.error = f"{target}: could not run for parity: {detail}"
+            shutil.rmtree(tmp / target, ignore_errors=True)
+            say(target, f"failed: {outcome.error}")
+            return outcome
     if outcome.parity.status == "fail":
         outcome.error = outcome.parity.explain(target)
         if options.keep_failed:

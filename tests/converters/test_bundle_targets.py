@@ -85,3 +85,33 @@ def test_strict_writes_no_bundle_when_a_target_fails(tmp_path: Path) -> None:
         convert(model, tmp_path / "b", ConvertOptions(targets=("tflite", "tfjs"), strict=True))
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["buckets.keras"]
+
+
+def test_a_runtime_that_crashes_during_parity_fails_that_target_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a Node crash while TF.js ran for parity aborted the whole
+    conversion; now the tfjs target fails and the others ship."""
+    package = tmp_path / "node_modules" / "@tensorflow" / "tfjs"
+    package.mkdir(parents=True)
+    (package / "package.json").write_text('{"name": "@tensorflow/tfjs", "main": "index.js"}')
+    # Loads fine, then the process dies before it writes a result.
+    (package / "index.js").write_text("exports.enableProdMode = () => process.exit(7);\n")
+    monkeypatch.setenv("FEDGE_NODE_MODULES", str(tmp_path / "node_modules"))
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential(
+        [tf.keras.Input((4,), name="x"), tf.keras.layers.Dense(3, activation="softmax", name="p")]
+    )
+    model.save(tmp_path / "m.keras")
+
+    result = convert(
+        tmp_path / "m.keras",
+        tmp_path / "bundle",
+        ConvertOptions(targets=("tflite", "tfjs"), tflite_training=False),
+    )
+
+    manifest = verify_bundle(tmp_path / "bundle")
+    assert [o.target for o in result.failed] == ["tfjs"]
+    assert manifest.failures["tfjs"].startswith("tfjs: could not run for parity: node exited 7")
+    assert set(manifest.artifacts) >= {"tflite"} and "tfjs" not in manifest.artifacts
+    assert manifest.parity["tflite"]["status"] == "pass"
