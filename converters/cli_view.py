@@ -5,7 +5,6 @@ artifact's loss (or why there is none), and why a status is not ``pass``."""
 
 from __future__ import annotations
 
-import os
 from types import TracebackType
 
 from rich.console import Console, Group
@@ -19,18 +18,6 @@ from fedge.converters.options import TRAIN_TARGET
 from fedge.converters.training_loss import describe as describe_loss
 
 _STATUS_STYLE = {"pass": "green", "fail": "red", "unverified": "yellow"}
-# Columns when the output is not a terminal (a pipe, a CI log): rich would
-# use 80 and cut every longer line.
-LOG_WIDTH = 200
-
-
-def make_console(stderr: bool = False) -> Console:
-    """A console as wide as the terminal; in a log, ``LOG_WIDTH`` columns
-    (or ``$COLUMNS``, when set), so lines are not cut."""
-    console = Console(stderr=stderr)
-    if console.is_terminal or "COLUMNS" in os.environ:
-        return console
-    return Console(stderr=stderr, width=LOG_WIDTH)
 
 
 class ConvertProgress:

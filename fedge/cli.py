@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from fedge import __version__
+from fedge.console import make_console
 from fedge.converters.options import LOSS_ALIASES, LOSSES
 from fedge.errors import ConfigError, FedgeError
 
@@ -222,7 +223,7 @@ def convert(
 ) -> None:
     """Convert a Keras model (.keras, .h5 or SavedModel) to a verified bundle."""
     from fedge.converters.bundle import convert as convert_bundle
-    from fedge.converters.cli_view import ConvertProgress, make_console, summary_table
+    from fedge.converters.cli_view import ConvertProgress, summary_table
     from fedge.converters.options import ConvertOptions, parse_tolerance
 
     try:
@@ -560,7 +561,6 @@ def simulate(
             devices, per_round, rounds, alpha, seed, local_epochs, batch_size, learning_rate
         )
         return
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from fedge.client_sim.fleet import FleetConfig, RoundReport, run_fleet
@@ -585,7 +585,7 @@ def simulate(
         server_url=server_url,
         strategy=strategy,
     )
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     bar = Progress(
         TextColumn("[bold]rounds"),
         BarColumn(),
@@ -610,7 +610,7 @@ def simulate(
             result = run_fleet(config, progress=on_round)
     except (FedgeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    Console().print(summary_table(result))
+    make_console().print(summary_table(result))
     for line in closing_lines(result):
         click.echo(line)
     if report_path is not None:

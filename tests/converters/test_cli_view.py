@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from fedge.cli import main
+from fedge.console import make_console
 from fedge.converters.bundle import BundleResult, convert
-from fedge.converters.cli_view import make_console, summary_table
+from fedge.converters.cli_view import summary_table
 from fedge.converters.options import ConvertOptions
 
 
