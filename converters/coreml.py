@@ -54,9 +54,10 @@ from fedge.converters.errors import (
     UnsupportedLayerError,
 )
 from fedge.converters.labels import check_labels
-from fedge.converters.model_io import input_specs, output_specs
+from fedge.converters.model_io import input_specs, output_specs, source_kind
 from fedge.converters.options import ConvertOptions
 from fedge.converters.predictor import Predictor
+from fedge.converters.registry import KERAS, SAVED_MODEL
 from fedge.errors import ConfigError
 
 TARGET = "coreml"
@@ -77,7 +78,7 @@ def export(model: Any, bundle_dir: Path, options: ConvertOptions) -> Artifact:
     labels = _labels(outputs, options.labels)
     # Keras keys its traced outputs by its own output names (a dict-output
     # model's layer names, not the manifest's names, which are the dict's keys).
-    mlmodel = _convert(ct, model, inputs, list(model.output_names), options)
+    mlmodel = _convert(ct, model, inputs, _traced_output_names(model), options)
     spec = mlmodel.get_spec()
     output_names = _rename_outputs(ct, spec, [name for name, _, _ in outputs])
     _describe(spec, model, options, inputs, outputs, output_names, labels)
@@ -140,7 +141,9 @@ def _convert(
         warnings.filterwarnings("ignore", "Implicitly cleaning up", ResourceWarning)
         try:
             return ct.convert(
-                model,
+                # A plain SavedModel is converted from its directory (its
+                # serving signature); a Keras model is traced by coremltools.
+                str(model.path) if source_kind(model) == SAVED_MODEL else model,
                 source="tensorflow",
                 convert_to="mlprogram",
                 inputs=tensor_types,
@@ -156,6 +159,15 @@ def _convert(
             # whenever the caller drops the exception.
             traceback.clear_frames(exc.__traceback__)
             raise error from exc
+
+
+def _traced_output_names(model: Any) -> list[str]:
+    """The names the traced function keys its outputs by: Keras's own output
+    names (for a dict-output model its layer names, not the manifest's dict
+    keys); a signature's structured output keys."""
+    if source_kind(model) == SAVED_MODEL:
+        return [name for name, _, _ in output_specs(model)]
+    return list(model.output_names)
 
 
 def _graph_outputs(keras_names: Sequence[str]) -> list[str | None]:
@@ -193,6 +205,8 @@ def _conversion_error(model: Any, exc: BaseException) -> ConversionError:
 def _is_classifier(model: Any, outputs: Sequence[Spec]) -> bool:
     """One output of shape (batch, k >= 2) made by a softmax: class probabilities."""
     if len(outputs) != 1 or len(outputs[0][1]) != 2 or (outputs[0][1][1] or 0) < 2:
+        return False
+    if source_kind(model) != KERAS:
         return False
     try:
         layer = model.get_layer(outputs[0][0])

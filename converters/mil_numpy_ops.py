@@ -249,15 +249,25 @@ def concat(args: Mapping[str, Any]) -> Array:
     return np.concatenate(values, axis=axis)
 
 
-def reduce_mean(args: Mapping[str, Any]) -> Array:
-    axes = args.get("axes")
-    return np.asarray(
-        np.mean(
-            _f32(args["x"]),
-            axis=None if axes is None else tuple(_ints(axes)),
-            keepdims=bool(args.get("keep_dims", False)),
+def _reduce(reduction: Callable[..., Any]) -> Callable[[Mapping[str, Any]], Array]:
+    """A MIL reduction: over ``axes`` (all when absent), keeping them if ``keep_dims``."""
+
+    def kernel(args: Mapping[str, Any]) -> Array:
+        axes = args.get("axes")
+        return np.asarray(
+            reduction(
+                _f32(args["x"]),
+                axis=None if axes is None else tuple(_ints(axes)),
+                keepdims=bool(args.get("keep_dims", False)),
+            )
         )
-    )
+
+    return kernel
+
+
+reduce_mean = _reduce(np.mean)
+reduce_sum = _reduce(np.sum)
+reduce_max = _reduce(np.max)
 
 
 def cast(args: Mapping[str, Any]) -> Array:
@@ -293,6 +303,8 @@ KERNELS: dict[str, Kernel] = {
     "transpose": lambda a: np.transpose(np.asarray(a["x"]), _ints(a["perm"])),
     "concat": concat,
     "reduce_mean": reduce_mean,
+    "reduce_sum": reduce_sum,
+    "reduce_max": reduce_max,
     "cast": cast,
     "shape": lambda a: np.asarray(np.shape(a["x"]), dtype=np.int32),
     "identity": lambda a: np.asarray(a["x"]),

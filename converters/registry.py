@@ -6,10 +6,9 @@ signature, ``load_predictor(bundle_dir, artifact_record) -> Predictor``
 where ``artifact_record`` is the manifest's ``artifacts.<target>`` entry.
 Modules are imported on first use: each pulls in a heavy converter.
 
-A target also says which kinds of source model its exporter takes
-(:func:`fedge.converters.model_io.source_kind`): a Keras model, and for some
-a plain SavedModel's serving signature. Given another kind, the exporter
-fails for that target alone, saying so.
+Every exporter takes both kinds of source model
+(:func:`fedge.converters.model_io.source_kind`): a Keras model, and a plain
+SavedModel's serving signature.
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from fedge.converters.artifact import Artifact
-from fedge.converters.errors import TargetFailedError
-from fedge.converters.model_io import source_kind
 from fedge.converters.options import ConvertOptions
 from fedge.converters.predictor import Predictor
 
@@ -32,7 +29,6 @@ Loader = Callable[[Path, Mapping[str, Any]], Predictor]
 
 KERAS = "keras"
 SAVED_MODEL = "saved_model"
-SOURCE_NAMES = {KERAS: "a Keras model", SAVED_MODEL: "a plain SavedModel (not Keras)"}
 
 
 @dataclass(frozen=True)
@@ -40,24 +36,10 @@ class Target:
     name: str
     module: str
     summary: str
-    sources: frozenset[str] = frozenset({KERAS, SAVED_MODEL})
 
     def exporter(self) -> Exporter:
         export: Exporter = importlib.import_module(self.module).export
-        if self.sources >= set(SOURCE_NAMES):
-            return export
-
-        def checked(model: Any, bundle_dir: Path, options: ConvertOptions) -> Artifact:
-            kind = source_kind(model)
-            if kind not in self.sources:
-                takes = " or ".join(SOURCE_NAMES[s] for s in sorted(self.sources))
-                raise TargetFailedError(
-                    self.name,
-                    f"fedge's {self.name} exporter takes {takes}; this is {SOURCE_NAMES[kind]}",
-                )
-            return export(model, bundle_dir, options)
-
-        return checked
+        return export
 
     def loader(self) -> Loader:
         fn: Loader = importlib.import_module(self.module).load_predictor
@@ -72,11 +54,9 @@ TARGETS: dict[str, Target] = {
     "tfjs": Target(
         "tfjs", "fedge.converters.tfjs", "TensorFlow.js layers model (else a graph model)"
     ),
-    # coremltools converts SavedModels too; fedge's Core ML exporter takes Keras only.
     "coreml": Target(
         "coreml",
         "fedge.converters.coreml",
         "Core ML mlprogram (.mlpackage)",
-        sources=frozenset({KERAS}),
     ),
 }

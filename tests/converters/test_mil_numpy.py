@@ -279,6 +279,19 @@ def test_reshape_transpose_concat_reduce_mean_match_tensorflow() -> None:
     np.testing.assert_allclose(mean, tf.reduce_mean(x, axis=[1, 2]), atol=ATOL)
 
 
+def test_reduce_sum_and_max_match_tensorflow() -> None:
+    """A plain SavedModel's ``tf.reduce_sum`` (and max) become these MIL ops."""
+    x = random(2, 3, 4)
+
+    total = evaluate(lambda x: mb.reduce_sum(x=x, axes=[1], keep_dims=True), x=x)
+    everything = evaluate(lambda x: mb.reduce_sum(x=x), x=x)
+    largest = evaluate(lambda x: mb.reduce_max(x=x, axes=[-1], keep_dims=False), x=x)
+
+    np.testing.assert_allclose(total, tf.reduce_sum(x, axis=1, keepdims=True), atol=ATOL)
+    np.testing.assert_allclose(everything, tf.reduce_sum(x), atol=ATOL)
+    np.testing.assert_array_equal(largest, tf.reduce_max(x, axis=-1))
+
+
 BINARY: list[tuple[str, Callable[[Any, Any], Any], Callable[[Any, Any], Any]]] = [
     ("add", lambda x, y: mb.add(x=x, y=y), tf.add),
     ("sub", lambda x, y: mb.sub(x=x, y=y), tf.subtract),
