@@ -29,7 +29,7 @@ from fedge.converters.errors import ConversionError
 from fedge.converters.model_io import input_specs
 from fedge.converters.options import ConvertOptions
 from fedge.errors import ConfigError
-from fedge.reference_weights import REFERENCE_MODEL_NAME, is_reference_model
+from fedge.reference_weights import is_reference_model
 from fedge.weight_spec import ModelSpec
 
 SampleKind = Literal["user samples", "reference task", "seeded random"]
@@ -119,8 +119,7 @@ def calibration_samples(model: Any, options: ConvertOptions) -> SampleSet:
 def is_reference_task(model: Any) -> bool:
     """Whether a Keras model is fedge's reference model, whose task (and
     test data, and labels) is the digits: by its name and weight spec."""
-    name = str(model.name)
-    return name == REFERENCE_MODEL_NAME and is_reference_model(name, ModelSpec.from_keras(model))
+    return is_reference_model(str(model.name), ModelSpec.from_keras(model))
 
 
 def read_samples(path: Path, specs: list[InputSpec]) -> list[npt.NDArray[Any]]:

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from fedge.server.errors_aggregation import AggregationError
 from fedge.update_codec import CodecError, TensorLayout, read_update_layout
-from fedge.weight_spec import ModelSpec
+from fedge.weight_spec import ModelSpec, WeightSpecError
 
 Float32Array = npt.NDArray[np.float32]
 
@@ -58,20 +58,14 @@ def spec_of(weights: Mapping[str, npt.NDArray[Any]]) -> ModelSpec:
 def check_spec(expected: ModelSpec, weights: Mapping[str, npt.NDArray[Any]], what: str) -> None:
     """Raise unless ``weights`` has exactly the expected names and shapes
     and holds floats (of any width: a mean is taken in float64 anyway)."""
-    names = expected.names
-    known = set(names)
-    missing = [name for name in names if name not in weights]
-    extra = [name for name in weights if name not in known]
-    if missing or extra:
-        raise AggregationError(f"{what}: missing weights {missing}, unexpected weights {extra}")
+    try:
+        expected.ordered(weights)
+    except WeightSpecError as exc:
+        raise AggregationError(f"{what}: {exc}") from exc
     for spec in expected:
-        value = np.asarray(weights[spec.name])
-        if value.shape != spec.shape:
-            raise AggregationError(
-                f"{what}: {spec.name} has shape {value.shape}, expected {spec.shape}"
-            )
-        if not np.issubdtype(value.dtype, np.floating):
-            raise AggregationError(f"{what}: {spec.name} has dtype {value.dtype}, expected floats")
+        dtype = np.asarray(weights[spec.name]).dtype
+        if not np.issubdtype(dtype, np.floating):
+            raise AggregationError(f"{what}: {spec.name} has dtype {dtype}, expected floats")
 
 
 def _check_range(size: int, name: str, start: int, stop: int) -> None:

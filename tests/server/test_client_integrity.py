@@ -41,3 +41,35 @@ def test_a_retried_enrolment_does_not_create_a_second_device(make_app: AppFactor
         (request,) = conn.execute("SELECT enrol_request FROM devices").fetchone()
         assert request is not None  # the client sent a request id the server can match
         client.transport.close()
+
+
+def test_a_call_sends_exactly_the_token_it_is_given(make_app: AppFactory) -> None:
+    """Regression: ``_call`` dropped a string token and sent its own."""
+    with BackgroundServer(make_app()) as server:
+        a, b = FedgeClient(HttpTransport(server.url)), FedgeClient(HttpTransport(server.url))
+        a.enrol()
+        b.enrol()
+        a.token = "not-a-token"  # what a call would send if it ignored its argument
+        body = {"idle": True, "charging": False, "unmetered": False}
+
+        given = a._call("POST", "/v1/tasks", json_body=body, token=b.token)
+        with pytest.raises(ProtocolError) as without:
+            a._call("POST", "/v1/tasks", json_body=body, token=None)
+
+        assert given.status == 200
+        assert without.value.status == 401
+        a.transport.close()
+        b.transport.close()
+
+
+def test_later_calls_send_the_token_enrolment_returned(make_app: AppFactory) -> None:
+    with BackgroundServer(make_app()) as server:
+        client = FedgeClient(HttpTransport(server.url))
+        client.token = "left-over"
+
+        client.enrol()
+        answer = client.task(idle=True, charging=False, unmetered=False)
+
+        assert client.token != "left-over"
+        assert answer["task"] is not None
+        client.transport.close()
