@@ -50,6 +50,7 @@ def main() -> None:
             batch_size=batch,
             learning_rate=lr,
             workers=args.devices,
+            public_fraction=0.0,  # TFF starts from the same seeded CNN
         )
     )
     task = load_task(seed=seed)
@@ -99,6 +100,7 @@ def main() -> None:
             workers=8,
             over_selection=1.0,
             min_examples=1,
+            public_fraction=0.0,
         )
     )
     big = Table(title="large fleet (devices, server and TFLite runtimes in one process)")

@@ -84,6 +84,11 @@ class FedgeClient:
             self._checkpoints = {checkpoint_id: decode_checkpoint(reply.body)}
         return self._checkpoints[checkpoint_id]
 
+    def get(self, path: str) -> bytes:
+        """The body of a GET of ``path`` with this device's token (retried
+        as the module doc says; a 4xx is a :class:`ProtocolError`)."""
+        return self._call("GET", path, token=self.token).body
+
     def upload(self, round_id: int, data: bytes) -> dict[str, Any]:
         reply = self._call("POST", f"/v1/rounds/{round_id}/updates", data=data, token=self.token)
         self.bytes_up += len(data)

@@ -22,7 +22,8 @@ from fedge.client_sim.client import FedgeClient, ProtocolError
 from fedge.client_sim.profiles import DeviceProfile
 from fedge.client_sim.trainers import Trainer, TrainerPool, train_seed
 from fedge.client_sim.transport import TransportError
-from fedge.partition import DeviceData
+from fedge.examples import DeviceExamples, Examples
+from fedge.objective import Objective
 from fedge.update_codec import Update, UpdateMeta, Weights, encode_update
 
 
@@ -45,31 +46,37 @@ class DeviceStats:
     rejects: dict[str, int] = field(default_factory=dict)
 
 
-def accuracy(trainer: Trainer, weights: Weights, x: Any, y: Any) -> float:
-    if len(y) == 0:
-        return float("nan")
+def evaluate(
+    trainer: Trainer, weights: Weights, data: Examples, objective: Objective
+) -> dict[str, float]:
+    """The loss and headline metric of ``weights`` on ``data`` (NaN for none)."""
+    if len(data) == 0:
+        return objective.evaluate(np.zeros((0,)), data.y)
     trainer.set_weights(weights)
-    return float(np.mean(trainer.predict(x).argmax(axis=1) == y))
+    return objective.evaluate(trainer.predict(data.x), data.y)
 
 
 class SimDevice:
     def __init__(
         self,
         index: int,
-        data: DeviceData,
+        data: DeviceExamples,
         trainers: TrainerPool,
         client: FedgeClient,
         profile: DeviceProfile,
         seed: int,
+        objective: Objective,
     ) -> None:
         self.index = index
         self.data = data
+        self.objective = objective
         self.trainers = trainers
         self.client = client
         self.profile = profile
         self.stats = DeviceStats()
         self.personal: Weights | None = None
-        self.personal_accuracy = float("nan")
+        # The personalised model's headline metric on the device's held-out data.
+        self.personal_score = float("nan")
         self._rng = random.Random(seed * 1_000_003 + index)
         self._seed = seed
         self._last_upload: bytes | None = None
@@ -165,16 +172,29 @@ class SimDevice:
 
     def _consider_personal(self, trainer: Trainer, candidate: Weights) -> None:
         """On-device acceptance: keep the better model on the device's own data."""
-        holdout = self.data.holdout
-        score = accuracy(trainer, candidate, holdout.x, holdout.y)
-        if self.personal is None or not score < self.personal_accuracy:
-            self.personal, self.personal_accuracy = candidate, score
+        self._keep_if_better(candidate, self.score(trainer, candidate))
 
-    def offer_global(self, weights: Weights) -> float:
-        """A new global model arrives: adopt it if it is no worse; its accuracy here."""
-        holdout = self.data.holdout
+    def score(self, trainer: Trainer, weights: Weights) -> float:
+        """The headline metric of ``weights`` on this device's held-out data."""
+        return evaluate(trainer, weights, self.data.holdout, self.objective)[self.objective.metric]
+
+    def _keep_if_better(self, weights: Weights, score: float) -> None:
+        if self.personal is None or self.objective.at_least_as_good(score, self.personal_score):
+            self.personal, self.personal_score = weights, score
+
+    def offer_global(self, weights: Weights) -> dict[str, float]:
+        """A new global model arrives: adopt it if it is no worse. Its loss
+        and metric on this device's held-out data."""
         with self.trainers.borrow() as trainer:
-            score = accuracy(trainer, weights, holdout.x, holdout.y)
-        if self.personal is None or not score < self.personal_accuracy:
-            self.personal, self.personal_accuracy = weights, score
-        return score
+            scores = evaluate(trainer, weights, self.data.holdout, self.objective)
+        self._keep_if_better(weights, scores[self.objective.metric])
+        return scores
+
+    def personal_scores(self, test: Examples) -> tuple[dict[str, float], dict[str, float]]:
+        """The personalised model's scores on the device's own held-out data
+        and on ``test`` (the global test split)."""
+        if self.personal is None:
+            raise RuntimeError(f"device {self.index} has no model yet")
+        with self.trainers.borrow() as trainer:
+            own = evaluate(trainer, self.personal, self.data.holdout, self.objective)
+            return own, evaluate(trainer, self.personal, test, self.objective)

@@ -10,29 +10,36 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from fedge.client_sim.client import FedgeClient
-from fedge.client_sim.device import RoundOutcome, SimDevice, accuracy
+from fedge.client_sim.device import RoundOutcome, SimDevice, evaluate
+from fedge.client_sim.fleet_data import reference_data, user_data
+from fedge.client_sim.fleet_report import FleetReport, Progress, RoundReport, Scores
+from fedge.client_sim.model_source import Say
 from fedge.client_sim.profiles import fleet_profiles
 from fedge.client_sim.setup import FleetModel, prepare_model
-from fedge.client_sim.trainers import TrainerPool
+from fedge.client_sim.trainers import Trainer, TrainerPool
 from fedge.client_sim.transport import HttpTransport
-from fedge.data import load_task
-from fedge.partition import PartitionConfig, partition
+from fedge.data import PUBLIC_FRACTION
+from fedge.errors import ConfigError
+from fedge.examples import Examples
+from fedge.federated_split import FederatedData, SplitConfig
 from fedge.update_codec import Weights
+
+DEFAULT_DEVICES = 20
 
 
 @dataclass(frozen=True)
 class FleetConfig:
-    devices: int = 20
+    # None: one device per device id in --data, else DEFAULT_DEVICES.
+    devices: int | None = None
     per_round: int = 10
     rounds: int = 10
     alpha: float = 0.5
@@ -55,93 +62,93 @@ class FleetConfig:
     # The reference CNN's smooth twin (GELU, average pooling) instead of the
     # product CNN: for comparing engines (see fedge.model.build_reference_model).
     smooth_model: bool = False
+    # The user's model (bundle directory or Keras file) and the devices' data
+    # (.npz, .csv or an image folder); None: the reference task.
+    model: Path | None = None
+    data: Path | None = None
+    # The reference task: the share of the digits the team trains on before
+    # deploying (0: start from a seeded random CNN); devices hold the rest.
+    public_fraction: float = PUBLIC_FRACTION
+    test_fraction: float = 0.2
+    holdout_fraction: float = 0.2
 
 
-@dataclass
-class RoundReport:
-    round_id: int
-    state: str
-    global_accuracy: float
-    participants: int
-    dropouts: int
-    rejects: dict[str, int]
-    bytes_up: int
-    bytes_down: int
-    seconds: float
+def run_fleet(
+    config: FleetConfig, progress: Progress | None = None, say: Say = lambda _: None
+) -> FleetReport:
+    """Prepare the model and server, split the data, run the rounds."""
+    if config.data is not None and config.model is None and config.server_url is None:
+        raise ConfigError("--data needs the model it is for: give --model (or --server)")
+    with prepare_model(config, say) as model:
+        say("splitting the data over the devices")
+        data = fleet_data(config, model)
+        return _run(config, model, data, progress)
 
 
-@dataclass
-class FleetReport:
-    config: dict[str, Any]
-    rounds: list[RoundReport]
-    selected: dict[int, list[int]]
-    global_accuracy_on_devices: float
-    personal_accuracy_on_devices: float
-    participation: list[int]
-    crashes: int
-    retries: int
-    final_weights: Weights = field(repr=False, default_factory=dict)
+def fleet_data(config: FleetConfig, model: FleetModel) -> FederatedData:
+    input_name = model.manifest.inputs[0].name
+    if config.data is None:
+        from fedge.reference_weights import is_reference_model
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "config": self.config,
-            "rounds": [vars(r) for r in self.rounds],
-            "selected": {str(k): v for k, v in self.selected.items()},
-            "global_accuracy_on_devices": self.global_accuracy_on_devices,
-            "personal_accuracy_on_devices": self.personal_accuracy_on_devices,
-            "participation": self.participation,
-            "crashes": self.crashes,
-            "retries": self.retries,
-        }
-
-
-Progress = Callable[[RoundReport], None]
-
-
-def run_fleet(config: FleetConfig, progress: Progress | None = None) -> FleetReport:
-    task = load_task(seed=config.seed)
-    parts = partition(
-        task.train.y,
-        PartitionConfig(
-            num_devices=config.devices,
-            alpha=config.alpha,
-            seed=config.seed,
-            min_examples=config.min_examples,
-        ),
+        if not (config.smooth_model or is_reference_model(model.manifest.name, model.spec)):
+            raise ConfigError(
+                f"the model {model.manifest.name!r} is not the reference digits CNN: "
+                "give its devices' data with --data"
+            )
+        return reference_data(
+            config.devices or DEFAULT_DEVICES,
+            config.alpha,
+            config.seed,
+            config.min_examples,
+            input_name,
+            config.public_fraction,
+        )
+    split = SplitConfig(
+        num_devices=config.devices,
+        alpha=config.alpha,
+        test_fraction=config.test_fraction,
+        holdout_fraction=config.holdout_fraction,
+        min_examples=config.min_examples,
+        seed=config.seed,
     )
-    with prepare_model(config) as model:
-        return _run(config, model, task, parts, progress)
+    return user_data(config.data, model.manifest, model.objective, split)
 
 
 def _run(
-    config: FleetConfig, model: FleetModel, task: Any, parts: Any, progress: Progress | None
+    config: FleetConfig, model: FleetModel, data: FederatedData, progress: Progress | None
 ) -> FleetReport:
-    profiles = fleet_profiles(config.devices, config.dropout, config.crash, config.faults)
-    trainers = TrainerPool(model.trainer, min(config.workers, config.devices))
+    n = len(data.devices)
+    if config.per_round > n:
+        raise ConfigError(f"{config.per_round} per round > {n} devices")
+    profiles = fleet_profiles(n, config.dropout, config.crash, config.faults)
+    trainers = TrainerPool(model.trainer, min(config.workers, n))
     devices = []
-    for index in range(config.devices):
+    for index in range(n):
         client = FedgeClient(HttpTransport(model.url), seed=config.seed + index)
         client.enrol(platform=f"sim-{config.runtime}")
         devices.append(
             SimDevice(
                 index,
-                parts.device_data(index, task.train),
+                data.devices[index],
                 trainers,
                 client,
                 profiles[index],
                 config.seed,
+                model.objective,
             )
         )
     evaluator = model.trainer()
     order_rng = random.Random(config.seed)
     reports: list[RoundReport] = []
     selected: dict[int, list[int]] = {}
-    weights: Weights = {}
     try:
+        # Round 0: the deployed model reaches every device, which starts from it.
+        weights = model.current_weights()
+        deployed = _scores(evaluator, weights, data.test, devices)
         with ThreadPoolExecutor(max_workers=config.workers) as pool:
             for _ in range(config.rounds):
                 report, outcomes, weights = _one_round(
-                    devices, pool, order_rng, model, evaluator, task
+                    devices, pool, order_rng, model, evaluator, data.test
                 )
                 reports.append(report)
                 # A device that asks after a round closed joins the next one
@@ -153,19 +160,28 @@ def _run(
                     progress(report)
         # Each device scores the final global model on its own data and
         # adopts it if it is no worse than its personalised one.
-        global_on_devices = [d.offer_global(weights) for d in devices]
-        personal = [d.personal_accuracy for d in devices]
+        final = _scores(evaluator, weights, data.test, devices)
+        personal = [d.personal_scores(data.test) for d in devices]
     finally:
         for device in devices:
             device.client.transport.close()
     return FleetReport(
         config={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(config).items()},
+        model={"name": model.manifest.name, "bundle_id": model.bundle_id},
+        metric=model.objective.metric,
+        partition=data.partition,
         rounds=reports,
         selected={
             r: sorted(selected.get(r, [])) for r in sorted(selected) if r <= reports[-1].round_id
         },
-        global_accuracy_on_devices=float(np.nanmean(global_on_devices)),
-        personal_accuracy_on_devices=float(np.nanmean(personal)),
+        scores={
+            "deployed": deployed,
+            "final": final,
+            "personalised": Scores(
+                global_test=_mean([test for _, test in personal]),
+                devices=_mean([own for own, _ in personal]),
+            ),
+        },
         participation=[d.stats.contributed for d in devices],
         crashes=sum(d.stats.crashes for d in devices),
         retries=sum(d.client.retries for d in devices),
@@ -173,13 +189,32 @@ def _run(
     )
 
 
+def _scores(
+    evaluator: Trainer, weights: Weights, test: Examples, devices: list[SimDevice]
+) -> Scores:
+    """``weights`` offered to every device (each adopts it if no worse), and scored."""
+    objective = devices[0].objective
+    return Scores(
+        global_test=evaluate(evaluator, weights, test, objective),
+        devices=_mean([d.offer_global(weights) for d in devices]),
+    )
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each key over devices (a device without held-out data is NaN: skipped)."""
+    keys = rows[0] if rows else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: NaN
+        return {key: float(np.nanmean([row[key] for row in rows])) for key in keys}
+
+
 def _one_round(
     devices: list[SimDevice],
     pool: ThreadPoolExecutor,
     rng: random.Random,
     model: FleetModel,
-    evaluator: Any,
-    task: Any,
+    evaluator: Trainer,
+    test: Examples,
 ) -> tuple[RoundReport, list[RoundOutcome], Weights]:
     started = time.perf_counter()
     up0 = sum(d.client.bytes_up for d in devices)
@@ -199,7 +234,7 @@ def _one_round(
     report = RoundReport(
         round_id=round_id,
         state=state["state"],
-        global_accuracy=accuracy(evaluator, weights, task.test.x, task.test.y),
+        metrics=evaluate(evaluator, weights, test, devices[0].objective),
         participants=int(state["updates"]),
         dropouts=sum(o.status == "dropout" for o in outcomes),
         rejects=dict(rejects),

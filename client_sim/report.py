@@ -1,21 +1,35 @@
-"""What a simulation shows: a summary table, a JSON report, a plot."""
+"""What a simulation shows: tables, closing lines, a JSON report, a plot."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from fedge.client_sim.fleet import FleetReport
+from fedge.client_sim.fleet_report import FleetReport
+from fedge.strict_json import finite_or_null
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+MODELS = {
+    "deployed": "round 0 (deployed)",
+    "final": "final global",
+    "personalised": "personalised",
+}
 
 
 def summary_table(report: FleetReport) -> Table:
     table = Table(title="fedge simulate: rounds")
+    metric = report.metric
     for column in (
         "round",
         "state",
-        "global acc",
+        f"global {metric}",
+        "global loss",
         "participants",
         "dropouts",
         "rejects",
@@ -29,7 +43,8 @@ def summary_table(report: FleetReport) -> Table:
         table.add_row(
             str(r.round_id),
             r.state,
-            f"{r.global_accuracy:.3f}",
+            _number(r.metrics[metric]),
+            _number(r.metrics["loss"]),
             str(r.participants),
             str(r.dropouts),
             rejects,
@@ -40,6 +55,35 @@ def summary_table(report: FleetReport) -> Table:
     return table
 
 
+def scores_table(report: FleetReport) -> Table:
+    """Round 0 (the deployed model) -> final global -> personalised, on the
+    global test split and on the devices' own held-out data."""
+    metric = report.metric
+    table = Table(title=f"fedge simulate: {metric} and loss, global test and device data")
+    table.add_column("model", justify="left")
+    for column in (
+        f"global test {metric}",
+        "global test loss",
+        f"device data {metric}",
+        "device data loss",
+    ):
+        table.add_column(column, justify="right")
+    for key, label in MODELS.items():
+        scores = report.scores[key]
+        table.add_row(
+            label,
+            _number(scores.global_test[metric]),
+            _number(scores.global_test["loss"]),
+            _number(scores.devices[metric]),
+            _number(scores.devices["loss"]),
+        )
+    return table
+
+
+def _number(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.4f}"
+
+
 def closing_lines(report: FleetReport) -> list[str]:
     rounds = report.rounds
     seconds = sorted(r.seconds for r in rounds)
@@ -48,12 +92,17 @@ def closing_lines(report: FleetReport) -> list[str]:
         for reason, count in r.rejects.items():
             rejects[reason] = rejects.get(reason, 0) + count
     taking_part = sum(1 for p in report.participation if p > 0)
+    metric = report.metric
+    deployed, final, personal = (report.scores[k] for k in MODELS)
     return [
-        f"final global test accuracy: {rounds[-1].global_accuracy:.4f}" if rounds else "",
-        f"on the devices' own held-out data: global model {report.global_accuracy_on_devices:.4f},"
-        f" personalised {report.personal_accuracy_on_devices:.4f}",
-        f"participation: {taking_part}/{len(report.participation)} devices took part; "
-        f"per device min {min(report.participation)}, max {max(report.participation)}",
+        f"global test {metric}: round 0 (deployed) {_number(deployed.global_test[metric])} -> "
+        f"final {_number(final.global_test[metric])}",
+        f"on the devices' own held-out data ({metric}): deployed "
+        f"{_number(deployed.devices[metric])}, final global {_number(final.devices[metric])}, "
+        f"personalised {_number(personal.devices[metric])}",
+        f"devices: {len(report.participation)} ({report.partition}); "
+        f"{taking_part} took part, per device min {min(report.participation)}, "
+        f"max {max(report.participation)}",
         f"dropouts {sum(r.dropouts for r in rounds)}, crashes mid-upload {report.crashes}, "
         f"client retries {report.retries}, rejects {rejects or 'none'}",
         f"seconds per round: median {seconds[len(seconds) // 2]:.2f}" if seconds else "",
@@ -62,7 +111,9 @@ def closing_lines(report: FleetReport) -> list[str]:
 
 def write_json(report: FleetReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    # Strict JSON: a score with no examples behind it (NaN) is written as null.
+    text = json.dumps(finite_or_null(report.to_json()), indent=2, allow_nan=False)
+    path.write_text(text + "\n")
 
 
 def write_plot(report: FleetReport, path: Path) -> None:
@@ -71,27 +122,34 @@ def write_plot(report: FleetReport, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rounds = [r.round_id for r in report.rounds]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.plot(rounds, [r.global_accuracy for r in report.rounds], marker="o", label="global")
+    metric = report.metric
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.2))
+    rounds = [0, *(r.round_id for r in report.rounds)]
+    curve = [report.scores["deployed"].global_test[metric]]
+    curve += [r.metrics[metric] for r in report.rounds]
+    left.plot(rounds, curve, marker="o", label="global model, global test")
     left.axhline(
-        report.personal_accuracy_on_devices,
+        report.scores["personalised"].devices[metric],
         color="tab:green",
         linestyle="--",
         label="personalised (device data, end)",
     )
     left.axhline(
-        report.global_accuracy_on_devices,
+        report.scores["final"].devices[metric],
         color="tab:orange",
         linestyle=":",
-        label="global (device data, end)",
+        label="final global (device data)",
     )
-    left.set(xlabel="round", ylabel="test accuracy", ylim=(0, 1), title="accuracy per round")
-    left.legend(loc="lower right")
+    left.set(xlabel="round (0: deployed)", ylabel=metric, title=f"{metric} per round")
+    if metric == "accuracy":
+        left.set_ylim(0, 1)
+    left.legend(loc="best", fontsize=8)
     left.grid(alpha=0.3)
-    right.bar(rounds, [r.participants for r in report.rounds], label="updates accepted")
+    _scores_bars(middle, report)
+    ids = [r.round_id for r in report.rounds]
+    right.bar(ids, [r.participants for r in report.rounds], label="updates accepted")
     right.bar(
-        rounds,
+        ids,
         [sum(r.rejects.values()) for r in report.rounds],
         bottom=[r.participants for r in report.rounds],
         label="rejected",
@@ -102,3 +160,19 @@ def write_plot(report: FleetReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _scores_bars(axes: Axes, report: FleetReport) -> None:
+    """Deployed -> final -> personalised, on the global test and the devices' data."""
+    metric = report.metric
+    width = 0.38
+    positions = range(len(MODELS))
+    for offset, (where, label) in enumerate(
+        (("global_test", "global test"), ("devices", "devices' own data"))
+    ):
+        values = [getattr(report.scores[key], where)[metric] for key in MODELS]
+        bars = axes.bar([p + (offset - 0.5) * width for p in positions], values, width, label=label)
+        axes.bar_label(bars, fmt="%.3f", fontsize=7)
+    axes.set_xticks(list(positions), [MODELS[k] for k in MODELS], fontsize=8)
+    axes.set(ylabel=metric, title="deployed -> federated -> personalised")
+    axes.legend(loc="lower right", fontsize=8)

@@ -1,6 +1,22 @@
-"""Everything a fleet needs before its first round: a bundle with the TFLite
-training artifact, a server (embedded unless ``server_url`` is given), and
-an observer client that reads rounds and checkpoints."""
+"""Everything a fleet needs before its first round: the model's bundle (with
+its TFLite training artifact), a server (embedded unless ``server_url`` is
+given), and an observer client that reads rounds and checkpoints.
+
+Where the bundle comes from:
+
+* ``model`` (a bundle directory, or a Keras model that is converted first):
+  the user's model; the rounds start from its weights;
+* ``server_url`` and no ``model``: the server's own bundle, downloaded and
+  verified, so devices and server cannot disagree (a server started from a
+  Keras file or the built-in reference weights has none: then the
+  reference CNN's, checked against the server's spec);
+* neither: the reference task's hybrid story. The team trains the digits
+  CNN centrally on the public part of the data and deploys it
+  (``public_fraction`` 0: a seeded random CNN instead).
+
+Whatever the source, its weight spec must be the server's: a mismatch is
+refused before any device enrols, naming each difference.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +29,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fedge.client_sim.bundle_download import download_bundle
 from fedge.client_sim.client import FedgeClient
+from fedge.client_sim.model_source import (
+    Say,
+    build_bundle,
+    deployed_bundle,
+    training_manifest,
+    user_bundle,
+)
 from fedge.client_sim.trainers import KerasTrainer, TfliteTrainer, Trainer
 from fedge.client_sim.transport import HttpTransport
-from fedge.manifest import verify_bundle
+from fedge.errors import ConfigError
+from fedge.manifest import Manifest
+from fedge.objective import Objective
 from fedge.update_codec import Weights
 from fedge.weight_spec import ModelSpec
 
@@ -24,24 +50,34 @@ if TYPE_CHECKING:
     from fedge.client_sim.fleet import FleetConfig
 
 
+class ModelMismatchError(ConfigError):
+    """The fleet's model is not the one the server federates."""
+
+
 @dataclass
 class FleetModel:
     url: str
     bundle: Path
-    spec: ModelSpec
+    bundle_id: str
+    manifest: Manifest
+    objective: Objective
     observer: FedgeClient
     runtime: str
-    keras_model: Any
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.manifest.weights
 
     def trainer(self, runtime: str | None = None) -> Trainer:
-        kind = runtime or self.runtime
-        if kind == "keras":
-            return KerasTrainer(self.keras_model)
-        training = verify_bundle(self.bundle).artifact("tflite")["training"]
-        if training["weight_keys"] != list(self.spec.train_keys):
-            raise ValueError(
-                f"{self.bundle}: the training artifact's weight keys are not the manifest's"
-            )
+        training = self.manifest.artifact("tflite")["training"]
+        if (runtime or self.runtime) == "keras":
+            import tensorflow as tf
+
+            from fedge.converters.training_loss import TrainingLoss
+
+            entry = self.bundle / self.manifest.artifact("keras")["entry"]
+            model = tf.keras.models.load_model(entry, compile=False)
+            return KerasTrainer(model, TrainingLoss.from_record(training).keras())
         return TfliteTrainer(self.bundle / training["path"], self.spec)
 
     def get_json(self, path: str) -> Any:
@@ -59,54 +95,90 @@ class FleetModel:
                 raise RuntimeError(f"no round in progress after {timeout_s:.0f} s: {reply.json()}")
             time.sleep(0.2)
 
+    def current_weights(self) -> Weights:
+        """The server's current global model (round 0: the deployed one)."""
+        checkpoint = self.get_json(f"/v1/models/{self.manifest.name}")["current_checkpoint"]
+        return self.checkpoint(checkpoint)
+
     def checkpoint(self, checkpoint_id: str) -> Weights:
         return self.observer.checkpoint(checkpoint_id).weights
 
 
-def build_bundle(out: Path, seed: int, smooth_model: bool = False) -> Path:
-    """The reference CNN (or its smooth twin), initialised from the seed, as a TFLite bundle."""
-    import tensorflow as tf
-
-    from fedge.converters.bundle import convert
-    from fedge.converters.options import ConvertOptions
-    from fedge.model import build_reference_model
-
-    tf.keras.utils.set_random_seed(seed)
-    model_path = out / "initial.keras"
-    build_reference_model(smooth=smooth_model).save(model_path)
-    bundle = out / "bundle"
-    convert(model_path, bundle, ConvertOptions(targets=("tflite",), verify=False, seed=seed))
-    return bundle
-
-
 @contextmanager
-def prepare_model(config: FleetConfig) -> Iterator[FleetModel]:
-    import tensorflow as tf
-
+def prepare_model(config: FleetConfig, say: Say = lambda _: None) -> Iterator[FleetModel]:
     with ExitStack() as stack:
         work = config.work_dir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="fedge-sim-"))
         )
         work.mkdir(parents=True, exist_ok=True)
-        bundle = build_bundle(work, config.seed, config.smooth_model)
-        manifest = verify_bundle(bundle)
-        keras_model = tf.keras.models.load_model(
-            bundle / manifest.artifact("keras")["entry"], compile=False
-        )
+        bundle = _local_bundle(config, work, say)
         if config.server_url is None:
+            assert bundle is not None  # without a server there is always a local model
+            say("starting the embedded server")
             url = stack.enter_context(_embedded_server(config, bundle, work)).url
         else:
             url = config.server_url
         observer = FedgeClient(HttpTransport(url), seed=config.seed - 1)
-        observer.enrol(platform="observer")
         stack.callback(observer.transport.close)
+        observer.enrol(platform="observer")
+        name, server_spec, bundle_id = _server_model(observer, url)
+        if bundle is None:
+            bundle = _server_bundle(observer, bundle_id, work, config.seed, say)
+        verified, objective = training_manifest(bundle)
+        _check_same_model(verified.manifest, bundle, name, server_spec, url)
         yield FleetModel(
             url=url,
             bundle=bundle,
-            spec=manifest.weights,
+            bundle_id=verified.bundle_id,
+            manifest=verified.manifest,
+            objective=objective,
             observer=observer,
             runtime=config.runtime,
-            keras_model=keras_model,
+        )
+
+
+def _local_bundle(config: FleetConfig, work: Path, say: Say) -> Path | None:
+    if config.model is not None:
+        return user_bundle(config.model, work, config.seed, say)
+    if config.server_url is not None:
+        return None
+    if config.public_fraction > 0:
+        return deployed_bundle(work, config.seed, config.public_fraction, say)
+    say("building the reference CNN from its seed")
+    return build_bundle(work, config.seed, config.smooth_model)
+
+
+def _server_model(observer: FedgeClient, url: str) -> tuple[str, ModelSpec, str | None]:
+    """(name, weight spec, bundle id or None) of the model the server federates."""
+    listing = observer.transport.request("GET", "/v1/models").json()
+    name = listing["models"][0]["name"]
+    model = observer.transport.request("GET", f"/v1/models/{name}").json()
+    return name, ModelSpec.from_json(model["weights"]), model.get("bundle_id")
+
+
+def _server_bundle(
+    observer: FedgeClient, bundle_id: str | None, work: Path, seed: int, say: Say
+) -> Path:
+    if bundle_id is not None:
+        say(f"downloading the server's bundle {bundle_id[:12]}")
+        return download_bundle(observer, bundle_id, work / "server-bundle")
+    # A server started without a bundle federates the reference CNN (or a
+    # Keras file's model, which the spec check below tells apart).
+    say("the server has no bundle: building the reference CNN to check against it")
+    return build_bundle(work, seed)
+
+
+def _check_same_model(
+    manifest: Manifest, bundle: Path, name: str, server_spec: ModelSpec, url: str
+) -> None:
+    differences = manifest.weights.differences(server_spec, "in the fleet's model", "on the server")
+    if name != manifest.name or differences:
+        shown = "; ".join(differences[:6]) + ("; ..." if len(differences) > 6 else "")
+        raise ModelMismatchError(
+            f"the server at {url} federates {name!r}, the fleet's model ({bundle}) is "
+            f"{manifest.name!r}"
+            + (f"; their weights differ: {shown}" if differences else "")
+            + ". Give --model the server's model, or leave --model out to take the server's"
         )
 
 
@@ -115,6 +187,8 @@ def _embedded_server(config: FleetConfig, bundle: Path, work: Path) -> Iterator[
     from fedge.server.app import create_app
     from fedge.server.serve import BackgroundServer
 
+    # The fleet reports per round; the server's per-request log would drown it.
+    logging.getLogger("fedge.server").setLevel(logging.WARNING)
     minimum = config.min_participants or max(1, config.per_round // 2)
     app = create_app(
         test_config={
@@ -135,8 +209,6 @@ def _embedded_server(config: FleetConfig, bundle: Path, work: Path) -> Iterator[
             },
         }
     )
-    # The fleet reports per round; the server's per-request log would drown it.
-    logging.getLogger("fedge.server").setLevel(logging.WARNING)
     server = BackgroundServer(app)
     try:
         yield server

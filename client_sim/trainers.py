@@ -1,7 +1,9 @@
 """On-device training runtimes: the bundle's TFLite training artifact, or Keras.
 
-Both train with plain SGD on the same batches, so a device's result does
-not depend on which runtime it uses (up to float rounding). Batches come
+Both train with plain SGD on the same batches and the bundle's loss, so a
+device's result does not depend on which runtime it uses (up to float
+rounding). Inputs are named (:class:`fedge.examples.Examples`), labels are
+class ids or float targets, as the bundle's training record says. Batches come
 from :func:`epoch_batches`: each epoch a permutation drawn from a seeded
 generator, cut into consecutive batches (the last may be short). The TFF
 reference engine builds its datasets from the same function.
@@ -10,7 +12,7 @@ reference engine builds its datasets from the same function.
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +24,8 @@ from fedge.update_codec import Weights
 from fedge.weight_spec import ModelSpec
 
 FloatArray = npt.NDArray[np.float32]
-IntArray = npt.NDArray[np.int64]
+Inputs = Mapping[str, FloatArray]
+Labels = npt.NDArray[Any]
 
 
 def epoch_batches(
@@ -58,21 +61,22 @@ class Trainer(Protocol):
 
     def train(
         self,
-        x: FloatArray,
-        y: IntArray,
+        x: Inputs,
+        y: Labels,
         epochs: int,
         batch_size: int,
         learning_rate: float,
         seed: int,
     ) -> float: ...
 
-    def predict(self, x: FloatArray) -> FloatArray: ...
+    def predict(self, x: Inputs) -> FloatArray: ...
 
 
 class TfliteTrainer:
     """The bundle's ``train.tflite`` in ``tf.lite.Interpreter``: what a phone runs.
 
-    Weights go in and out under the spec's training keys (``w000``...)."""
+    Weights go in and out under the spec's training keys (``w000``...);
+    inputs by the model's input names, labels in the ``label`` input's dtype."""
 
     def __init__(self, path: Path, spec: ModelSpec) -> None:
         import tensorflow as tf
@@ -83,7 +87,8 @@ class TfliteTrainer:
         self._infer = self._interpreter.get_signature_runner("infer")
         self._get = self._interpreter.get_signature_runner("get_weights")
         self._set = self._interpreter.get_signature_runner("set_weights")
-        self._input = next(n for n in self._interpreter.get_signature_list()["infer"]["inputs"])
+        self.input_names = tuple(self._interpreter.get_signature_list()["infer"]["inputs"])
+        self._label_dtype = self._train.get_input_details()["label"]["dtype"]
 
     def set_weights(self, weights: Weights) -> None:
         self._set(**self.spec.to_train_inputs(weights))
@@ -93,36 +98,41 @@ class TfliteTrainer:
 
     def train(
         self,
-        x: FloatArray,
-        y: IntArray,
+        x: Inputs,
+        y: Labels,
         epochs: int,
         batch_size: int,
         learning_rate: float,
         seed: int,
     ) -> float:
         lr = np.float32(learning_rate)
+        labels = np.asarray(y).astype(self._label_dtype)
 
         def step(batch: npt.NDArray[np.int64]) -> float:
-            out = self._train(
-                **{self._input: x[batch]}, label=y[batch].astype(np.int32), learning_rate=lr
-            )
+            inputs = {name: x[name][batch] for name in self.input_names}
+            out = self._train(**inputs, label=labels[batch], learning_rate=lr)
             return float(out["loss"])
 
         return mean_loss(step, len(y), epochs, batch_size, seed)
 
-    def predict(self, x: FloatArray) -> FloatArray:
-        return np.asarray(self._infer(**{self._input: x})["output"], dtype=np.float32)
+    def predict(self, x: Inputs) -> FloatArray:
+        inputs = {name: x[name] for name in self.input_names}
+        return np.asarray(self._infer(**inputs)["output"], dtype=np.float32)
 
 
 class KerasTrainer:
-    """The same SGD steps with Keras (for devices without the TFLite artifact)."""
+    """The same SGD steps with Keras (for devices without the TFLite artifact).
 
-    def __init__(self, model: Any) -> None:
+    ``loss`` is a Keras loss object (the bundle's, see
+    :meth:`fedge.converters.training_loss.TrainingLoss.keras`)."""
+
+    def __init__(self, model: Any, loss: Any) -> None:
         import tensorflow as tf
 
         self._model = tf.keras.models.clone_model(model)
         self.spec = ModelSpec.from_keras(self._model)
-        self._loss = tf.keras.losses.SparseCategoricalCrossentropy()
+        self.input_names = tuple(self._model.input_names)
+        self._loss = loss
         self._step = tf.function(self._sgd_step, reduce_retracing=True)
 
     def _sgd_step(self, x: Any, y: Any, learning_rate: Any) -> Any:
@@ -130,6 +140,8 @@ class KerasTrainer:
 
         with tf.GradientTape() as tape:
             loss = self._loss(y, self._model(x, training=True))
+            if self._model.losses:
+                loss += tf.add_n(self._model.losses)
         variables = self._model.trainable_variables
         for variable, grad in zip(variables, tape.gradient(loss, variables), strict=True):
             variable.assign_sub(learning_rate * grad)
@@ -143,8 +155,8 @@ class KerasTrainer:
 
     def train(
         self,
-        x: FloatArray,
-        y: IntArray,
+        x: Inputs,
+        y: Labels,
         epochs: int,
         batch_size: int,
         learning_rate: float,
@@ -153,14 +165,20 @@ class KerasTrainer:
         import tensorflow as tf
 
         lr = tf.constant(learning_rate, tf.float32)
+        labels = np.asarray(y)
+        labels = labels.astype(np.int32 if labels.dtype.kind in "iu" else np.float32)
 
         def step(batch: npt.NDArray[np.int64]) -> float:
-            return float(self._step(x[batch], y[batch].astype(np.int32), lr))
+            return float(self._step(self._model_input(x, batch), labels[batch], lr))
 
         return mean_loss(step, len(y), epochs, batch_size, seed)
 
-    def predict(self, x: FloatArray) -> FloatArray:
-        return np.asarray(self._model(x, training=False), dtype=np.float32)
+    def _model_input(self, x: Inputs, batch: npt.NDArray[np.int64] | None = None) -> Any:
+        arrays = [x[name] if batch is None else x[name][batch] for name in self.input_names]
+        return arrays if len(arrays) > 1 else arrays[0]
+
+    def predict(self, x: Inputs) -> FloatArray:
+        return np.asarray(self._model(self._model_input(x), training=False), dtype=np.float32)
 
 
 class TrainerPool:

@@ -12,6 +12,7 @@ import click
 from fedge import __version__
 from fedge.console import make_console
 from fedge.converters.options import LOSS_ALIASES, LOSSES
+from fedge.data import PUBLIC_FRACTION
 from fedge.errors import ConfigError, FedgeError
 
 # Libraries whose warnings are notices about themselves (versions they were
@@ -70,12 +71,31 @@ def main() -> None:
     show_default=True,
     help="Fixes the data split, the initial weights and the batch order.",
 )
-def train(out: Path, epochs: int, batch_size: int, learning_rate: float, seed: int) -> None:
+@click.option(
+    "--public-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=PUBLIC_FRACTION,
+    show_default=True,
+    help="Train on this share of the digits' training split (the team's public data); "
+    "fedge simulate's devices hold the rest. 0: all of it.",
+)
+def train(
+    out: Path,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    public_fraction: float,
+) -> None:
     """Train the reference digits CNN centrally and print its test accuracy."""
     from fedge.train import TrainConfig, train_reference_model
 
     config = TrainConfig(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        public_fraction=public_fraction,
     )
     try:
         result = train_reference_model(out, config)
@@ -438,189 +458,6 @@ def serve(
     run_server(app)
 
 
-def _faults(values: tuple[str, ...]) -> dict[str, int]:
-    faults: dict[str, int] = {}
-    for value in values:
-        kind, _, count = value.partition("=")
-        if not count.isdigit():
-            raise click.BadParameter(f"expected KIND=COUNT, got {value!r}", param_hint="--fault")
-        faults[kind] = int(count)
-    return faults
-
-
-@main.command()
-@click.option("--devices", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option(
-    "--per-round",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Updates that close a round.",
-)
-@click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option(
-    "--alpha",
-    type=click.FloatRange(min=0, min_open=True),
-    default=0.5,
-    show_default=True,
-    help="Dirichlet label skew (smaller: more non-IID).",
-)
-@click.option(
-    "--engine",
-    type=click.Choice(["http", "tff"]),
-    default="http",
-    show_default=True,
-    help="fedge's server and devices over HTTP, or TFF in-process.",
-)
-@click.option("--server", "server_url", help="A running server (default: an embedded one).")
-@click.option(
-    "--runtime",
-    type=click.Choice(["tflite", "keras"]),
-    default="tflite",
-    show_default=True,
-    help="On-device training runtime.",
-)
-@click.option("--local-epochs", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option(
-    "--learning-rate", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True
-)
-@click.option(
-    "--strategy",
-    type=click.Choice(["fedavg", "fedavgm", "fedadam", "median", "trimmed_mean"]),
-    default="fedavg",
-    show_default=True,
-)
-@click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True)
-@click.option(
-    "--crash",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Chance a device dies mid-upload (and retries after a restart).",
-)
-@click.option(
-    "--fault",
-    multiple=True,
-    metavar="KIND=COUNT",
-    help="Faulty devices: nan, wrong_shape, replay, stale_base (repeatable).",
-)
-@click.option("--over-selection", type=click.FloatRange(min=1), default=1.0, show_default=True)
-@click.option(
-    "--deadline",
-    type=click.FloatRange(min=0, min_open=True),
-    default=20.0,
-    show_default=True,
-    help="Seconds a round stays open.",
-)
-@click.option("--workers", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the run as JSON.",
-)
-@click.option(
-    "--plot",
-    "plot_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write accuracy and participation per round as a PNG.",
-)
-def simulate(
-    devices: int,
-    per_round: int,
-    rounds: int,
-    alpha: float,
-    engine: str,
-    server_url: str | None,
-    runtime: str,
-    local_epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    strategy: str,
-    dropout: float,
-    crash: float,
-    fault: tuple[str, ...],
-    over_selection: float,
-    deadline: float,
-    workers: int,
-    seed: int,
-    report_path: Path | None,
-    plot_path: Path | None,
-) -> None:
-    """Run federated rounds with a fleet of simulated devices."""
-    if per_round > devices:
-        raise click.BadParameter(
-            f"{per_round} per round > {devices} devices", param_hint="--per-round"
-        )
-    if engine == "tff":
-        from fedge.client_sim.tff_cli import run_tff_simulation
-
-        run_tff_simulation(
-            devices, per_round, rounds, alpha, seed, local_epochs, batch_size, learning_rate
-        )
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from fedge.client_sim.fleet import FleetConfig, RoundReport, run_fleet
-    from fedge.client_sim.report import closing_lines, summary_table, write_json, write_plot
-
-    config = FleetConfig(
-        devices=devices,
-        per_round=per_round,
-        rounds=rounds,
-        alpha=alpha,
-        seed=seed,
-        local_epochs=local_epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        runtime=runtime,
-        dropout=dropout,
-        crash=crash,
-        faults=_faults(fault),
-        workers=workers,
-        deadline_s=deadline,
-        over_selection=over_selection,
-        server_url=server_url,
-        strategy=strategy,
-    )
-    console = make_console(stderr=True)
-    bar = Progress(
-        TextColumn("[bold]rounds"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=console,
-    )
-    task = bar.add_task("rounds", total=rounds, status="preparing bundle and devices")
-
-    def on_round(report: RoundReport) -> None:
-        bar.update(
-            task,
-            advance=1,
-            status=(
-                f"round {report.round_id} {report.state}: acc {report.global_accuracy:.3f}, "
-                f"{report.participants} updates, {report.seconds:.1f} s"
-            ),
-        )
-
-    try:
-        with bar:
-            result = run_fleet(config, progress=on_round)
-    except (FedgeError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    make_console().print(summary_table(result))
-    for line in closing_lines(result):
-        click.echo(line)
-    if report_path is not None:
-        write_json(result, report_path)
-        click.echo(f"report: {report_path}")
-    if plot_path is not None:
-        write_plot(result, plot_path)
-        click.echo(f"plot: {plot_path}")
-
-
 @main.command("setup-node")
 @click.option(
     "--prefix",
@@ -642,3 +479,12 @@ def setup_node(prefix: Path | None) -> None:
     except web.NodePackagesError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(str(modules))
+
+
+def _register_commands() -> None:
+    from fedge.cli_simulate import simulate
+
+    main.add_command(simulate)
+
+
+_register_commands()

@@ -78,3 +78,31 @@ def load_task(seed: int = 0, test_fraction: float = 0.2) -> TaskData:
         test=Split(x=x[test_sorted], y=y[test_sorted]),
         seed=seed,
     )
+
+
+# The share of the training split a team trains on centrally (its public
+# data) before deploying; devices hold the rest. See :func:`public_split`.
+PUBLIC_FRACTION = 0.3
+
+
+def public_split(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """(public, private): a stratified ``fraction`` of ``train`` and the rest.
+
+    The hybrid story: the team trains on the public part and deploys; the
+    private part stays on the devices, which fine-tune the deployed model.
+    ``fraction`` 0 gives no public part and ``train`` unchanged as the private
+    part. The same seed gives the same parts (``fedge train`` and ``fedge
+    simulate`` take the same one)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"the public fraction must be in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return Split(x=train.x[:0], y=train.y[:0]), train
+    rng = np.random.default_rng([seed, 1])
+    public = np.zeros(len(train), dtype=bool)
+    for label in np.unique(train.y):
+        members = np.flatnonzero(train.y == label)
+        public[rng.permutation(members)[: round(len(members) * fraction)]] = True
+    return (
+        Split(x=train.x[public], y=train.y[public]),
+        Split(x=train.x[~public], y=train.y[~public]),
+    )

@@ -14,3 +14,7 @@ class FedgeError(Exception):
 
 class ConfigError(FedgeError):
     """An option or a combination of options that cannot work."""
+
+
+class DataError(FedgeError):
+    """The user's data cannot be used: a missing array, a bad shape, a label out of range."""

@@ -141,13 +141,13 @@ def partition(labels: IntArray, config: PartitionConfig) -> Partition:
     labels = np.asarray(labels, dtype=np.int64)
     config.validate(len(labels))
     rng = np.random.default_rng(config.seed)
-    assignment = _dirichlet_assignment(labels, config, rng)
+    assignment = dirichlet_assignment(
+        labels, config.num_devices, config.alpha, config.min_examples, rng
+    )
     shards = []
     for device in range(config.num_devices):
         members = rng.permutation(np.flatnonzero(assignment == device)).astype(np.int64)
-        n_holdout = round(len(members) * config.holdout_fraction)
-        if config.holdout_fraction > 0 and len(members) > 1:
-            n_holdout = min(max(n_holdout, 1), len(members) - 1)
+        n_holdout = holdout_size(len(members), config.holdout_fraction)
         style = HandwritingStyle.draw(rng, config.style_strength)
         shards.append(
             DeviceShard(
@@ -160,27 +160,38 @@ def partition(labels: IntArray, config: PartitionConfig) -> Partition:
     return Partition(config=config, shards=tuple(shards))
 
 
-def _dirichlet_assignment(
-    labels: IntArray, config: PartitionConfig, rng: np.random.Generator
+def holdout_size(num_examples: int, fraction: float) -> int:
+    """How many of a device's examples it holds out: at least one, and at
+    least one left to train on, when it has two or more and ``fraction`` > 0."""
+    n_holdout = round(num_examples * fraction)
+    if fraction > 0 and num_examples > 1:
+        n_holdout = min(max(n_holdout, 1), num_examples - 1)
+    return n_holdout
+
+
+def dirichlet_assignment(
+    labels: IntArray, num_devices: int, alpha: float, min_examples: int, rng: np.random.Generator
 ) -> IntArray:
-    """For each class, cut its (shuffled) examples by Dirichlet(alpha) shares.
+    """The device (0..num_devices-1) of each example: for each class, its
+    (shuffled) examples are cut by Dirichlet(alpha) shares.
 
     Draws again a few times until every device holds ``min_examples``; if
     the skew makes that unlikely (many devices, small alpha), tops up the
-    short devices with examples from the largest ones instead.
+    short devices with examples from the largest ones instead. The caller
+    checks that ``num_devices * min_examples`` examples exist.
     """
-    n_dev = config.num_devices
+    n_dev = num_devices
     assignment = np.full(len(labels), -1, dtype=np.int64)
     for _ in range(_MAX_RESAMPLES):
         for label in np.unique(labels):
             members = rng.permutation(np.flatnonzero(labels == label))
-            shares = rng.dirichlet(np.full(n_dev, config.alpha))
+            shares = rng.dirichlet(np.full(n_dev, alpha))
             cuts = (np.cumsum(shares)[:-1] * len(members)).round().astype(int)
             for device, part in enumerate(np.split(members, cuts)):
                 assignment[part] = device
-        if np.bincount(assignment, minlength=n_dev).min() >= config.min_examples:
+        if np.bincount(assignment, minlength=n_dev).min() >= min_examples:
             return assignment
-    return _top_up(assignment, n_dev, config.min_examples, rng)
+    return _top_up(assignment, n_dev, min_examples, rng)
 
 
 def _top_up(assignment: IntArray, n_dev: int, minimum: int, rng: np.random.Generator) -> IntArray:

@@ -1,6 +1,9 @@
 """JSON from untrusted bytes, strictly: one parser for the update codec's
 headers and metrics and for the server's request bodies.
 
+Writing, :func:`finite_or_null` turns a non-finite float into ``None``, so
+what fedge writes is strict JSON too.
+
 ``json.loads`` alone takes ``NaN`` and ``Infinity`` literals and duplicate
 keys (the last wins), and raises ``RecursionError`` (not ``ValueError``) on
 deep nesting; here all of these are :class:`StrictJSONError`.
@@ -9,6 +12,7 @@ deep nesting; here all of these are :class:`StrictJSONError`.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 
@@ -36,3 +40,14 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
+
+
+def finite_or_null(value: Any) -> Any:
+    """``value`` with every non-finite float (in dicts, lists, tuples) as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(item) for item in value]
+    return value

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedge.data import load_task
+from fedge.data import load_task, public_split
 from fedge.errors import ConfigError
 from fedge.model import build_reference_model
 
@@ -25,6 +25,9 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     seed: int = 0
+    # Train on this stratified share of the training split only (the team's
+    # public data; the devices of ``fedge simulate`` hold the rest): 0 for all.
+    public_fraction: float = 0.0
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -33,6 +36,8 @@ class TrainConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0.0 <= self.public_fraction < 1.0:
+            raise ConfigError(f"public_fraction must be in [0, 1), got {self.public_fraction}")
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,11 @@ def train_reference_model(
     # every later unseeded random op in the process fail.
     tf.keras.utils.set_random_seed(config.seed)
     task = load_task(seed=config.seed)
+    train = (
+        public_split(task.train, config.public_fraction, config.seed)[0]
+        if config.public_fraction > 0
+        else task.train
+    )
     model = build_reference_model()
     model.compile(
         optimizer=tf.keras.optimizers.Adam(learning_rate=config.learning_rate),
@@ -70,8 +80,8 @@ def train_reference_model(
     )
     callbacks = [RichEpochProgress(config.epochs)] if progress else []
     model.fit(
-        task.train.x,
-        task.train.y,
+        train.x,
+        train.y,
         epochs=config.epochs,
         batch_size=config.batch_size,
         shuffle=True,
@@ -84,7 +94,7 @@ def train_reference_model(
         model_path=out,
         test_accuracy=float(accuracy),
         test_loss=float(loss),
-        train_examples=len(task.train),
+        train_examples=len(train),
         test_examples=len(task.test),
         seconds=time.perf_counter() - started,
     )

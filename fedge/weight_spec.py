@@ -190,6 +190,24 @@ class ModelSpec:
                 raise WeightSpecError(f"{spec.name}: shape {shape}, the model has {spec.shape}")
         return {name: weights[name] for name in self.names}
 
+    def differences(self, other: ModelSpec, here: str, there: str) -> list[str]:
+        """How ``other`` differs from this spec, one phrase per difference
+        (empty when they are the same): weights only on one side, shapes,
+        dtypes, order. ``here``/``there`` name the two sides."""
+        mine = {spec.name: spec for spec in self.weights}
+        theirs = {spec.name: spec for spec in other.weights}
+        found = [f"{name} only {here}" for name in mine if name not in theirs]
+        found += [f"{name} only {there}" for name in theirs if name not in mine]
+        for name, spec in mine.items():
+            other_spec = theirs.get(name)
+            if other_spec is not None and other_spec.shape != spec.shape:
+                found.append(f"{name}: shape {spec.shape} {here}, {other_spec.shape} {there}")
+            elif other_spec is not None and other_spec.dtype != spec.dtype:
+                found.append(f"{name}: dtype {spec.dtype} {here}, {other_spec.dtype} {there}")
+        if not found and self.names != other.names:
+            found.append(f"the same weights in another order {there}")
+        return found
+
     def values(self, weights: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
         """The arrays in canonical order (what Keras's ``set_weights`` takes)."""
         return list(self.ordered(weights).values())

@@ -1,4 +1,6 @@
-"""/v1/models: the model the server federates and its current checkpoint."""
+"""/v1/models: the model the server federates, its current checkpoint and the
+bundle it came from (``bundle_id``, null for a Keras file or the built-in
+reference weights; its files are under ``/v1/bundles/<bundle_id>/``)."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ def listing() -> Any:
 
 @bp.get("/<name>")
 def show(name: str) -> Any:
-    coordinator = context().coordinator
+    coordinator, bundle = context().coordinator, context().bundle
     if name != coordinator.model_name:
         raise NotFound(f"no model {name!r}", code="unknown_model")
     return jsonify(
@@ -37,5 +39,6 @@ def show(name: str) -> Any:
             "name": coordinator.model_name,
             "current_checkpoint": coordinator.current_checkpoint,
             "weights": coordinator.specs.to_json(),
+            "bundle_id": bundle.bundle_id if bundle is not None else None,
         }
     )

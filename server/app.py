@@ -8,6 +8,8 @@ place. ``shutdown(app)`` stops the driver and releases the directory.
 
 The model's name and weight spec are kept in the database, so a restart
 reads its checkpoint without loading the model (nor importing TensorFlow).
+A model from a bundle directory keeps a copy of its bundle in the data
+directory, for devices (see :mod:`fedge.server.bundle_store`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from fedge.server import round_store as rs
 from fedge.server.auth import load_or_create_admin_token
+from fedge.server.bundle_store import StoredBundle, is_bundle_dir, open_stored, store_bundle
 from fedge.server.config import ServerConfig, load_config
 from fedge.server.coordinator import Coordinator
 from fedge.server.data_dir import DataDirLock
@@ -35,6 +38,7 @@ from fedge.server.errors import ConfigurationError, ServerError
 from fedge.server.logs import configure_logging
 from fedge.server.metrics import server_metrics
 from fedge.server.request_limits import RequestLimits
+from fedge.strict_json import finite_or_null
 from fedge.update_codec import Weights
 from fedge.weight_spec import ModelSpec
 
@@ -60,6 +64,7 @@ class ServerContext:
     admin_token: str
     limits: RequestLimits
     lock: DataDirLock
+    bundle: StoredBundle | None = None  # the bundle the model came from, if any
 
     def close(self) -> None:
         """Stop the round driver, close this thread's connection, release the lock."""
@@ -73,7 +78,7 @@ class StrictJSONProvider(DefaultJSONProvider):
     as the ``Infinity`` or ``NaN`` that JSON parsers refuse."""
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return super().dumps(rs.finite_or_null(obj), **kwargs)
+        return super().dumps(finite_or_null(obj), **kwargs)
 
 
 def create_app(
@@ -86,7 +91,7 @@ def create_app(
     lock = DataDirLock(config.data_dir)
     try:
         db = Database(config.database)
-        name, specs, weights = _model(config, db, initial)
+        name, specs, weights, bundle = _model(config, db, initial)
         metrics = server_metrics()
         coordinator = Coordinator(config, db, specs, weights, metrics, name)
         limits = RequestLimits.for_model(config, specs)
@@ -100,6 +105,7 @@ def create_app(
             admin_token=load_or_create_admin_token(config.data_dir, config.admin_token),
             limits=limits,
             lock=lock,
+            bundle=bundle,
         )
         _register(app)
         coordinator.start()
@@ -115,13 +121,14 @@ def shutdown(app: Flask) -> None:
 
 def _model(
     config: ServerConfig, db: Database, initial: InitialModel | None
-) -> tuple[str, ModelSpec, Weights | None]:
+) -> tuple[str, ModelSpec, Weights | None, StoredBundle | None]:
     """The model's name and spec: stored at first start, read back later.
 
     Only a new data directory needs the initial weights (from a bundle or
     the shipped reference weights: no TensorFlow, see
     :mod:`fedge.server.initial_model`); a restart must be given the same
-    model as the first start (or none), else it is refused.
+    model as the first start (or none), else it is refused. A model from
+    a bundle directory is kept with its bundle, checked again at every start.
     """
     conn = db.connection()
     stored = rs.get_state(conn, MODEL_STATE)
@@ -140,20 +147,26 @@ def _model(
                 f"{saved.get('source') or 'the built-in reference'}, not {source}; "
                 "start with the same --model, or use another --data-dir"
             )
-        return str(saved["name"]), specs, None
+        bundle_id = saved.get("bundle")
+        bundle = open_stored(config.data_dir, str(bundle_id)) if bundle_id is not None else None
+        return str(saved["name"]), specs, None, bundle
+    bundle = None
     if initial is None:
         from fedge.server.initial_model import load_initial_weights
 
         name, specs, weights = load_initial_weights(config.model, config.seed)
         initial = InitialModel(name, specs, weights)
+        if config.model is not None and is_bundle_dir(config.model):
+            bundle = store_bundle(config.model, config.data_dir)
     record = {
         "name": initial.name,
         "source": source,
         "weights": initial.specs.to_json(),
+        "bundle": bundle.bundle_id if bundle is not None else None,
     }
     with db.transaction() as conn:
         rs.set_state(conn, MODEL_STATE, json.dumps(record))
-    return initial.name, initial.specs, initial.weights
+    return initial.name, initial.specs, initial.weights, bundle
 
 
 def context() -> ServerContext:
@@ -168,9 +181,9 @@ def context_of(app: Flask) -> ServerContext:
 
 
 def _register(app: Flask) -> None:
-    from fedge.server import api_devices, api_health, api_models, api_rounds
+    from fedge.server import api_bundles, api_devices, api_health, api_models, api_rounds
 
-    for module in (api_devices, api_rounds, api_models, api_health):
+    for module in (api_devices, api_rounds, api_models, api_bundles, api_health):
         app.register_blueprint(module.bp)
 
     @app.errorhandler(ServerError)

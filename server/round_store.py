@@ -8,7 +8,6 @@ and write. Checkpoint files are content-addressed
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fedge.server.durable import write_atomically
+from fedge.strict_json import finite_or_null
 from fedge.update_codec import Checkpoint, content_id, encode_checkpoint
 
 
@@ -180,13 +180,3 @@ def json_text(value: Any) -> str:
     """Strict JSON for the database and the API: a non-finite float (an
     epsilon of inf, say) becomes null rather than the non-JSON ``Infinity``."""
     return json.dumps(finite_or_null(value), allow_nan=False)
-
-
-def finite_or_null(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: finite_or_null(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_or_null(item) for item in value]
-    return value

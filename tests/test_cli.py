@@ -41,7 +41,9 @@ def test_train_rejects_an_unknown_model_format(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
-def test_fedge_train_writes_a_model_that_reaches_95_percent(tmp_path: Path, task: TaskData) -> None:
+def test_fedge_train_on_the_public_part_writes_a_model_that_reaches_90_percent(
+    tmp_path: Path, task: TaskData
+) -> None:
     out = tmp_path / "model.keras"
     fedge = Path(sys.executable).parent / "fedge"
 
@@ -51,7 +53,10 @@ def test_fedge_train_writes_a_model_that_reaches_95_percent(tmp_path: Path, task
 
     assert result.returncode == 0, result.stderr
     printed = float(re.search(r"test accuracy: ([0-9.]+)", result.stdout).group(1))  # type: ignore[union-attr]
-    assert printed >= 0.95
+    # By default it trains on the public 30% of the training split (the
+    # devices of fedge simulate hold the rest): 434 of 1,438 digits.
+    assert "trained on 434 digits" in result.stdout
+    assert printed >= 0.9
     import tensorflow as tf
 
     model = tf.keras.models.load_model(out)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedge.data import IMAGE_SHAPE, NUM_CLASSES, load_task
+from fedge.data import IMAGE_SHAPE, NUM_CLASSES, load_task, public_split
 
 
 def test_split_is_reproducible_from_the_seed() -> None:
@@ -38,3 +38,29 @@ def test_train_and_test_share_no_image() -> None:
     # The digits set itself has a handful of exact duplicate images; the
     # split must not add more than those.
     assert sum(row in train_rows for row in test_rows) <= 5
+
+
+def test_the_public_part_is_stratified_disjoint_and_fixed_by_the_seed() -> None:
+    train = load_task(seed=0).train
+
+    public, private = public_split(train, 0.3, seed=0)
+    again, _ = public_split(train, 0.3, seed=0)
+    other, _ = public_split(train, 0.3, seed=1)
+
+    assert len(public) + len(private) == len(train)
+    assert abs(len(public) - 0.3 * len(train)) <= NUM_CLASSES
+    counts = np.bincount(public.y, minlength=NUM_CLASSES) / np.bincount(train.y)
+    assert np.all(np.abs(counts - 0.3) < 0.02)
+    rows = {r.tobytes() for r in public.x} | {r.tobytes() for r in private.x}
+    assert len(rows) == len({r.tobytes() for r in train.x})
+    np.testing.assert_array_equal(public.x, again.x)
+    assert not np.array_equal(public.y, other.y)
+
+
+def test_no_public_part_leaves_the_training_split_as_it_is() -> None:
+    train = load_task(seed=0).train
+
+    public, private = public_split(train, 0.0, seed=0)
+
+    assert len(public) == 0
+    assert private is train

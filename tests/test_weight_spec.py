@@ -151,3 +151,26 @@ def test_weight_names_and_training_keys_are_derived_in_one_module() -> None:
     )
 
     assert found == ["fedge/weight_spec.py"]
+
+
+def test_differences_name_every_mismatch_and_nothing_for_the_same_spec() -> None:
+    spec = ModelSpec.from_json(SPEC_JSON)
+    other = ModelSpec.from_json(
+        [
+            {"name": "conv/kernel", "shape": [3, 3, 1, 4], "dtype": "float32"},
+            {"name": "conv/bias", "shape": [2], "dtype": "float16"},
+            {"name": "dense/kernel", "shape": [4, 2], "dtype": "float32"},
+        ]
+    )
+
+    assert spec.differences(ModelSpec.from_json(SPEC_JSON), "here", "there") == []
+    assert spec.differences(other, "here", "on the server") == [
+        "steps only here",
+        "dense/kernel only on the server",
+        "conv/kernel: shape (3, 3, 1, 2) here, (3, 3, 1, 4) on the server",
+        "conv/bias: dtype float32 here, float16 on the server",
+    ]
+    reordered = ModelSpec(tuple(reversed(spec.weights)))
+    assert spec.differences(reordered, "here", "there") == [
+        "the same weights in another order there"
+    ]

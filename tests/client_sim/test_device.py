@@ -11,8 +11,9 @@ from fedge.client_sim.profiles import DeviceProfile, fleet_profiles
 from fedge.client_sim.trainers import KerasTrainer, TrainerPool, epoch_batches
 from fedge.client_sim.transport import HttpTransport
 from fedge.data import load_task
-from fedge.model import build_reference_model
-from fedge.partition import DeviceData, HandwritingStyle
+from fedge.examples import DeviceExamples, Examples
+from fedge.model import INPUT_NAME, build_reference_model
+from fedge.objective import Objective
 from fedge.update_codec import Weights
 
 
@@ -22,13 +23,22 @@ def _device_with_keras_runtime() -> tuple[SimDevice, Weights, list[str]]:
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     task = load_task(seed=0)
     model.fit(task.train.x, task.train.y, epochs=5, batch_size=32, verbose=0)
-    trainer = KerasTrainer(model)
+    trainer = KerasTrainer(model, tf.keras.losses.SparseCategoricalCrossentropy())
     trained = trainer.spec.named(model.get_weights())
-    data = DeviceData(train=task.test, holdout=task.test, style=HandwritingStyle.neutral())
+    test = Examples.of_split(task.test, INPUT_NAME)
+    data = DeviceExamples(train=test, holdout=test)
     client = FedgeClient(HttpTransport("http://127.0.0.1:9"))  # never called here
     pool = TrainerPool(lambda: trainer, 1)
     return (
-        SimDevice(0, data, pool, client, DeviceProfile(), seed=0),
+        SimDevice(
+            0,
+            data,
+            pool,
+            client,
+            DeviceProfile(),
+            seed=0,
+            objective=Objective(loss="sparse_categorical_crossentropy"),
+        ),
         trained,
         list(trainer.spec.names),
     )
@@ -38,12 +48,12 @@ def test_a_better_global_model_is_adopted_and_a_worse_one_is_not() -> None:
     device, trained, names = _device_with_keras_runtime()
     untrained = {n: np.zeros_like(trained[n]) for n in names}  # predicts class 0 everywhere
 
-    good = device.offer_global(trained)
-    bad = device.offer_global(untrained)
+    good = device.offer_global(trained)["accuracy"]
+    bad = device.offer_global(untrained)["accuracy"]
 
     assert good > 0.9
     assert bad < 0.2
-    assert device.personal_accuracy == good
+    assert device.personal_score == good
     assert device.personal is not None
     np.testing.assert_array_equal(device.personal[names[0]], trained[names[0]])
 

@@ -53,6 +53,7 @@ def test_three_rounds_agree_with_tff_within_1e_4(runtime: str) -> None:
         learning_rate=0.1,
         workers=3,
         smooth_model=True,
+        public_fraction=0.0,
     )
 
     report = run_fleet(config)

@@ -206,6 +206,9 @@ def test_responses_match_the_document(client: FlaskClient, spec: dict[str, Any])
     api.call("get", "/v1/models", "/v1/models")
     api.call("get", "/v1/models/{name}", "/v1/models/tiny")
     api.call("get", "/v1/models/{name}", "/v1/models/nope")
+    files = "/v1/bundles/{bundle_id}/{file}"  # the tiny model has no bundle
+    api.call("get", files, f"/v1/bundles/{'f' * 64}/manifest.json", headers=auth(token))
+    api.call("get", files, f"/v1/bundles/{'f' * 64}/manifest.json")
     api.call("get", "/healthz", "/healthz")
     api.call("get", "/metrics", "/metrics")
 

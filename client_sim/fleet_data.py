@@ -1,0 +1,80 @@
+"""The devices' data and the global test split, for the reference task or the user's.
+
+The reference task is the hybrid story: the digits' training split is cut
+into a public part, which the team trains on centrally before deploying
+(:func:`fedge.data.public_split`), and a private part spread over the
+devices with Dirichlet label skew, each device writing in its own
+handwriting style (:mod:`fedge.partition`). The global test split is the
+digits' test split, as written (no device's style).
+
+The user's data (``--data``) is read and split by :mod:`fedge.user_data`
+and :mod:`fedge.federated_split`, with the labels the bundle's training
+record asks for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fedge.data import PUBLIC_FRACTION, load_task, public_split
+from fedge.examples import DeviceExamples, Examples
+from fedge.federated_split import FederatedData, SplitConfig, federate
+from fedge.manifest import Manifest
+from fedge.objective import Objective
+from fedge.partition import PartitionConfig, partition
+from fedge.user_data import LabelSpec, load_dataset
+
+
+def reference_data(
+    num_devices: int,
+    alpha: float,
+    seed: int,
+    min_examples: int,
+    input_name: str,
+    public_fraction: float = PUBLIC_FRACTION,
+) -> FederatedData:
+    """The digits' private part over ``num_devices`` devices, in their styles."""
+    task = load_task(seed=seed)
+    _, private = public_split(task.train, public_fraction, seed)
+    parts = partition(
+        private.y,
+        PartitionConfig(num_devices=num_devices, alpha=alpha, seed=seed, min_examples=min_examples),
+    )
+    devices = []
+    for index in range(num_devices):
+        data = parts.device_data(index, private)
+        devices.append(
+            DeviceExamples(
+                train=Examples.of_split(data.train, input_name),
+                holdout=Examples.of_split(data.holdout, input_name),
+            )
+        )
+    return FederatedData(
+        devices=tuple(devices),
+        test=Examples.of_split(task.test, input_name),
+        device_names=tuple(str(i) for i in range(num_devices)),
+        partition=f"dirichlet(alpha={alpha:g}), handwriting styles",
+    )
+
+
+def label_spec(manifest: Manifest, objective: Objective) -> LabelSpec:
+    """The labels the bundle's training artifact takes."""
+    output = manifest.outputs[0].shape[1:]
+    shape = tuple(int(d or 1) for d in output)
+    if objective.takes_class_ids:
+        return LabelSpec(
+            kind="class_ids",
+            shape=(),
+            num_classes=shape[-1] if shape else None,
+            class_names=manifest.labels,
+        )
+    return LabelSpec(kind="targets", shape=shape, num_classes=None, class_names=manifest.labels)
+
+
+def user_data(
+    path: Path, manifest: Manifest, objective: Objective, config: SplitConfig
+) -> FederatedData:
+    """The user's file or image folder, split over devices as its device ids
+    (or ``config``) say."""
+    label = label_spec(manifest, objective)
+    return federate(load_dataset(path, manifest.inputs, label), label, config)
