@@ -30,7 +30,8 @@ from fedge.update_codec import Update, UpdateMeta, Weights, encode_update
 @dataclass
 class RoundOutcome:
     device: int
-    status: str  # contributed | offline | conditions | not_selected | dropout | rejected | error
+    # contributed | offline | conditions | not_selected | next_round | dropout | rejected | error
+    status: str
     detail: str = ""
     round_id: int | None = None
     receipt: dict[str, Any] | None = None
@@ -82,8 +83,13 @@ class SimDevice:
         self._last_upload: bytes | None = None
         self._old_checkpoint: str | None = None
 
-    def step(self) -> RoundOutcome:
-        """Try to take part in the open round once."""
+    def step(self, round_id: int | None = None) -> RoundOutcome:
+        """Try to take part in the open round once.
+
+        ``round_id``: the round the fleet is running. A task for a later one
+        (the round closed while this device waited its turn) is left for the
+        next pass: the device stays selected and the server gives it the
+        same task then, so each of the fleet's rounds is one server round."""
         profile, rng = self.profile, self._rng
         if rng.random() >= profile.availability:
             return RoundOutcome(self.index, "offline")
@@ -93,19 +99,23 @@ class SimDevice:
             rng.random() < profile.p_unmetered,
         )
         try:
-            answer = self.client.task(*conditions)
-            task = answer["task"]
-            if task is None:
-                return RoundOutcome(self.index, answer.get("reason", "not_selected"))
-            if rng.random() < profile.dropout:
-                self.stats.dropouts += 1
-                return RoundOutcome(self.index, "dropout", round_id=task["round_id"])
-            return self._train_and_upload(task)
+            return self._take_task(self.client.task(*conditions), round_id)
         except ProtocolError as exc:
             self.stats.rejects[exc.code] = self.stats.rejects.get(exc.code, 0) + 1
             return RoundOutcome(self.index, "rejected", exc.code)
         except TransportError as exc:
             return RoundOutcome(self.index, "error", str(exc))
+
+    def _take_task(self, answer: dict[str, Any], round_id: int | None) -> RoundOutcome:
+        task = answer["task"]
+        if task is None:
+            return RoundOutcome(self.index, answer.get("reason", "not_selected"))
+        if round_id is not None and task["round_id"] != round_id:
+            return RoundOutcome(self.index, "next_round", round_id=task["round_id"])
+        if self._rng.random() < self.profile.dropout:
+            self.stats.dropouts += 1
+            return RoundOutcome(self.index, "dropout", round_id=task["round_id"])
+        return self._train_and_upload(task)
 
     def _train_and_upload(self, task: dict[str, Any]) -> RoundOutcome:
         round_id = task["round_id"]

@@ -151,8 +151,7 @@ def _run(
                     devices, pool, order_rng, model, evaluator, data.test
                 )
                 reports.append(report)
-                # A device that asks after a round closed joins the next one
-                # in the same pass: file each contribution under its own round.
+                # File each contribution under the round that accepted it.
                 for outcome in outcomes:
                     if outcome.status == "contributed" and outcome.round_id is not None:
                         selected.setdefault(outcome.round_id, []).append(outcome.device)
@@ -224,7 +223,7 @@ def _one_round(
     while True:
         order = list(range(len(devices)))
         rng.shuffle(order)
-        outcomes.extend(pool.map(lambda i: devices[i].step(), order))
+        outcomes.extend(pool.map(lambda i: devices[i].step(round_id), order))
         state = model.get_json(f"/v1/rounds/{round_id}")
         if state["state"] not in ("open", "closing"):
             break

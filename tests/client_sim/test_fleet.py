@@ -110,3 +110,18 @@ def test_simulate_refuses_more_per_round_than_devices() -> None:
 
     assert result.exit_code != 0
     assert "5 per round > 3 devices" in result.output
+
+
+def test_each_fleet_round_is_one_server_round() -> None:
+    # 8 devices, 2 per round: one pass over the devices used to fill round 1
+    # and then round 2 as well, so the fleet reported rounds 1, 3, 5.
+    config = FleetConfig(devices=8, per_round=2, rounds=3, seed=2, workers=4, public_fraction=0.0)
+
+    report = run_fleet(config)
+
+    assert [r.round_id for r in report.rounds] == [1, 2, 3]
+    assert sorted(report.selected) == [1, 2, 3]
+    assert all(
+        len(report.selected[r]) == r_.participants
+        for r, r_ in zip([1, 2, 3], report.rounds, strict=True)
+    )
