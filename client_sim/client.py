@@ -89,6 +89,13 @@ class FedgeClient:
         as the module doc says; a 4xx is a :class:`ProtocolError`)."""
         return self._call("GET", path, token=self.token).body
 
+    def conditional_get(self, path: str, etag: str | None) -> Reply:
+        """A GET of ``path`` with this device's token and ``If-None-Match:
+        etag`` (when given): the reply, a 304 included (retried, and a 4xx
+        raised, as the module doc says)."""
+        headers = {"If-None-Match": etag} if etag is not None else None
+        return self._call("GET", path, token=self.token, headers=headers)
+
     def upload(self, round_id: int, data: bytes) -> dict[str, Any]:
         reply = self._call("POST", f"/v1/rounds/{round_id}/updates", data=data, token=self.token)
         self.bytes_up += len(data)
@@ -103,6 +110,7 @@ class FedgeClient:
         token: str | None,
         json_body: Any = None,
         data: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Reply:
         """One request, retried as the module doc says. ``token`` is sent as
         the bearer token, ``None`` sends none (enrolment); there is no default,
@@ -110,7 +118,7 @@ class FedgeClient:
         for attempt in range(self.retry.attempts):
             try:
                 reply = self.transport.request(
-                    method, path, token=token, json_body=json_body, data=data
+                    method, path, token=token, json_body=json_body, data=data, headers=headers
                 )
             except TransportError:
                 if attempt == self.retry.attempts - 1:

@@ -8,6 +8,7 @@ tests and fast simulations. The device code is the same for both.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,15 +36,19 @@ class Transport(Protocol):
         token: str | None = None,
         json_body: Any = None,
         data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Reply: ...
 
     def close(self) -> None: ...
 
 
-def _headers(token: str | None, data: bytes | None) -> dict[str, str]:
+def _headers(
+    token: str | None, data: bytes | None, extra: Mapping[str, str] | None
+) -> dict[str, str]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if data is not None:
         headers["Content-Type"] = "application/octet-stream"
+    headers.update(extra or {})  # If-None-Match, say
     return headers
 
 
@@ -63,6 +68,7 @@ class HttpTransport:
         token: str | None = None,
         json_body: Any = None,
         data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Reply:
         import requests
 
@@ -72,7 +78,7 @@ class HttpTransport:
                 self._base + path,
                 json=json_body,
                 data=data,
-                headers=_headers(token, data),
+                headers=_headers(token, data, headers),
                 timeout=self._timeout,
             )
         except requests.RequestException as exc:
@@ -97,9 +103,10 @@ class InProcessTransport:
         token: str | None = None,
         json_body: Any = None,
         data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Reply:
         response = self._client.open(
-            path, method=method, json=json_body, data=data, headers=_headers(token, data)
+            path, method=method, json=json_body, data=data, headers=_headers(token, data, headers)
         )
         return Reply(response.status_code, response.get_data(), response.content_type or "")
 

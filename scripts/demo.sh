@@ -14,8 +14,8 @@ echo "==> fedge train --out runs/model.keras (the public 30% of the digits)"
 .venv/bin/fedge train --out runs/model.keras
 echo "==> fedge convert runs/model.keras --out runs/bundle"
 .venv/bin/fedge convert runs/model.keras --out runs/bundle --force
-echo "==> fedge simulate --model runs/bundle (20 devices, 10 rounds, FedAdam)"
+echo "==> fedge simulate --model runs/bundle (20 devices, 10 rounds, FedAvg)"
 .venv/bin/fedge simulate --model runs/bundle --devices 20 --per-round 20 --rounds 10 \
-    --strategy fedadam \
+    --strategy fedavg \
     --local-epochs 3 --report runs/simulation.json --plot runs/simulation.png
 echo "==> done: runs/bundle (manifest.json, MODEL_CARD.md), runs/simulation.png"

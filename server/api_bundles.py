@@ -1,10 +1,12 @@
-"""/v1/bundles: the files of the bundle the server federates, for devices.
+"""/v1/bundles: the files of the server's bundles, for devices.
 
-Only the stored bundle's ``manifest.json``, ``manifest.sha256`` and the
-files its manifest lists are served, looked up by their exact path in the
-manifest (so ``..`` or an absolute path names nothing). A file never
-changes under its bundle id: the ETag is its sha256 from the manifest (for
-``manifest.json``, the bundle id itself) and caches may keep it for good.
+A bundle is served if it is a release's (the one the server started from
+is release 1; see :mod:`fedge.server.releases`). Only a stored bundle's
+``manifest.json``, ``manifest.sha256`` and the files its manifest lists
+are served, looked up by their exact path in the manifest (so ``..`` or an
+absolute path names nothing). A file never changes under its bundle id:
+the ETag is its sha256 from the manifest (for ``manifest.json``, the
+bundle id itself) and caches may keep it for good.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ _SHOWN = 200  # characters of a requested name echoed in an error
 @bp.get("/<bundle_id>/<path:file>", merge_slashes=False)
 def bundle_file(bundle_id: str, file: str) -> Any:
     authenticated_device()
-    bundle = context().bundle
-    if bundle is None or bundle_id != bundle.bundle_id:
+    bundle = context().releases.bundle(bundle_id)
+    if bundle is None:
         raise NotFound(f"no bundle {bundle_id[:_SHOWN]!r}", code="unknown_bundle")
     entry = bundle.files.get(file)
     if entry is None:

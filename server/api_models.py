@@ -1,6 +1,8 @@
-"""/v1/models: the model the server federates, its current checkpoint and the
-bundle it came from (``bundle_id``, null for a Keras file or the built-in
-reference weights; its files are under ``/v1/bundles/<bundle_id>/``)."""
+"""/v1/models: the model the server federates, its current checkpoint and its
+live release's bundle (``bundle_id``: the bundle it started from until a
+push or a cut release is promoted; null for a Keras file or the built-in
+reference weights with nothing released; its files are under
+``/v1/bundles/<bundle_id>/``)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
+from fedge.server import release_store
 from fedge.server.app import context
 from fedge.server.errors import NotFound
 
@@ -31,14 +34,16 @@ def listing() -> Any:
 
 @bp.get("/<name>")
 def show(name: str) -> Any:
-    coordinator, bundle = context().coordinator, context().bundle
+    ctx = context()
+    coordinator = ctx.coordinator
     if name != coordinator.model_name:
         raise NotFound(f"no model {name!r}", code="unknown_model")
+    live, _ = release_store.delivering(ctx.db.connection())
     return jsonify(
         {
             "name": coordinator.model_name,
             "current_checkpoint": coordinator.current_checkpoint,
             "weights": coordinator.specs.to_json(),
-            "bundle_id": bundle.bundle_id if bundle is not None else None,
+            "bundle_id": live.bundle_id if live is not None else None,
         }
     )

@@ -19,7 +19,7 @@ import json
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,11 @@ from fedge.server.coordinator import Coordinator
 from fedge.server.data_dir import DataDirLock
 from fedge.server.db import Database
 from fedge.server.errors import ConfigurationError, ServerError
+from fedge.server.event_feed import EventFeed
 from fedge.server.logs import configure_logging
 from fedge.server.metrics import server_metrics
+from fedge.server.model_serving import ServingModels
+from fedge.server.releases import Releases, open_releases
 from fedge.server.request_limits import RequestLimits
 from fedge.strict_json import finite_or_null
 from fedge.update_codec import Weights
@@ -64,10 +67,17 @@ class ServerContext:
     admin_token: str
     limits: RequestLimits
     lock: DataDirLock
+    releases: Releases  # the releases devices are given, and their bundles
     bundle: StoredBundle | None = None  # the bundle the model came from, if any
+    # The TFLite model predict runs, loaded (with TensorFlow) on first use.
+    serving: ServingModels = field(default_factory=ServingModels)
+    # Wakes event streams when events commit; ends them when the server stops.
+    events: EventFeed = field(default_factory=EventFeed)
 
     def close(self) -> None:
-        """Stop the round driver, close this thread's connection, release the lock."""
+        """End event streams, stop the round driver, close this thread's
+        connection, release the lock."""
+        self.events.close()
         self.coordinator.stop()
         self.db.close_thread_connection()
         self.lock.release()
@@ -91,6 +101,8 @@ def create_app(
     lock = DataDirLock(config.data_dir)
     try:
         db = Database(config.database)
+        events = EventFeed(config.event_stream_limit)
+        db.on_commit(events.committed)
         name, specs, weights, bundle = _model(config, db, initial)
         metrics = server_metrics()
         coordinator = Coordinator(config, db, specs, weights, metrics, name)
@@ -105,7 +117,9 @@ def create_app(
             admin_token=load_or_create_admin_token(config.data_dir, config.admin_token),
             limits=limits,
             lock=lock,
+            releases=open_releases(config.data_dir, db, name, specs, bundle),
             bundle=bundle,
+            events=events,
         )
         _register(app)
         coordinator.start()
@@ -181,9 +195,29 @@ def context_of(app: Flask) -> ServerContext:
 
 
 def _register(app: Flask) -> None:
-    from fedge.server import api_bundles, api_devices, api_health, api_models, api_rounds
+    from fedge.server import (
+        api_bundles,
+        api_devices,
+        api_events,
+        api_health,
+        api_models,
+        api_predict,
+        api_release_admin,
+        api_releases,
+        api_rounds,
+    )
 
-    for module in (api_devices, api_rounds, api_models, api_bundles, api_health):
+    for module in (
+        api_devices,
+        api_rounds,
+        api_models,
+        api_predict,
+        api_releases,
+        api_release_admin,
+        api_bundles,
+        api_events,
+        api_health,
+    ):
         app.register_blueprint(module.bp)
 
     @app.errorhandler(ServerError)

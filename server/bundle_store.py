@@ -10,6 +10,11 @@ or nothing. The bundle id goes into the model's record in the database;
 every restart checks the stored copy again before anything else happens,
 so devices are never served files that differ from the manifest the server
 federates (a device checks them again anyway, against the id it was given).
+
+Releases pushed later (:mod:`fedge.server.api_releases`) are kept the same
+way: unpacked into a temp directory under ``bundles/``, verified, then
+moved into place by :func:`adopt_bundle`; any of them is served by
+``GET /v1/bundles/<id>/<path>``.
 """
 
 from __future__ import annotations
@@ -103,6 +108,44 @@ def store_bundle(source: Path, data_dir: Path) -> StoredBundle:
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     return _stored(target, copied)
+
+
+def incoming_dir(data_dir: Path) -> Path:
+    """A new, empty directory under ``bundles/`` to unpack an upload into
+    (removed at the next start if it is left behind)."""
+    root = data_dir / BUNDLES_DIR
+    make_private_dir(root)
+    return Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}incoming-", dir=root))
+
+
+def adopt_bundle(temp: Path, data_dir: Path, verified: VerifiedBundle) -> StoredBundle:
+    """Keep the bundle verified in ``temp`` (from :func:`incoming_dir`) as
+    ``bundles/<bundle id>/``: files the manifest does not account for are
+    removed, every directory is fsynced, then it is renamed into place."""
+    keep = {record["path"] for record in verified.manifest.files()}
+    keep |= {MANIFEST_FILE, MANIFEST_HASH_FILE}
+    directories = {temp}
+    for path in sorted(temp.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        name = path.relative_to(temp).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            if any(path.iterdir()):
+                directories.add(path)
+            else:
+                path.rmdir()
+        elif name not in keep:
+            path.unlink()
+    for directory in sorted(directories, key=lambda p: len(p.parts), reverse=True):
+        fsync_dir(directory)
+    target = bundle_dir(data_dir, verified.bundle_id)
+    _move_into_place(temp, target)
+    return _stored(target, verified)
+
+
+def remove_unfinished(data_dir: Path) -> None:
+    """Remove unpacked uploads and copies that a crash left in ``bundles/``."""
+    root = data_dir / BUNDLES_DIR
+    if root.is_dir():
+        _remove_unfinished(root)
 
 
 def open_stored(data_dir: Path, bundle_id: str) -> StoredBundle:

@@ -67,11 +67,16 @@ class ServerConfig:
     enrolment_key: str | None = None
     model: Path | None = None
     max_update_bytes: int = 64 * 1024 * 1024
+    # POST /v1/releases: the largest bundle (as a tar) an admin may push.
+    max_release_bytes: int = 256 * 1024 * 1024
     # None: 10 * sqrt(number of weights) (see ingest.effective_max_update_norm); 0: off.
     max_update_norm: float | None = None
     norm_policy: str = "reject"
     # A device's weight in the mean is its num_examples, capped at this.
     max_example_weight: int = 10_000
+    # POST /v1/models/{name}/predict: rows per request, and its JSON body's size.
+    max_predict_batch: int = 256
+    max_predict_bytes: int = 2 * 1024 * 1024
     # Update files of ended rounds are deleted this many rounds later (None: kept).
     update_retention_rounds: int | None = 2
     strategy: str = "fedavg"
@@ -84,6 +89,12 @@ class ServerConfig:
     rounds: RoundConfig = field(default_factory=RoundConfig)
     tick_s: float = 0.5
     seed: int = 0
+    # GET /v1/events streams and waiting long-polls each hold a waitress thread:
+    # at most this many at once (None: half of `threads`), the rest get 503.
+    event_streams: int | None = None
+    # A stream ends after this long (clients reconnect with Last-Event-ID).
+    event_stream_s: float = 300.0
+    event_keepalive_s: float = 15.0
 
     def validate(self) -> None:
         self.rounds.validate()
@@ -91,10 +102,14 @@ class ServerConfig:
             raise ConfigurationError("norm_policy must be 'reject' or 'clip'")
         if self.max_update_bytes < 1024:
             raise ConfigurationError("max_update_bytes must be >= 1024")
+        if self.max_release_bytes < 1024:
+            raise ConfigurationError("max_release_bytes must be >= 1024")
         if self.max_update_norm is not None and not self.max_update_norm >= 0:
             raise ConfigurationError("max_update_norm must be >= 0 (0 turns the bound off)")
         if self.max_example_weight < 1:
             raise ConfigurationError("max_example_weight must be >= 1")
+        if self.max_predict_batch < 1 or self.max_predict_bytes < 1024:
+            raise ConfigurationError("max_predict_batch must be >= 1, max_predict_bytes >= 1024")
         if self.update_retention_rounds is not None and self.update_retention_rounds < 0:
             raise ConfigurationError("update_retention_rounds must be >= 0")
         if not self.tick_s > 0:
@@ -103,6 +118,18 @@ class ServerConfig:
             raise ConfigurationError("dp_noise_multiplier must be >= 0")
         if self.dp_noise_multiplier > 0 and self.dp_clip_norm is None:
             raise ConfigurationError("central DP needs dp_clip_norm")
+        if self.event_streams is not None and not 0 <= self.event_streams < self.threads:
+            raise ConfigurationError(
+                f"event_streams must be in 0..{self.threads - 1}: each open stream holds "
+                f"one of the {self.threads} threads, and other requests need one too"
+            )
+        if not (self.event_stream_s > 0 and self.event_keepalive_s > 0):
+            raise ConfigurationError("event_stream_s and event_keepalive_s must be > 0")
+
+    @property
+    def event_stream_limit(self) -> int:
+        """How many event streams (and waiting long-polls) may be open at once."""
+        return self.threads // 2 if self.event_streams is None else self.event_streams
 
     @property
     def database(self) -> Path:

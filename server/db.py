@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -86,6 +86,31 @@ CREATE TABLE IF NOT EXISTS events (
     payload TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS releases (
+    version INTEGER PRIMARY KEY,
+    bundle_id TEXT UNIQUE,
+    name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    state TEXT NOT NULL
+        CHECK (state IN ('building', 'failed', 'canary', 'live', 'rolled_back', 'retired')),
+    percent REAL NOT NULL DEFAULT 0,
+    notes TEXT NOT NULL DEFAULT '',
+    forced_reason TEXT,
+    created_at REAL NOT NULL,
+    created_by TEXT NOT NULL,
+    error TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_live_release ON releases(state) WHERE state = 'live';
+CREATE UNIQUE INDEX IF NOT EXISTS one_canary_release ON releases(state) WHERE state = 'canary';
+CREATE TABLE IF NOT EXISTS release_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    version INTEGER REFERENCES releases(version),
+    why TEXT,
+    details TEXT NOT NULL DEFAULT '{}'
+);
 """
 
 
@@ -109,6 +134,7 @@ class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
+        self._commit_listeners: list[Callable[[sqlite3.Connection], None]] = []
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -154,6 +180,13 @@ class Database:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        for listener in self._commit_listeners:
+            listener(conn)
+
+    def on_commit(self, listener: Callable[[sqlite3.Connection], None]) -> None:
+        """Call ``listener(conn)`` after every commit of :meth:`transaction`,
+        in the committing thread (the event feed wakes its subscribers so)."""
+        self._commit_listeners.append(listener)
 
     def close_thread_connection(self) -> None:
         """Close the calling thread's connection, if it opened one. Connections

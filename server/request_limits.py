@@ -24,13 +24,18 @@ MAX_JSON_BYTES = 64 * 1024
 class RequestLimits:
     max_header_bytes: int
     max_update_bytes: int
+    # A predict request's JSON body (a batch of inputs) may be larger than
+    # the other JSON bodies.
+    max_predict_bytes: int = MAX_JSON_BYTES
 
     @property
     def max_body_bytes(self) -> int:
-        return max(self.max_update_bytes, MAX_JSON_BYTES)
+        return max(self.max_update_bytes, MAX_JSON_BYTES, self.max_predict_bytes)
 
     @classmethod
     def for_model(cls, config: ServerConfig, specs: ModelSpec) -> RequestLimits:
         spec = specs
         header = max_header_bytes(spec)
-        return cls(header, min(config.max_update_bytes, 8 + header + spec.nbytes))
+        return cls(
+            header, min(config.max_update_bytes, 8 + header + spec.nbytes), config.max_predict_bytes
+        )

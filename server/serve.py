@@ -20,6 +20,7 @@ from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
 from fedge.server.app import EXTENSION, ServerContext
+from fedge.server.route_limits import with_route_limits
 
 log = logging.getLogger("fedge.server")
 
@@ -61,9 +62,18 @@ def _create(app: Flask) -> Any:
         connection_limit=ctx.config.connection_limit,
         max_request_body_size=ctx.limits.max_body_bytes + _BODY_SLACK_BYTES,
         asyncore_use_poll=True,  # select() stops at 1024 descriptors
+        # Read ahead while a response runs, so that an event stream notices a
+        # client that has gone (waitress.client_disconnected) and frees its thread.
+        channel_request_lookahead=1,
         ident="fedge",
     )
-    server.channel_class = JsonErrorChannel
+    # Release uploads (admin) are bundles: their own bound, on that route only.
+    from fedge.server.api_releases import UPLOAD_ROUTE
+
+    release_bound = ctx.config.max_release_bytes + _BODY_SLACK_BYTES
+    server.channel_class = with_route_limits(
+        JsonErrorChannel, server.adj, {UPLOAD_ROUTE: release_bound}
+    )
     return server
 
 
@@ -84,6 +94,7 @@ def serve(app: Flask, ready_message: bool = True) -> None:
 
     def shutdown(signum: int, frame: FrameType | None) -> None:
         stop.set()
+        ctx.events.close()  # event streams end now, not at their next heartbeat
         _close(server)
 
     signal.signal(signal.SIGTERM, shutdown)
@@ -126,6 +137,7 @@ class BackgroundServer:
     def stop(self) -> None:
         """Stop serving, then stop the app (round driver, data directory lock)."""
         self._stop.set()
+        self.context.events.close()  # event streams end now, not at their next heartbeat
         _close(self._server)
         self._thread.join(timeout=10)
         self.context.close()

@@ -16,20 +16,21 @@ from fedge.strict_json import StrictJSONError, loads_strict
 MAX_ROUND_ID = 2**62
 
 
-def json_body() -> dict[str, Any]:
-    """The request's JSON object; anything else is a 400 with a code.
+def json_body(max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """The request's JSON object (at most ``max_bytes``); anything else is a
+    400 with a code.
 
     Parsed here rather than by Flask so that deep nesting, NaN literals,
     duplicate keys and non-UTF-8 bytes are refused as bad input instead of
     failing as a 500 (or being taken).
     """
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise PayloadTooLarge(f"a JSON body is at most {MAX_JSON_BYTES} bytes")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"a JSON body is at most {max_bytes} bytes")
     raw = request.get_data(cache=True)
     if not raw:
         return {}
-    if len(raw) > MAX_JSON_BYTES:
-        raise PayloadTooLarge(f"a JSON body is at most {MAX_JSON_BYTES} bytes")
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"a JSON body is at most {max_bytes} bytes")
     try:
         body = loads_strict(raw)
     except StrictJSONError as exc:

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 
 from tests.server.helpers import OCTET, auth, constant_update
+from tests.server.openapi_releases import exercise_releases, tiny_release_tars
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "server" / "openapi.yaml"
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
@@ -22,6 +23,12 @@ METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 def spec() -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
     return loaded
+
+
+@pytest.fixture(scope="module")
+def release_tars(tiny_keras: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
+    """Two bundles of the tiny model, as pushed (for the release routes)."""
+    return tiny_release_tars(tiny_keras, tmp_path_factory.mktemp("releases"))
 
 
 def _template(rule: str) -> str:
@@ -97,7 +104,9 @@ class CheckedClient:
         return dict(node)
 
 
-def test_responses_match_the_document(client: FlaskClient, spec: dict[str, Any]) -> None:
+def test_responses_match_the_document(
+    client: FlaskClient, spec: dict[str, Any], release_tars: tuple[bytes, bytes]
+) -> None:
     api = CheckedClient(client, spec)
     enrolled = api.call("post", "/v1/devices", "/v1/devices", json={"platform": "x"}).get_json()
     other = api.call("post", "/v1/devices", "/v1/devices", json={}).get_json()
@@ -206,11 +215,28 @@ def test_responses_match_the_document(client: FlaskClient, spec: dict[str, Any])
     api.call("get", "/v1/models", "/v1/models")
     api.call("get", "/v1/models/{name}", "/v1/models/tiny")
     api.call("get", "/v1/models/{name}", "/v1/models/nope")
+    predict = "/v1/models/{name}/predict"  # the tiny model has no bundle to run
+    api.call("post", predict, "/v1/models/tiny/predict", json={"inputs": [[1.0, 2.0]]})
+    api.call(
+        "post", predict, "/v1/models/tiny/predict", json={"inputs": [[1.0]]}, headers=auth(token)
+    )
     files = "/v1/bundles/{bundle_id}/{file}"  # the tiny model has no bundle
     api.call("get", files, f"/v1/bundles/{'f' * 64}/manifest.json", headers=auth(token))
     api.call("get", files, f"/v1/bundles/{'f' * 64}/manifest.json")
+    exercise_releases(api, token, release_tars)
+    _exercise_events(api)
     api.call("get", "/healthz", "/healthz")
     api.call("get", "/metrics", "/metrics")
 
     assert {(t, m) for t, m, _ in api.checked} == _operations_in_spec(spec)
     assert {s for _, _, s in api.checked} >= {200, 201, 304, 400, 401, 403, 404, 409, 422}
+
+
+def _exercise_events(api: CheckedClient) -> None:
+    """The event stream (timeout=0: it ends at once) and the long-poll."""
+    events, poll = "/v1/events", "/v1/events/poll"
+    api.call("get", events, "/v1/events?after=0&timeout=0")
+    api.call("get", events, "/v1/events?timeout=0", headers={"Last-Event-ID": "1"})
+    api.call("get", events, "/v1/events?types=round,nope")
+    api.call("get", poll, "/v1/events/poll?after=0&types=round,release")
+    api.call("get", poll, "/v1/events/poll?timeout=31")

@@ -88,6 +88,10 @@ def _config(device_token: str, device_id: str, round_id: int, checkpoint: str) -
     lines += [
         f'"path.{name}" = {{ dictionary = "{name}", probability = 0.5 }}' for name in dictionaries
     ]
+    # GET /v1/events and /v1/events/poll wait up to `timeout` seconds for events
+    # (300 and 30): fuzzed, that is minutes of sleeping per operation. 0 answers
+    # with what there is at once; the waits are tested in tests/server/test_events.py.
+    lines.append('"query.timeout" = 0')
     return "\n".join(lines) + "\n"
 
 
