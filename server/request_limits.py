@@ -25,12 +25,14 @@ class RequestLimits:
     max_header_bytes: int
     max_update_bytes: int
     # A predict request's JSON body (a batch of inputs) may be larger than
-    # the other JSON bodies.
+    # the other JSON bodies: on its route only (fedge.server.route_limits;
+    # the view sets the request's own bound).
     max_predict_bytes: int = MAX_JSON_BYTES
 
     @property
     def max_body_bytes(self) -> int:
-        return max(self.max_update_bytes, MAX_JSON_BYTES, self.max_predict_bytes)
+        """The bound of every other route."""
+        return max(self.max_update_bytes, MAX_JSON_BYTES)
 
     @classmethod
     def for_model(cls, config: ServerConfig, specs: ModelSpec) -> RequestLimits:

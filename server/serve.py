@@ -67,12 +67,18 @@ def _create(app: Flask) -> Any:
         channel_request_lookahead=1,
         ident="fedge",
     )
-    # Release uploads (admin) are bundles: their own bound, on that route only.
+    # Release uploads (admin) are bundles, predict requests batches of
+    # inputs: each its own bound, on its route only.
     from fedge.server.api_releases import UPLOAD_ROUTE
 
-    release_bound = ctx.config.max_release_bytes + _BODY_SLACK_BYTES
+    predict_route = ("POST", f"/v1/models/{ctx.coordinator.model_name}/predict")
     server.channel_class = with_route_limits(
-        JsonErrorChannel, server.adj, {UPLOAD_ROUTE: release_bound}
+        JsonErrorChannel,
+        server.adj,
+        {
+            UPLOAD_ROUTE: ctx.config.max_release_bytes + _BODY_SLACK_BYTES,
+            predict_route: ctx.limits.max_predict_bytes + _BODY_SLACK_BYTES,
+        },
     )
     return server
 

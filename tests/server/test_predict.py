@@ -528,3 +528,22 @@ def test_a_result_decodes_null_as_nan() -> None:
     assert result.bundle_id == "b" * 64
     np.testing.assert_array_equal(result.outputs["y"], np.array([[1.5, np.nan]]))
     assert json.loads(json.dumps(result.to_json())) == wire
+
+
+def test_a_full_batch_fits_the_predict_route_and_only_that_route(image_server: Server) -> None:
+    # 256 rows of 8x8 floats: about 0.3 MB of JSON, over every other route's
+    # bound (the largest update or 64 KiB) but within predict's own.
+    body = json.dumps({"inputs": {"image": images(256).tolist()}}).encode()
+    assert len(body) > 256 * 1024
+
+    accepted = image_server.predict(data=body)
+    elsewhere = requests.post(
+        f"{image_server.url}/v1/devices",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+
+    assert accepted.status_code == 200, accepted.text
+    assert len(outputs_of(accepted)["probs"]) == 256
+    assert_error(elsewhere, 413, "payload_too_large")

@@ -1,0 +1,364 @@
+"""Canary releases decided by the devices: evaluations in, promote or roll back.
+
+Real ``fedge serve`` processes over real HTTP, real bundles (see
+:mod:`tests.helpers.release_bundles`). Devices in the candidate's slice
+report the candidate's and the live release's loss and headline metric on
+their own held-out data; once ``canary_min_reports`` (3 here) have come in,
+the server compares the example-weighted means and promotes the candidate
+or rolls it back, in the transaction of the report that decides. The
+numbers are chosen to be checked by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from fedge.server.release_rollout import in_canary
+from tests.helpers.live_server import LiveServer, running
+from tests.helpers.release_bundles import Built, build, bundle_tar
+
+ADMIN = {"Authorization": "Bearer admin-secret"}
+TAR = "application/x-tar"
+MIN_REPORTS = 3
+
+
+@dataclass(frozen=True)
+class Bundles:
+    first: Built
+    second: Built
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
+    root = tmp_path_factory.mktemp("canary-bundles")
+    return Bundles(first=build(root, "first", 0.0), second=build(root, "second", 1.0))
+
+
+@dataclass
+class Api:
+    server: LiveServer
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def push(self, bundle: Built, rollout: float) -> None:
+        reply = requests.post(
+            f"{self.url}/v1/releases",
+            data=bundle_tar(bundle.path),
+            params={"rollout": rollout},
+            headers={**ADMIN, "Content-Type": TAR},
+            timeout=60,
+        )
+        assert reply.status_code == 201, reply.text
+
+    def enrol(self) -> str:
+        reply = requests.post(f"{self.url}/v1/devices", json={"platform": "t"}, timeout=30)
+        assert reply.status_code == 201, reply.text
+        token: str = reply.json()["token"]
+        return token
+
+    def report(self, token: str, version: int, body: Any) -> requests.Response:
+        return requests.post(
+            f"{self.url}/v1/releases/{version}/evaluations",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+
+    def release(self, version: int) -> dict[str, Any]:
+        reply = requests.get(f"{self.url}/v1/releases/{version}", timeout=30)
+        assert reply.status_code == 200, reply.text
+        shown: dict[str, Any] = reply.json()
+        return shown
+
+    def evaluations(self, version: int) -> dict[str, Any]:
+        reply = requests.get(
+            f"{self.url}/v1/releases/{version}/evaluations", headers=ADMIN, timeout=30
+        )
+        assert reply.status_code == 200, reply.text
+        listing: dict[str, Any] = reply.json()
+        return listing
+
+    def changes(self) -> list[dict[str, Any]]:
+        reply = requests.get(f"{self.url}/v1/admin/release-changes", headers=ADMIN, timeout=30)
+        assert reply.status_code == 200, reply.text
+        changes: list[dict[str, Any]] = reply.json()["changes"]
+        return changes
+
+    def states(self) -> dict[int, str]:
+        listing = requests.get(f"{self.url}/v1/releases", timeout=30).json()
+        return {r["version"]: r["state"] for r in listing["releases"]}
+
+    def state(self) -> tuple[Any, ...]:
+        """What a refused report must leave as it was."""
+        return self.states(), self.changes(), self.evaluations(2), self.release_events()
+
+    def release_events(self) -> list[dict[str, Any]]:
+        with contextlib.closing(sqlite3.connect(self.data_dir / "fedge.sqlite3")) as conn:
+            rows = conn.execute("SELECT kind, payload FROM events ORDER BY id").fetchall()
+        return [json.loads(payload) for kind, payload in rows if kind == "release"]
+
+
+@pytest.fixture
+def api(bundles: Bundles, tmp_path: Path) -> Iterator[Api]:
+    """Release 1 (the first bundle) live; the canary decides after 3 reports."""
+    environ = {**os.environ, "FEDGE_CANARY_MIN_REPORTS": str(MIN_REPORTS)}
+    data_dir = tmp_path / "data"
+    args = ["--model", str(bundles.first.path)]
+    with running(data_dir, args, tmp_path / "log", environ=environ) as server:
+        yield Api(server, data_dir)
+
+
+def evaluation(
+    candidate: float,
+    baseline: float,
+    num_examples: int,
+    using: str = "candidate",
+    losses: tuple[float, float] = (0.5, 0.5),
+) -> dict[str, Any]:
+    return {
+        "baseline_version": 1,
+        "metric": "accuracy",
+        "candidate": {"loss": losses[0], "accuracy": candidate},
+        "baseline": {"loss": losses[1], "accuracy": baseline},
+        "num_examples": num_examples,
+        "latency_ms": 0.25,
+        "using": using,
+    }
+
+
+# --- the decision ------------------------------------------------------------
+
+
+def test_a_canary_worse_on_the_devices_is_rolled_back(api: Api, bundles: Bundles) -> None:
+    api.push(bundles.second, rollout=100)
+    devices = [api.enrol() for _ in range(MIN_REPORTS)]
+    reports = [
+        evaluation(0.70, 0.90, 10, using="baseline", losses=(0.9, 0.3)),
+        evaluation(0.80, 0.90, 20, using="personal", losses=(0.7, 0.3)),
+        evaluation(0.85, 0.85, 70, using="baseline", losses=(0.4, 0.4)),
+    ]
+
+    first_two = [api.report(token, 2, body) for token, body in zip(devices, reports[:2])]
+    pending = api.states()
+    deciding = api.report(devices[2], 2, reports[2])
+
+    assert [r.status_code for r in first_two] == [201, 201], first_two[0].text
+    assert [r.json()["decided"] for r in first_two] == [None, None]
+    assert pending == {1: "live", 2: "canary"}
+    assert deciding.status_code == 201, deciding.text
+    assert deciding.json()["decided"] == "rollback"
+    assert api.states() == {1: "live", 2: "rolled_back"}
+    # Weighted by num_examples: candidate (7 + 16 + 59.5) / 100 = 0.825,
+    # live (9 + 18 + 59.5) / 100 = 0.865: worse by 0.04, past the 0.01 margin.
+    summary = api.release(2)["canary"]
+    assert summary["decision"] == "rollback"
+    assert (summary["reports"], summary["num_examples"]) == (3, 100)
+    assert summary["candidate"]["accuracy"] == pytest.approx(0.825)
+    assert summary["baseline"]["accuracy"] == pytest.approx(0.865)
+    assert summary["candidate"]["loss"] == pytest.approx((9 + 14 + 28) / 100)
+    assert summary["using"] == {"candidate": 0, "baseline": 2, "personal": 1}
+    change = api.changes()[0]
+    assert (change["action"], change["actor"], change["version"]) == ("rollback", "canary", 1)
+    assert change["details"]["dropped"] == [2]
+    numbers = change["details"]["canary"]
+    assert numbers["version"] == 2
+    assert numbers["candidate"]["accuracy"] == pytest.approx(0.825)
+    assert numbers["baseline"]["accuracy"] == pytest.approx(0.865)
+    assert (numbers["reports"], numbers["num_examples"], numbers["margin"]) == (3, 100, 0.01)
+    assert "0.825" in change["why"] and "0.865" in change["why"]
+    assert api.release_events()[-1] == {
+        "version": 2,
+        "bundle_id": bundles.second.bundle_id,
+        "state": "rolled_back",
+        "percent": 0,
+    }
+
+
+def test_a_canary_as_good_within_the_margin_is_promoted(api: Api, bundles: Bundles) -> None:
+    api.push(bundles.second, rollout=100)
+    devices = [api.enrol() for _ in range(MIN_REPORTS)]
+    # Candidate (9 + 21 + 55.5) / 100 = 0.855, live (8 + 27 + 51) / 100
+    # = 0.86: worse by 0.005, within the 0.01 margin.
+    reports = [
+        evaluation(0.90, 0.80, 10),
+        evaluation(0.70, 0.90, 30, using="personal"),
+        evaluation(0.925, 0.85, 60),
+    ]
+
+    replies = [api.report(token, 2, body) for token, body in zip(devices, reports)]
+
+    assert [r.status_code for r in replies] == [201, 201, 201], replies[-1].text
+    assert replies[-1].json()["decided"] == "promote"
+    assert api.states() == {1: "retired", 2: "live"}
+    summary = api.release(2)["canary"]
+    assert summary["decision"] == "promote"
+    assert summary["candidate"]["accuracy"] == pytest.approx(0.855)
+    assert summary["baseline"]["accuracy"] == pytest.approx(0.86)
+    change = api.changes()[0]
+    assert (change["action"], change["actor"], change["version"]) == ("promote", "canary", 2)
+    assert change["details"]["from"] == 1
+    assert change["details"]["canary"]["candidate"]["accuracy"] == pytest.approx(0.855)
+    assert change["details"]["canary"]["margin"] == 0.01
+    assert api.release_events()[-1]["state"] == "live"
+    listing = api.evaluations(2)
+    assert [e["num_examples"] for e in listing["evaluations"]] == [10, 30, 60]
+    assert listing["canary"] == summary
+    assert all(set(e) >= {"device_id", "received_at", "using"} for e in listing["evaluations"])
+
+
+def test_a_lower_is_better_metric_is_decided_the_other_way(
+    bundles: Bundles, tmp_path: Path
+) -> None:
+    environ = {**os.environ, "FEDGE_CANARY_MIN_REPORTS": "1"}
+    args = ["--model", str(bundles.first.path)]
+    with running(tmp_path / "data", args, tmp_path / "log", environ=environ) as server:
+        api = Api(server, tmp_path / "data")
+        api.push(bundles.second, rollout=100)
+        body = {
+            "baseline_version": 1,
+            "metric": "mae",
+            "candidate": {"loss": 0.2, "mae": 0.30},
+            "baseline": {"loss": 0.2, "mae": 0.25},
+            "num_examples": 5,
+            "latency_ms": 1.0,
+            "using": "baseline",
+        }
+
+        reply = api.report(api.enrol(), 2, body)
+
+        assert reply.json()["decided"] == "rollback"  # mae 0.30 > 0.25 + 0.01
+        assert api.release(2)["canary"]["higher_is_better"] is False
+
+
+# --- refusals ----------------------------------------------------------------
+
+
+def test_a_repeated_report_gets_the_same_receipt_and_a_different_one_is_refused(
+    api: Api, bundles: Bundles
+) -> None:
+    api.push(bundles.second, rollout=100)
+    token = api.enrol()
+
+    first = api.report(token, 2, evaluation(0.9, 0.8, 10))
+    again = api.report(token, 2, evaluation(0.9, 0.8, 10))
+    other = api.report(token, 2, evaluation(0.5, 0.8, 10))
+
+    assert first.status_code == 201, first.text
+    assert (again.status_code, again.json()) == (200, first.json())
+    assert (other.status_code, other.json()["code"]) == (409, "already_reported")
+    assert api.release(2)["canary"]["reports"] == 1
+
+
+def bad_reports() -> list[tuple[str, Any]]:
+    good = evaluation(0.9, 0.8, 10)
+    return [
+        ("no examples", {**good, "num_examples": 0}),
+        ("too many examples", {**good, "num_examples": 10**12}),
+        ("examples not an integer", {**good, "num_examples": 2.5}),
+        ("accuracy over 1", {**good, "candidate": {"loss": 0.5, "accuracy": 1.5}}),
+        ("negative loss", {**good, "baseline": {"loss": -1.0, "accuracy": 0.8}}),
+        ("huge loss", {**good, "baseline": {"loss": 1e300, "accuracy": 0.8}}),
+        ("metric missing", {**good, "candidate": {"loss": 0.5}}),
+        ("an extra score", {**good, "candidate": {"loss": 0.5, "accuracy": 0.9, "x": 1}}),
+        ("unknown metric", {**good, "metric": "f1"}),
+        ("unknown model in use", {**good, "using": "mine"}),
+        ("negative latency", {**good, "latency_ms": -1}),
+        ("baseline not an integer", {**good, "baseline_version": "1"}),
+        ("a field missing", {k: v for k, v in good.items() if k != "using"}),
+        ("an unknown field", {**good, "data": [1, 2, 3]}),
+    ]
+
+
+def test_a_bad_report_is_refused_and_changes_nothing(api: Api, bundles: Bundles) -> None:
+    api.push(bundles.second, rollout=100)
+    token = api.enrol()
+    before = api.state()
+
+    for why, body in bad_reports():
+        reply = api.report(token, 2, body)
+
+        assert reply.status_code == 400, (why, reply.text)
+        assert reply.json()["code"] == "bad_evaluation", why
+    nan = requests.post(
+        f"{api.url}/v1/releases/2/evaluations",
+        data=json.dumps(evaluation(0.9, 0.8, 10)).replace("0.9", "NaN"),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    listed = api.report(token, 2, [evaluation(0.9, 0.8, 10)])
+    assert (nan.status_code, nan.json()["code"]) == (400, "bad_json")
+    assert (listed.status_code, listed.json()["code"]) == (400, "bad_json")
+    assert api.state() == before
+    assert api.report(token, 2, evaluation(0.9, 0.8, 10)).status_code == 201
+
+
+def test_a_device_outside_the_slice_cannot_report(api: Api, bundles: Bundles) -> None:
+    api.push(bundles.second, rollout=30)
+    tokens = [api.enrol() for _ in range(12)]
+    channels = [
+        requests.get(
+            f"{api.url}/v1/releases/current",
+            headers={"Authorization": f"Bearer {t}"},
+            timeout=30,
+        ).json()["channel"]
+        for t in tokens
+    ]
+    outside = [t for t, channel in zip(tokens, channels, strict=True) if channel == "live"]
+    assert outside  # 12 devices at 30 %: P(all inside) is 0.3 ** 12
+    before = api.state()
+
+    reply = api.report(outside[0], 2, evaluation(0.9, 0.8, 10))
+
+    assert (reply.status_code, reply.json()["code"]) == (409, "not_in_canary")
+    assert api.state() == before
+
+
+def test_only_the_candidate_takes_reports_against_the_live_release(
+    api: Api, bundles: Bundles
+) -> None:
+    token = api.enrol()
+    no_candidate = api.report(token, 1, evaluation(0.9, 0.8, 10))
+    unknown = api.report(token, 9, evaluation(0.9, 0.8, 10))
+    api.push(bundles.second, rollout=100)
+    live = api.report(token, 1, evaluation(0.9, 0.8, 10))
+    stale = api.report(token, 2, {**evaluation(0.9, 0.8, 10), "baseline_version": 2})
+    anonymous = requests.post(
+        f"{api.url}/v1/releases/2/evaluations", json=evaluation(0.9, 0.8, 10), timeout=30
+    )
+    listing_as_device = requests.get(
+        f"{api.url}/v1/releases/2/evaluations",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+
+    assert (no_candidate.status_code, no_candidate.json()["code"]) == (409, "not_candidate")
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_release")
+    assert (live.status_code, live.json()["code"]) == (409, "not_candidate")
+    assert (stale.status_code, stale.json()["code"]) == (409, "stale_baseline")
+    assert anonymous.status_code == 401
+    assert listing_as_device.status_code == 403
+    assert api.release(2)["canary"]["reports"] == 0
+    assert api.release(1)["canary"] is None
+
+
+def test_the_slice_check_is_the_documented_hash(api: Api, bundles: Bundles) -> None:
+    api.push(bundles.second, rollout=50)
+    reply = requests.post(f"{api.url}/v1/devices", json={"platform": "t"}, timeout=30).json()
+
+    answer = api.report(reply["token"], 2, evaluation(0.9, 0.8, 10))
+
+    inside = in_canary(bundles.second.bundle_id, reply["device_id"], 50)
+    assert answer.status_code == (201 if inside else 409), answer.text
