@@ -96,6 +96,11 @@ class FedgeClient:
         headers = {"If-None-Match": etag} if etag is not None else None
         return self._call("GET", path, token=self.token, headers=headers)
 
+    def post_json(self, path: str, body: Any) -> Reply:
+        """A POST of ``body`` as JSON with this device's token (retried, and
+        a 4xx raised, as the module doc says)."""
+        return self._call("POST", path, json_body=body, token=self.token)
+
     def upload(self, round_id: int, data: bytes) -> dict[str, Any]:
         reply = self._call("POST", f"/v1/rounds/{round_id}/updates", data=data, token=self.token)
         self.bytes_up += len(data)

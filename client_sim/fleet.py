@@ -3,7 +3,9 @@
 The server is a real one: at ``--server URL``, or embedded (the same app
 on a background thread, real HTTP on loopback). Devices run concurrently
 on a thread pool; each round every available device asks for work until
-the round closes (target reached, or deadline with quorum).
+the round closes (target reached, or deadline with quorum). Between rounds
+the devices follow the server's releases, and the fleet cuts one every
+``release_every`` rounds (:mod:`fedge.client_sim.fleet_releases`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from fedge.client_sim.client import FedgeClient
 from fedge.client_sim.device import RoundOutcome, SimDevice, evaluate
 from fedge.client_sim.fleet_data import reference_data, user_data
+from fedge.client_sim.fleet_releases import FleetReleases
 from fedge.client_sim.fleet_report import FleetReport, Progress, RoundReport, Scores
 from fedge.client_sim.model_source import Say
 from fedge.client_sim.profiles import fleet_profiles
@@ -71,6 +74,15 @@ class FleetConfig:
     public_fraction: float = PUBLIC_FRACTION
     test_fraction: float = 0.2
     holdout_fraction: float = 0.2
+    # Releases (fedge.client_sim.fleet_releases): after every N rounds ask the
+    # server to cut one (None: never; the admin token: the embedded server's,
+    # or this one for --server), at this rollout percent, and wait this long
+    # for it to be built. canary_min_reports: the embedded server's setting.
+    release_every: int | None = None
+    release_rollout: float = 50.0
+    release_wait_s: float = 300.0
+    canary_min_reports: int | None = None
+    admin_token: str | None = field(default=None, repr=False)
 
 
 def run_fleet(
@@ -146,6 +158,8 @@ def _run(
         weights = model.current_weights()
         deployed = _scores(evaluator, weights, data.test, devices)
         with ThreadPoolExecutor(max_workers=config.workers) as pool:
+            releases = FleetReleases(model, config, devices, pool)
+            releases.start()
             for _ in range(config.rounds):
                 report, outcomes, weights = _one_round(
                     devices, pool, order_rng, model, evaluator, data.test
@@ -157,6 +171,8 @@ def _run(
                         selected.setdefault(outcome.round_id, []).append(outcome.device)
                 if progress is not None:
                     progress(report)
+                releases.after_round(len(reports))
+            released = releases.report()
         # Each device scores the final global model on its own data and
         # adopts it if it is no worse than its personalised one.
         final = _scores(evaluator, weights, data.test, devices)
@@ -165,7 +181,11 @@ def _run(
         for device in devices:
             device.client.transport.close()
     return FleetReport(
-        config={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(config).items()},
+        config={
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(config).items()
+            if k != "admin_token"  # a secret: never in the report
+        },
         model={"name": model.manifest.name, "bundle_id": model.bundle_id},
         metric=model.objective.metric,
         partition=data.partition,
@@ -185,6 +205,7 @@ def _run(
         crashes=sum(d.stats.crashes for d in devices),
         retries=sum(d.client.retries for d in devices),
         final_weights=weights,
+        releases=released,
     )
 
 

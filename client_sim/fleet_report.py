@@ -35,6 +35,44 @@ class Scores:
 
 
 @dataclass
+class ReleaseReport:
+    """A release made during the run, as the server shows it at the end.
+
+    ``candidate`` and ``baseline``: the canary devices' example-weighted
+    means of loss and the metric on their own held-out data (None without
+    reports); ``using``: what those devices chose to serve."""
+
+    version: int
+    source: str
+    state: str
+    percent: float  # the share of devices it reached as the candidate
+    cut_after_round: int | None  # the fleet round after which the fleet cut it
+    decision: str | None  # promote | rollback | None (not decided)
+    metric: str | None
+    candidate: dict[str, float] | None
+    baseline: dict[str, float] | None
+    reports: int
+    using: dict[str, int]
+    error: str | None = None
+
+
+@dataclass
+class Releases:
+    """Releases during the run, and what the devices serve at its end:
+    ``adoption`` counts devices serving the candidate, the live release,
+    their personalised model, or an ``older`` release that did better on
+    their data; ``devices``: per device, what it serves and every bundle it
+    took (each checked against the id it was given)."""
+
+    releases: list[ReleaseReport]
+    rollout: dict[str, Any]
+    adoption: dict[str, int]
+    devices: list[dict[str, Any]]
+    # What the devices' release checks came to (unchanged, live, reported, refused:<code>, ...).
+    outcomes: dict[str, int]
+
+
+@dataclass
 class FleetReport:
     config: dict[str, Any]
     # The federated model: its name and bundle id (the sha256 of its manifest).
@@ -50,6 +88,7 @@ class FleetReport:
     crashes: int
     retries: int
     final_weights: Weights = field(repr=False, default_factory=dict)
+    releases: Releases | None = None  # None: the server has no releases
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,7 +102,14 @@ class FleetReport:
             "participation": self.participation,
             "crashes": self.crashes,
             "retries": self.retries,
+            "releases": _releases_json(self.releases),
         }
+
+
+def _releases_json(releases: Releases | None) -> dict[str, Any] | None:
+    if releases is None:
+        return None
+    return {**vars(releases), "releases": [vars(r) for r in releases.releases]}
 
 
 Progress = Callable[[RoundReport], None]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from fedge.client_sim.fleet_report import FleetReport
+from fedge.client_sim.report_releases import releases_panel
 from fedge.strict_json import finite_or_null
 
 if TYPE_CHECKING:
@@ -123,7 +124,9 @@ def write_plot(report: FleetReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     metric = report.metric
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.2))
+    panels = 4 if report.releases is not None and report.releases.releases else 3
+    fig, axes = plt.subplots(1, panels, figsize=(16 + 5 * (panels - 3), 4.2))
+    left, middle, right = axes[:3]
     rounds = [0, *(r.round_id for r in report.rounds)]
     curve = [report.scores["deployed"].global_test[metric]]
     curve += [r.metrics[metric] for r in report.rounds]
@@ -156,6 +159,8 @@ def write_plot(report: FleetReport, path: Path) -> None:
     )
     right.set(xlabel="round", ylabel="devices", title="participation")
     right.legend(loc="lower right")
+    if panels == 4:
+        releases_panel(axes[3], report)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,10 @@ class FleetModel:
     objective: Objective
     observer: FedgeClient
     runtime: str
+    work: Path  # the fleet's working directory (release downloads go under it)
+    # The server's admin token, for cutting releases: the embedded server's
+    # own, or the one given with --server (None: not given).
+    admin_token: str | None = field(default=None, repr=False)
 
     @property
     def spec(self) -> ModelSpec:
@@ -112,10 +116,12 @@ def prepare_model(config: FleetConfig, say: Say = lambda _: None) -> Iterator[Fl
         )
         work.mkdir(parents=True, exist_ok=True)
         bundle = _local_bundle(config, work, say)
+        admin_token = config.admin_token
         if config.server_url is None:
             assert bundle is not None  # without a server there is always a local model
             say("starting the embedded server")
-            url = stack.enter_context(_embedded_server(config, bundle, work)).url
+            server = stack.enter_context(_embedded_server(config, bundle, work))
+            url, admin_token = server.url, server.context.admin_token
         else:
             url = config.server_url
         observer = FedgeClient(HttpTransport(url), seed=config.seed - 1)
@@ -134,6 +140,8 @@ def prepare_model(config: FleetConfig, say: Say = lambda _: None) -> Iterator[Fl
             objective=objective,
             observer=observer,
             runtime=config.runtime,
+            work=work,
+            admin_token=admin_token,
         )
 
 
@@ -192,6 +200,7 @@ def _embedded_server(config: FleetConfig, bundle: Path, work: Path) -> Iterator[
     minimum = config.min_participants or max(1, config.per_round // 2)
     app = create_app(
         test_config={
+            "canary_min_reports": config.canary_min_reports,  # None: the server's default
             "data_dir": work / "server",
             "port": 0,
             "model": bundle,

@@ -74,9 +74,9 @@ class Evaluation:
                 f"missing {missing or 'none'}, unknown {unknown[:5] or 'none'}"[:300]
             )
         metric = raw["metric"]
-        if metric not in HIGHER_IS_BETTER:
+        if not isinstance(metric, str) or metric not in HIGHER_IS_BETTER:
             raise CanaryWireError(f"metric is one of {', '.join(HIGHER_IS_BETTER)}")
-        if raw["using"] not in USING:
+        if not isinstance(raw["using"], str) or raw["using"] not in USING:
             raise CanaryWireError(f"using is one of {', '.join(USING)}")
         return cls(
             baseline_version=_integer(raw["baseline_version"], "baseline_version", 1, 2**62),
@@ -101,6 +101,14 @@ class EvaluationReceipt:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> EvaluationReceipt:
+        if not isinstance(raw, dict) or set(raw) != set(cls.__dataclass_fields__):
+            raise CanaryWireError(f"not an evaluation receipt: {raw!r}"[:300])
+        if raw["decided"] not in (None, *DECISIONS):
+            raise CanaryWireError(f"decided is one of {', '.join(DECISIONS)} or null")
+        return cls(**raw)
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,31 @@ def _faults(values: tuple[str, ...]) -> dict[str, int]:
     show_default=True,
     help="Seconds a round stays open.",
 )
+@click.option(
+    "--release-every",
+    type=click.IntRange(min=1),
+    help="After every N rounds, ask the server to cut a release of the global model; its "
+    "canary devices evaluate it against the live release on their own data and the server "
+    "promotes or rolls it back.",
+)
+@click.option(
+    "--release-rollout",
+    type=click.FloatRange(0, 100),
+    default=50.0,
+    show_default=True,
+    help="Percent of devices a cut release reaches first (its canary slice).",
+)
+@click.option(
+    "--canary-min-reports",
+    type=click.IntRange(min=1),
+    help="Embedded server: canary reports that decide a release [default: the server's, 5].",
+)
+@click.option(
+    "--admin-token",
+    envvar="FEDGE_ADMIN_TOKEN",
+    help="--server's admin token, for --release-every (or FEDGE_ADMIN_TOKEN); the embedded "
+    "server's own is used without --server.",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -166,6 +191,10 @@ def simulate(
     fault: tuple[str, ...],
     over_selection: float,
     deadline: float,
+    release_every: int | None,
+    release_rollout: float,
+    canary_min_reports: int | None,
+    admin_token: str | None,
     workers: int,
     seed: int,
     report_path: Path | None,
@@ -196,6 +225,7 @@ def simulate(
         write_json,
         write_plot,
     )
+    from fedge.client_sim.report_releases import release_lines, releases_table
 
     config = FleetConfig(
         devices=devices,
@@ -220,6 +250,10 @@ def simulate(
         public_fraction=public_fraction,
         test_fraction=test_fraction,
         holdout_fraction=holdout_fraction,
+        release_every=release_every,
+        release_rollout=release_rollout,
+        canary_min_reports=canary_min_reports,
+        admin_token=admin_token if server_url is not None else None,
     )
     console = make_console(stderr=True)
     bar = Progress(
@@ -253,7 +287,10 @@ def simulate(
     out = make_console()
     out.print(summary_table(result))
     out.print(scores_table(result))
-    for line in closing_lines(result):
+    releases = releases_table(result)
+    if releases is not None:
+        out.print(releases)
+    for line in [*closing_lines(result), *release_lines(result)]:
         click.echo(line)
     if report_path is not None:
         write_json(result, report_path)

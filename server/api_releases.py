@@ -23,6 +23,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from fedge.server import canary
 from fedge.server import release_store as store
 from fedge.server.app import context
 from fedge.server.errors import BadRequest, NotFound, ServerError
@@ -86,10 +87,19 @@ def current() -> Any:
 
 @bp.get("/<int:version>")
 def show(version: int) -> Any:
-    record = store.get(context().db.connection(), version) if version <= MAX_ROUND_ID else None
+    """The release, with its ``canary`` summary (None until a device reports)
+    and, for a release being built, the build's ``progress``."""
+    ctx = context()
+    conn = ctx.db.connection()
+    record = store.get(conn, version) if version <= MAX_ROUND_ID else None
     if record is None:
         raise NotFound(f"no release {version}", code="unknown_release")
-    return jsonify(record.to_json())
+    summary = canary.shown_summary(conn, record, canary.policy_of(ctx.config))
+    shown = {**record.to_json(), "canary": summary.to_json() if summary else None}
+    if record.state == "building":
+        progress = ctx.builds.progress(version)
+        shown["progress"] = progress.to_json() if progress else None
+    return jsonify(shown)
 
 
 def list_limit() -> int:

@@ -39,6 +39,8 @@ from fedge.server.event_feed import EventFeed
 from fedge.server.logs import configure_logging
 from fedge.server.metrics import server_metrics
 from fedge.server.model_serving import ServingModels
+from fedge.server.release_builder import ReleaseBuilder, open_builder
+from fedge.server.release_policy import attach_policy
 from fedge.server.releases import Releases, open_releases
 from fedge.server.request_limits import RequestLimits
 from fedge.strict_json import finite_or_null
@@ -68,6 +70,7 @@ class ServerContext:
     limits: RequestLimits
     lock: DataDirLock
     releases: Releases  # the releases devices are given, and their bundles
+    builds: ReleaseBuilder  # releases cut from checkpoints, by a worker process
     bundle: StoredBundle | None = None  # the bundle the model came from, if any
     # The TFLite model predict runs, loaded (with TensorFlow) on first use.
     serving: ServingModels = field(default_factory=ServingModels)
@@ -75,10 +78,11 @@ class ServerContext:
     events: EventFeed = field(default_factory=EventFeed)
 
     def close(self) -> None:
-        """End event streams, stop the round driver, close this thread's
-        connection, release the lock."""
+        """End event streams, stop the round driver and any release build,
+        close this thread's connection, release the lock."""
         self.events.close()
         self.coordinator.stop()
+        self.builds.stop()
         self.db.close_thread_connection()
         self.lock.release()
 
@@ -110,6 +114,9 @@ def create_app(
         app = Flask("fedge.server")
         app.json = StrictJSONProvider(app)
         app.config.from_mapping(MAX_CONTENT_LENGTH=limits.max_body_bytes)
+        releases = open_releases(config.data_dir, db, name, specs, bundle)
+        builds = open_builder(config, db, releases, coordinator)
+        attach_policy(config.release_every_rounds, db, builds, coordinator)
         app.extensions[EXTENSION] = ServerContext(
             config=config,
             db=db,
@@ -117,7 +124,8 @@ def create_app(
             admin_token=load_or_create_admin_token(config.data_dir, config.admin_token),
             limits=limits,
             lock=lock,
-            releases=open_releases(config.data_dir, db, name, specs, bundle),
+            releases=releases,
+            builds=builds,
             bundle=bundle,
             events=events,
         )
@@ -197,12 +205,14 @@ def context_of(app: Flask) -> ServerContext:
 def _register(app: Flask) -> None:
     from fedge.server import (
         api_bundles,
+        api_canary,
         api_devices,
         api_events,
         api_health,
         api_models,
         api_predict,
         api_release_admin,
+        api_release_cuts,
         api_releases,
         api_rounds,
     )
@@ -213,7 +223,9 @@ def _register(app: Flask) -> None:
         api_models,
         api_predict,
         api_releases,
+        api_canary,
         api_release_admin,
+        api_release_cuts,
         api_bundles,
         api_events,
         api_health,

@@ -69,6 +69,10 @@ class ServerConfig:
     max_update_bytes: int = 64 * 1024 * 1024
     # POST /v1/releases: the largest bundle (as a tar) an admin may push.
     max_release_bytes: int = 256 * 1024 * 1024
+    # Cut a release from the global checkpoint after every N closed rounds (0: off);
+    # a release build (its worker process) is stopped, and fails, after this long.
+    release_every_rounds: int = 0
+    release_build_timeout_s: float = 1800.0
     # None: 10 * sqrt(number of weights) (see ingest.effective_max_update_norm); 0: off.
     max_update_norm: float | None = None
     norm_policy: str = "reject"
@@ -95,6 +99,13 @@ class ServerConfig:
     # A stream ends after this long (clients reconnect with Last-Event-ID).
     event_stream_s: float = 300.0
     event_keepalive_s: float = 15.0
+    # A canary release is decided once this many devices of its slice have
+    # reported (fedge.server.canary): promoted unless its metric is worse than
+    # the live release's by more than the margin (in the metric's units).
+    canary_min_reports: int = 5
+    canary_margin: float = 0.01
+    # None: from the metric's name (accuracy: higher is better; mae, loss: lower).
+    canary_metric_higher_is_better: bool | None = None
 
     def validate(self) -> None:
         self.rounds.validate()
@@ -104,6 +115,7 @@ class ServerConfig:
             raise ConfigurationError("max_update_bytes must be >= 1024")
         if self.max_release_bytes < 1024:
             raise ConfigurationError("max_release_bytes must be >= 1024")
+        self._validate_release_builds()
         if self.max_update_norm is not None and not self.max_update_norm >= 0:
             raise ConfigurationError("max_update_norm must be >= 0 (0 turns the bound off)")
         if self.max_example_weight < 1:
@@ -125,6 +137,17 @@ class ServerConfig:
             )
         if not (self.event_stream_s > 0 and self.event_keepalive_s > 0):
             raise ConfigurationError("event_stream_s and event_keepalive_s must be > 0")
+        self._validate_canary()
+
+    def _validate_release_builds(self) -> None:
+        if self.release_every_rounds < 0 or not self.release_build_timeout_s > 0:
+            raise ConfigurationError(
+                "release_every_rounds must be >= 0 (0: off), release_build_timeout_s > 0"
+            )
+
+    def _validate_canary(self) -> None:
+        if self.canary_min_reports < 1 or not 0 <= self.canary_margin < float("inf"):
+            raise ConfigurationError("canary_min_reports must be >= 1, canary_margin >= 0")
 
     @property
     def event_stream_limit(self) -> int:

@@ -14,7 +14,8 @@ ingest                an upload: receipt, validation, file, commit, running sum
 round_lifecycle       open -> closing -> closed | failed, open -> abandoned
 round_closer          aggregate a round, store its checkpoint, retention
 recovery              rebuild memory from disk at start
-round_driver          the background thread that calls ``drive``
+round_driver          the background thread that calls ``drive`` (and the
+                      hooks of :meth:`Coordinator.after_each_step`)
 ====================  ========================================================
 
 Requests only record; closing, aggregating and opening the next round
@@ -24,6 +25,7 @@ happen on the round driver (or an admin's ``end_round_now``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +71,8 @@ class Coordinator:
         metrics.set("fedge_devices", devices.count_devices(db.connection()))
         closer = RoundCloser(self.dirs, strategy, config.update_retention_rounds)
         self.lifecycle = RoundLifecycle(db, config.rounds, round_sum, model, closer, metrics)
-        self._driver = RoundDriver(self.lifecycle.drive, config.tick_s)
+        self._after_step: list[Callable[[], None]] = []
+        self._driver = RoundDriver(self._step, config.tick_s)
         self._selector = Selector(db, config.rounds, model_name, [s.name for s in specs])
         self._ingest = UpdateIngest(
             config, db, self.dirs.updates, specs, strategy, round_sum, metrics, self._driver.wake
@@ -91,6 +94,16 @@ class Coordinator:
 
     def stop(self) -> None:
         self._driver.stop()
+
+    def after_each_step(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` on the round driver's thread after each of its steps
+        (the release policy: a round's close has committed by then)."""
+        self._after_step.append(hook)
+
+    def _step(self) -> None:
+        self.lifecycle.drive()
+        for hook in self._after_step:
+            hook()
 
     # -- devices ---------------------------------------------------------------
 

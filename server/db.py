@@ -111,6 +111,29 @@ CREATE TABLE IF NOT EXISTS release_changes (
     why TEXT,
     details TEXT NOT NULL DEFAULT '{}'
 );
+-- Canary evaluations: a device's numbers only (fedge.server.canary_store).
+CREATE TABLE IF NOT EXISTS canary_evaluations (
+    version INTEGER NOT NULL REFERENCES releases(version),
+    device_id TEXT NOT NULL REFERENCES devices(id),
+    baseline_version INTEGER NOT NULL,
+    metric TEXT NOT NULL,
+    candidate_loss REAL NOT NULL,
+    candidate_metric REAL NOT NULL,
+    baseline_loss REAL NOT NULL,
+    baseline_metric REAL NOT NULL,
+    num_examples INTEGER NOT NULL,
+    latency_ms REAL NOT NULL,
+    using_model TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (version, device_id)
+);
+CREATE TABLE IF NOT EXISTS canary_decisions (
+    version INTEGER PRIMARY KEY REFERENCES releases(version),
+    decision TEXT NOT NULL CHECK (decision IN ('promote', 'rollback')),
+    device_id TEXT NOT NULL,
+    change_id INTEGER NOT NULL REFERENCES release_changes(id),
+    decided_at REAL NOT NULL
+);
 """
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from fedge.release_wire import ReleaseChange, ReleaseRecord
 from fedge.server import release_store as store
@@ -105,7 +106,14 @@ def set_rollout(
     return store.record_change(conn, by, "rollout", candidate.version, why, details)
 
 
-def promote(conn: sqlite3.Connection, version: int, by: str, why: str | None) -> ReleaseChange:
+def promote(
+    conn: sqlite3.Connection,
+    version: int,
+    by: str,
+    why: str | None,
+    evidence: dict[str, Any] | None = None,
+) -> ReleaseChange:
+    """``evidence``: recorded in the change's details (the canary's numbers)."""
     record = _release(conn, version)
     if record.state != "canary":
         raise Conflict(
@@ -115,11 +123,17 @@ def promote(conn: sqlite3.Connection, version: int, by: str, why: str | None) ->
     if live is not None:
         store.set_state(conn, live.version, "retired")
     store.set_state(conn, version, "live")
-    details = {"from": live.version if live is not None else None}
+    details = {"from": live.version if live is not None else None, **(evidence or {})}
     return store.record_change(conn, by, "promote", version, why, details)
 
 
-def rollback(conn: sqlite3.Connection, version: int | None, by: str, why: str) -> ReleaseChange:
+def rollback(
+    conn: sqlite3.Connection,
+    version: int | None,
+    by: str,
+    why: str,
+    evidence: dict[str, Any] | None = None,
+) -> ReleaseChange:
     live, candidate = store.delivering(conn)
     if live is None:
         raise NotFound("there is no live release to roll back", code="no_release")
@@ -140,7 +154,7 @@ def rollback(conn: sqlite3.Connection, version: int | None, by: str, why: str) -
         store.set_state(conn, record.version, "rolled_back")
     if target.version != live.version:
         store.set_state(conn, target.version, "live")
-    details = {"from": live.version, "dropped": [r.version for r in dropped]}
+    details = {"from": live.version, "dropped": [r.version for r in dropped], **(evidence or {})}
     return store.record_change(conn, by, "rollback", target.version, why, details)
 
 

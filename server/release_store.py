@@ -97,7 +97,7 @@ def rollout(conn: sqlite3.Connection) -> Rollout:
 def insert(
     conn: sqlite3.Connection,
     *,
-    bundle_id: str,
+    bundle_id: str | None,  # None while a release is being built
     name: str,
     source: str,
     state: str,

@@ -13,13 +13,18 @@ changes anything: unpacked safely into a temp directory under
 passed (or overridden with a reason), not released already. Only then is
 the directory renamed into place and the release recorded, under one lock:
 pushes are serialised, and a refused one leaves no file and no row.
+:meth:`Releases.adopt_build` takes a bundle a release build wrote
+(:mod:`fedge.server.release_builder`) through the same checks and the
+same move into place.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -28,6 +33,7 @@ from fedge.hashing import is_sha256
 from fedge.manifest import ManifestError, VerifiedBundle, open_bundle
 from fedge.release_wire import ReleaseRecord
 from fedge.server import release_actions as actions
+from fedge.server import release_build_actions as build_actions
 from fedge.server import release_store as store
 from fedge.server.bundle_store import (
     StoredBundle,
@@ -88,28 +94,60 @@ class Releases:
     def push(self, body: IO[bytes], push: actions.Push, max_bytes: int) -> ReleaseRecord:
         temp = incoming_dir(self.data_dir)
         try:
-            verified = _unpacked(body, temp, max_bytes)
-            differences = model_differences(verified.manifest, self.name, self.specs)
-            if differences:
-                raise Conflict(
-                    f"the bundle is not the model this server federates: {'; '.join(differences)}",
-                    code="wrong_model",
-                )
-            failures = parity_failures(verified.manifest)
-            if failures and push.force is None:
-                raise Unprocessable(
-                    f"the bundle failed its parity checks: {'; '.join(failures)}; push it with "
-                    "force=<reason> to release it anyway",
-                    code="parity_failed",
-                )
+            _unpack(body, temp, max_bytes)
+            verified = _verified(temp)
+            failures = self._checked(verified, push.force)
             with self._push_lock:
-                return self._add(temp, verified, push, failures)
+                return self._add(
+                    temp,
+                    verified,
+                    lambda conn: actions.add_pushed(
+                        conn, verified.bundle_id, self.name, push, failures
+                    ),
+                )
         finally:
             shutil.rmtree(temp, ignore_errors=True)
 
+    def adopt_build(self, built: Path, version: int) -> ReleaseRecord:
+        """The bundle a release build wrote at ``built`` (in a directory the
+        builder made for it) becomes release ``version``, which is
+        ``building``: the checks of a push (without ``force``), then the
+        same move into place (see :mod:`fedge.server.release_build_actions`)."""
+        verified = _verified(built)
+        self._checked(verified, force=None)
+        with self._push_lock:
+            return self._add(
+                built,
+                verified,
+                lambda conn: build_actions.finish_building(conn, version, verified.bundle_id),
+            )
+
+    def _checked(self, verified: VerifiedBundle, force: str | None) -> list[str]:
+        """The parity failures ``force`` overrides; refuses another model,
+        and failed parity without ``force``."""
+        differences = model_differences(verified.manifest, self.name, self.specs)
+        if differences:
+            raise Conflict(
+                f"the bundle is not the model this server federates: {'; '.join(differences)}",
+                code="wrong_model",
+            )
+        failures = parity_failures(verified.manifest)
+        if failures and force is None:
+            raise Unprocessable(
+                f"the bundle failed its parity checks: {'; '.join(failures)}; push it with "
+                "force=<reason> to release it anyway",
+                code="parity_failed",
+            )
+        return failures
+
     def _add(
-        self, temp: Path, verified: VerifiedBundle, push: actions.Push, failures: list[str]
+        self,
+        temp: Path,
+        verified: VerifiedBundle,
+        record: Callable[[sqlite3.Connection], ReleaseRecord],
     ) -> ReleaseRecord:
+        """Move the bundle into place and ``record`` it, in one transaction
+        (the bundle is removed again if that fails)."""
         existing = store.by_bundle(self.db.connection(), verified.bundle_id)
         if existing is not None:
             raise Conflict(
@@ -120,12 +158,12 @@ class Releases:
         stored = adopt_bundle(temp, self.data_dir, verified)
         try:
             with self.db.transaction() as conn:
-                record = actions.add_pushed(conn, verified.bundle_id, self.name, push, failures)
+                added = record(conn)
         except BaseException:
             shutil.rmtree(stored.root, ignore_errors=True)
             raise
         self.keep(stored)
-        return record
+        return added
 
 
 def open_releases(
@@ -141,14 +179,17 @@ def open_releases(
     return releases
 
 
-def _unpacked(body: IO[bytes], temp: Path, max_bytes: int) -> VerifiedBundle:
+def _unpack(body: IO[bytes], temp: Path, max_bytes: int) -> None:
     try:
         unpack_bundle(body, temp, max_bytes)
     except ArchiveTooLarge as exc:
         raise PayloadTooLarge(str(exc)) from exc
     except BundleArchiveError as exc:
         raise BadRequest(f"the body is not a bundle archive: {exc}", code="bad_bundle") from exc
+
+
+def _verified(bundle_dir: Path) -> VerifiedBundle:
     try:
-        return open_bundle(temp)
+        return open_bundle(bundle_dir)
     except _MALFORMED as exc:
         raise Unprocessable(f"the bundle does not verify: {exc}", code="bundle_invalid") from exc

@@ -151,7 +151,9 @@ def test_a_canary_worse_on_the_devices_is_rolled_back(api: Api, bundles: Bundles
         evaluation(0.85, 0.85, 70, using="baseline", losses=(0.4, 0.4)),
     ]
 
-    first_two = [api.report(token, 2, body) for token, body in zip(devices, reports[:2])]
+    first_two = [
+        api.report(token, 2, body) for token, body in zip(devices[:2], reports[:2], strict=True)
+    ]
     pending = api.states()
     deciding = api.report(devices[2], 2, reports[2])
 
@@ -198,7 +200,7 @@ def test_a_canary_as_good_within_the_margin_is_promoted(api: Api, bundles: Bundl
         evaluation(0.925, 0.85, 60),
     ]
 
-    replies = [api.report(token, 2, body) for token, body in zip(devices, reports)]
+    replies = [api.report(token, 2, body) for token, body in zip(devices, reports, strict=True)]
 
     assert [r.status_code for r in replies] == [201, 201, 201], replies[-1].text
     assert replies[-1].json()["decided"] == "promote"
@@ -274,6 +276,7 @@ def bad_reports() -> list[tuple[str, Any]]:
         ("metric missing", {**good, "candidate": {"loss": 0.5}}),
         ("an extra score", {**good, "candidate": {"loss": 0.5, "accuracy": 0.9, "x": 1}}),
         ("unknown metric", {**good, "metric": "f1"}),
+        ("metric not a name", {**good, "metric": {}}),
         ("unknown model in use", {**good, "using": "mine"}),
         ("negative latency", {**good, "latency_ms": -1}),
         ("baseline not an integer", {**good, "baseline_version": "1"}),

@@ -13,6 +13,8 @@ from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 
 from tests.server.helpers import OCTET, auth, constant_update
+from tests.server.openapi_canary import exercise_canary, tiny_canary_tar
+from tests.server.openapi_release_cuts import exercise_release_cuts
 from tests.server.openapi_releases import exercise_releases, tiny_release_tars
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "server" / "openapi.yaml"
@@ -29,6 +31,12 @@ def spec() -> dict[str, Any]:
 def release_tars(tiny_keras: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
     """Two bundles of the tiny model, as pushed (for the release routes)."""
     return tiny_release_tars(tiny_keras, tmp_path_factory.mktemp("releases"))
+
+
+@pytest.fixture(scope="module")
+def canary_tar(tiny_keras: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A third bundle of the tiny model: the candidate devices report on."""
+    return tiny_canary_tar(tiny_keras, tmp_path_factory.mktemp("canary"))
 
 
 def _template(rule: str) -> str:
@@ -105,7 +113,10 @@ class CheckedClient:
 
 
 def test_responses_match_the_document(
-    client: FlaskClient, spec: dict[str, Any], release_tars: tuple[bytes, bytes]
+    client: FlaskClient,
+    spec: dict[str, Any],
+    release_tars: tuple[bytes, bytes],
+    canary_tar: bytes,
 ) -> None:
     api = CheckedClient(client, spec)
     enrolled = api.call("post", "/v1/devices", "/v1/devices", json={"platform": "x"}).get_json()
@@ -224,6 +235,8 @@ def test_responses_match_the_document(
     api.call("get", files, f"/v1/bundles/{'f' * 64}/manifest.json", headers=auth(token))
     api.call("get", files, f"/v1/bundles/{'f' * 64}/manifest.json")
     exercise_releases(api, token, release_tars)
+    exercise_canary(api, token, canary_tar)
+    exercise_release_cuts(api, token)
     _exercise_events(api)
     api.call("get", "/healthz", "/healthz")
     api.call("get", "/metrics", "/metrics")

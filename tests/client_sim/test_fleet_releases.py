@@ -1,0 +1,93 @@
+"""A fleet that cuts releases: canary devices evaluate them on their own
+data and report, the server decides, the report shows it.
+
+The embedded server over real HTTP; its release builds run in their worker
+process. Every cut release reaches all devices (rollout 100 %), so which
+devices are canaries does not depend on the random device ids; the server
+decides on the third report, and the devices that report after it are
+told the release is no longer the candidate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fedge.cli import main
+from fedge.client_sim.client import ProtocolError
+from fedge.client_sim.fleet import FleetConfig, run_fleet
+from fedge.client_sim.release_cache import check_given
+from fedge.manifest import MANIFEST_FILE, verify_bundle
+
+
+def test_a_fleet_cuts_releases_and_its_canary_devices_decide_them(tmp_path: Path) -> None:
+    config = FleetConfig(
+        devices=6,
+        per_round=3,
+        rounds=2,
+        seed=3,
+        workers=4,
+        release_every=1,
+        release_rollout=100.0,
+        canary_min_reports=3,
+        work_dir=tmp_path,
+    )
+
+    report = run_fleet(config)
+
+    releases = report.releases
+    assert releases is not None
+    made = releases.releases
+    assert [r.cut_after_round for r in made] == [1, 2]
+    assert all(r.source.startswith("round:") for r in made)
+    first = made[0]
+    # Decided on the third report; the devices that reported later were refused.
+    assert (first.reports, first.metric, first.percent) == (3, "accuracy", 100.0)
+    assert first.decision in ("promote", "rollback")
+    assert first.candidate is not None and first.baseline is not None
+    holds = first.candidate["accuracy"] >= first.baseline["accuracy"] - 0.01
+    assert first.decision == ("promote" if holds else "rollback")
+    assert first.state in (("live", "retired") if holds else ("rolled_back",))
+    assert sum(first.using.values()) == 3
+    assert releases.outcomes.get(f"reported:{first.decision}", 0) >= 1
+    assert releases.outcomes.get("refused:not_candidate", 0) >= 1
+    # Every device serves something, and every bundle it took is the one it was given.
+    assert sum(releases.adoption.values()) == 6
+    for device in releases.devices:
+        assert device["bundle_id"] in device["adopted"]
+        for bundle_id in device["adopted"]:
+            path = tmp_path / "releases" / bundle_id
+            assert verify_bundle(path, expected_id=bundle_id).name == report.model["name"]
+    assert "admin_token" not in report.config
+    shown = report.to_json()["releases"]
+    assert shown["releases"][0]["decision"] == first.decision
+
+
+def test_simulate_shows_the_releases_in_its_tables_json_and_plot(tmp_path: Path) -> None:
+    out_json, out_png = tmp_path / "run.json", tmp_path / "run.png"
+    args = ["simulate", "--devices", "5", "--per-round", "3", "--rounds", "1"]
+    args += ["--release-every", "1", "--release-rollout", "100", "--canary-min-reports", "2"]
+
+    result = CliRunner().invoke(main, [*args, "--report", str(out_json), "--plot", str(out_png)])
+
+    assert result.exit_code == 0, result.output
+    assert "releases (canary on the devices' own data)" in result.output
+    assert "releases: 1 made" in result.output
+    report = json.loads(out_json.read_text())
+    (release,) = report["releases"]["releases"]
+    assert release["decision"] in ("promote", "rollback")
+    assert release["reports"] == 2
+    assert set(report["releases"]["adoption"]) == {"candidate", "live", "personal", "older"}
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_device_refuses_a_bundle_that_is_not_the_one_it_was_given(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST_FILE).write_bytes(b'{"name": "not it"}')
+
+    with pytest.raises(ProtocolError) as refused:
+        check_given(tmp_path, "ab" * 32)
+
+    assert refused.value.code == "bundle_mismatch"
