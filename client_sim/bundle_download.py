@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,14 +30,24 @@ from fedge.manifest import (
 
 # The downloaded bytes were checked; the status of their replies was 200.
 _OK = 200
+_PARTIAL = 206
+CHUNK_BYTES = 1 << 20
 
 
-def download_bundle(client: FedgeClient, bundle_id: str, dest: Path) -> Path:
+def download_bundle(
+    client: FedgeClient, bundle_id: str, dest: Path, chunk_bytes: int = CHUNK_BYTES
+) -> Path:
     """Download bundle ``bundle_id`` into ``dest`` (a new directory); returns ``dest``.
 
     A ``dest`` that already holds this bundle (it verifies against the id)
     is returned as it is. Bytes that do not match the id or the manifest
     raise :class:`ProtocolError` naming the file, and leave nothing behind.
+
+    Files come in Range requests of ``chunk_bytes``, each chunk appended to
+    a partial copy beside ``dest`` and synced. A download cut off (no
+    answer, the process killed) leaves that partial copy; the next call for
+    the same bundle and ``dest`` goes on from the bytes it already has, and
+    every file is still checked against its sha256 once complete.
     """
     if not is_sha256(bundle_id):
         raise ValueError(f"a bundle id is 64 hex digits (a sha256); got {bundle_id!r}")
@@ -55,7 +64,9 @@ def download_bundle(client: FedgeClient, bundle_id: str, dest: Path) -> Path:
         )
     manifest = _parse(manifest_bytes, bundle_id)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    # One partial copy per destination and bundle: what a later call resumes.
+    temp = dest.parent / f".{dest.name}.{bundle_id[:16]}.partial"
+    temp.mkdir(exist_ok=True)
     try:
         _write(temp, MANIFEST_FILE, manifest_bytes)
         seal = _optional(client, base + MANIFEST_HASH_FILE)
@@ -63,9 +74,8 @@ def download_bundle(client: FedgeClient, bundle_id: str, dest: Path) -> Path:
             _write(temp, MANIFEST_HASH_FILE, seal)
         for record in manifest.files():
             name = _relative(record.get("path"), bundle_id)
-            data = client.get(base + quote(name))
-            _check(name, data, record)
-            _write(temp, name, data)
+            _fetch(client, base + quote(name), temp / name, record, chunk_bytes)
+            _check(name, (temp / name).read_bytes(), record)
         try:
             verify_bundle(temp, expected_id=bundle_id)
         except ManifestError as exc:
@@ -73,9 +83,38 @@ def download_bundle(client: FedgeClient, bundle_id: str, dest: Path) -> Path:
                 _OK, "bundle_invalid", f"bundle {bundle_id[:12]} does not verify: {exc}"
             ) from exc
         temp.rename(dest)
-    finally:
+    except ProtocolError:
+        # Bytes that are not the bundle's are not kept for a resume.
         shutil.rmtree(temp, ignore_errors=True)
+        raise
     return dest
+
+
+def _fetch(
+    client: FedgeClient, path: str, target: Path, record: dict[str, Any], chunk: int
+) -> None:
+    """Append the missing bytes of one file to ``target``, chunk by chunk."""
+    size = int(record.get("bytes") or 0)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    have = target.stat().st_size if target.exists() else 0
+    if have > size:
+        target.unlink()
+        have = 0
+    with open(target, "ab") as handle:
+        while have < size:
+            reply = client.get_range(path, have, min(have + chunk, size) - 1)
+            body = reply.body
+            if reply.status == _OK:  # the whole file: the server ignored Range
+                handle.truncate(0)
+                have = 0
+            elif reply.status != _PARTIAL or not body:
+                raise ProtocolError(
+                    reply.status, "bad_range", f"{path}: no bytes from {have} in the reply"
+                )
+            handle.write(body[: size - have])
+            handle.flush()
+            os.fsync(handle.fileno())
+            have += len(body[: size - have])
 
 
 def _already_there(dest: Path, bundle_id: str) -> Path:
@@ -136,7 +175,7 @@ def _check(name: str, data: bytes, record: dict[str, Any]) -> None:
 def _write(root: Path, name: str, data: bytes) -> None:
     path = root / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "xb") as handle:
+    with open(path, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())

@@ -96,6 +96,12 @@ class FedgeClient:
         headers = {"If-None-Match": etag} if etag is not None else None
         return self._call("GET", path, token=self.token, headers=headers)
 
+    def get_range(self, path: str, start: int, end: int) -> Reply:
+        """Bytes ``start..end`` (inclusive) of ``path``: a 206, or a 200 with
+        the whole body from a server that ignores Range (retried, and a 4xx
+        raised, as the module doc says)."""
+        return self._call("GET", path, token=self.token, headers={"Range": f"bytes={start}-{end}"})
+
     def post_json(self, path: str, body: Any) -> Reply:
         """A POST of ``body`` as JSON with this device's token (retried, and
         a 4xx raised, as the module doc says)."""

@@ -22,7 +22,7 @@ from fedge.client_sim.client import FedgeClient, ProtocolError
 from fedge.client_sim.profiles import DeviceProfile
 from fedge.client_sim.trainers import Trainer, TrainerPool, train_seed
 from fedge.client_sim.transport import TransportError
-from fedge.examples import DeviceExamples, Examples
+from fedge.examples import DeviceExamples, Examples, Labels
 from fedge.objective import Objective
 from fedge.update_codec import Update, UpdateMeta, Weights, encode_update
 
@@ -57,6 +57,21 @@ def evaluate(
     return objective.evaluate(trainer.predict(data.x), data.y)
 
 
+def poison_labels(labels: Labels, objective: Objective, num_classes: int) -> Labels:
+    """Wrong labels of the same shape and dtype, for the ``poison`` fault.
+
+    Class ids become the next class (``(y + 1) % num_classes``), one-hot
+    targets likewise (rolled by one along the class axis), binary targets
+    the other class (``1 - y``), regression targets their negation."""
+    if objective.takes_class_ids:
+        return (labels + 1) % num_classes
+    if objective.loss == "categorical_crossentropy":
+        return np.roll(labels, 1, axis=-1)
+    if objective.loss == "binary_crossentropy":
+        return 1 - labels
+    return -labels
+
+
 class SimDevice:
     def __init__(
         self,
@@ -82,6 +97,7 @@ class SimDevice:
         self._seed = seed
         self._last_upload: bytes | None = None
         self._old_checkpoint: str | None = None
+        self._poisoned: Labels | None = None
 
     def step(self, round_id: int | None = None) -> RoundOutcome:
         """Try to take part in the open round once.
@@ -129,7 +145,7 @@ class SimDevice:
             trainer.set_weights(base)
             loss = trainer.train(
                 train.x,
-                train.y,
+                self._train_labels(trainer),
                 task["local_epochs"],
                 task["batch_size"],
                 task["learning_rate"],
@@ -158,6 +174,17 @@ class SimDevice:
             num_examples=len(train),
             loss=loss,
         )
+
+    def _train_labels(self, trainer: Trainer) -> Labels:
+        """The labels the device trains on: its own, or wrong ones if it poisons."""
+        train = self.data.train
+        if self.profile.fault != "poison":
+            return train.y
+        if self._poisoned is None:
+            # The model's output width is the number of classes.
+            one = trainer.predict({name: a[:1] for name, a in train.x.items()})
+            self._poisoned = poison_labels(train.y, self.objective, int(one.shape[-1]))
+        return self._poisoned
 
     def train_seed(self, round_id: int) -> int:
         """Batch order for a round: the TFF engine uses the same seed."""

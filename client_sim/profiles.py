@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FAULTS = ("nan", "wrong_shape", "replay", "stale_base")
+FAULTS = ("nan", "wrong_shape", "replay", "stale_base", "poison")
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,11 @@ class DeviceProfile:
 
     ``fault`` makes the device misbehave on purpose (``nan``: NaN deltas,
     ``wrong_shape``: a truncated tensor, ``replay``: re-sends its previous
-    round's update, ``stale_base``: trains on an old checkpoint).
+    round's update, ``stale_base``: trains on an old checkpoint,
+    ``poison``: trains on wrong labels, see
+    :func:`fedge.client_sim.device.poison_labels`; its updates pass every
+    server check but pull the global model the wrong way, while its
+    held-out data, on which it scores releases, stays honest).
     """
 
     availability: float = 1.0

@@ -119,7 +119,8 @@ def _faults(values: tuple[str, ...]) -> dict[str, int]:
     "--fault",
     multiple=True,
     metavar="KIND=COUNT",
-    help="Faulty devices: nan, wrong_shape, replay, stale_base (repeatable).",
+    help="Faulty devices: nan, wrong_shape, replay, stale_base, poison (trains on wrong "
+    "labels: its updates pass the server's checks) (repeatable).",
 )
 @click.option("--over-selection", type=click.FloatRange(min=1), default=1.0, show_default=True)
 @click.option(

@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -24,7 +25,7 @@ import requests
 
 from fedge.client_sim.bundle_download import download_bundle
 from fedge.client_sim.client import FedgeClient, ProtocolError
-from fedge.client_sim.transport import HttpTransport
+from fedge.client_sim.transport import HttpTransport, Reply, TransportError
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
 from fedge.manifest import MANIFEST_FILE, MANIFEST_HASH_FILE, open_bundle, verify_bundle
@@ -379,3 +380,59 @@ def test_an_unrecorded_copy_that_does_not_verify_is_replaced(
 
     assert open_bundle(again.root, expected_id=reference_bundle.bundle_id)
     assert [p.name for p in (tmp_path / BUNDLES_DIR).iterdir()] == [first.bundle_id]
+
+
+class NetworkGoneAfter(HttpTransport):
+    """Real HTTP that stops after ``requests`` requests, as a link that drops
+    for good: every later request fails as no answer would."""
+
+    def __init__(self, url: str, requests_allowed: int) -> None:
+        super().__init__(url)
+        self.left = requests_allowed
+        self.ranges: list[str] = []
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Reply:
+        if self.left <= 0:
+            raise TransportError(f"{method} {path}: the network is gone")
+        self.left -= 1
+        headers = kwargs.get("headers") or {}
+        if "Range" in headers:
+            self.ranges.append(f"{path.rsplit('/', 1)[-1]} {headers['Range']}")
+        return super().request(method, path, **kwargs)
+
+
+def test_an_interrupted_download_resumes_with_range_and_verifies(
+    served: Served, tmp_path: Path
+) -> None:
+    dest = tmp_path / "bundle"
+    first = device_client(served.server.url)
+    token, device_id = first.token, first.device_id
+    train = (served.bundle.path / "tflite" / "train.tflite").stat().st_size
+    chunk = 64 * 1024
+    # Manifest, seal, then files in manifest order; drop the link a few
+    # chunks into the files, wherever that lands.
+    first.transport = NetworkGoneAfter(served.server.url, 6)
+
+    with pytest.raises(TransportError):
+        download_bundle(first, served.bundle.bundle_id, dest, chunk_bytes=chunk)
+
+    assert not dest.exists()
+    (partial,) = tmp_path.glob(".bundle.*.partial")
+    kept = sum(p.stat().st_size for p in partial.rglob("*") if p.is_file())
+    manifests = sum((partial / n).stat().st_size for n in (MANIFEST_FILE, MANIFEST_HASH_FILE))
+    assert kept - manifests >= 3 * chunk  # file bytes that arrived before the drop
+    again = FedgeClient(NetworkGoneAfter(served.server.url, 10_000))
+    again.token, again.device_id = token, device_id
+
+    download_bundle(again, served.bundle.bundle_id, dest, chunk_bytes=chunk)
+
+    verify_bundle(dest, expected_id=served.bundle.bundle_id)
+    total = sum(int(f["bytes"]) for f in open_bundle(dest).manifest.files())
+    # The second attempt fetched only what the first had not (plus the
+    # manifest and its seal again), and went on from a byte past 0.
+    assert again.bytes_down == total - (kept - manifests) + manifests
+    transport = again.transport
+    assert isinstance(transport, NetworkGoneAfter)
+    assert not transport.ranges[0].endswith("=0-65535"), transport.ranges[0]
+    assert (dest / "tflite" / "train.tflite").stat().st_size == train
+    assert not list(tmp_path.glob(".*partial"))

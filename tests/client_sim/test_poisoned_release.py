@@ -1,0 +1,104 @@
+"""A poisoned fleet's release is stopped at the canary.
+
+Devices with the ``poison`` fault train on wrong labels: their updates are
+finite, rightly shaped and small enough, so the server accepts them and
+the global model learns the wrong classes. A release cut from such a
+round goes to the canary slice, whose devices score it on their own
+held-out data (honest on every device) against the live release: it is
+worse by far more than the margin, so the server rolls it back and the
+deployed release stays live.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fedge.cli_simulate import _faults
+from fedge.client_sim.device import poison_labels
+from fedge.client_sim.fleet import FleetConfig, run_fleet
+from fedge.client_sim.profiles import FAULTS, fleet_profiles
+from fedge.objective import Objective
+
+
+def test_class_ids_become_the_next_class() -> None:
+    labels = np.array([0, 3, 9], dtype=np.int64)
+
+    poisoned = poison_labels(labels, Objective("sparse_categorical_crossentropy"), 10)
+
+    np.testing.assert_array_equal(poisoned, [1, 4, 0])
+    assert poisoned.dtype == labels.dtype
+
+
+def test_one_hot_and_binary_targets_become_the_wrong_class() -> None:
+    one_hot = np.array([[1, 0, 0], [0, 0, 1]], dtype=np.float32)
+    binary = np.array([[0.0], [1.0]], dtype=np.float32)
+
+    rolled = poison_labels(one_hot, Objective("categorical_crossentropy"), 3)
+    flipped = poison_labels(binary, Objective("binary_crossentropy"), 1)
+
+    np.testing.assert_array_equal(rolled, [[0, 1, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(flipped, [[1.0], [0.0]])
+
+
+def test_regression_targets_are_negated() -> None:
+    targets = np.array([[1.5], [-2.0]], dtype=np.float32)
+
+    poisoned = poison_labels(targets, Objective("mean_squared_error"), 1)
+
+    np.testing.assert_array_equal(poisoned, [[-1.5], [2.0]])
+
+
+def test_poison_is_a_fault_the_fleet_and_the_cli_accept() -> None:
+    profiles = fleet_profiles(3, faults=_faults(("poison=2",)))
+
+    assert "poison" in FAULTS
+    assert [p.fault for p in profiles] == ["poison", "poison", None]
+
+
+def test_a_release_cut_from_poisoned_rounds_is_rolled_back_by_the_canary(
+    tmp_path: Path,
+) -> None:
+    # 8 of 10 devices poison; a round takes 8 updates, so at least 6 of them
+    # are poisoned. Two epochs at a high learning rate make the global model
+    # learn the shifted classes: its accuracy falls far below the deployed
+    # model's, while the canary margin is 0.01. Every device gets the release
+    # (rollout 100 %) and evaluates it on its honest held-out data; the
+    # third report decides.
+    config = FleetConfig(
+        devices=10,
+        per_round=8,
+        rounds=2,
+        seed=5,
+        workers=4,
+        local_epochs=2,
+        learning_rate=0.1,
+        faults={"poison": 8},
+        release_every=2,
+        release_rollout=100.0,
+        canary_min_reports=3,
+        work_dir=tmp_path,
+    )
+
+    report = run_fleet(config)
+
+    # The poisoned updates passed every server check.
+    assert all(r.state == "closed" for r in report.rounds)
+    assert all(set(r.rejects) <= {"round_closed"} for r in report.rounds)
+    assert sum(report.participation[:8]) >= 2 * 6
+    deployed = report.scores["deployed"].global_test["accuracy"]
+    final = report.scores["final"].global_test["accuracy"]
+    assert final < deployed - 0.3
+    # The release cut after round 2 was rolled back on the canary's numbers.
+    releases = report.releases
+    assert releases is not None
+    (release,) = releases.releases
+    assert release.cut_after_round == 2
+    assert (release.decision, release.state, release.reports) == ("rollback", "rolled_back", 3)
+    assert release.candidate is not None and release.baseline is not None
+    assert release.candidate["accuracy"] < release.baseline["accuracy"] - 0.3
+    # The deployed release stays live, and no device serves the candidate.
+    assert releases.rollout["live"] == release.version - 1
+    assert releases.rollout["candidate"] is None
+    assert releases.adoption["candidate"] == 0
