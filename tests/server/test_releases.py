@@ -26,6 +26,7 @@ import requests
 
 from fedge.client_sim.bundle_download import download_bundle
 from fedge.client_sim.client import FedgeClient
+from fedge.client_sim.events import poll_events
 from fedge.client_sim.releases import current_release
 from fedge.client_sim.transport import HttpTransport
 from fedge.manifest import MANIFEST_FILE, verify_bundle
@@ -628,3 +629,21 @@ def test_predict_and_the_model_name_the_live_release_never_the_canary(
     # (The test bundles differ by a constant on every kernel weight, which a
     # softmax cancels: the bundle id tells which ran.)
     np.testing.assert_allclose(outputs, local(bundles.second.path), atol=1e-6)
+
+
+def test_a_subscriber_receives_the_release_event_of_a_push(api: Api, bundles: Bundles) -> None:
+    from tests.server.test_events import subscribed, take
+
+    start = poll_events(api.url, after=None, timeout=0).last_id
+    with subscribed(api.url, after=start, types=["release", "rollout"]) as (_, received):
+        pushed = api.push(bundle_tar(bundles.second.path), rollout=25)
+        (event,) = take(received, 1, timeout=20)
+
+    assert pushed.status_code == 201, pushed.text
+    assert event.type == "release"
+    assert event.data == {
+        "version": 2,
+        "bundle_id": bundles.second.bundle_id,
+        "state": "canary",
+        "percent": 25,
+    }
