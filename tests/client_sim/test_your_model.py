@@ -110,11 +110,13 @@ def test_a_tabular_classifier_federates_from_an_npz_with_device_ids(
     config = FleetConfig(
         model=classifier_bundle,
         data=classifier_data,
-        per_round=4,
-        rounds=4,
-        local_epochs=2,
+        # Every device takes part in every round: which devices a round
+        # gets does not depend on thread timing.
+        per_round=6,
+        rounds=5,
+        local_epochs=3,
         learning_rate=0.1,
-        workers=4,
+        workers=6,
         seed=0,
     )
 
@@ -124,12 +126,15 @@ def test_a_tabular_classifier_federates_from_an_npz_with_device_ids(
     assert report.model["name"] == "tabular_classifier"
     assert report.partition.startswith("natural")
     assert len(report.participation) == 6  # one device per id in the data
-    assert [r.state for r in report.rounds] == ["closed"] * 4
+    assert [r.state for r in report.rounds] == ["closed"] * 5
     deployed, final = report.scores["deployed"], report.scores["final"]
     # The global model improves on the global test split and on the devices'
     # own held-out data, in loss (the bundle's cross-entropy) and accuracy.
     assert final.global_test["loss"] < deployed.global_test["loss"] - 0.1
-    assert final.global_test["accuracy"] > deployed.global_test["accuracy"]
+    assert final.global_test["accuracy"] > deployed.global_test["accuracy"] + 0.05, (
+        deployed,
+        final,
+    )
     assert final.devices["loss"] < deployed.devices["loss"]
     personal = report.scores["personalised"].devices["accuracy"]
     assert personal >= final.devices["accuracy"] - 1e-9  # a device keeps the better one
