@@ -1,0 +1,130 @@
+"""A bad release stopped at the canary: an honest fleet next to a poisoned one.
+
+The same reference-task fleet runs twice with the same seed: once with
+honest devices, once with ``--poisoned`` of them given the ``poison``
+fault (they train on wrong labels; their updates pass the server's
+checks). Every ``--release-every`` rounds the fleet cuts a release of the
+global model; its canary devices score it against the live release on
+their own held-out data (honest on every device) and the server promotes
+or rolls it back. The first table shows each release: the round it was
+cut after, the canary reports, the candidate's and the live release's
+example-weighted mean accuracy, and the decision; the second the global
+test accuracy of the deployed and the final global model, and the
+release left live.
+
+The defaults make the poisoning strong: 9 of 10 devices, 8 updates a
+round (at least 7 poisoned), 5 local epochs each. With 2 honest devices of
+10 at one epoch the honest updates undo most of the damage (the devices'
+data is label-skewed, so each poisoned device mostly shifts its own few
+classes). The devices' data is in their own handwriting styles, so the
+canary's accuracies (on that data) are lower than the global test's (the
+digits as written), and an honest fleet can lose some global test
+accuracy while gaining on the devices' data. Run:
+
+    .venv/bin/python -m bench.poisoned_canary [--rounds 6] [--release-every 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from fedge.client_sim.fleet import FleetConfig, run_fleet
+from fedge.client_sim.fleet_report import FleetReport
+
+
+def _fleet(args: argparse.Namespace, poisoned: int, work: Path) -> FleetReport:
+    return run_fleet(
+        FleetConfig(
+            devices=args.devices,
+            per_round=args.per_round,
+            rounds=args.rounds,
+            seed=args.seed,
+            workers=4,
+            local_epochs=args.local_epochs,
+            learning_rate=args.learning_rate,
+            faults={"poison": poisoned} if poisoned else {},
+            release_every=args.release_every,
+            release_rollout=args.rollout,
+            canary_min_reports=args.canary_min_reports,
+            work_dir=work,
+        )
+    )
+
+
+def _metric(means: dict[str, float] | None, metric: str | None) -> str:
+    return f"{means[metric]:.4f}" if means is not None and metric is not None else "-"
+
+
+def releases_table(runs: dict[str, FleetReport]) -> Table:
+    table = Table(title="releases: the canary's mean accuracy on the devices' own data")
+    for column in ("fleet", "release", "after round", "reports", "candidate", "live", "decision"):
+        table.add_column(column, justify="left" if column in ("fleet", "decision") else "right")
+    for name, report in runs.items():
+        made = report.releases.releases if report.releases is not None else []
+        for r in made:
+            table.add_row(
+                name,
+                str(r.version),
+                str(r.cut_after_round) if r.cut_after_round is not None else "-",
+                str(r.reports),
+                _metric(r.candidate, r.metric),
+                _metric(r.baseline, r.metric),
+                f"{r.decision or 'pending'} ({r.state})",
+            )
+    return table
+
+
+def final_table(runs: dict[str, FleetReport]) -> Table:
+    table = Table(title="global test accuracy, and what the devices serve at the end")
+    for column in ("fleet", "deployed", "final global", "live release", "devices serve"):
+        table.add_column(
+            column, justify="left" if column in ("fleet", "devices serve") else "right"
+        )
+    for name, report in runs.items():
+        releases = report.releases
+        live = str(releases.rollout["live"]) if releases is not None else "-"
+        serve = (
+            ", ".join(f"{k} {v}" for k, v in releases.adoption.items() if v)
+            if releases is not None
+            else "-"
+        )
+        table.add_row(
+            name,
+            f"{report.scores['deployed'].global_test['accuracy']:.4f}",
+            f"{report.scores['final'].global_test['accuracy']:.4f}",
+            live,
+            serve,
+        )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=10)
+    parser.add_argument("--poisoned", type=int, default=9)
+    parser.add_argument("--per-round", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--release-every", type=int, default=3)
+    parser.add_argument("--rollout", type=float, default=100.0)
+    parser.add_argument("--canary-min-reports", type=int, default=5)
+    parser.add_argument("--local-epochs", type=int, default=5)
+    parser.add_argument("--learning-rate", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=5)
+    args = parser.parse_args()
+    console = Console()
+    runs: dict[str, FleetReport] = {}
+    for name, poisoned in (("honest", 0), (f"{args.poisoned} poison", args.poisoned)):
+        console.print(f"{name}: {args.rounds} rounds of {args.devices} devices ...")
+        with tempfile.TemporaryDirectory() as work:
+            runs[name] = _fleet(args, poisoned, Path(work))
+    console.print(releases_table(runs))
+    console.print(final_table(runs))
+
+
+if __name__ == "__main__":
+    main()
