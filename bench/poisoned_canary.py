@@ -6,20 +6,20 @@ fault (they train on wrong labels; their updates pass the server's
 checks). Every ``--release-every`` rounds the fleet cuts a release of the
 global model; its canary devices score it against the live release on
 their own held-out data (honest on every device) and the server promotes
-or rolls it back. The first table shows each release: the round it was
-cut after, the canary reports, the candidate's and the live release's
-example-weighted mean accuracy, and the decision; the second the global
-test accuracy of the deployed and the final global model, and the
-release left live.
+or rolls it back. The first table shows each release: its source (the
+round checkpoint it was cut from), the canary reports, the candidate's
+and the live release's example-weighted mean accuracy, and the decision;
+the second the global test accuracy of the deployed and the final global
+model, and the release left live.
 
 The defaults make the poisoning strong: 9 of 10 devices, 8 updates a
-round (at least 7 poisoned), 5 local epochs each. With 2 honest devices of
-10 at one epoch the honest updates undo most of the damage (the devices'
-data is label-skewed, so each poisoned device mostly shifts its own few
-classes). The devices' data is in their own handwriting styles, so the
-canary's accuracies (on that data) are lower than the global test's (the
-digits as written), and an honest fleet can lose some global test
-accuracy while gaining on the devices' data. Run:
+round (at least 7 poisoned), 5 local epochs each. Weaker settings barely
+hurt: with 8 of 10 devices poisoned at one local epoch the global model
+mostly recovers between rounds (seed 0: global test 0.62, 0.83, 0.80
+after rounds 1 to 3). The devices' data is in their own handwriting
+styles, so the canary's accuracies (on that data) are lower than the
+global test's (the digits as written), and an honest fleet can lose some
+global test accuracy while it gains on the devices' data. Run:
 
     .venv/bin/python -m bench.poisoned_canary [--rounds 6] [--release-every 3]
 """
@@ -62,7 +62,7 @@ def _metric(means: dict[str, float] | None, metric: str | None) -> str:
 
 def releases_table(runs: dict[str, FleetReport]) -> Table:
     table = Table(title="releases: the canary's mean accuracy on the devices' own data")
-    for column in ("fleet", "release", "after round", "reports", "candidate", "live", "decision"):
+    for column in ("fleet", "release", "source", "reports", "candidate", "live", "decision"):
         table.add_column(column, justify="left" if column in ("fleet", "decision") else "right")
     for name, report in runs.items():
         made = report.releases.releases if report.releases is not None else []
@@ -70,11 +70,11 @@ def releases_table(runs: dict[str, FleetReport]) -> Table:
             table.add_row(
                 name,
                 str(r.version),
-                str(r.cut_after_round) if r.cut_after_round is not None else "-",
+                r.source,
                 str(r.reports),
                 _metric(r.candidate, r.metric),
                 _metric(r.baseline, r.metric),
-                f"{r.decision or 'pending'} ({r.state})",
+                r.decision or "pending",
             )
     return table
 
@@ -86,13 +86,10 @@ def final_table(runs: dict[str, FleetReport]) -> Table:
             column, justify="left" if column in ("fleet", "devices serve") else "right"
         )
     for name, report in runs.items():
-        releases = report.releases
-        live = str(releases.rollout["live"]) if releases is not None else "-"
-        serve = (
-            ", ".join(f"{k} {v}" for k, v in releases.adoption.items() if v)
-            if releases is not None
-            else "-"
-        )
+        releases, live, serve = report.releases, "-", "-"
+        if releases is not None:
+            live = str(releases.rollout["live"])
+            serve = ", ".join(f"{k} {v}" for k, v in releases.adoption.items() if v)
         table.add_row(
             name,
             f"{report.scores['deployed'].global_test['accuracy']:.4f}",
