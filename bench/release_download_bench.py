@@ -19,7 +19,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import requests
 from rich.console import Console
@@ -29,25 +28,12 @@ from fedge.bundle_tar import pack_bundle
 from fedge.client_sim.bundle_download import download_bundle
 from fedge.client_sim.client import FedgeClient
 from fedge.client_sim.events import poll_events
-from fedge.client_sim.transport import HttpTransport, Reply, TransportError
+from fedge.client_sim.transport import HttpTransport, TransportError
 from fedge.manifest import open_bundle
 from tests.helpers.live_server import running
+from tests.helpers.network_gone import NetworkGoneAfter
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
-
-
-class CutAfter(HttpTransport):
-    """Real HTTP that stops answering after ``allowed`` requests."""
-
-    def __init__(self, url: str, allowed: int) -> None:
-        super().__init__(url)
-        self.allowed = allowed
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Reply:
-        if self.allowed <= 0:
-            raise TransportError("cut off")
-        self.allowed -= 1
-        return super().request(method, path, **kwargs)
 
 
 def reference_bundles(work: Path) -> tuple[Path, Path]:
@@ -127,7 +113,7 @@ def resume(
     url: str, client: FedgeClient, bundle_id: str, dest: Path, size: int
 ) -> tuple[float, int]:
     """Cut a download off after half its chunks, then finish it: (s, bytes)."""
-    cut = FedgeClient(CutAfter(url, 2 + max(1, size // (256 * 1024) // 2)))
+    cut = FedgeClient(NetworkGoneAfter(url, 2 + max(1, size // (256 * 1024) // 2)))
     cut.token, cut.device_id = client.token, client.device_id
     with contextlib.suppress(TransportError):
         download_bundle(cut, bundle_id, dest, chunk_bytes=256 * 1024)

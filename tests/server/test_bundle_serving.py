@@ -17,7 +17,6 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -25,12 +24,13 @@ import requests
 
 from fedge.client_sim.bundle_download import download_bundle
 from fedge.client_sim.client import FedgeClient, ProtocolError
-from fedge.client_sim.transport import HttpTransport, Reply, TransportError
+from fedge.client_sim.transport import HttpTransport, TransportError
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
 from fedge.manifest import MANIFEST_FILE, MANIFEST_HASH_FILE, open_bundle, verify_bundle
 from fedge.server.bundle_store import BUNDLES_DIR, store_bundle
 from tests.helpers.live_server import LiveServer, running, start, stop
+from tests.helpers.network_gone import NetworkGoneAfter
 
 TRAIN_FILE = "tflite/train.tflite"
 
@@ -380,25 +380,6 @@ def test_an_unrecorded_copy_that_does_not_verify_is_replaced(
 
     assert open_bundle(again.root, expected_id=reference_bundle.bundle_id)
     assert [p.name for p in (tmp_path / BUNDLES_DIR).iterdir()] == [first.bundle_id]
-
-
-class NetworkGoneAfter(HttpTransport):
-    """Real HTTP that stops after ``requests`` requests, as a link that drops
-    for good: every later request fails as no answer would."""
-
-    def __init__(self, url: str, requests_allowed: int) -> None:
-        super().__init__(url)
-        self.left = requests_allowed
-        self.ranges: list[str] = []
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Reply:
-        if self.left <= 0:
-            raise TransportError(f"{method} {path}: the network is gone")
-        self.left -= 1
-        headers = kwargs.get("headers") or {}
-        if "Range" in headers:
-            self.ranges.append(f"{path.rsplit('/', 1)[-1]} {headers['Range']}")
-        return super().request(method, path, **kwargs)
 
 
 def test_an_interrupted_download_resumes_with_range_and_verifies(

@@ -11,10 +11,8 @@ numbers are chosen to be checked by hand.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +22,10 @@ import pytest
 import requests
 
 from fedge.server.release_rollout import in_canary
-from tests.helpers.live_server import LiveServer, running
+from tests.helpers.live_server import running
+from tests.helpers.release_api import ADMIN, ReleaseApi
 from tests.helpers.release_bundles import Built, build, bundle_tar
 
-ADMIN = {"Authorization": "Bearer admin-secret"}
-TAR = "application/x-tar"
 MIN_REPORTS = 3
 
 
@@ -45,22 +42,9 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
 
 
 @dataclass
-class Api:
-    server: LiveServer
-    data_dir: Path
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def push(self, bundle: Built, rollout: float) -> None:
-        reply = requests.post(
-            f"{self.url}/v1/releases",
-            data=bundle_tar(bundle.path),
-            params={"rollout": rollout},
-            headers={**ADMIN, "Content-Type": TAR},
-            timeout=60,
-        )
+class Api(ReleaseApi):
+    def push_candidate(self, bundle: Built, rollout: float) -> None:
+        reply = self.push(bundle_tar(bundle.path), rollout=rollout)
         assert reply.status_code == 201, reply.text
 
     def enrol(self) -> str:
@@ -91,24 +75,15 @@ class Api:
         listing: dict[str, Any] = reply.json()
         return listing
 
-    def changes(self) -> list[dict[str, Any]]:
-        reply = requests.get(f"{self.url}/v1/admin/release-changes", headers=ADMIN, timeout=30)
-        assert reply.status_code == 200, reply.text
-        changes: list[dict[str, Any]] = reply.json()["changes"]
-        return changes
-
     def states(self) -> dict[int, str]:
-        listing = requests.get(f"{self.url}/v1/releases", timeout=30).json()
-        return {r["version"]: r["state"] for r in listing["releases"]}
+        return {r["version"]: r["state"] for r in self.releases()["releases"]}
 
     def state(self) -> tuple[Any, ...]:
         """What a refused report must leave as it was."""
         return self.states(), self.changes(), self.evaluations(2), self.release_events()
 
     def release_events(self) -> list[dict[str, Any]]:
-        with contextlib.closing(sqlite3.connect(self.data_dir / "fedge.sqlite3")) as conn:
-            rows = conn.execute("SELECT kind, payload FROM events ORDER BY id").fetchall()
-        return [json.loads(payload) for kind, payload in rows if kind == "release"]
+        return [payload for _, payload in self.stored_events(("release",))]
 
 
 @pytest.fixture
@@ -143,7 +118,7 @@ def evaluation(
 
 
 def test_a_canary_worse_on_the_devices_is_rolled_back(api: Api, bundles: Bundles) -> None:
-    api.push(bundles.second, rollout=100)
+    api.push_candidate(bundles.second, rollout=100)
     devices = [api.enrol() for _ in range(MIN_REPORTS)]
     reports = [
         evaluation(0.70, 0.90, 10, using="baseline", losses=(0.9, 0.3)),
@@ -190,7 +165,7 @@ def test_a_canary_worse_on_the_devices_is_rolled_back(api: Api, bundles: Bundles
 
 
 def test_a_canary_as_good_within_the_margin_is_promoted(api: Api, bundles: Bundles) -> None:
-    api.push(bundles.second, rollout=100)
+    api.push_candidate(bundles.second, rollout=100)
     devices = [api.enrol() for _ in range(MIN_REPORTS)]
     # Candidate (9 + 21 + 55.5) / 100 = 0.855, live (8 + 27 + 51) / 100
     # = 0.86: worse by 0.005, within the 0.01 margin.
@@ -228,7 +203,7 @@ def test_a_lower_is_better_metric_is_decided_the_other_way(
     args = ["--model", str(bundles.first.path)]
     with running(tmp_path / "data", args, tmp_path / "log", environ=environ) as server:
         api = Api(server, tmp_path / "data")
-        api.push(bundles.second, rollout=100)
+        api.push_candidate(bundles.second, rollout=100)
         body = {
             "baseline_version": 1,
             "metric": "mae",
@@ -251,7 +226,7 @@ def test_a_lower_is_better_metric_is_decided_the_other_way(
 def test_a_repeated_report_gets_the_same_receipt_and_a_different_one_is_refused(
     api: Api, bundles: Bundles
 ) -> None:
-    api.push(bundles.second, rollout=100)
+    api.push_candidate(bundles.second, rollout=100)
     token = api.enrol()
 
     first = api.report(token, 2, evaluation(0.9, 0.8, 10))
@@ -286,7 +261,7 @@ def bad_reports() -> list[tuple[str, Any]]:
 
 
 def test_a_bad_report_is_refused_and_changes_nothing(api: Api, bundles: Bundles) -> None:
-    api.push(bundles.second, rollout=100)
+    api.push_candidate(bundles.second, rollout=100)
     token = api.enrol()
     before = api.state()
 
@@ -309,7 +284,7 @@ def test_a_bad_report_is_refused_and_changes_nothing(api: Api, bundles: Bundles)
 
 
 def test_a_device_outside_the_slice_cannot_report(api: Api, bundles: Bundles) -> None:
-    api.push(bundles.second, rollout=30)
+    api.push_candidate(bundles.second, rollout=30)
     tokens = [api.enrol() for _ in range(12)]
     channels = [
         requests.get(
@@ -335,7 +310,7 @@ def test_only_the_candidate_takes_reports_against_the_live_release(
     token = api.enrol()
     no_candidate = api.report(token, 1, evaluation(0.9, 0.8, 10))
     unknown = api.report(token, 9, evaluation(0.9, 0.8, 10))
-    api.push(bundles.second, rollout=100)
+    api.push_candidate(bundles.second, rollout=100)
     live = api.report(token, 1, evaluation(0.9, 0.8, 10))
     stale = api.report(token, 2, {**evaluation(0.9, 0.8, 10), "baseline_version": 2})
     anonymous = requests.post(
@@ -358,7 +333,7 @@ def test_only_the_candidate_takes_reports_against_the_live_release(
 
 
 def test_the_slice_check_is_the_documented_hash(api: Api, bundles: Bundles) -> None:
-    api.push(bundles.second, rollout=50)
+    api.push_candidate(bundles.second, rollout=50)
     reply = requests.post(f"{api.url}/v1/devices", json={"platform": "t"}, timeout=30).json()
 
     answer = api.report(reply["token"], 2, evaluation(0.9, 0.8, 10))

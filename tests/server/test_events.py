@@ -10,7 +10,6 @@ a quick way to make events without devices.
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import threading
 import time
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 import requests
 
-from fedge.client_sim.events import Event, EventSubscriber, poll_events
+from fedge.client_sim.events import poll_events
 from fedge.server import round_store as rs
 from fedge.server.config import load_config
 from fedge.server.db import Database
@@ -32,6 +31,7 @@ from fedge.server.event_log import StoredEvent, public_event
 from fedge.server.serve import BackgroundServer
 from fedge.update_codec import Update, UpdateMeta, encode_update
 from tests.helpers.live_server import LiveServer, running
+from tests.helpers.subscriber import subscribed, take
 from tests.server.conftest import AppFactory
 from tests.server.helpers import OCTET, auth
 
@@ -59,40 +59,6 @@ def end_round(url: str) -> None:
 def position(url: str) -> int:
     """The id of the newest event now (a long-poll that does not wait)."""
     return poll_events(url, after=None, timeout=0).last_id
-
-
-@contextmanager
-def subscribed(
-    url: str, after: int | None, types: list[str] | None = None
-) -> Iterator[tuple[EventSubscriber, queue.Queue[Event]]]:
-    """A subscriber on a thread, putting what it receives on a queue; stopped
-    (from this thread) and joined at the end."""
-    subscriber = EventSubscriber(url, after=after, types=types)
-    received: queue.Queue[Event] = queue.Queue()
-
-    def run() -> None:
-        for event in subscriber:
-            received.put(event)
-
-    thread = threading.Thread(target=run, name="subscriber", daemon=True)
-    thread.start()
-    try:
-        yield subscriber, received
-    finally:
-        subscriber.stop()
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the subscriber did not stop"
-
-
-def take(received: queue.Queue[Event], count: int, timeout: float = 10.0) -> list[Event]:
-    deadline = time.monotonic() + timeout
-    events: list[Event] = []
-    while len(events) < count:
-        try:
-            events.append(received.get(timeout=max(deadline - time.monotonic(), 0.001)))
-        except queue.Empty:
-            pytest.fail(f"got {len(events)} of {count} events in {timeout} s: {events}")
-    return events
 
 
 def raw_stream(url: str, query: str, headers: dict[str, str] | None = None) -> str:

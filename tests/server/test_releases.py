@@ -8,11 +8,9 @@ releases, the change log and the bundles directory are the same after it.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import sqlite3
 import tarfile
 import time
 from collections.abc import Iterator
@@ -32,12 +30,10 @@ from fedge.client_sim.transport import HttpTransport
 from fedge.manifest import MANIFEST_FILE, verify_bundle
 from fedge.server.bundle_store import BUNDLES_DIR
 from fedge.server.release_rollout import bucket, in_canary
-from tests.helpers.live_server import LiveServer, running
+from tests.helpers.live_server import running
+from tests.helpers.release_api import ADMIN, TAR, ReleaseApi
 from tests.helpers.release_bundles import MODEL_NAME, Built, build, bundle_tar
-
-ADMIN = {"Authorization": "Bearer admin-secret"}
-TAR = "application/x-tar"
-
+from tests.helpers.subscriber import subscribed, take
 
 # --- the slice of devices: a pure function ----------------------------------
 
@@ -99,37 +95,9 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
 
 
 @dataclass
-class Api:
-    server: LiveServer
-    data_dir: Path
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def push(self, tar: bytes, **params: Any) -> requests.Response:
-        return requests.post(
-            f"{self.url}/v1/releases",
-            data=tar,
-            params=params,
-            headers={**ADMIN, "Content-Type": TAR},
-            timeout=60,
-        )
-
+class Api(ReleaseApi):
     def admin(self, path: str, body: dict[str, Any]) -> requests.Response:
         return requests.post(self.url + path, json=body, headers=ADMIN, timeout=30)
-
-    def releases(self) -> dict[str, Any]:
-        reply = requests.get(f"{self.url}/v1/releases", timeout=30)
-        assert reply.status_code == 200, reply.text
-        listing: dict[str, Any] = reply.json()
-        return listing
-
-    def changes(self) -> list[dict[str, Any]]:
-        reply = requests.get(f"{self.url}/v1/admin/release-changes", headers=ADMIN, timeout=30)
-        assert reply.status_code == 200, reply.text
-        changes: list[dict[str, Any]] = reply.json()["changes"]
-        return changes
 
     def enrol(self) -> tuple[str, str]:
         reply = requests.post(f"{self.url}/v1/devices", json={"platform": "t"}, timeout=30)
@@ -149,9 +117,7 @@ class Api:
         return self.releases(), self.changes(), files
 
     def events(self) -> list[tuple[str, dict[str, Any]]]:
-        with contextlib.closing(sqlite3.connect(self.data_dir / "fedge.sqlite3")) as conn:
-            rows = conn.execute("SELECT kind, payload FROM events ORDER BY id").fetchall()
-        return [(kind, json.loads(payload)) for kind, payload in rows if kind in _RELEASE_EVENTS]
+        return self.stored_events(_RELEASE_EVENTS)
 
 
 _RELEASE_EVENTS = ("release", "rollout")
@@ -632,8 +598,6 @@ def test_predict_and_the_model_name_the_live_release_never_the_canary(
 
 
 def test_a_subscriber_receives_the_release_event_of_a_push(api: Api, bundles: Bundles) -> None:
-    from tests.server.test_events import subscribed, take
-
     start = poll_events(api.url, after=None, timeout=0).last_id
     with subscribed(api.url, after=start, types=["release", "rollout"]) as (_, received):
         pushed = api.push(bundle_tar(bundles.second.path), rollout=25)

@@ -1,0 +1,58 @@
+"""Admin and public calls on a live server's releases, for the release tests.
+
+Test scaffolding, not part of the installed package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.helpers.live_server import LiveServer
+
+ADMIN = {"Authorization": "Bearer admin-secret"}
+TAR = "application/x-tar"
+
+
+@dataclass
+class ReleaseApi:
+    server: LiveServer
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def push(self, tar: bytes, **params: Any) -> requests.Response:
+        return requests.post(
+            f"{self.url}/v1/releases",
+            data=tar,
+            params=params,
+            headers={**ADMIN, "Content-Type": TAR},
+            timeout=60,
+        )
+
+    def releases(self) -> dict[str, Any]:
+        reply = requests.get(f"{self.url}/v1/releases", timeout=30)
+        assert reply.status_code == 200, reply.text
+        listing: dict[str, Any] = reply.json()
+        return listing
+
+    def changes(self) -> list[dict[str, Any]]:
+        reply = requests.get(f"{self.url}/v1/admin/release-changes", headers=ADMIN, timeout=30)
+        assert reply.status_code == 200, reply.text
+        changes: list[dict[str, Any]] = reply.json()["changes"]
+        return changes
+
+    def stored_events(self, kinds: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+        """The event log's rows of ``kinds``, read from the database, in order."""
+        with contextlib.closing(sqlite3.connect(self.data_dir / "fedge.sqlite3")) as conn:
+            rows = conn.execute("SELECT kind, payload FROM events ORDER BY id").fetchall()
+        return [(kind, json.loads(payload)) for kind, payload in rows if kind in kinds]
