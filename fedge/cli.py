@@ -408,6 +408,13 @@ def predict(bundle: Path, inputs: Path, runtime: str, out: Path, bundle_id: str 
     type=click.FloatRange(min=0),
     help="Central DP: Gaussian noise multiplier (std = multiplier x clip / K).",
 )
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="Let pages from this origin (scheme://host[:port]) call the API; repeat for more "
+    "[default: none, only the server's own pages].",
+)
 def serve(
     config_file: Path | None,
     data_dir: Path | None,
@@ -423,6 +430,7 @@ def serve(
     norm_policy: str | None,
     dp_clip: float | None,
     dp_noise: float | None,
+    cors_origins: tuple[str, ...],
 ) -> None:
     """Run the aggregation server (SQLite and a local data directory; no other service)."""
     from fedge.server.app import create_app
@@ -448,6 +456,7 @@ def serve(
         "norm_policy": norm_policy,
         "dp_clip_norm": dp_clip,
         "dp_noise_multiplier": dp_noise,
+        "cors_origins": cors_origins or None,
     }
     if rounds:
         overrides["rounds"] = rounds

@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/setup_schemathesis.sh
+bash scripts/setup_browser.sh
 
 echo "==> ruff"
 .venv/bin/ruff check .

@@ -32,6 +32,7 @@ from fedge.server.auth import load_or_create_admin_token
 from fedge.server.bundle_store import StoredBundle, is_bundle_dir, open_stored, store_bundle
 from fedge.server.config import ServerConfig, load_config
 from fedge.server.coordinator import Coordinator
+from fedge.server.cors import install_cors
 from fedge.server.data_dir import DataDirLock
 from fedge.server.db import Database
 from fedge.server.errors import ConfigurationError, ServerError
@@ -130,6 +131,7 @@ def create_app(
             events=events,
         )
         _register(app)
+        install_cors(app, config.cors_origins)
         coordinator.start()
     except BaseException:
         lock.release()
@@ -215,6 +217,7 @@ def _register(app: Flask) -> None:
         api_release_cuts,
         api_releases,
         api_rounds,
+        web_pages,
     )
 
     for module in (
@@ -229,6 +232,7 @@ def _register(app: Flask) -> None:
         api_bundles,
         api_events,
         api_health,
+        web_pages,
     ):
         app.register_blueprint(module.bp)
 

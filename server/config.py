@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -106,6 +107,9 @@ class ServerConfig:
     canary_margin: float = 0.01
     # None: from the metric's name (accuracy: higher is better; mae, loss: lower).
     canary_metric_higher_is_better: bool | None = None
+    # Origins (scheme://host[:port]) whose pages may call the API (CORS);
+    # empty: none, only the server's own pages (same origin) can.
+    cors_origins: tuple[str, ...] = ()
 
     def validate(self) -> None:
         self.rounds.validate()
@@ -138,6 +142,7 @@ class ServerConfig:
         if not (self.event_stream_s > 0 and self.event_keepalive_s > 0):
             raise ConfigurationError("event_stream_s and event_keepalive_s must be > 0")
         self._validate_canary()
+        _validate_origins(self.cors_origins)
 
     def _validate_release_builds(self) -> None:
         if self.release_every_rounds < 0 or not self.release_build_timeout_s > 0:
@@ -224,6 +229,8 @@ def _build(values: Mapping[str, Any]) -> ServerConfig:
             if not isinstance(raw, Mapping):
                 raise ConfigurationError("strategy_params must be a table")
             kwargs[name] = dict(raw)
+        elif str(fields[name].type).startswith("tuple"):
+            kwargs[name] = _strings(name, raw)
         else:
             kwargs[name] = _coerce(name, fields[name].type, raw)
     return ServerConfig(**kwargs)
@@ -263,6 +270,29 @@ def _coerce(name: str, annotation: Any, raw: Any) -> Any:
         return raw
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"{name}: cannot use {raw!r}: {exc}") from exc
+
+
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
+
+
+def _strings(name: str, raw: Any) -> tuple[str, ...]:
+    """A list of strings: a TOML array, or one comma-separated string (environment)."""
+    if isinstance(raw, str):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if isinstance(raw, (list, tuple)) and all(isinstance(item, str) for item in raw):
+        return tuple(raw)
+    raise ConfigurationError(f"{name}: cannot use {raw!r}: not a list of strings")
+
+
+def _validate_origins(origins: tuple[str, ...]) -> None:
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ConfigurationError(
+                f"cors_origins: {origin!r} is not an origin; write scheme://host[:port] "
+                "(e.g. https://app.example.com), no path, no trailing slash, no wildcard"
+            )
 
 
 _TRUE = ("1", "true", "yes", "on")

@@ -240,9 +240,21 @@ def test_responses_match_the_document(
     _exercise_events(api)
     api.call("get", "/healthz", "/healthz")
     api.call("get", "/metrics", "/metrics")
+    _exercise_pages(api)
 
     assert {(t, m) for t, m, _ in api.checked} == _operations_in_spec(spec)
     assert {s for _, _, s in api.checked} >= {200, 201, 304, 400, 401, 403, 404, 409, 422}
+
+
+def _exercise_pages(api: CheckedClient) -> None:
+    """The browser pages, a script or style of theirs, and the TF.js files."""
+    api.call("get", "/", "/")
+    api.call("get", "/dashboard", "/dashboard")
+    api.call("get", "/static/{name}", "/static/css/fedge.css")
+    api.call("get", "/static/{name}", "/static/nothing.js")
+    api.call("get", "/vendor/{name}", "/vendor/tfjs/tf.min.js")
+    api.call("get", "/vendor/{name}", "/vendor/tfjs-backend-wasm/tfjs-backend-wasm.wasm")
+    api.call("get", "/vendor/{name}", "/vendor/tfjs/package.json")
 
 
 def _exercise_events(api: CheckedClient) -> None:

@@ -1,0 +1,46 @@
+"""Fixtures for the browser tests: a digits bundle with its TF.js model, the
+real server serving it (and the pages), and one headless Chromium."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser
+
+from fedge.converters.bundle import convert
+from fedge.converters.options import ConvertOptions
+from fedge.train import TrainConfig, train_reference_model
+from tests.helpers.browser import chromium
+from tests.helpers.live_server import LiveServer, running
+
+
+@pytest.fixture(scope="session")
+def digits_keras(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference CNN, trained for a few epochs on the public split."""
+    out = tmp_path_factory.mktemp("web-model") / "digits.keras"
+    train_reference_model(out, TrainConfig(epochs=6, seed=0), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_bundle(digits_keras: Path) -> Path:
+    """Its bundle: TFLite (with the training artifact) and TF.js, parity checked."""
+    out = digits_keras.parent / "bundle"
+    convert(digits_keras, out, ConvertOptions(targets=("tflite", "tfjs")))
+    return out
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with chromium() as opened:
+        yield opened
+
+
+@pytest.fixture
+def web_server(tmp_path: Path, digits_bundle: Path) -> Iterator[LiveServer]:
+    """``fedge serve --model BUNDLE``: rounds close at two updates."""
+    args = ["--model", str(digits_bundle), "--rounds-target", "2", "--rounds-min", "2"]
+    with running(tmp_path / "data", args, tmp_path / "server.log") as server:
+        yield server
