@@ -491,9 +491,11 @@ def setup_node(prefix: Path | None) -> None:
 
 
 def _register_commands() -> None:
+    from fedge.cli_demo import demo
     from fedge.cli_release import COMMANDS as RELEASE_COMMANDS
     from fedge.cli_simulate import simulate
 
+    main.add_command(demo)
     main.add_command(simulate)
     for command in RELEASE_COMMANDS:
         main.add_command(command)

@@ -156,6 +156,21 @@ def _faults(values: tuple[str, ...]) -> dict[str, int]:
     "server's own is used without --server.",
 )
 @click.option("--workers", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["thread", "ray"]),
+    default="thread",
+    show_default=True,
+    help="Where the devices run: threads of this process, or Ray actors (needs "
+    "pip install 'fedge[ray]'); either way they speak HTTP to the server.",
+)
+@click.option(
+    "--address",
+    "ray_address",
+    help="--backend ray: a running Ray cluster to join (auto, HOST:PORT or "
+    "ray://HOST:PORT; default: start a local Ray). Its machines must reach the server: "
+    "give --server a URL they can reach.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--report",
@@ -197,6 +212,8 @@ def simulate(
     canary_min_reports: int | None,
     admin_token: str | None,
     workers: int,
+    backend: str,
+    ray_address: str | None,
     seed: int,
     report_path: Path | None,
     plot_path: Path | None,
@@ -206,6 +223,10 @@ def simulate(
         raise click.BadParameter(
             f"{per_round} per round > {devices} devices", param_hint="--per-round"
         )
+    if ray_address is not None and backend != "ray":
+        raise click.UsageError("--address is the Ray cluster's: give --backend ray")
+    if engine == "tff" and backend != "thread":
+        raise click.UsageError("--engine tff runs in-process: no --backend ray")
     if engine == "tff":
         if model is not None or data is not None:
             raise click.UsageError("--engine tff runs the reference task only (no --model/--data)")
@@ -215,10 +236,7 @@ def simulate(
             devices or 20, per_round, rounds, alpha, seed, local_epochs, batch_size, learning_rate
         )
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from fedge.client_sim.fleet import FleetConfig, run_fleet
-    from fedge.client_sim.fleet_report import RoundReport
+    from fedge.client_sim.fleet import FleetConfig
     from fedge.client_sim.report import (
         closing_lines,
         scores_table,
@@ -227,6 +245,7 @@ def simulate(
         write_plot,
     )
     from fedge.client_sim.report_releases import release_lines, releases_table
+    from fedge.fleet_progress import run_with_progress
 
     config = FleetConfig(
         devices=devices,
@@ -242,6 +261,8 @@ def simulate(
         crash=crash,
         faults=_faults(fault),
         workers=workers,
+        backend=backend,
+        ray_address=ray_address,
         deadline_s=deadline,
         over_selection=over_selection,
         server_url=server_url,
@@ -256,33 +277,8 @@ def simulate(
         canary_min_reports=canary_min_reports,
         admin_token=admin_token if server_url is not None else None,
     )
-    console = make_console(stderr=True)
-    bar = Progress(
-        TextColumn("[bold]rounds"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=console,
-    )
-    task = bar.add_task("rounds", total=rounds, status="preparing")
-
-    def on_round(report: RoundReport) -> None:
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in report.metrics.items())
-        bar.update(
-            task,
-            advance=1,
-            status=(
-                f"round {report.round_id} {report.state}: {shown}, "
-                f"{report.participants} updates, {report.seconds:.1f} s"
-            ),
-        )
-
-    def say(message: str) -> None:
-        bar.update(task, status=message)
-
     try:
-        with bar:
-            result = run_fleet(config, progress=on_round, say=say)
+        result = run_with_progress(config)
     except (FedgeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     out = make_console()

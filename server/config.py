@@ -190,7 +190,9 @@ def load_config(
                 values[key] = value
     config = _build(values)
     config.validate()
-    return config
+    # Absolute, so that files under it are found whatever resolves them
+    # (Flask's send_file takes a relative path as relative to the app's package).
+    return dataclasses.replace(config, data_dir=config.data_dir.absolute())
 
 
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:

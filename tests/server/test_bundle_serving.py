@@ -417,3 +417,19 @@ def test_an_interrupted_download_resumes_with_range_and_verifies(
     assert not transport.ranges[0].endswith("=0-65535"), transport.ranges[0]
     assert (dest / "tflite" / "train.tflite").stat().st_size == train
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_files_are_served_from_a_relative_data_dir(
+    reference_bundle: ReferenceBundle, tmp_path: Path
+) -> None:
+    """``fedge serve --data-dir runs/x`` (relative to the working directory):
+    the stored bundle's files are found there, not under the server package."""
+    args = ["--model", str(reference_bundle.path)]
+    with running(Path("data"), args, tmp_path / "log", cwd=tmp_path) as server:
+        reply = requests.get(
+            f"{server.url}/v1/bundles/{reference_bundle.bundle_id}/manifest.json",
+            headers={"Authorization": f"Bearer {enrol(server.url)}"},
+            timeout=30,
+        )
+    assert reply.status_code == 200, reply.text
+    assert hashlib.sha256(reply.content).hexdigest() == reference_bundle.bundle_id

@@ -25,7 +25,7 @@ def test_layers_apply_in_order(tmp_path: Path) -> None:
     assert config.rounds.deadline_s == 12.5  # from the environment
     assert config.rounds.target_participants == 8  # file, kept beside the override
     assert config.rounds.min_participants == 2  # override
-    assert config.data_dir == Path("fedge-data")  # default
+    assert config.data_dir == Path("fedge-data").absolute()  # default, made absolute
 
 
 @pytest.mark.parametrize(
