@@ -83,6 +83,12 @@ class FleetConfig:
     release_wait_s: float = 300.0
     canary_min_reports: int | None = None
     admin_token: str | None = field(default=None, repr=False)
+    # Where the devices run: "thread" (this process) or "ray" (Ray actors,
+    # fedge.client_sim.ray_fleet): on the cluster at ray_address, or a local
+    # Ray; ray_hosts actors (default: one per CPU of the cluster).
+    backend: str = "thread"
+    ray_address: str | None = None
+    ray_hosts: int | None = None
 
 
 def run_fleet(
@@ -91,6 +97,12 @@ def run_fleet(
     """Prepare the model and server, split the data, run the rounds."""
     if config.data is not None and config.model is None and config.server_url is None:
         raise ConfigError("--data needs the model it is for: give --model (or --server)")
+    if config.backend == "ray":
+        from fedge.client_sim.ray_fleet import run_ray_fleet
+
+        return run_ray_fleet(config, progress, say)
+    if config.backend != "thread":
+        raise ConfigError(f"unknown backend {config.backend!r}: thread or ray")
     with prepare_model(config, say) as model:
         say("splitting the data over the devices")
         data = fleet_data(config, model)

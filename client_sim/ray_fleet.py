@@ -1,0 +1,198 @@
+"""``fedge simulate --backend ray``: the fleet's devices on a Ray cluster.
+
+The same rounds as the thread backend (:mod:`fedge.client_sim.fleet`),
+with the devices in :class:`~fedge.client_sim.device_host.DeviceHost`
+actors (:mod:`fedge.client_sim.ray_hosts`) instead of the driver::
+
+    driver (this process)                 Ray actors, anywhere in the cluster
+    ──────────────────────                ─────────────────────────────────────
+    prepare the model, the server  ──>    DeviceHost k: devices i with i % hosts == k
+    split the data                        (data, profile, personalised model,
+    each round:                            counters, HTTP client each)
+      order = shuffle(devices)     ──>    step(order within the host, round id)
+      until the server closes it   <──    outcomes          │ HTTP, safetensors
+      evaluate the global model                             v
+                                          the server (embedded, or --server URL)
+
+The driver holds only the global test split, the global weights and the
+outcomes it is told; device state lives and stays in the hosts. With the
+same seeds a device behaves the same in either backend (same data, same
+profile draws, same batches), so a fleet whose selection does not depend
+on timing (every device in every round, say) gives the same global weights.
+Releases (``--release-every``) are for the thread backend only, for now.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from fedge.client_sim.device import RoundOutcome, evaluate
+from fedge.client_sim.device_host import HostConfig, Scores, TrainingRuntime
+from fedge.client_sim.fleet import FleetConfig, fleet_data
+from fedge.client_sim.fleet_report import FleetReport, Progress, RoundReport
+from fedge.client_sim.fleet_report import Scores as ModelScores
+from fedge.client_sim.model_source import Say
+from fedge.client_sim.profiles import DeviceProfile, fleet_profiles
+from fedge.client_sim.ray_cluster import ray_cluster, require_ray
+from fedge.client_sim.ray_hosts import HostPlan, RayHosts
+from fedge.client_sim.setup import FleetModel, prepare_model
+from fedge.client_sim.trainers import Trainer
+from fedge.errors import ConfigError
+from fedge.examples import Examples
+from fedge.federated_split import FederatedData
+from fedge.update_codec import Weights
+
+
+def run_ray_fleet(
+    config: FleetConfig,
+    progress: Progress | None = None,
+    say: Say = lambda _: None,
+    profiles: list[DeviceProfile] | None = None,
+) -> FleetReport:
+    """Run the fleet with its devices on Ray. ``profiles``: one per device
+    (default: :func:`~fedge.client_sim.profiles.fleet_profiles` of the config)."""
+    if config.release_every is not None:
+        raise ConfigError("--release-every is not supported with --backend ray yet")
+    require_ray()
+    where = config.ray_address
+    say(f"joining the Ray cluster at {where}" if where else "starting a local Ray")
+    with ray_cluster(where) as cluster, prepare_model(config, say) as model:
+        say("splitting the data over the devices")
+        data = fleet_data(config, model)
+        n = len(data.devices)
+        if config.per_round > n:
+            raise ConfigError(f"{config.per_round} per round > {n} devices")
+        profiles = profiles or fleet_profiles(n, config.dropout, config.crash, config.faults)
+        if len(profiles) != n:
+            raise ConfigError(f"{len(profiles)} device profiles for {n} devices")
+        plan = HostPlan.of(n, cluster, config.ray_hosts, config.workers)
+        say(f"starting {plan.hosts} device hosts on Ray and enrolling {n} devices")
+        hosts = RayHosts.start(
+            plan,
+            HostConfig(model.url, config.seed, f"sim-{config.runtime}", plan.threads_per_host),
+            TrainingRuntime.of_bundle(
+                model.bundle, model.manifest, model.objective, config.runtime
+            ),
+            data.devices,
+            profiles,
+        )
+        try:
+            return _run(config, model, data, hosts, progress)
+        finally:
+            hosts.stop()
+
+
+def _run(
+    config: FleetConfig,
+    model: FleetModel,
+    data: FederatedData,
+    hosts: RayHosts,
+    progress: Progress | None,
+) -> FleetReport:
+    evaluator = model.trainer()
+    order_rng = random.Random(config.seed)  # the thread backend's order, draw for draw
+    reports: list[RoundReport] = []
+    selected: dict[int, list[int]] = {}
+    contributed = [0] * hosts.devices
+    # Round 0: the deployed model reaches every device, which starts from it.
+    weights = model.current_weights()
+    deployed = _scores(evaluator, weights, data.test, hosts, model)
+    for _ in range(config.rounds):
+        report, outcomes, weights = _one_round(hosts, order_rng, model, evaluator, data.test)
+        reports.append(report)
+        for outcome in outcomes:
+            if outcome.status == "contributed" and outcome.round_id is not None:
+                selected.setdefault(outcome.round_id, []).append(outcome.device)
+                contributed[outcome.device] += 1
+        if progress is not None:
+            progress(report)
+    final = _scores(evaluator, weights, data.test, hosts, model)
+    personal = list(hosts.personal_scores(data.test).values())
+    counters = hosts.counters()
+    return FleetReport(
+        config={
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(config).items()
+            if k != "admin_token"  # a secret: never in the report
+        },
+        model={"name": model.manifest.name, "bundle_id": model.bundle_id},
+        metric=model.objective.metric,
+        partition=data.partition,
+        rounds=reports,
+        selected={
+            r: sorted(selected.get(r, [])) for r in sorted(selected) if r <= reports[-1].round_id
+        },
+        scores={
+            "deployed": deployed,
+            "final": final,
+            "personalised": ModelScores(
+                global_test=_mean([test for _, test in personal]),
+                devices=_mean([own for own, _ in personal]),
+            ),
+        },
+        participation=contributed,
+        # Uploads cut off and sent again, and devices lost with their host.
+        crashes=counters.crashes + len(hosts.lost),
+        retries=counters.retries,
+        final_weights=weights,
+    )
+
+
+def _scores(
+    evaluator: Trainer, weights: Weights, test: Examples, hosts: RayHosts, model: FleetModel
+) -> ModelScores:
+    """``weights`` offered to every live device (each adopts it if no worse), and scored."""
+    return ModelScores(
+        global_test=evaluate(evaluator, weights, test, model.objective),
+        devices=_mean(list(hosts.offer_global(weights).values())),
+    )
+
+
+def _mean(rows: list[Scores]) -> Scores:
+    """The mean of each key over devices (a device without held-out data is NaN: skipped)."""
+    keys = rows[0] if rows else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: NaN
+        return {key: float(np.nanmean([row[key] for row in rows])) for key in keys}
+
+
+def _one_round(
+    hosts: RayHosts,
+    rng: random.Random,
+    model: FleetModel,
+    evaluator: Trainer,
+    test: Examples,
+) -> tuple[RoundReport, list[RoundOutcome], Weights]:
+    started = time.perf_counter()
+    before = hosts.counters()
+    round_id = model.current_round_id()
+    outcomes: list[RoundOutcome] = []
+    while True:
+        order = list(range(hosts.devices))
+        rng.shuffle(order)
+        outcomes.extend(hosts.step(order, round_id))
+        state = model.get_json(f"/v1/rounds/{round_id}")
+        if state["state"] not in ("open", "closing"):
+            break
+        time.sleep(0.2)
+    rejects = Counter(o.detail for o in outcomes if o.status == "rejected")
+    weights = model.checkpoint(state["result_checkpoint"] or state["base_checkpoint"])
+    after = hosts.counters()
+    report = RoundReport(
+        round_id=round_id,
+        state=state["state"],
+        metrics=evaluate(evaluator, weights, test, model.objective),
+        participants=int(state["updates"]),
+        dropouts=sum(o.status == "dropout" for o in outcomes),
+        rejects=dict(rejects),
+        bytes_up=after.bytes_up - before.bytes_up,
+        bytes_down=after.bytes_down - before.bytes_down,
+        seconds=time.perf_counter() - started,
+    )
+    return report, outcomes, weights
