@@ -40,9 +40,15 @@ class Release:
     files: str
 
     @property
+    def etag_value(self) -> str:
+        """What the answer depends on: the version, the channel (a candidate
+        promoted keeps its bundle but changes channel) and the bundle id."""
+        return f"{self.version}-{self.channel}-{self.bundle_id}"
+
+    @property
     def etag(self) -> str:
-        """The ETag the server gives it (the quoted bundle id), for If-None-Match."""
-        return f'"{self.bundle_id}"'
+        """The ETag the server gives it (quoted), for If-None-Match."""
+        return f'"{self.etag_value}"'
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -79,7 +79,7 @@ def current() -> Any:
     if release is None:
         raise NotFound("the server has no release yet", code="no_release")
     response = jsonify(release.to_json())
-    response.set_etag(release.bundle_id)
+    response.set_etag(release.etag_value)
     response.cache_control.private = True
     response.cache_control.no_cache = True
     return response.make_conditional(request)

@@ -40,6 +40,7 @@ from fedge.server.event_feed import EventFeed
 from fedge.server.logs import configure_logging
 from fedge.server.metrics import server_metrics
 from fedge.server.model_serving import ServingModels
+from fedge.server.rejection_tally import RejectionTally, attributed_round
 from fedge.server.release_builder import ReleaseBuilder, open_builder
 from fedge.server.release_policy import attach_policy
 from fedge.server.releases import Releases, open_releases
@@ -77,6 +78,8 @@ class ServerContext:
     serving: ServingModels = field(default_factory=ServingModels)
     # Wakes event streams when events commit; ends them when the server stops.
     events: EventFeed = field(default_factory=EventFeed)
+    # Refused uploads by reason for recent rounds (in memory: a 4xx stores nothing).
+    rejections: RejectionTally = field(default_factory=RejectionTally)
 
     def close(self) -> None:
         """End event streams, stop the round driver and any release build,
@@ -112,7 +115,7 @@ def create_app(
         metrics = server_metrics()
         coordinator = Coordinator(config, db, specs, weights, metrics, name)
         limits = RequestLimits.for_model(config, specs)
-        app = Flask("fedge.server")
+        app = Flask("fedge.server", static_folder=None)  # /static/ is web_pages.py's
         app.json = StrictJSONProvider(app)
         app.config.from_mapping(MAX_CONTENT_LENGTH=limits.max_body_bytes)
         releases = open_releases(config.data_dir, db, name, specs, bundle)
@@ -217,6 +220,7 @@ def _register(app: Flask) -> None:
         api_release_cuts,
         api_releases,
         api_rounds,
+        api_stats,
         web_pages,
     )
 
@@ -232,6 +236,7 @@ def _register(app: Flask) -> None:
         api_bundles,
         api_events,
         api_health,
+        api_stats,
         web_pages,
     ):
         app.register_blueprint(module.bp)
@@ -310,9 +315,19 @@ def _internal(exc: Exception) -> Any:
     return _error(500, "internal", "internal server error")
 
 
+def _tally_rejection(code: str) -> None:
+    """Count a refused upload against its round, for ``GET /v1/stats``."""
+    ctx = context()
+    sent_to = (request.view_args or {}).get("round_id")
+    round_id = attributed_round(ctx.db.connection(), sent_to)
+    if round_id is not None:
+        ctx.rejections.record(round_id, code)
+
+
 def _error(status: int, code: str, message: str) -> Any:
     if request.url_rule is not None and request.url_rule.rule.endswith("/updates"):
         context().coordinator.metrics.inc("fedge_updates_rejected_total", reason=code)
+        _tally_rejection(code)
     response = jsonify({"code": code, "message": message})
     response.status_code = status
     return response

@@ -17,6 +17,7 @@ that ended long enough ago.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -29,6 +30,7 @@ from fedge.server import device_store as devices
 from fedge.server import round_store as rs
 from fedge.server.aggregation import StreamingMean
 from fedge.server.db import Database
+from fedge.server.device_metrics import weighted_device_metrics
 from fedge.server.errors_aggregation import AggregationError
 from fedge.server.global_model import CURRENT_CHECKPOINT, GlobalModel
 from fedge.server.round_strategy import RoundResult, RoundStrategy, save_strategy_state
@@ -72,7 +74,7 @@ class RoundCloser:
         may pass and is retried."""
         started = time.perf_counter()
         rows = conn.execute(
-            "SELECT device_id, path, num_examples, norm FROM updates WHERE round_id = ?",
+            "SELECT device_id, path, num_examples, norm, metrics FROM updates WHERE round_id = ?",
             (record.id,),
         ).fetchall()
         with np.errstate(over="ignore", invalid="ignore"):
@@ -92,6 +94,11 @@ class RoundCloser:
             "aggregation_seconds": seconds,
             "strategy": self._strategy.name,
             **result.metrics,
+            # The devices' own metrics (loss, accuracy), weighed as in the aggregate.
+            **weighted_device_metrics(
+                (self._strategy.weight(None, int(r["num_examples"])), json.loads(r["metrics"]))
+                for r in rows
+            ),
         }
         device_ids = [str(r["device_id"]) for r in rows]
         return Aggregate(record.id, result, device_ids, metrics, seconds)

@@ -238,8 +238,6 @@ def test_responses_match_the_document(
     exercise_canary(api, token, canary_tar)
     exercise_release_cuts(api, token)
     _exercise_events(api)
-    api.call("get", "/healthz", "/healthz")
-    api.call("get", "/metrics", "/metrics")
     _exercise_pages(api)
 
     assert {(t, m) for t, m, _ in api.checked} == _operations_in_spec(spec)
@@ -247,7 +245,11 @@ def test_responses_match_the_document(
 
 
 def _exercise_pages(api: CheckedClient) -> None:
-    """The browser pages, a script or style of theirs, and the TF.js files."""
+    """Health, metrics and stats; the browser pages, a script or style of
+    theirs, and the TF.js files."""
+    api.call("get", "/healthz", "/healthz")
+    api.call("get", "/metrics", "/metrics")
+    api.call("get", "/v1/stats", "/v1/stats")
     api.call("get", "/", "/")
     api.call("get", "/dashboard", "/dashboard")
     api.call("get", "/static/{name}", "/static/css/fedge.css")

@@ -227,14 +227,30 @@ def test_the_current_release_has_an_etag_and_answers_304(api: Api, bundles: Bund
     first = current_release(client, None)
     assert first is not None
     unchanged = current_release(client, first.etag)
-    raw = api.current(client.token, etag=f'"{bundles.first.bundle_id}"')
+    raw = api.current(client.token, etag=first.etag)
     api.push(bundle_tar(bundles.second.path), rollout=100)
     changed = current_release(client, first.etag)
 
-    assert first.etag == f'"{bundles.first.bundle_id}"'
+    assert first.etag == f'"1-live-{bundles.first.bundle_id}"'
     assert unchanged is None
     assert raw.status_code == 304 and raw.content == b""
     assert changed is not None and changed.bundle_id == bundles.second.bundle_id
+
+
+def test_a_promoted_candidate_is_not_answered_304_to_its_canary_device(
+    api: Api, bundles: Bundles
+) -> None:
+    """The same bundle, but now live: the device must hear that its channel changed."""
+    api.push(bundle_tar(bundles.second.path), rollout=100)
+    client = device(api.url)
+    as_canary = current_release(client, None)
+    assert as_canary is not None and as_canary.channel == "canary"
+
+    api.admin("/v1/admin/releases/2/promote", {"why": "metrics hold"})
+    after = current_release(client, as_canary.etag)
+
+    assert after is not None, "304: the device would keep believing it runs a canary"
+    assert (after.bundle_id, after.channel) == (bundles.second.bundle_id, "live")
 
 
 def test_the_current_release_needs_a_device_token(api: Api) -> None:

@@ -1,0 +1,74 @@
+// The canary evaluation of a candidate release, on this browser's examples.
+//
+// When the release meant for this device is on the `canary` channel, the
+// page runs the candidate. This scores it and the live release (the
+// baseline, found in the public GET /v1/releases listing) on the examples
+// stored here, and reports numbers only (POST
+// /v1/releases/{version}/evaluations, fedge/canary_wire.py's Evaluation):
+// loss and accuracy of each, the number of examples, the candidate's
+// inference time per example and which model the page serves. The
+// candidate is the page's model; the baseline's TF.js model is downloaded
+// and built as the page builds its own (model_store.js): manifest.json
+// checked against the bundle id, every file against its sha256.
+
+import { evaluate, exampleTensors, FederatedError, objectiveOf } from "./federated.js";
+import { buildModel, bundleFiles } from "./model_store.js";
+
+/** The live release's record from the public listing ({version, bundle_id, ...}), or null. */
+export async function liveRelease(device) {
+  const response = await fetch(`${device.base}/v1/releases`);
+  if (!response.ok) throw new FederatedError("no_listing", `GET /v1/releases: HTTP ${response.status}`);
+  const listing = await response.json();
+  const version = listing.rollout?.live;
+  if (version == null) return null;
+  return listing.releases.find((record) => record.version === version) || null;
+}
+
+/**
+ * Score the candidate (the page's model, release `candidate`) and the live
+ * baseline on `examples`, report the numbers, and resolve to {version,
+ * body, receipt}: `body` is exactly what was sent.
+ */
+export async function evaluateCandidate({ tf, device, model, manifest, candidate, examples, onProgress = () => {} }) {
+  if (candidate.channel !== "canary") throw new FederatedError("not_canary", `release ${candidate.version} is ${candidate.channel}, not a canary`);
+  if (examples.length === 0) throw new FederatedError("no_examples", "store a few corrections first");
+  const objective = objectiveOf(manifest);
+  onProgress("baseline", "looking up the live release", 0.1);
+  const live = await liveRelease(device);
+  if (!live || live.version === candidate.version) {
+    throw new FederatedError("no_baseline", "there is no live release to compare the candidate with");
+  }
+  onProgress("baseline", `downloading live release v${live.version} (bundle ${live.bundle_id.slice(0, 12)})`, 0.3);
+  // The page's own path: manifest.json against the bundle id, each file
+  // against the manifest, the model built from those bytes. Not cached: the
+  // page's cache keeps the releases it serves.
+  const baseline = await bundleFiles(null, device, live);
+  const baselineModel = await buildModel(baseline.manifest, baseline.files);
+  const labels = examples.map((example) => example.label);
+  const { xs, ys } = exampleTensors(tf, manifest, objective, examples);
+  let scores;
+  try {
+    onProgress("evaluate", `scoring v${candidate.version} and v${live.version} on ${examples.length} examples`, 0.6);
+    evaluate(tf, model, xs, labels, objective); // warm-up: the latency is not the first call's
+    const candidateScores = evaluate(tf, model, xs, labels, objective);
+    const baselineScores = evaluate(tf, baselineModel, xs, labels, objective);
+    scores = { candidate: candidateScores, baseline: baselineScores };
+  } finally {
+    xs.dispose();
+    ys.dispose();
+    baselineModel.dispose();
+  }
+  const body = {
+    baseline_version: live.version,
+    metric: objective.metric,
+    candidate: { loss: scores.candidate.loss, accuracy: scores.candidate.accuracy },
+    baseline: { loss: scores.baseline.loss, accuracy: scores.baseline.accuracy },
+    num_examples: examples.length,
+    latency_ms: scores.candidate.latencyMs,
+    using: "candidate", // the page serves the release meant for it
+  };
+  onProgress("report", `reporting to release v${candidate.version}`, 0.9);
+  const receipt = await device.reportEvaluation(candidate.version, body);
+  onProgress("done", "reported", 1);
+  return { version: candidate.version, body, receipt };
+}

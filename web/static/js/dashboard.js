@@ -1,0 +1,175 @@
+// The dashboard (/dashboard): rounds, releases, canary decisions and devices,
+// kept current from the server's event stream.
+//
+// Data: GET /v1/rounds, /v1/stats, /v1/releases and /v1/releases/{version}
+// (dashboard_api.js). Live: an EventSource on /v1/events; each event marks
+// the parts it affects (a `round` event: rounds, their rejections and the
+// devices; `release` and `rollout`: releases) and those are fetched again
+// once events stop arriving for a moment (debounced), one refresh at a time.
+// EventSource reconnects by itself, resuming with Last-Event-ID; on every
+// (re)connection everything is fetched again, which also covers what
+// happened before the first one. Devices seen and canary reports have no
+// events of their own: they are fetched again every half minute.
+//
+// window.fedgeDashboard holds what the page shows ({rounds, releases,
+// events, ...}), for tests and for a look from the console.
+
+import { loadRelease, loadReleases, loadRounds, loadStats } from "./dashboard_api.js";
+import { drawChart } from "./dashboard_chart.js";
+import {
+  chartSeries,
+  renderCanaries,
+  renderDevices,
+  renderReleases,
+  renderRounds,
+} from "./dashboard_view.js";
+
+const ROUND_LIMIT = 30;
+const RELEASE_LIMIT = 20;
+const CANARY_DETAILS = 5; // the newest releases whose canary summary is shown
+const EVENTS_KEPT = 50;
+const DEBOUNCE_MS = 250;
+const POLL_MS = 30_000;
+const EVENT_PARTS = { round: ["rounds"], release: ["releases"], rollout: ["releases"] };
+
+const shown = {
+  rounds: [],
+  releases: [],
+  rollout: null,
+  canaries: [],
+  stats: null,
+  events: [], // newest first: {id, type, data, received_at}
+  live: "connecting",
+  lastEventAt: null,
+  refreshes: 0,
+};
+window.fedgeDashboard = shown;
+
+// -- fetching and drawing ---------------------------------------------------------
+
+function rejectionsByRound(stats) {
+  return new Map((stats?.rejections ?? []).map((r) => [r.round_id, r.reasons]));
+}
+
+async function refreshRounds() {
+  const [rounds, stats] = await Promise.all([loadRounds(ROUND_LIMIT), loadStats()]);
+  shown.rounds = rounds;
+  shown.stats = stats;
+  renderRounds(rounds, rejectionsByRound(stats));
+  renderDevices(stats.devices);
+  drawRoundsChart();
+}
+
+function drawRoundsChart() {
+  const series = chartSeries(shown.rounds);
+  document.getElementById("chart-caption").textContent =
+    series.key === "device_loss"
+      ? "Device loss over rounds (mean over the round's devices; no accuracy reported)"
+      : "Device accuracy over rounds (mean over the round's devices, weighed by examples)";
+  drawChart(document.getElementById("accuracy-chart"), series.points, {
+    label: series.label,
+    unit: series.unit,
+    empty: "No closed round yet",
+  });
+}
+
+async function refreshReleases() {
+  const listing = await loadReleases(RELEASE_LIMIT);
+  const candidates = listing.releases
+    .filter((r) => ["canary", "live", "rolled_back", "retired"].includes(r.state))
+    .slice(0, CANARY_DETAILS);
+  const details = await Promise.all(candidates.map((r) => loadRelease(r.version)));
+  shown.releases = listing.releases;
+  shown.rollout = listing.rollout;
+  shown.canaries = details.filter((d) => d.canary).map((d) => ({ version: d.version, ...d.canary }));
+  renderReleases(listing);
+  renderCanaries(details);
+}
+
+const REFRESH = { rounds: refreshRounds, releases: refreshReleases };
+const pending = new Set();
+let timer = null;
+let queue = Promise.resolve();
+
+function showError(error) {
+  const banner = document.getElementById("dash-error");
+  if (error) {
+    banner.textContent = `Could not refresh: ${error.message}`;
+    banner.hidden = false;
+  } else {
+    banner.hidden = true;
+  }
+}
+
+// Mark parts to fetch again; they are fetched once no event came for DEBOUNCE_MS.
+function schedule(parts, delay = DEBOUNCE_MS) {
+  for (const part of parts) pending.add(part);
+  clearTimeout(timer);
+  timer = setTimeout(() => {
+    const due = [...pending];
+    pending.clear();
+    queue = queue.then(() => refresh(due));
+  }, delay);
+}
+
+async function refresh(parts) {
+  const results = await Promise.allSettled(parts.map((part) => REFRESH[part]()));
+  const failed = results.find((r) => r.status === "rejected");
+  showError(failed ? failed.reason : null);
+  shown.refreshes += 1;
+}
+
+// -- live --------------------------------------------------------------------------
+
+function setLive(state) {
+  shown.live = state;
+  const indicator = document.getElementById("live-indicator");
+  indicator.dataset.state = state;
+  document.getElementById("live-label").textContent = state;
+}
+
+function received(message) {
+  let data = null;
+  try {
+    data = JSON.parse(message.data);
+  } catch {
+    return; // not an event of ours
+  }
+  const at = new Date();
+  shown.events.unshift({ id: Number(message.lastEventId), type: message.type, data, received_at: at.getTime() / 1000 });
+  shown.events.length = Math.min(shown.events.length, EVENTS_KEPT);
+  shown.lastEventAt = at.getTime() / 1000;
+  const last = document.getElementById("last-event");
+  last.dateTime = at.toISOString();
+  last.textContent = `${at.toLocaleTimeString("en-GB")} (${message.type})`;
+  schedule(EVENT_PARTS[message.type] ?? []);
+}
+
+function connect() {
+  const source = new EventSource("/v1/events");
+  source.addEventListener("open", () => {
+    setLive("live");
+    schedule(Object.keys(REFRESH), 0);
+  });
+  source.addEventListener("error", () => {
+    // CONNECTING: EventSource tries again by itself; CLOSED: it gave up (a
+    // refusal such as 503 too_many_streams), so a new one is opened later.
+    if (source.readyState === EventSource.CLOSED) {
+      setLive("offline");
+      setTimeout(connect, 5_000);
+    } else {
+      setLive("reconnecting");
+    }
+  });
+  for (const type of Object.keys(EVENT_PARTS)) source.addEventListener(type, received);
+  return source;
+}
+
+schedule(Object.keys(REFRESH), 0);
+connect();
+let resizing = null;
+new ResizeObserver(() => {
+  clearTimeout(resizing);
+  resizing = setTimeout(drawRoundsChart, 100);
+}).observe(document.getElementById("accuracy-chart"));
+setInterval(() => schedule(Object.keys(REFRESH)), POLL_MS);

@@ -1,0 +1,340 @@
+// The demo page's federated part: corrections, "Help improve the model",
+// and the canary evaluation of a new release, in <section id="federated">.
+//
+//   "That's a 7"          -> examples.js (IndexedDB; never sent)
+//   Help improve the model -> federated.js: task, checkpoint, local SGD, delta, receipt
+//   channel "canary"      -> canary.js: candidate vs live on the examples, numbers only
+//
+// demo.js calls mountFederated(context) once its model is ready; the
+// context gives the device, the current model/manifest/release (read them
+// when needed: a release swap disposes the old model), the drawing, the
+// release callbacks and the backend switch. State for tests is
+// `window.fedgeFederated`.
+
+import { contribute, trainLocally } from "./federated.js";
+import { evaluateCandidate } from "./canary.js";
+import { ExampleStore } from "./examples.js";
+import { readWeights } from "./weights.js";
+
+const tf = globalThis.tf;
+
+const REASONS = {
+  conditions: "this device does not meet the round's conditions",
+  round_full: "the round has all the devices it needs",
+  fairness_wait: "this device took part recently; others go first",
+  already_contributed: "this device already sent its update for this round",
+  no_open_round: "no round is open right now",
+};
+
+const TEMPLATE = `
+  <div class="card-head">
+    <h2 id="fed-title">Teach the model</h2>
+    <span id="fed-count" class="pill">0 examples</span>
+  </div>
+  <p class="muted small">Wrong guess? Say what you drew. The example is kept in this browser only
+    (IndexedDB); taking part in a round sends weight changes and a few scores, never your drawings.</p>
+  <div id="fed-labels" class="fed-labels" role="group" aria-label="The right answer for your drawing"></div>
+  <p id="fed-label-note" class="muted small fed-note" aria-live="polite"></p>
+  <div class="fed-actions">
+    <button type="button" id="fed-contribute" class="button primary">Help improve the model</button>
+    <button type="button" id="fed-clear" class="button">Clear examples</button>
+  </div>
+  <progress id="fed-progress" class="fed-progress" max="1" value="0" hidden></progress>
+  <ol id="fed-log" class="fed-log" aria-live="polite"></ol>
+  <div id="fed-receipt" class="fed-panel" hidden>
+    <h3>Receipt</h3>
+    <dl id="fed-receipt-facts" class="facts"></dl>
+  </div>
+  <div id="fed-canary" class="fed-panel" hidden>
+    <h3>Canary release</h3>
+    <p id="fed-canary-text" class="small"></p>
+    <button type="button" id="fed-evaluate" class="button">Evaluate on my examples</button>
+    <dl id="fed-canary-facts" class="facts" hidden></dl>
+  </div>
+`;
+
+function element(id) {
+  return document.getElementById(id);
+}
+
+function facts(list, rows) {
+  list.replaceChildren();
+  for (const [term, value] of rows) {
+    const dt = document.createElement("dt");
+    dt.textContent = term;
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    list.append(dt, dd);
+  }
+}
+
+function linkStyles() {
+  if (document.querySelector('link[href="/static/css/federated.css"]')) return;
+  const link = document.createElement("link");
+  link.rel = "stylesheet";
+  link.href = "/static/css/federated.css";
+  document.head.append(link);
+}
+
+const percent = (x) => `${(x * 100).toFixed(1)}%`;
+
+export async function mountFederated({ device, getModel, getManifest, getRelease, getInput, onRelease, setBackend, getBackend }) {
+  const section = element("federated");
+  if (!section) throw new Error("the page has no <section id=federated>");
+  linkStyles();
+  section.classList.add("card", "fed");
+  section.setAttribute("aria-labelledby", "fed-title");
+  section.innerHTML = TEMPLATE;
+
+  const examples = await new ExampleStore().open();
+  const control = {
+    getBackend: getBackend || (() => tf.getBackend()),
+    setBackend: setBackend || ((name) => tf.setBackend(name)),
+  };
+  const state = {
+    ready: false,
+    busy: false,
+    examples: 0,
+    error: null,
+    log: [],
+    lastOutcome: null,
+    lastReceipt: null,
+    lastUpdate: null,
+    lastEvaluation: null,
+    trainingRuns: [],
+    settings: { shuffle: true, trainBackend: "cpu" },
+  };
+  let queue = Promise.resolve();
+
+  const log = (text, kind = "") => {
+    state.log.push(text);
+    const item = document.createElement("li");
+    item.textContent = text;
+    if (kind) item.className = kind;
+    element("fed-log").append(item);
+  };
+
+  const progress = (step, text, fraction) => {
+    const bar = element("fed-progress");
+    bar.hidden = false;
+    bar.value = fraction;
+    log(text, step === "done" ? "ok" : "");
+  };
+
+  const refreshCount = async () => {
+    state.examples = await examples.count();
+    const n = state.examples;
+    element("fed-count").textContent = `${n} example${n === 1 ? "" : "s"}`;
+    element("fed-clear").disabled = state.busy || n === 0;
+    element("fed-contribute").disabled = state.busy || n === 0;
+    element("fed-evaluate").disabled = state.busy || n === 0;
+  };
+
+  const setBusy = (busy) => {
+    state.busy = busy;
+    for (const id of ["fed-contribute", "fed-clear", "fed-evaluate"]) element(id).disabled = busy;
+    if (!busy) refreshCount();
+  };
+
+  /** Run one job at a time; its error is shown, never thrown at the page. */
+  const run = (job) => {
+    const next = queue.then(async () => {
+      setBusy(true);
+      state.error = null;
+      try {
+        return await job();
+      } catch (error) {
+        state.error = `${error.code ? `${error.code}: ` : ""}${error.message || error}`;
+        log(state.error, "error");
+        console.warn("fedge federated:", error);
+        return null;
+      } finally {
+        setBusy(false);
+      }
+    });
+    queue = next.catch(() => {});
+    return next;
+  };
+
+  // --- corrections ---------------------------------------------------------
+
+  const addExample = async (pixels, label) => {
+    await examples.add(pixels, label);
+    await refreshCount();
+    return state.examples;
+  };
+
+  const labelButtons = () => {
+    const labels = getManifest()?.labels || Array.from({ length: 10 }, (_, i) => String(i));
+    const group = element("fed-labels");
+    group.replaceChildren();
+    labels.forEach((label, id) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "button fed-label";
+      button.textContent = label;
+      button.setAttribute("aria-label", `That's a ${label}`);
+      button.title = `That's a ${label}`;
+      button.addEventListener("click", async () => {
+        const pixels = getInput();
+        if (!pixels.some((v) => v > 0)) {
+          element("fed-label-note").textContent = "Draw a digit first.";
+          return;
+        }
+        const count = await addExample(pixels, id);
+        element("fed-label-note").textContent = `Saved as “${label}” in this browser (${count} stored).`;
+      });
+      group.append(button);
+    });
+  };
+
+  element("fed-clear").addEventListener("click", () =>
+    run(async () => {
+      await examples.clear();
+      element("fed-label-note").textContent = "Your examples were deleted from this browser.";
+      await refreshCount();
+    }),
+  );
+
+  // --- a round -------------------------------------------------------------
+
+  const showReceipt = (outcome) => {
+    const receipt = outcome.receipt;
+    facts(element("fed-receipt-facts"), [
+      ["Round", String(receipt.round_id)],
+      ["Examples", String(receipt.num_examples)],
+      ["Update", `${outcome.bytes} bytes, sha256 ${receipt.digest.slice(0, 16)}…`],
+      ["Delta norm", `${receipt.norm.toFixed(4)}${receipt.clipped ? " (clipped)" : ""}`],
+      ["Local accuracy", `${percent(outcome.metrics.accuracy_before)} → ${percent(outcome.metrics.accuracy)}`],
+      ["Training", `${outcome.epochMs.length} epoch(s) on ${outcome.backend}, ${outcome.epochMs.map((ms) => ms.toFixed(0)).join(" + ")} ms`],
+      ["Received", new Date(receipt.received_at * 1000).toLocaleTimeString()],
+    ]);
+    element("fed-receipt").hidden = false;
+  };
+
+  const contributeOnce = () =>
+    run(async () => {
+      element("fed-log").replaceChildren();
+      element("fed-receipt").hidden = true;
+      const outcome = await contribute({
+        tf,
+        device,
+        model: getModel(),
+        manifest: getManifest(),
+        examples: await examples.all(),
+        control,
+        backend: state.settings.trainBackend,
+        shuffle: state.settings.shuffle,
+        onProgress: progress,
+      });
+      state.lastOutcome = outcome;
+      if (outcome.status === "no_task") {
+        const why = REASONS[outcome.reason] || outcome.reason;
+        const retry = outcome.retry_after_s != null ? ` Try again in ${Math.ceil(outcome.retry_after_s)} s.` : "";
+        log(`No task: ${why} (${outcome.reason}).${retry}`, "warn");
+        element("fed-progress").hidden = true;
+        return outcome;
+      }
+      state.lastReceipt = outcome.receipt;
+      state.lastUpdate = {
+        round_id: outcome.round_id,
+        base_checkpoint: outcome.base_checkpoint,
+        num_examples: outcome.num_examples,
+        metrics: outcome.metrics,
+        bytes: outcome.bytes,
+      };
+      state.trainingRuns.push({ backend: outcome.backend, examples: outcome.num_examples, epochMs: outcome.epochMs });
+      showReceipt(outcome);
+      return outcome;
+    });
+
+  element("fed-contribute").addEventListener("click", () => contributeOnce());
+
+  /** Time local training on `backend` from the page's current weights; nothing is sent. */
+  const benchmarkTraining = ({ backend = "cpu", epochs = 3, batch_size = 16, learning_rate = 0.05 } = {}) =>
+    run(async () => {
+      const model = getModel();
+      const manifest = getManifest();
+      const base = readWeights(model, manifest.weights);
+      const result = await trainLocally({
+        tf,
+        model,
+        manifest,
+        base,
+        examples: await examples.all(),
+        config: { local_epochs: epochs, batch_size, learning_rate },
+        backend,
+        control,
+      });
+      const timing = { backend: result.backend, examples: state.examples, epochMs: result.epochMs };
+      state.trainingRuns.push(timing);
+      return timing;
+    });
+
+  // --- canary --------------------------------------------------------------
+
+  const showCanary = () => {
+    const release = getRelease();
+    const canary = release?.channel === "canary";
+    element("fed-canary").hidden = !canary;
+    if (canary) {
+      element("fed-canary-text").textContent =
+        `This page runs release ${release.version}, a candidate being tried on a few devices first. ` +
+        "Scoring it against the live release on your examples helps decide whether everyone gets it; only the scores are sent.";
+      element("fed-evaluate").textContent = `Evaluate release ${release.version} on my examples`;
+    }
+    return canary;
+  };
+
+  const evaluateCanary = () =>
+    run(async () => {
+      const release = getRelease();
+      const report = await evaluateCandidate({
+        tf,
+        device,
+        model: getModel(),
+        manifest: getManifest(),
+        candidate: release,
+        examples: await examples.all(),
+        onProgress: progress,
+      });
+      state.lastEvaluation = report;
+      const body = report.body;
+      facts(element("fed-canary-facts"), [
+        ["Reported", `release ${report.version} vs live release ${body.baseline_version}`],
+        ["Candidate", `accuracy ${percent(body.candidate.accuracy)}, loss ${body.candidate.loss.toFixed(4)}`],
+        ["Live", `accuracy ${percent(body.baseline.accuracy)}, loss ${body.baseline.loss.toFixed(4)}`],
+        ["Examples", String(body.num_examples)],
+        ["Latency", `${body.latency_ms.toFixed(3)} ms per example`],
+        ["Decision", report.receipt.decided || "pending"],
+      ]);
+      element("fed-canary-facts").hidden = false;
+      return report;
+    });
+
+  element("fed-evaluate").addEventListener("click", () => evaluateCanary());
+
+  const afterRelease = async () => {
+    labelButtons();
+    const release = getRelease();
+    const reported = state.lastEvaluation?.version === release?.version;
+    if (showCanary() && !reported && (await examples.count()) > 0) await evaluateCanary();
+  };
+  // Not awaited: the page's swap does not wait for a canary evaluation.
+  if (onRelease) onRelease(() => void afterRelease());
+
+  window.fedgeFederated = Object.assign(state, {
+    addExample,
+    allExamples: () => examples.all(),
+    clearExamples: () => run(() => examples.clear()).then(refreshCount),
+    contribute: contributeOnce,
+    evaluateCanary,
+    benchmarkTraining,
+    idle: () => queue,
+  });
+  await refreshCount();
+  labelButtons();
+  state.ready = true;
+  void afterRelease();
+  return state;
+}
