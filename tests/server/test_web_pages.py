@@ -51,6 +51,18 @@ def test_pages_are_html_and_cross_origin_isolated(client: Any, path: str) -> Non
     assert b"<!doctype html>" in page.body.lower()
 
 
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [("/static/js/demo.js", "text/javascript"), ("/static/css/fedge.css", "text/css")],
+)
+def test_the_pages_scripts_and_styles_are_served(client: Any, path: str, kind: str) -> None:
+    """Flask's own /static route (the app package's folder) must not shadow the pages'."""
+    served = fetch(client, path)
+    assert served.status == 200
+    assert served.headers["Content-Type"].startswith(kind)
+    assert served.headers["Cross-Origin-Resource-Policy"] == "same-origin"
+
+
 def test_tfjs_and_its_wasm_come_from_the_locked_npm_packages(client: Any) -> None:
     script = fetch(client, "/vendor/tfjs/tf.min.js")
     assert script.status == 200
