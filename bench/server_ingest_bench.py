@@ -3,6 +3,7 @@ loopback, concurrent uploaders, and the server's memory as updates pile up
 in one round.
 
     .venv/bin/python -m bench.server_ingest_bench [--updates 1000] [--params 250000]
+        [--uploaders 8] [--fedge PATH]
 
 Prints the ingest rate (MB/s of update bodies accepted), upload latency
 p50/p99, and the server's RSS growth from 10 to N updates in one round
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedge.update_codec import Update, UpdateMeta, encode_update
-from tests.helpers.live_server import running
+from tests.helpers.live_server import FEDGE, running
 
 
 def build_model(path: Path, params: int) -> tuple[int, int]:
@@ -43,6 +44,12 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=1000)
     parser.add_argument("--params", type=int, default=250_000)
     parser.add_argument("--uploaders", type=int, default=8)
+    parser.add_argument(
+        "--fedge",
+        type=Path,
+        default=FEDGE,
+        help="the fedge console script that serves (another build's, to compare)",
+    )
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory(prefix="fedge-ingest-") as tmp:
@@ -59,7 +66,7 @@ def main() -> None:
             "--deadline",
             "3600",
         ]
-        with running(work / "data", flags, work / "server.log") as server:
+        with running(work / "data", flags, work / "server.log", fedge=args.fedge) as server:
             session = requests.Session()
             console.print(f"enrolling {args.updates} devices ...")
             devices = []
@@ -83,7 +90,9 @@ def main() -> None:
                 token, task = devices[index]
                 data = encode_update(
                     Update(
-                        UpdateMeta(task["round_id"], task["base_checkpoint"], 10 + index % 7),
+                        # A count of its own: the server refuses the same bytes
+                        # from two devices (duplicate_content).
+                        UpdateMeta(task["round_id"], task["base_checkpoint"], 10 + index),
                         shared,
                     )
                 )

@@ -37,6 +37,10 @@ class RoundOutcome:
     receipt: dict[str, Any] | None = None
     num_examples: int = 0
     loss: float = 0.0
+    # A refusal's advice: ask again once this round opens (the server's pace
+    # steering), or, within the round, after this many seconds.
+    retry_round: int | None = None
+    retry_after_s: float | None = None
 
 
 @dataclass
@@ -98,6 +102,8 @@ class SimDevice:
         self._last_upload: bytes | None = None
         self._old_checkpoint: str | None = None
         self._poisoned: Labels | None = None
+        # The trained model's headline metric on the held-out data, sent with the update.
+        self._trained_scores: dict[str, float] = {}
 
     def step(self, round_id: int | None = None) -> RoundOutcome:
         """Try to take part in the open round once.
@@ -125,7 +131,12 @@ class SimDevice:
     def _take_task(self, answer: dict[str, Any], round_id: int | None) -> RoundOutcome:
         task = answer["task"]
         if task is None:
-            return RoundOutcome(self.index, answer.get("reason", "not_selected"))
+            return RoundOutcome(
+                self.index,
+                answer.get("reason", "not_selected"),
+                retry_round=answer.get("retry_round"),
+                retry_after_s=answer.get("retry_after_s"),
+            )
         if round_id is not None and task["round_id"] != round_id:
             return RoundOutcome(self.index, "next_round", round_id=task["round_id"])
         if self._rng.random() < self.profile.dropout:
@@ -203,13 +214,20 @@ class SimDevice:
             first = next(iter(delta))
             delta = {**delta, first: delta[first].reshape(-1)[:-1]}
         meta = UpdateMeta(
-            round_id=round_id, base_checkpoint=base_id, num_examples=n, metrics={"loss": loss}
+            round_id=round_id,
+            base_checkpoint=base_id,
+            num_examples=n,
+            metrics={"loss": loss, **self._trained_scores},
         )
         return encode_update(Update(meta=meta, deltas=delta))
 
     def _consider_personal(self, trainer: Trainer, candidate: Weights) -> None:
-        """On-device acceptance: keep the better model on the device's own data."""
-        self._keep_if_better(candidate, self.score(trainer, candidate))
+        """On-device acceptance: keep the better model on the device's own data.
+        Its score there (``accuracy`` for a classifier) goes with the update."""
+        score = self.score(trainer, candidate)
+        finite = bool(np.isfinite(score))
+        self._trained_scores = {self.objective.metric: score} if finite else {}
+        self._keep_if_better(candidate, score)
 
     def score(self, trainer: Trainer, weights: Weights) -> float:
         """The headline metric of ``weights`` on this device's held-out data."""

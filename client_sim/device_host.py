@@ -28,7 +28,7 @@ from fedge.client_sim.client import FedgeClient
 from fedge.client_sim.device import RoundOutcome, SimDevice
 from fedge.client_sim.profiles import DeviceProfile
 from fedge.client_sim.trainers import KerasTrainer, TfliteTrainer, Trainer, TrainerPool
-from fedge.client_sim.transport import HttpTransport
+from fedge.client_sim.transport import HttpTransport, shared_session
 from fedge.examples import DeviceExamples, Examples
 from fedge.manifest import Manifest
 from fedge.objective import Objective
@@ -147,10 +147,13 @@ class DeviceHost:
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max(1, config.threads))
         trainers = runtime.trainer_pool(max(1, min(config.threads, len(devices))))
+        # The devices take turns on the host's threads: they share its keep-alive connections.
+        self._session = shared_session(config.threads + 4)
         self._devices: dict[int, SimDevice] = {}
         for hosted in devices:
             # Seeds as in the thread backend: a device behaves the same on either.
-            client = FedgeClient(HttpTransport(config.url), seed=config.seed + hosted.index)
+            transport = HttpTransport(config.url, session=self._session)
+            client = FedgeClient(transport, seed=config.seed + hosted.index)
             self._devices[hosted.index] = SimDevice(
                 hosted.index,
                 hosted.data,
@@ -199,4 +202,5 @@ class DeviceHost:
         """Close the devices' connections and the host's threads."""
         for device in self._devices.values():
             device.client.transport.close()
+        self._session.close()
         self._pool.shutdown(wait=True)

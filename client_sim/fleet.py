@@ -2,8 +2,10 @@
 
 The server is a real one: at ``--server URL``, or embedded (the same app
 on a background thread, real HTTP on loopback). Devices run concurrently
-on a thread pool; each round every available device asks for work until
-the round closes (target reached, or deadline with quorum). Between rounds
+on a bounded thread pool, sharing its keep-alive connections; each round
+the devices the server asked to come (:mod:`fedge.client_sim.fleet_pacing`)
+ask for work until the round closes (target reached, or deadline with
+quorum), and the rest of the fleet waits. Between rounds
 the devices follow the server's releases, and the fleet cuts one every
 ``release_every`` rounds (:mod:`fedge.client_sim.fleet_releases`).
 """
@@ -23,13 +25,14 @@ import numpy as np
 from fedge.client_sim.client import FedgeClient
 from fedge.client_sim.device import RoundOutcome, SimDevice, evaluate
 from fedge.client_sim.fleet_data import reference_data, user_data
+from fedge.client_sim.fleet_pacing import MAX_WAIT_S, DevicePacing, RoundWatch
 from fedge.client_sim.fleet_releases import FleetReleases
 from fedge.client_sim.fleet_report import FleetReport, Progress, RoundReport, Scores
 from fedge.client_sim.model_source import Say
 from fedge.client_sim.profiles import fleet_profiles
 from fedge.client_sim.setup import FleetModel, prepare_model
 from fedge.client_sim.trainers import Trainer, TrainerPool
-from fedge.client_sim.transport import HttpTransport
+from fedge.client_sim.transport import HttpTransport, shared_session
 from fedge.data import PUBLIC_FRACTION
 from fedge.errors import ConfigError
 from fedge.examples import Examples
@@ -72,6 +75,9 @@ class FleetConfig:
     # The reference task: the share of the digits the team trains on before
     # deploying (0: start from a seeded random CNN); devices hold the rest.
     public_fraction: float = PUBLIC_FRACTION
+    # The reference task for more devices than it has examples: this many
+    # shards, device i holding shard i % data_shards (None: one per device).
+    data_shards: int | None = None
     test_fraction: float = 0.2
     holdout_fraction: float = 0.2
     # Releases (fedge.client_sim.fleet_releases): after every N rounds ask the
@@ -126,6 +132,7 @@ def fleet_data(config: FleetConfig, model: FleetModel) -> FederatedData:
             config.min_examples,
             input_name,
             config.public_fraction,
+            config.data_shards,
         )
     split = SplitConfig(
         num_devices=config.devices,
@@ -146,9 +153,11 @@ def _run(
         raise ConfigError(f"{config.per_round} per round > {n} devices")
     profiles = fleet_profiles(n, config.dropout, config.crash, config.faults)
     trainers = TrainerPool(model.trainer, min(config.workers, n))
+    # Devices take turns on the worker pool: they share its keep-alive connections.
+    session = shared_session(config.workers + 4)
     devices = []
     for index in range(n):
-        client = FedgeClient(HttpTransport(model.url), seed=config.seed + index)
+        client = FedgeClient(HttpTransport(model.url, session=session), seed=config.seed + index)
         client.enrol(platform=f"sim-{config.runtime}")
         devices.append(
             SimDevice(
@@ -163,6 +172,8 @@ def _run(
         )
     evaluator = model.trainer()
     order_rng = random.Random(config.seed)
+    pacing = DevicePacing(n)
+    watch = RoundWatch(model.url)
     reports: list[RoundReport] = []
     selected: dict[int, list[int]] = {}
     try:
@@ -174,7 +185,7 @@ def _run(
             releases.start()
             for _ in range(config.rounds):
                 report, outcomes, weights = _one_round(
-                    devices, pool, order_rng, model, evaluator, data.test
+                    devices, pool, order_rng, model, evaluator, data.test, pacing, watch
                 )
                 reports.append(report)
                 # File each contribution under the round that accepted it.
@@ -192,6 +203,8 @@ def _run(
     finally:
         for device in devices:
             device.client.transport.close()
+        session.close()
+        watch.close()
     return FleetReport(
         config={
             k: (str(v) if isinstance(v, Path) else v)
@@ -247,20 +260,29 @@ def _one_round(
     model: FleetModel,
     evaluator: Trainer,
     test: Examples,
+    pacing: DevicePacing,
+    watch: RoundWatch,
 ) -> tuple[RoundReport, list[RoundOutcome], Weights]:
+    """One server round: the devices due (see :mod:`fedge.client_sim.fleet_pacing`)
+    ask for work until the round ends; between passes the fleet waits on the
+    round events, or on the first device whose retry time comes."""
     started = time.perf_counter()
     up0 = sum(d.client.bytes_up for d in devices)
     down0 = sum(d.client.bytes_down for d in devices)
     round_id = model.current_round_id()
     outcomes: list[RoundOutcome] = []
     while True:
-        order = list(range(len(devices)))
+        order = pacing.due(round_id, time.monotonic())
         rng.shuffle(order)
-        outcomes.extend(pool.map(lambda i: devices[i].step(round_id), order))
+        for outcome in pool.map(lambda i: devices[i].step(round_id), order):
+            pacing.record(outcome, round_id, time.monotonic())
+            outcomes.append(outcome)
         state = model.get_json(f"/v1/rounds/{round_id}")
         if state["state"] not in ("open", "closing"):
             break
-        time.sleep(0.2)
+        if not pacing.due(round_id, time.monotonic()):
+            timer = pacing.next_timer(round_id)
+            watch.wait(MAX_WAIT_S if timer is None else timer - time.monotonic())
     rejects = Counter(o.detail for o in outcomes if o.status == "rejected")
     weights = model.checkpoint(state["result_checkpoint"] or state["base_checkpoint"])
     report = RoundReport(

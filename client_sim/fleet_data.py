@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fedge.data import PUBLIC_FRACTION, load_task, public_split
+import numpy as np
+
+from fedge.data import PUBLIC_FRACTION, Split, load_task, public_split
 from fedge.examples import DeviceExamples, Examples
 from fedge.federated_split import FederatedData, SplitConfig, federate
 from fedge.manifest import Manifest
 from fedge.objective import Objective
-from fedge.partition import PartitionConfig, partition
+from fedge.partition import HandwritingStyle, PartitionConfig, partition
 from fedge.user_data import LabelSpec, load_dataset
 
 
@@ -32,28 +34,47 @@ def reference_data(
     min_examples: int,
     input_name: str,
     public_fraction: float = PUBLIC_FRACTION,
+    shards: int | None = None,
 ) -> FederatedData:
-    """The digits' private part over ``num_devices`` devices, in their styles."""
+    """The digits' private part over ``num_devices`` devices, in their styles.
+
+    ``shards``: cut the data into this many shards, and give device ``i``
+    the examples of shard ``i % shards`` in a handwriting style of its own:
+    a fleet larger than the data it has (the digits' 1,438 private examples
+    cannot give 10,000 devices one each). Devices that share a shard still
+    differ, so their updates do too (the server refuses the same bytes from
+    two devices). ``None``: one shard per device."""
     task = load_task(seed=seed)
     _, private = public_split(task.train, public_fraction, seed)
+    distinct = num_devices if shards is None else min(shards, num_devices)
     parts = partition(
         private.y,
-        PartitionConfig(num_devices=num_devices, alpha=alpha, seed=seed, min_examples=min_examples),
+        PartitionConfig(num_devices=distinct, alpha=alpha, seed=seed, min_examples=min_examples),
     )
     devices = []
     for index in range(num_devices):
-        data = parts.device_data(index, private)
+        if index < distinct:
+            data = parts.device_data(index, private)
+            train, holdout = data.train, data.holdout
+        else:
+            shard = parts.shards[index % distinct]
+            style = HandwritingStyle.draw(np.random.default_rng((seed, index)))
+            train, holdout = (
+                Split(x=style.apply(private.x[i]), y=private.y[i])
+                for i in (shard.train_indices, shard.holdout_indices)
+            )
         devices.append(
             DeviceExamples(
-                train=Examples.of_split(data.train, input_name),
-                holdout=Examples.of_split(data.holdout, input_name),
+                train=Examples.of_split(train, input_name),
+                holdout=Examples.of_split(holdout, input_name),
             )
         )
     return FederatedData(
         devices=tuple(devices),
         test=Examples.of_split(task.test, input_name),
         device_names=tuple(str(i) for i in range(num_devices)),
-        partition=f"dirichlet(alpha={alpha:g}), handwriting styles",
+        partition=f"dirichlet(alpha={alpha:g}), handwriting styles"
+        + ("" if distinct == num_devices else f", {distinct} shards shared round-robin"),
     )
 
 

@@ -68,27 +68,29 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iter
     if ray.is_initialized():  # the caller's connection: use it, leave it open
         yield Cluster(cpus=float(ray.cluster_resources().get("CPU", 1.0)), local=False)
         return
+    # A local Ray's sessions and logs; its socket paths must stay short: in /tmp.
     temp_dir = None
     if address is None:
-        # Ray's socket paths must stay short: a folder directly in /tmp.
         temp_dir = tempfile.mkdtemp(prefix="fedge-ray-", dir="/tmp" if os.name == "posix" else None)
-        ray.init(
-            num_cpus=num_cpus or local_cpus(),
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-            _temp_dir=temp_dir,
-        )
-    else:
-        try:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-        except ConnectionError as exc:
-            raise ConfigError(f"no Ray cluster at {address}: {exc}") from exc
     try:
+        if temp_dir is not None:
+            ray.init(
+                num_cpus=num_cpus or local_cpus(),
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                _temp_dir=temp_dir,
+            )
+        else:
+            try:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            except ConnectionError as exc:
+                raise ConfigError(f"no Ray cluster at {address}: {exc}") from exc
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
-        yield Cluster(cpus=cpus, local=address is None)
+        yield Cluster(cpus=cpus, local=temp_dir is not None)
     finally:
-        ray.shutdown()
+        if ray.is_initialized():
+            ray.shutdown()
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)

@@ -9,7 +9,7 @@ actors (:mod:`fedge.client_sim.ray_hosts`) instead of the driver::
     prepare the model, the server  ──>    DeviceHost k: devices i with i % hosts == k
     split the data                        (data, profile, personalised model,
     each round:                            counters, HTTP client each)
-      order = shuffle(devices)     ──>    step(order within the host, round id)
+      the devices due, shuffled    ──>    step(order within the host, round id)
       until the server closes it   <──    outcomes          │ HTTP, safetensors
       evaluate the global model                             v
                                           the server (embedded, or --server URL)
@@ -35,6 +35,7 @@ import numpy as np
 from fedge.client_sim.device import RoundOutcome, evaluate
 from fedge.client_sim.device_host import HostConfig, Scores, TrainingRuntime
 from fedge.client_sim.fleet import FleetConfig, fleet_data
+from fedge.client_sim.fleet_pacing import MAX_WAIT_S, DevicePacing, RoundWatch
 from fedge.client_sim.fleet_report import FleetReport, Progress, RoundReport
 from fedge.client_sim.fleet_report import Scores as ModelScores
 from fedge.client_sim.model_source import Say
@@ -45,7 +46,6 @@ from fedge.client_sim.setup import FleetModel, prepare_model
 from fedge.client_sim.trainers import Trainer
 from fedge.errors import ConfigError
 from fedge.examples import Examples
-from fedge.federated_split import FederatedData
 from fedge.update_codec import Weights
 
 
@@ -82,8 +82,10 @@ def run_ray_fleet(
             data.devices,
             profiles,
         )
+        test, partition = data.test, data.partition
+        del data  # the devices' data lives in the hosts from now on
         try:
-            return _run(config, model, data, hosts, progress)
+            return _run(config, model, test, partition, hosts, progress)
         finally:
             hosts.stop()
 
@@ -91,7 +93,8 @@ def run_ray_fleet(
 def _run(
     config: FleetConfig,
     model: FleetModel,
-    data: FederatedData,
+    test: Examples,
+    partition: str,
     hosts: RayHosts,
     progress: Progress | None,
 ) -> FleetReport:
@@ -102,18 +105,25 @@ def _run(
     contributed = [0] * hosts.devices
     # Round 0: the deployed model reaches every device, which starts from it.
     weights = model.current_weights()
-    deployed = _scores(evaluator, weights, data.test, hosts, model)
-    for _ in range(config.rounds):
-        report, outcomes, weights = _one_round(hosts, order_rng, model, evaluator, data.test)
-        reports.append(report)
-        for outcome in outcomes:
-            if outcome.status == "contributed" and outcome.round_id is not None:
-                selected.setdefault(outcome.round_id, []).append(outcome.device)
-                contributed[outcome.device] += 1
-        if progress is not None:
-            progress(report)
-    final = _scores(evaluator, weights, data.test, hosts, model)
-    personal = list(hosts.personal_scores(data.test).values())
+    deployed = _scores(evaluator, weights, test, hosts, model)
+    pacing = DevicePacing(hosts.devices)
+    watch = RoundWatch(model.url)
+    try:
+        for _ in range(config.rounds):
+            report, outcomes, weights = _one_round(
+                hosts, order_rng, model, evaluator, test, pacing, watch
+            )
+            reports.append(report)
+            for outcome in outcomes:
+                if outcome.status == "contributed" and outcome.round_id is not None:
+                    selected.setdefault(outcome.round_id, []).append(outcome.device)
+                    contributed[outcome.device] += 1
+            if progress is not None:
+                progress(report)
+    finally:
+        watch.close()
+    final = _scores(evaluator, weights, test, hosts, model)
+    personal = list(hosts.personal_scores(test).values())
     counters = hosts.counters()
     return FleetReport(
         config={
@@ -123,7 +133,7 @@ def _run(
         },
         model={"name": model.manifest.name, "bundle_id": model.bundle_id},
         metric=model.objective.metric,
-        partition=data.partition,
+        partition=partition,
         rounds=reports,
         selected={
             r: sorted(selected.get(r, [])) for r in sorted(selected) if r <= reports[-1].round_id
@@ -132,7 +142,7 @@ def _run(
             "deployed": deployed,
             "final": final,
             "personalised": ModelScores(
-                global_test=_mean([test for _, test in personal]),
+                global_test=_mean([on_test for _, on_test in personal]),
                 devices=_mean([own for own, _ in personal]),
             ),
         },
@@ -168,19 +178,28 @@ def _one_round(
     model: FleetModel,
     evaluator: Trainer,
     test: Examples,
+    pacing: DevicePacing,
+    watch: RoundWatch,
 ) -> tuple[RoundReport, list[RoundOutcome], Weights]:
+    """One server round, paced as in the thread backend (see
+    :mod:`fedge.client_sim.fleet_pacing`): the devices due ask for work until
+    the round ends; between passes the driver waits on the round events."""
     started = time.perf_counter()
     before = hosts.counters()
     round_id = model.current_round_id()
     outcomes: list[RoundOutcome] = []
     while True:
-        order = list(range(hosts.devices))
+        order = pacing.due(round_id, time.monotonic())
         rng.shuffle(order)
-        outcomes.extend(hosts.step(order, round_id))
+        for outcome in hosts.step(order, round_id):
+            pacing.record(outcome, round_id, time.monotonic())
+            outcomes.append(outcome)
         state = model.get_json(f"/v1/rounds/{round_id}")
         if state["state"] not in ("open", "closing"):
             break
-        time.sleep(0.2)
+        if not pacing.due(round_id, time.monotonic()):
+            timer = pacing.next_timer(round_id)
+            watch.wait(MAX_WAIT_S if timer is None else timer - time.monotonic())
     rejects = Counter(o.detail for o in outcomes if o.status == "rejected")
     weights = model.checkpoint(state["result_checkpoint"] or state["base_checkpoint"])
     after = hosts.counters()

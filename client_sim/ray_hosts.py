@@ -32,10 +32,15 @@ from fedge.client_sim.device_host import (
 )
 from fedge.client_sim.profiles import DeviceProfile
 from fedge.client_sim.ray_cluster import Cluster, require_ray
+from fedge.errors import FedgeError
 from fedge.examples import DeviceExamples, Examples
 from fedge.update_codec import Weights
 
 CRASHED = "crashed"
+
+
+class HostStartError(FedgeError):
+    """The device hosts did not come up on the cluster."""
 
 
 def host_name(run: str, host: int) -> str:
@@ -73,6 +78,8 @@ class _Host:
 
 
 class RayHosts:
+    """The fleet's hosts, seen from the driver."""
+
     def __init__(self, hosts: list[_Host], devices: int) -> None:
         self._hosts = hosts
         self.devices = devices
@@ -104,14 +111,15 @@ class RayHosts:
         try:
             # A host that cannot build its devices or reach the server fails here.
             ray.get([host.actor.enrol.remote() for host in hosts])
-        except BaseException:
+        except BaseException as exc:
             fleet.stop()
+            if isinstance(exc, ray.exceptions.RayError):
+                raise HostStartError(
+                    f"the device hosts could not start, or not enrol with the server at "
+                    f"{config.url} (the cluster's machines must reach it): {exc}"
+                ) from exc
             raise
         return fleet
-
-    @property
-    def names(self) -> list[str]:
-        return [host.name for host in self._hosts]
 
     def step(self, order: list[int], round_id: int) -> list[RoundOutcome]:
         """Every live device, in ``order`` within its host, tries once to take

@@ -1,8 +1,8 @@
 """How a simulated device talks to the server: one interface, two ways.
 
 :class:`HttpTransport` uses real HTTP (requests, a connection pool per
-device); :class:`InProcessTransport` calls the Flask app directly, for
-tests and fast simulations. The device code is the same for both.
+device, or one shared by a fleet's devices); :class:`InProcessTransport`
+calls the Flask app directly, for tests and fast simulations. The device code is the same for both.
 """
 
 from __future__ import annotations
@@ -53,12 +53,17 @@ def _headers(
 
 
 class HttpTransport:
-    def __init__(self, base_url: str, timeout_s: float = 30.0) -> None:
+    """``session``: a keep-alive connection pool shared by many simulated
+    devices (see :func:`shared_session`; closed by its owner, not here);
+    default: one of the device's own."""
+
+    def __init__(self, base_url: str, timeout_s: float = 30.0, session: Any = None) -> None:
         import requests
 
         self._base = base_url.rstrip("/")
         self._timeout = timeout_s
-        self._session = requests.Session()
+        self._owns_session = session is None
+        self._session = requests.Session() if session is None else session
 
     def request(
         self,
@@ -88,7 +93,24 @@ class HttpTransport:
         )
 
     def close(self) -> None:
-        self._session.close()
+        if self._owns_session:
+            self._session.close()
+
+
+def shared_session(connections: int) -> Any:
+    """A ``requests.Session`` whose pool keeps up to ``connections`` keep-alive
+    connections per host: for many simulated devices that take turns on a
+    bounded worker pool, so that the server holds that many connections,
+    not one per device, and no request pays for a new one. Devices send
+    their own token with each request; the server sets no cookies."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=connections)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 class InProcessTransport:

@@ -68,6 +68,19 @@ def _faults(values: tuple[str, ...]) -> dict[str, int]:
     "(0: start from a random CNN); the devices hold the rest.",
 )
 @click.option(
+    "--min-examples",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Reference task: the fewest examples a device holds.",
+)
+@click.option(
+    "--data-shards",
+    type=click.IntRange(min=1),
+    help="Reference task, for more devices than it has examples: cut the data into this "
+    "many shards, device i holding shard i mod N [default: one per device].",
+)
+@click.option(
     "--test-fraction",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     default=0.2,
@@ -193,6 +206,8 @@ def simulate(
     rounds: int,
     alpha: float,
     public_fraction: float,
+    min_examples: int,
+    data_shards: int | None,
     test_fraction: float,
     holdout_fraction: float,
     engine: str,
@@ -270,6 +285,8 @@ def simulate(
         model=model,
         data=data,
         public_fraction=public_fraction,
+        min_examples=min_examples,
+        data_shards=data_shards,
         test_fraction=test_fraction,
         holdout_fraction=holdout_fraction,
         release_every=release_every,

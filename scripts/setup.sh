@@ -31,8 +31,14 @@ else
     UV=.tools/bin/uv
 fi
 
-echo "==> installing the locked Python environment into .venv/"
-"$UV" sync --frozen --python "$PY"
+# FEDGE_EXTRAS: optional extras to install as well, space-separated (e.g.
+# "ray", which scripts/test.sh asks for); none by default, to stay lean.
+EXTRA_ARGS=()
+for extra in ${FEDGE_EXTRAS:-}; do
+    EXTRA_ARGS+=(--extra "$extra")
+done
+echo "==> installing the locked Python environment into .venv/${FEDGE_EXTRAS:+ (extras: $FEDGE_EXTRAS)}"
+"$UV" sync --frozen --python "$PY" ${EXTRA_ARGS[@]+"${EXTRA_ARGS[@]}"}
 
 echo "==> installing web/ node packages (@tensorflow/tfjs, from web/package-lock.json)"
 for tool in node npm; do

@@ -2,7 +2,8 @@
 # Installs everything, then runs the linters, the type checker and the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+# The Ray backend's tests need the optional ray extra.
+FEDGE_EXTRAS="${FEDGE_EXTRAS:-ray}" bash scripts/setup.sh
 bash scripts/setup_schemathesis.sh
 bash scripts/setup_browser.sh
 

@@ -14,10 +14,17 @@ The refusals, in the order they are checked:
 
 A device that already holds a seat in the round keeps it: only the first,
 second and last apply to it.
+
+Besides ``retry_after_s`` (when to ask again at the earliest, for a client
+that only has a clock), a device refused a seat is told ``retry_round``:
+the round worth asking in (:func:`paced_round`). A device that follows the
+round events sleeps until that round opens, so a fleet of any size costs
+the server about the same number of check-ins per round.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from fedge.server.config import RoundConfig
@@ -26,6 +33,8 @@ from fedge.server.device_store import Conditions
 # A device counts as active (for the fair sampler) while it has asked for
 # work within this many round deadlines.
 ACTIVE_DEADLINES = 4
+# Pace steering (see paced_round): devices asked to come back per seat and round.
+PACE = 2
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,21 @@ def seat_refusal(seats: Seats, participations: int, now: float) -> Refusal | Non
     if participations > seats.least_participations and now < seats.half_time:
         return Refusal("fairness_wait", retry)
     return None
+
+
+def paced_round(round_id: int, device_id: str, competing: int, slots: int) -> int:
+    """The round a device refused in ``round_id`` should ask in next (pace
+    steering): the refused are spread evenly over the coming rounds, each
+    device by a stable hash, so that about ``PACE`` devices per seat ask
+    in each round whatever the size of the fleet, instead of every active
+    device in every round. With ``competing`` devices for ``slots`` seats
+    a device waits ``competing / (PACE * slots)`` rounds on average (at
+    least 1).
+    """
+    mean_wait = competing / (PACE * max(slots, 1))
+    spread = max(1, round(2 * mean_wait - 1))
+    digest = hashlib.blake2b(f"{device_id}:{round_id}".encode(), digest_size=8).digest()
+    return round_id + 1 + int.from_bytes(digest, "big") % spread
 
 
 def active_since(rounds: RoundConfig, now: float) -> float:

@@ -6,7 +6,9 @@ not one per request); :meth:`Database.close_thread_connection` closes the
 calling thread's one when the server shuts down.
 
 WAL mode with ``synchronous=FULL``: a committed transaction is on disk
-before the commit returns, which is what "acknowledged" means here. The
+before the commit returns, which is what "acknowledged" means here
+(:meth:`Database.transaction` with ``durable=False`` is the exception, for
+what needs no acknowledgement: a device's check-in). The
 file is created 0600 (SQLite gives its WAL and shared-memory files the
 same mode). ``PRAGMA user_version`` numbers the schema; older files are
 migrated when opened.
@@ -139,6 +141,9 @@ CREATE TABLE IF NOT EXISTS canary_decisions (
 
 SCHEMA_VERSION = 2
 
+# How long a writer waits for another one before "database is locked".
+BUSY_TIMEOUT_S = 30.0
+
 # Version 1 had no 'closing' or 'failed' round states (a CHECK constraint,
 # which SQLite cannot alter: the table is copied) and no enrolment requests.
 _MIGRATE_FROM_1 = """
@@ -158,6 +163,7 @@ class Database:
         self.path = path
         self._local = threading.local()
         self._commit_listeners: list[Callable[[sqlite3.Connection], None]] = []
+        self._writer = threading.Lock()  # one transaction of this process at a time
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -183,7 +189,7 @@ class Database:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
@@ -193,16 +199,36 @@ class Database:
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT; rolled back on any exception."""
+    def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; rolled back on any exception.
+
+        ``durable=False``: the commit does not wait for the disk
+        (``synchronous=NORMAL`` for this transaction), for records whose
+        loss in a power cut costs nothing but a repeat, such as a device's
+        check-in. It is still atomic, and the next durable commit (WAL:
+        one sequential log) puts it on disk too."""
         conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
+        # This process's writers queue here, not in SQLite's busy handler,
+        # which polls with sleeps of up to 100 ms: a commit waiting for the
+        # disk would otherwise stall every check-in behind it for longer.
+        if not self._writer.acquire(timeout=BUSY_TIMEOUT_S):
+            raise sqlite3.OperationalError("database is locked")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            if not durable:
+                conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous=FULL")
+        finally:
+            self._writer.release()
         for listener in self._commit_listeners:
             listener(conn)
 

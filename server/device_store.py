@@ -92,6 +92,27 @@ def least_participations(conn: sqlite3.Connection, asked_since: float) -> int:
     return int(least)
 
 
+@dataclass(frozen=True)
+class ActiveDevices:
+    """The devices that asked for work lately, as pace steering sees them."""
+
+    count: int
+    least_participations: int  # the least-served one's rounds
+    least_served: int  # how many have taken part in no more rounds than that
+
+
+def active_devices(conn: sqlite3.Connection, asked_since: float) -> ActiveDevices:
+    count, least = conn.execute(
+        "SELECT COUNT(*), COALESCE(MIN(participations), 0) FROM devices WHERE last_asked >= ?",
+        (asked_since,),
+    ).fetchone()
+    (least_served,) = conn.execute(
+        "SELECT COUNT(*) FROM devices WHERE last_asked >= ? AND participations <= ?",
+        (asked_since, least),
+    ).fetchone()
+    return ActiveDevices(int(count), int(least), int(least_served))
+
+
 def count_participations(conn: sqlite3.Connection, device_ids: Iterable[str]) -> None:
     """Each of these devices took part in one more closed round."""
     conn.executemany(

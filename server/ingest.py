@@ -15,7 +15,11 @@ changes nothing, on disk included.
 
 Uploads of one device to one round are serialised on one of a fixed set of
 striped locks (so memory stays bounded); different devices proceed in
-parallel up to the short commit.
+parallel up to the commit. Commits are grouped
+(:mod:`fedge.server.group_commit`): the uploads that wait while one batch
+commits form the next, with one directory fsync and one database commit
+(one fsync) for the whole batch; each is still acknowledged only once its
+file and its row are on disk.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +39,9 @@ from fedge.server import round_store as rs
 from fedge.server.auth import Device
 from fedge.server.config import ServerConfig
 from fedge.server.db import Database
-from fedge.server.durable import write_atomically
+from fedge.server.durable import fsync_dir, write_atomically
 from fedge.server.errors import Conflict, Forbidden, NotFound
+from fedge.server.group_commit import GroupCommit
 from fedge.server.metrics import Metrics
 from fedge.server.round_strategy import RoundStrategy
 from fedge.server.round_sum import RoundSum
@@ -69,6 +75,7 @@ class UpdateIngest:
         self._metrics = metrics
         self._on_target_reached = on_target_reached
         self._stripes = [threading.Lock() for _ in range(UPLOAD_LOCK_STRIPES)]
+        self._commits: GroupCommit[_Pending, dict[str, Any]] = GroupCommit(self._commit_batch)
 
     def accept(self, device: Device, round_id: int, raw: bytes) -> tuple[dict[str, Any], bool]:
         """Returns (receipt, created): ``created`` is False for a retry."""
@@ -94,9 +101,11 @@ class UpdateIngest:
             )
             relative = f"r{round_id:06d}/{device.id}-{valid.digest[:16]}.safetensors"
             path = self._update_dir / relative
-            write_atomically(path, valid.stored_bytes)
+            # The file's bytes are on disk now, its name once the batch's
+            # directory fsync is done (before the commit).
+            write_atomically(path, valid.stored_bytes, sync_dir=False)
             try:
-                return self._commit(device, record, valid, relative), True
+                return self._commits.submit(_Pending(device, record, valid, relative)), True
             except BaseException:
                 path.unlink(missing_ok=True)
                 raise
@@ -134,35 +143,75 @@ class UpdateIngest:
             )
         return record
 
-    def _commit(
-        self, device: Device, record: rs.RoundRecord, valid: ValidatedUpdate, relative: str
-    ) -> dict[str, Any]:
+    def _commit_batch(self, batch: Sequence[_Pending]) -> list[dict[str, Any] | BaseException]:
+        """Commit a batch of uploads: one directory fsync per directory, one
+        transaction. Each gets its receipt, or its own refusal (its round
+        closed, or its bytes were sent by another device)."""
         # Under the round lock: the round cannot end between the commit and
         # the sum, so the sum always holds exactly the round's stored updates.
         with self._sum.lock:
+            for directory in sorted({(self._update_dir / p.relative).parent for p in batch}):
+                fsync_dir(directory)
+            outcomes: list[dict[str, Any] | BaseException] = []
+            accepted: list[_Pending] = []
             with self._db.transaction() as conn:
-                current = rs.round_record(conn, record.id)
-                if current is None or current.state != "open":
-                    raise Conflict(
-                        f"round {record.id} closed while the update was checked",
-                        code="round_closed",
+                open_rounds: dict[int, bool] = {}
+                digests: set[tuple[int, str]] = set()
+                for pending in batch:
+                    refusal = self._refusal(conn, pending, open_rounds, digests)
+                    if refusal is not None:
+                        outcomes.append(refusal)
+                        continue
+                    row = _insert_update(
+                        conn, pending.record.id, pending.device.id, pending.valid, pending.relative
                     )
-                copy = conn.execute(
-                    "SELECT device_id FROM updates WHERE round_id = ? AND digest = ?",
-                    (record.id, valid.digest),
-                ).fetchone()
-                if copy is not None:
-                    raise Conflict(
-                        "another device already sent these exact bytes in this round",
-                        code="duplicate_content",
-                    )
-                row = _insert_update(conn, record.id, device.id, valid, relative)
-            count = self._sum.add(valid.update.deltas, valid.weight)
-            self._metrics.inc("fedge_updates_accepted_total")
+                    outcomes.append(receipt(row))
+                    accepted.append(pending)
+                    digests.add((pending.record.id, pending.valid.digest))
+            count = self._sum.count
+            for pending in accepted:
+                count = self._sum.add(pending.valid.update.deltas, pending.valid.weight)
+                self._metrics.inc("fedge_updates_accepted_total")
             self._metrics.set("fedge_round_updates", count)
-        if count >= self._target:
+        if accepted and count >= self._target:
             self._on_target_reached()
-        return receipt(row)
+        return outcomes
+
+    def _refusal(
+        self,
+        conn: sqlite3.Connection,
+        pending: _Pending,
+        open_rounds: dict[int, bool],
+        digests: set[tuple[int, str]],
+    ) -> Conflict | None:
+        round_id = pending.record.id
+        if round_id not in open_rounds:
+            current = rs.round_record(conn, round_id)
+            open_rounds[round_id] = current is not None and current.state == "open"
+        if not open_rounds[round_id]:
+            return Conflict(
+                f"round {round_id} closed while the update was checked", code="round_closed"
+            )
+        copy = (round_id, pending.valid.digest) in digests or conn.execute(
+            "SELECT 1 FROM updates WHERE round_id = ? AND digest = ?",
+            (round_id, pending.valid.digest),
+        ).fetchone() is not None
+        if copy:
+            return Conflict(
+                "another device already sent these exact bytes in this round",
+                code="duplicate_content",
+            )
+        return None
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An upload validated and written, waiting for its batch's commit."""
+
+    device: Device
+    record: rs.RoundRecord
+    valid: ValidatedUpdate
+    relative: str  # its file, under the updates directory
 
 
 def _insert_update(

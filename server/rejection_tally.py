@@ -55,13 +55,16 @@ class RejectionTally:
             ]
 
 
+_SQLITE_MAX_INTEGER = 2**63 - 1  # a larger id is no round (and overflows SQLite)
+
+
 def attributed_round(conn: sqlite3.Connection, sent_to: object) -> int | None:
     """The round a refused upload to round ``sent_to`` (the URL's id, or
     ``None``) counts against, as the module doc says; ``None`` before any
     round exists, or when the database cannot be read (a refusal is still
     answered; only the tally misses it)."""
     try:
-        if isinstance(sent_to, int) and sent_to > 0:
+        if isinstance(sent_to, int) and 0 < sent_to <= _SQLITE_MAX_INTEGER:
             row = conn.execute("SELECT id FROM rounds WHERE id = ?", (sent_to,)).fetchone()
             if row is not None:
                 return sent_to

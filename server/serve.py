@@ -19,6 +19,7 @@ from flask import Flask
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
+from fedge.blas_threads import single_blas_thread
 from fedge.server.app import EXTENSION, ServerContext
 from fedge.server.route_limits import with_route_limits
 
@@ -27,6 +28,11 @@ log = logging.getLogger("fedge.server")
 # Headers and framing on top of the largest body the app accepts.
 _BODY_SLACK_BYTES = 64 * 1024
 
+
+# Request bodies kept in memory (larger ones go to a temporary file), and
+# the most read from a socket at once (waitress: 512 KiB and 8 KiB).
+_BODY_IN_MEMORY_BYTES = 2 * 2**20
+_RECV_BYTES = 256 * 1024
 
 # The same codes the app uses for the same errors.
 _CODES = {413: "payload_too_large"}
@@ -53,6 +59,7 @@ class JsonErrorChannel(HTTPChannel):  # type: ignore[misc]
 def _create(app: Flask) -> Any:
     from waitress.server import create_server
 
+    single_blas_thread()  # the request threads are the parallelism
     ctx: ServerContext = app.extensions[EXTENSION]
     server: Any = create_server(
         app,
@@ -66,6 +73,12 @@ def _create(app: Flask) -> Any:
         # client that has gone (waitress.client_disconnected) and frees its thread.
         channel_request_lookahead=1,
         ident="fedge",
+        # An upload's body up to this size stays in memory instead of being
+        # spooled to a temporary file and read back (at most one per
+        # connection), and is read in large pieces: most of an update's
+        # cost in waitress's own loop was these.
+        inbuf_overflow=_BODY_IN_MEMORY_BYTES,
+        recv_bytes=_RECV_BYTES,
     )
     # Release uploads (admin) are bundles, predict requests batches of
     # inputs: each its own bound, on its route only.

@@ -106,8 +106,8 @@ def test_every_ending_opens_the_next_round_in_the_same_transaction(
     original = Database.transaction
 
     @contextmanager
-    def watched(self: Database) -> Iterator[Any]:
-        with original(self) as conn:
+    def watched(self: Database, durable: bool = True) -> Iterator[Any]:
+        with original(self, durable) as conn:
             yield conn
         if rs.active_round_record(self.connection()) is None:
             gaps.append(1)

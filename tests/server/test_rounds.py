@@ -465,8 +465,8 @@ def test_a_round_ends_and_the_next_opens_in_one_transaction(
     original = Database.transaction
 
     @contextmanager
-    def watched(self: Database) -> Any:
-        with original(self) as conn:
+    def watched(self: Database, durable: bool = True) -> Any:
+        with original(self, durable) as conn:
             yield conn
         if rs.active_round_record(self.connection()) is None:
             gaps.append(1)

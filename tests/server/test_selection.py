@@ -72,7 +72,13 @@ def test_a_device_that_has_contributed_is_told_so(tmp_path: Path) -> None:
 
     again = parts.selector.request_task(device, Conditions())
 
-    assert again.to_json() == {"task": None, "reason": "already_contributed", "retry_after_s": 2.0}
+    # One active device: nothing to spread, it is told to ask in the next round.
+    assert again.to_json() == {
+        "task": None,
+        "reason": "already_contributed",
+        "retry_after_s": 2.0,
+        "retry_round": 2,
+    }
 
 
 def test_no_task_while_the_round_is_closing(tmp_path: Path) -> None:

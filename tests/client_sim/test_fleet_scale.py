@@ -1,0 +1,90 @@
+"""A fleet of 1,000 devices, 100 per round, against a real ``fedge serve``:
+every selected device does the whole round over HTTP, the rest of the fleet
+costs almost nothing, and memory stays bounded. No time bound here: the
+seconds per round are for ``bench.fleet_scale_bench``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import requests
+
+from tests.helpers.live_server import FEDGE, running
+
+DEVICES, PER_ROUND, ROUNDS = 1000, 100, 2
+# Measured here: the fleet's process peaks near 930 MiB (TensorFlow and its
+# TFLite runtimes are most of it), the server's near 72 MiB.
+FLEET_PEAK_RSS_MIB = 1200
+SERVER_PEAK_RSS_MIB = 300
+
+
+def requests_by_route(url: str) -> dict[tuple[str, str], int]:
+    """``fedge_http_requests_total`` from the server's metrics: (route, status) -> count."""
+    counts: dict[tuple[str, str], int] = {}
+    for line in requests.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("fedge_http_requests_total{"):
+            labels, value = line[len("fedge_http_requests_total{") :].rsplit("} ", 1)
+            fields = dict(part.split("=", 1) for part in labels.split(","))
+            key = (fields["route"].strip('"'), fields["status"].strip('"'))
+            counts[key] = int(float(value))
+    return counts
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM line")
+
+
+def test_a_thousand_devices_run_with_bounded_memory(tmp_path: Path) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text(
+        f"[rounds]\ntarget_participants = {PER_ROUND}\nmin_participants = 50\n"
+        "deadline_s = 120.0\nover_selection = 1.0\n"
+    )
+    report = tmp_path / "report.json"
+    command = [str(FEDGE), "simulate", "--devices", str(DEVICES), "--per-round", str(PER_ROUND)]
+    command += ["--rounds", str(ROUNDS), "--public-fraction", "0", "--min-examples", "1"]
+    log = tmp_path / "fleet.log"
+    with running(tmp_path / "data", ["--config", str(config)], tmp_path / "server.log") as server:
+        with log.open("wb") as stderr:
+            fleet = subprocess.Popen(
+                [*command, "--server", server.url, "--report", str(report)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            )
+            try:
+                # wait4: the fleet process's own resource usage (its peak RSS).
+                _, status, usage = os.wait4(fleet.pid, 0)
+            except BaseException:
+                fleet.kill()
+                fleet.wait()
+                raise
+        fleet.returncode = os.waitstatus_to_exitcode(status)
+        served = requests_by_route(server.url)
+        server_peak = peak_rss_mib(server.process.pid)
+
+    assert fleet.returncode == 0, log.read_text()[-3000:]
+    result = json.loads(report.read_text())
+    # Two server rounds, each closed by 100 different devices' updates.
+    assert [(r["state"], r["participants"]) for r in result["rounds"]] == [("closed", 100)] * 2
+    assert all(len(set(devices)) == PER_ROUND for devices in result["selected"].values())
+    # Every selected device enrolled, asked for a task, downloaded the base
+    # checkpoint and uploaded: 1,000 enrolments (and the fleet's observer),
+    # 200 updates stored, at least 200 checkpoint downloads.
+    assert served[("/v1/devices", "201")] == DEVICES + 1
+    assert served[("/v1/rounds/<int:round_id>/updates", "201")] == ROUNDS * PER_ROUND
+    assert served[("/v1/checkpoints/<checkpoint_id>", "200")] >= ROUNDS * PER_ROUND
+    # Unselected devices cost almost nothing: every device checks in once at
+    # the start, then only those the server asked to come back do; not every
+    # device every round (2,000).
+    check_ins = sum(n for (route, _), n in served.items() if route == "/v1/tasks")
+    assert DEVICES <= check_ins < DEVICES + DEVICES // 2
+    # Memory: ru_maxrss is in KiB on Linux.
+    assert usage.ru_maxrss / 1024 < FLEET_PEAK_RSS_MIB
+    assert server_peak < SERVER_PEAK_RSS_MIB
