@@ -8,7 +8,8 @@ timings; its printed tables go into the report under its own heading,
 with the command and how long it took. The anchors are inside the
 benchmarks themselves: Flower's aggregation and simulation (in
 ``.bench-venv``, made by ``bench/setup_flower.sh`` when missing), TFF's
-simulation and aggregators, Keras and the TFLite interpreter. The report
+simulation and aggregators, Keras and the TFLite interpreter, TF.js in Node
+and in headless Chromium. The report
 starts with the machine it ran on, the date and the commit.
 
 ``--quick`` gives every benchmark smaller arguments (a smoke run, minutes
@@ -58,6 +59,18 @@ BENCHES = (
         needs_flower=True,
     ),
     Bench(
+        "fleet_scale_bench",
+        "Large fleets against a real fedge serve: s/round, updates/s, RSS",
+        quick=("--devices", "10,1000", "--rounds", "3"),
+    ),
+    Bench(
+        "flower_sim_bench",
+        "Flower's simulation (Ray) vs fedge's thread backend, same rounds",
+        quick=("--sizes", "10,1000", "--rounds", "3"),
+        needs_flower=True,
+    ),
+    Bench("ray_bench", "fedge: thread backend vs local Ray", quick=("--rounds", "2")),
+    Bench(
         "server_ingest_bench",
         "Server ingest: durable update uploads over HTTP",
         quick=("--updates", "200"),
@@ -79,6 +92,11 @@ BENCHES = (
         quick=("--repeat", "3"),
     ),
     Bench("events_bench", "Event delivery delay (SSE and long-poll)", quick=("--events", "10")),
+    Bench(
+        "browser_bench",
+        "The browser demo in headless Chromium: inference, model load, training",
+        quick=("--runs", "50", "--loads", "2"),
+    ),
     Bench(
         "learning_quality",
         "Learning quality: deployed -> federated -> personalised",
