@@ -14,20 +14,26 @@ from __future__ import annotations
 
 import random
 import time
-import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from fedge.client_sim.client import FedgeClient
 from fedge.client_sim.device import RoundOutcome, SimDevice, evaluate
 from fedge.client_sim.fleet_data import reference_data, user_data
 from fedge.client_sim.fleet_pacing import MAX_WAIT_S, DevicePacing, RoundWatch
 from fedge.client_sim.fleet_releases import FleetReleases
-from fedge.client_sim.fleet_report import FleetReport, Progress, RoundReport, Scores
+from fedge.client_sim.fleet_report import (
+    FleetReport,
+    Progress,
+    RoundReport,
+    Scores,
+    mean_over_devices,
+    personalised_scores,
+    shown_config,
+    shown_selections,
+)
 from fedge.client_sim.model_source import Say
 from fedge.client_sim.profiles import fleet_profiles
 from fedge.client_sim.setup import FleetModel, prepare_model
@@ -206,25 +212,16 @@ def _run(
         session.close()
         watch.close()
     return FleetReport(
-        config={
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in vars(config).items()
-            if k != "admin_token"  # a secret: never in the report
-        },
+        config=shown_config(config),
         model={"name": model.manifest.name, "bundle_id": model.bundle_id},
         metric=model.objective.metric,
         partition=data.partition,
         rounds=reports,
-        selected={
-            r: sorted(selected.get(r, [])) for r in sorted(selected) if r <= reports[-1].round_id
-        },
+        selected=shown_selections(selected, reports[-1].round_id),
         scores={
             "deployed": deployed,
             "final": final,
-            "personalised": Scores(
-                global_test=_mean([test for _, test in personal]),
-                devices=_mean([own for own, _ in personal]),
-            ),
+            "personalised": personalised_scores(personal),
         },
         participation=[d.stats.contributed for d in devices],
         crashes=sum(d.stats.crashes for d in devices),
@@ -241,16 +238,8 @@ def _scores(
     objective = devices[0].objective
     return Scores(
         global_test=evaluate(evaluator, weights, test, objective),
-        devices=_mean([d.offer_global(weights) for d in devices]),
+        devices=mean_over_devices([d.offer_global(weights) for d in devices]),
     )
-
-
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    """The mean of each key over devices (a device without held-out data is NaN: skipped)."""
-    keys = rows[0] if rows else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: NaN
-        return {key: float(np.nanmean([row[key] for row in rows])) for key in keys}
 
 
 def _one_round(

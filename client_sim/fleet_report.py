@@ -3,9 +3,13 @@ personalised models (plain data, written as the JSON report)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from fedge.update_codec import Weights
 
@@ -113,3 +117,36 @@ def _releases_json(releases: Releases | None) -> dict[str, Any] | None:
 
 
 Progress = Callable[[RoundReport], None]
+
+
+def shown_config(config: Any) -> dict[str, Any]:
+    """A run's settings as the report shows them: paths as text, and never
+    the admin token (a secret)."""
+    return {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(config).items()
+        if k != "admin_token"
+    }
+
+
+def shown_selections(
+    selected: Mapping[int, Iterable[int]], last_round: int
+) -> dict[int, list[int]]:
+    """The devices selected per round, up to the run's last round."""
+    return {r: sorted(selected[r]) for r in sorted(selected) if r <= last_round}
+
+
+def mean_over_devices(rows: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each key over devices (a device without held-out data is NaN: skipped)."""
+    keys = rows[0] if rows else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: NaN
+        return {key: float(np.nanmean([row[key] for row in rows])) for key in keys}
+
+
+def personalised_scores(personal: list[tuple[dict[str, float], dict[str, float]]]) -> Scores:
+    """The personalised models' scores from each device's (own data, global test) pair."""
+    return Scores(
+        global_test=mean_over_devices([on_test for _, on_test in personal]),
+        devices=mean_over_devices([own for own, _ in personal]),
+    )

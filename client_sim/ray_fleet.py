@@ -26,17 +26,21 @@ from __future__ import annotations
 
 import random
 import time
-import warnings
 from collections import Counter
-from pathlib import Path
-
-import numpy as np
 
 from fedge.client_sim.device import RoundOutcome, evaluate
-from fedge.client_sim.device_host import HostConfig, Scores, TrainingRuntime
+from fedge.client_sim.device_host import HostConfig, TrainingRuntime
 from fedge.client_sim.fleet import FleetConfig, fleet_data
 from fedge.client_sim.fleet_pacing import MAX_WAIT_S, DevicePacing, RoundWatch
-from fedge.client_sim.fleet_report import FleetReport, Progress, RoundReport
+from fedge.client_sim.fleet_report import (
+    FleetReport,
+    Progress,
+    RoundReport,
+    mean_over_devices,
+    personalised_scores,
+    shown_config,
+    shown_selections,
+)
 from fedge.client_sim.fleet_report import Scores as ModelScores
 from fedge.client_sim.model_source import Say
 from fedge.client_sim.profiles import DeviceProfile, fleet_profiles
@@ -126,25 +130,16 @@ def _run(
     personal = list(hosts.personal_scores(test).values())
     counters = hosts.counters()
     return FleetReport(
-        config={
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in vars(config).items()
-            if k != "admin_token"  # a secret: never in the report
-        },
+        config=shown_config(config),
         model={"name": model.manifest.name, "bundle_id": model.bundle_id},
         metric=model.objective.metric,
         partition=partition,
         rounds=reports,
-        selected={
-            r: sorted(selected.get(r, [])) for r in sorted(selected) if r <= reports[-1].round_id
-        },
+        selected=shown_selections(selected, reports[-1].round_id),
         scores={
             "deployed": deployed,
             "final": final,
-            "personalised": ModelScores(
-                global_test=_mean([on_test for _, on_test in personal]),
-                devices=_mean([own for own, _ in personal]),
-            ),
+            "personalised": personalised_scores(personal),
         },
         participation=contributed,
         # Uploads cut off and sent again, and devices lost with their host.
@@ -160,16 +155,8 @@ def _scores(
     """``weights`` offered to every live device (each adopts it if no worse), and scored."""
     return ModelScores(
         global_test=evaluate(evaluator, weights, test, model.objective),
-        devices=_mean(list(hosts.offer_global(weights).values())),
+        devices=mean_over_devices(list(hosts.offer_global(weights).values())),
     )
-
-
-def _mean(rows: list[Scores]) -> Scores:
-    """The mean of each key over devices (a device without held-out data is NaN: skipped)."""
-    keys = rows[0] if rows else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: NaN
-        return {key: float(np.nanmean([row[key] for row in rows])) for key in keys}
 
 
 def _one_round(

@@ -72,3 +72,19 @@ def json_at(url: str) -> Callable[[str], Any]:
     import requests
 
     return lambda path: requests.get(url + path, timeout=10).json()
+
+
+def join(client: Any, token: str) -> dict[str, Any]:
+    """Ask for a task with the device's token; the task (a test fails without one)."""
+    response = client.post("/v1/tasks", json={"idle": True}, headers=auth(token))
+    assert response.status_code == 200, response.get_json()
+    task: dict[str, Any] | None = response.get_json()["task"]
+    assert task is not None, response.get_json()
+    return task
+
+
+def upload(client: Any, token: str, round_id: int, body: bytes) -> Any:
+    """POST an update's bytes to its round with the device's token."""
+    return client.post(
+        f"/v1/rounds/{round_id}/updates", data=body, headers=auth(token), content_type=OCTET
+    )

@@ -16,7 +16,7 @@ from flask import Flask
 from fedge.server.app import context, shutdown
 from fedge.update_codec import decode_checkpoint
 from tests.server.conftest import AppFactory, Client, Connect
-from tests.server.helpers import OCTET, auth, constant_update, json_of, settled
+from tests.server.helpers import OCTET, auth, constant_update, join, json_of, settled, upload
 
 
 def enrol(client: Client) -> tuple[str, str]:
@@ -24,20 +24,6 @@ def enrol(client: Client) -> tuple[str, str]:
     assert response.status_code == 201
     body = response.get_json()
     return body["device_id"], body["token"]
-
-
-def join(client: Client, token: str) -> dict[str, Any]:
-    response = client.post("/v1/tasks", json={"idle": True}, headers=auth(token))
-    assert response.status_code == 200, response.get_json()
-    task: dict[str, Any] | None = response.get_json()["task"]
-    assert task is not None, response.get_json()
-    return task
-
-
-def upload(client: Client, token: str, round_id: int, body: bytes) -> Any:
-    return client.post(
-        f"/v1/rounds/{round_id}/updates", data=body, headers=auth(token), content_type=OCTET
-    )
 
 
 def checkpoint_weights(client: Client, token: str, checkpoint: str) -> dict[str, Any]:

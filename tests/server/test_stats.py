@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from fedge.server.device_metrics import MAX_NAMES, weighted_device_metrics
 from fedge.server.rejection_tally import RejectionTally
 from fedge.update_codec import Update, UpdateMeta, encode_update
 from tests.server.conftest import Client
-from tests.server.helpers import OCTET, SHAPES, auth, json_of, settled
+from tests.server.helpers import SHAPES, join, json_of, settled, upload
 
 
 def update(round_id: int, base: str, num_examples: int, metrics: dict[str, float]) -> bytes:
@@ -34,19 +33,6 @@ def enrol(client: Client, platform: str = "test") -> tuple[str, str]:
     assert response.status_code == 201
     body = response.get_json()
     return body["device_id"], body["token"]
-
-
-def join(client: Client, token: str) -> dict[str, Any]:
-    response = client.post("/v1/tasks", json={"idle": True}, headers=auth(token))
-    task: dict[str, Any] | None = response.get_json()["task"]
-    assert task is not None, response.get_json()
-    return task
-
-
-def upload(client: Client, token: str, round_id: int, body: bytes) -> Any:
-    return client.post(
-        f"/v1/rounds/{round_id}/updates", data=body, headers=auth(token), content_type=OCTET
-    )
 
 
 def database(app: Flask) -> sqlite3.Connection:
