@@ -457,6 +457,8 @@ def test_a_pushed_release_is_swapped_in_without_a_reload(
     assert promoted.status_code == 200, promoted.text
     wait_for(page, seen, "window.fedgeDemo.release.channel === 'live'")
     assert state(page)["swaps"] == 1  # the same bundle: nothing downloaded again
+    # The federated part hears of it too: the page no longer offers a canary evaluation.
+    wait_for(page, seen, "document.getElementById('fed-canary').hidden === true")
     assert seen.errors == []
     screenshot(page, "demo-release-2")
     print(f"release 2 swapped in {swapped_in_s:.2f} s after the push answered")

@@ -222,6 +222,11 @@ async function swapIn(next) {
   notify(`Release ${next.version} is live on this page` + (previous ? ` (was release ${previous.version}); ` : "; ") +
     `${loaded.from === "cache" ? "read from cache" : "downloaded and verified"} in ${loaded.ms.toFixed(0)} ms, no reload.`);
   await schedule();
+  await announce(next);
+}
+
+// Tell the page's other parts (the federated device) what it runs now.
+async function announce(next) {
   for (const callback of releaseCallbacks) {
     try {
       await callback({ release: next, manifest, model });
@@ -311,10 +316,12 @@ async function main() {
   watcher = new ReleaseWatcher(device, {
     running: () => release?.bundle_id,
     onRelease: swapIn,
-    onSame: (same) => {
+    onSame: async (same) => {
+      const channelChanged = release?.channel !== same.channel;
       release = same;
       state.release = { ...state.release, channel: same.channel };
       describeRelease(same);
+      if (channelChanged) await announce(same); // a candidate promoted: no longer a canary
     },
     onError: (error) => fail("could not load the new release", error),
   }).start();

@@ -87,7 +87,7 @@ export class ReleaseWatcher {
         try {
           const release = await currentRelease(this.device);
           if (release.bundle_id !== this.running()) await this.onRelease(release);
-          else this.onSame(release);
+          else await this.onSame(release);
         } catch (error) {
           this.onError(error);
         }
