@@ -76,7 +76,11 @@ def next_wakeup(outcome: RoundOutcome, round_id: int, now: float) -> Wakeup:
         retry_s = DEFAULT_RETRY_S if outcome.retry_after_s is None else outcome.retry_after_s
         retry_round = round_id + 1 if outcome.retry_round is None else outcome.retry_round
         return Wakeup(retry_round, round_id, now + retry_s)
-    # Offline, dropped out, its upload refused, no answer: the next round.
+    if outcome.status == "error":
+        # No answer (the server busy or unreachable): it may hold a seat in
+        # this round, so it tries again within it, and else in the next one.
+        return Wakeup(round_id + 1, round_id, now + DEFAULT_RETRY_S)
+    # Offline, dropped out, its upload refused: the next round.
     return Wakeup(round_id + 1)
 
 

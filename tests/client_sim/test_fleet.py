@@ -33,11 +33,14 @@ def test_faulty_devices_are_rejected_and_rounds_complete() -> None:
 
     # Which devices are selected, and how many uploads land between the 4th
     # and the close, depend on thread timing. What does not:
-    # * every round closes with at least its target of 4 and at most its
-    #   4 x 2.0 = 8 selected devices. The 8 selection slots always leave room
-    #   for 4 honest devices, since at most 4 devices misbehave;
+    # * every round closes, with at least its quorum of 2 (per_round // 2:
+    #   a round that has not filled by its deadline closes with its quorum)
+    #   and at most its 4 x 2.0 = 8 selected devices. (Pace steering can leave
+    #   a small fleet's round to its deadline: the devices it told to come
+    #   back in a later round do not ask again in this one; see the issue 14
+    #   closing note.)
     assert [r.state for r in report.rounds] == ["closed"] * 3
-    assert all(4 <= r.participants <= 8 for r in report.rounds)
+    assert all(2 <= r.participants <= 8 for r in report.rounds)
     # * a crashed upload sent again counts once: each device at most once per
     #   round, and the server's count is the number of devices it accepted;
     for r in report.rounds:

@@ -35,9 +35,15 @@ def test_a_refused_device_waits_for_its_round_or_within_this_one_its_retry_time(
     assert DEFAULT_RETRY_S > 0
 
 
-def test_offline_dropped_or_failed_devices_try_the_next_round() -> None:
-    for status in ("offline", "dropout", "rejected", "error"):
+def test_offline_dropped_or_refused_devices_try_the_next_round() -> None:
+    for status in ("offline", "dropout", "rejected"):
         assert next_wakeup(RoundOutcome(0, status), round_id=4, now=1.0) == Wakeup(5)
+
+
+def test_a_device_that_got_no_answer_tries_again_within_the_round() -> None:
+    """It may hold a seat: waiting for the next round would leave it empty."""
+    outcome = RoundOutcome(0, "error")
+    assert next_wakeup(outcome, round_id=4, now=1.0) == Wakeup(5, 4, 1.0 + DEFAULT_RETRY_S)
 
 
 def test_due_devices_follow_rounds_and_timers_only_within_their_round() -> None:
