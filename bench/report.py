@@ -176,11 +176,12 @@ def main() -> None:
     if any(b.needs_flower for b in chosen):
         sections.append(f"- Flower's environment (.bench-venv): {ensure_flower()}")
     sections.append(f"- run: {'quick (smaller arguments)' if options.quick else 'full'}\n")
-    for bench in chosen:
-        print(f"==> {bench.name}", file=sys.stderr, flush=True)
-        sections.append(run(bench, options.quick))
     options.out.parent.mkdir(parents=True, exist_ok=True)
-    options.out.write_text("\n".join(sections))
+    for done, bench in enumerate(chosen, start=1):
+        print(f"==> {bench.name} ({done}/{len(chosen)})", file=sys.stderr, flush=True)
+        sections.append(run(bench, options.quick))
+        # Written after every benchmark: a run stopped part way keeps what it measured.
+        options.out.write_text("\n".join(sections))
     print(f"report: {options.out}")
 
 
