@@ -23,6 +23,7 @@ at a time, in a fresh process each) relative to the model size.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -101,10 +102,23 @@ def write_files(directory: Path, updates: list[Weights], examples: list[int]) ->
     return paths
 
 
+def fedge_view() -> Path:
+    """A directory where ``import fedge.server`` works without installing fedge
+    (Flower's venv has no fedge): the package view that ``scripts/typecheck.py``
+    builds in ``.typecheck/`` (``server/`` as ``fedge/server``, and so on)."""
+    script = REPO_ROOT / "scripts" / "typecheck.py"
+    spec = importlib.util.spec_from_file_location("typecheck", script)
+    assert spec is not None and spec.loader is not None
+    typecheck = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(typecheck)
+    typecheck.build_view()
+    return REPO_ROOT / ".typecheck"
+
+
 def run_flower(directory: Path, repeats: int, trim: float) -> dict[str, Any] | None:
     if not FLOWER_PYTHON.exists():
         return None
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(fedge_view())}
     command = [str(FLOWER_PYTHON), str(REPO_ROOT / "bench" / "flower_worker.py"), str(directory)]
     command += ["--repeats", str(repeats), "--trim", str(trim)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
