@@ -54,7 +54,7 @@ BENCHES = (
     ),
     Bench(
         "simulate_bench",
-        "Simulated fleets: fedge (threads, Ray) vs TFF vs Flower",
+        "Simulated fleets: fedge vs TFF (in-process), and a 1,000-device fleet",
         quick=("--rounds", "2", "--large-rounds", "2"),
         needs_flower=True,
     ),

@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 UV="${UV:-$(command -v uv || echo .tools/bin/uv)}"
 # Kept if it is there, so that running this again adds what is missing.
 [ -x .bench-venv/bin/python ] || "$UV" venv .bench-venv --python 3.11
-"$UV" pip install --python .bench-venv flwr numpy
+# safetensors: fedge's update codec, which bench/flower_worker.py imports.
+"$UV" pip install --python .bench-venv flwr numpy safetensors
 .bench-venv/bin/python -c "import flwr; print('flwr', flwr.__version__, 'in .bench-venv')"
 
 # The simulation's clients train the reference CNN in PyTorch, CPU build: a
