@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 from fedge.client_sim.client import FedgeClient
 from fedge.client_sim.device import RoundOutcome, SimDevice, evaluate
 from fedge.client_sim.fleet_data import reference_data, user_data
-from fedge.client_sim.fleet_pacing import MAX_WAIT_S, DevicePacing, RoundWatch
+from fedge.client_sim.fleet_pacing import DevicePacing, RoundWatch, run_round_passes
 from fedge.client_sim.fleet_releases import FleetReleases
 from fedge.client_sim.fleet_report import (
     FleetReport,
@@ -259,19 +260,14 @@ def _one_round(
     up0 = sum(d.client.bytes_up for d in devices)
     down0 = sum(d.client.bytes_down for d in devices)
     round_id = model.current_round_id()
-    outcomes: list[RoundOutcome] = []
-    while True:
-        order = pacing.due(round_id, time.monotonic())
+
+    def step(order: list[int]) -> Iterable[RoundOutcome]:
         rng.shuffle(order)
-        for outcome in pool.map(lambda i: devices[i].step(round_id), order):
-            pacing.record(outcome, round_id, time.monotonic())
-            outcomes.append(outcome)
-        state = model.get_json(f"/v1/rounds/{round_id}")
-        if state["state"] not in ("open", "closing"):
-            break
-        if not pacing.due(round_id, time.monotonic()):
-            timer = pacing.next_timer(round_id)
-            watch.wait(MAX_WAIT_S if timer is None else timer - time.monotonic())
+        return pool.map(lambda i: devices[i].step(round_id), order)
+
+    outcomes, state = run_round_passes(
+        round_id, pacing, watch, step, lambda: model.get_json(f"/v1/rounds/{round_id}")
+    )
     rejects = Counter(o.detail for o in outcomes if o.status == "rejected")
     weights = model.checkpoint(state["result_checkpoint"] or state["base_checkpoint"])
     report = RoundReport(

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -105,3 +107,27 @@ class RoundWatch:
 
     def close(self) -> None:
         self._session.close()
+
+
+def run_round_passes(
+    round_id: int,
+    pacing: DevicePacing,
+    watch: RoundWatch,
+    step: Callable[[list[int]], Iterable[RoundOutcome]],
+    round_state: Callable[[], dict[str, Any]],
+) -> tuple[list[RoundOutcome], dict[str, Any]]:
+    """Passes over the devices due in round ``round_id`` (``step`` runs them,
+    on threads or Ray actors) until the round ends; between passes, wait on
+    the round events or the first retry timer. The outcomes, and the round
+    as the server shows it at the end."""
+    outcomes: list[RoundOutcome] = []
+    while True:
+        for outcome in step(pacing.due(round_id, time.monotonic())):
+            pacing.record(outcome, round_id, time.monotonic())
+            outcomes.append(outcome)
+        state = round_state()
+        if state["state"] not in ("open", "closing"):
+            return outcomes, state
+        if not pacing.due(round_id, time.monotonic()):
+            timer = pacing.next_timer(round_id)
+            watch.wait(MAX_WAIT_S if timer is None else timer - time.monotonic())

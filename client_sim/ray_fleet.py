@@ -27,11 +27,12 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Iterable
 
 from fedge.client_sim.device import RoundOutcome, evaluate
 from fedge.client_sim.device_host import HostConfig, TrainingRuntime
 from fedge.client_sim.fleet import FleetConfig, fleet_data
-from fedge.client_sim.fleet_pacing import MAX_WAIT_S, DevicePacing, RoundWatch
+from fedge.client_sim.fleet_pacing import DevicePacing, RoundWatch, run_round_passes
 from fedge.client_sim.fleet_report import (
     FleetReport,
     Progress,
@@ -174,19 +175,14 @@ def _one_round(
     started = time.perf_counter()
     before = hosts.counters()
     round_id = model.current_round_id()
-    outcomes: list[RoundOutcome] = []
-    while True:
-        order = pacing.due(round_id, time.monotonic())
+
+    def step(order: list[int]) -> Iterable[RoundOutcome]:
         rng.shuffle(order)
-        for outcome in hosts.step(order, round_id):
-            pacing.record(outcome, round_id, time.monotonic())
-            outcomes.append(outcome)
-        state = model.get_json(f"/v1/rounds/{round_id}")
-        if state["state"] not in ("open", "closing"):
-            break
-        if not pacing.due(round_id, time.monotonic()):
-            timer = pacing.next_timer(round_id)
-            watch.wait(MAX_WAIT_S if timer is None else timer - time.monotonic())
+        return hosts.step(order, round_id)
+
+    outcomes, state = run_round_passes(
+        round_id, pacing, watch, step, lambda: model.get_json(f"/v1/rounds/{round_id}")
+    )
     rejects = Counter(o.detail for o in outcomes if o.status == "rejected")
     weights = model.checkpoint(state["result_checkpoint"] or state["base_checkpoint"])
     after = hosts.counters()
