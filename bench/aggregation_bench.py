@@ -39,14 +39,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from fedge.server.aggregation import (
+from fedge.server.aggregation.kernels import (
     InMemoryUpdates,
     SafetensorsFileUpdates,
     StreamingMean,
     coordinate_median,
     trimmed_mean,
 )
-from fedge.update_codec import Update, UpdateMeta, Weights, encode_update
+from fedge.wire.update_codec import Update, UpdateMeta, Weights, encode_update
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLOWER_PYTHON = REPO_ROOT / ".bench-venv" / "bin" / "python"
@@ -131,7 +131,7 @@ def tff_mean_seconds(count: int, elems: int, repeats: int) -> tuple[float, float
     the same (smaller) data."""
     import tensorflow_federated as tff
 
-    from fedge.tff_runtime import tff_execution_context
+    from fedge.client_sim.tff.runtime import tff_execution_context
 
     rng = np.random.default_rng(1)
     values = [rng.standard_normal(elems, dtype=np.float32) for _ in range(count)]

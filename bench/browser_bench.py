@@ -53,7 +53,7 @@ def bundle_for(path: Path | None, work: Path) -> Path:
         return path
     from fedge.converters.bundle import convert
     from fedge.converters.options import ConvertOptions
-    from fedge.train import TrainConfig, train_reference_model
+    from fedge.reference.train import TrainConfig, train_reference_model
 
     model = work / "model.keras"
     train_reference_model(model, TrainConfig(epochs=5), progress=False)
@@ -66,7 +66,7 @@ def p(values: list[float], q: float) -> float:
 
 
 def measure(url: str, runs: int, loads: int, examples: int, epochs: int) -> dict[str, Any]:
-    from fedge.data import load_digits_images
+    from fedge.reference.data import load_digits_images
 
     x, y = load_digits_images()
     found: dict[str, Any] = {"infer": {}, "cold": [], "cached": [], "train": {}}

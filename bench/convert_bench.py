@@ -22,8 +22,8 @@ from rich.table import Table
 
 from fedge.converters.bundle import BundleResult, convert
 from fedge.converters.options import ConvertOptions
-from fedge.data import load_task
-from fedge.train import TrainConfig, train_reference_model
+from fedge.reference.data import load_task
+from fedge.reference.train import TrainConfig, train_reference_model
 
 CONFIGS: list[tuple[str, dict[str, Any]]] = [
     ("tflite", {"tflite_quantize": "none"}),
@@ -122,7 +122,7 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from fedge.converters.tfjs import node_latency_us
+    from fedge.converters.targets.tfjs import node_latency_us
 
     x = load_task().test.x[:1]
     model = tf.keras.models.load_model(model_path)

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.events_bench [--events 50]
 
 A real ``fedge serve`` process on loopback (the built-in reference model),
-one SSE subscriber (:class:`fedge.client_sim.events.EventSubscriber`) and
+one SSE subscriber (:class:`fedge.client_sim.device.events.EventSubscriber`) and
 one long-poller. Three ways an event is written:
 
 * ``server commit``: an admin ends the open round (``POST
@@ -36,9 +36,9 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from fedge.client_sim.events import EventSubscriber, poll_events
-from fedge.server import round_store as rs
-from fedge.server.db import Database
+from fedge.client_sim.device.events import EventSubscriber, poll_events
+from fedge.server.storage import rounds as rs
+from fedge.server.storage.db import Database
 from tests.helpers.live_server import running
 
 ADMIN = {"Authorization": "Bearer admin-secret"}  # live_server.start's default

@@ -31,8 +31,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from fedge.client_sim.fleet import FleetConfig, run_fleet
-from fedge.client_sim.fleet_report import RoundReport
+from fedge.client_sim.fleet.threads import FleetConfig, run_fleet
+from fedge.client_sim.report.fleet_report import RoundReport
 
 TOP = 12
 # Frames of fedge's own code (the installed package maps onto these folders);

@@ -2,7 +2,7 @@
 to fedge's fleet (thread backend) on the same fleets, in one run.
 
 For each fleet size the devices' data is fedge's own split
-(:func:`fedge.client_sim.fleet_data.reference_data`: the digits over the
+(:func:`fedge.client_sim.data.fleet_data.reference_data`: the digits over the
 devices with label skew and handwriting styles; past 1,000 devices, 1,000
 shards shared round-robin), so both simulations train the same examples
 on every device. Flower runs in ``.bench-venv`` (``bench/setup_flower.sh``)
@@ -36,9 +36,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from fedge.client_sim.fleet import FleetConfig, run_fleet
-from fedge.client_sim.fleet_data import reference_data
-from fedge.model import INPUT_NAME
+from fedge.client_sim.data.fleet_data import reference_data
+from fedge.client_sim.fleet.threads import FleetConfig, run_fleet
+from fedge.reference.model import INPUT_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLOWER_PYTHON = REPO_ROOT / ".bench-venv" / "bin" / "python"

@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from fedge.server.aggregation import InMemoryUpdates, StreamingMean, coordinate_median, trimmed_mean
+from fedge.server.aggregation.kernels import (
+    InMemoryUpdates,
+    StreamingMean,
+    coordinate_median,
+    trimmed_mean,
+)
 
 
 def interleaved(

@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.table import Table
 
 from fedge.converters.bundle import BundleResult, convert
-from fedge.converters.model_io import input_specs
 from fedge.converters.options import ConvertOptions
+from fedge.converters.source.model_io import input_specs
 from tests import model_zoo
 from tests.converters import zoo_coreml, zoo_rnn_custom, zoo_users
 

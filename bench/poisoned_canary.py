@@ -33,8 +33,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fedge.client_sim.fleet import FleetConfig, run_fleet
-from fedge.client_sim.fleet_report import FleetReport
+from fedge.client_sim.fleet.threads import FleetConfig, run_fleet
+from fedge.client_sim.report.fleet_report import FleetReport
 
 
 def _fleet(args: argparse.Namespace, poisoned: int, work: Path) -> FleetReport:

@@ -7,7 +7,7 @@ Builds the reference digits CNN, converts it to a TFLite bundle, starts the
 real ``fedge serve`` process on loopback from it, and times predict requests
 one after another on one ``requests.Session`` (keep-alive), after a warm-up
 that loads TensorFlow in the server. The in-process column times the
-bundle's predictor (:func:`fedge.converters.tflite.load_predictor`, the one
+bundle's predictor (:func:`fedge.converters.targets.tflite.load_predictor`, the one
 the server uses) on the same batches, so the difference is what the service
 costs: JSON both ways, HTTP on loopback, the input checks.
 """
@@ -27,8 +27,8 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from fedge.manifest import open_bundle
-from fedge.server.predict_codec import PredictResult, predict_body
+from fedge.bundle.manifest import open_bundle
+from fedge.server.predict.codec import PredictResult, predict_body
 from tests.helpers.live_server import running
 
 Array = npt.NDArray[Any]
@@ -41,7 +41,7 @@ def build_bundle(work: Path) -> Path:
 
     from fedge.converters.bundle import convert
     from fedge.converters.options import ConvertOptions
-    from fedge.model import build_reference_model
+    from fedge.reference.model import build_reference_model
 
     tf.keras.utils.set_random_seed(0)
     build_reference_model().save(work / "digits.keras")
@@ -75,7 +75,7 @@ def main() -> None:
         bundle = build_bundle(work)
         manifest = open_bundle(bundle).manifest
         (spec,) = manifest.inputs
-        from fedge.converters.tflite import load_predictor
+        from fedge.converters.targets.tflite import load_predictor
 
         local = load_predictor(bundle, manifest.artifact("tflite"))
         flags = ["--model", str(bundle), "--deadline", "3600"]

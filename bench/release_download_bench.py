@@ -24,12 +24,12 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from fedge.bundle_tar import pack_bundle
-from fedge.client_sim.bundle_download import download_bundle
-from fedge.client_sim.client import FedgeClient
-from fedge.client_sim.events import poll_events
-from fedge.client_sim.transport import HttpTransport, TransportError
-from fedge.manifest import open_bundle
+from fedge.bundle.manifest import open_bundle
+from fedge.bundle.tar import pack_bundle
+from fedge.client_sim.device.bundle_download import download_bundle
+from fedge.client_sim.device.client import FedgeClient
+from fedge.client_sim.device.events import poll_events
+from fedge.client_sim.device.transport import HttpTransport, TransportError
 from tests.helpers.live_server import running
 from tests.helpers.network_gone import NetworkGoneAfter
 
@@ -42,7 +42,7 @@ def reference_bundles(work: Path) -> tuple[Path, Path]:
 
     from fedge.converters.bundle import convert
     from fedge.converters.options import ConvertOptions
-    from fedge.model import build_reference_model
+    from fedge.reference.model import build_reference_model
 
     paths = []
     for seed in (0, 1):

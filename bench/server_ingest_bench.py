@@ -23,7 +23,7 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from fedge.update_codec import Update, UpdateMeta, encode_update
+from fedge.wire.update_codec import Update, UpdateMeta, encode_update
 from tests.helpers.live_server import FEDGE, running
 
 

@@ -16,12 +16,12 @@ import tensorflow as tf
 from rich.console import Console
 from rich.table import Table
 
-from fedge.client_sim.fleet import FleetConfig, run_fleet
-from fedge.client_sim.tff_engine import run_tff_fedavg
-from fedge.data import load_task
-from fedge.model import build_reference_model
-from fedge.partition import PartitionConfig, partition
-from fedge.weight_spec import ModelSpec
+from fedge.client_sim.data.partition import PartitionConfig, partition
+from fedge.client_sim.fleet.threads import FleetConfig, run_fleet
+from fedge.client_sim.tff.engine import run_tff_fedavg
+from fedge.reference.data import load_task
+from fedge.reference.model import build_reference_model
+from fedge.wire.weight_spec import ModelSpec
 
 
 def peak_rss_mib() -> float:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedge.hashing import sha256_file
+from fedge.bundle.hashing import sha256_file
 
 
 @dataclass(frozen=True)

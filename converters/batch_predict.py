@@ -26,17 +26,23 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
+from fedge.bundle.manifest import (
+    Manifest,
+    ManifestError,
+    VerifiedBundle,
+    open_bundle,
+    verify_bundle,
+)
 from fedge.converters.errors import (
     BadInputError,
     ConversionError,
     PredictionError,
     TargetFailedError,
 )
-from fedge.converters.predictor import Predictor
-from fedge.converters.registry import TARGETS
-from fedge.converters.samples import check_arrays, read_samples
+from fedge.converters.parity.predictor import Predictor
+from fedge.converters.parity.samples import check_arrays, read_samples
+from fedge.converters.targets.registry import TARGETS
 from fedge.errors import FedgeError
-from fedge.manifest import Manifest, ManifestError, VerifiedBundle, open_bundle, verify_bundle
 
 RUNTIMES = ("tflite", "tfjs", "coreml", "keras")
 OUTPUT_SUFFIXES = (".npy", ".npz", ".csv")

@@ -19,7 +19,7 @@ that cannot have one (several outputs, a compiled loss it cannot take)
 says so in ``training_skipped``.
 
 int8 is calibrated on the user's data or the reference task's, never on
-random numbers (:func:`fedge.converters.samples.calibration_samples`);
+random numbers (:func:`fedge.converters.parity.samples.calibration_samples`);
 every parity record names its inputs and their range.
 
 Every bundle also carries the model's weights as a fedge checkpoint
@@ -28,7 +28,7 @@ devices read them without TensorFlow.
 
 The reference task's data (digit labels, the digits test split, a test
 accuracy in the model card) goes to the reference model only, recognised
-by its name and weight spec (:func:`fedge.reference_weights.is_reference_model`);
+by its name and weight spec (:func:`fedge.reference.weights.is_reference_model`);
 any other model gets the labels and samples its user gives, or none.
 """
 
@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from fedge.bundle_weights import WEIGHTS_ARTIFACT, WEIGHTS_FILE, WEIGHTS_OPTIONS, write_weights
+from fedge.bundle.manifest import Manifest, TensorSpec, write_manifest
+from fedge.bundle.weights import WEIGHTS_ARTIFACT, WEIGHTS_FILE, WEIGHTS_OPTIONS, write_weights
 from fedge.converters.artifact import Artifact, describe_files
 from fedge.converters.errors import (
     ConversionError,
@@ -53,35 +54,34 @@ from fedge.converters.errors import (
     TargetFailedError,
     UnsupportedOpError,
 )
-from fedge.converters.labels import check_labels
 from fedge.converters.model_card import render_model_card
-from fedge.converters.model_io import (
+from fedge.converters.options import TRAIN_TARGET, ConvertOptions
+from fedge.converters.parity.compare import ParityReport, compare, unverified
+from fedge.converters.parity.samples import (
+    SampleSet,
+    calibration_samples,
+    is_reference_task,
+    load_samples,
+)
+from fedge.converters.source.labels import check_labels
+from fedge.converters.source.model_io import (
     input_specs,
     keras_scope,
     load_model,
     output_specs,
     source_kind,
 )
-from fedge.converters.options import TRAIN_TARGET, ConvertOptions
-from fedge.converters.parity import ParityReport, compare, unverified
-from fedge.converters.registry import TARGETS
-from fedge.converters.samples import (
-    SampleSet,
-    calibration_samples,
-    is_reference_task,
-    load_samples,
-)
-from fedge.converters.tflite_training import (
+from fedge.converters.targets.registry import TARGETS
+from fedge.converters.targets.tflite_training import (
     attach_training,
     why_no_training,
     with_failed_training,
     without_training,
 )
-from fedge.converters.training_loss import UnsupportedLossError, resolve_loss
-from fedge.data import LABELS
-from fedge.manifest import Manifest, TensorSpec, write_manifest
-from fedge.update_codec import CodecError
-from fedge.weight_spec import ModelSpec, WeightSpecError
+from fedge.converters.targets.training_loss import UnsupportedLossError, resolve_loss
+from fedge.reference.data import LABELS
+from fedge.wire.update_codec import CodecError
+from fedge.wire.weight_spec import ModelSpec, WeightSpecError
 
 MODEL_CARD_FILE = "MODEL_CARD.md"
 TRAIN_CHECK_ROWS = 32
@@ -314,7 +314,7 @@ def _training(
     if not options.verify:
         outcome.parity = unverified(tolerance, "fp32", "skipped (--no-verify)")
     else:
-        from fedge.converters.train_parity import check_train_step
+        from fedge.converters.parity.training import check_train_step
 
         say(TRAIN_TARGET, "checking one training step against Keras")
         batch = samples.head(TRAIN_CHECK_ROWS)

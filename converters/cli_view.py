@@ -15,7 +15,7 @@ from rich.text import Text
 from fedge.converters.bundle import BundleResult, TargetOutcome
 from fedge.converters.model_card import describe_inputs
 from fedge.converters.options import TRAIN_TARGET
-from fedge.converters.training_loss import describe as describe_loss
+from fedge.converters.targets.training_loss import describe as describe_loss
 
 _STATUS_STYLE = {"pass": "green", "fail": "red", "unverified": "yellow"}
 

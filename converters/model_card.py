@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fedge.converters.training_loss import describe as describe_loss
-from fedge.manifest import Manifest
+from fedge.bundle.manifest import Manifest
+from fedge.converters.targets.training_loss import describe as describe_loss
 
 _INTENDED_USE = {
     True: "Classifying 8x8 greyscale handwritten digits on the device that captured them "

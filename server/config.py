@@ -101,7 +101,7 @@ class ServerConfig:
     event_stream_s: float = 300.0
     event_keepalive_s: float = 15.0
     # A canary release is decided once this many devices of its slice have
-    # reported (fedge.server.canary): promoted unless its metric is worse than
+    # reported (fedge.server.releases.canary.reports): promoted unless its metric is worse than
     # the live release's by more than the margin (in the metric's units).
     canary_min_reports: int = 5
     canary_margin: float = 0.01

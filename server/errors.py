@@ -1,7 +1,7 @@
 """Errors of the server, each with a stable ``code`` and an HTTP status.
 
 Views and the coordinator's parts raise these; one handler in
-:mod:`fedge.server.app` turns them into ``{"code": ..., "message": ...}``.
+:mod:`fedge.server.http.app` turns them into ``{"code": ..., "message": ...}``.
 A 4xx is raised before any state changes.
 """
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fedge.data import TaskData, load_task
+from fedge.reference.data import TaskData, load_task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Not FEDGE_*: those name server settings, and an unknown one is refused.

@@ -10,7 +10,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from fedge.model import build_reference_model
+from fedge.reference.model import build_reference_model
 
 layers = tf.keras.layers
 

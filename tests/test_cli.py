@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fedge.cli import main
-from fedge.data import TaskData
+from fedge.cli.main import main
+from fedge.reference.data import TaskData
 
 
 @pytest.mark.parametrize("command", sorted(main.commands))

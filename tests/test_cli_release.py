@@ -21,7 +21,7 @@ import pytest
 import requests
 from click.testing import CliRunner, Result
 
-from fedge.cli import main
+from fedge.cli.main import main
 from tests.helpers.live_server import LiveServer, running
 from tests.helpers.release_bundles import Built, build, save_model
 

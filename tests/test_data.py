@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedge.data import IMAGE_SHAPE, NUM_CLASSES, load_task, public_split
+from fedge.reference.data import IMAGE_SHAPE, NUM_CLASSES, load_task, public_split
 
 
 def test_split_is_reproducible_from_the_seed() -> None:

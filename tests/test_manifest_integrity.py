@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fedge.manifest import (
+from fedge.bundle.manifest import (
     MANIFEST_FILE,
     MANIFEST_HASH_FILE,
     Manifest,
@@ -21,7 +21,7 @@ from fedge.manifest import (
     verify_bundle,
     write_manifest,
 )
-from fedge.weight_spec import ModelSpec
+from fedge.wire.weight_spec import ModelSpec
 
 MODEL = b"the model, version 1"
 EVIL = b"a model that says yes"

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedge.data import NUM_CLASSES, IntArray, TaskData
+from fedge.client_sim.data.partition import HandwritingStyle, PartitionConfig, partition
 from fedge.errors import ConfigError
-from fedge.partition import HandwritingStyle, PartitionConfig, partition
+from fedge.reference.data import NUM_CLASSES, IntArray, TaskData
 
 
 def _mean_label_entropy(labels: IntArray, alpha: float, seed: int) -> float:

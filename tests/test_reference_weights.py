@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from fedge.reference_weights import (
+from fedge.reference.weights import (
     DEFAULT_SEED,
     REFERENCE_MODEL_NAME,
     WEIGHTS_FILE,
@@ -12,13 +12,13 @@ from fedge.reference_weights import (
     is_reference_model,
     reference_spec,
 )
-from fedge.update_codec import Checkpoint, encode_checkpoint
-from fedge.weight_spec import ModelSpec, WeightSpec
+from fedge.wire.update_codec import Checkpoint, encode_checkpoint
+from fedge.wire.weight_spec import ModelSpec, WeightSpec
 
 
 def test_the_shipped_file_is_the_reference_model_built_with_the_default_seed() -> None:
-    # Regenerate with `python -m fedge.reference_weights` when this fails.
-    shipped = resources.files("fedge").joinpath(WEIGHTS_FILE).read_bytes()
+    # Regenerate with `python -m fedge.reference.weights` when this fails.
+    shipped = resources.files("fedge.reference").joinpath(WEIGHTS_FILE).read_bytes()
 
     built = encode_checkpoint(Checkpoint(round_id=0, weights=build_initial_weights(DEFAULT_SEED)))
 
@@ -26,7 +26,7 @@ def test_the_shipped_file_is_the_reference_model_built_with_the_default_seed() -
 
 
 def test_the_reference_spec_and_name_are_the_built_model_s() -> None:
-    from fedge.model import build_reference_model
+    from fedge.reference.model import build_reference_model
 
     model = build_reference_model()
 

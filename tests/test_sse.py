@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fedge.sse import Event, SSEDecoder, comment, position
+from fedge.wire.sse import Event, SSEDecoder, comment, position
 
 
 def _events(decoder: SSEDecoder, raw: bytes) -> list[Event]:

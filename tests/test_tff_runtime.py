@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from fedge.tff_runtime import tff_execution_context
+from fedge.client_sim.tff.runtime import tff_execution_context
 from tests.conftest import REPO_ROOT, tff_worker_pids
 
 CHILD = [sys.executable, "-m", "tests.helpers.tff_mean"]

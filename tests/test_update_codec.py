@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from fedge.update_codec import (
+from fedge.wire.update_codec import (
     Checkpoint,
     CodecError,
     Update,
@@ -107,8 +107,8 @@ def test_the_encoding_is_standard_safetensors() -> None:
 
 
 def test_a_header_over_the_spec_bound_is_refused_before_it_is_parsed() -> None:
-    from fedge.update_codec import max_header_bytes
-    from fedge.weight_spec import ModelSpec
+    from fedge.wire.update_codec import max_header_bytes
+    from fedge.wire.weight_spec import ModelSpec
 
     specs = ModelSpec.from_json([{"name": "w", "shape": [2], "dtype": "float32"}])
     bound = max_header_bytes(specs)

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fedge.bundle.manifest import TensorSpec
+from fedge.client_sim.data.federated_split import FederatedData, SplitConfig, federate
+from fedge.client_sim.data.user_data import Dataset, LabelSpec, load_dataset
 from fedge.errors import DataError
-from fedge.examples import Examples
-from fedge.federated_split import FederatedData, SplitConfig, federate
-from fedge.manifest import TensorSpec
-from fedge.user_data import Dataset, LabelSpec, load_dataset
+from fedge.task.examples import Examples
 
 FEATURES = (TensorSpec("features", (None, 4), "float32"),)
 THREE_CLASSES = LabelSpec(kind="class_ids", shape=(), num_classes=3)

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from fedge import web
-from fedge.cli import main
+from fedge.cli.main import main
 from fedge.server.config import load_config
 from fedge.server.errors import ConfigurationError
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fedge.manifest import Manifest
-from fedge.weight_spec import ModelSpec, WeightSpec, WeightSpecError, train_key
+from fedge.bundle.manifest import Manifest
+from fedge.wire.weight_spec import ModelSpec, WeightSpec, WeightSpecError, train_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,7 +150,7 @@ def test_weight_names_and_training_keys_are_derived_in_one_module() -> None:
         if pattern.search(path.read_text())
     )
 
-    assert found == ["fedge/weight_spec.py"]
+    assert found == ["fedge/wire/weight_spec.py"]
 
 
 def test_differences_name_every_mismatch_and_nothing_for_the_same_spec() -> None:

@@ -188,7 +188,7 @@ def test_installed_fedge_imports_from_its_own_environment(installed: Installed) 
 
 def test_installed_fedge_converts_to_all_three_targets(installed: Installed) -> None:
     work, fedge, env = installed.work, installed.fedge, installed.env
-    probe = "from fedge.converters.tfjs_node import runner_command; runner_command()"
+    probe = "from fedge.converters.targets.tfjs_node import runner_command; runner_command()"
 
     missing = run([installed.python, "-c", probe], cwd=work, env=env, timeout=120)
     setup = run([fedge, "setup-node"], cwd=work, env=env)

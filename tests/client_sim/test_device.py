@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from fedge.client_sim.client import FedgeClient
-from fedge.client_sim.device import SimDevice
-from fedge.client_sim.profiles import DeviceProfile, fleet_profiles
-from fedge.client_sim.trainers import KerasTrainer, TrainerPool, epoch_batches
-from fedge.client_sim.transport import HttpTransport
-from fedge.data import load_task
-from fedge.examples import DeviceExamples, Examples
-from fedge.model import INPUT_NAME, build_reference_model
-from fedge.objective import Objective
-from fedge.update_codec import Weights
+from fedge.client_sim.device.client import FedgeClient
+from fedge.client_sim.device.profiles import DeviceProfile, fleet_profiles
+from fedge.client_sim.device.simulated import SimDevice
+from fedge.client_sim.device.trainers import KerasTrainer, TrainerPool, epoch_batches
+from fedge.client_sim.device.transport import HttpTransport
+from fedge.reference.data import load_task
+from fedge.reference.model import INPUT_NAME, build_reference_model
+from fedge.task.examples import DeviceExamples, Examples
+from fedge.task.objective import Objective
+from fedge.wire.update_codec import Weights
 
 
 def _device_with_keras_runtime() -> tuple[SimDevice, Weights, list[str]]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
-from fedge.cli import main
-from fedge.client_sim.fleet import FleetConfig, run_fleet
+from fedge.cli.main import main
+from fedge.client_sim.fleet.threads import FleetConfig, run_fleet
 
 
 def test_faulty_devices_are_rejected_and_rounds_complete() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from fedge.client_sim.device import RoundOutcome
-from fedge.client_sim.fleet_pacing import DEFAULT_RETRY_S, DevicePacing, Wakeup, next_wakeup
+from fedge.client_sim.device.simulated import RoundOutcome
+from fedge.client_sim.fleet.pacing import DEFAULT_RETRY_S, DevicePacing, Wakeup, next_wakeup
 
 
 def test_every_device_is_due_at_first() -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fedge.cli import main
-from fedge.client_sim.client import ProtocolError
-from fedge.client_sim.fleet import FleetConfig, run_fleet
-from fedge.client_sim.release_cache import check_given
-from fedge.manifest import MANIFEST_FILE, verify_bundle
+from fedge.bundle.manifest import MANIFEST_FILE, verify_bundle
+from fedge.cli.main import main
+from fedge.client_sim.device.client import ProtocolError
+from fedge.client_sim.device.release_cache import check_given
+from fedge.client_sim.fleet.threads import FleetConfig, run_fleet
 
 
 def test_a_fleet_cuts_releases_and_its_canary_devices_decide_them(tmp_path: Path) -> None:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fedge.cli_simulate import _faults
-from fedge.client_sim.device import poison_labels
-from fedge.client_sim.fleet import FleetConfig, run_fleet
-from fedge.client_sim.profiles import FAULTS, fleet_profiles
-from fedge.objective import Objective
+from fedge.cli.simulate import _faults
+from fedge.client_sim.device.profiles import FAULTS, fleet_profiles
+from fedge.client_sim.device.simulated import poison_labels
+from fedge.client_sim.fleet.threads import FleetConfig, run_fleet
+from fedge.task.objective import Objective
 
 
 def test_class_ids_become_the_next_class() -> None:

@@ -4,7 +4,7 @@ the same clients and batches, and not those of an unweighted average.
 
 The proof trains the reference CNN's smooth twin (GELU and average pooling
 instead of ReLU and max pooling; same layers, weights and initial values;
-see :func:`fedge.model.build_reference_model`). What it proves is about the
+see :func:`fedge.reference.model.build_reference_model`). What it proves is about the
 system (protocol, update codec, example-weighted aggregation, the devices'
 SGD on the given batches), which does not depend on the activations; but
 only a smooth model makes "agree to 1e-4" hold on any machine. Both sides
@@ -28,13 +28,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedge.client_sim.fleet import FleetConfig, run_fleet
-from fedge.client_sim.tff_engine import run_tff_fedavg
-from fedge.data import load_task
-from fedge.model import build_reference_model
-from fedge.partition import PartitionConfig, partition
-from fedge.update_codec import Weights
-from fedge.weight_spec import ModelSpec
+from fedge.client_sim.data.partition import PartitionConfig, partition
+from fedge.client_sim.fleet.threads import FleetConfig, run_fleet
+from fedge.client_sim.tff.engine import run_tff_fedavg
+from fedge.reference.data import load_task
+from fedge.reference.model import build_reference_model
+from fedge.wire.update_codec import Weights
+from fedge.wire.weight_spec import ModelSpec
 
 TOLERANCE = 1e-4
 

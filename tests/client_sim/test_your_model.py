@@ -21,8 +21,8 @@ import requests
 import tensorflow as tf
 from click.testing import CliRunner
 
-from fedge.cli import main
-from fedge.client_sim.fleet import FleetConfig, run_fleet
+from fedge.cli.main import main
+from fedge.client_sim.fleet.threads import FleetConfig, run_fleet
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
 from tests.helpers.live_server import running

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fedge.train import TrainConfig, train_reference_model
+from fedge.reference.train import TrainConfig, train_reference_model
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import tensorflow as tf
 
+from fedge.bundle.manifest import ManifestError, verify_bundle
 from fedge.converters.bundle import convert
 from fedge.converters.errors import ConversionError, ModelLoadError
 from fedge.converters.options import ConvertOptions, Tolerance
-from fedge.manifest import ManifestError, verify_bundle
 
 TFLITE = ConvertOptions(targets=("tflite",))
 

@@ -9,13 +9,13 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from fedge.cli import main
+from fedge.bundle.manifest import verify_bundle
+from fedge.cli.main import main
 from fedge.converters.batch_predict import predict_bundle
 from fedge.converters.bundle import convert
 from fedge.converters.errors import ConversionError
 from fedge.converters.options import ConvertOptions
-from fedge.data import load_task
-from fedge.manifest import verify_bundle
+from fedge.reference.data import load_task
 
 
 def test_the_reference_model_gets_all_three_targets_verified(

@@ -9,8 +9,8 @@ import numpy as np
 import tensorflow as tf
 from click.testing import CliRunner
 
-from fedge.cli import main
-from fedge.data import load_task
+from fedge.cli.main import main
+from fedge.reference.data import load_task
 
 
 def test_convert_then_predict_with_tflite_and_keras(

@@ -12,8 +12,8 @@ import tensorflow as tf
 from click.testing import CliRunner
 from rich.console import Console
 
-from fedge.cli import main
-from fedge.console import make_console
+from fedge.cli.console import make_console
+from fedge.cli.main import main
 from fedge.converters.bundle import BundleResult, convert
 from fedge.converters.cli_view import summary_table
 from fedge.converters.options import ConvertOptions

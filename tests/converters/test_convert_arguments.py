@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner, Result
 
-from fedge.cli import main
+from fedge.cli.main import main
 
 
 @pytest.fixture(scope="module")

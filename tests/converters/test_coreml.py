@@ -18,7 +18,6 @@ import tensorflow as tf
 from coremltools.converters.mil.mil import Builder as mb
 
 from fedge.converters.artifact import Artifact
-from fedge.converters.coreml import ENTRY, LABELS_KEY, MAX_BATCH, export, load_predictor
 from fedge.converters.errors import (
     BundleError,
     TargetFailedError,
@@ -26,7 +25,8 @@ from fedge.converters.errors import (
     UnsupportedOpError,
 )
 from fedge.converters.options import ConvertOptions
-from fedge.converters.parity import compare
+from fedge.converters.parity.compare import compare
+from fedge.converters.targets.coreml import ENTRY, LABELS_KEY, MAX_BATCH, export, load_predictor
 from tests.model_zoo import ZOO
 
 Array = npt.NDArray[Any]

@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from fedge.converters.bundle import convert
-from fedge.converters.coreml import export
 from fedge.converters.errors import TargetFailedError
 from fedge.converters.options import ConvertOptions, Tolerance
+from fedge.converters.targets.coreml import export
 from tests.converters.zoo_coreml import regressor
 
 

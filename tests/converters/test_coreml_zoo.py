@@ -13,9 +13,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from fedge.converters.coreml import ENTRY, export, load_predictor
 from fedge.converters.options import ConvertOptions, Tolerance
-from fedge.converters.parity import compare, relative_error
+from fedge.converters.parity.compare import compare, relative_error
+from fedge.converters.targets.coreml import ENTRY, export, load_predictor
 from tests.converters.zoo_coreml import ZOO, mobilenet_v2
 
 Array = npt.NDArray[Any]

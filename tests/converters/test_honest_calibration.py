@@ -18,14 +18,14 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from fedge.cli import main
+from fedge.bundle.manifest import verify_bundle
+from fedge.cli.main import main
 from fedge.converters.bundle import BundleResult, convert
 from fedge.converters.cli_view import summary_table
 from fedge.converters.errors import ConversionError
 from fedge.converters.options import ConvertOptions
-from fedge.converters.samples import load_samples
+from fedge.converters.parity.samples import load_samples
 from fedge.errors import ConfigError
-from fedge.manifest import verify_bundle
 from tests.converters.zoo_users import (
     logits_classifier,
     pixel_classifier,

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from fedge.bundle.manifest import verify_bundle
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
-from fedge.converters.training_loss import (
+from fedge.converters.targets.training_loss import (
     UnsupportedLossError,
     loss_from_config,
     read_compile_config,
     resolve_loss,
     sgd_learning_rate,
 )
-from fedge.manifest import verify_bundle
 from tests.converters.zoo_users import logits_classifier
 
 layers = tf.keras.layers

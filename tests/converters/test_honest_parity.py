@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from fedge.cli import main
+from fedge.bundle.manifest import verify_bundle
+from fedge.cli.main import main
 from fedge.converters.bundle import convert
 from fedge.converters.cli_view import summary_table
 from fedge.converters.options import (
@@ -20,9 +21,8 @@ from fedge.converters.options import (
     Tolerance,
     parse_tolerance,
 )
-from fedge.converters.parity import compare
+from fedge.converters.parity.compare import compare
 from fedge.errors import ConfigError
-from fedge.manifest import verify_bundle
 from tests.converters.zoo_users import constant_classifier, logits_classifier, save
 
 FP32 = Tolerance(max_abs_err=1e-4)

@@ -15,12 +15,12 @@ import tensorflow as tf
 from click.testing import CliRunner
 from rich.console import Console
 
-from fedge.cli import main
+from fedge.bundle.manifest import verify_bundle
+from fedge.cli.main import main
 from fedge.converters.bundle import BundleResult, convert
 from fedge.converters.cli_view import summary_table
 from fedge.converters.errors import ConversionError
 from fedge.converters.options import ConvertOptions, Tolerance
-from fedge.manifest import verify_bundle
 from tests.converters.zoo_users import (
     constant_classifier,
     constrained_classifier,

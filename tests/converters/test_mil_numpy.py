@@ -20,8 +20,8 @@ from coremltools.converters.mil.mil import Builder as mb
 from coremltools.converters.mil.mil import Function, Program
 
 from fedge.converters.errors import UnsupportedOpError
-from fedge.converters.mil_numpy import MilEvaluator
-from fedge.converters.mil_numpy_ops import KERNELS
+from fedge.converters.targets.mil_numpy import MilEvaluator
+from fedge.converters.targets.mil_numpy_ops import KERNELS
 
 Array = npt.NDArray[Any]
 ATOL = 1e-5

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fedge.cli import main
+from fedge.bundle.manifest import verify_bundle
+from fedge.cli.main import main
 from fedge.converters.batch_predict import predict_bundle
 from fedge.converters.errors import ConversionError, ModelLoadError
-from fedge.converters.model_io import load_model, resolve_custom_objects
 from fedge.converters.options import ConvertOptions
+from fedge.converters.source.model_io import load_model, resolve_custom_objects
 from fedge.errors import ConfigError
-from fedge.manifest import verify_bundle
 from tests.converters import custom_layers
 from tests.converters import zoo_rnn_custom as zoo
 

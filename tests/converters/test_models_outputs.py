@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedge.bundle.manifest import verify_bundle
 from fedge.converters.batch_predict import predict_bundle
 from fedge.converters.bundle import convert
-from fedge.converters.keras_target import KerasPredictor
-from fedge.converters.model_io import output_specs
 from fedge.converters.options import ConvertOptions
-from fedge.manifest import verify_bundle
+from fedge.converters.source.model_io import output_specs
+from fedge.converters.targets.keras_target import KerasPredictor
 from tests.converters import zoo_rnn_custom as zoo
 
 NAMES = ["probs", "score"]  # Keras's order: the dict's keys, sorted

@@ -12,11 +12,11 @@ import numpy.typing as npt
 import pytest
 import tensorflow as tf
 
-from fedge.converters import tflite
+from fedge.bundle.manifest import verify_bundle
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions, Tolerance
-from fedge.converters.parity import compare
-from fedge.manifest import verify_bundle
+from fedge.converters.parity.compare import compare
+from fedge.converters.targets import tflite
 from tests.converters import zoo_rnn_custom as zoo
 
 TFLITE_ONLY = ConvertOptions(targets=("tflite",), tflite_training=False)

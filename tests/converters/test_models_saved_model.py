@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from fedge.bundle.manifest import verify_bundle
 from fedge.converters.batch_predict import predict_bundle
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
-from fedge.manifest import verify_bundle
 from tests.converters import zoo_rnn_custom as zoo
 
 

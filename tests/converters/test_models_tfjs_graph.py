@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fedge.cli import main
-from fedge.converters import tfjs, tfjs_graph, tfjs_node
+from fedge.bundle.manifest import verify_bundle
+from fedge.cli.main import main
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
-from fedge.manifest import verify_bundle
+from fedge.converters.targets import tfjs, tfjs_graph, tfjs_node
 from tests.converters import zoo_rnn_custom as zoo
 
 TFJS_ONLY = ConvertOptions(targets=("tfjs",), max_samples=32)

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner, Result
 
-from fedge.cli import main
-from fedge.manifest import MANIFEST_FILE
+from fedge.bundle.manifest import MANIFEST_FILE
+from fedge.cli.main import main
 
 VOCABULARY = 20
 QUICK = ("--no-verify", "--no-training")

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedge.bundle_weights import WEIGHTS_ARTIFACT, WEIGHTS_FILE, read_weights
+from fedge.bundle.manifest import verify_bundle
+from fedge.bundle.weights import WEIGHTS_ARTIFACT, WEIGHTS_FILE, read_weights
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
-from fedge.converters.samples import is_reference_task, load_samples
-from fedge.manifest import verify_bundle
-from fedge.update_codec import decode_checkpoint
-from fedge.weight_spec import ModelSpec
+from fedge.converters.parity.samples import is_reference_task, load_samples
+from fedge.wire.update_codec import decode_checkpoint
+from fedge.wire.weight_spec import ModelSpec
 from tests.model_zoo import reference_cnn
 
 TFLITE = ConvertOptions(targets=("tflite",), tflite_training=False)

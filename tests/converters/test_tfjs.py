@@ -18,14 +18,14 @@ import numpy.typing as npt
 import pytest
 import tensorflow as tf
 
-from fedge.converters import tfjs
 from fedge.converters.artifact import Artifact
 from fedge.converters.errors import BundleError, UnsupportedLayerError
-from fedge.converters.model_io import load_keras_model
 from fedge.converters.options import ConvertOptions
-from fedge.data import TaskData
+from fedge.converters.source.model_io import load_keras_model
+from fedge.converters.targets import tfjs
 from fedge.errors import ConfigError
-from fedge.weight_spec import ModelSpec
+from fedge.reference.data import TaskData
+from fedge.wire.weight_spec import ModelSpec
 from tests import model_zoo
 
 SAMPLES = 64

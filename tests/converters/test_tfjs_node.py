@@ -13,9 +13,9 @@ import numpy.typing as npt
 import pytest
 import tensorflow as tf
 
-from fedge.converters import tfjs, tfjs_node
 from fedge.converters.errors import RuntimeUnavailableError, TargetFailedError
 from fedge.converters.options import ConvertOptions
+from fedge.converters.targets import tfjs, tfjs_node
 from tests import model_zoo
 
 

@@ -10,13 +10,13 @@ import numpy.typing as npt
 import pytest
 import tensorflow as tf
 
-from fedge.converters import tflite
 from fedge.converters.errors import UnsupportedLayerError
-from fedge.converters.model_io import load_keras_model
 from fedge.converters.options import ConvertOptions
-from fedge.converters.samples import load_samples
-from fedge.converters.train_parity import check_train_step
-from fedge.weight_spec import ModelSpec
+from fedge.converters.parity.samples import load_samples
+from fedge.converters.parity.training import check_train_step
+from fedge.converters.source.model_io import load_keras_model
+from fedge.converters.targets import tflite
+from fedge.wire.weight_spec import ModelSpec
 from tests.model_zoo import ZOO, separable_bn_cnn
 
 FP32_ONLY = ConvertOptions(targets=("tflite",), tflite_training=False)
@@ -156,7 +156,7 @@ def test_training_artifact_round_trips_weights_in_canonical_order(tmp_path: Path
 def test_the_simulator_trains_through_the_specs_training_keys(tmp_path: Path) -> None:
     """The artifact's keys are the spec's, and the simulator's TFLite runtime
     maps weights in and out by the spec alone (no key of its own making)."""
-    from fedge.client_sim.trainers import TfliteTrainer
+    from fedge.client_sim.device.trainers import TfliteTrainer
 
     model = separable_bn_cnn()
     artifact = tflite.export(model, tmp_path, ConvertOptions(targets=("tflite",)))

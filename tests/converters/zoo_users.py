@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
-from fedge.data import load_digits_images
+from fedge.reference.data import load_digits_images
 
 layers = tf.keras.layers
 

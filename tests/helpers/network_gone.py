@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedge.client_sim.transport import HttpTransport, Reply, TransportError
+from fedge.client_sim.device.transport import HttpTransport, Reply, TransportError
 
 
 class NetworkGoneAfter(HttpTransport):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedge.manifest import MANIFEST_FILE, MANIFEST_HASH_FILE, open_bundle
+from fedge.bundle.manifest import MANIFEST_FILE, MANIFEST_HASH_FILE, open_bundle
 
 MODEL_NAME = "tinyrel"
 

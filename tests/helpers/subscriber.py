@@ -13,8 +13,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from fedge.client_sim.events import EventSubscriber
-from fedge.sse import Event
+from fedge.client_sim.device.events import EventSubscriber
+from fedge.wire.sse import Event
 
 
 @contextmanager

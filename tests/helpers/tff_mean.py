@@ -12,7 +12,7 @@ import time
 import numpy as np
 import tensorflow_federated as tff
 
-from fedge.tff_runtime import tff_execution_context
+from fedge.client_sim.tff.runtime import tff_execution_context
 
 
 @tff.federated_computation(tff.FederatedType(np.float32, tff.CLIENTS))

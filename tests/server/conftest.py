@@ -14,8 +14,8 @@ import pytest
 import requests
 from flask import Flask
 
-from fedge.server.app import create_app, shutdown
-from fedge.server.serve import BackgroundServer
+from fedge.server.http.app import create_app, shutdown
+from fedge.server.http.serve import BackgroundServer
 from tests.server.helpers import tiny_model
 
 AppFactory = Callable[..., Flask]

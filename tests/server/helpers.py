@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from fedge.server.app import InitialModel
-from fedge.update_codec import Update, UpdateMeta, encode_update
-from fedge.weight_spec import ModelSpec, WeightSpec
+from fedge.server.http.app import InitialModel
+from fedge.wire.update_codec import Update, UpdateMeta, encode_update
+from fedge.wire.weight_spec import ModelSpec, WeightSpec
 
 SPECS = ModelSpec(
     (WeightSpec("dense/kernel", (2, 2), "float32"), WeightSpec("dense/bias", (2,), "float32"))

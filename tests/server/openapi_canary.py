@@ -14,7 +14,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from fedge.bundle_tar import pack_bundle
+from fedge.bundle.tar import pack_bundle
 from tests.server.helpers import auth
 
 TAR = "application/x-tar"

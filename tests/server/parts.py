@@ -9,19 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedge.server import device_store as devices
-from fedge.server import round_store as rs
-from fedge.server.auth import Device
 from fedge.server.config import RoundConfig, ServerConfig
-from fedge.server.db import Database
-from fedge.server.ingest import UpdateIngest
-from fedge.server.metrics import Metrics, server_metrics
-from fedge.server.recovery import recover
-from fedge.server.round_closer import RoundCloser
-from fedge.server.round_lifecycle import RoundLifecycle
-from fedge.server.round_strategy import RoundStrategy
-from fedge.server.round_sum import RoundSum
-from fedge.server.selection import Selector
+from fedge.server.devices.auth import Device
+from fedge.server.http.metrics import Metrics, server_metrics
+from fedge.server.rounds.closer import RoundCloser
+from fedge.server.rounds.ingest import UpdateIngest
+from fedge.server.rounds.lifecycle import RoundLifecycle
+from fedge.server.rounds.recovery import recover
+from fedge.server.rounds.running_sum import RoundSum
+from fedge.server.rounds.selection import Selector
+from fedge.server.rounds.strategy import RoundStrategy
+from fedge.server.storage import devices
+from fedge.server.storage import rounds as rs
+from fedge.server.storage.db import Database
 from tests.server.helpers import SPECS, tiny_model
 
 

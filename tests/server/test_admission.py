@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from fedge.server.admission import (
+from fedge.server.config import RoundConfig
+from fedge.server.rounds.admission import (
     CONDITIONS,
     Refusal,
     Seats,
@@ -13,9 +14,8 @@ from fedge.server.admission import (
     conditions_refusal,
     seat_refusal,
 )
-from fedge.server.config import RoundConfig
-from fedge.server.device_store import Conditions
-from fedge.server.round_lifecycle import due_transition
+from fedge.server.rounds.lifecycle import due_transition
+from fedge.server.storage.devices import Conditions
 
 
 def seats(taken: int = 0, slots: int = 3, least: int = 0) -> Seats:

@@ -2,7 +2,7 @@
 
 The same small inputs go through TFF's ``MeanFactory`` and
 ``DifferentiallyPrivateFactory.gaussian_fixed`` (run by TFF's runtime,
-inside :func:`fedge.tff_runtime.tff_execution_context` so no worker
+inside :func:`fedge.client_sim.tff.runtime.tff_execution_context` so no worker
 outlives the test) and through :class:`StreamingMean` and
 :class:`CentralDP` with a fixed denominator, and must agree: the mean
 exactly (to float32), the clipping exactly, the noise in standard deviation
@@ -19,11 +19,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from fedge.server.aggregation import StreamingMean
-from fedge.server.central_dp import CentralDP
-from fedge.server.privacy import epsilon
-from fedge.server.strategies import FedAvg, ServerState
-from fedge.tff_runtime import tff_execution_context
+from fedge.client_sim.tff.runtime import tff_execution_context
+from fedge.server.aggregation.central_dp import CentralDP
+from fedge.server.aggregation.kernels import StreamingMean
+from fedge.server.aggregation.privacy import epsilon
+from fedge.server.aggregation.strategies import FedAvg, ServerState
 
 tff = pytest.importorskip("tensorflow_federated")
 

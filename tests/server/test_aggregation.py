@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from fedge.server.aggregation import (
+from fedge.server.aggregation.kernels import (
     AggregationError,
     InMemoryUpdates,
     SafetensorsFileUpdates,
@@ -18,8 +18,8 @@ from fedge.server.aggregation import (
     coordinate_median,
     trimmed_mean,
 )
-from fedge.update_codec import Update, UpdateMeta, Weights, encode_update
-from fedge.weight_spec import ModelSpec, WeightSpec
+from fedge.wire.update_codec import Update, UpdateMeta, Weights, encode_update
+from fedge.wire.weight_spec import ModelSpec, WeightSpec
 
 
 def f32(*values: float) -> npt.NDArray[np.float32]:

@@ -22,13 +22,13 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from fedge.client_sim.bundle_download import download_bundle
-from fedge.client_sim.client import FedgeClient, ProtocolError
-from fedge.client_sim.transport import HttpTransport, TransportError
+from fedge.bundle.manifest import MANIFEST_FILE, MANIFEST_HASH_FILE, open_bundle, verify_bundle
+from fedge.client_sim.device.bundle_download import download_bundle
+from fedge.client_sim.device.client import FedgeClient, ProtocolError
+from fedge.client_sim.device.transport import HttpTransport, TransportError
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
-from fedge.manifest import MANIFEST_FILE, MANIFEST_HASH_FILE, open_bundle, verify_bundle
-from fedge.server.bundle_store import BUNDLES_DIR, store_bundle
+from fedge.server.storage.bundles import BUNDLES_DIR, store_bundle
 from tests.helpers.live_server import LiveServer, running, start, stop
 from tests.helpers.network_gone import NetworkGoneAfter
 
@@ -46,7 +46,7 @@ class ReferenceBundle:
 @pytest.fixture(scope="module")
 def reference_bundle(tmp_path_factory: pytest.TempPathFactory) -> ReferenceBundle:
     """The reference CNN (untrained) as a TFLite bundle with ``train.tflite``."""
-    from fedge.model import build_reference_model
+    from fedge.reference.model import build_reference_model
 
     root = tmp_path_factory.mktemp("reference")
     keras_path = root / "digits.keras"

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from fedge.server.release_rollout import in_canary
+from fedge.server.releases.rollout import in_canary
 from tests.helpers.live_server import running
 from tests.helpers.release_api import ADMIN, ReleaseApi
 from tests.helpers.release_bundles import Built, build, bundle_tar

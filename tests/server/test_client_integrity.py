@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from fedge.client_sim.client import FedgeClient, ProtocolError
-from fedge.client_sim.transport import HttpTransport
-from fedge.server.app import context_of
-from fedge.server.serve import BackgroundServer
+from fedge.client_sim.device.client import FedgeClient, ProtocolError
+from fedge.client_sim.device.transport import HttpTransport
+from fedge.server.http.context import context_of
+from fedge.server.http.serve import BackgroundServer
 from tests.server.conftest import AppFactory
 
 

@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 import requests
 
-from fedge.client_sim.events import poll_events
-from fedge.server import round_store as rs
+from fedge.client_sim.device.events import poll_events
 from fedge.server.config import load_config
-from fedge.server.db import Database
 from fedge.server.errors import ConfigurationError
-from fedge.server.event_log import StoredEvent, public_event
-from fedge.server.serve import BackgroundServer
-from fedge.update_codec import Update, UpdateMeta, encode_update
+from fedge.server.events.log import StoredEvent, public_event
+from fedge.server.http.serve import BackgroundServer
+from fedge.server.storage import rounds as rs
+from fedge.server.storage.db import Database
+from fedge.wire.update_codec import Update, UpdateMeta, encode_update
 from tests.helpers.live_server import LiveServer, running
 from tests.helpers.subscriber import subscribed, take
 from tests.server.conftest import AppFactory

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import requests
 
-from fedge.update_codec import decode_checkpoint
+from fedge.wire.update_codec import decode_checkpoint
 from tests.helpers.live_server import running
 from tests.server.helpers import auth, constant_update, json_at, settled
 from tests.server.test_http import ROUND_FLAGS, Device

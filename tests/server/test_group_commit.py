@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fedge.server.errors import ServerError
-from fedge.server.group_commit import GroupCommit
+from fedge.server.storage.group_commit import GroupCommit
 from tests.server.helpers import constant_update
 from tests.server.parts import build_parts
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import requests
 
-from fedge.server.app import context_of
-from fedge.server.serve import BackgroundServer
+from fedge.server.http.context import context_of
+from fedge.server.http.serve import BackgroundServer
 from tests.server.conftest import AppFactory
 from tests.server.helpers import OCTET, auth, constant_update, json_at, settled
 
@@ -287,7 +287,7 @@ def test_a_huge_finite_update_does_not_overflow_the_weighted_sum(live: Live) -> 
     round_one = settled(json_at(server.url), 1)
     assert round_one["state"] == "closed"
     reply = server.get(f"/v1/checkpoints/{round_one['result_checkpoint']}", headers=auth(tokens[0]))
-    from fedge.update_codec import decode_checkpoint
+    from fedge.wire.update_codec import decode_checkpoint
 
     # (1 * 0 + 3 * 3e38) / 4 = 2.25e38, finite.
     bias = decode_checkpoint(reply.content).weights["dense/bias"]
@@ -444,7 +444,7 @@ def test_a_device_s_weight_is_capped(live: Live) -> None:
     weights = server.get(
         f"/v1/checkpoints/{round_one['result_checkpoint']}", headers=auth(tokens[0])
     )
-    from fedge.update_codec import decode_checkpoint
+    from fedge.wire.update_codec import decode_checkpoint
 
     # Both weigh 10: (10 * 1 + 10 * 4) / 20 = 2.5, not ~4 as a million examples would make it.
     np.testing.assert_allclose(decode_checkpoint(weights.content).weights["dense/bias"], [2.5, 2.5])

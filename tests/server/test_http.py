@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from fedge.update_codec import decode_checkpoint
+from fedge.wire.update_codec import decode_checkpoint
 from tests.helpers.live_server import running
 from tests.server.helpers import OCTET, auth, constant_update, json_at, settled
 

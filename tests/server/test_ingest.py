@@ -10,7 +10,7 @@ import pytest
 
 from fedge.server.config import ServerConfig
 from fedge.server.errors import Conflict, Forbidden, NotFound, ServerError
-from fedge.server.ingest import effective_max_update_norm
+from fedge.server.rounds.ingest import effective_max_update_norm
 from tests.server.helpers import SPECS, constant_update
 from tests.server.parts import Parts, build_parts
 

@@ -14,8 +14,8 @@ import pytest
 import requests
 import yaml
 
-from fedge.server.admission import PACE, paced_round
-from fedge.server.device_store import Conditions
+from fedge.server.rounds.admission import PACE, paced_round
+from fedge.server.storage.devices import Conditions
 from tests.helpers.live_server import running
 from tests.server.helpers import auth
 from tests.server.parts import build_parts

@@ -24,12 +24,12 @@ import requests
 import yaml
 from jsonschema import Draft202012Validator
 
+from fedge.bundle.manifest import Manifest, open_bundle
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
-from fedge.manifest import Manifest, open_bundle
 from fedge.server.config import load_config
 from fedge.server.errors import ConfigurationError
-from fedge.server.predict_codec import PredictResult, predict_body
+from fedge.server.predict.codec import PredictResult, predict_body
 from tests.helpers.live_server import running
 from tests.server.test_bundle_serving import enrol, snapshot
 

@@ -14,7 +14,7 @@ import math
 import pytest
 
 from fedge.errors import ConfigError
-from fedge.server.privacy import PrivacyLedger, epsilon
+from fedge.server.aggregation.privacy import PrivacyLedger, epsilon
 
 # dp_accounting's PLD accountant calls scipy.stats, which calls a NumPy 1.25
 # deprecated function (scipy is not in pyproject's third-party warning list).

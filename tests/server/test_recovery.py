@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedge.server import round_store as rs
 from fedge.server.config import ServerConfig
-from fedge.server.db import Database
 from fedge.server.errors import ConfigurationError
-from fedge.server.metrics import server_metrics
-from fedge.server.recovery import recover
-from fedge.server.round_strategy import RoundStrategy
-from fedge.server.round_sum import RoundSum
+from fedge.server.http.metrics import server_metrics
+from fedge.server.rounds.recovery import recover
+from fedge.server.rounds.running_sum import RoundSum
+from fedge.server.rounds.strategy import RoundStrategy
+from fedge.server.storage import rounds as rs
+from fedge.server.storage.db import Database
 from tests.server.helpers import SPECS, constant_update
 from tests.server.parts import build_parts
 

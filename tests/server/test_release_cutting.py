@@ -3,7 +3,7 @@
 Real ``fedge serve`` processes over real HTTP, started from a small real
 bundle (:mod:`tests.helpers.release_bundles`); devices upload real updates,
 rounds close, and the server converts a checkpoint into a new bundle in a
-``python -m fedge.server.release_worker`` process while it goes on
+``python -m fedge.server.releases.build.worker`` process while it goes on
 serving. The pure parts (the options a build copies from the live bundle,
 the progress codec, the policy's arithmetic) are tested on their own first.
 """
@@ -24,20 +24,20 @@ import numpy as np
 import pytest
 import requests
 
-from fedge.manifest import Manifest, open_bundle
-from fedge.server.bundle_store import BUNDLES_DIR
-from fedge.server.release_build_wire import BuildJob, BuildProgress, BuildWireError
-from fedge.server.release_builder import BUILDS_DIR
-from fedge.server.release_options import options_like
-from fedge.server.release_policy import is_due
-from fedge.server.release_rollout import in_canary
-from fedge.update_codec import Update, UpdateMeta, decode_checkpoint, encode_update
+from fedge.bundle.manifest import Manifest, open_bundle
+from fedge.server.releases.build.builder import BUILDS_DIR
+from fedge.server.releases.build.options import options_like
+from fedge.server.releases.build.wire import BuildJob, BuildProgress, BuildWireError
+from fedge.server.releases.policy import is_due
+from fedge.server.releases.rollout import in_canary
+from fedge.server.storage.bundles import BUNDLES_DIR
+from fedge.wire.update_codec import Update, UpdateMeta, decode_checkpoint, encode_update
 from tests.helpers.live_server import LiveServer, running
 from tests.helpers.release_bundles import MODEL_NAME, Built, build
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 OCTET = "application/octet-stream"
-WORKER_MODULE = "fedge.server.release_worker"
+WORKER_MODULE = "fedge.server.releases.build.worker"
 SHAPES = {"dense/kernel": (4, 3), "dense/bias": (3,)}  # the tinyrel model
 BUILD_TIMEOUT_S = 180.0
 

@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 import requests
 
-from fedge.client_sim.bundle_download import download_bundle
-from fedge.client_sim.client import FedgeClient
-from fedge.client_sim.events import poll_events
-from fedge.client_sim.releases import current_release
-from fedge.client_sim.transport import HttpTransport
-from fedge.manifest import MANIFEST_FILE, verify_bundle
-from fedge.server.bundle_store import BUNDLES_DIR
-from fedge.server.release_rollout import bucket, in_canary
+from fedge.bundle.manifest import MANIFEST_FILE, verify_bundle
+from fedge.client_sim.device.bundle_download import download_bundle
+from fedge.client_sim.device.client import FedgeClient
+from fedge.client_sim.device.events import poll_events
+from fedge.client_sim.device.releases import current_release
+from fedge.client_sim.device.transport import HttpTransport
+from fedge.server.releases.rollout import bucket, in_canary
+from fedge.server.storage.bundles import BUNDLES_DIR
 from tests.helpers.live_server import running
 from tests.helpers.release_api import ADMIN, TAR, ReleaseApi
 from tests.helpers.release_bundles import MODEL_NAME, Built, build, bundle_tar
@@ -576,8 +576,8 @@ def test_releases_and_their_files_survive_a_restart(bundles: Bundles, tmp_path: 
 def test_predict_and_the_model_name_the_live_release_never_the_canary(
     api: Api, bundles: Bundles
 ) -> None:
-    from fedge.converters.tflite import load_predictor
-    from fedge.manifest import open_bundle
+    from fedge.bundle.manifest import open_bundle
+    from fedge.converters.targets.tflite import load_predictor
 
     _, token = api.enrol()
     x = [[0.5, -1.0, 2.0, 0.25]]

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fedge.server import round_store as rs
-from fedge.server.db import Database
-from fedge.server.global_model import CURRENT_CHECKPOINT, read_checkpoint
-from fedge.server.round_lifecycle import RoundLifecycle
+from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, read_checkpoint
+from fedge.server.rounds.lifecycle import RoundLifecycle
+from fedge.server.storage import rounds as rs
+from fedge.server.storage.db import Database
 from tests.server.helpers import SPECS, constant_update
 from tests.server.parts import Parts, build_parts
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from flask import Flask
 
-from fedge.server.app import context, shutdown
-from fedge.update_codec import decode_checkpoint
+from fedge.server.http.app import shutdown
+from fedge.server.http.context import context
+from fedge.wire.update_codec import decode_checkpoint
 from tests.server.conftest import AppFactory, Client, Connect
 from tests.server.helpers import OCTET, auth, constant_update, join, json_of, settled, upload
 
@@ -284,7 +285,7 @@ def test_fair_sampler_keeps_participation_even(make_app: AppFactory, connect: Co
 
 
 def participations(app: Flask, token: str) -> int:
-    from fedge.server.auth import hash_token
+    from fedge.server.devices.auth import hash_token
 
     conn = context_of(app).db.connection()
     (count,) = conn.execute(
@@ -419,7 +420,7 @@ def test_update_files_of_ended_rounds_are_deleted_and_receipts_stay(
 
 
 def test_a_state_change_is_a_compare_and_set(make_app: AppFactory) -> None:
-    from fedge.server import round_store as rs
+    from fedge.server.storage import rounds as rs
 
     app = make_app(tick_s=3600.0)  # the round driver stays out of the way
 
@@ -441,8 +442,8 @@ def test_a_round_ends_and_the_next_opens_in_one_transaction(
     that asked in that gap used to fail)."""
     from contextlib import contextmanager
 
-    from fedge.server import round_store as rs
-    from fedge.server.db import Database
+    from fedge.server.storage import rounds as rs
+    from fedge.server.storage.db import Database
 
     app = make_app(tick_s=3600.0, rounds={"target_participants": 2, "min_participants": 2})
     client = connect(app)

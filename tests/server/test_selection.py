@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fedge.server import device_store as devices
-from fedge.server.device_store import Conditions
+from fedge.server.storage import devices
+from fedge.server.storage.devices import Conditions
 from tests.server.helpers import constant_update
 from tests.server.parts import build_parts
 

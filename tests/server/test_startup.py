@@ -19,15 +19,15 @@ import numpy as np
 import pytest
 from flask import Flask
 
-from fedge.bundle_weights import WEIGHTS_ARTIFACT, WEIGHTS_FILE
+from fedge.bundle.manifest import MANIFEST_FILE, seal_manifest
+from fedge.bundle.weights import WEIGHTS_ARTIFACT, WEIGHTS_FILE
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
-from fedge.manifest import MANIFEST_FILE, seal_manifest
-from fedge.reference_weights import REFERENCE_MODEL_NAME, build_initial_weights, shipped_weights
-from fedge.server.app import create_app, shutdown
+from fedge.reference.weights import REFERENCE_MODEL_NAME, build_initial_weights, shipped_weights
 from fedge.server.errors import ConfigurationError
-from fedge.update_codec import Weights, decode_checkpoint
-from fedge.weight_spec import ModelSpec
+from fedge.server.http.app import create_app, shutdown
+from fedge.wire.update_codec import Weights, decode_checkpoint
+from fedge.wire.weight_spec import ModelSpec
 
 HEAVY = ("tensorflow", "keras", "tf_keras", "tensorflow_federated")
 
@@ -38,7 +38,7 @@ HEAVY = ("tensorflow", "keras", "tf_keras", "tensorflow_federated")
 SERVE_TWICE = r"""
 import io, json, os, signal, sys, threading, urllib.request
 
-from fedge.cli import main
+from fedge.cli.main import main
 
 READY = "fedge serving on "
 HEAVY = tuple(os.environ["HEAVY_MODULES"].split(","))

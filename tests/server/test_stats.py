@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from flask import Flask
 
-from fedge.server.app import context
-from fedge.server.device_counts import device_counts
-from fedge.server.device_metrics import MAX_NAMES, weighted_device_metrics
-from fedge.server.rejection_tally import RejectionTally
-from fedge.update_codec import Update, UpdateMeta, encode_update
+from fedge.server.devices.counts import device_counts
+from fedge.server.devices.metrics import MAX_NAMES, weighted_device_metrics
+from fedge.server.http.context import context
+from fedge.server.rounds.rejection_tally import RejectionTally
+from fedge.wire.update_codec import Update, UpdateMeta, encode_update
 from tests.server.conftest import Client
 from tests.server.helpers import SHAPES, join, json_of, settled, upload
 

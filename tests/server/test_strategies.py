@@ -11,9 +11,9 @@ import numpy.typing as npt
 import pytest
 
 from fedge.errors import ConfigError
-from fedge.server.aggregation import AggregationError, InMemoryUpdates, StreamingMean
-from fedge.server.central_dp import CentralDP
-from fedge.server.strategies import (
+from fedge.server.aggregation.central_dp import CentralDP
+from fedge.server.aggregation.kernels import AggregationError, InMemoryUpdates, StreamingMean
+from fedge.server.aggregation.strategies import (
     FedAdam,
     FedAvg,
     FedAvgM,
@@ -23,7 +23,7 @@ from fedge.server.strategies import (
     TrimmedMean,
     make_strategy,
 )
-from fedge.update_codec import Weights, global_norm
+from fedge.wire.update_codec import Weights, global_norm
 
 
 def f32(*values: float) -> npt.NDArray[np.float32]:

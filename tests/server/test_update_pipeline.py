@@ -12,13 +12,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-import fedge.update_codec
-from fedge.server.central_dp import CentralDP, GaussianNoise
-from fedge.server.config import ServerConfig
-from fedge.server.errors import BadRequest, Conflict, Unprocessable
-from fedge.server.round_strategy import RoundStrategy
-from fedge.server.strategies import FedAvg
-from fedge.server.update_pipeline import (
+import fedge.wire.update_codec
+from fedge.server.aggregation.central_dp import CentralDP, GaussianNoise
+from fedge.server.aggregation.pipeline import (
     Bounds,
     Candidate,
     Clip,
@@ -27,9 +23,13 @@ from fedge.server.update_pipeline import (
     UnitWeight,
     run_stages,
 )
-from fedge.server.validation import continue_validation, validate_update
-from fedge.update_codec import Update, UpdateMeta, decode_update, encode_update, global_norm
-from fedge.weight_spec import ModelSpec
+from fedge.server.aggregation.strategies import FedAvg
+from fedge.server.config import ServerConfig
+from fedge.server.errors import BadRequest, Conflict, Unprocessable
+from fedge.server.rounds.strategy import RoundStrategy
+from fedge.server.rounds.validation import continue_validation, validate_update
+from fedge.wire.update_codec import Update, UpdateMeta, decode_update, encode_update, global_norm
+from fedge.wire.weight_spec import ModelSpec
 from tests.server.conftest import AppFactory
 from tests.server.helpers import OCTET, auth
 
@@ -56,7 +56,7 @@ def update(a: tuple[float, float] = (3, 4), b: float = 12, num_examples: int = 5
 def norm_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Counts every call of ``global_norm``, under whatever name a fedge module imported it."""
     calls: list[int] = []
-    original = fedge.update_codec.global_norm
+    original = fedge.wire.update_codec.global_norm
 
     def counting(tensors: Any) -> float:
         calls.append(1)
@@ -121,8 +121,8 @@ def test_the_norm_bound_rejects_or_clips() -> None:
 
 
 def test_two_clips_compose_to_the_tighter_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    import fedge.server.update_pipeline as pipeline
-    from fedge.server import aggregation
+    from fedge.server.aggregation import kernels as aggregation
+    from fedge.server.aggregation import pipeline
 
     scaled: list[float] = []
     original = aggregation.scale_weights

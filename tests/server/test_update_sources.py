@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fedge.server.aggregation import AggregationError, SafetensorsFileUpdates
-from fedge.update_codec import (
+from fedge.server.aggregation.kernels import AggregationError, SafetensorsFileUpdates
+from fedge.wire.update_codec import (
     CodecError,
     Update,
     UpdateMeta,
@@ -22,7 +22,7 @@ from fedge.update_codec import (
     max_header_bytes,
     read_update_layout,
 )
-from fedge.weight_spec import ModelSpec
+from fedge.wire.weight_spec import ModelSpec
 
 BASE = "ab" * 32
 SPEC = ModelSpec.from_json(

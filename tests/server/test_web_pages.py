@@ -10,7 +10,7 @@ import pytest
 
 from fedge.server.config import load_config
 from fedge.server.errors import ConfigurationError
-from fedge.server.web_pages import VENDOR
+from fedge.server.http.web_pages import VENDOR
 
 
 @dataclass(frozen=True)

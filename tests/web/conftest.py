@@ -11,7 +11,7 @@ from playwright.sync_api import Browser
 
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
-from fedge.train import TrainConfig, train_reference_model
+from fedge.reference.train import TrainConfig, train_reference_model
 from tests.helpers.browser import chromium
 from tests.helpers.live_server import LiveServer, running
 

@@ -3,7 +3,7 @@ the real ``fedge serve``.
 
 Each test drives ``/`` (demo.js mounts federated_ui.js), stores labelled
 examples in the page's IndexedDB, and checks what the page sent with the
-server's own codec (:mod:`fedge.update_codec`) and with Keras:
+server's own codec (:mod:`fedge.wire.update_codec`) and with Keras:
 
 * an update written in the page decodes against the model's spec, carries
   the Python devices' metadata, and its deltas are what a Keras epoch of the
@@ -33,9 +33,9 @@ import requests
 from playwright.sync_api import Browser, BrowserContext, Page
 from sklearn.datasets import load_digits
 
-from fedge.objective import Objective
-from fedge.update_codec import decode_checkpoint, decode_update
-from fedge.weight_spec import ModelSpec, Weights
+from fedge.task.objective import Objective
+from fedge.wire.update_codec import decode_checkpoint, decode_update
+from fedge.wire.weight_spec import ModelSpec, Weights
 from tests.helpers.browser import PageWatch, screenshot, watch
 from tests.helpers.live_server import LiveServer
 from tests.helpers.release_api import ADMIN, TAR

@@ -20,9 +20,9 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, ViewportSize
 
-from fedge.client_sim.client import FedgeClient, ProtocolError
-from fedge.client_sim.transport import HttpTransport
-from fedge.update_codec import Update, UpdateMeta, encode_update
+from fedge.client_sim.device.client import FedgeClient, ProtocolError
+from fedge.client_sim.device.transport import HttpTransport
+from fedge.wire.update_codec import Update, UpdateMeta, encode_update
 from tests.helpers.browser import PHONE, PageWatch, screenshot, watch
 from tests.helpers.live_server import LiveServer
 from tests.helpers.release_bundles import bundle_tar

@@ -23,7 +23,7 @@ import requests
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from fedge.data import FloatArray, load_task
+from fedge.reference.data import FloatArray, load_task
 from tests.helpers.browser import PHONE, PageWatch, screenshot, watch
 from tests.helpers.live_server import LiveServer, running
 from tests.helpers.release_api import ADMIN, TAR

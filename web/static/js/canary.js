@@ -4,7 +4,7 @@
 // page runs the candidate. This scores it and the live release (the
 // baseline, found in the public GET /v1/releases listing) on the examples
 // stored here, and reports numbers only (POST
-// /v1/releases/{version}/evaluations, fedge/canary_wire.py's Evaluation):
+// /v1/releases/{version}/evaluations, fedge/wire/canary.py's Evaluation):
 // loss and accuracy of each, the number of examples, the candidate's
 // inference time per example and which model the page serves. The
 // candidate is the page's model; the baseline's TF.js model is downloaded

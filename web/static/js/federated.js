@@ -1,5 +1,5 @@
 // The browser as a federated device: one round's work, as the Python
-// devices do it (client_sim/device.py), with TF.js.
+// devices do it (client_sim/device/simulated.py), with TF.js.
 //
 //   POST /v1/tasks -> task (or why not) -> GET the base checkpoint (its id is
 //   its sha256, checked) -> a training copy of the page's model with the
@@ -76,7 +76,7 @@ export function exampleTensors(tf, manifest, objective, examples) {
 
 /**
  * Loss and accuracy of `model` on the examples, computed as
- * fedge.objective.Objective does (float64, probabilities clipped to 1e-7),
+ * fedge.task.objective.Objective does (float64, probabilities clipped to 1e-7),
  * and the inference time per example in ms.
  */
 export function evaluate(tf, model, xs, labels, objective) {

@@ -1,5 +1,5 @@
 // The fedge wire format of weights in the browser: safetensors, as
-// fedge/update_codec.py writes and reads it.
+// fedge/wire/update_codec.py writes and reads it.
 //
 // Layout: an 8-byte little-endian header length N, N bytes of JSON (padded
 // with spaces to a multiple of 8), then the raw little-endian tensor bytes,

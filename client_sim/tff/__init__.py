@@ -1,0 +1,3 @@
+"""TensorFlow Federated as the reference engine for the same FedAvg, and its
+runtime started and stopped by fedge.
+"""

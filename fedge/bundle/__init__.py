@@ -1,0 +1,3 @@
+"""Bundle files on disk: the manifest (:mod:`.manifest`), file hashes,
+a bundle as a tar (:mod:`.tar`) and its weights as a checkpoint (:mod:`.weights`).
+"""

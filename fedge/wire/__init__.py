@@ -1,0 +1,4 @@
+"""Wire formats shared by the server, the devices and the CLI: the update
+codec, the weight spec, strict JSON, server-sent events, release and canary
+records. Imports nothing from ``server``, ``client_sim`` or ``converters``.
+"""

@@ -1,0 +1,169 @@
+"""Canary evaluations on the wire: one codec for the server and the devices.
+
+A device in a candidate release's slice runs the candidate and the live
+release (the baseline) on its own held-out data and sends the numbers,
+never the data (``POST /v1/releases/{version}/evaluations``)::
+
+    {"baseline_version": 1, "metric": "accuracy",
+     "candidate": {"loss": 0.31, "accuracy": 0.90},
+     "baseline": {"loss": 0.35, "accuracy": 0.88},
+     "num_examples": 40, "latency_ms": 0.8, "using": "candidate"}
+
+``metric`` is the model's headline metric (:attr:`fedge.task.objective.Objective.metric`);
+``candidate`` and ``baseline`` hold exactly ``loss`` and that metric;
+``latency_ms`` is the candidate's inference time per example; ``using``
+says which model the device now serves. :class:`CanarySummary` is what the
+server made of the reports so far. ``from_json`` refuses anything else
+with :class:`CanaryWireError`, naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fedge.errors import FedgeError
+
+# Whether a higher value of a metric is better, by its name.
+HIGHER_IS_BETTER = {"accuracy": True, "mae": False, "loss": False}
+USING = ("candidate", "baseline", "personal")
+DECISIONS = ("promote", "rollback")
+MAX_EXAMPLES = 10_000_000
+MAX_SCORE = 1e9  # a loss past this is no measurement (and sums of them stay finite)
+MAX_LATENCY_MS = 3_600_000.0
+_FIELDS = (
+    "baseline_version",
+    "metric",
+    "candidate",
+    "baseline",
+    "num_examples",
+    "latency_ms",
+    "using",
+)
+
+
+class CanaryWireError(FedgeError):
+    """An evaluation that is not what the protocol says."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One device's evaluation of a candidate against the live release."""
+
+    baseline_version: int
+    metric: str
+    candidate: dict[str, float]
+    baseline: dict[str, float]
+    num_examples: int
+    latency_ms: float
+    using: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Evaluation:
+        if not isinstance(raw, dict):
+            raise CanaryWireError("an evaluation is a JSON object")
+        missing = [name for name in _FIELDS if name not in raw]
+        unknown = sorted(set(raw) - set(_FIELDS))
+        if missing or unknown:
+            raise CanaryWireError(
+                f"an evaluation has exactly {', '.join(_FIELDS)}; "
+                f"missing {missing or 'none'}, unknown {unknown[:5] or 'none'}"[:300]
+            )
+        metric = raw["metric"]
+        if not isinstance(metric, str) or metric not in HIGHER_IS_BETTER:
+            raise CanaryWireError(f"metric is one of {', '.join(HIGHER_IS_BETTER)}")
+        if not isinstance(raw["using"], str) or raw["using"] not in USING:
+            raise CanaryWireError(f"using is one of {', '.join(USING)}")
+        return cls(
+            baseline_version=_integer(raw["baseline_version"], "baseline_version", 1, 2**62),
+            metric=metric,
+            candidate=_scores(raw["candidate"], metric, "candidate"),
+            baseline=_scores(raw["baseline"], metric, "baseline"),
+            num_examples=_integer(raw["num_examples"], "num_examples", 1, MAX_EXAMPLES),
+            latency_ms=_number(raw["latency_ms"], "latency_ms", MAX_LATENCY_MS),
+            using=raw["using"],
+        )
+
+
+@dataclass(frozen=True)
+class EvaluationReceipt:
+    """The server's answer to a report; ``decided``: the decision this very
+    report made (``promote`` or ``rollback``), else None."""
+
+    version: int
+    device_id: str
+    received_at: float
+    decided: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> EvaluationReceipt:
+        if not isinstance(raw, dict) or set(raw) != set(cls.__dataclass_fields__):
+            raise CanaryWireError(f"not an evaluation receipt: {raw!r}"[:300])
+        if raw["decided"] not in (None, *DECISIONS):
+            raise CanaryWireError(f"decided is one of {', '.join(DECISIONS)} or null")
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class CanarySummary:
+    """What the devices' reports on one candidate add up to.
+
+    ``candidate`` and ``baseline``: example-weighted means of ``loss`` and
+    ``metric`` (each device's weight its ``num_examples``, capped as the
+    server caps update weights; None before any report). ``decision``:
+    None while pending."""
+
+    metric: str | None
+    higher_is_better: bool | None
+    reports: int
+    num_examples: int
+    candidate: dict[str, float] | None
+    baseline: dict[str, float] | None
+    using: dict[str, int]
+    min_reports: int
+    margin: float
+    decision: str | None
+    decided_at: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> CanarySummary:
+        if not isinstance(raw, dict) or set(raw) != set(cls.__dataclass_fields__):
+            raise CanaryWireError(f"not a canary summary: {raw!r}"[:300])
+        try:
+            return cls(**raw)
+        except TypeError as exc:
+            raise CanaryWireError(f"not a canary summary: {exc}") from exc
+
+
+def _scores(raw: Any, metric: str, name: str) -> dict[str, float]:
+    names = {"loss", metric}
+    if not isinstance(raw, dict) or set(raw) != names:
+        raise CanaryWireError(f"{name} holds exactly {' and '.join(sorted(names))}")
+    upper = 1.0 if metric == "accuracy" else MAX_SCORE
+    scores = {"loss": _number(raw["loss"], f"{name}.loss", MAX_SCORE)}
+    scores[metric] = _number(raw[metric], f"{name}.{metric}", upper)
+    return scores
+
+
+def _number(value: Any, name: str, upper: float) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise CanaryWireError(f"{name} must be a number")
+    if not (math.isfinite(value) and 0 <= value <= upper):
+        raise CanaryWireError(f"{name} must be a finite number from 0 to {upper:g}")
+    return float(value)
+
+
+def _integer(value: Any, name: str, lower: int, upper: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lower <= value <= upper:
+        raise CanaryWireError(f"{name} must be an integer from {lower} to {upper}")
+    return value

@@ -1,0 +1,223 @@
+"""What the server does to an update between its bytes and the round's mean.
+
+One pipeline of small named stages, composed the way TensorFlow Federated
+composes aggregation factories (each stage is configured in its
+constructor and knows nothing of the others)::
+
+    decoded  ──bounds──> norm_bound ──> dp_clip ──> weigh ──> stored, and added
+    update                                                      to the StreamingMean
+                                                                     │ round closes
+                                                                     v
+                                                    noise ──> the strategy's apply
+
+    bounds      the round and base checkpoint it claims, the example
+                count, finite values; the L2 norm, measured once
+    norm_bound  the server's bound: reject, or clip to ``max_norm``
+    dp_clip     central DP: clip to ``clip_norm``
+    weigh       ``num_examples`` (capped), or 1 under central DP
+    noise       central DP, once per round on the mean
+
+* ``bounds`` (:class:`Bounds`) measures the update's L2 norm, once; the
+  norm travels with the :class:`Candidate` and no later stage reads the
+  deltas again to measure it.
+* every clip (the server's ``norm_bound`` with the ``clip`` policy and
+  central DP's ``dp_clip``) is a :class:`Clip`, decided by
+  :func:`fedge.server.aggregation.kernels.clip_factor` from the carried norm: a
+  stage only multiplies the candidate's ``scale``; the deltas are scaled
+  once, by :meth:`Candidate.scaled_deltas`, whichever clips bit;
+* ``weigh`` (:class:`ExampleWeight` or :class:`UnitWeight`) sets the
+  accumulation weight;
+* ``noise`` runs once per round on the mean, not per update:
+  :class:`fedge.server.aggregation.central_dp.GaussianNoise`.
+
+Stages raise :class:`~fedge.server.errors.ServerError` subclasses with a
+stable ``code``; none imports Flask.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from fedge.server.aggregation.kernels import clip_factor, scale_weights
+from fedge.server.errors import BadRequest, Conflict, Unprocessable
+from fedge.wire.update_codec import Update, Weights, global_norm
+
+MAX_NUM_EXAMPLES = 10_000_000
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An update on its way through the stages.
+
+    ``deltas`` are never modified; ``norm`` is their L2 norm as received
+    (measured once); ``scale`` is the product of the clip factors so far,
+    of which ``held_scale`` is already in ``deltas`` (1 for a fresh update;
+    less for an update that was clipped by an earlier pipeline)."""
+
+    deltas: Mapping[str, npt.NDArray[Any]]
+    num_examples: int
+    norm: float
+    scale: float = 1.0
+    held_scale: float = 1.0
+    weight: float = 0.0
+    clipped_by: tuple[str, ...] = ()
+
+    @classmethod
+    def measure(cls, deltas: Mapping[str, npt.NDArray[Any]], num_examples: int) -> Candidate:
+        """A fresh candidate: its norm is measured here, and only here."""
+        return cls(deltas, num_examples, global_norm(deltas))
+
+    @property
+    def current_norm(self) -> float:
+        """The norm after the clips so far."""
+        return self.norm * self.scale
+
+    @property
+    def clipped(self) -> bool:
+        return bool(self.clipped_by)
+
+    def scaled_deltas(self) -> Weights:
+        """The deltas with every clip applied: scaled once, here, or the
+        same arrays when no stage clipped."""
+        factor = self.scale / self.held_scale
+        if factor == 1.0:
+            return dict(self.deltas)
+        return scale_weights(self.deltas, factor)
+
+
+class Stage(Protocol):
+    """One named step: a candidate in, a candidate out (or an error)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def apply(self, candidate: Candidate) -> Candidate: ...
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The update belongs here and its numbers are sane: the round and base
+    checkpoint it claims, a finite norm (no NaN or inf anywhere) and an
+    example count in ``1..max_num_examples``."""
+
+    name: ClassVar[str] = "bounds"
+    round_id: int
+    base_checkpoint: str
+    max_num_examples: int = MAX_NUM_EXAMPLES
+
+    def admit(self, update: Update) -> Candidate:
+        """The update as a candidate, with its norm measured (the first stage)."""
+        meta = update.meta
+        if meta.round_id != self.round_id:
+            raise BadRequest(
+                f"the update is for round {meta.round_id}, uploaded to round {self.round_id}",
+                code="wrong_round",
+            )
+        if meta.base_checkpoint != self.base_checkpoint:
+            raise Conflict(
+                f"the update was trained from checkpoint {meta.base_checkpoint[:12]}, the "
+                f"round's base is {self.base_checkpoint[:12]}; download the current checkpoint",
+                code="stale_base",
+            )
+        candidate = Candidate.measure(update.deltas, meta.num_examples)
+        if not math.isfinite(candidate.norm):
+            raise _not_finite(update.deltas)
+        if not 0 < meta.num_examples <= self.max_num_examples:
+            raise Unprocessable(
+                f"num_examples must be in 1..{self.max_num_examples}, got {meta.num_examples}",
+                code="bad_num_examples",
+            )
+        return candidate
+
+
+def _not_finite(deltas: Mapping[str, npt.NDArray[Any]]) -> Unprocessable:
+    """Why a norm is not finite: a NaN or inf value (named), or finite
+    values so large that their squares overflow float64."""
+    for name, value in deltas.items():
+        if not np.isfinite(value).all():
+            return Unprocessable(f"{name} holds NaN or infinite values", code="non_finite")
+    return Unprocessable("the update's norm overflows float64", code="norm_too_large")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Scale the update down to L2 norm ``bound`` when it is above it."""
+
+    bound: float
+    name: str = "clip"
+
+    def apply(self, candidate: Candidate) -> Candidate:
+        factor = clip_factor(candidate.current_norm, self.bound)
+        if factor >= 1.0:
+            return candidate
+        return replace(
+            candidate,
+            scale=candidate.scale * factor,
+            clipped_by=(*candidate.clipped_by, self.name),
+        )
+
+
+@dataclass(frozen=True)
+class NormBound:
+    """The server's bound on an update's norm: ``reject`` refuses a larger
+    update (``norm_too_large``), ``clip`` scales it down (a :class:`Clip`)."""
+
+    max_norm: float
+    policy: str = "reject"
+    name: str = "norm_bound"
+
+    def apply(self, candidate: Candidate) -> Candidate:
+        if candidate.current_norm <= self.max_norm:
+            return candidate
+        if self.policy == "reject":
+            raise Unprocessable(
+                f"update norm {candidate.current_norm:.4g} exceeds the bound {self.max_norm:.4g}",
+                code="norm_too_large",
+            )
+        return Clip(self.max_norm, self.name).apply(candidate)
+
+
+@dataclass(frozen=True)
+class ExampleWeight:
+    """Weigh by ``num_examples``, capped so that no device can claim to
+    outweigh the whole round."""
+
+    cap: int | None = None
+    name: str = "weigh"
+
+    def weight_of(self, num_examples: int) -> float:
+        return float(num_examples if self.cap is None else min(num_examples, self.cap))
+
+    def apply(self, candidate: Candidate) -> Candidate:
+        return replace(candidate, weight=self.weight_of(candidate.num_examples))
+
+
+@dataclass(frozen=True)
+class UnitWeight:
+    """Every update weighs 1 (central DP: a device's influence on the sum is
+    bounded by the clip alone, whatever ``num_examples`` it claims)."""
+
+    name: str = "weigh"
+
+    def weight_of(self, num_examples: int) -> float:
+        return 1.0
+
+    def apply(self, candidate: Candidate) -> Candidate:
+        return replace(candidate, weight=1.0)
+
+
+def norm_stages(max_norm: float | None, policy: str) -> tuple[Stage, ...]:
+    """The server's norm bound as stages (none when there is no bound)."""
+    return () if max_norm is None else (NormBound(max_norm, policy),)
+
+
+def run_stages(candidate: Candidate, stages: Sequence[Stage]) -> Candidate:
+    for stage in stages:
+        candidate = stage.apply(candidate)
+    return candidate

@@ -1,0 +1,76 @@
+"""/v1/releases/{version}/evaluations: devices report on a canary, admins read the reports.
+
+``POST`` (a device token): one device's evaluation of the candidate
+against the live release on its own held-out data, numbers only
+(:class:`fedge.wire.canary.Evaluation`). 201 with a receipt; the same
+report again, 200 with the same receipt. The report that completes
+``canary_min_reports`` decides the candidate (:mod:`fedge.server.releases.canary.reports`).
+
+``GET`` (admin): the reports, in the order they came, and their summary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from fedge.server.api.common import (
+    MAX_ROUND_ID,
+    authenticated_device,
+    json_body,
+    require_admin,
+)
+from fedge.server.api.releases import list_limit
+from fedge.server.errors import BadRequest, NotFound
+from fedge.server.http.context import context
+from fedge.server.releases.canary import reports as canary
+from fedge.server.storage import canary as store
+from fedge.server.storage import releases as release_store
+from fedge.wire.canary import CanaryWireError, Evaluation
+
+bp = Blueprint("canary", __name__, url_prefix="/v1/releases")
+
+
+@bp.post("/<int:version>/evaluations")
+def report(version: int) -> Any:
+    device = authenticated_device()
+    try:
+        evaluation = Evaluation.from_json(json_body())
+    except CanaryWireError as exc:
+        raise BadRequest(str(exc), code="bad_evaluation") from exc
+    _known(version)
+    ctx = context()
+    with ctx.db.transaction() as conn:
+        receipt, created = canary.report(
+            conn, version, device.id, evaluation, canary.policy_of(ctx.config)
+        )
+    response = jsonify(receipt.to_json())
+    response.status_code = 201 if created else 200
+    return response
+
+
+@bp.get("/<int:version>/evaluations")
+def listing(version: int) -> Any:
+    require_admin()
+    limit = list_limit()
+    _known(version)
+    ctx = context()
+    conn = ctx.db.connection()
+    if release_store.get(conn, version) is None:
+        raise NotFound(f"no release {version}", code="unknown_release")
+    summary = canary.summary_of(conn, version, canary.policy_of(ctx.config))
+    reports = store.listing(conn, version, limit)
+    return jsonify(
+        {
+            "version": version,
+            "canary": summary.to_json(),
+            "evaluations": [r.to_json() for r in reports],
+        }
+    )
+
+
+def _known(version: int) -> None:
+    """An id past SQLite's integers names no release (and must not reach it)."""
+    if version > MAX_ROUND_ID:
+        raise NotFound(f"no release {version}", code="unknown_release")

@@ -1,0 +1,79 @@
+"""Small helpers every view uses: parse JSON strictly, authenticate, bound ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+
+from fedge.server.devices.auth import Device, bearer_token, check_admin, device_for_token
+from fedge.server.errors import BadRequest, NotFound, PayloadTooLarge
+from fedge.server.http.context import context
+from fedge.server.http.request_limits import MAX_JSON_BYTES
+from fedge.wire.strict_json import StrictJSONError, loads_strict
+
+# Round ids are SQLite integers; anything past this cannot name a round.
+MAX_ROUND_ID = 2**62
+
+
+def json_body(max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """The request's JSON object (at most ``max_bytes``); anything else is a
+    400 with a code.
+
+    Parsed here rather than by Flask so that deep nesting, NaN literals,
+    duplicate keys and non-UTF-8 bytes are refused as bad input instead of
+    failing as a 500 (or being taken).
+    """
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"a JSON body is at most {max_bytes} bytes")
+    raw = request.get_data(cache=True)
+    if not raw:
+        return {}
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"a JSON body is at most {max_bytes} bytes")
+    try:
+        body = loads_strict(raw)
+    except StrictJSONError as exc:
+        raise BadRequest(f"the JSON body is {exc}", code="bad_json") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object", code="bad_json")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, max_length: int) -> str | None:
+    """An optional string field of at most ``max_length`` characters that can
+    be stored (no lone surrogates)."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise BadRequest(
+            f"{name} must be a string of at most {max_length} characters", code="bad_json"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest(f"{name} is not valid Unicode text", code="bad_json") from exc
+    return value
+
+
+def round_id_in_range(round_id: int) -> int:
+    if round_id > MAX_ROUND_ID:
+        raise NotFound(f"no round {round_id}", code="unknown_round")
+    return round_id
+
+
+def authenticated_device() -> Device:
+    token = bearer_token(request.headers.get("Authorization"))
+    return device_for_token(context().db.connection(), token)
+
+
+def require_admin() -> None:
+    check_admin(bearer_token(request.headers.get("Authorization")), context().admin_token)
+
+
+def flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name} must be true or false", code="bad_json")
+    return value

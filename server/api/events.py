@@ -1,0 +1,168 @@
+"""/v1/events: the event log as server-sent events, and a long-poll fallback.
+
+Public, like ``GET /v1/rounds`` and ``/v1/models`` whose data the events
+repeat: they carry round ids, checkpoint ids, aggregate metrics and release
+versions, never a device's id or data. A token would also shut out the
+browser's ``EventSource``, which cannot send an ``Authorization`` header.
+What a stream costs (a waitress thread while it is open) is bounded by
+``event_streams`` instead: past it, 503 ``too_many_streams``.
+
+Where to start: the ``Last-Event-ID`` header (what ``EventSource`` sends
+when it reconnects to the same URL, so it wins over the query), else
+``?after=N``, else the newest event now (only what happens from now on).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from flask.blueprints import BlueprintSetupState
+
+from fedge.server.api.common import MAX_ROUND_ID
+from fedge.server.errors import BadRequest
+from fedge.server.events.log import EVENT_TYPES, latest_id
+from fedge.server.events.stream import (
+    Subscription,
+    pending,
+    sse_messages,
+    wait_for_events,
+)
+from fedge.server.http.context import EXTENSION, ServerContext, context
+
+bp = Blueprint("events", __name__, url_prefix="/v1/events")
+
+MAX_POLL_S = 30.0
+RETRY_AFTER_S = 5  # what a refused stream is told to wait
+STREAMS_GAUGE = "fedge_event_streams"
+_ID = re.compile(r"[0-9]{1,19}")
+
+
+@bp.record_once
+def _define_metrics(state: BlueprintSetupState) -> None:
+    ctx: ServerContext = state.app.extensions[EXTENSION]
+    ctx.coordinator.metrics.define(
+        STREAMS_GAUGE, "gauge", "Open event streams and waiting long-polls."
+    )
+
+
+@bp.get("")
+def stream() -> Any:
+    ctx = context()
+    config = ctx.config
+    # A stream may always end early (clients reconnect): a longer timeout is capped.
+    duration_s = min(
+        _timeout(default=config.event_stream_s, maximum=math.inf), config.event_stream_s
+    )
+    subscription = Subscription(after=_after(), types=_types(), duration_s=duration_s)
+    release = _take_slot()
+    if release is None:
+        return _too_many_streams()
+    try:
+        messages = sse_messages(
+            ctx.db,
+            ctx.events,
+            subscription,
+            config.event_keepalive_s,
+            request.environ.get("waitress.client_disconnected", lambda: False),
+        )
+        response = Response(messages, mimetype="text/event-stream")
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Accel-Buffering"] = "no"  # a proxy must not hold it back
+        response.call_on_close(release)
+    except BaseException:
+        release()
+        raise
+    return response
+
+
+@bp.get("/poll")
+def poll() -> Any:
+    ctx = context()
+    duration_s = _timeout(default=0.0, maximum=MAX_POLL_S)
+    subscription = Subscription(after=_after(), types=_types(), duration_s=duration_s)
+    page = pending(ctx.db, subscription)
+    if not page.events and duration_s > 0:  # only a poll that waits needs a slot
+        release = _take_slot()
+        if release is None:
+            return _too_many_streams()
+        try:
+            page = wait_for_events(ctx.db, ctx.events, subscription)
+        finally:
+            release()
+    return jsonify({"events": [e.to_json() for e in page.events], "last_id": page.last_id})
+
+
+def _after() -> int:
+    header = request.headers.get("Last-Event-ID", "").strip()
+    if header:
+        return _event_id(header, "the Last-Event-ID header")
+    query = request.args.get("after")
+    if query is not None:
+        return _event_id(query, "after")
+    return latest_id(context().db.connection())
+
+
+def _event_id(raw: str, what: str) -> int:
+    if not _ID.fullmatch(raw) or int(raw) > MAX_ROUND_ID:
+        raise BadRequest(f"{what} must be an event id (an integer >= 0)", code="bad_query")
+    return int(raw)
+
+
+def _types() -> frozenset[str]:
+    raw = request.args.get("types")
+    if raw is None:
+        return frozenset(EVENT_TYPES)
+    types = raw.split(",")
+    if not all(t in EVENT_TYPES for t in types):
+        raise BadRequest(
+            f"types is a comma-separated list of {', '.join(EVENT_TYPES)}", code="bad_query"
+        )
+    return frozenset(types)
+
+
+def _timeout(default: float, maximum: float) -> float:
+    """``?timeout=``: seconds, 0..``maximum``."""
+    raw = request.args.get("timeout")
+    if raw is None:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 <= seconds <= maximum):
+        bound = "" if math.isinf(maximum) else f" and <= {maximum:g}"
+        raise BadRequest(f"timeout must be a number of seconds >= 0{bound}", code="bad_query")
+    return seconds
+
+
+def _take_slot() -> Callable[[], None] | None:
+    """A stream slot's release (to call once), or ``None`` when all are taken."""
+    ctx = context()
+    slots, metrics = ctx.events.slots, ctx.coordinator.metrics
+    if not slots.acquire():
+        return None
+    metrics.inc(STREAMS_GAUGE, 1.0)
+
+    def release() -> None:
+        slots.release()
+        metrics.inc(STREAMS_GAUGE, -1.0)
+
+    return release
+
+
+def _too_many_streams() -> Any:
+    limit = context().events.slots.limit
+    response = jsonify(
+        {
+            "code": "too_many_streams",
+            "message": f"this server holds at most {limit} event streams and waiting "
+            "long-polls at once; retry later, or poll without waiting (timeout=0)",
+        }
+    )
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response

@@ -1,0 +1,66 @@
+"""``POST /v1/models/{name}/predict``: the model as a service, for devices
+that cannot embed it.
+
+A device (its bearer token) sends a batch per input; the server runs the
+TFLite model of the bundle it serves (see :func:`serving_bundle`) and
+answers the outputs by name with the bundle's id. The request's format and
+its checks are in :mod:`fedge.server.predict.codec`, the interpreters in
+:mod:`fedge.server.predict.serving`. A prediction changes no state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from flask import Blueprint, jsonify, request
+
+from fedge.server.api.common import authenticated_device, json_body
+from fedge.server.errors import NotFound
+from fedge.server.http.context import ServerContext, context
+from fedge.server.predict.codec import PredictResult, parse_predict_request
+from fedge.server.storage import releases as release_store
+
+bp = Blueprint("predict", __name__, url_prefix="/v1/models")
+
+
+class ServingBundle(NamedTuple):
+    bundle_id: str
+    bundle_dir: Path
+
+
+def serving_bundle(ctx: ServerContext) -> ServingBundle | None:
+    """The bundle whose model predict runs: the one place that decides it.
+
+    The live release (never a canary: predict serves what everyone gets);
+    None before any release (a server started from a Keras file or the
+    built-in reference weights, with nothing pushed yet)."""
+    live, _ = release_store.delivering(ctx.db.connection())
+    if live is None or live.bundle_id is None:
+        return None
+    stored = ctx.releases.bundle(live.bundle_id)
+    if stored is None:
+        return None
+    return ServingBundle(stored.bundle_id, stored.root)
+
+
+@bp.post("/<name>/predict")
+def predict(name: str) -> Any:
+    authenticated_device()
+    ctx = context()
+    if name != ctx.coordinator.model_name:
+        raise NotFound(f"no model {name[:200]!r}", code="unknown_model")
+    served = serving_bundle(ctx)
+    if served is None:
+        raise NotFound(
+            f"no bundle to run for {name!r}: the server started from a Keras file or the "
+            "built-in reference weights; start it from a bundle (fedge serve --model BUNDLE) "
+            "or push one (fedge push)",
+            code="no_release",
+        )
+    model = ctx.serving.model(served.bundle_id, served.bundle_dir)
+    request.max_content_length = ctx.limits.max_predict_bytes
+    body = json_body(max_bytes=ctx.limits.max_predict_bytes)
+    inputs = parse_predict_request(body, model.manifest.inputs, ctx.config.max_predict_batch)
+    result = PredictResult(model.predict(inputs), model.bundle_id, model.manifest.version)
+    return jsonify(result.to_json())

@@ -1,0 +1,114 @@
+"""/v1/tasks, /v1/rounds, /v1/checkpoints: the federated round protocol."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, jsonify, request, send_file
+
+from fedge.server.api.common import (
+    authenticated_device,
+    flag,
+    json_body,
+    require_admin,
+    round_id_in_range,
+)
+from fedge.server.errors import BadRequest, NotFound
+from fedge.server.http.context import context
+from fedge.server.storage import rounds as rs
+from fedge.server.storage.devices import Conditions
+
+bp = Blueprint("rounds", __name__, url_prefix="/v1")
+_LIMIT = re.compile(r"[0-9]{1,4}")
+
+
+@bp.post("/tasks")
+def task() -> Any:
+    device = authenticated_device()
+    body = json_body()
+    conditions = Conditions(flag(body, "idle"), flag(body, "charging"), flag(body, "unmetered"))
+    decision = context().coordinator.request_task(device, conditions)
+    return jsonify(decision.to_json())
+
+
+@bp.get("/rounds/current")
+def current() -> Any:
+    return jsonify(_public(context().coordinator.current_round()))
+
+
+@bp.get("/rounds")
+def listing() -> Any:
+    limit = request.args.get("limit", "50")
+    if not _LIMIT.fullmatch(limit) or not 1 <= int(limit) <= 1000:
+        raise BadRequest("limit must be an integer in 1..1000", code="bad_query")
+    records = rs.recent_rounds(context().db.connection(), int(limit))
+    return jsonify({"rounds": [_public(r) for r in records]})
+
+
+@bp.get("/rounds/<int:round_id>")
+def show(round_id: int) -> Any:
+    round_id_in_range(round_id)
+    record = rs.round_record(context().db.connection(), round_id)
+    if record is None:
+        raise NotFound(f"no round {round_id}", code="unknown_round")
+    return jsonify(_public(record))
+
+
+@bp.post("/rounds/<int:round_id>/updates")
+def upload(round_id: int) -> Any:
+    device = authenticated_device()
+    round_id_in_range(round_id)
+    if request.mimetype != "application/octet-stream":
+        raise BadRequest(
+            "send the update as application/octet-stream (safetensors)", code="bad_content_type"
+        )
+    # An update of this model is at most this large (see request_limits).
+    request.max_content_length = context().limits.max_update_bytes
+    receipt, created = context().coordinator.accept_update(device, round_id, request.get_data())
+    response = jsonify(receipt)
+    response.status_code = 201 if created else 200
+    return response
+
+
+@bp.get("/checkpoints/<checkpoint_id>")
+def checkpoint(checkpoint_id: str) -> Any:
+    authenticated_device()
+    if len(checkpoint_id) != 64 or any(c not in "0123456789abcdef" for c in checkpoint_id):
+        raise NotFound(f"no checkpoint {checkpoint_id}", code="unknown_checkpoint")
+    path = context().coordinator.checkpoint_path(checkpoint_id)
+    # Streamed from the file (with Range and If-None-Match), not read into
+    # memory; private: the route needs a device token.
+    response = send_file(
+        path,
+        mimetype="application/octet-stream",
+        etag=checkpoint_id,
+        conditional=True,
+        max_age=31536000,
+    )
+    response.cache_control.public = False
+    response.cache_control.private = True
+    response.cache_control.immutable = True
+    return response
+
+
+@bp.post("/admin/rounds/current/end")
+def end_current() -> Any:
+    require_admin()
+    return jsonify(_public(context().coordinator.end_round_now()))
+
+
+def _public(record: rs.RoundRecord) -> dict[str, Any]:
+    ctx = context()
+    conn = ctx.db.connection()
+    (updates,) = conn.execute(
+        "SELECT COUNT(*) FROM updates WHERE round_id = ?", (record.id,)
+    ).fetchone()
+    (selected,) = conn.execute(
+        "SELECT COUNT(*) FROM selections WHERE round_id = ?", (record.id,)
+    ).fetchone()
+    public = {**record.to_json(), "updates": updates, "selected": selected}
+    failure = ctx.coordinator.close_failure
+    if failure is not None and failure.round_id == record.id:
+        public["close_error"] = failure.to_json()
+    return public

@@ -1,0 +1,68 @@
+"""What the views need, attached to the app (not module globals).
+
+Views reach it with :func:`context` inside a request; the app factory
+(:mod:`fedge.server.http.app`) builds it and attaches it under
+:data:`EXTENSION`. Kept apart from the factory so that the blueprints, which
+the factory registers, do not import it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import Flask
+
+from fedge.server.config import ServerConfig
+from fedge.server.events.feed import EventFeed
+from fedge.server.http.request_limits import RequestLimits
+from fedge.server.predict.serving import ServingModels
+from fedge.server.releases.build.builder import ReleaseBuilder
+from fedge.server.releases.registry import Releases
+from fedge.server.rounds.coordinator import Coordinator
+from fedge.server.rounds.rejection_tally import RejectionTally
+from fedge.server.storage.bundles import StoredBundle
+from fedge.server.storage.data_dir import DataDirLock
+from fedge.server.storage.db import Database
+
+EXTENSION = "fedge"
+
+
+@dataclass
+class ServerContext:
+    """What the views need, attached to the app (not module globals)."""
+
+    config: ServerConfig
+    db: Database
+    coordinator: Coordinator
+    admin_token: str
+    limits: RequestLimits
+    lock: DataDirLock
+    releases: Releases  # the releases devices are given, and their bundles
+    builds: ReleaseBuilder  # releases cut from checkpoints, by a worker process
+    bundle: StoredBundle | None = None  # the bundle the model came from, if any
+    # The TFLite model predict runs, loaded (with TensorFlow) on first use.
+    serving: ServingModels = field(default_factory=ServingModels)
+    # Wakes event streams when events commit; ends them when the server stops.
+    events: EventFeed = field(default_factory=EventFeed)
+    # Refused uploads by reason for recent rounds (in memory: a 4xx stores nothing).
+    rejections: RejectionTally = field(default_factory=RejectionTally)
+
+    def close(self) -> None:
+        """End event streams, stop the round driver and any release build,
+        close this thread's connection, release the lock."""
+        self.events.close()
+        self.coordinator.stop()
+        self.builds.stop()
+        self.db.close_thread_connection()
+        self.lock.release()
+
+
+def context() -> ServerContext:
+    from flask import current_app
+
+    return context_of(current_app)
+
+
+def context_of(app: Flask) -> ServerContext:
+    ctx: ServerContext = app.extensions[EXTENSION]
+    return ctx

@@ -1,0 +1,3 @@
+"""Canary releases: device evaluations (:mod:`.reports`) and the decision rule
+(:mod:`.decision`, pure functions).
+"""

@@ -1,0 +1,136 @@
+"""A canary release tested on the devices: their reports, and the decision.
+
+:func:`report` takes one device's evaluation of the candidate inside the
+caller's transaction. It checks before it writes (so a refusal changes
+nothing): the device has not reported a different evaluation already (the
+same one again gets the same receipt, so a retry after a lost answer is
+safe), the release is the candidate, the device is in its slice (the same
+hash ``GET /v1/releases/current`` uses) and the baseline is the live
+release. Then it stores the numbers and, once there are enough, decides by
+:mod:`fedge.server.releases.canary.decision`: the candidate is promoted or rolled
+back (:mod:`fedge.server.releases.actions`, announced as ``release``
+events) in the same transaction, and the change log records the numbers
+behind it under the actor ``canary``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from fedge.server.config import ServerConfig
+from fedge.server.errors import Conflict, NotFound
+from fedge.server.releases import actions
+from fedge.server.releases.canary.decision import Policy, decide, explain, summarize
+from fedge.server.releases.rollout import release_for
+from fedge.server.storage import canary as store
+from fedge.server.storage import releases as release_store
+from fedge.wire.canary import CanarySummary, Evaluation, EvaluationReceipt
+from fedge.wire.releases import ReleaseRecord
+
+ACTOR = "canary"
+
+
+def policy_of(config: ServerConfig) -> Policy:
+    return Policy(
+        min_reports=config.canary_min_reports,
+        margin=config.canary_margin,
+        max_weight=config.max_example_weight,
+        higher_is_better=config.canary_metric_higher_is_better,
+    )
+
+
+def report(
+    conn: sqlite3.Connection,
+    version: int,
+    device_id: str,
+    evaluation: Evaluation,
+    policy: Policy,
+) -> tuple[EvaluationReceipt, bool]:
+    """The receipt, and whether the report is new (False: a repeat)."""
+    existing = store.find(conn, version, device_id)
+    if existing is not None:
+        if existing.evaluation != evaluation:
+            raise Conflict(
+                f"this device reported a different evaluation of release {version} already",
+                code="already_reported",
+            )
+        return _receipt(conn, version, device_id, existing.received_at), False
+    _check(conn, version, device_id, evaluation)
+    stored = store.insert(conn, version, device_id, evaluation, time.time())
+    summary = summary_of(conn, version, policy)
+    decision = decide(summary, policy)
+    if decision is not None:
+        _apply(conn, version, device_id, decision, summary, stored.received_at)
+    return _receipt(conn, version, device_id, stored.received_at), True
+
+
+def summary_of(conn: sqlite3.Connection, version: int, policy: Policy) -> CanarySummary:
+    made = store.decision(conn, version)
+    tally = store.tally(conn, version, policy.max_weight)
+    if made is None:
+        return summarize(tally, policy, None, None)
+    return summarize(tally, policy, made.decision, made.decided_at)
+
+
+def shown_summary(
+    conn: sqlite3.Connection, record: ReleaseRecord, policy: Policy
+) -> CanarySummary | None:
+    """The summary ``GET /v1/releases/{version}`` shows: the candidate's (0
+    reports at first), a decided or reported one's; None for the rest."""
+    summary = summary_of(conn, record.version, policy)
+    shown = record.state == "canary" or summary.reports or summary.decision
+    return summary if shown else None
+
+
+def _check(conn: sqlite3.Connection, version: int, device_id: str, evaluation: Evaluation) -> None:
+    if release_store.get(conn, version) is None:
+        raise NotFound(f"no release {version}", code="unknown_release")
+    live, candidate = release_store.delivering(conn)
+    if candidate is None or candidate.version != version or live is None:
+        raise Conflict(f"release {version} is not the candidate", code="not_candidate")
+    meant = release_for(device_id, live, candidate)
+    if meant is None or meant.channel != "canary":
+        raise Conflict(
+            f"this device is not in release {version}'s canary slice", code="not_in_canary"
+        )
+    if evaluation.baseline_version != live.version:
+        raise Conflict(
+            f"the live release is {live.version}, not {evaluation.baseline_version}: "
+            "evaluate the candidate against it",
+            code="stale_baseline",
+        )
+    metric = store.metric_of(conn, version)
+    if metric is not None and metric != evaluation.metric:
+        raise Conflict(
+            f"release {version} is scored by {metric}, not {evaluation.metric}",
+            code="metric_mismatch",
+        )
+
+
+def _apply(
+    conn: sqlite3.Connection,
+    version: int,
+    device_id: str,
+    decision: str,
+    summary: CanarySummary,
+    at: float,
+) -> None:
+    numbers = {"version": version, **summary.to_json(), "decision": decision, "decided_at": at}
+    evidence = {"canary": numbers}
+    why = explain(version, summary, decision)
+    if decision == "promote":
+        change = actions.promote(conn, version, ACTOR, why, evidence)
+    else:
+        live, _ = release_store.delivering(conn)
+        assert live is not None  # _check found it in this transaction
+        change = actions.rollback(conn, live.version, ACTOR, why, evidence)
+    store.record_decision(conn, version, store.Decision(decision, device_id, change.id, at))
+
+
+def _receipt(
+    conn: sqlite3.Connection, version: int, device_id: str, received_at: float
+) -> EvaluationReceipt:
+    made = store.decision(conn, version)
+    decided = made.decision if made is not None and made.device_id == device_id else None
+    return EvaluationReceipt(version, device_id, received_at, decided)

@@ -1,0 +1,157 @@
+"""The coordinator: the one object the views and the app factory call.
+
+One coordinator per data directory (see :mod:`fedge.server.storage.data_dir`). Its
+state lives in SQLite and in files under the data directory; in memory it
+keeps only what it can rebuild: the current global model and the running
+weighted sum of the round in progress (O(model size), whatever the number
+of devices). It is a facade; each part lives, and is tested, on its own:
+
+====================  ========================================================
+device_store          enrolment, heartbeats, check-ins, participations
+admission             why a device may not have a task (plain values)
+selection             check-in, seat, task
+ingest                an upload: receipt, validation, file, commit, running sum
+round_lifecycle       open -> closing -> closed | failed, open -> abandoned
+round_closer          aggregate a round, store its checkpoint, retention
+recovery              rebuild memory from disk at start
+round_driver          the background thread that calls ``drive`` (and the
+                      hooks of :meth:`Coordinator.after_each_step`)
+====================  ========================================================
+
+Requests only record; closing, aggregating and opening the next round
+happen on the round driver (or an admin's ``end_round_now``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fedge.server.config import ServerConfig
+from fedge.server.devices.auth import Device
+from fedge.server.errors import NotFound
+from fedge.server.http.metrics import Metrics
+from fedge.server.rounds.closer import RoundCloser
+from fedge.server.rounds.driver import CloseFailure, RoundDriver
+from fedge.server.rounds.ingest import UpdateIngest
+from fedge.server.rounds.lifecycle import RoundLifecycle
+from fedge.server.rounds.recovery import recover
+from fedge.server.rounds.running_sum import RoundSum
+from fedge.server.rounds.selection import Selector, TaskDecision
+from fedge.server.rounds.strategy import RoundStrategy
+from fedge.server.storage import devices
+from fedge.server.storage import rounds as rs
+from fedge.server.storage.db import Database
+from fedge.server.storage.devices import Conditions, Enrolment
+from fedge.wire.update_codec import Weights
+from fedge.wire.weight_spec import ModelSpec
+
+
+class Coordinator:
+    def __init__(
+        self,
+        config: ServerConfig,
+        db: Database,
+        specs: ModelSpec,
+        initial_weights: Weights | None,
+        metrics: Metrics,
+        model_name: str,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.specs = specs
+        self.metrics = metrics
+        self.model_name = model_name
+        self.dirs = rs.Directories.under(config.data_dir)
+        strategy = RoundStrategy(config)
+        round_sum = RoundSum()
+        model = recover(db, self.dirs, specs, initial_weights, strategy, round_sum, metrics)
+        metrics.set("fedge_devices", devices.count_devices(db.connection()))
+        closer = RoundCloser(self.dirs, strategy, config.update_retention_rounds)
+        self.lifecycle = RoundLifecycle(db, config.rounds, round_sum, model, closer, metrics)
+        self._after_step: list[Callable[[], None]] = []
+        self._driver = RoundDriver(self._step, config.tick_s)
+        self._selector = Selector(db, config.rounds, model_name, [s.name for s in specs])
+        self._ingest = UpdateIngest(
+            config, db, self.dirs.updates, specs, strategy, round_sum, metrics, self._driver.wake
+        )
+
+    @property
+    def current_checkpoint(self) -> str:
+        return self.lifecycle.model.checkpoint_id
+
+    @property
+    def close_failure(self) -> CloseFailure | None:
+        """Why the round in progress has not closed yet, while it is retried."""
+        return self.lifecycle.close_failure
+
+    def start(self) -> None:
+        """Bring rounds up to date now, then keep them moving in the background."""
+        self.lifecycle.drive()
+        self._driver.start()
+
+    def stop(self) -> None:
+        self._driver.stop()
+
+    def after_each_step(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` on the round driver's thread after each of its steps
+        (the release policy: a round's close has committed by then)."""
+        self._after_step.append(hook)
+
+    def _step(self) -> None:
+        self.lifecycle.drive()
+        for hook in self._after_step:
+            hook()
+
+    # -- devices ---------------------------------------------------------------
+
+    def enrol(self, platform: str, request_id: str | None) -> Enrolment:
+        with self.db.transaction() as conn:
+            enrolment = devices.enrol(conn, platform, request_id, time.time())
+            count = devices.count_devices(conn)
+        self.metrics.set("fedge_devices", count)
+        return enrolment
+
+    def heartbeat(self, device: Device, conditions: Conditions) -> None:
+        with self.db.transaction() as conn:
+            devices.record_heartbeat(conn, device.id, conditions, time.time())
+
+    def request_task(self, device: Device, conditions: Conditions) -> TaskDecision:
+        return self._selector.request_task(device, conditions)
+
+    # -- rounds ----------------------------------------------------------------
+
+    def current_round(self) -> rs.RoundRecord:
+        """The round in progress (open or closing); reads only."""
+        record = rs.active_round_record(self.db.connection())
+        if record is None:
+            raise NotFound("no round is in progress", code="no_open_round")
+        return record
+
+    def checkpoint_path(self, checkpoint_id: str) -> Path:
+        row = (
+            self.db.connection()
+            .execute("SELECT path FROM checkpoints WHERE id = ?", (checkpoint_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(f"no checkpoint {checkpoint_id}", code="unknown_checkpoint")
+        return self.dirs.checkpoints / str(row["path"])
+
+    def accept_update(
+        self, device: Device, round_id: int, raw: bytes
+    ) -> tuple[dict[str, Any], bool]:
+        """Returns (receipt, created). A retry of the same bytes returns the first
+        receipt, whatever state the round is in now; a refusal changes nothing,
+        on disk included."""
+        return self._ingest.accept(device, round_id, raw)
+
+    def drive(self, now: float | None = None) -> None:
+        """One step of the round lifecycle (see :mod:`fedge.server.rounds.lifecycle`)."""
+        self.lifecycle.drive(now)
+
+    def end_round_now(self) -> rs.RoundRecord:
+        """Admin: end the open round as if its deadline had passed."""
+        return self.lifecycle.end_round_now()

@@ -1,0 +1,41 @@
+"""The model the rounds train: the current checkpoint's id and weights, and
+the server optimizer's state (momentum, Adam's moments) saved beside it.
+
+Read back at start (:mod:`fedge.server.rounds.recovery`), replaced when a round
+closes (:mod:`fedge.server.rounds.lifecycle`); every round opens on
+:attr:`GlobalModel.checkpoint_id`. The id is also kept in the database
+(``server_state``), where it changes in the transaction that closes the round.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedge.server.aggregation.strategies import ServerState
+from fedge.server.rounds.strategy import load_strategy_state
+from fedge.server.storage import rounds as rs
+from fedge.wire.update_codec import Checkpoint, Weights, decode_checkpoint
+from fedge.wire.weight_spec import ModelSpec
+
+CURRENT_CHECKPOINT = "current_checkpoint"
+
+
+@dataclass(frozen=True)
+class GlobalModel:
+    checkpoint_id: str
+    weights: Weights
+    state: ServerState
+
+
+def read_checkpoint(directory: Path, checkpoint_id: str, specs: ModelSpec) -> Checkpoint:
+    return decode_checkpoint((directory / f"{checkpoint_id}.safetensors").read_bytes(), specs)
+
+
+def load_global_model(
+    conn: sqlite3.Connection, checkpoint_id: str, dirs: rs.Directories, specs: ModelSpec
+) -> GlobalModel:
+    weights = read_checkpoint(dirs.checkpoints, checkpoint_id, specs).weights
+    state = load_strategy_state(dirs.strategy, checkpoint_id, rs.count_closed_rounds(conn))
+    return GlobalModel(checkpoint_id, weights, state)

@@ -1,0 +1,263 @@
+"""Accepting an upload: idempotent per (round, device), and a refusal
+changes nothing, on disk included.
+
+1. A receipt already stored for this device and round: the same bytes get
+   the first receipt back (whatever state the round is in now), different
+   bytes are ``duplicate_update``.
+2. The round must be open and the device selected for it.
+3. The bytes are validated (:func:`fedge.server.rounds.validation.validate_update`)
+   and the strategy prepares the update (clips, weighs).
+4. The prepared update's file is written and fsynced, then its row is
+   committed under the round lock, which re-checks that the round is still
+   open and that no other device sent the same bytes
+   (``duplicate_content``), and the update is added to the running sum.
+   Only then is it acknowledged: a crash after that loses nothing.
+
+Uploads of one device to one round are serialised on one of a fixed set of
+striped locks (so memory stays bounded); different devices proceed in
+parallel up to the commit. Commits are grouped
+(:mod:`fedge.server.storage.group_commit`): the uploads that wait while one batch
+commits form the next, with one directory fsync and one database commit
+(one fsync) for the whole batch; each is still acknowledged only once its
+file and its row are on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedge.server.config import ServerConfig
+from fedge.server.devices.auth import Device
+from fedge.server.errors import Conflict, Forbidden, NotFound
+from fedge.server.http.metrics import Metrics
+from fedge.server.rounds.running_sum import RoundSum
+from fedge.server.rounds.selection import is_selected
+from fedge.server.rounds.strategy import RoundStrategy
+from fedge.server.rounds.validation import ValidatedUpdate, validate_update
+from fedge.server.storage import rounds as rs
+from fedge.server.storage.db import Database
+from fedge.server.storage.durable import fsync_dir, write_atomically
+from fedge.server.storage.group_commit import GroupCommit
+from fedge.wire.weight_spec import ModelSpec
+
+UPLOAD_LOCK_STRIPES = 64
+
+
+class UpdateIngest:
+    def __init__(
+        self,
+        config: ServerConfig,
+        db: Database,
+        update_dir: Path,
+        specs: ModelSpec,
+        strategy: RoundStrategy,
+        round_sum: RoundSum,
+        metrics: Metrics,
+        on_target_reached: Callable[[], None],
+    ) -> None:
+        self._db = db
+        self._update_dir = update_dir
+        self._specs = specs
+        self._max_norm = effective_max_update_norm(config, specs)
+        self._norm_policy = config.norm_policy
+        self._target = config.rounds.target_participants
+        self._strategy = strategy
+        self._sum = round_sum
+        self._metrics = metrics
+        self._on_target_reached = on_target_reached
+        self._stripes = [threading.Lock() for _ in range(UPLOAD_LOCK_STRIPES)]
+        self._commits: GroupCommit[_Pending, dict[str, Any]] = GroupCommit(self._commit_batch)
+
+    def accept(self, device: Device, round_id: int, raw: bytes) -> tuple[dict[str, Any], bool]:
+        """Returns (receipt, created): ``created`` is False for a retry."""
+        digest = hashlib.sha256(raw).hexdigest()
+        receipt = self._known_receipt(round_id, device.id, digest)
+        if receipt is not None:
+            return receipt, False
+        with self._stripes[hash((round_id, device.id)) % UPLOAD_LOCK_STRIPES]:
+            # A concurrent retry of the same bytes may have just committed.
+            receipt = self._known_receipt(round_id, device.id, digest)
+            if receipt is not None:
+                return receipt, False
+            record = self._round_accepting(device, round_id)
+            valid = validate_update(
+                raw,
+                digest,
+                round_id,
+                record.base_checkpoint,
+                self._specs,
+                self._max_norm,
+                self._norm_policy,
+                stages=self._strategy.stages,
+            )
+            relative = f"r{round_id:06d}/{device.id}-{valid.digest[:16]}.safetensors"
+            path = self._update_dir / relative
+            # The file's bytes are on disk now, its name once the batch's
+            # directory fsync is done (before the commit).
+            write_atomically(path, valid.stored_bytes, sync_dir=False)
+            try:
+                return self._commits.submit(_Pending(device, record, valid, relative)), True
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+
+    def _known_receipt(self, round_id: int, device_id: str, digest: str) -> dict[str, Any] | None:
+        row = (
+            self._db.connection()
+            .execute(
+                "SELECT * FROM updates WHERE round_id = ? AND device_id = ?",
+                (round_id, device_id),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        if row["digest"] != digest:
+            raise Conflict(
+                "this device already sent a different update for this round",
+                code="duplicate_update",
+            )
+        return receipt(row)
+
+    def _round_accepting(self, device: Device, round_id: int) -> rs.RoundRecord:
+        conn = self._db.connection()
+        record = rs.round_record(conn, round_id)
+        if record is None:
+            raise NotFound(f"no round {round_id}", code="unknown_round")
+        if record.state != "open":
+            raise Conflict(
+                f"round {round_id} is {record.state}; fetch a new task", code="round_closed"
+            )
+        if not is_selected(conn, round_id, device.id):
+            raise Forbidden(
+                f"device {device.id} is not selected for round {round_id}", code="not_selected"
+            )
+        return record
+
+    def _commit_batch(self, batch: Sequence[_Pending]) -> list[dict[str, Any] | BaseException]:
+        """Commit a batch of uploads: one directory fsync per directory, one
+        transaction. Each gets its receipt, or its own refusal (its round
+        closed, or its bytes were sent by another device)."""
+        # Under the round lock: the round cannot end between the commit and
+        # the sum, so the sum always holds exactly the round's stored updates.
+        with self._sum.lock:
+            for directory in sorted({(self._update_dir / p.relative).parent for p in batch}):
+                fsync_dir(directory)
+            outcomes: list[dict[str, Any] | BaseException] = []
+            accepted: list[_Pending] = []
+            with self._db.transaction() as conn:
+                open_rounds: dict[int, bool] = {}
+                digests: set[tuple[int, str]] = set()
+                for pending in batch:
+                    refusal = self._refusal(conn, pending, open_rounds, digests)
+                    if refusal is not None:
+                        outcomes.append(refusal)
+                        continue
+                    row = _insert_update(
+                        conn, pending.record.id, pending.device.id, pending.valid, pending.relative
+                    )
+                    outcomes.append(receipt(row))
+                    accepted.append(pending)
+                    digests.add((pending.record.id, pending.valid.digest))
+            count = self._sum.count
+            for pending in accepted:
+                count = self._sum.add(pending.valid.update.deltas, pending.valid.weight)
+                self._metrics.inc("fedge_updates_accepted_total")
+            self._metrics.set("fedge_round_updates", count)
+        if accepted and count >= self._target:
+            self._on_target_reached()
+        return outcomes
+
+    def _refusal(
+        self,
+        conn: sqlite3.Connection,
+        pending: _Pending,
+        open_rounds: dict[int, bool],
+        digests: set[tuple[int, str]],
+    ) -> Conflict | None:
+        round_id = pending.record.id
+        if round_id not in open_rounds:
+            current = rs.round_record(conn, round_id)
+            open_rounds[round_id] = current is not None and current.state == "open"
+        if not open_rounds[round_id]:
+            return Conflict(
+                f"round {round_id} closed while the update was checked", code="round_closed"
+            )
+        copy = (round_id, pending.valid.digest) in digests or conn.execute(
+            "SELECT 1 FROM updates WHERE round_id = ? AND digest = ?",
+            (round_id, pending.valid.digest),
+        ).fetchone() is not None
+        if copy:
+            return Conflict(
+                "another device already sent these exact bytes in this round",
+                code="duplicate_content",
+            )
+        return None
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An upload validated and written, waiting for its batch's commit."""
+
+    device: Device
+    record: rs.RoundRecord
+    valid: ValidatedUpdate
+    relative: str  # its file, under the updates directory
+
+
+def _insert_update(
+    conn: sqlite3.Connection, round_id: int, device_id: str, valid: ValidatedUpdate, path: str
+) -> sqlite3.Row:
+    conn.execute(
+        "INSERT INTO updates (round_id, device_id, digest, num_examples, norm, "
+        "clipped, path, bytes, metrics, received_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            round_id,
+            device_id,
+            valid.digest,
+            valid.update.meta.num_examples,
+            valid.norm,
+            valid.clipped,
+            path,
+            len(valid.stored_bytes),
+            json.dumps(valid.update.meta.metrics),
+            time.time(),
+        ),
+    )
+    row: sqlite3.Row = conn.execute(
+        "SELECT * FROM updates WHERE round_id = ? AND device_id = ?", (round_id, device_id)
+    ).fetchone()
+    return row
+
+
+def receipt(row: sqlite3.Row) -> dict[str, Any]:
+    """What the device is told once its update is stored (and on a retry)."""
+    return {
+        "round_id": int(row["round_id"]),
+        "device_id": str(row["device_id"]),
+        "digest": str(row["digest"]),
+        "num_examples": int(row["num_examples"]),
+        "norm": float(row["norm"]),
+        "clipped": bool(row["clipped"]),
+        "received_at": float(row["received_at"]),
+    }
+
+
+def effective_max_update_norm(config: ServerConfig, specs: ModelSpec) -> float | None:
+    """The configured norm bound, or by default ``10 * sqrt(P)`` for a model of
+    ``P`` weights: a delta that moves the weights by 10 each, root mean square,
+    is refused. No real fine-tuning step comes near it, and it keeps absurd
+    (finite) values such as 3e38 out of the aggregate. ``0`` turns it off."""
+    if config.max_update_norm is not None:
+        return None if config.max_update_norm == 0 else config.max_update_norm
+    return 10.0 * math.sqrt(max(specs.size, 1))

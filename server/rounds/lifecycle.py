@@ -1,0 +1,231 @@
+"""The round lifecycle: when a round ends, how, and the next one opening.
+
+::
+
+    open --target reached, or deadline with quorum--> closing --aggregate--> closed
+      |                                                  |  (a full disk: retried
+      |                                                  |   with backoff, visibly)
+      |                                                  +--not finite--> failed
+      +--deadline without quorum--> abandoned
+
+Every change of state is a compare-and-set (``WHERE state = 'open'``). A
+round ends and the next one opens in the same transaction, so while the
+server is healthy some round is always in progress; what lives in memory
+(the running sum, the global model) changes only once that transaction has
+committed. :meth:`RoundLifecycle.drive` takes one step; the background
+:class:`~fedge.server.rounds.driver.RoundDriver` calls it every tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from dataclasses import asdict, replace
+
+from fedge.server.aggregation.errors import AggregationError
+from fedge.server.config import RoundConfig
+from fedge.server.errors import Conflict, NotFound
+from fedge.server.http.metrics import Metrics
+from fedge.server.rounds.closer import RoundCloser
+from fedge.server.rounds.driver import CloseFailure, backoff_s
+from fedge.server.rounds.global_model import GlobalModel
+from fedge.server.rounds.running_sum import RoundSum
+from fedge.server.storage import rounds as rs
+from fedge.server.storage.db import Database
+
+log = logging.getLogger("fedge.server")
+
+
+def due_transition(rounds: RoundConfig, updates: int, now: float, deadline_at: float) -> str | None:
+    """Where an open round with ``updates`` goes now: ``closing`` (target
+    reached, or deadline passed with quorum), ``abandoned`` (deadline passed
+    without quorum) or nowhere (``None``)."""
+    if updates >= rounds.target_participants or (
+        now >= deadline_at and updates >= rounds.min_participants
+    ):
+        return "closing"
+    if now >= deadline_at:
+        return "abandoned"
+    return None
+
+
+class RoundLifecycle:
+    def __init__(
+        self,
+        db: Database,
+        rounds: RoundConfig,
+        round_sum: RoundSum,
+        model: GlobalModel,
+        closer: RoundCloser,
+        metrics: Metrics,
+    ) -> None:
+        self._db = db
+        self._rounds = rounds
+        self._sum = round_sum
+        self._closer = closer
+        self._metrics = metrics
+        self.model = model
+        self.close_failure: CloseFailure | None = None
+        self._end_requested = 0  # the round an admin asked to end now
+
+    def drive(self, now: float | None = None) -> None:
+        """One step: start closing a round that is due, close a closing
+        one, open a round when none is in progress.
+
+        A step that fails (a full disk, say) leaves every state as it was,
+        is recorded in :attr:`close_failure` (shown by the round, ``/healthz``
+        and the metrics) and is not tried again before its backoff expires.
+        """
+        now = time.time() if now is None else now
+        with self._sum.lock:
+            failure = self.close_failure
+            if failure is not None and time.time() < failure.retry_at:
+                return
+            try:
+                self._step(now)
+            except Exception as exc:
+                self._record_failure(exc)
+                raise
+            if self.close_failure is not None:
+                log.info("round %d: closing works again", self.close_failure.round_id)
+                self.close_failure = None
+                self._metrics.set("fedge_round_close_failing", 0)
+
+    def end_round_now(self) -> rs.RoundRecord:
+        """Admin: end the open round as if its deadline had passed."""
+        with self._sum.lock:
+            record = rs.open_round_record(self._db.connection())
+            if record is None:
+                raise Conflict("no round is open", code="no_open_round")
+            if self.close_failure is not None:  # an admin asking is a reason to try now
+                self.close_failure = replace(self.close_failure, retry_at=0.0)
+            # Remembered, so that the driver's retries still end it after a failure
+            # (in this process: after a restart, the admin asks again).
+            self._end_requested = record.id
+            self.drive()
+            ended = rs.round_record(self._db.connection(), record.id)
+        if ended is None:
+            raise NotFound(f"no round {record.id}", code="unknown_round")
+        return ended
+
+    def _step(self, now: float) -> None:
+        ended: rs.RoundRecord | None = None
+        opened: rs.RoundRecord | None = None
+        with self._db.transaction() as conn:
+            record = rs.active_round_record(conn)
+            if record is None:
+                opened = self._open(conn, self.model.checkpoint_id)
+            elif record.state == "open":
+                if record.id == self._end_requested:  # as at its deadline
+                    now = max(now, record.deadline_at)
+                record, ended, opened = self._end_if_due(conn, record, now)
+        self._after(ended, opened)
+        if record is not None and record.state == "closing":
+            self._close(record)
+
+    def _end_if_due(
+        self, conn: sqlite3.Connection, record: rs.RoundRecord, now: float
+    ) -> tuple[rs.RoundRecord, rs.RoundRecord | None, rs.RoundRecord | None]:
+        """(round, ended, opened): the round moved to closing, or abandoned
+        and the next one opened, or left open."""
+        count = self._sum.count
+        outcome = due_transition(self._rounds, count, now, record.deadline_at)
+        if outcome == "closing":
+            rs.transition(conn, record.id, "open", "closing")
+            rs.add_event(conn, "round_closing", {"round_id": record.id, "updates": count})
+            return replace(record, state="closing"), None, None
+        if outcome == "abandoned":
+            ended = self._end_without_checkpoint(conn, record, "abandoned", "no quorum")
+            return ended, ended, self._open(conn, self.model.checkpoint_id)
+        return record, None, None
+
+    def _close(self, record: rs.RoundRecord) -> None:
+        try:
+            aggregate = self._closer.aggregate(
+                self._db.connection(), record, self.model, self._sum.mean
+            )
+        except AggregationError as exc:  # not finite, or cannot be combined
+            with self._db.transaction() as conn:
+                ended = self._end_without_checkpoint(conn, record, "failed", str(exc))
+                opened = self._open(conn, self.model.checkpoint_id)
+            self._after(ended, opened)
+            return
+        with self._db.transaction() as conn:
+            new_id = self._closer.commit(conn, aggregate)
+            opened = self._open(conn, new_id)
+        result = aggregate.result
+        self.model = GlobalModel(new_id, result.weights, result.state)
+        self._metrics.inc("fedge_rounds_total", outcome="closed")
+        self._metrics.observe("fedge_aggregation_seconds", aggregate.seconds)
+        log.info(
+            "closed round %d: %d updates -> checkpoint %s (%.3f s)",
+            record.id,
+            len(aggregate.device_ids),
+            new_id[:12],
+            aggregate.seconds,
+        )
+        self._after(None, opened)
+        self._closer.apply_retention(self._db, record.id)
+
+    def _open(self, conn: sqlite3.Connection, base_checkpoint: str) -> rs.RoundRecord:
+        rounds = self._rounds
+        record = rs.insert_round(
+            conn, base_checkpoint, asdict(rounds), time.time(), rounds.deadline_s
+        )
+        rs.add_event(
+            conn, "round_opened", {"round_id": record.id, "base_checkpoint": record.base_checkpoint}
+        )
+        return record
+
+    def _end_without_checkpoint(
+        self, conn: sqlite3.Connection, record: rs.RoundRecord, outcome: str, reason: str
+    ) -> rs.RoundRecord:
+        """End a round with no new model (``abandoned`` from open, ``failed``
+        from closing): the current checkpoint stays, the next round trains
+        from it."""
+        metrics = {"updates": self._sum.count, "reason": reason}
+        rs.transition(
+            conn,
+            record.id,
+            "open" if outcome == "abandoned" else "closing",
+            outcome,
+            closed_at=time.time(),
+            metrics=rs.json_text(metrics),
+        )
+        rs.add_event(conn, f"round_{outcome}", {"round_id": record.id, **metrics})
+        return replace(record, state=outcome, metrics=metrics)
+
+    def _after(self, ended: rs.RoundRecord | None, opened: rs.RoundRecord | None) -> None:
+        """What changes in memory once a round's end (with no checkpoint)
+        and the next one's opening have committed."""
+        if ended is not None:
+            self._metrics.inc("fedge_rounds_total", outcome=ended.state)
+            log.warning(
+                "round %d %s (%d updates): %s; checkpoint %s stays",
+                ended.id,
+                ended.state,
+                ended.metrics["updates"],
+                ended.metrics["reason"],
+                self.model.checkpoint_id[:12],
+            )
+        if opened is not None:
+            self._sum.restart()
+            self._metrics.set("fedge_current_round", opened.id)
+            self._metrics.set("fedge_round_updates", 0)
+            log.info("opened round %d on checkpoint %s", opened.id, opened.base_checkpoint[:12])
+
+    def _record_failure(self, exc: Exception) -> None:
+        active = rs.active_round_record(self._db.connection())
+        round_id = 0 if active is None else active.id
+        previous = self.close_failure
+        attempts = 1 if previous is None or previous.round_id != round_id else previous.attempts + 1
+        self.close_failure = CloseFailure(
+            round_id,
+            attempts,
+            f"{type(exc).__name__}: {exc}",
+            time.time() + backoff_s(attempts),
+        )
+        self._metrics.inc("fedge_round_close_failures_total")
+        self._metrics.set("fedge_round_close_failing", 1)
+        log.error("round %d: step failed (attempt %d); will retry: %s", round_id, attempts, exc)

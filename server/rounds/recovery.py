@@ -1,0 +1,74 @@
+"""Rebuilding the coordinator's memory at start from what is on disk.
+
+Nothing the server acknowledged is lost, even after kill -9: an update is
+acknowledged only once its file is fsynced and its row committed. At start:
+
+1. temp files left by a write that was cut short are removed;
+2. a new data directory gets checkpoint 0, the initial weights;
+3. the current checkpoint and the server optimizer's state are read back;
+4. every stored update of the round in progress (open, or closing when the
+   server stopped) is added to the running sum again, in arrival order, with
+   the weight the strategy gave it when it was accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fedge.server.errors import ConfigurationError
+from fedge.server.http.metrics import Metrics
+from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, GlobalModel, load_global_model
+from fedge.server.rounds.running_sum import RoundSum
+from fedge.server.rounds.strategy import RoundStrategy
+from fedge.server.storage import rounds as rs
+from fedge.server.storage.db import Database
+from fedge.server.storage.durable import remove_temp_files
+from fedge.wire.update_codec import Checkpoint, Weights, decode_update
+from fedge.wire.weight_spec import ModelSpec
+
+log = logging.getLogger("fedge.server")
+
+
+def recover(
+    db: Database,
+    dirs: rs.Directories,
+    specs: ModelSpec,
+    initial_weights: Weights | None,
+    strategy: RoundStrategy,
+    round_sum: RoundSum,
+    metrics: Metrics,
+) -> GlobalModel:
+    """The global model; ``round_sum`` holds the round in progress again."""
+    for directory in dirs.all():
+        removed = remove_temp_files(directory)
+        if removed:
+            log.warning("removed %d leftover temp files in %s", removed, directory)
+    with db.transaction() as conn:
+        current = rs.get_state(conn, CURRENT_CHECKPOINT)
+        if current is None:
+            if initial_weights is None:
+                # Only a first start that was cut short leaves a database so.
+                raise ConfigurationError(
+                    f"{db.path} holds no checkpoint and no initial weights were given; "
+                    "remove the data directory or use another --data-dir"
+                )
+            checkpoint = Checkpoint(round_id=0, weights=initial_weights)
+            current = rs.store_checkpoint(conn, dirs.checkpoints, checkpoint)
+            rs.set_state(conn, CURRENT_CHECKPOINT, current)
+        active = rs.active_round_record(conn)
+        rows = []
+        if active is not None:
+            rows = conn.execute(
+                "SELECT path, num_examples FROM updates WHERE round_id = ? ORDER BY received_at",
+                (active.id,),
+            ).fetchall()
+    model = load_global_model(db.connection(), current, dirs, specs)
+    round_sum.restart()
+    for row in rows:
+        deltas = decode_update((dirs.updates / row["path"]).read_bytes()).deltas
+        round_sum.add(deltas, strategy.weight(deltas, int(row["num_examples"])))
+    if active is not None:
+        log.info("resumed round %d (%s) with %d updates", active.id, active.state, len(rows))
+        metrics.set("fedge_current_round", active.id)
+        metrics.set("fedge_round_updates", len(rows))
+    return model

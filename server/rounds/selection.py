@@ -1,0 +1,164 @@
+"""Handing out tasks: which device gets a seat in the open round.
+
+A device checks in (``POST /v1/tasks``) with its conditions. In one
+transaction the check-in is recorded, the rules of
+:mod:`fedge.server.rounds.admission` are applied to what the database says, and
+an admitted device's seat is taken (a row in ``selections``). Only a
+selected device may upload to the round (:mod:`fedge.server.rounds.ingest`).
+
+A check-in is committed without waiting for the disk (nothing is
+acknowledged as stored: a check-in lost in a power cut is asked again), and
+a refused device is told the round to come back in
+(:func:`fedge.server.rounds.admission.paced_round`): most of a large fleet's
+devices cost the server one cheap check-in every few rounds.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fedge.server.config import RoundConfig
+from fedge.server.devices.auth import Device
+from fedge.server.rounds import admission
+from fedge.server.rounds.admission import Refusal, Seats
+from fedge.server.storage import devices
+from fedge.server.storage import rounds as rs
+from fedge.server.storage.db import Database
+from fedge.server.storage.devices import Conditions
+
+# How stale the count of active devices that pace steering uses may be.
+ACTIVE_COUNT_S = 0.25
+
+
+@dataclass(frozen=True)
+class TaskDecision:
+    task: dict[str, Any] | None
+    reason: str = ""
+    retry_after_s: float = 1.0
+    # The round worth asking in (admission.paced_round); None: no advice.
+    retry_round: int | None = None
+
+    @classmethod
+    def refused(cls, refusal: Refusal, retry_round: int | None = None) -> TaskDecision:
+        return cls(None, refusal.reason, refusal.retry_after_s, retry_round)
+
+    def to_json(self) -> dict[str, Any]:
+        if self.task is not None:
+            return {"task": self.task}
+        answer = {"task": None, "reason": self.reason, "retry_after_s": self.retry_after_s}
+        if self.retry_round is not None:
+            answer["retry_round"] = self.retry_round
+        return answer
+
+
+class Selector:
+    def __init__(
+        self, db: Database, rounds: RoundConfig, model_name: str, weight_names: list[str]
+    ) -> None:
+        self._db = db
+        self._rounds = rounds
+        self._model_name = model_name
+        self._weight_names = list(weight_names)
+        # When the active devices were last counted, and what was found.
+        self._active: tuple[float, devices.ActiveDevices | None] = (-math.inf, None)
+
+    def request_task(
+        self, device: Device, conditions: Conditions, now: float | None = None
+    ) -> TaskDecision:
+        now = time.time() if now is None else now
+        # A check-in is not acknowledged as stored (a lost one costs a
+        # repeat), so it does not wait for the disk; uploads do.
+        with self._db.transaction(durable=False) as conn:
+            devices.record_check_in(conn, device.id, conditions, now)
+            refusal = admission.conditions_refusal(self._rounds, conditions)
+            if refusal is not None:
+                return TaskDecision.refused(refusal)
+            record = rs.open_round_record(conn)
+            if record is None:
+                return TaskDecision.refused(admission.NO_OPEN_ROUND)
+            if not is_selected(conn, record.id, device.id):
+                seats = self._seats(conn, record, device.participations, now)
+                refusal = admission.seat_refusal(seats, device.participations, now)
+                if refusal is not None:
+                    return TaskDecision.refused(refusal, self._paced(conn, record, device, now))
+                conn.execute(
+                    "INSERT INTO selections (round_id, device_id, selected_at) VALUES (?, ?, ?)",
+                    (record.id, device.id, now),
+                )
+            contributed = has_contributed(conn, record.id, device.id)
+            if contributed:
+                paced = self._paced(conn, record, device, now)
+                return TaskDecision.refused(admission.ALREADY_CONTRIBUTED, paced)
+        return TaskDecision(task_for(record, self._model_name, self._weight_names))
+
+    def _seats(
+        self, conn: sqlite3.Connection, record: rs.RoundRecord, participations: int, now: float
+    ) -> Seats:
+        (taken,) = conn.execute(
+            "SELECT COUNT(*) FROM selections WHERE round_id = ?", (record.id,)
+        ).fetchone()
+        slots = self._rounds.selection_slots
+        # The fair sampler's scan of the active devices decides only for a
+        # device that has taken part before, in a round with a free seat.
+        least = 0
+        if participations > 0 and taken < slots:
+            least = devices.least_participations(conn, admission.active_since(self._rounds, now))
+        return Seats(
+            taken=int(taken),
+            slots=slots,
+            least_participations=least,
+            opened_at=record.opened_at,
+            deadline_at=record.deadline_at,
+        )
+
+    def _paced(
+        self, conn: sqlite3.Connection, record: rs.RoundRecord, device: Device, now: float
+    ) -> int:
+        """The round a refused device should ask in next (admission.paced_round).
+
+        It competes for seats with every active device, or, if it is among
+        the least served (whom the fair sampler seats first), with those
+        only: they are spread over fewer rounds, so that each round enough
+        of them ask. The devices are counted at most every ACTIVE_COUNT_S."""
+        counted_at, active = self._active
+        if active is None or not 0 <= now - counted_at < ACTIVE_COUNT_S:
+            active = devices.active_devices(conn, admission.active_since(self._rounds, now))
+            self._active = (now, active)
+        least_served = device.participations <= active.least_participations
+        competing = active.least_served if least_served else active.count
+        return admission.paced_round(record.id, device.id, competing, self._rounds.selection_slots)
+
+
+def is_selected(conn: sqlite3.Connection, round_id: int, device_id: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM selections WHERE round_id = ? AND device_id = ?", (round_id, device_id)
+    ).fetchone()
+    return row is not None
+
+
+def has_contributed(conn: sqlite3.Connection, round_id: int, device_id: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM updates WHERE round_id = ? AND device_id = ?", (round_id, device_id)
+    ).fetchone()
+    return row is not None
+
+
+def task_for(record: rs.RoundRecord, model_name: str, weight_names: list[str]) -> dict[str, Any]:
+    """What a selected device needs to train for the round and upload."""
+    config = record.config
+    return {
+        "round_id": record.id,
+        "base_checkpoint": record.base_checkpoint,
+        "checkpoint_url": f"/v1/checkpoints/{record.base_checkpoint}",
+        "upload_url": f"/v1/rounds/{record.id}/updates",
+        "deadline_at": record.deadline_at,
+        "local_epochs": config["local_epochs"],
+        "batch_size": config["batch_size"],
+        "learning_rate": config["learning_rate"],
+        "model": model_name,
+        "weights": list(weight_names),
+    }

@@ -1,0 +1,117 @@
+"""Checks on an uploaded update, all before anything is stored.
+
+Order: a header within the bound the model's spec implies, then the
+canonical weight names/shapes/dtypes read from the header alone (before
+any tensor data is touched), strict metadata, well-formed tensor data (the
+codec, :mod:`fedge.wire.update_codec`), then the stages of
+:mod:`fedge.server.aggregation.pipeline`: ``bounds`` (the round and base
+checkpoint it claims, finite values, a positive example count; the norm,
+measured once), the norm bound (clip or reject), and whatever stages the
+round's strategy adds (central DP's clip, the weight). Each failure has a
+stable ``code`` that the metrics count rejects by.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fedge.server.aggregation.pipeline import (
+    MAX_NUM_EXAMPLES,
+    Bounds,
+    Candidate,
+    Stage,
+    norm_stages,
+    run_stages,
+)
+from fedge.server.errors import BadRequest, PayloadTooLarge, Unprocessable
+from fedge.wire.update_codec import CodecError, Update, decode_update, encode_update
+from fedge.wire.weight_spec import ModelSpec
+
+__all__ = ["MAX_NUM_EXAMPLES", "ValidatedUpdate", "continue_validation", "validate_update"]
+
+
+@dataclass(frozen=True)
+class ValidatedUpdate:
+    """An accepted update as it is stored and averaged.
+
+    ``norm`` is the L2 norm as received (measured once); ``update`` and
+    ``stored_bytes`` hold the deltas scaled by ``scale`` (1 unless a stage
+    clipped: ``clipped`` then, and ``clipped_by`` names the stages);
+    ``weight`` is the accumulation weight once a weigh stage has run."""
+
+    update: Update
+    digest: str
+    norm: float
+    clipped: bool
+    stored_bytes: bytes
+    weight: float = 0.0
+    scale: float = 1.0
+    clipped_by: tuple[str, ...] = ()
+
+    @property
+    def clipped_norm(self) -> float:
+        """The norm of the stored deltas."""
+        return self.norm * self.scale
+
+
+def validate_update(
+    raw: bytes,
+    digest: str,
+    round_id: int,
+    base_checkpoint: str,
+    specs: ModelSpec,
+    max_norm: float | None,
+    norm_policy: str,
+    *,
+    stages: Sequence[Stage] = (),
+) -> ValidatedUpdate:
+    """Decode ``raw`` against the model's spec and run the pipeline: bounds,
+    the norm bound (``max_norm`` with ``norm_policy``), then ``stages``."""
+    try:
+        update = decode_update(raw, specs)
+    except CodecError as exc:
+        if exc.code == "wrong_weights":
+            raise Unprocessable(str(exc), code="wrong_weights") from exc
+        if exc.code == "header_too_large":
+            raise PayloadTooLarge(f"not a fedge update: {exc}", code=exc.code) from exc
+        raise BadRequest(f"not a fedge update: {exc}", code="malformed_update") from exc
+    candidate = Bounds(round_id, base_checkpoint).admit(update)
+    candidate = run_stages(candidate, (*norm_stages(max_norm, norm_policy), *stages))
+    return _finish(update, digest, raw, candidate)
+
+
+def continue_validation(valid: ValidatedUpdate, stages: Sequence[Stage]) -> ValidatedUpdate:
+    """Run more stages on an update that :func:`validate_update` accepted,
+    with the norm it measured (for callers that add the strategy's stages
+    in a second step)."""
+    update = valid.update
+    candidate = Candidate(
+        deltas=update.deltas,
+        num_examples=update.meta.num_examples,
+        norm=valid.norm,
+        scale=valid.scale,
+        held_scale=valid.scale,
+        weight=valid.weight,
+        clipped_by=valid.clipped_by,
+    )
+    return _finish(update, valid.digest, valid.stored_bytes, run_stages(candidate, stages))
+
+
+def _finish(update: Update, digest: str, held: bytes, candidate: Candidate) -> ValidatedUpdate:
+    """The candidate as stored: the deltas scaled (once) and re-encoded
+    only when a stage clipped since ``held`` was encoded."""
+    stored, stored_bytes = update, held
+    if candidate.scale != candidate.held_scale:
+        stored = Update(meta=update.meta, deltas=candidate.scaled_deltas())
+        stored_bytes = encode_update(stored)
+    return ValidatedUpdate(
+        update=stored,
+        digest=digest,
+        norm=candidate.norm,
+        clipped=candidate.clipped,
+        stored_bytes=stored_bytes,
+        weight=candidate.weight,
+        scale=candidate.scale,
+        clipped_by=candidate.clipped_by,
+    )

@@ -1,0 +1,224 @@
+"""The bundle a server federates, kept in its data directory and served from there.
+
+A server started from a bundle directory copies the bundle into
+``<data_dir>/bundles/<bundle id>/`` at its first start: the files the
+manifest lists, ``manifest.json`` and ``manifest.sha256``, nothing else.
+The copy is made in a temp directory beside it, checked with
+:func:`fedge.bundle.manifest.open_bundle` against the bundle id, fsynced and
+renamed into place, so the directory either holds a whole verified bundle
+or nothing. The bundle id goes into the model's record in the database;
+every restart checks the stored copy again before anything else happens,
+so devices are never served files that differ from the manifest the server
+federates (a device checks them again anyway, against the id it was given).
+
+Releases pushed later (:mod:`fedge.server.api.releases`) are kept the same
+way: unpacked into a temp directory under ``bundles/``, verified, then
+moved into place by :func:`adopt_bundle`; any of them is served by
+``GET /v1/bundles/<id>/<path>``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedge.bundle.hashing import is_sha256, sha256_file
+from fedge.bundle.manifest import (
+    MANIFEST_FILE,
+    MANIFEST_HASH_FILE,
+    ManifestError,
+    VerifiedBundle,
+    open_bundle,
+)
+from fedge.server.errors import ConfigurationError
+from fedge.server.storage.data_dir import make_private_dir
+from fedge.server.storage.durable import fsync_dir
+
+BUNDLES_DIR = "bundles"
+# Entries of bundles/ whose name starts with this are unfinished copies.
+_TEMP_PREFIX = "."
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    """One file a bundle serves: its path in the bundle, sha256 and size."""
+
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class StoredBundle:
+    """A verified bundle in the data directory; ``files`` is everything it
+    serves, by path (``manifest.json``'s sha256 is the bundle id)."""
+
+    bundle_id: str
+    root: Path
+    files: Mapping[str, BundleFile]
+
+
+def is_bundle_dir(model: Path) -> bool:
+    """Whether ``--model`` names a bundle directory (as
+    :mod:`fedge.server.rounds.initial_model` decides it)."""
+    return model.is_dir() and (model / MANIFEST_FILE).is_file()
+
+
+def bundle_dir(data_dir: Path, bundle_id: str) -> Path:
+    return data_dir / BUNDLES_DIR / bundle_id
+
+
+def store_bundle(source: Path, data_dir: Path) -> StoredBundle:
+    """Copy the bundle at ``source`` into the data directory (once).
+
+    A copy already there that verifies is kept as it is; one that does not
+    (nothing refers to it before the model is recorded) is replaced.
+    """
+    try:
+        verified = open_bundle(source)
+    except ManifestError as exc:
+        raise ConfigurationError(f"cannot use bundle {source}: {exc}") from exc
+    root = data_dir / BUNDLES_DIR
+    make_private_dir(root)
+    _remove_unfinished(root)
+    target = bundle_dir(data_dir, verified.bundle_id)
+    if target.exists():
+        try:
+            return _stored(target, open_bundle(target, expected_id=verified.bundle_id))
+        except ManifestError:
+            pass  # replaced below
+    temp = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}incoming-", dir=root))
+    try:
+        try:
+            _copy(source, temp, verified)
+        except OSError as exc:  # a file gone since it was checked, a full disk
+            raise ConfigurationError(f"cannot copy bundle {source} into {root}: {exc}") from exc
+        try:
+            copied = open_bundle(temp, expected_id=verified.bundle_id)
+        except ManifestError as exc:
+            raise ConfigurationError(
+                f"bundle {source} changed while it was copied into {root}: {exc}"
+            ) from exc
+        _move_into_place(temp, target)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    return _stored(target, copied)
+
+
+def incoming_dir(data_dir: Path) -> Path:
+    """A new, empty directory under ``bundles/`` to unpack an upload into
+    (removed at the next start if it is left behind)."""
+    root = data_dir / BUNDLES_DIR
+    make_private_dir(root)
+    return Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}incoming-", dir=root))
+
+
+def adopt_bundle(temp: Path, data_dir: Path, verified: VerifiedBundle) -> StoredBundle:
+    """Keep the bundle verified in ``temp`` (from :func:`incoming_dir`) as
+    ``bundles/<bundle id>/``: files the manifest does not account for are
+    removed, every directory is fsynced, then it is renamed into place."""
+    keep = {record["path"] for record in verified.manifest.files()}
+    keep |= {MANIFEST_FILE, MANIFEST_HASH_FILE}
+    directories = {temp}
+    for path in sorted(temp.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        name = path.relative_to(temp).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            if any(path.iterdir()):
+                directories.add(path)
+            else:
+                path.rmdir()
+        elif name not in keep:
+            path.unlink()
+    for directory in sorted(directories, key=lambda p: len(p.parts), reverse=True):
+        fsync_dir(directory)
+    target = bundle_dir(data_dir, verified.bundle_id)
+    _move_into_place(temp, target)
+    return _stored(target, verified)
+
+
+def remove_unfinished(data_dir: Path) -> None:
+    """Remove unpacked uploads and copies that a crash left in ``bundles/``."""
+    root = data_dir / BUNDLES_DIR
+    if root.is_dir():
+        _remove_unfinished(root)
+
+
+def open_stored(data_dir: Path, bundle_id: str) -> StoredBundle:
+    """The bundle the data directory recorded, checked file by file again."""
+    if not is_sha256(bundle_id):
+        raise ConfigurationError(
+            f"the data directory {data_dir} records the bundle id {bundle_id!r}, "
+            "which is not a sha256"
+        )
+    target = bundle_dir(data_dir, bundle_id)
+    try:
+        verified = open_bundle(target, expected_id=bundle_id)
+    except ManifestError as exc:
+        raise ConfigurationError(
+            f"the stored bundle {target} is damaged: {exc}; restore it from the "
+            "original bundle (the same bundle id) or use another --data-dir"
+        ) from exc
+    return _stored(target, verified)
+
+
+def _stored(root: Path, verified: VerifiedBundle) -> StoredBundle:
+    files = {
+        record["path"]: BundleFile(record["path"], record["sha256"], int(record["bytes"]))
+        for record in verified.manifest.files()
+    }
+    manifest = root / MANIFEST_FILE
+    files[MANIFEST_FILE] = BundleFile(MANIFEST_FILE, verified.bundle_id, manifest.stat().st_size)
+    if verified.sealed:
+        seal = root / MANIFEST_HASH_FILE
+        files[MANIFEST_HASH_FILE] = BundleFile(
+            MANIFEST_HASH_FILE, sha256_file(seal), seal.stat().st_size
+        )
+    return StoredBundle(verified.bundle_id, root, files)
+
+
+def _copy(source: Path, temp: Path, verified: VerifiedBundle) -> None:
+    """Copy what the manifest accounts for, each file fsynced, then every
+    directory it made."""
+    names = [record["path"] for record in verified.manifest.files()]
+    names.append(MANIFEST_FILE)
+    if verified.sealed:
+        names.append(MANIFEST_HASH_FILE)
+    directories = {temp}
+    for name in dict.fromkeys(names):
+        target = temp / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        directories.update(p for p in target.parents if temp in p.parents)
+        with open(source / name, "rb") as src, open(target, "xb") as dst:
+            shutil.copyfileobj(src, dst, _CHUNK)
+            dst.flush()
+            os.fsync(dst.fileno())
+    for directory in sorted(directories, key=lambda p: len(p.parts), reverse=True):
+        fsync_dir(directory)
+
+
+def _move_into_place(temp: Path, target: Path) -> None:
+    """Rename the finished copy to its name (putting a stale one aside first)."""
+    stale = None
+    if target.exists():
+        stale = target.with_name(f"{_TEMP_PREFIX}stale-{target.name}")
+        shutil.rmtree(stale, ignore_errors=True)
+        target.rename(stale)
+    temp.rename(target)
+    fsync_dir(target.parent)
+    if stale is not None:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _remove_unfinished(root: Path) -> None:
+    """Remove copies a start that was cut short left behind."""
+    for entry in root.iterdir():
+        if entry.name.startswith(_TEMP_PREFIX):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
