@@ -31,7 +31,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from fedge.client_sim.fleet.threads import FleetConfig, run_fleet
+from fedge.client_sim.fleet.config import FleetConfig
+from fedge.client_sim.fleet.threads import run_fleet
 from fedge.client_sim.report.fleet_report import RoundReport
 
 TOP = 12

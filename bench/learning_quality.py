@@ -30,7 +30,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from fedge.client_sim.fleet.threads import FleetConfig, run_fleet
+from fedge.client_sim.fleet.config import FleetConfig
+from fedge.client_sim.fleet.threads import run_fleet
 from fedge.client_sim.report.fleet_report import FleetReport
 
 PUBLIC_FRACTION = 0.3

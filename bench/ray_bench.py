@@ -21,8 +21,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from fedge.client_sim.fleet.config import FleetConfig
 from fedge.client_sim.fleet.ray.cluster import local_cpus
-from fedge.client_sim.fleet.threads import FleetConfig, run_fleet
+from fedge.client_sim.fleet.threads import run_fleet
 
 
 def _fleets(text: str) -> list[tuple[int, int]]:

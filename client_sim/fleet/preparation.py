@@ -47,7 +47,7 @@ from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec
 
 if TYPE_CHECKING:
-    from fedge.client_sim.fleet.threads import FleetConfig
+    from fedge.client_sim.fleet.config import FleetConfig
 
 
 class ModelMismatchError(ConfigError):

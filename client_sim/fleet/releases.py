@@ -36,7 +36,7 @@ from fedge.errors import ConfigError
 from fedge.wire.releases import Release, ReleaseRecord
 
 if TYPE_CHECKING:
-    from fedge.client_sim.fleet.threads import FleetConfig
+    from fedge.client_sim.fleet.config import FleetConfig
 
 log = logging.getLogger("fedge.client_sim")
 

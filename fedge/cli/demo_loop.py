@@ -146,7 +146,7 @@ def _server_settings(config: DemoConfig, bundle: Path, data_dir: Path) -> dict[s
 
 def _federate(config: DemoConfig, url: str, admin_token: str) -> FleetReport:
     from fedge.cli.fleet_progress import run_with_progress
-    from fedge.client_sim.fleet.threads import FleetConfig
+    from fedge.client_sim.fleet.config import FleetConfig
 
     fleet = FleetConfig(
         devices=config.devices,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from fedge.cli.console import make_console
 
 if TYPE_CHECKING:
-    from fedge.client_sim.fleet.threads import FleetConfig
+    from fedge.client_sim.fleet.config import FleetConfig
     from fedge.client_sim.report.fleet_report import FleetReport
 
 

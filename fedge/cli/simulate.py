@@ -252,7 +252,7 @@ def simulate(
         )
         return
     from fedge.cli.fleet_progress import run_with_progress
-    from fedge.client_sim.fleet.threads import FleetConfig
+    from fedge.client_sim.fleet.config import FleetConfig
     from fedge.client_sim.report.releases import release_lines, releases_table
     from fedge.client_sim.report.tables import (
         closing_lines,

@@ -32,13 +32,14 @@ from collections.abc import Iterable
 from fedge.client_sim.device.profiles import DeviceProfile, fleet_profiles
 from fedge.client_sim.device.simulated import RoundOutcome, evaluate
 from fedge.client_sim.device.trainers import Trainer
+from fedge.client_sim.fleet.config import FleetConfig
 from fedge.client_sim.fleet.model_source import Say
 from fedge.client_sim.fleet.pacing import DevicePacing, RoundWatch, run_round_passes
 from fedge.client_sim.fleet.preparation import FleetModel, prepare_model
 from fedge.client_sim.fleet.ray.cluster import ray_cluster, require_ray
 from fedge.client_sim.fleet.ray.device_host import HostConfig, TrainingRuntime
 from fedge.client_sim.fleet.ray.hosts import HostPlan, RayHosts
-from fedge.client_sim.fleet.threads import FleetConfig, fleet_data
+from fedge.client_sim.fleet.threads import fleet_data
 from fedge.client_sim.report.fleet_report import (
     FleetReport,
     Progress,

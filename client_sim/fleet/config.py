@@ -1,0 +1,66 @@
+"""What a fleet run is asked to do: one frozen record, built by ``fedge simulate``
+(and ``fedge demo``, the notebooks and the benchmarks) and read by every backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fedge.reference.data import PUBLIC_FRACTION
+
+DEFAULT_DEVICES = 20
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    # None: one device per device id in --data, else DEFAULT_DEVICES.
+    devices: int | None = None
+    per_round: int = 10
+    rounds: int = 10
+    alpha: float = 0.5
+    min_examples: int = 4
+    seed: int = 0
+    local_epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 0.05
+    runtime: str = "tflite"
+    dropout: float = 0.0
+    crash: float = 0.0
+    faults: dict[str, int] = field(default_factory=dict)
+    workers: int = 8
+    deadline_s: float = 20.0
+    over_selection: float = 1.0
+    min_participants: int | None = None
+    server_url: str | None = None
+    strategy: str = "fedavg"
+    work_dir: Path | None = None
+    # The reference CNN's smooth twin (GELU, average pooling) instead of the
+    # product CNN: for comparing engines (see fedge.reference.model.build_reference_model).
+    smooth_model: bool = False
+    # The user's model (bundle directory or Keras file) and the devices' data
+    # (.npz, .csv or an image folder); None: the reference task.
+    model: Path | None = None
+    data: Path | None = None
+    # The reference task: the share of the digits the team trains on before
+    # deploying (0: start from a seeded random CNN); devices hold the rest.
+    public_fraction: float = PUBLIC_FRACTION
+    # The reference task for more devices than it has examples: this many
+    # shards, device i holding shard i % data_shards (None: one per device).
+    data_shards: int | None = None
+    test_fraction: float = 0.2
+    holdout_fraction: float = 0.2
+    # Releases (fedge.client_sim.fleet.releases): after every N rounds ask the
+    # server to cut one (None: never; the admin token: the embedded server's,
+    # or this one for --server), at this rollout percent, and wait this long
+    # for it to be built. canary_min_reports: the embedded server's setting.
+    release_every: int | None = None
+    release_rollout: float = 50.0
+    release_wait_s: float = 300.0
+    canary_min_reports: int | None = None
+    admin_token: str | None = field(default=None, repr=False)
+    # Where the devices run: "thread" (this process) or "ray" (Ray actors,
+    # fedge.client_sim.fleet.ray.backend): on the cluster at ray_address, or a local
+    # Ray; ray_hosts actors (default: one per CPU of the cluster).
+    backend: str = "thread"
+    ray_address: str | None = None
+    ray_hosts: int | None = None
