@@ -12,6 +12,8 @@ echo "==> ruff"
 .venv/bin/ruff format --check .
 echo "==> mypy"
 .venv/bin/python scripts/typecheck.py
+echo "==> import contracts"
+.venv/bin/python scripts/check_imports.py
 echo "==> pytest"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
 .venv/bin/python -m pytest "$@"

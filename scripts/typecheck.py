@@ -36,10 +36,14 @@ def place(source: Path, target: Path) -> None:
             shutil.copy2(source, target)
 
 
-def build_view() -> dict[str, str]:
-    """Builds the view; returns {path in the view: path in the checkout}."""
-    shutil.rmtree(VIEW, ignore_errors=True)
-    package = VIEW / "fedge"
+def build_view(view: Path = VIEW) -> dict[str, str]:
+    """Builds the view; returns {path in the view: path in the checkout}.
+
+    ``view`` elsewhere than ``.typecheck`` lets a test build its own, so that it
+    never pulls the folder from under a mypy run.
+    """
+    shutil.rmtree(view, ignore_errors=True)
+    package = view / "fedge"
     package.mkdir(parents=True)
     back = {}
     for entry in (ROOT / "fedge").iterdir():
