@@ -1,38 +1,9 @@
-"""Central differential privacy around a mean-family strategy (DP-FedAvg).
-
-McMahan et al. 2018, "Learning Differentially Private Recurrent Language
-Models": every device's delta is clipped to L2 norm ``clip_norm`` when the
-server accepts it, the clipped deltas are summed **unweighted**, Gaussian
-noise is added to the sum, and the sum is divided by a denominator::
-
-    noisy_mean = (sum_i clip(delta_i) + N(0, (noise_multiplier * clip_norm)^2 I)) / D
-
-Why unweighted: with weights ``num_examples_i / total`` one device could
-claim a huge ``num_examples`` and own the whole mean, so its influence (the
-sensitivity) would not be bounded by ``clip_norm``. With unit weights,
-adding or removing one device changes the sum by at most ``clip_norm`` in
-L2 norm, so the noise's standard deviation relative to that sensitivity is
-exactly ``noise_multiplier`` -- the parameter that
-:mod:`fedge.server.aggregation.privacy` turns into (epsilon, delta). The streamed mean
-must therefore hold the *prepared* updates (weight 1); ``combine`` checks
-this and that the mean's norm is within the clip bound.
-
-The denominator: ``clients_per_round`` when set (a fixed denominator: the
-release is a function of the noisy sum alone, as in TFF's
-``DifferentiallyPrivateFactory.gaussian_fixed``), else the number ``n`` of
-updates received, giving per-coordinate noise ``noise_multiplier *
-clip_norm / n`` on the plain mean; that variant treats the round's size as
-public, which is the usual reading of device-level DP-FedAvg.
-
-Its two stages are the update pipeline's (:mod:`fedge.server.aggregation.pipeline`):
-:meth:`CentralDP.update_stages` clips each update (the one :class:`Clip`)
-and weighs it 1 when the server accepts it, and :class:`GaussianNoise`
-perturbs the mean when the round closes.
-
-The noise comes from the operating system's entropy. ``seed`` exists for
-tests only (the server takes it from ``dp_insecure_test_seed``, and says in
-the round's metrics that the noise was seeded): whoever knows a seed can
-regenerate the noise and subtract it, and the reported epsilon means nothing.
+"""Central differential privacy around a mean-family strategy (DP-FedAvg,
+McMahan et al. 2018): each accepted update is clipped to ``clip_norm`` and
+weighed 1, and Gaussian noise is added to the round's mean. The noise comes
+from the operating system's entropy; ``seed`` is for tests only. Why it
+works this way, and what the reported epsilon assumes:
+``docs/aggregation.md``.
 """
 
 from __future__ import annotations
@@ -48,7 +19,14 @@ import numpy.typing as npt
 from fedge.errors import ConfigError
 from fedge.server.aggregation.errors import AggregationError
 from fedge.server.aggregation.kernels import StreamingMean, UpdateSource
-from fedge.server.aggregation.pipeline import Candidate, Clip, Stage, UnitWeight, run_stages
+from fedge.server.aggregation.pipeline import (
+    Candidate,
+    Clip,
+    Stage,
+    UnitWeight,
+    Weigh,
+    run_stages,
+)
 from fedge.server.aggregation.strategies import PreparedUpdate, ServerState, Slots, Strategy
 from fedge.wire.update_codec import Weights, global_norm
 
@@ -118,14 +96,15 @@ class CentralDP(Strategy):
         if self.clients_per_round is not None and self.clients_per_round < 1:
             raise ConfigError(f"clients_per_round must be >= 1, got {self.clients_per_round}")
 
-    @property
-    def clip_stage(self) -> Clip:
-        return Clip(self.clip_norm, name="dp_clip")
+    def weighing(self, example_cap: int | None = None) -> Weigh:
+        """Every update weighs 1, whatever ``num_examples`` it claims: a
+        device's influence on the sum is bounded by the clip alone, so
+        ``example_cap`` has nothing to bound."""
+        return UnitWeight()
 
-    def update_stages(self) -> tuple[Stage, ...]:
-        """What the server does to each accepted update: clip to
-        ``clip_norm``, then weigh 1 whatever ``num_examples`` says."""
-        return (self.clip_stage, UnitWeight())
+    def update_stages(self, example_cap: int | None = None) -> tuple[Stage, ...]:
+        """Clip each accepted update to ``clip_norm``, then weigh it 1."""
+        return (Clip(self.clip_norm, name="dp_clip"), *super().update_stages(example_cap))
 
     @property
     def noise(self) -> GaussianNoise:
@@ -134,7 +113,7 @@ class CentralDP(Strategy):
         )
 
     def prepare(self, delta: Mapping[str, npt.NDArray[Any]], num_examples: int) -> PreparedUpdate:
-        """Clipped, with weight 1 (see module doc): the server's stages, on a bare delta."""
+        """Clipped, with weight 1: the server's stages, on a bare delta."""
         candidate = Candidate.measure(delta, num_examples)
         if not math.isfinite(candidate.norm):
             raise AggregationError("update has non-finite values; it cannot be clipped")

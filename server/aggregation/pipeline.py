@@ -1,37 +1,9 @@
-"""What the server does to an update between its bytes and the round's mean.
-
-One pipeline of small named stages, composed the way TensorFlow Federated
-composes aggregation factories (each stage is configured in its
-constructor and knows nothing of the others)::
-
-    decoded  ──bounds──> norm_bound ──> dp_clip ──> weigh ──> stored, and added
-    update                                                      to the StreamingMean
-                                                                     │ round closes
-                                                                     v
-                                                    noise ──> the strategy's apply
-
-    bounds      the round and base checkpoint it claims, the example
-                count, finite values; the L2 norm, measured once
-    norm_bound  the server's bound: reject, or clip to ``max_norm``
-    dp_clip     central DP: clip to ``clip_norm``
-    weigh       ``num_examples`` (capped), or 1 under central DP
-    noise       central DP, once per round on the mean
-
-* ``bounds`` (:class:`Bounds`) measures the update's L2 norm, once; the
-  norm travels with the :class:`Candidate` and no later stage reads the
-  deltas again to measure it.
-* every clip (the server's ``norm_bound`` with the ``clip`` policy and
-  central DP's ``dp_clip``) is a :class:`Clip`, decided by
-  :func:`fedge.server.aggregation.kernels.clip_factor` from the carried norm: a
-  stage only multiplies the candidate's ``scale``; the deltas are scaled
-  once, by :meth:`Candidate.scaled_deltas`, whichever clips bit;
-* ``weigh`` (:class:`ExampleWeight` or :class:`UnitWeight`) sets the
-  accumulation weight;
-* ``noise`` runs once per round on the mean, not per update:
-  :class:`fedge.server.aggregation.central_dp.GaussianNoise`.
-
-Stages raise :class:`~fedge.server.errors.ServerError` subclasses with a
-stable ``code``; none imports Flask.
+"""The update pipeline: the named stages an accepted update goes through
+between its bytes and the round's mean (bounds, the norm bound, central
+DP's clip, the weight), each a small frozen dataclass that knows nothing of
+the others. A stage that will not take an update raises
+:class:`~fedge.server.aggregation.errors.UpdateRefused`. How the stages fit
+together, and why: ``docs/aggregation.md``.
 """
 
 from __future__ import annotations
@@ -44,8 +16,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from fedge.server.aggregation.errors import UpdateRefused
 from fedge.server.aggregation.kernels import clip_factor, scale_weights
-from fedge.server.errors import BadRequest, Conflict, Unprocessable
 from fedge.wire.update_codec import Update, Weights, global_norm
 
 MAX_NUM_EXAMPLES = 10_000_000
@@ -100,6 +72,14 @@ class Stage(Protocol):
     def apply(self, candidate: Candidate) -> Candidate: ...
 
 
+class Weigh(Stage, Protocol):
+    """The stage that sets an update's accumulation weight. The weight
+    depends on the example count alone, so that a restart can re-weigh a
+    stored update without reading its deltas."""
+
+    def weight_of(self, num_examples: int) -> float: ...
+
+
 @dataclass(frozen=True)
 class Bounds:
     """The update belongs here and its numbers are sane: the round and base
@@ -115,34 +95,37 @@ class Bounds:
         """The update as a candidate, with its norm measured (the first stage)."""
         meta = update.meta
         if meta.round_id != self.round_id:
-            raise BadRequest(
+            raise UpdateRefused(
+                "misdirected",
+                "wrong_round",
                 f"the update is for round {meta.round_id}, uploaded to round {self.round_id}",
-                code="wrong_round",
             )
         if meta.base_checkpoint != self.base_checkpoint:
-            raise Conflict(
+            raise UpdateRefused(
+                "stale",
+                "stale_base",
                 f"the update was trained from checkpoint {meta.base_checkpoint[:12]}, the "
                 f"round's base is {self.base_checkpoint[:12]}; download the current checkpoint",
-                code="stale_base",
             )
         candidate = Candidate.measure(update.deltas, meta.num_examples)
         if not math.isfinite(candidate.norm):
             raise _not_finite(update.deltas)
         if not 0 < meta.num_examples <= self.max_num_examples:
-            raise Unprocessable(
+            raise UpdateRefused(
+                "invalid",
+                "bad_num_examples",
                 f"num_examples must be in 1..{self.max_num_examples}, got {meta.num_examples}",
-                code="bad_num_examples",
             )
         return candidate
 
 
-def _not_finite(deltas: Mapping[str, npt.NDArray[Any]]) -> Unprocessable:
+def _not_finite(deltas: Mapping[str, npt.NDArray[Any]]) -> UpdateRefused:
     """Why a norm is not finite: a NaN or inf value (named), or finite
     values so large that their squares overflow float64."""
     for name, value in deltas.items():
         if not np.isfinite(value).all():
-            return Unprocessable(f"{name} holds NaN or infinite values", code="non_finite")
-    return Unprocessable("the update's norm overflows float64", code="norm_too_large")
+            return UpdateRefused("invalid", "non_finite", f"{name} holds NaN or infinite values")
+    return UpdateRefused("invalid", "norm_too_large", "the update's norm overflows float64")
 
 
 @dataclass(frozen=True)
@@ -176,9 +159,10 @@ class NormBound:
         if candidate.current_norm <= self.max_norm:
             return candidate
         if self.policy == "reject":
-            raise Unprocessable(
+            raise UpdateRefused(
+                "invalid",
+                "norm_too_large",
                 f"update norm {candidate.current_norm:.4g} exceeds the bound {self.max_norm:.4g}",
-                code="norm_too_large",
             )
         return Clip(self.max_norm, self.name).apply(candidate)
 

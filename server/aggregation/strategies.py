@@ -4,7 +4,7 @@ A strategy is two stages, each a method::
 
     accepted update --prepare--> (delta, weight) --+--> StreamingMean   (mean family)
                                                    +--> stored file     (robust family)
-    round closes: aggregate(global_weights, state, mean, source)
+    round closes: next_weights(global_weights, state, mean, source)
         combine  the updates into one direction: the weighted mean, a
                  coordinate-wise median or trimmed mean (+ noise: CentralDP)
         apply    a server optimizer to the direction: SGD with a server
@@ -14,18 +14,18 @@ A strategy is two stages, each a method::
 The server state (round and optimizer slots) is explicit and returned, not
 kept in the strategy, so a round can be checkpointed and resumed; a
 strategy is a frozen dataclass of settings and never modifies its inputs.
-:func:`make_strategy` builds one from a config name and parameters.
+:func:`fedge.server.aggregation.factory.make_strategy` builds one from a
+config name (a key of :data:`STRATEGIES`) and parameters.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,11 +40,11 @@ from fedge.server.aggregation.kernels import (
     spec_of,
     trimmed_mean,
 )
+from fedge.server.aggregation.pipeline import ExampleWeight, Stage, Weigh
 from fedge.wire.update_codec import Weights, global_norm
 
 Float64Array = npt.NDArray[np.float64]
 Slots = dict[str, Weights]
-S = TypeVar("S", bound="Strategy")
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,17 @@ class Strategy(ABC):
     # the mean family only needs the streaming mean.
     needs_stored_updates: ClassVar[bool] = False
 
+    def weighing(self, example_cap: int | None = None) -> Weigh:
+        """How each accepted update is weighed in the round's mean: by its
+        example count, capped at ``example_cap`` when one is set."""
+        return ExampleWeight(cap=example_cap)
+
+    def update_stages(self, example_cap: int | None = None) -> tuple[Stage, ...]:
+        """The stages this strategy adds to the update pipeline, run on each
+        accepted update after validation's; they always end with
+        :meth:`weighing`'s stage."""
+        return (self.weighing(example_cap),)
+
     def prepare(self, delta: Mapping[str, npt.NDArray[Any]], num_examples: int) -> PreparedUpdate:
         """Called by the server when it accepts an update: weight it by its
         number of examples; the norm is for metrics."""
@@ -109,7 +120,7 @@ class Strategy(ABC):
             raise AggregationError("update has non-finite values")
         return PreparedUpdate(dict(delta), float(num_examples), norm, clipped=False)
 
-    def aggregate(
+    def next_weights(
         self,
         global_weights: Mapping[str, npt.NDArray[Any]],
         state: ServerState,
@@ -301,55 +312,3 @@ class TrimmedMean(_RobustStrategy):
 
 _BUILT_IN: tuple[type[Strategy], ...] = (FedAvg, FedAvgM, FedAdam, Median, TrimmedMean)
 STRATEGIES: Mapping[str, type[Strategy]] = MappingProxyType({cls.name: cls for cls in _BUILT_IN})
-
-
-def make_strategy(name: str, *, dp: Mapping[str, Any] | None = None, **params: Any) -> Strategy:
-    """A strategy from a config name (``fedavg``, ``fedavgm``, ``fedadam``,
-    ``median``, ``trimmed_mean``) and its parameters; ``dp`` (``clip_norm``,
-    ``noise_multiplier``, ``seed``, ``clients_per_round``) wraps it in
-    :class:`~fedge.server.aggregation.central_dp.CentralDP`.
-
-    Numbers may be given as strings (from an environment variable, say).
-    Neither ``params`` nor ``dp`` is modified.
-    """
-    key = name.strip().lower()
-    cls = STRATEGIES.get(key)
-    if cls is None:
-        raise ConfigError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
-    strategy = _build(cls, key, params)
-    if dp is None:
-        return strategy
-    from fedge.server.aggregation.central_dp import CentralDP
-
-    return _build(CentralDP, "dp", dp, inner=strategy)
-
-
-def _build(cls: type[S], label: str, params: Mapping[str, Any], **fixed: Any) -> S:
-    """``cls(**params, **fixed)`` with numbers coerced to the declared field
-    types and every mistake reported as a ConfigError naming the accepted
-    parameters."""
-    declared = dataclasses.fields(cast(Any, cls))
-    kinds = {f.name: str(f.type) for f in declared if f.init and f.name not in fixed}
-    unknown = sorted(set(params) - set(kinds))
-    if unknown:
-        raise ConfigError(f"{label}: unknown parameters {unknown}; accepted: {sorted(kinds)}")
-    values = {key: _coerce(label, key, kinds[key], value) for key, value in params.items()}
-    try:
-        return cls(**values, **fixed)
-    except TypeError as exc:
-        raise ConfigError(f"{label}: {exc}") from exc
-
-
-def _coerce(label: str, key: str, kind: str, value: Any) -> Any:
-    if value is None or kind not in ("float", "int", "int | None", "float | None"):
-        return value
-    target = float if kind.startswith("float") else int
-    try:
-        if isinstance(value, bool):
-            raise ValueError("a boolean is not a number")
-        number = target(value)
-        if target is int and float(value) != number:
-            raise ValueError("not a whole number")
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{label}: {key} must be a number, got {value!r} ({exc})") from exc
-    return number

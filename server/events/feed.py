@@ -87,11 +87,6 @@ class StreamSlots:
         self._lock = threading.Lock()
         self._in_use = 0
 
-    @property
-    def in_use(self) -> int:
-        with self._lock:
-            return self._in_use
-
     def acquire(self) -> bool:
         """Take a slot; ``False`` when all are taken."""
         with self._lock:

@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from fedge.server.config import ServerConfig, load_config
 from fedge.server.devices.auth import load_or_create_admin_token
-from fedge.server.errors import ConfigurationError, ServerError
+from fedge.server.errors import ConfigurationError, InsufficientStorage, ServerError
 from fedge.server.events.feed import EventFeed
 from fedge.server.http.context import EXTENSION, ServerContext, context, context_of
 from fedge.server.http.cors import install_cors
@@ -263,7 +263,8 @@ def _register(app: Flask) -> None:
 
 def _storage_full(exc: Exception) -> Any:
     log.error("storage full: %s", exc)
-    return _error(507, "insufficient_storage", "the server is out of storage; try again later")
+    full = InsufficientStorage("the server is out of storage; try again later")
+    return _error(full.status, full.code, full.message)
 
 
 def _internal(exc: Exception) -> Any:

@@ -3,9 +3,9 @@
 Two halves, so that the slow one can later move to a background closer
 without changing what is stored:
 
-* :meth:`RoundCloser.aggregate` runs the strategy over the running sum (or,
-  for robust strategies, the stored update files) and refuses a result that
-  is not finite. It writes nothing.
+* :meth:`RoundCloser.compute_aggregate` runs the strategy over the running
+  sum (or, for robust strategies, the stored update files) and refuses a
+  result that is not finite. It writes nothing.
 * :meth:`RoundCloser.commit` stores the checkpoint and the server
   optimizer's state, marks the round ``closed``, counts the devices'
   participations and makes the checkpoint current, in the caller's
@@ -62,7 +62,7 @@ class RoundCloser:
         self._strategy = strategy
         self._retention_rounds = retention_rounds
 
-    def aggregate(
+    def compute_aggregate(
         self,
         conn: sqlite3.Connection,
         record: rs.RoundRecord,
@@ -78,7 +78,7 @@ class RoundCloser:
             (record.id,),
         ).fetchall()
         with np.errstate(over="ignore", invalid="ignore"):
-            result = self._strategy.aggregate(
+            result = self._strategy.round_result(
                 model.weights,
                 model.state,
                 mean,

@@ -142,7 +142,7 @@ class RoundLifecycle:
 
     def _close(self, record: rs.RoundRecord) -> None:
         try:
-            aggregate = self._closer.aggregate(
+            aggregate = self._closer.compute_aggregate(
                 self._db.connection(), record, self.model, self._sum.mean
             )
         except AggregationError as exc:  # not finite, or cannot be combined

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedge.server.aggregation.central_dp import CentralDP
+from fedge.server.aggregation.factory import make_strategy
 from fedge.server.aggregation.kernels import SafetensorsFileUpdates, StreamingMean
-from fedge.server.aggregation.pipeline import ExampleWeight, Stage, UnitWeight
-from fedge.server.aggregation.strategies import ServerState, Strategy, make_strategy
+from fedge.server.aggregation.pipeline import Stage, Weigh
+from fedge.server.aggregation.strategies import ServerState, Strategy
 from fedge.server.config import ServerConfig
 from fedge.server.storage.durable import write_atomically
 from fedge.wire.update_codec import Checkpoint, Weights, decode_checkpoint, encode_checkpoint
@@ -63,18 +63,16 @@ class RoundStrategy:
         )
         self.name = config.strategy + ("+dp" if self.dp else "")
         # The strategy's stages of the update pipeline, after validation's.
-        self._weigh: ExampleWeight | UnitWeight = ExampleWeight(cap=config.max_example_weight)
-        clips: tuple[Stage, ...] = ()
-        if isinstance(self.strategy, CentralDP):
-            clips, self._weigh = (self.strategy.clip_stage,), UnitWeight()
-        self.stages: tuple[Stage, ...] = (*clips, self._weigh)
+        cap = config.max_example_weight
+        self._weigh: Weigh = self.strategy.weighing(cap)
+        self.stages: tuple[Stage, ...] = self.strategy.update_stages(cap)
 
     def weight(self, deltas: Weights | None, num_examples: int) -> float:
         """The accumulation weight of a stored (already prepared) update:
         from its example count alone (``deltas`` is not read)."""
         return self._weigh.weight_of(num_examples)
 
-    def aggregate(
+    def round_result(
         self,
         global_weights: Weights,
         state: ServerState,
@@ -89,7 +87,7 @@ class RoundStrategy:
             if self.strategy.needs_stored_updates
             else None
         )
-        result = self.strategy.aggregate(global_weights, state, accumulator, source)
+        result = self.strategy.next_weights(global_weights, state, accumulator, source)
         metrics: dict[str, Any] = dict(result.metrics)
         if self.dp is not None:
             # dp_accounting takes 1.5 s to import: only servers with DP pay it.

@@ -9,13 +9,19 @@ checkpoint it claims, finite values, a positive example count; the norm,
 measured once), the norm bound (clip or reject), and whatever stages the
 round's strategy adds (central DP's clip, the weight). Each failure has a
 stable ``code`` that the metrics count rejects by.
+
+This is where the pipeline's refusals become HTTP errors: the aggregation
+layer knows nothing of HTTP, so its :class:`UpdateRefused` says what kind
+of refusal it is and :func:`_as_http_error` picks the status.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from fedge.server.aggregation.errors import RefusalKind, UpdateRefused
 from fedge.server.aggregation.pipeline import (
     MAX_NUM_EXAMPLES,
     Bounds,
@@ -24,11 +30,35 @@ from fedge.server.aggregation.pipeline import (
     norm_stages,
     run_stages,
 )
-from fedge.server.errors import BadRequest, PayloadTooLarge, Unprocessable
+from fedge.server.errors import (
+    BadRequest,
+    Conflict,
+    PayloadTooLarge,
+    ServerError,
+    Unprocessable,
+)
 from fedge.wire.update_codec import CodecError, Update, decode_update, encode_update
 from fedge.wire.weight_spec import ModelSpec
 
 __all__ = ["MAX_NUM_EXAMPLES", "ValidatedUpdate", "continue_validation", "validate_update"]
+
+# The HTTP error that answers each kind of refusal: another round's update
+# is a bad request, one from an old base conflicts with the round's state.
+_HTTP_ERROR: Mapping[RefusalKind, type[ServerError]] = {
+    "misdirected": BadRequest,
+    "stale": Conflict,
+    "invalid": Unprocessable,
+}
+
+
+@contextmanager
+def _as_http_error() -> Iterator[None]:
+    """Re-raise a pipeline stage's refusal as the HTTP error of its kind,
+    with the same code and message."""
+    try:
+        yield
+    except UpdateRefused as refused:
+        raise _HTTP_ERROR[refused.kind](refused.message, code=refused.code) from refused
 
 
 @dataclass(frozen=True)
@@ -76,8 +106,9 @@ def validate_update(
         if exc.code == "header_too_large":
             raise PayloadTooLarge(f"not a fedge update: {exc}", code=exc.code) from exc
         raise BadRequest(f"not a fedge update: {exc}", code="malformed_update") from exc
-    candidate = Bounds(round_id, base_checkpoint).admit(update)
-    candidate = run_stages(candidate, (*norm_stages(max_norm, norm_policy), *stages))
+    with _as_http_error():
+        candidate = Bounds(round_id, base_checkpoint).admit(update)
+        candidate = run_stages(candidate, (*norm_stages(max_norm, norm_policy), *stages))
     return _finish(update, digest, raw, candidate)
 
 
@@ -95,7 +126,9 @@ def continue_validation(valid: ValidatedUpdate, stages: Sequence[Stage]) -> Vali
         weight=valid.weight,
         clipped_by=valid.clipped_by,
     )
-    return _finish(update, valid.digest, valid.stored_bytes, run_stages(candidate, stages))
+    with _as_http_error():
+        candidate = run_stages(candidate, stages)
+    return _finish(update, valid.digest, valid.stored_bytes, candidate)
 
 
 def _finish(update: Update, digest: str, held: bytes, candidate: Candidate) -> ValidatedUpdate:

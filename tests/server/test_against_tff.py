@@ -100,7 +100,7 @@ def test_clipping_and_fixed_denominator_equal_tff_gaussian_fixed(tff_context: No
     theirs = process.next(
         process.initialize(), [collections.OrderedDict(u) for u in updates]
     ).result
-    ours = strategy.aggregate(zeros, ServerState(), mean).new_weights
+    ours = strategy.next_weights(zeros, ServerState(), mean).new_weights
 
     # ([1.5, 2, 6] + [0, 0, 1]) / 4 = [0.375, 0.5, 1.75]
     np.testing.assert_allclose(theirs["a"], f32(0.375, 0.5), rtol=1e-6)
@@ -126,7 +126,7 @@ def test_noise_scale_and_privacy_event_equal_tff_gaussian_fixed(tff_context: Non
         mean.add({"w": zeros}, 1.0)
 
     output = process.next(process.initialize(), [zeros] * clients)
-    ours = strategy.aggregate({"w": zeros}, ServerState(), mean).new_weights["w"]
+    ours = strategy.next_weights({"w": zeros}, ServerState(), mean).new_weights["w"]
 
     expected = noise_multiplier * clip / clients  # 0.6
     assert strategy.noise_std(clients) == pytest.approx(expected)

@@ -12,8 +12,10 @@ import pytest
 
 from fedge.errors import ConfigError
 from fedge.server.aggregation.central_dp import CentralDP
+from fedge.server.aggregation.factory import make_strategy
 from fedge.server.aggregation.kernels import AggregationError, InMemoryUpdates, StreamingMean
 from fedge.server.aggregation.strategies import (
+    STRATEGIES,
     FedAdam,
     FedAvg,
     FedAvgM,
@@ -21,7 +23,6 @@ from fedge.server.aggregation.strategies import (
     ServerState,
     Strategy,
     TrimmedMean,
-    make_strategy,
 )
 from fedge.wire.update_codec import Weights, global_norm
 
@@ -51,7 +52,7 @@ def prepared_mean(strategy: Strategy, updates: Sequence[Weights], examples: int)
 def test_fedavg_steps_by_the_weighted_mean_times_the_server_lr() -> None:
     mean = streamed([{"w": f32(0, 4)}, {"w": f32(4, 0)}], [1, 3])  # mean [3, 1]
 
-    result = FedAvg(server_lr=0.5).aggregate({"w": f32(1, 1)}, ServerState(), mean)
+    result = FedAvg(server_lr=0.5).next_weights({"w": f32(1, 1)}, ServerState(), mean)
 
     np.testing.assert_array_equal(result.new_weights["w"], f32(2.5, 1.5))  # 1 + 0.5*[3, 1]
     assert result.state.round == 1
@@ -63,8 +64,8 @@ def test_fedavg_steps_by_the_weighted_mean_times_the_server_lr() -> None:
 def test_fedavgm_accumulates_momentum_over_two_rounds() -> None:
     strategy = FedAvgM(server_lr=1.0, momentum=0.5)
 
-    first = strategy.aggregate({"w": f32(0)}, ServerState(), streamed([{"w": f32(2)}], [1]))
-    second = strategy.aggregate(first.new_weights, first.state, streamed([{"w": f32(2)}], [1]))
+    first = strategy.next_weights({"w": f32(0)}, ServerState(), streamed([{"w": f32(2)}], [1]))
+    second = strategy.next_weights(first.new_weights, first.state, streamed([{"w": f32(2)}], [1]))
 
     # round 1: v = 0.5*0 + 2 = 2, w = 0 + 2 = 2; round 2: v = 0.5*2 + 2 = 3, w = 2 + 3 = 5
     np.testing.assert_array_equal(first.new_weights["w"], f32(2))
@@ -76,7 +77,9 @@ def test_fedavgm_accumulates_momentum_over_two_rounds() -> None:
 def test_fedadam_one_step_by_hand() -> None:
     strategy = FedAdam(server_lr=1.0, beta1=0.5, beta2=0.5, tau=2.0)
 
-    result = strategy.aggregate({"w": f32(0, 0)}, ServerState(), streamed([{"w": f32(2, 0)}], [1]))
+    result = strategy.next_weights(
+        {"w": f32(0, 0)}, ServerState(), streamed([{"w": f32(2, 0)}], [1])
+    )
 
     # m = 0.5*0 + 0.5*[2, 0] = [1, 0]; v starts at tau^2 = 4: v = 0.5*4 + 0.5*[4, 0] = [4, 2]
     # step = m / (sqrt(v) + tau) = [1 / (2 + 2), 0] = [0.25, 0]
@@ -89,8 +92,10 @@ def test_median_and_trimmed_mean_strategies_read_the_stored_updates() -> None:
     source = InMemoryUpdates([{"w": f32(1, 10)}, {"w": f32(2, -5)}, {"w": f32(100, 0)}])
     global_weights = {"w": f32(10, 10)}
 
-    median = Median().aggregate(global_weights, ServerState(), None, source)
-    trimmed = TrimmedMean(trim_fraction=0.34).aggregate(global_weights, ServerState(), None, source)
+    median = Median().next_weights(global_weights, ServerState(), None, source)
+    trimmed = TrimmedMean(trim_fraction=0.34).next_weights(
+        global_weights, ServerState(), None, source
+    )
 
     assert Median.needs_stored_updates and not FedAvg.needs_stored_updates
     np.testing.assert_array_equal(median.new_weights["w"], f32(12, 10))  # median [2, 0]
@@ -99,24 +104,26 @@ def test_median_and_trimmed_mean_strategies_read_the_stored_updates() -> None:
 
 def test_strategies_refuse_the_wrong_inputs() -> None:
     with pytest.raises(AggregationError, match="streamed mean"):
-        FedAvg().aggregate({"w": f32(0)}, ServerState(), StreamingMean())
+        FedAvg().next_weights({"w": f32(0)}, ServerState(), StreamingMean())
     with pytest.raises(AggregationError, match="stored updates"):
-        Median().aggregate({"w": f32(0)}, ServerState(), streamed([{"w": f32(1)}], [1]))
+        Median().next_weights({"w": f32(0)}, ServerState(), streamed([{"w": f32(1)}], [1]))
     with pytest.raises(AggregationError, match="shape"):
-        FedAvg().aggregate({"w": f32(0, 0)}, ServerState(), streamed([{"w": f32(1)}], [1]))
+        FedAvg().next_weights({"w": f32(0, 0)}, ServerState(), streamed([{"w": f32(1)}], [1]))
 
 
 def test_inputs_are_not_mutated() -> None:
     global_weights = {"w": f32(1, 2)}
     state = (
-        FedAdam().aggregate(global_weights, ServerState(), streamed([{"w": f32(1, 1)}], [1])).state
+        FedAdam()
+        .next_weights(global_weights, ServerState(), streamed([{"w": f32(1, 1)}], [1]))
+        .state
     )
     before_weights, before_state = copy.deepcopy(global_weights), copy.deepcopy(state)
     update = {"w": f32(30, 40)}
     params: dict[str, Any] = {"server_lr": "0.5"}
     dp: dict[str, Any] = {"clip_norm": 1.0, "noise_multiplier": 0.0}
 
-    FedAdam().aggregate(global_weights, state, streamed([update], [2]))
+    FedAdam().next_weights(global_weights, state, streamed([update], [2]))
     strategy = make_strategy("fedavg", dp=dp, **params)
     strategy.prepare(update, 5)
 
@@ -159,7 +166,7 @@ def test_dp_noise_std_is_noise_multiplier_times_clip_over_n() -> None:
     zeros = {"w": np.zeros(200_000, np.float32)}
     mean = prepared_mean(strategy, [zeros] * 4, examples=10)
 
-    result = strategy.aggregate(zeros, ServerState(), mean)
+    result = strategy.next_weights(zeros, ServerState(), mean)
 
     noise = result.new_weights["w"]  # zero weights + zero mean: only the noise is left
     # 1.0 * 2.0 / 4 = 0.5; 200k samples estimate a std to about 0.2%
@@ -175,7 +182,7 @@ def test_dp_with_a_fixed_denominator() -> None:
     updates = [{"w": np.full(100_000, 0.001, np.float32)}] * 4
     mean = prepared_mean(strategy, updates, examples=10)
 
-    result = strategy.aggregate({"w": np.zeros(100_000, np.float32)}, ServerState(), mean)
+    result = strategy.next_weights({"w": np.zeros(100_000, np.float32)}, ServerState(), mean)
 
     # sum of 4 updates of 0.001 over 10 = 0.0004 on average; noise std 1*2/10 = 0.2
     assert result.new_weights["w"].mean() == pytest.approx(0.0004, abs=0.002)
@@ -189,7 +196,7 @@ def test_dp_noise_is_reproducible_per_seed_and_round() -> None:
 
     def noise(round_: int, chosen: Strategy) -> npt.NDArray[Any]:
         mean = prepared_mean(chosen, [zeros], examples=1)
-        return chosen.aggregate(zeros, ServerState(round=round_), mean).new_weights["w"]
+        return chosen.next_weights(zeros, ServerState(round=round_), mean).new_weights["w"]
 
     np.testing.assert_array_equal(noise(3, strategy), noise(3, strategy))
     assert not np.array_equal(noise(3, strategy), noise(4, strategy))
@@ -202,9 +209,9 @@ def test_dp_refuses_weighted_or_unclipped_means_and_robust_inner_strategies() ->
     zeros = {"w": f32(0, 0)}
 
     with pytest.raises(AggregationError, match="unit weights"):
-        strategy.aggregate(zeros, ServerState(), streamed([{"w": f32(0.1, 0)}], [5]))
+        strategy.next_weights(zeros, ServerState(), streamed([{"w": f32(0.1, 0)}], [5]))
     with pytest.raises(AggregationError, match="not clipped"):
-        strategy.aggregate(zeros, ServerState(), streamed([{"w": f32(3, 4)}], [1]))
+        strategy.next_weights(zeros, ServerState(), streamed([{"w": f32(3, 4)}], [1]))
     with pytest.raises(ConfigError, match="median"):
         CentralDP(Median(), clip_norm=1.0, noise_multiplier=1.0)
 
@@ -213,10 +220,23 @@ def test_dp_wraps_the_inner_server_optimizer() -> None:
     strategy = CentralDP(FedAvgM(momentum=0.5), clip_norm=10.0, noise_multiplier=0.0)
     mean = prepared_mean(strategy, [{"w": f32(2)}], examples=3)
 
-    result = strategy.aggregate({"w": f32(0)}, ServerState(), mean)
+    result = strategy.next_weights({"w": f32(0)}, ServerState(), mean)
 
     np.testing.assert_array_equal(result.new_weights["w"], f32(2))
     np.testing.assert_array_equal(result.state.slots["momentum"]["w"], f32(2))
+
+
+def test_each_strategy_names_the_stages_of_an_accepted_update() -> None:
+    """The server asks the strategy for its stages; it never checks which
+    strategy it holds."""
+    for name in STRATEGIES:
+        plain = make_strategy(name)
+        assert [stage.name for stage in plain.update_stages(example_cap=10)] == ["weigh"]
+        assert plain.weighing(example_cap=10).weight_of(50) == 10.0
+        assert plain.weighing().weight_of(50) == 50.0
+    private = CentralDP(FedAvg(), clip_norm=1.0, noise_multiplier=1.0)
+    assert [stage.name for stage in private.update_stages(example_cap=10)] == ["dp_clip", "weigh"]
+    assert private.weighing(example_cap=10).weight_of(50) == 1.0
 
 
 # -- make_strategy -------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 
 import fedge.wire.update_codec
 from fedge.server.aggregation.central_dp import CentralDP, GaussianNoise
+from fedge.server.aggregation.errors import UpdateRefused
 from fedge.server.aggregation.pipeline import (
     Bounds,
     Candidate,
@@ -25,7 +26,7 @@ from fedge.server.aggregation.pipeline import (
 )
 from fedge.server.aggregation.strategies import FedAvg
 from fedge.server.config import ServerConfig
-from fedge.server.errors import BadRequest, Conflict, Unprocessable
+from fedge.server.errors import BadRequest, Conflict, ServerError, Unprocessable
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.rounds.validation import continue_validation, validate_update
 from fedge.wire.update_codec import Update, UpdateMeta, decode_update, encode_update, global_norm
@@ -78,18 +79,18 @@ def test_bounds_measures_the_norm_and_checks_round_base_and_count() -> None:
 
     assert candidate.norm == 13.0
     assert (candidate.scale, candidate.weight, candidate.clipped) == (1.0, 0.0, False)
-    with pytest.raises(BadRequest) as wrong_round:
+    with pytest.raises(UpdateRefused) as wrong_round:
         Bounds(round_id=2, base_checkpoint=BASE).admit(update())
-    with pytest.raises(Conflict) as stale:
+    with pytest.raises(UpdateRefused) as stale:
         Bounds(round_id=1, base_checkpoint="cd" * 32).admit(update())
-    with pytest.raises(Unprocessable, match="b holds NaN") as nan:
+    with pytest.raises(UpdateRefused, match="b holds NaN") as nan:
         bounds.admit(update(b=float("nan")))
-    with pytest.raises(Unprocessable) as no_examples:
+    with pytest.raises(UpdateRefused) as no_examples:
         bounds.admit(update(num_examples=0))
-    assert wrong_round.value.code == "wrong_round"
-    assert stale.value.code == "stale_base"
-    assert nan.value.code == "non_finite"
-    assert no_examples.value.code == "bad_num_examples"
+    assert (wrong_round.value.kind, wrong_round.value.code) == ("misdirected", "wrong_round")
+    assert (stale.value.kind, stale.value.code) == ("stale", "stale_base")
+    assert (nan.value.kind, nan.value.code) == ("invalid", "non_finite")
+    assert (no_examples.value.kind, no_examples.value.code) == ("invalid", "bad_num_examples")
 
 
 def test_a_clip_scales_to_the_bound_and_deltas_are_scaled_once() -> None:
@@ -110,11 +111,11 @@ def test_a_clip_scales_to_the_bound_and_deltas_are_scaled_once() -> None:
 def test_the_norm_bound_rejects_or_clips() -> None:
     candidate = Candidate.measure(update().deltas, 50)
 
-    with pytest.raises(Unprocessable, match="13 exceeds the bound 10") as caught:
+    with pytest.raises(UpdateRefused, match="13 exceeds the bound 10") as caught:
         NormBound(10.0, "reject").apply(candidate)
     clipped = NormBound(10.0, "clip").apply(candidate)
 
-    assert caught.value.code == "norm_too_large"
+    assert (caught.value.kind, caught.value.code) == ("invalid", "norm_too_large")
     assert clipped.scale == pytest.approx(10 / 13)
     assert clipped.clipped_by == ("norm_bound",)
     assert NormBound(13.0, "reject").apply(candidate) is candidate
@@ -199,6 +200,38 @@ def test_validation_in_two_steps_gives_the_same_update() -> None:
         np.testing.assert_allclose(
             second.update.deltas[name], at_once.update.deltas[name], rtol=1e-6
         )
+
+
+@pytest.mark.parametrize(
+    ("sent", "max_norm", "error", "code", "message"),
+    [
+        (update(), None, BadRequest, "wrong_round", "the update is for round 1, uploaded to round"),
+        (update(num_examples=0), None, Unprocessable, "bad_num_examples", "num_examples must be"),
+        (update(b=float("inf")), None, Unprocessable, "non_finite", "b holds NaN or infinite"),
+        (update(), 10.0, Unprocessable, "norm_too_large", "update norm 13 exceeds the bound 10"),
+    ],
+)
+def test_validation_answers_a_refusal_with_the_http_error_of_its_kind(
+    sent: Update, max_norm: float | None, error: type[ServerError], code: str, message: str
+) -> None:
+    """The pipeline's refusals know no HTTP: validation maps each kind to a
+    status and keeps the code and message."""
+    round_id = 2 if code == "wrong_round" else 1
+
+    with pytest.raises(error) as caught:
+        validate_update(encode_update(sent), "d" * 64, round_id, BASE, SPEC, max_norm, "reject")
+
+    assert type(caught.value) is error
+    assert caught.value.code == code
+    assert caught.value.message.startswith(message)
+
+
+def test_validation_answers_a_stale_base_with_a_conflict() -> None:
+    with pytest.raises(Conflict) as caught:
+        validate_update(encode_update(update()), "d" * 64, 1, "cd" * 32, SPEC, None, "reject")
+
+    assert (caught.value.status, caught.value.code) == (409, "stale_base")
+    assert "download the current checkpoint" in caught.value.message
 
 
 def test_an_update_within_every_bound_is_stored_as_uploaded() -> None:
