@@ -3,8 +3,9 @@
 Every relative link reaches a file (and its ``#anchor`` a heading there),
 every repository path in backticks exists, every ``fedge`` command shown
 names a real subcommand and only options it has, every ``bash X.sh`` names a
-script that exists, and every ``python -m`` module and dotted ``fedge.``
-name can be found. Reads files only: no network, no server, no TensorFlow.
+script that exists, every ``python -m`` module and dotted ``fedge.`` name
+can be found, and every route shown is in ``server/openapi.yaml``. Reads
+files only: no network, no server, no TensorFlow.
 """
 
 from __future__ import annotations
@@ -46,13 +47,16 @@ GENERATED = ("web/node_modules",)
 WRITTEN_ELSEWHERE = {"docs/aggregation.md"}
 
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
-INLINE_CODE = re.compile(r"`([^`\n]+)`")
+INLINE_CODE = re.compile(r"`([^`]+)`")
 LINK = re.compile(r"(?<!!)\[[^\]\n]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 PATH_CHARS = re.compile(r"[\w./*-]+")
 BASH_SCRIPT = re.compile(r"\bbash\s+([\w./-]+\.sh)\b")
 PYTHON_MODULE = re.compile(r"\bpython\s+-m\s+((?:bench|scripts)(?:\.\w+)+)")
 DOTTED_NAME = re.compile(r"fedge(?:\.\w+)+")
+ROUTE = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) (/\S*)$")
+OPENAPI_PATH = re.compile(r"^  (/\S*):\s*$")
+OPENAPI_METHOD = re.compile(r"^    (get|post|put|patch|delete):\s*$")
 OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
 
 
@@ -77,7 +81,8 @@ class Page:
 
     @property
     def inline_code(self) -> list[str]:
-        return INLINE_CODE.findall(self.prose)
+        """Code spans, which may wrap across lines, with their spaces collapsed."""
+        return [" ".join(code.split()) for code in INLINE_CODE.findall(self.prose)]
 
 
 def load(path: Path) -> Page:
@@ -222,6 +227,29 @@ def dotted_name_exists(dotted: str) -> bool:
     return False
 
 
+def openapi_routes() -> set[tuple[str, str]]:
+    """(METHOD, path) for every operation in server/openapi.yaml, with each
+    path parameter as ``{}`` (the docs may name them more shortly)."""
+    routes = set()
+    path = None
+    for line in (ROOT / "server" / "openapi.yaml").read_text(encoding="utf-8").splitlines():
+        if found := OPENAPI_PATH.match(line):
+            path = re.sub(r"\{[^}]*\}", "{}", found.group(1))
+        elif (method := OPENAPI_METHOD.match(line)) and path is not None:
+            routes.add((method.group(1).upper(), path))
+    return routes
+
+
+def unknown_routes(page: Page, routes: set[tuple[str, str]]) -> list[str]:
+    unknown = []
+    for code in page.inline_code:
+        if found := ROUTE.match(code):
+            path = re.sub(r"\{[^}]*\}", "{}", found.group(2).split("?")[0])
+            if (found.group(1), path) not in routes:
+                unknown.append(f"{page.name}: {code}")
+    return unknown
+
+
 @pytest.fixture(scope="module")
 def pages() -> list[Page]:
     return [load(path) for path in PAGES]
@@ -254,12 +282,20 @@ def test_every_module_named_exists(pages: list[Page]) -> None:
     assert [missing for page in pages for missing in missing_modules(page)] == []
 
 
+def test_every_route_shown_is_in_the_openapi_document(pages: list[Page]) -> None:
+    routes = openapi_routes()
+
+    assert ("POST", "/v1/rounds/{}/updates") in routes
+    assert [unknown for page in pages for unknown in unknown_routes(page, routes)] == []
+
+
 def test_the_checks_catch_what_they_are_for() -> None:
     """Each check flags a broken example, so a green run means something."""
     page = Page(
         path=ROOT / "docs" / "broken.md",
         text="# Title\n\n[gone](nowhere.md) [up](../README.md#no-such-heading) "
-        "[here](#title) [there](#elsewhere) `server/no_such_module.py` `fedge.server.no_such`\n\n"
+        "[here](#title) [there](#elsewhere) `server/no_such_module.py` `fedge.server.no_such`\n"
+        "`GET /v1/devices/{id}` `DELETE /v1/devices/{id}`\n\n"
         "```bash\nfedge serve --no-such-option\nfedge frobnicate\nbash scripts/nope.sh\n```\n",
     )
 
@@ -275,3 +311,4 @@ def test_the_checks_catch_what_they_are_for() -> None:
     ]
     assert missing_scripts(page) == ["docs/broken.md: bash scripts/nope.sh"]
     assert missing_modules(page) == ["docs/broken.md: fedge.server.no_such"]
+    assert unknown_routes(page, openapi_routes()) == ["docs/broken.md: DELETE /v1/devices/{id}"]
