@@ -1,13 +1,16 @@
 """Times Flower's aggregation functions (and fedge's, for the same NumPy).
 
 Runs in ``.bench-venv`` (see ``bench/setup_flower.sh``): Flower cannot be
-installed next to the pinned TFF stack. ``bench/aggregation_bench.py``
-starts it with ``PYTHONPATH`` at the repository root, so fedge's pure-NumPy
-aggregation imports here too, and fedge and Flower are timed side by side
-on the NumPy that Flower needs. Only the aggregation call is timed; the
-updates are loaded from the ``.npy`` files first. Prints one JSON object.
+installed next to the pinned TFF stack, and that venv has no fedge.
+``bench/aggregation_bench.py`` starts it with ``PYTHONPATH`` at ``.typecheck/``,
+the package view that ``scripts/typecheck.py`` builds (``server/`` as
+``fedge/server``, and so on), so ``fedge.server.aggregation`` (pure NumPy)
+imports here too, and fedge and Flower are timed side by side on the NumPy
+that Flower needs. Only the aggregation call is timed; the updates are loaded
+from the ``.npy`` files first. Prints one JSON object. By hand, after
+``scripts/typecheck.py`` has built the view:
 
-    .bench-venv/bin/python bench/flower_worker.py DIR --repeats 3 --trim 0.2
+    PYTHONPATH=.typecheck .bench-venv/bin/python bench/flower_worker.py DIR --repeats 3 --trim 0.2
 """
 
 from __future__ import annotations

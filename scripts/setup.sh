@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs everything fedge needs, from nothing but Python 3.11, git and the
-# package registries: uv (in .tools/, if not already on PATH), then the
-# locked environment in .venv/ (uv.lock: the verified dependency set).
+# Installs everything fedge needs, from nothing but Python 3.11, git, Node.js
+# with npm and the package registries: uv (in .tools/, if not already on
+# PATH), then the locked environment in .venv/ (uv.lock: the verified
+# dependency set), then web/node_modules/ (web/package-lock.json).
+# See docs/install.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +35,8 @@ fi
 
 # FEDGE_EXTRAS: optional extras to install as well, space-separated (e.g.
 # "ray", which scripts/test.sh asks for); none by default, to stay lean.
+# This is the way to add an extra in a checkout: .venv/ is uv's and has no
+# pip, so `pip install 'fedge[ray]'` cannot.
 EXTRA_ARGS=()
 for extra in ${FEDGE_EXTRAS:-}; do
     EXTRA_ARGS+=(--extra "$extra")

@@ -162,6 +162,7 @@ def test_the_sdist_has_the_tests_licence_scripts_and_web_files(dist: Dist) -> No
     for needed in (
         "LICENSE",
         "README.md",
+        "docs/index.md",
         "pyproject.toml",
         "uv.lock",
         "scripts/setup.sh",
