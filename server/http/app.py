@@ -34,8 +34,8 @@ from fedge.server.events.feed import EventFeed
 from fedge.server.http.context import EXTENSION, ServerContext, context, context_of
 from fedge.server.http.cors import install_cors
 from fedge.server.http.logs import configure_logging
-from fedge.server.http.metrics import server_metrics
 from fedge.server.http.request_limits import RequestLimits
+from fedge.server.metrics import server_metrics
 from fedge.server.releases.build.builder import open_builder
 from fedge.server.releases.policy import attach_policy
 from fedge.server.releases.registry import open_releases

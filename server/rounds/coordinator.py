@@ -32,7 +32,7 @@ from typing import Any
 from fedge.server.config import ServerConfig
 from fedge.server.devices.auth import Device
 from fedge.server.errors import NotFound
-from fedge.server.http.metrics import Metrics
+from fedge.server.metrics import Metrics
 from fedge.server.rounds.closer import RoundCloser
 from fedge.server.rounds.driver import CloseFailure, RoundDriver
 from fedge.server.rounds.ingest import UpdateIngest

@@ -38,7 +38,7 @@ from typing import Any
 from fedge.server.config import ServerConfig
 from fedge.server.devices.auth import Device
 from fedge.server.errors import Conflict, Forbidden, NotFound
-from fedge.server.http.metrics import Metrics
+from fedge.server.metrics import Metrics
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.selection import is_selected
 from fedge.server.rounds.strategy import RoundStrategy

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 
 from fedge.server.errors import ConfigurationError
-from fedge.server.http.metrics import Metrics
+from fedge.server.metrics import Metrics
 from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, GlobalModel, load_global_model
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy

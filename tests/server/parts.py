@@ -11,7 +11,7 @@ from typing import Any
 
 from fedge.server.config import RoundConfig, ServerConfig
 from fedge.server.devices.auth import Device
-from fedge.server.http.metrics import Metrics, server_metrics
+from fedge.server.metrics import Metrics, server_metrics
 from fedge.server.rounds.closer import RoundCloser
 from fedge.server.rounds.ingest import UpdateIngest
 from fedge.server.rounds.lifecycle import RoundLifecycle

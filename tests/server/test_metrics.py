@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fedge.server.http.metrics import Metrics
+from fedge.server.metrics import Metrics
 
 
 def test_counters_gauges_and_summaries_render_as_prometheus_text() -> None:

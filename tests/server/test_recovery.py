@@ -10,7 +10,7 @@ import pytest
 
 from fedge.server.config import ServerConfig
 from fedge.server.errors import ConfigurationError
-from fedge.server.http.metrics import server_metrics
+from fedge.server.metrics import server_metrics
 from fedge.server.rounds.recovery import recover
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
