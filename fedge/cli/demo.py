@@ -10,6 +10,7 @@ from types import FrameType
 
 import click
 
+from fedge.cli import options
 from fedge.errors import FedgeError
 
 
@@ -21,11 +22,11 @@ from fedge.errors import FedgeError
     show_default=True,
     help="Where the model, its bundle and the demo's server data go (reused when there).",
 )
-@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--devices", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--per-round", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8750, show_default=True)
+@options.rounds(default=5)
+@options.devices(default=20)
+@options.per_round(default=10)
+@options.host(default="127.0.0.1")
+@options.port(default=8750)
 @click.option("--no-browser", is_flag=True, help="Do not open the dashboard in a browser.")
 @click.option(
     "--exit",
