@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import click
 from click.parser import _OptionParser
@@ -25,8 +25,14 @@ from click.parser import _OptionParser
 from fedge.reference.data import PUBLIC_FRACTION
 
 F = TypeVar("F", bound=Callable[..., Any])
-Decorator = Callable[[F], F]
 R = TypeVar("R")
+
+
+class Decorator(Protocol):
+    """Applies an option to a command function, returning that function."""
+
+    def __call__(self, function: F, /) -> F: ...
+
 
 ADMIN_TOKEN_VARIABLE = "FEDGE_ADMIN_TOKEN"
 
@@ -69,30 +75,30 @@ class StrategyChoice(click.Choice[str]):
         """click's constructor assigns the (empty) list: the registry wins."""
 
 
-def _option(*decls: str, hidden_aliases: Sequence[str] = (), **attrs: Any) -> Decorator[F]:
+def _option(*decls: str, hidden_aliases: Sequence[str] = (), **attrs: Any) -> Decorator:
     # show_default only where there is a default to show, as every command had it.
     if attrs.get("default") is not None and not attrs.get("is_flag"):
         attrs.setdefault("show_default", True)
     return click.option(*decls, cls=AliasedOption, hidden_aliases=hidden_aliases, **attrs)
 
 
-def server(*, required: bool = False, help: str) -> Decorator[F]:
+def server(*, required: bool = False, help: str) -> Decorator:
     return _option("--server", required=required, help=help)
 
 
 def admin_token(
     help: str = f"Admin token [default: ${ADMIN_TOKEN_VARIABLE}].",
-) -> Decorator[F]:
+) -> Decorator:
     return _option(
         "--admin-token", hidden_aliases=("--token",), envvar=ADMIN_TOKEN_VARIABLE, help=help
     )
 
 
-def strategy(*, default: str | None = None) -> Decorator[F]:
+def strategy(*, default: str | None = None) -> Decorator:
     return _option("--strategy", type=StrategyChoice(), default=default)
 
 
-def per_round(*, default: int | None = None, help: str | None = None) -> Decorator[F]:
+def per_round(*, default: int | None = None, help: str | None = None) -> Decorator:
     """Updates that close a round: the server's ``rounds.target_participants``."""
     return _option(
         "--per-round",
@@ -103,7 +109,7 @@ def per_round(*, default: int | None = None, help: str | None = None) -> Decorat
     )
 
 
-def deadline(*, default: float | None = None) -> Decorator[F]:
+def deadline(*, default: float | None = None) -> Decorator:
     return _option(
         "--deadline",
         type=click.FloatRange(min=0, min_open=True),
@@ -112,35 +118,35 @@ def deadline(*, default: float | None = None) -> Decorator[F]:
     )
 
 
-def rounds(*, default: int) -> Decorator[F]:
+def rounds(*, default: int) -> Decorator:
     return _option("--rounds", type=click.IntRange(min=1), default=default)
 
 
-def devices(*, default: int | None = None, help: str | None = None) -> Decorator[F]:
+def devices(*, default: int | None = None, help: str | None = None) -> Decorator:
     return _option("--devices", type=click.IntRange(min=1), default=default, help=help)
 
 
-def host(*, default: str | None = None, help: str | None = None) -> Decorator[F]:
+def host(*, default: str | None = None, help: str | None = None) -> Decorator:
     return _option("--host", default=default, help=help)
 
 
-def port(*, default: int | None = None, help: str | None = None) -> Decorator[F]:
+def port(*, default: int | None = None, help: str | None = None) -> Decorator:
     return _option("--port", type=click.IntRange(0, 65535), default=default, help=help)
 
 
-def seed(*, help: str | None = None) -> Decorator[F]:
+def seed(*, help: str | None = None) -> Decorator:
     return _option("--seed", type=int, default=0, help=help)
 
 
-def batch_size(*, default: int) -> Decorator[F]:
+def batch_size(*, default: int) -> Decorator:
     return _option("--batch-size", type=click.IntRange(min=1), default=default)
 
 
-def learning_rate(*, default: float) -> Decorator[F]:
+def learning_rate(*, default: float) -> Decorator:
     return _option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=default)
 
 
-def public_fraction(*, help: str) -> Decorator[F]:
+def public_fraction(*, help: str) -> Decorator:
     return _option(
         "--public-fraction",
         type=click.FloatRange(0, 1, max_open=True),
@@ -149,16 +155,16 @@ def public_fraction(*, help: str) -> Decorator[F]:
     )
 
 
-def targets(*, help: str) -> Decorator[F]:
+def targets(*, help: str) -> Decorator:
     """Comma-separated targets, handed to the command as a tuple."""
     return _option("--targets", default="tflite,tfjs,coreml", callback=comma_list, help=help)
 
 
-def by() -> Decorator[F]:
+def by() -> Decorator:
     return _option("--by", help="Who makes the change, for the change log [default: admin].")
 
 
-def why(*, required: bool) -> Decorator[F]:
+def why(*, required: bool) -> Decorator:
     return _option("--why", required=required, help="Why, for the change log.")
 
 
@@ -167,14 +173,11 @@ def comma_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-def build_record(
-    record: Callable[..., R], params: Mapping[str, Any], renames: Mapping[str, str] = {}
-) -> R:
+def build_record(record: type[R], params: Mapping[str, Any], renames: Mapping[str, str] = {}) -> R:
     """``record`` (a dataclass) from a command's parameters, named as its
     fields or as ``renames`` says. A parameter that names no field is an
     error, so a new option cannot be silently dropped on its way in."""
-    assert dataclasses.is_dataclass(record)
-    names = {field.name for field in dataclasses.fields(record)}
+    names = {field.name for field in dataclasses.fields(cast(Any, record))}
     values = {renames.get(name, name): value for name, value in params.items()}
     unknown = sorted(set(values) - names)
     if unknown:

@@ -23,7 +23,9 @@ from fedge.bundle.manifest import MANIFEST_FILE
 from fedge.cli import options
 from fedge.errors import ConfigError, FedgeError
 
-_SERVER = options.server(required=True, help="The server's URL, e.g. http://host:8750.")
+_SERVER: options.Decorator = options.server(
+    required=True, help="The server's URL, e.g. http://host:8750."
+)
 _TIMEOUT_S = (10, 600)  # connect, read: a large bundle takes a while to upload
 
 
