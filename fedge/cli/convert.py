@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import click
 
 from fedge.cli import options
 from fedge.cli.console import make_console
-from fedge.converters.options import LOSS_ALIASES, LOSSES, Tolerance
+from fedge.converters.options import LOSS_ALIASES, LOSSES, ConvertOptions, Tolerance
 from fedge.errors import ConfigError, FedgeError
 
 # The options whose ConvertOptions field has another name; every other
@@ -46,6 +47,12 @@ def _labels(
 ) -> tuple[str, ...] | None:
     # Blank labels are kept, for the converter to refuse by position.
     return tuple(label.strip() for label in value.split(",")) if value else None
+
+
+def convert_options(settings: Mapping[str, Any]) -> ConvertOptions:
+    """The conversion's record from the command's parameters (all but MODEL,
+    --out and --force)."""
+    return options.build_record(ConvertOptions, settings, CONVERT_FIELDS)
 
 
 @click.command()
@@ -167,9 +174,8 @@ def convert(model: Path, out: Path, force: bool, **settings: Any) -> None:
     """Convert a Keras model (.keras, .h5 or SavedModel) to a verified bundle."""
     from fedge.converters.bundle import convert as convert_bundle
     from fedge.converters.cli_view import ConvertProgress, summary_table
-    from fedge.converters.options import ConvertOptions
 
-    chosen = options.build_record(ConvertOptions, settings, CONVERT_FIELDS)
+    chosen = convert_options(settings)
     console = make_console(stderr=True)
     try:
         with ConvertProgress(console) as progress:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fedge.cli import options
 from fedge.cli.console import make_console
 from fedge.errors import FedgeError
+
+if TYPE_CHECKING:
+    from fedge.client_sim.fleet.config import FleetConfig
 
 # The options whose FleetConfig field has another name; every other option
 # but --engine, --report and --plot is its field's name.
@@ -29,6 +33,20 @@ def _faults(values: tuple[str, ...]) -> dict[str, int]:
             raise click.BadParameter(f"expected KIND=COUNT, got {value!r}", param_hint="--fault")
         faults[kind] = int(count)
     return faults
+
+
+def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
+    """The fleet's record from the command's parameters (all but --engine,
+    --report and --plot)."""
+    from fedge.client_sim.fleet.config import FleetConfig
+
+    # The embedded server has its own admin token: a given one is --server's.
+    admin_token = settings["admin_token"] if settings["server"] is not None else None
+    return options.build_record(
+        FleetConfig,
+        {**settings, "fault": _faults(settings["fault"]), "admin_token": admin_token},
+        FLEET_FIELDS,
+    )
 
 
 @click.command()
@@ -205,7 +223,6 @@ def simulate(engine: str, report: Path | None, plot: Path | None, **settings: An
         )
         return
     from fedge.cli.fleet_progress import run_with_progress
-    from fedge.client_sim.fleet.config import FleetConfig
     from fedge.client_sim.report.releases import release_lines, releases_table
     from fedge.client_sim.report.tables import (
         closing_lines,
@@ -215,13 +232,7 @@ def simulate(engine: str, report: Path | None, plot: Path | None, **settings: An
         write_plot,
     )
 
-    # The embedded server has its own admin token: a given one is --server's.
-    admin_token = settings["admin_token"] if settings["server"] is not None else None
-    config = options.build_record(
-        FleetConfig,
-        {**settings, "fault": _faults(settings["fault"]), "admin_token": admin_token},
-        FLEET_FIELDS,
-    )
+    config = fleet_config(settings)
     try:
         result = run_with_progress(config)
     except (FedgeError, ValueError) as exc:
