@@ -10,7 +10,7 @@ import click
 
 from fedge.cli import options
 from fedge.cli.console import make_console
-from fedge.errors import FedgeError
+from fedge.errors import ConfigError, FedgeError
 
 if TYPE_CHECKING:
     from fedge.client_sim.fleet.config import FleetConfig
@@ -26,13 +26,12 @@ FLEET_FIELDS = {
 
 
 def _faults(values: tuple[str, ...]) -> dict[str, int]:
-    faults: dict[str, int] = {}
-    for value in values:
-        kind, _, count = value.partition("=")
-        if not count.isdigit():
-            raise click.BadParameter(f"expected KIND=COUNT, got {value!r}", param_hint="--fault")
-        faults[kind] = int(count)
-    return faults
+    from fedge.client_sim.fleet.config import parse_faults
+
+    try:
+        return parse_faults(values)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from exc
 
 
 def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
