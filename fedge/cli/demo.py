@@ -7,6 +7,7 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -27,37 +28,29 @@ from fedge.errors import FedgeError
 @options.per_round(default=10)
 @options.host(default="127.0.0.1")
 @options.port(default=8750)
-@click.option("--no-browser", is_flag=True, help="Do not open the dashboard in a browser.")
+# Both flags turn a DemoConfig field off, so each sets that field directly.
+@click.option(
+    "--no-browser",
+    "open_browser",
+    is_flag=True,
+    flag_value=False,
+    default=True,
+    help="Do not open the dashboard in a browser.",
+)
 @click.option(
     "--exit",
-    "exit_after",
+    "keep_serving",
     is_flag=True,
+    flag_value=False,
+    default=True,
     help="Stop once the fleet and its release are done, instead of serving until Ctrl-C.",
 )
-def demo(
-    work: Path,
-    rounds: int,
-    devices: int,
-    per_round: int,
-    host: str,
-    port: int,
-    no_browser: bool,
-    exit_after: bool,
-) -> None:
+def demo(**settings: Any) -> None:
     """Everything end to end: the reference model, its verified bundle, the server with
     the browser demo and the dashboard, a simulated fleet, a release and its canary."""
     from fedge.cli.demo_loop import DemoConfig, run_demo
 
-    config = DemoConfig(
-        work=work,
-        rounds=rounds,
-        devices=devices,
-        per_round=per_round,
-        host=host,
-        port=port,
-        open_browser=not no_browser,
-        keep_serving=not exit_after,
-    )
+    config = options.build_record(DemoConfig, settings)
     stop = threading.Event()
 
     def on_terminate(signum: int, frame: FrameType | None) -> None:
