@@ -6,9 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fedge.errors import ConfigError
 from fedge.reference.data import PUBLIC_FRACTION
 
 DEFAULT_DEVICES = 20
+
+
+def parse_faults(values: tuple[str, ...]) -> dict[str, int]:
+    """``("nan=2", "poison=1")`` (``fedge simulate --fault``) -> ``FleetConfig.faults``."""
+    faults: dict[str, int] = {}
+    for value in values:
+        kind, _, count = value.partition("=")
+        if not count.isdigit():
+            raise ConfigError(f"expected KIND=COUNT, got {value!r}")
+        faults[kind] = int(count)
+    return faults
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,11 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
+from fedge.cli import options
 from fedge.errors import FedgeError
 
 
@@ -21,42 +23,34 @@ from fedge.errors import FedgeError
     show_default=True,
     help="Where the model, its bundle and the demo's server data go (reused when there).",
 )
-@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--devices", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--per-round", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8750, show_default=True)
-@click.option("--no-browser", is_flag=True, help="Do not open the dashboard in a browser.")
+@options.rounds(default=5)
+@options.devices(default=20)
+@options.per_round(default=10)
+@options.host(default="127.0.0.1")
+@options.port(default=8750)
+# Both flags turn a DemoConfig field off, so each sets that field directly.
+@click.option(
+    "--no-browser",
+    "open_browser",
+    is_flag=True,
+    flag_value=False,
+    default=True,
+    help="Do not open the dashboard in a browser.",
+)
 @click.option(
     "--exit",
-    "exit_after",
+    "keep_serving",
     is_flag=True,
+    flag_value=False,
+    default=True,
     help="Stop once the fleet and its release are done, instead of serving until Ctrl-C.",
 )
-def demo(
-    work: Path,
-    rounds: int,
-    devices: int,
-    per_round: int,
-    host: str,
-    port: int,
-    no_browser: bool,
-    exit_after: bool,
-) -> None:
+def demo(**settings: Any) -> None:
     """Everything end to end: the reference model, its verified bundle, the server with
     the browser demo and the dashboard, a simulated fleet, a release and its canary."""
     from fedge.cli.demo_loop import DemoConfig, run_demo
 
-    config = DemoConfig(
-        work=work,
-        rounds=rounds,
-        devices=devices,
-        per_round=per_round,
-        host=host,
-        port=port,
-        open_browser=not no_browser,
-        keep_serving=not exit_after,
-    )
+    config = options.build_record(DemoConfig, settings)
     stop = threading.Event()
 
     def on_terminate(signum: int, frame: FrameType | None) -> None:

@@ -6,8 +6,8 @@ server's releases from the command line, over its HTTP API.
 as ``fedge convert``; it verifies the bundle, sends it as a tar
 (:mod:`fedge.bundle.tar`) and prints the release the server made. A
 refusal exits 1 with the server's message and code. The admin token comes
-from ``--token`` or ``FEDGE_ADMIN_TOKEN`` (the variable ``fedge serve``
-reads too).
+from ``--admin-token`` (``--token``, its old spelling, still works) or
+``FEDGE_ADMIN_TOKEN`` (the variable ``fedge serve`` reads too).
 """
 
 from __future__ import annotations
@@ -20,19 +20,20 @@ from typing import Any
 import click
 
 from fedge.bundle.manifest import MANIFEST_FILE
+from fedge.cli import options
 from fedge.errors import ConfigError, FedgeError
 
-_SERVER = click.option("--server", required=True, help="The server's URL, e.g. http://host:8750.")
-_TOKEN = click.option(
-    "--token", envvar="FEDGE_ADMIN_TOKEN", help="Admin token [default: $FEDGE_ADMIN_TOKEN]."
+_SERVER: options.Decorator = options.server(
+    required=True, help="The server's URL, e.g. http://host:8750."
 )
-_BY = click.option("--by", help="Who makes the change, for the change log [default: admin].")
 _TIMEOUT_S = (10, 600)  # connect, read: a large bundle takes a while to upload
 
 
 def _admin(token: str | None) -> dict[str, str]:
     if not token:
-        raise click.UsageError("an admin token is needed: --token or FEDGE_ADMIN_TOKEN")
+        raise click.UsageError(
+            f"an admin token is needed: --admin-token or {options.ADMIN_TOKEN_VARIABLE}"
+        )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -58,7 +59,7 @@ def _call(method: str, server: str, path: str, **kwargs: Any) -> Any:
 @click.command()
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @_SERVER
-@_TOKEN
+@options.admin_token()
 @click.option(
     "--rollout",
     type=click.FloatRange(0, 100),
@@ -74,25 +75,20 @@ def _call(method: str, server: str, path: str, **kwargs: Any) -> Any:
     metavar="REASON",
     help="Release a bundle whose parity checks failed, saying why (recorded).",
 )
-@_BY
-@click.option(
-    "--targets",
-    default="tflite,tfjs,coreml",
-    show_default=True,
-    help="Targets to convert a plain Keras model to (ignored for a bundle).",
-)
+@options.by()
+@options.targets(help="Targets to convert a plain Keras model to (ignored for a bundle).")
 def push(
     source: Path,
     server: str,
-    token: str | None,
+    admin_token: str | None,
     rollout: float,
     notes: str,
     force_reason: str | None,
     by: str | None,
-    targets: str,
+    targets: tuple[str, ...],
 ) -> None:
     """Publish SOURCE (a bundle directory, or a Keras model converted first) as a new release."""
-    headers = {**_admin(token), "Content-Type": "application/x-tar"}
+    headers = {**_admin(admin_token), "Content-Type": "application/x-tar"}
     params = {"rollout": f"{rollout:g}", "notes": notes or None, "force": force_reason, "by": by}
     with tempfile.TemporaryDirectory(prefix="fedge-push-") as work:
         bundle = source if (source / MANIFEST_FILE).is_file() else _convert(source, targets, work)
@@ -106,17 +102,17 @@ def push(
     click.echo(f"release {release['version']} ({release['bundle_id']}): {release['state']}{share}")
 
 
-def _convert(model: Path, targets: str, work: str) -> Path:
+def _convert(model: Path, targets: tuple[str, ...], work: str) -> Path:
     from fedge.cli.console import make_console
     from fedge.converters.bundle import convert
     from fedge.converters.cli_view import ConvertProgress
     from fedge.converters.options import ConvertOptions
 
-    options = ConvertOptions(targets=tuple(t.strip() for t in targets.split(",") if t.strip()))
+    chosen = ConvertOptions(targets=targets)
     out = Path(work) / "bundle"
     try:
         with ConvertProgress(make_console(stderr=True)) as progress:
-            result = convert(model, out, options, progress=progress)
+            result = convert(model, out, chosen, progress=progress)
     except ConfigError as exc:
         raise click.UsageError(f"{exc}\nnothing was pushed") from exc
     except FedgeError as exc:
@@ -140,13 +136,13 @@ def _pack(bundle: Path, archive: Any) -> str:
 @click.command()
 @click.argument("percent", type=click.FloatRange(0, 100))
 @_SERVER
-@click.option("--why", required=True, help="Why, for the change log.")
-@_TOKEN
-@_BY
-def rollout(percent: float, server: str, why: str, token: str | None, by: str | None) -> None:
+@options.why(required=True)
+@options.admin_token()
+@options.by()
+def rollout(percent: float, server: str, why: str, admin_token: str | None, by: str | None) -> None:
     """Give the candidate release to PERCENT of devices (raising it only adds devices)."""
     body = {"percent": percent, "why": why, **({"by": by} if by else {})}
-    answer = _call("POST", server, "/v1/admin/rollout", json=body, headers=_admin(token))
+    answer = _call("POST", server, "/v1/admin/rollout", json=body, headers=_admin(admin_token))
     state = answer["rollout"]
     click.echo(
         f"release {state['candidate']} reaches {state['percent']:g}% of devices; "
@@ -157,32 +153,36 @@ def rollout(percent: float, server: str, why: str, token: str | None, by: str | 
 @click.command()
 @click.argument("version", type=click.IntRange(min=1))
 @_SERVER
-@click.option("--why", help="Why, for the change log.")
-@_TOKEN
-@_BY
-def promote(version: int, server: str, why: str | None, token: str | None, by: str | None) -> None:
+@options.why(required=False)
+@options.admin_token()
+@options.by()
+def promote(
+    version: int, server: str, why: str | None, admin_token: str | None, by: str | None
+) -> None:
     """Make the candidate release VERSION live for every device."""
     body = {k: v for k, v in {"why": why, "by": by}.items() if v}
     path = f"/v1/admin/releases/{version}/promote"
-    answer = _call("POST", server, path, json=body, headers=_admin(token))
+    answer = _call("POST", server, path, json=body, headers=_admin(admin_token))
     click.echo(f"release {answer['rollout']['live']} is live")
 
 
 @click.command()
 @_SERVER
-@click.option("--why", required=True, help="Why, for the change log.")
+@options.why(required=True)
 @click.option(
     "--to",
     "version",
     type=click.IntRange(min=1),
     help="Release to go back to [default: the live release before this one].",
 )
-@_TOKEN
-@_BY
-def rollback(server: str, why: str, version: int | None, token: str | None, by: str | None) -> None:
+@options.admin_token()
+@options.by()
+def rollback(
+    server: str, why: str, version: int | None, admin_token: str | None, by: str | None
+) -> None:
     """Make an earlier release live again; the current one and any candidate are dropped."""
     body = {k: v for k, v in {"why": why, "version": version, "by": by}.items() if v}
-    answer = _call("POST", server, "/v1/admin/rollback", json=body, headers=_admin(token))
+    answer = _call("POST", server, "/v1/admin/rollback", json=body, headers=_admin(admin_token))
     click.echo(
         f"release {answer['rollout']['live']} is live (rolled back from release "
         f"{answer['change']['details'].get('from')})"

@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from fedge.cli import options
 from fedge.cli.console import make_console
-from fedge.errors import FedgeError
-from fedge.reference.data import PUBLIC_FRACTION
+from fedge.errors import ConfigError, FedgeError
 
-STRATEGIES = ["fedavg", "fedavgm", "fedadam", "median", "trimmed_mean"]
+if TYPE_CHECKING:
+    from fedge.client_sim.fleet.config import FleetConfig
+
+# The options whose FleetConfig field has another name; every other option
+# but --engine, --report and --plot is its field's name.
+FLEET_FIELDS = {
+    "server": "server_url",
+    "deadline": "deadline_s",
+    "fault": "faults",
+    "address": "ray_address",
+}
 
 
 def _faults(values: tuple[str, ...]) -> dict[str, int]:
-    faults: dict[str, int] = {}
-    for value in values:
-        kind, _, count = value.partition("=")
-        if not count.isdigit():
-            raise click.BadParameter(f"expected KIND=COUNT, got {value!r}", param_hint="--fault")
-        faults[kind] = int(count)
-    return faults
+    from fedge.client_sim.fleet.config import parse_faults
+
+    try:
+        return parse_faults(values)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from exc
+
+
+def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
+    """The fleet's record from the command's parameters (all but --engine,
+    --report and --plot)."""
+    from fedge.client_sim.fleet.config import FleetConfig
+
+    # The embedded server has its own admin token: a given one is --server's.
+    admin_token = settings["admin_token"] if settings["server"] is not None else None
+    return options.build_record(
+        FleetConfig,
+        {**settings, "fault": _faults(settings["fault"]), "admin_token": admin_token},
+        FLEET_FIELDS,
+    )
 
 
 @click.command()
@@ -38,19 +63,9 @@ def _faults(values: tuple[str, ...]) -> dict[str, int]:
     "device), .csv (a y or label column, optional device column, features) or a folder of "
     "images by class folder. Device ids give the natural partition.",
 )
-@click.option(
-    "--devices",
-    type=click.IntRange(min=1),
-    help="Number of devices [default: one per device id in --data, else 20].",
-)
-@click.option(
-    "--per-round",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Updates that close a round.",
-)
-@click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
+@options.devices(help="Number of devices [default: one per device id in --data, else 20].")
+@options.per_round(default=10, help="Updates that close a round.")
+@options.rounds(default=10)
 @click.option(
     "--alpha",
     type=click.FloatRange(min=0, min_open=True),
@@ -59,11 +74,7 @@ def _faults(values: tuple[str, ...]) -> dict[str, int]:
     help="Dirichlet label skew of a classifier's data without device ids (smaller: more "
     "non-IID); a regressor's is split evenly.",
 )
-@click.option(
-    "--public-fraction",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=PUBLIC_FRACTION,
-    show_default=True,
+@options.public_fraction(
     help="Reference task: the share of the digits trained on centrally before deploying "
     "(0: start from a random CNN); the devices hold the rest.",
 )
@@ -101,9 +112,7 @@ def _faults(values: tuple[str, ...]) -> dict[str, int]:
     show_default=True,
     help="fedge's server and devices over HTTP, or TFF in-process (reference task only).",
 )
-@click.option(
-    "--server",
-    "server_url",
+@options.server(
     help="A running server (default: an embedded one). Its model is taken from it; "
     "with --model, the two must be the same model.",
 )
@@ -115,11 +124,9 @@ def _faults(values: tuple[str, ...]) -> dict[str, int]:
     help="On-device training runtime.",
 )
 @click.option("--local-epochs", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option(
-    "--learning-rate", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True
-)
-@click.option("--strategy", type=click.Choice(STRATEGIES), default="fedavg", show_default=True)
+@options.batch_size(default=16)
+@options.learning_rate(default=0.05)
+@options.strategy(default="fedavg")
 @click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option(
     "--crash",
@@ -136,13 +143,7 @@ def _faults(values: tuple[str, ...]) -> dict[str, int]:
     "labels: its updates pass the server's checks) (repeatable).",
 )
 @click.option("--over-selection", type=click.FloatRange(min=1), default=1.0, show_default=True)
-@click.option(
-    "--deadline",
-    type=click.FloatRange(min=0, min_open=True),
-    default=20.0,
-    show_default=True,
-    help="Seconds a round stays open.",
-)
+@options.deadline(default=20.0)
 @click.option(
     "--release-every",
     type=click.IntRange(min=1),
@@ -162,9 +163,7 @@ def _faults(values: tuple[str, ...]) -> dict[str, int]:
     type=click.IntRange(min=1),
     help="Embedded server: canary reports that decide a release [default: the server's, 5].",
 )
-@click.option(
-    "--admin-token",
-    envvar="FEDGE_ADMIN_TOKEN",
+@options.admin_token(
     help="--server's admin token, for --release-every (or FEDGE_ADMIN_TOKEN); the embedded "
     "server's own is used without --server.",
 )
@@ -179,80 +178,50 @@ def _faults(values: tuple[str, ...]) -> dict[str, int]:
 )
 @click.option(
     "--address",
-    "ray_address",
     help="--backend ray: a running Ray cluster to join (auto, HOST:PORT or "
     "ray://HOST:PORT; default: start a local Ray). Its machines must reach the server: "
     "give --server a URL they can reach.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@options.seed()
 @click.option(
     "--report",
-    "report_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the run as JSON.",
 )
 @click.option(
     "--plot",
-    "plot_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the metric per round, deployed -> final -> personalised, and participation "
     "as a PNG.",
 )
-def simulate(
-    model: Path | None,
-    data: Path | None,
-    devices: int | None,
-    per_round: int,
-    rounds: int,
-    alpha: float,
-    public_fraction: float,
-    min_examples: int,
-    data_shards: int | None,
-    test_fraction: float,
-    holdout_fraction: float,
-    engine: str,
-    server_url: str | None,
-    runtime: str,
-    local_epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    strategy: str,
-    dropout: float,
-    crash: float,
-    fault: tuple[str, ...],
-    over_selection: float,
-    deadline: float,
-    release_every: int | None,
-    release_rollout: float,
-    canary_min_reports: int | None,
-    admin_token: str | None,
-    workers: int,
-    backend: str,
-    ray_address: str | None,
-    seed: int,
-    report_path: Path | None,
-    plot_path: Path | None,
-) -> None:
+def simulate(engine: str, report: Path | None, plot: Path | None, **settings: Any) -> None:
     """Run federated rounds with a fleet of simulated devices."""
+    devices, per_round = settings["devices"], settings["per_round"]
     if devices is not None and per_round > devices:
         raise click.BadParameter(
             f"{per_round} per round > {devices} devices", param_hint="--per-round"
         )
-    if ray_address is not None and backend != "ray":
+    if settings["address"] is not None and settings["backend"] != "ray":
         raise click.UsageError("--address is the Ray cluster's: give --backend ray")
-    if engine == "tff" and backend != "thread":
+    if engine == "tff" and settings["backend"] != "thread":
         raise click.UsageError("--engine tff runs in-process: no --backend ray")
     if engine == "tff":
-        if model is not None or data is not None:
+        if settings["model"] is not None or settings["data"] is not None:
             raise click.UsageError("--engine tff runs the reference task only (no --model/--data)")
         from fedge.client_sim.tff.simulate import run_tff_simulation
 
         run_tff_simulation(
-            devices or 20, per_round, rounds, alpha, seed, local_epochs, batch_size, learning_rate
+            devices or 20,
+            per_round,
+            settings["rounds"],
+            settings["alpha"],
+            settings["seed"],
+            settings["local_epochs"],
+            settings["batch_size"],
+            settings["learning_rate"],
         )
         return
     from fedge.cli.fleet_progress import run_with_progress
-    from fedge.client_sim.fleet.config import FleetConfig
     from fedge.client_sim.report.releases import release_lines, releases_table
     from fedge.client_sim.report.tables import (
         closing_lines,
@@ -262,38 +231,7 @@ def simulate(
         write_plot,
     )
 
-    config = FleetConfig(
-        devices=devices,
-        per_round=per_round,
-        rounds=rounds,
-        alpha=alpha,
-        seed=seed,
-        local_epochs=local_epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        runtime=runtime,
-        dropout=dropout,
-        crash=crash,
-        faults=_faults(fault),
-        workers=workers,
-        backend=backend,
-        ray_address=ray_address,
-        deadline_s=deadline,
-        over_selection=over_selection,
-        server_url=server_url,
-        strategy=strategy,
-        model=model,
-        data=data,
-        public_fraction=public_fraction,
-        min_examples=min_examples,
-        data_shards=data_shards,
-        test_fraction=test_fraction,
-        holdout_fraction=holdout_fraction,
-        release_every=release_every,
-        release_rollout=release_rollout,
-        canary_min_reports=canary_min_reports,
-        admin_token=admin_token if server_url is not None else None,
-    )
+    config = fleet_config(settings)
     try:
         result = run_with_progress(config)
     except (FedgeError, ValueError) as exc:
@@ -306,9 +244,9 @@ def simulate(
         out.print(releases)
     for line in [*closing_lines(result), *release_lines(result)]:
         click.echo(line)
-    if report_path is not None:
-        write_json(result, report_path)
-        click.echo(f"report: {report_path}")
-    if plot_path is not None:
-        write_plot(result, plot_path)
-        click.echo(f"plot: {plot_path}")
+    if report is not None:
+        write_json(result, report)
+        click.echo(f"report: {report}")
+    if plot is not None:
+        write_plot(result, plot)
+        click.echo(f"plot: {plot}")

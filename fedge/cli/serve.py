@@ -1,0 +1,101 @@
+"""``fedge serve``: the aggregation server, its settings from the command line
+on top of the TOML file and the ``FEDGE_*`` variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fedge.cli import options
+from fedge.errors import FedgeError
+
+# The options whose ServerConfig key has another name; a dotted key is one
+# of the round settings (ServerConfig.rounds). Every other option is its key.
+SERVER_KEYS = {
+    "per_round": "rounds.target_participants",
+    "rounds_min": "rounds.min_participants",
+    "deadline": "rounds.deadline_s",
+    "dp_clip": "dp_clip_norm",
+    "dp_noise": "dp_noise_multiplier",
+    "cors_origin": "cors_origins",
+}
+
+
+def server_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings the command line gives, as ``load_config`` overrides;
+    an option left out (None, or no repeats) leaves the lower layers' value."""
+    overrides: dict[str, Any] = {}
+    for name, value in params.items():
+        if value is None or value == ():
+            continue
+        table, _, key = SERVER_KEYS.get(name, name).rpartition(".")
+        (overrides.setdefault(table, {}) if table else overrides)[key] = value
+    return overrides
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML configuration file (keys as in fedge.server.config.ServerConfig).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the database, checkpoints and updates live [default: fedge-data].",
+)
+@options.host(help="Interface to listen on [default: 127.0.0.1].")
+@options.port(help="Port (0: any free) [default: 8750].")
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    help="Bundle directory (its weights.safetensors, read without TensorFlow) or "
+    ".keras/.h5 model (loaded with TensorFlow) [default: the reference CNN's initial "
+    "weights for the seed: shipped with fedge for seed 0, built with TensorFlow for "
+    "another FEDGE_SEED].",
+)
+@options.strategy()
+@options.per_round(help="Updates that close a round.")
+@click.option("--rounds-min", type=click.IntRange(min=1), help="Quorum at the deadline.")
+@options.deadline()
+@click.option("--enrolment-key", help="Devices must present this key to enrol.")
+@click.option(
+    "--max-update-norm",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Bound on an update's L2 norm.",
+)
+@click.option(
+    "--norm-policy",
+    type=click.Choice(["reject", "clip"]),
+    help="Over the bound: reject the update or clip it [default: reject].",
+)
+@click.option(
+    "--dp-clip",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Central DP: clip every update to this L2 norm.",
+)
+@click.option(
+    "--dp-noise",
+    type=click.FloatRange(min=0),
+    help="Central DP: Gaussian noise multiplier (std = multiplier x clip / K).",
+)
+@click.option(
+    "--cors-origin",
+    multiple=True,
+    help="Let pages from this origin (scheme://host[:port]) call the API; repeat for more "
+    "[default: none, only the server's own pages].",
+)
+def serve(config_file: Path | None, **settings: Any) -> None:
+    """Run the aggregation server (SQLite and a local data directory; no other service)."""
+    from fedge.server.http.app import create_app
+    from fedge.server.http.serve import serve as run_server
+
+    try:
+        app = create_app(test_config=server_overrides(settings), config_file=config_file)
+    except FedgeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    run_server(app)
