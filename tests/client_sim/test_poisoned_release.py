@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedge.cli.simulate import _faults
+from fedge.client_sim.fleet.config import parse_faults
 from fedge.client_sim.device.profiles import FAULTS, fleet_profiles
 from fedge.client_sim.device.simulated import poison_labels
 from fedge.client_sim.fleet.config import FleetConfig
@@ -52,7 +52,7 @@ def test_regression_targets_are_negated() -> None:
 
 
 def test_poison_is_a_fault_the_fleet_and_the_cli_accept() -> None:
-    profiles = fleet_profiles(3, faults=_faults(("poison=2",)))
+    profiles = fleet_profiles(3, faults=parse_faults(("poison=2",)))
 
     assert "poison" in FAULTS
     assert [p.fault for p in profiles] == ["poison", "poison", None]
