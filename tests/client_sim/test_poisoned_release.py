@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fedge.client_sim.fleet.config import parse_faults
 from fedge.client_sim.device.profiles import FAULTS, fleet_profiles
 from fedge.client_sim.device.simulated import poison_labels
-from fedge.client_sim.fleet.config import FleetConfig
+from fedge.client_sim.fleet.config import FleetConfig, parse_faults
 from fedge.client_sim.fleet.threads import run_fleet
 from fedge.task.objective import Objective
 
