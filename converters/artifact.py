@@ -11,16 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedge.bundle.files import BundleFile
 from fedge.bundle.hashing import sha256_file
-
-
-@dataclass(frozen=True)
-class ArtifactFile:
-    """One file, by its path relative to the bundle root (POSIX separators)."""
-
-    path: str
-    sha256: str
-    bytes: int
 
 
 @dataclass(frozen=True)
@@ -34,7 +26,7 @@ class Artifact:
 
     target: str
     entry: str
-    files: tuple[ArtifactFile, ...]
+    files: tuple[BundleFile, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -43,7 +35,7 @@ class Artifact:
         return sum(f.bytes for f in self.files)
 
 
-def describe_files(bundle_dir: Path, paths: Iterable[Path]) -> tuple[ArtifactFile, ...]:
+def describe_files(bundle_dir: Path, paths: Iterable[Path]) -> tuple[BundleFile, ...]:
     """Hash files (or every file under directories) relative to ``bundle_dir``."""
     found: list[Path] = []
     for path in paths:
@@ -52,7 +44,7 @@ def describe_files(bundle_dir: Path, paths: Iterable[Path]) -> tuple[ArtifactFil
         else:
             found.append(path)
     return tuple(
-        ArtifactFile(
+        BundleFile(
             path=p.relative_to(bundle_dir).as_posix(),
             sha256=sha256_file(p),
             bytes=p.stat().st_size,

@@ -88,10 +88,6 @@ TRAIN_CHECK_ROWS = 32
 Progress = Callable[[str, str], None]
 
 
-class ParityFailedError(ConversionError):
-    """A target's outputs are out of tolerance against Keras."""
-
-
 @dataclass
 class TargetOutcome:
     target: str
@@ -341,7 +337,7 @@ def _record(artifact: Artifact) -> dict[str, Any]:
     """The manifest's ``artifacts.<target>`` entry: entry, files, then options."""
     return {
         "entry": artifact.entry,
-        "files": [vars(f) for f in artifact.files],
+        "files": [f.to_record() for f in artifact.files],
         "bytes": artifact.total_bytes,
         "seconds": round(artifact.seconds, 3),
         **artifact.options,

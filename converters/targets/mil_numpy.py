@@ -142,9 +142,6 @@ class MilEvaluator:
     def output_names(self) -> list[str]:
         return [var.name for var in self._function.outputs]
 
-    def input_dtype(self, name: str) -> np.dtype[Any]:
-        return _np_dtype(self._function.inputs[name])
-
     def run(self, feeds: Mapping[str, Array]) -> dict[str, Array]:
         """Outputs by name for one batch; inputs are cast to the declared dtypes."""
         absent = [name for name in self.input_names if name not in feeds]

@@ -21,7 +21,6 @@ Running (``load_predictor``, ``node_latency_us``) happens in Node with
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import tempfile
@@ -43,6 +42,8 @@ from fedge.converters.errors import (
 )
 from fedge.converters.options import ConvertOptions
 from fedge.converters.source.model_io import input_specs, output_specs, source_kind
+from fedge.converters.targets.tfjs_converter import QUANTIZATION_MAPS, import_tensorflowjs
+from fedge.converters.targets.tfjs_graph import write_graph_model
 from fedge.converters.targets.tfjs_node import NodeFailure, read_tensors, run_node, write_tensors
 from fedge.errors import ConfigError
 
@@ -72,12 +73,6 @@ _GRU_RESET_AFTER = (
     "tfjs-layers 4.22 implements GRU only with reset_after=False, and Keras 2 defaults to "
     "True; rebuild the layer with GRU(..., reset_after=False) and retrain"
 )
-QUANTIZATION_MAPS: dict[str, dict[str, bool] | None] = {
-    "none": None,
-    "float16": {"float16": True},
-    "uint8": {"uint8": True},
-}
-_KERAS_PREFIXES = ("keras.", "compat.v1.keras.")
 _HDF5_LEGACY_WARNING = r"You are saving your model as an HDF5 file"
 # Keras 2 writes its Conv base's kernel_* fields into SeparableConv2D's
 # config although the layer has no such kernel; tfjs-layers refuses to build
@@ -104,8 +99,6 @@ def export(model: Any, bundle_dir: Path, options: ConvertOptions) -> Artifact:
         if fallback is None:
             _write_layers_model(model, out, quantization_map, options.tfjs_shard_bytes)
         else:
-            from fedge.converters.targets.tfjs_graph import write_graph_model
-
             write_graph_model(model, out, options)
     except ConversionError:
         shutil.rmtree(out, ignore_errors=True)
@@ -204,26 +197,6 @@ def _write_layers_model(
             weight_shard_size_bytes=shard_bytes,
         )
     _fit_config_to_tfjs_layers(out / MODEL_FILE)
-
-
-def import_tensorflowjs(module: str) -> Any:
-    """A tensorflowjs converter module, imported without breaking Keras.
-
-    tensorflowjs imports tf_keras, whose ``keras_export`` re-points every
-    public Keras 2 name in TensorFlow's shared name table ("keras.layers.Conv2D",
-    ...) at tf_keras's classes. Keras's .keras loader looks classes up in that
-    table, so afterwards ``tf.keras.models.load_model`` builds tf_keras layers
-    and loops forever. The table's Keras entries are put back after the import.
-    """
-    import tensorflow as tf
-    from tensorflow.python.util import tf_export
-
-    tf.keras.layers.Layer  # noqa: B018 - make sure Keras has registered its names
-    table = tf_export._NAME_TO_SYMBOL_MAPPING
-    keras_names = {k: v for k, v in table.items() if k.startswith(_KERAS_PREFIXES)}
-    imported = importlib.import_module(module)
-    table.update(keras_names)
-    return imported
 
 
 def _fit_config_to_tfjs_layers(model_json: Path) -> None:

@@ -35,7 +35,7 @@ from fedge.converters.errors import TargetFailedError, UnsupportedLayerError
 from fedge.converters.options import ConvertOptions
 from fedge.converters.source.model_io import source_kind
 from fedge.converters.targets.serving import layer_with_ops, serving_function
-from fedge.converters.targets.tfjs import QUANTIZATION_MAPS, import_tensorflowjs
+from fedge.converters.targets.tfjs_converter import QUANTIZATION_MAPS, import_tensorflowjs
 
 TARGET = "tfjs"
 SIGNATURE = "serving_default"

@@ -139,10 +139,6 @@ def seal_manifest(bundle_dir: Path) -> str:
     return bundle_id
 
 
-def read_manifest(bundle_dir: Path) -> Manifest:
-    return _parse(bundle_dir / MANIFEST_FILE, _read_bytes(bundle_dir))
-
-
 def _read_bytes(bundle_dir: Path) -> bytes:
     path = bundle_dir / MANIFEST_FILE
     if not path.is_file():

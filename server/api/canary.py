@@ -19,9 +19,9 @@ from fedge.server.api.common import (
     MAX_ROUND_ID,
     authenticated_device,
     json_body,
+    list_limit,
     require_admin,
 )
-from fedge.server.api.releases import list_limit
 from fedge.server.errors import BadRequest, NotFound
 from fedge.server.http.context import context
 from fedge.server.releases.canary import reports as canary

@@ -1,7 +1,9 @@
-"""Small helpers every view uses: parse JSON strictly, authenticate, bound ids."""
+"""Small helpers every view uses: parse JSON strictly, authenticate, bound ids
+and list sizes."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import request
@@ -14,6 +16,11 @@ from fedge.wire.strict_json import StrictJSONError, loads_strict
 
 # Round ids are SQLite integers; anything past this cannot name a round.
 MAX_ROUND_ID = 2**62
+# A list's ``?limit=``: at most four digits, so a huge number is refused by
+# the pattern before ``int`` parses it.
+_LIST_LIMIT = re.compile(r"[0-9]{1,4}")
+_LIST_LIMIT_DEFAULT = "50"
+_LIST_LIMIT_MAX = 1000
 
 
 def json_body(max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
@@ -61,6 +68,14 @@ def round_id_in_range(round_id: int) -> int:
     if round_id > MAX_ROUND_ID:
         raise NotFound(f"no round {round_id}", code="unknown_round")
     return round_id
+
+
+def list_limit() -> int:
+    """The request's ``?limit=`` for a listing: 1..1000, 50 when absent."""
+    limit = request.args.get("limit", _LIST_LIMIT_DEFAULT)
+    if not _LIST_LIMIT.fullmatch(limit) or not 1 <= int(limit) <= _LIST_LIMIT_MAX:
+        raise BadRequest(f"limit must be an integer in 1..{_LIST_LIMIT_MAX}", code="bad_query")
+    return int(limit)
 
 
 def authenticated_device() -> Device:

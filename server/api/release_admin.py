@@ -13,8 +13,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
-from fedge.server.api.common import MAX_ROUND_ID, json_body, require_admin, text_field
-from fedge.server.api.releases import list_limit
+from fedge.server.api.common import MAX_ROUND_ID, json_body, list_limit, require_admin, text_field
 from fedge.server.errors import BadRequest, NotFound
 from fedge.server.http.context import context
 from fedge.server.releases import actions

@@ -18,12 +18,16 @@ a device polls with If-None-Match and gets a 304 until its release changes.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from fedge.server.api.common import MAX_ROUND_ID, authenticated_device, require_admin
+from fedge.server.api.common import (
+    MAX_ROUND_ID,
+    authenticated_device,
+    list_limit,
+    require_admin,
+)
 from fedge.server.errors import BadRequest, NotFound, ServerError
 from fedge.server.http.context import context
 from fedge.server.releases.actions import Push
@@ -37,7 +41,6 @@ UPLOAD_ROUTE = ("POST", "/v1/releases")
 TAR = "application/x-tar"
 OCTET = "application/octet-stream"  # the same bytes, for clients that only send this
 DEFAULT_ROLLOUT = 10.0
-_LIMIT = re.compile(r"[0-9]{1,4}")
 _TEXT_LIMITS = {"notes": 2000, "force": 1000, "by": 100, "rollout": 10}
 
 
@@ -100,13 +103,6 @@ def show(version: int) -> Any:
         progress = ctx.builds.progress(version)
         shown["progress"] = progress.to_json() if progress else None
     return jsonify(shown)
-
-
-def list_limit() -> int:
-    limit = request.args.get("limit", "50")
-    if not _LIMIT.fullmatch(limit) or not 1 <= int(limit) <= 1000:
-        raise BadRequest("limit must be an integer in 1..1000", code="bad_query")
-    return int(limit)
 
 
 def _push_options() -> Push:

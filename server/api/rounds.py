@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Blueprint, jsonify, request, send_file
@@ -11,6 +10,7 @@ from fedge.server.api.common import (
     authenticated_device,
     flag,
     json_body,
+    list_limit,
     require_admin,
     round_id_in_range,
 )
@@ -20,7 +20,6 @@ from fedge.server.storage import rounds as rs
 from fedge.server.storage.devices import Conditions
 
 bp = Blueprint("rounds", __name__, url_prefix="/v1")
-_LIMIT = re.compile(r"[0-9]{1,4}")
 
 
 @bp.post("/tasks")
@@ -39,10 +38,7 @@ def current() -> Any:
 
 @bp.get("/rounds")
 def listing() -> Any:
-    limit = request.args.get("limit", "50")
-    if not _LIMIT.fullmatch(limit) or not 1 <= int(limit) <= 1000:
-        raise BadRequest("limit must be an integer in 1..1000", code="bad_query")
-    records = rs.recent_rounds(context().db.connection(), int(limit))
+    records = rs.recent_rounds(context().db.connection(), list_limit())
     return jsonify({"rounds": [_public(r) for r in records]})
 
 

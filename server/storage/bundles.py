@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedge.bundle.files import BundleFile
 from fedge.bundle.hashing import is_sha256, sha256_file
 from fedge.bundle.manifest import (
     MANIFEST_FILE,
@@ -42,15 +43,6 @@ BUNDLES_DIR = "bundles"
 # Entries of bundles/ whose name starts with this are unfinished copies.
 _TEMP_PREFIX = "."
 _CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class BundleFile:
-    """One file a bundle serves: its path in the bundle, sha256 and size."""
-
-    path: str
-    sha256: str
-    size: int
 
 
 @dataclass(frozen=True)
@@ -167,10 +159,7 @@ def open_stored(data_dir: Path, bundle_id: str) -> StoredBundle:
 
 
 def _stored(root: Path, verified: VerifiedBundle) -> StoredBundle:
-    files = {
-        record["path"]: BundleFile(record["path"], record["sha256"], int(record["bytes"]))
-        for record in verified.manifest.files()
-    }
+    files = {record["path"]: BundleFile.from_record(record) for record in verified.manifest.files()}
     manifest = root / MANIFEST_FILE
     files[MANIFEST_FILE] = BundleFile(MANIFEST_FILE, verified.bundle_id, manifest.stat().st_size)
     if verified.sealed:

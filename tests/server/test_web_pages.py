@@ -53,7 +53,7 @@ def test_pages_are_html_and_cross_origin_isolated(client: Any, path: str) -> Non
 
 @pytest.mark.parametrize(
     ("path", "kind"),
-    [("/static/js/demo.js", "text/javascript"), ("/static/css/fedge.css", "text/css")],
+    [("/static/js/demo/demo.js", "text/javascript"), ("/static/css/fedge.css", "text/css")],
 )
 def test_the_pages_scripts_and_styles_are_served(client: Any, path: str, kind: str) -> None:
     """Flask's own /static route (the app package's folder) must not shadow the pages'."""

@@ -9,11 +9,11 @@
 // The federated part of the page (federated_ui.js) gets a small context
 // object from `mountFederated(context)`, described at `federatedContext`.
 
-import { Device } from "./api.js";
-import { BACKENDS, DEFAULT_BACKEND, currentBackend, fallbackNote, useBackend } from "./backends.js";
+import { Device } from "../shared/api.js";
+import { BACKENDS, DEFAULT_BACKEND, currentBackend, fallbackNote, useBackend } from "../shared/backends.js";
 import { DrawingPad, GRID, paintGrid } from "./canvas.js";
-import { ModelStore, buildModel, bundleFiles } from "./model_store.js";
-import { ReleaseWatcher, currentRelease } from "./releases.js";
+import { ModelStore, buildModel, bundleFiles } from "../shared/model_store.js";
+import { ReleaseWatcher, currentRelease } from "../shared/releases.js";
 
 const tf = globalThis.tf;
 const RECENT = 50; // latencies kept for the median

@@ -11,10 +11,10 @@
 // release callbacks and the backend switch. State for tests is
 // `window.fedgeFederated`.
 
-import { contribute, trainLocally } from "./federated.js";
-import { evaluateCandidate } from "./canary.js";
-import { ExampleStore } from "./examples.js";
-import { readWeights } from "./weights.js";
+import { contribute, trainLocally } from "../shared/federated.js";
+import { evaluateCandidate } from "../shared/canary.js";
+import { ExampleStore } from "../shared/examples.js";
+import { readWeights } from "../shared/weights.js";
 
 const tf = globalThis.tf;
 
