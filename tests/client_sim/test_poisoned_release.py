@@ -19,7 +19,7 @@ from fedge.cli.simulate import _faults
 from fedge.client_sim.device.profiles import FAULTS, fleet_profiles
 from fedge.client_sim.device.simulated import poison_labels
 from fedge.client_sim.fleet.config import FleetConfig
-from fedge.client_sim.fleet.threads import run_fleet
+from fedge.client_sim.fleet.run import run_fleet
 from fedge.task.objective import Objective
 
 
