@@ -32,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 from fedge.client_sim.fleet.config import FleetConfig
-from fedge.client_sim.fleet.threads import run_fleet
+from fedge.client_sim.fleet.run import run_fleet
 from fedge.client_sim.report.fleet_report import RoundReport
 
 TOP = 12

@@ -32,7 +32,7 @@ from rich.table import Table
 
 from fedge.client_sim.fleet.config import FleetConfig
 from fedge.client_sim.fleet.model_source import build_bundle
-from fedge.client_sim.fleet.threads import run_fleet
+from fedge.client_sim.fleet.run import run_fleet
 from fedge.client_sim.report.fleet_report import RoundReport
 from tests.helpers.live_server import running
 

@@ -38,7 +38,7 @@ from rich.table import Table
 
 from fedge.client_sim.data.fleet_data import reference_data
 from fedge.client_sim.fleet.config import FleetConfig
-from fedge.client_sim.fleet.threads import run_fleet
+from fedge.client_sim.fleet.run import run_fleet
 from fedge.reference.model import INPUT_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedge.client_sim.fleet.config import FleetConfig
-from fedge.client_sim.fleet.threads import run_fleet
+from fedge.client_sim.fleet.run import run_fleet
 from fedge.client_sim.report.fleet_report import FleetReport
 
 PUBLIC_FRACTION = 0.3

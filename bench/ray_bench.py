@@ -4,7 +4,7 @@ side by side in one run: the same fleets, seeds and server settings.
 
 Each fleet is the reference task over real HTTP to the embedded server,
 with TFLite on-device training; a round's seconds include the server's
-aggregation and the global evaluation (see ``fedge.client_sim.fleet.threads``).
+aggregation and the global evaluation (see ``fedge.client_sim.fleet.rounds``).
 Setup (building the model, starting the server and, for Ray, the cluster
 and its device hosts, enrolling the devices) is reported apart.
 
@@ -23,7 +23,7 @@ from rich.table import Table
 
 from fedge.client_sim.fleet.config import FleetConfig
 from fedge.client_sim.fleet.ray.cluster import local_cpus
-from fedge.client_sim.fleet.threads import run_fleet
+from fedge.client_sim.fleet.run import run_fleet
 
 
 def _fleets(text: str) -> list[tuple[int, int]]:

@@ -11,12 +11,30 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 from fedge.client_sim.device.transport import Reply, Transport, TransportError
 from fedge.wire.update_codec import Checkpoint, decode_checkpoint
+
+# The decoded checkpoints of every client in this process, by id (the
+# sha256 of their bytes, so one id is one content): a fleet's thousands of
+# simulated devices each download the round's checkpoint, as a phone would,
+# but share one decoded copy of it instead of holding one each. Weak: a
+# checkpoint no client holds any more is freed.
+_DECODED: weakref.WeakValueDictionary[str, Checkpoint] = weakref.WeakValueDictionary()
+_DECODED_LOCK = threading.Lock()
+
+
+def _shared_decoded(checkpoint_id: str, body: bytes) -> Checkpoint:
+    with _DECODED_LOCK:
+        checkpoint = _DECODED.get(checkpoint_id)
+        if checkpoint is None:
+            checkpoint = _DECODED[checkpoint_id] = decode_checkpoint(body)
+        return checkpoint
 
 
 class ProtocolError(Exception):
@@ -81,7 +99,7 @@ class FedgeClient:
                     "checkpoint_mismatch",
                     f"checkpoint {checkpoint_id[:12]}: bytes do not match its id",
                 )
-            self._checkpoints = {checkpoint_id: decode_checkpoint(reply.body)}
+            self._checkpoints = {checkpoint_id: _shared_decoded(checkpoint_id, reply.body)}
         return self._checkpoints[checkpoint_id]
 
     def get(self, path: str) -> bytes:

@@ -175,7 +175,10 @@ class SimDevice:
                 self.client.upload(round_id, body)
             self.stats.crashes += 1
         receipt = self.client.upload(round_id, body)
-        self._last_upload = body
+        if self.profile.fault == "replay":
+            # Only a replaying device needs its last upload: a fleet's other
+            # devices would each hold a model's worth of bytes for nothing.
+            self._last_upload = body
         self.stats.contributed += 1
         return RoundOutcome(
             self.index,

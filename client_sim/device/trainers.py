@@ -190,7 +190,10 @@ class TrainerPool:
     """
 
     def __init__(self, factory: Callable[[], Trainer], size: int) -> None:
-        self._free: queue.Queue[Trainer] = queue.Queue()
+        # Last in, first out: one caller at a time (a fleet scoring every
+        # device on the global test split, say) keeps reusing one runtime,
+        # so only that one grows its buffers to the large batch, not all.
+        self._free: queue.Queue[Trainer] = queue.LifoQueue()
         for _ in range(size):
             self._free.put(factory())
 

@@ -27,13 +27,14 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fedge.bundle.manifest import Manifest
 from fedge.client_sim.device.bundle_download import download_bundle
 from fedge.client_sim.device.client import FedgeClient
 from fedge.client_sim.device.trainers import KerasTrainer, TfliteTrainer, Trainer
 from fedge.client_sim.device.transport import HttpTransport
+from fedge.client_sim.fleet.config import FleetConfig
 from fedge.client_sim.fleet.model_source import (
     Say,
     build_bundle,
@@ -45,9 +46,6 @@ from fedge.errors import ConfigError
 from fedge.task.objective import Objective
 from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec
-
-if TYPE_CHECKING:
-    from fedge.client_sim.fleet.config import FleetConfig
 
 
 class ModelMismatchError(ConfigError):

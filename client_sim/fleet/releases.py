@@ -24,19 +24,17 @@ import logging
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fedge.client_sim.device.events import EventsRefused, PollResult, poll_events
 from fedge.client_sim.device.release_cache import ReleaseCache
 from fedge.client_sim.device.release_follower import ReleaseFollower
 from fedge.client_sim.device.simulated import SimDevice
+from fedge.client_sim.fleet.config import FleetConfig
 from fedge.client_sim.fleet.preparation import FleetModel
 from fedge.client_sim.report.fleet_report import ReleaseReport, Releases
 from fedge.errors import ConfigError
 from fedge.wire.releases import Release, ReleaseRecord
-
-if TYPE_CHECKING:
-    from fedge.client_sim.fleet.config import FleetConfig
 
 log = logging.getLogger("fedge.client_sim")
 

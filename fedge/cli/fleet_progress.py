@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def run_with_progress(config: FleetConfig) -> FleetReport:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from fedge.client_sim.fleet.threads import run_fleet
+    from fedge.client_sim.fleet.run import run_fleet
     from fedge.client_sim.report.fleet_report import RoundReport
 
     bar = Progress(

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from fedge.cli.main import main
 from fedge.client_sim.fleet.config import FleetConfig
-from fedge.client_sim.fleet.threads import run_fleet
+from fedge.client_sim.fleet.run import run_fleet
 
 
 def test_faulty_devices_are_rejected_and_rounds_complete() -> None:

@@ -21,7 +21,7 @@ from fedge.cli.main import main
 from fedge.client_sim.device.client import ProtocolError
 from fedge.client_sim.device.release_cache import check_given
 from fedge.client_sim.fleet.config import FleetConfig
-from fedge.client_sim.fleet.threads import run_fleet
+from fedge.client_sim.fleet.run import run_fleet
 
 
 def test_a_fleet_cuts_releases_and_its_canary_devices_decide_them(tmp_path: Path) -> None:

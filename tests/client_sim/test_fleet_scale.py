@@ -15,8 +15,14 @@ import requests
 from tests.helpers.live_server import FEDGE, running
 
 DEVICES, PER_ROUND, ROUNDS = 1000, 100, 2
-# Measured here: the fleet's process peaks near 930 MiB (TensorFlow and its
-# TFLite runtimes are most of it), the server's near 72 MiB.
+# Measured (RSS per stage of this run, 2 CPUs): the fleet's process is near
+# 757 MiB once TensorFlow has built and converted the reference CNN, 818 MiB
+# after its nine TFLite runtimes, 1,000 enrolled devices and two rounds, and
+# peaks near 835 MiB while every device scores the final model. Nothing it
+# holds grows with the devices that took part any more: they share one
+# decoded checkpoint and keep no upload (that was 0.29 MiB each, 59 MiB
+# here), and scoring reuses one runtime (all eight grew to the test batch,
+# 141 MiB). The server's process peaks near 72 MiB.
 FLEET_PEAK_RSS_MIB = 1200
 SERVER_PEAK_RSS_MIB = 300
 
@@ -86,5 +92,6 @@ def test_a_thousand_devices_run_with_bounded_memory(tmp_path: Path) -> None:
     check_ins = sum(n for (route, _), n in served.items() if route == "/v1/tasks")
     assert DEVICES <= check_ins < DEVICES + DEVICES // 2
     # Memory: ru_maxrss is in KiB on Linux.
-    assert usage.ru_maxrss / 1024 < FLEET_PEAK_RSS_MIB
-    assert server_peak < SERVER_PEAK_RSS_MIB
+    fleet_peak = usage.ru_maxrss / 1024
+    assert fleet_peak < FLEET_PEAK_RSS_MIB, f"fleet peak {fleet_peak:.0f} MiB"
+    assert server_peak < SERVER_PEAK_RSS_MIB, f"server peak {server_peak:.0f} MiB"

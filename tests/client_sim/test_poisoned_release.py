@@ -18,7 +18,7 @@ import numpy as np
 from fedge.client_sim.device.profiles import FAULTS, fleet_profiles
 from fedge.client_sim.device.simulated import poison_labels
 from fedge.client_sim.fleet.config import FleetConfig, parse_faults
-from fedge.client_sim.fleet.threads import run_fleet
+from fedge.client_sim.fleet.run import run_fleet
 from fedge.task.objective import Objective
 
 

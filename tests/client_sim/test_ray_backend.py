@@ -29,7 +29,7 @@ from fedge.client_sim.fleet.config import FleetConfig
 from fedge.client_sim.fleet.ray.backend import run_ray_fleet
 from fedge.client_sim.fleet.ray.cluster import Cluster, ray_cluster
 from fedge.client_sim.fleet.ray.hosts import HostPlan
-from fedge.client_sim.fleet.threads import run_fleet
+from fedge.client_sim.fleet.run import run_fleet
 from fedge.wire.update_codec import decode_checkpoint, decode_update
 from tests.helpers.live_server import running
 

@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from fedge.client_sim.data.partition import PartitionConfig, partition
 from fedge.client_sim.fleet.config import FleetConfig
-from fedge.client_sim.fleet.threads import run_fleet
+from fedge.client_sim.fleet.run import run_fleet
 from fedge.client_sim.tff.engine import run_tff_fedavg
 from fedge.reference.data import load_task
 from fedge.reference.model import build_reference_model

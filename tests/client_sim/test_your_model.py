@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from fedge.cli.main import main
 from fedge.client_sim.fleet.config import FleetConfig
-from fedge.client_sim.fleet.threads import run_fleet
+from fedge.client_sim.fleet.run import run_fleet
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
 from tests.helpers.live_server import running

@@ -30,12 +30,11 @@ from fedge.client_sim.device.profiles import DeviceProfile
 from fedge.client_sim.device.simulated import RoundOutcome, SimDevice
 from fedge.client_sim.device.trainers import KerasTrainer, TfliteTrainer, Trainer, TrainerPool
 from fedge.client_sim.device.transport import HttpTransport, shared_session
+from fedge.client_sim.fleet.backend import DeviceCounters, Scores
 from fedge.task.examples import DeviceExamples, Examples
 from fedge.task.objective import Objective
 from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec
-
-Scores = dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -121,21 +120,11 @@ class HostConfig:
 
 
 @dataclass(frozen=True)
-class HostCounters:
-    """Totals over the host's devices since it started."""
-
-    bytes_up: int = 0
-    bytes_down: int = 0
-    retries: int = 0
-    crashes: int = 0  # uploads cut off before their receipt (and sent again)
-
-
-@dataclass(frozen=True)
 class HostStep:
     """One pass of the host's devices at the open round."""
 
     outcomes: list[RoundOutcome]
-    counters: HostCounters
+    counters: DeviceCounters  # the host's devices' totals since it started
 
 
 class DeviceHost:
@@ -176,9 +165,9 @@ class DeviceHost:
         outcomes = list(self._pool.map(lambda i: self._devices[i].step(round_id), order))
         return HostStep(outcomes, self.counters())
 
-    def counters(self) -> HostCounters:
+    def counters(self) -> DeviceCounters:
         devices = self._devices.values()
-        return HostCounters(
+        return DeviceCounters(
             bytes_up=sum(d.client.bytes_up for d in devices),
             bytes_down=sum(d.client.bytes_down for d in devices),
             retries=sum(d.client.retries for d in devices),

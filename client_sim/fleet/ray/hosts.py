@@ -22,14 +22,13 @@ from typing import Any
 
 from fedge.client_sim.device.profiles import DeviceProfile
 from fedge.client_sim.device.simulated import RoundOutcome
+from fedge.client_sim.fleet.backend import DeviceCounters, Scores
 from fedge.client_sim.fleet.ray.cluster import Cluster, require_ray
 from fedge.client_sim.fleet.ray.device_host import (
     DeviceHost,
     HostConfig,
-    HostCounters,
     HostedDevice,
     HostStep,
-    Scores,
     TrainingRuntime,
 )
 from fedge.errors import FedgeError
@@ -73,17 +72,22 @@ class _Host:
     name: str
     actor: Any
     devices: list[int]
-    counters: HostCounters = field(default_factory=HostCounters)
+    counters: DeviceCounters = field(default_factory=DeviceCounters)
     alive: bool = True
 
 
 class RayHosts:
-    """The fleet's hosts, seen from the driver."""
+    """The fleet's hosts, seen from the driver: the Ray backend's
+    :class:`~fedge.client_sim.fleet.backend.DeviceBackend`."""
 
     def __init__(self, hosts: list[_Host], devices: int) -> None:
         self._hosts = hosts
-        self.devices = devices
+        self._size = devices
         self.lost: list[int] = []  # devices whose host died
+
+    @property
+    def size(self) -> int:
+        return self._size
 
     @classmethod
     def start(
@@ -112,7 +116,7 @@ class RayHosts:
             # A host that cannot build its devices or reach the server fails here.
             ray.get([host.actor.enrol.remote() for host in hosts])
         except BaseException as exc:
-            fleet.stop()
+            fleet.close()
             if isinstance(exc, ray.exceptions.RayError):
                 raise HostStartError(
                     f"the device hosts could not start, or not enrol with the server at "
@@ -145,27 +149,28 @@ class RayHosts:
                 )
         return outcomes
 
-    def offer_global(self, weights: Weights) -> dict[int, Scores]:
+    def offer_global(self, weights: Weights) -> list[Scores]:
         """The live devices' scores of ``weights`` on their held-out data (each
-        adopts it if no worse)."""
+        adopts it if no worse), in device order."""
         shared = require_ray().put(weights)
         return _merged(self._call("offer_global", self._every((shared,))))
 
-    def personal_scores(self, test: Examples) -> dict[int, tuple[Scores, Scores]]:
+    def personal_scores(self, test: Examples) -> list[tuple[Scores, Scores]]:
         shared = require_ray().put(test)
         return _merged(self._call("personal_scores", self._every((shared,))))
 
-    def counters(self) -> HostCounters:
-        """Totals over every host (a dead host's as it last reported them)."""
+    def counters(self) -> DeviceCounters:
+        """Totals over every host (a dead host's as it last reported them);
+        a device lost with its host is a crash."""
         rows = [host.counters for host in self._hosts]
-        return HostCounters(
+        return DeviceCounters(
             bytes_up=sum(c.bytes_up for c in rows),
             bytes_down=sum(c.bytes_down for c in rows),
             retries=sum(c.retries for c in rows),
-            crashes=sum(c.crashes for c in rows),
+            crashes=sum(c.crashes for c in rows) + len(self.lost),
         )
 
-    def stop(self) -> None:
+    def close(self) -> None:
         """Close the live hosts' connections, then end every host's process."""
         ray = require_ray()
         self._call("close", self._every(()))
@@ -195,10 +200,10 @@ class RayHosts:
             self.lost.extend(host.devices)
 
 
-def _merged(results: dict[int, dict[int, Any]]) -> dict[int, Any]:
-    """Per device, in device order (means over devices then add up in the
-    thread backend's order)."""
+def _merged(results: dict[int, dict[int, Any]]) -> list[Any]:
+    """The hosts' answers per device, in device order (means over devices
+    then add up in the thread backend's order)."""
     merged: dict[int, Any] = {}
     for part in results.values():
         merged.update(part)
-    return dict(sorted(merged.items()))
+    return [merged[index] for index in sorted(merged)]
