@@ -65,7 +65,8 @@ def round_id_in_range(round_id: int) -> int:
 
 def authenticated_device() -> Device:
     token = bearer_token(request.headers.get("Authorization"))
-    return device_for_token(context().db.connection(), token)
+    with context().store.reading() as tx:
+        return device_for_token(tx.devices, token)
 
 
 def require_admin() -> None:

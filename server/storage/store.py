@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from fedge.server.devices.auth import Device
 from fedge.server.storage.devices import ActiveDevices, Conditions, Enrolment
 from fedge.server.storage.rounds import RoundRecord, UpdateRecord
 
@@ -106,6 +107,15 @@ class DeviceRows(Protocol):
 
     def count(self) -> int: ...
 
+    def by_token_hash(self, token_hash: str) -> Device | None: ...
+
+    def seen_since(self, *moments: float) -> tuple[int, ...]:
+        """How many devices were last seen at or after each moment."""
+
+    def platforms(self) -> list[tuple[str, int]]:
+        """Enrolled devices per platform named at enrolment, most first
+        (then by name)."""
+
     def record_heartbeat(self, device_id: str, conditions: Conditions, now: float) -> None: ...
 
     def record_check_in(self, device_id: str, conditions: Conditions, now: float) -> None:
@@ -166,6 +176,9 @@ class Store(Protocol):
 
     def on_commit(self, listener: Callable[[Tx], None]) -> None:
         """Call ``listener`` after every commit, in the committing thread."""
+
+    def check(self) -> None:
+        """Raise unless the database answers (a health check)."""
 
     def close_thread_connection(self) -> None:
         """Let go of what the calling thread holds open (at shutdown)."""

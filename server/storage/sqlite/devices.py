@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-from fedge.server.devices.auth import hash_token, new_device_credentials
+from fedge.server.devices.auth import Device, hash_token, new_device_credentials
 from fedge.server.storage.devices import ActiveDevices, Conditions, Enrolment
 
 
@@ -41,6 +41,36 @@ class SQLiteDevices:
     def count(self) -> int:
         (count,) = self._conn.execute("SELECT COUNT(*) FROM devices").fetchone()
         return int(count)
+
+    def by_token_hash(self, token_hash: str) -> Device | None:
+        row = self._conn.execute(
+            "SELECT id, platform, idle, charging, unmetered, participations FROM devices "
+            "WHERE token_hash = ?",
+            (token_hash,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Device(
+            row["id"],
+            row["platform"],
+            bool(row["idle"]),
+            bool(row["charging"]),
+            bool(row["unmetered"]),
+            int(row["participations"]),
+        )
+
+    def seen_since(self, *moments: float) -> tuple[int, ...]:
+        # One scan of the table for every count.
+        columns = "".join(", COALESCE(SUM(last_seen >= ?), 0)" for _ in moments)
+        row = self._conn.execute(f"SELECT COUNT(*){columns} FROM devices", moments).fetchone()
+        return tuple(int(n) for n in row[1:])
+
+    def platforms(self) -> list[tuple[str, int]]:
+        rows = self._conn.execute(
+            "SELECT platform, COUNT(*) AS n FROM devices "
+            "GROUP BY platform ORDER BY n DESC, platform"
+        ).fetchall()
+        return [(str(r["platform"]), int(r["n"])) for r in rows]
 
     def record_heartbeat(self, device_id: str, conditions: Conditions, now: float) -> None:
         self._conn.execute(

@@ -68,5 +68,8 @@ class SQLiteStore:
     def on_commit(self, listener: Callable[[Tx], None]) -> None:
         self.db.on_commit(lambda conn: listener(SQLiteTx(conn)))
 
+    def check(self) -> None:
+        self.db.connection().execute("SELECT 1").fetchone()
+
     def close_thread_connection(self) -> None:
         self.db.close_thread_connection()
