@@ -81,7 +81,7 @@ def create_app(
         db = Database(config.database)
         store = SQLiteStore(db)
         events = EventFeed(config.event_stream_limit)
-        db.on_commit(events.committed)
+        store.on_commit(events.committed)
         name, specs, weights, bundle = _model(config, store, initial)
         metrics = server_metrics()
         coordinator = Coordinator(config, store, specs, weights, metrics, name)

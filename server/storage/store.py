@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fedge.server.devices.auth import Device
@@ -96,8 +97,29 @@ class ServerState(Protocol):
     def set(self, key: str, value: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class EventRow:
+    """An event as stored: its payload still JSON text, parsed (and, if it
+    will not parse, skipped) by :mod:`fedge.server.events.log`."""
+
+    id: int
+    kind: str
+    payload: str
+    created_at: float
+
+
 class EventRows(Protocol):
     def add(self, kind: str, payload: dict[str, Any]) -> None: ...
+
+    def after(self, after_id: int, limit: int) -> list[EventRow]:
+        """The next ``limit`` events with a larger id, in id order."""
+
+    def latest_id(self) -> int:
+        """The newest event's id; 0 when there is none."""
+
+    def last_assigned_id(self) -> int:
+        """The newest id ever given out (a rolled-back event's included): a
+        cheap way to tell whether a commit added events."""
 
 
 class DeviceRows(Protocol):

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from fedge.server.storage.rounds import RoundRecord, StateChanged, UpdateRecord, json_text
+from fedge.server.storage.store import EventRow
 
 # The states after which a round's update files are read by nothing.
 _ENDED = "('closed', 'failed', 'abandoned')"
@@ -241,3 +242,22 @@ class SQLiteEvents:
             "INSERT INTO events (kind, payload, created_at) VALUES (?, ?, ?)",
             (kind, json_text(payload), time.time()),
         )
+
+    def after(self, after_id: int, limit: int) -> list[EventRow]:
+        rows = self._conn.execute(
+            "SELECT id, kind, payload, created_at FROM events WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+        return [
+            EventRow(int(r["id"]), str(r["kind"]), r["payload"], float(r["created_at"]))
+            for r in rows
+        ]
+
+    def latest_id(self) -> int:
+        (latest,) = self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+        return int(latest)
+
+    def last_assigned_id(self) -> int:
+        # AUTOINCREMENT's counter: one row, not a scan of the table.
+        row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return 0 if row is None else int(row[0])
