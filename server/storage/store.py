@@ -10,7 +10,8 @@ methods take and return typed records. Today's implementation is SQLite
 because nothing here names a connection, a cursor or an SQL dialect.
 
 The release and canary rows are not behind this interface yet: their
-callers still pass the SQLite connection from :attr:`Tx.connection`.
+callers (``server/releases``, the release and canary views) still use
+:class:`~fedge.server.storage.db.Database` and its connection directly.
 """
 
 from __future__ import annotations
@@ -174,11 +175,6 @@ class Tx(Protocol):
 
     @property
     def devices(self) -> DeviceRows: ...
-
-    @property
-    def connection(self) -> Any:
-        """The implementation's own handle, for the rows not behind this
-        interface yet (releases, canaries, the event log's reads)."""
 
 
 class Store(Protocol):

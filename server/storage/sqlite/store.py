@@ -36,6 +36,7 @@ class SQLiteTx:
 
     @property
     def connection(self) -> sqlite3.Connection:
+        """For SQL of a test's own, and the rows not behind the Store yet."""
         return self._conn
 
 
@@ -55,12 +56,12 @@ class SQLiteStore:
         return str(self.db.path)
 
     @contextmanager
-    def transaction(self, durable: bool = True) -> Iterator[Tx]:
+    def transaction(self, durable: bool = True) -> Iterator[SQLiteTx]:
         with self.db.transaction(durable) as conn:
             yield SQLiteTx(conn)
 
     @contextmanager
-    def reading(self) -> Iterator[Tx]:
+    def reading(self) -> Iterator[SQLiteTx]:
         # Autocommit reads on the thread's connection, as before the Store:
         # each statement sees the latest commit.
         yield SQLiteTx(self.db.connection())
