@@ -37,8 +37,8 @@ from rich.console import Console
 from rich.table import Table
 
 from fedge.client_sim.device.events import EventSubscriber, poll_events
-from fedge.server.storage import rounds as rs
 from fedge.server.storage.db import Database
+from fedge.server.storage.sqlite.store import SQLiteTx
 from tests.helpers.live_server import running
 
 ADMIN = {"Authorization": "Bearer admin-secret"}  # live_server.start's default
@@ -110,7 +110,7 @@ def server_commits(url: str, count: int) -> None:
 def other_process_commits(database: Database, count: int) -> None:
     for version in range(count):
         with database.transaction() as conn:
-            rs.add_event(conn, "release", {"version": version, "bench": True})
+            SQLiteTx(conn).events.add("release", {"version": version, "bench": True})
         time.sleep(random.uniform(0.05, 0.3))
 
 

@@ -80,7 +80,8 @@ def list_limit() -> int:
 
 def authenticated_device() -> Device:
     token = bearer_token(request.headers.get("Authorization"))
-    return device_for_token(context().db.connection(), token)
+    with context().store.reading() as tx:
+        return device_for_token(tx.devices, token)
 
 
 def require_admin() -> None:

@@ -24,7 +24,7 @@ from flask.blueprints import BlueprintSetupState
 
 from fedge.server.api.common import MAX_ROUND_ID
 from fedge.server.errors import BadRequest
-from fedge.server.events.log import EVENT_TYPES, latest_id
+from fedge.server.events.log import EVENT_TYPES
 from fedge.server.events.stream import (
     Subscription,
     pending,
@@ -63,7 +63,7 @@ def stream() -> Any:
         return _too_many_streams()
     try:
         messages = sse_messages(
-            ctx.db,
+            ctx.store,
             ctx.events,
             subscription,
             config.event_keepalive_s,
@@ -84,13 +84,13 @@ def poll() -> Any:
     ctx = context()
     duration_s = _timeout(default=0.0, maximum=MAX_POLL_S)
     subscription = Subscription(after=_after(), types=_types(), duration_s=duration_s)
-    page = pending(ctx.db, subscription)
+    page = pending(ctx.store, subscription)
     if not page.events and duration_s > 0:  # only a poll that waits needs a slot
         release = _take_slot()
         if release is None:
             return _too_many_streams()
         try:
-            page = wait_for_events(ctx.db, ctx.events, subscription)
+            page = wait_for_events(ctx.store, ctx.events, subscription)
         finally:
             release()
     return jsonify({"events": [e.to_json() for e in page.events], "last_id": page.last_id})
@@ -103,7 +103,8 @@ def _after() -> int:
     query = request.args.get("after")
     if query is not None:
         return _event_id(query, "after")
-    return latest_id(context().db.connection())
+    with context().store.reading() as tx:
+        return tx.events.latest_id()
 
 
 def _event_id(raw: str, what: str) -> int:

@@ -16,7 +16,7 @@ def healthz() -> Any:
     """200 ``ok``; 503 ``failing`` while a round cannot close (a full disk,
     say): requests are still answered, but no new model comes out."""
     ctx = context()
-    ctx.db.connection().execute("SELECT 1").fetchone()
+    ctx.store.check()
     coordinator = ctx.coordinator
     failure = coordinator.close_failure
     body: dict[str, Any] = {

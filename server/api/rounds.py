@@ -38,14 +38,16 @@ def current() -> Any:
 
 @bp.get("/rounds")
 def listing() -> Any:
-    records = rs.recent_rounds(context().db.connection(), list_limit())
+    with context().store.reading() as tx:
+        records = tx.rounds.recent(list_limit())
     return jsonify({"rounds": [_public(r) for r in records]})
 
 
 @bp.get("/rounds/<int:round_id>")
 def show(round_id: int) -> Any:
     round_id_in_range(round_id)
-    record = rs.round_record(context().db.connection(), round_id)
+    with context().store.reading() as tx:
+        record = tx.rounds.get(round_id)
     if record is None:
         raise NotFound(f"no round {round_id}", code="unknown_round")
     return jsonify(_public(record))
@@ -96,13 +98,9 @@ def end_current() -> Any:
 
 def _public(record: rs.RoundRecord) -> dict[str, Any]:
     ctx = context()
-    conn = ctx.db.connection()
-    (updates,) = conn.execute(
-        "SELECT COUNT(*) FROM updates WHERE round_id = ?", (record.id,)
-    ).fetchone()
-    (selected,) = conn.execute(
-        "SELECT COUNT(*) FROM selections WHERE round_id = ?", (record.id,)
-    ).fetchone()
+    with ctx.store.reading() as tx:
+        updates = tx.updates.count(record.id)
+        selected = tx.selections.count(record.id)
     public = {**record.to_json(), "updates": updates, "selected": selected}
     failure = ctx.coordinator.close_failure
     if failure is not None and failure.round_id == record.id:

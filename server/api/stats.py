@@ -23,7 +23,8 @@ bp = Blueprint("stats", __name__, url_prefix="/v1")
 @bp.get("/stats")
 def stats() -> Any:
     ctx = context()
-    counts = device_counts(ctx.db.connection(), time.time())
+    with ctx.store.reading() as tx:
+        counts = device_counts(tx.devices, time.time())
     return jsonify(
         {
             "devices": counts.to_json(),

@@ -12,11 +12,14 @@ import hashlib
 import hmac
 import os
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fedge.server.errors import Forbidden, Unauthorized
+
+if TYPE_CHECKING:
+    from fedge.server.storage.store import DeviceRows
 
 ADMIN_TOKEN_FILE = "admin_token"
 
@@ -45,22 +48,11 @@ def bearer_token(header: str | None) -> str:
     return header[7:].strip()
 
 
-def device_for_token(conn: sqlite3.Connection, token: str) -> Device:
-    row = conn.execute(
-        "SELECT id, platform, idle, charging, unmetered, participations FROM devices "
-        "WHERE token_hash = ?",
-        (hash_token(token),),
-    ).fetchone()
-    if row is None:
+def device_for_token(devices: DeviceRows, token: str) -> Device:
+    device = devices.by_token_hash(hash_token(token))
+    if device is None:
         raise Unauthorized("unknown device token")
-    return Device(
-        row["id"],
-        row["platform"],
-        bool(row["idle"]),
-        bool(row["charging"]),
-        bool(row["unmetered"]),
-        int(row["participations"]),
-    )
+    return device
 
 
 def require_same_device(device: Device, device_id: str) -> None:

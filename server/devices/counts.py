@@ -10,8 +10,9 @@ summed under ``other``.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import asdict, dataclass
+
+from fedge.server.storage.store import DeviceRows
 
 HOUR_S = 3600.0
 DAY_S = 24 * HOUR_S
@@ -31,19 +32,13 @@ class DeviceCounts:
         return asdict(self)
 
 
-def device_counts(conn: sqlite3.Connection, now: float) -> DeviceCounts:
-    enrolled, seen_1h, seen_24h = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(last_seen >= ?), 0), COALESCE(SUM(last_seen >= ?), 0) "
-        "FROM devices",
-        (now - HOUR_S, now - DAY_S),
-    ).fetchone()
-    rows = conn.execute(
-        "SELECT platform, COUNT(*) AS n FROM devices GROUP BY platform ORDER BY n DESC, platform"
-    ).fetchall()
+def device_counts(devices: DeviceRows, now: float) -> DeviceCounts:
+    seen_1h, seen_24h = devices.seen_since(now - HOUR_S, now - DAY_S)
+    rows = devices.platforms()
     by_platform: dict[str, int] = {}
-    for index, row in enumerate(rows):
-        name = str(row["platform"]) or UNNAMED
+    for index, (platform, count) in enumerate(rows):
+        name = platform or UNNAMED
         if index >= MAX_PLATFORMS - 1 and len(rows) > MAX_PLATFORMS:
             name = OTHER
-        by_platform[name] = by_platform.get(name, 0) + int(row["n"])
-    return DeviceCounts(int(enrolled), int(seen_1h), int(seen_24h), by_platform)
+        by_platform[name] = by_platform.get(name, 0) + count
+    return DeviceCounts(devices.count(), seen_1h, seen_24h, by_platform)

@@ -20,6 +20,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fedge.server.storage.store import Tx
 
 log = logging.getLogger("fedge.server")
 
@@ -48,12 +52,11 @@ class EventFeed:
     def closed(self) -> bool:
         return self._closed
 
-    def committed(self, conn: sqlite3.Connection) -> None:
-        """A transaction committed on ``conn``: wake the streams if it added events."""
+    def committed(self, tx: Tx) -> None:
+        """A transaction committed on ``tx``: wake the streams if it added events."""
         latest: int | None
         try:
-            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-            latest = 0 if row is None else int(row[0])
+            latest = tx.events.last_assigned_id()
         except sqlite3.Error as exc:  # the commit stands: wake everyone to be safe
             log.warning("cannot read the events counter: %s", exc)
             latest = None

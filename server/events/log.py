@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from fedge.server.storage.store import EventRow, EventRows
 from fedge.wire.sse import Event
 
 log = logging.getLogger("fedge.server")
@@ -51,11 +51,11 @@ class StoredEvent:
     created_at: float
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> StoredEvent:
-        payload = json.loads(row["payload"])
+    def from_row(cls, row: EventRow) -> StoredEvent:
+        payload = json.loads(row.payload)
         if not isinstance(payload, dict):
-            raise ValueError(f"the payload of event {row['id']} is not a JSON object")
-        return cls(int(row["id"]), str(row["kind"]), payload, float(row["created_at"]))
+            raise ValueError(f"the payload of event {row.id} is not a JSON object")
+        return cls(row.id, row.kind, payload, row.created_at)
 
 
 def public_event(stored: StoredEvent) -> Event | None:
@@ -84,27 +84,17 @@ class Page:
     full: bool  # as many rows as asked for: more may follow at once
 
 
-def read_after(
-    conn: sqlite3.Connection, after: int, types: frozenset[str], limit: int = PAGE
-) -> Page:
+def read_after(stored: EventRows, after: int, types: frozenset[str], limit: int = PAGE) -> Page:
     """The public events of ``types`` among the next ``limit`` rows after ``after``."""
-    rows = conn.execute(
-        "SELECT id, kind, payload, created_at FROM events WHERE id > ? ORDER BY id LIMIT ?",
-        (after, limit),
-    ).fetchall()
+    rows = stored.after(after, limit)
     events = []
     for row in rows:
         try:
             event = public_event(StoredEvent.from_row(row))
         except ValueError as exc:  # a row written by hand, say: skipped, not fatal
-            log.warning("event %s skipped: %s", row["id"], exc)
+            log.warning("event %s skipped: %s", row.id, exc)
             continue
         if event is not None and event.type in types:
             events.append(event)
-    last_id = int(rows[-1]["id"]) if rows else after
+    last_id = rows[-1].id if rows else after
     return Page(events, last_id, len(rows) == limit)
-
-
-def latest_id(conn: sqlite3.Connection) -> int:
-    (latest,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
-    return int(latest)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from fedge.server.events.feed import EventFeed
 from fedge.server.events.log import Page, read_after
-from fedge.server.storage.db import Database
+from fedge.server.storage.store import EventRows, Store
 from fedge.wire.sse import comment, end, position
 
 RETRY_MS = 1000  # the reconnect delay streams ask of clients
@@ -40,7 +40,7 @@ class Subscription:
 
 
 def sse_messages(
-    db: Database,
+    store: Store,
     feed: EventFeed,
     subscription: Subscription,
     keepalive_s: float,
@@ -49,14 +49,24 @@ def sse_messages(
     """The stream's bytes. Runs in the request's thread (its database
     connection); ends after ``duration_s``, when the feed closes (the server
     stops) or when the client has gone (``disconnected``)."""
-    conn = db.connection()
+    with store.reading() as tx:
+        yield from _stream(tx.events, feed, subscription, keepalive_s, disconnected)
+
+
+def _stream(
+    rows: EventRows,
+    feed: EventFeed,
+    subscription: Subscription,
+    keepalive_s: float,
+    disconnected: Callable[[], bool],
+) -> Iterator[bytes]:
     cursor = subscription.after
     yield position(cursor, RETRY_MS)
     now = time.monotonic()
     ends_at, keepalive_at = now + subscription.duration_s, now + keepalive_s
     while True:
         generation = feed.generation  # before reading: a commit after it wakes the wait
-        page = read_after(conn, cursor, subscription.types)
+        page = read_after(rows, cursor, subscription.types)
         cursor = page.last_id
         for event in page.events:
             yield event.encode()
@@ -74,20 +84,25 @@ def sse_messages(
     yield end(cursor, RETRY_MS)
 
 
-def pending(db: Database, subscription: Subscription) -> Page:
+def pending(store: Store, subscription: Subscription) -> Page:
     """The events there are now (a page), without waiting."""
-    return read_after(db.connection(), subscription.after, subscription.types)
+    with store.reading() as tx:
+        return read_after(tx.events, subscription.after, subscription.types)
 
 
-def wait_for_events(db: Database, feed: EventFeed, subscription: Subscription) -> Page:
+def wait_for_events(store: Store, feed: EventFeed, subscription: Subscription) -> Page:
     """The first page with events after the cursor, or an empty one after
     ``duration_s`` (or when the server stops); ``last_id`` is how far it read."""
-    conn = db.connection()
+    with store.reading() as tx:
+        return _wait(tx.events, feed, subscription)
+
+
+def _wait(rows: EventRows, feed: EventFeed, subscription: Subscription) -> Page:
     deadline = time.monotonic() + subscription.duration_s
     cursor = subscription.after
     while True:
         generation = feed.generation
-        page = read_after(conn, cursor, subscription.types)
+        page = read_after(rows, cursor, subscription.types)
         if page.events:
             return page
         cursor = page.last_id

@@ -41,10 +41,11 @@ from fedge.server.releases.policy import attach_policy
 from fedge.server.releases.registry import open_releases
 from fedge.server.rounds.coordinator import Coordinator
 from fedge.server.rounds.rejection_tally import attributed_round
-from fedge.server.storage import rounds as rs
 from fedge.server.storage.bundles import StoredBundle, is_bundle_dir, open_stored, store_bundle
 from fedge.server.storage.data_dir import DataDirLock
 from fedge.server.storage.db import Database
+from fedge.server.storage.sqlite.store import SQLiteStore
+from fedge.server.storage.store import Store
 from fedge.wire.strict_json import finite_or_null
 from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec
@@ -78,11 +79,12 @@ def create_app(
     lock = DataDirLock(config.data_dir)
     try:
         db = Database(config.database)
+        store = SQLiteStore(db)
         events = EventFeed(config.event_stream_limit)
-        db.on_commit(events.committed)
-        name, specs, weights, bundle = _model(config, db, initial)
+        store.on_commit(events.committed)
+        name, specs, weights, bundle = _model(config, store, initial)
         metrics = server_metrics()
-        coordinator = Coordinator(config, db, specs, weights, metrics, name)
+        coordinator = Coordinator(config, store, specs, weights, metrics, name)
         limits = RequestLimits.for_model(config, specs)
         app = Flask("fedge.server", static_folder=None)  # /static/ is web_pages.py's
         app.json = StrictJSONProvider(app)
@@ -92,6 +94,7 @@ def create_app(
         attach_policy(config.release_every_rounds, db, builds, coordinator)
         app.extensions[EXTENSION] = ServerContext(
             config=config,
+            store=store,
             db=db,
             coordinator=coordinator,
             admin_token=load_or_create_admin_token(config.data_dir, config.admin_token),
@@ -116,7 +119,7 @@ def shutdown(app: Flask) -> None:
 
 
 def _model(
-    config: ServerConfig, db: Database, initial: InitialModel | None
+    config: ServerConfig, store: Store, initial: InitialModel | None
 ) -> tuple[str, ModelSpec, Weights | None, StoredBundle | None]:
     """The model's name and spec: stored at first start, read back later.
 
@@ -126,8 +129,8 @@ def _model(
     model as the first start (or none), else it is refused. A model from
     a bundle directory is kept with its bundle, checked again at every start.
     """
-    conn = db.connection()
-    stored = rs.get_state(conn, MODEL_STATE)
+    with store.reading() as tx:
+        stored = tx.state.get(MODEL_STATE)
     source = str(config.model) if config.model is not None else None
     if stored is not None:
         saved = json.loads(stored)
@@ -160,8 +163,8 @@ def _model(
         "weights": initial.specs.to_json(),
         "bundle": bundle.bundle_id if bundle is not None else None,
     }
-    with db.transaction() as conn:
-        rs.set_state(conn, MODEL_STATE, json.dumps(record))
+    with store.transaction() as tx:
+        tx.state.set(MODEL_STATE, json.dumps(record))
     return initial.name, initial.specs, initial.weights, bundle
 
 
@@ -276,7 +279,7 @@ def _tally_rejection(code: str) -> None:
     """Count a refused upload against its round, for ``GET /v1/stats``."""
     ctx = context()
     sent_to = (request.view_args or {}).get("round_id")
-    round_id = attributed_round(ctx.db.connection(), sent_to)
+    round_id = attributed_round(ctx.store, sent_to)
     if round_id is not None:
         ctx.rejections.record(round_id, code)
 

@@ -23,6 +23,7 @@ from fedge.server.rounds.rejection_tally import RejectionTally
 from fedge.server.storage.bundles import StoredBundle
 from fedge.server.storage.data_dir import DataDirLock
 from fedge.server.storage.db import Database
+from fedge.server.storage.store import Store
 
 EXTENSION = "fedge"
 
@@ -32,7 +33,8 @@ class ServerContext:
     """What the views need, attached to the app (not module globals)."""
 
     config: ServerConfig
-    db: Database
+    store: Store  # rounds and devices
+    db: Database  # the same file, for the rows not behind the Store yet (releases, events)
     coordinator: Coordinator
     admin_token: str
     limits: RequestLimits
@@ -53,7 +55,7 @@ class ServerContext:
         self.events.close()
         self.coordinator.stop()
         self.builds.stop()
-        self.db.close_thread_connection()
+        self.store.close_thread_connection()
         self.lock.release()
 
 

@@ -17,9 +17,7 @@ that ended long enough ago.
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +29,8 @@ from fedge.server.aggregation.kernels import StreamingMean
 from fedge.server.devices.metrics import weighted_device_metrics
 from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, GlobalModel
 from fedge.server.rounds.strategy import RoundResult, RoundStrategy, save_strategy_state
-from fedge.server.storage import devices
 from fedge.server.storage import rounds as rs
-from fedge.server.storage.db import Database
+from fedge.server.storage.store import Store, Tx
 from fedge.wire.update_codec import Checkpoint
 
 log = logging.getLogger("fedge.server")
@@ -64,7 +61,7 @@ class RoundCloser:
 
     def compute_aggregate(
         self,
-        conn: sqlite3.Connection,
+        tx: Tx,
         record: rs.RoundRecord,
         model: GlobalModel,
         mean: StreamingMean,
@@ -73,43 +70,38 @@ class RoundCloser:
         checkpoint (the round then fails); anything else (a full disk, say)
         may pass and is retried."""
         started = time.perf_counter()
-        rows = conn.execute(
-            "SELECT device_id, path, num_examples, norm, metrics FROM updates WHERE round_id = ?",
-            (record.id,),
-        ).fetchall()
+        rows = tx.updates.of_round(record.id)
         with np.errstate(over="ignore", invalid="ignore"):
             result = self._strategy.round_result(
                 model.weights,
                 model.state,
                 mean,
-                [self._dirs.updates / r["path"] for r in rows],
-                rs.count_closed_rounds(conn),
+                [self._dirs.updates / r.path for r in rows],
+                tx.rounds.count_closed(),
             )
         require_finite(result)
         seconds = time.perf_counter() - started
         metrics = {
             "updates": len(rows),
-            "examples": int(sum(r["num_examples"] for r in rows)),
-            "mean_update_norm": float(sum(r["norm"] for r in rows) / max(len(rows), 1)),
+            "examples": int(sum(r.num_examples for r in rows)),
+            "mean_update_norm": float(sum(r.norm for r in rows) / max(len(rows), 1)),
             "aggregation_seconds": seconds,
             "strategy": self._strategy.name,
             **result.metrics,
             # The devices' own metrics (loss, accuracy), weighed as in the aggregate.
             **weighted_device_metrics(
-                (self._strategy.weight(None, int(r["num_examples"])), json.loads(r["metrics"]))
-                for r in rows
+                (self._strategy.weight(None, r.num_examples), r.metrics) for r in rows
             ),
         }
-        device_ids = [str(r["device_id"]) for r in rows]
+        device_ids = [r.device_id for r in rows]
         return Aggregate(record.id, result, device_ids, metrics, seconds)
 
-    def commit(self, conn: sqlite3.Connection, aggregate: Aggregate) -> str:
+    def commit(self, tx: Tx, aggregate: Aggregate) -> str:
         """Store the aggregate as the current checkpoint; returns its id."""
         checkpoint = Checkpoint(round_id=aggregate.round_id, weights=aggregate.result.weights)
-        new_id = rs.store_checkpoint(conn, self._dirs.checkpoints, checkpoint)
+        new_id = rs.store_checkpoint(tx.checkpoints, self._dirs.checkpoints, checkpoint)
         save_strategy_state(self._dirs.strategy, new_id, aggregate.result.state)
-        rs.transition(
-            conn,
+        tx.rounds.transition(
             aggregate.round_id,
             "closing",
             "closed",
@@ -117,36 +109,25 @@ class RoundCloser:
             result_checkpoint=new_id,
             metrics=rs.json_text(aggregate.metrics),
         )
-        devices.count_participations(conn, aggregate.device_ids)
-        rs.set_state(conn, CURRENT_CHECKPOINT, new_id)
-        rs.add_event(
-            conn,
+        tx.devices.count_participations(aggregate.device_ids)
+        tx.state.set(CURRENT_CHECKPOINT, new_id)
+        tx.events.add(
             "round_closed",
             {"round_id": aggregate.round_id, "checkpoint": new_id, "metrics": aggregate.metrics},
         )
         return new_id
 
-    def apply_retention(self, db: Database, closed_round: int) -> None:
+    def apply_retention(self, store: Store, closed_round: int) -> None:
         """Delete the update files of rounds that ended more than
         ``update_retention_rounds`` rounds ago: once a round has ended, no
         strategy and no recovery reads its updates (the receipts stay)."""
         keep = self._retention_rounds
         if keep is None:
             return
-        with db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT u.path FROM updates u JOIN rounds r "
-                "ON r.id = u.round_id WHERE u.round_id <= ? AND u.path != '' "
-                "AND r.state IN ('closed', 'failed', 'abandoned')",
-                (closed_round - keep,),
-            ).fetchall()
-            conn.execute(
-                "UPDATE updates SET path = '' WHERE round_id <= ? AND round_id IN "
-                "(SELECT id FROM rounds WHERE state IN ('closed', 'failed', 'abandoned'))",
-                (closed_round - keep,),
-            )
-        for row in rows:
-            (self._dirs.updates / row["path"]).unlink(missing_ok=True)
+        with store.transaction() as tx:
+            paths = tx.updates.forget_files_through(closed_round - keep)
+        for path in paths:
+            (self._dirs.updates / path).unlink(missing_ok=True)
 
 
 def require_finite(result: RoundResult) -> None:

@@ -41,10 +41,9 @@ from fedge.server.rounds.recovery import recover
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.selection import Selector, TaskDecision
 from fedge.server.rounds.strategy import RoundStrategy
-from fedge.server.storage import devices
 from fedge.server.storage import rounds as rs
-from fedge.server.storage.db import Database
 from fedge.server.storage.devices import Conditions, Enrolment
+from fedge.server.storage.store import Store
 from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec
 
@@ -53,29 +52,30 @@ class Coordinator:
     def __init__(
         self,
         config: ServerConfig,
-        db: Database,
+        store: Store,
         specs: ModelSpec,
         initial_weights: Weights | None,
         metrics: Metrics,
         model_name: str,
     ) -> None:
         self.config = config
-        self.db = db
+        self.store = store
         self.specs = specs
         self.metrics = metrics
         self.model_name = model_name
         self.dirs = rs.Directories.under(config.data_dir)
         strategy = RoundStrategy(config)
         round_sum = RoundSum()
-        model = recover(db, self.dirs, specs, initial_weights, strategy, round_sum, metrics)
-        metrics.set("fedge_devices", devices.count_devices(db.connection()))
+        model = recover(store, self.dirs, specs, initial_weights, strategy, round_sum, metrics)
+        with store.reading() as tx:
+            metrics.set("fedge_devices", tx.devices.count())
         closer = RoundCloser(self.dirs, strategy, config.update_retention_rounds)
-        self.lifecycle = RoundLifecycle(db, config.rounds, round_sum, model, closer, metrics)
+        self.lifecycle = RoundLifecycle(store, config.rounds, round_sum, model, closer, metrics)
         self._after_step: list[Callable[[], None]] = []
         self._driver = RoundDriver(self._step, config.tick_s)
-        self._selector = Selector(db, config.rounds, model_name, [s.name for s in specs])
+        self._selector = Selector(store, config.rounds, model_name, [s.name for s in specs])
         self._ingest = UpdateIngest(
-            config, db, self.dirs.updates, specs, strategy, round_sum, metrics, self._driver.wake
+            config, store, self.dirs.updates, specs, strategy, round_sum, metrics, self._driver.wake
         )
 
     @property
@@ -108,15 +108,15 @@ class Coordinator:
     # -- devices ---------------------------------------------------------------
 
     def enrol(self, platform: str, request_id: str | None) -> Enrolment:
-        with self.db.transaction() as conn:
-            enrolment = devices.enrol(conn, platform, request_id, time.time())
-            count = devices.count_devices(conn)
+        with self.store.transaction() as tx:
+            enrolment = tx.devices.enrol(platform, request_id, time.time())
+            count = tx.devices.count()
         self.metrics.set("fedge_devices", count)
         return enrolment
 
     def heartbeat(self, device: Device, conditions: Conditions) -> None:
-        with self.db.transaction() as conn:
-            devices.record_heartbeat(conn, device.id, conditions, time.time())
+        with self.store.transaction() as tx:
+            tx.devices.record_heartbeat(device.id, conditions, time.time())
 
     def request_task(self, device: Device, conditions: Conditions) -> TaskDecision:
         return self._selector.request_task(device, conditions)
@@ -125,20 +125,18 @@ class Coordinator:
 
     def current_round(self) -> rs.RoundRecord:
         """The round in progress (open or closing); reads only."""
-        record = rs.active_round_record(self.db.connection())
+        with self.store.reading() as tx:
+            record = tx.rounds.active()
         if record is None:
             raise NotFound("no round is in progress", code="no_open_round")
         return record
 
     def checkpoint_path(self, checkpoint_id: str) -> Path:
-        row = (
-            self.db.connection()
-            .execute("SELECT path FROM checkpoints WHERE id = ?", (checkpoint_id,))
-            .fetchone()
-        )
-        if row is None:
+        with self.store.reading() as tx:
+            file_name = tx.checkpoints.file_name(checkpoint_id)
+        if file_name is None:
             raise NotFound(f"no checkpoint {checkpoint_id}", code="unknown_checkpoint")
-        return self.dirs.checkpoints / str(row["path"])
+        return self.dirs.checkpoints / file_name
 
     def accept_update(
         self, device: Device, round_id: int, raw: bytes

@@ -9,13 +9,13 @@ closes (:mod:`fedge.server.rounds.lifecycle`); every round opens on
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from fedge.server.aggregation.strategies import ServerState
 from fedge.server.rounds.strategy import load_strategy_state
 from fedge.server.storage import rounds as rs
+from fedge.server.storage.store import Tx
 from fedge.wire.update_codec import Checkpoint, Weights, decode_checkpoint
 from fedge.wire.weight_spec import ModelSpec
 
@@ -34,8 +34,8 @@ def read_checkpoint(directory: Path, checkpoint_id: str, specs: ModelSpec) -> Ch
 
 
 def load_global_model(
-    conn: sqlite3.Connection, checkpoint_id: str, dirs: rs.Directories, specs: ModelSpec
+    tx: Tx, checkpoint_id: str, dirs: rs.Directories, specs: ModelSpec
 ) -> GlobalModel:
     weights = read_checkpoint(dirs.checkpoints, checkpoint_id, specs).weights
-    state = load_strategy_state(dirs.strategy, checkpoint_id, rs.count_closed_rounds(conn))
+    state = load_strategy_state(dirs.strategy, checkpoint_id, tx.rounds.count_closed())
     return GlobalModel(checkpoint_id, weights, state)

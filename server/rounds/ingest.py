@@ -25,9 +25,7 @@ file and its row are on disk.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,13 +38,12 @@ from fedge.server.devices.auth import Device
 from fedge.server.errors import Conflict, Forbidden, NotFound
 from fedge.server.metrics import Metrics
 from fedge.server.rounds.running_sum import RoundSum
-from fedge.server.rounds.selection import is_selected
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.rounds.validation import ValidatedUpdate, validate_update
 from fedge.server.storage import rounds as rs
-from fedge.server.storage.db import Database
 from fedge.server.storage.durable import fsync_dir, write_atomically
 from fedge.server.storage.group_commit import GroupCommit
+from fedge.server.storage.store import Store, Tx
 from fedge.wire.weight_spec import ModelSpec
 
 UPLOAD_LOCK_STRIPES = 64
@@ -56,7 +53,7 @@ class UpdateIngest:
     def __init__(
         self,
         config: ServerConfig,
-        db: Database,
+        store: Store,
         update_dir: Path,
         specs: ModelSpec,
         strategy: RoundStrategy,
@@ -64,7 +61,7 @@ class UpdateIngest:
         metrics: Metrics,
         on_target_reached: Callable[[], None],
     ) -> None:
-        self._db = db
+        self._store = store
         self._update_dir = update_dir
         self._specs = specs
         self._max_norm = effective_max_update_norm(config, specs)
@@ -111,33 +108,28 @@ class UpdateIngest:
                 raise
 
     def _known_receipt(self, round_id: int, device_id: str, digest: str) -> dict[str, Any] | None:
-        row = (
-            self._db.connection()
-            .execute(
-                "SELECT * FROM updates WHERE round_id = ? AND device_id = ?",
-                (round_id, device_id),
-            )
-            .fetchone()
-        )
-        if row is None:
+        with self._store.reading() as tx:
+            known = tx.updates.get(round_id, device_id)
+        if known is None:
             return None
-        if row["digest"] != digest:
+        if known.digest != digest:
             raise Conflict(
                 "this device already sent a different update for this round",
                 code="duplicate_update",
             )
-        return receipt(row)
+        return known.receipt()
 
     def _round_accepting(self, device: Device, round_id: int) -> rs.RoundRecord:
-        conn = self._db.connection()
-        record = rs.round_record(conn, round_id)
+        with self._store.reading() as tx:
+            record = tx.rounds.get(round_id)
+            selected = tx.selections.contains(round_id, device.id)
         if record is None:
             raise NotFound(f"no round {round_id}", code="unknown_round")
         if record.state != "open":
             raise Conflict(
                 f"round {round_id} is {record.state}; fetch a new task", code="round_closed"
             )
-        if not is_selected(conn, round_id, device.id):
+        if not selected:
             raise Forbidden(
                 f"device {device.id} is not selected for round {round_id}", code="not_selected"
             )
@@ -154,18 +146,20 @@ class UpdateIngest:
                 fsync_dir(directory)
             outcomes: list[dict[str, Any] | BaseException] = []
             accepted: list[_Pending] = []
-            with self._db.transaction() as conn:
+            with self._store.transaction() as tx:
                 open_rounds: dict[int, bool] = {}
                 digests: set[tuple[int, str]] = set()
                 for pending in batch:
-                    refusal = self._refusal(conn, pending, open_rounds, digests)
+                    refusal = self._refusal(tx, pending, open_rounds, digests)
                     if refusal is not None:
                         outcomes.append(refusal)
                         continue
-                    row = _insert_update(
-                        conn, pending.record.id, pending.device.id, pending.valid, pending.relative
+                    stored = tx.updates.insert(
+                        _update_record(
+                            pending.record.id, pending.device.id, pending.valid, pending.relative
+                        )
                     )
-                    outcomes.append(receipt(row))
+                    outcomes.append(stored.receipt())
                     accepted.append(pending)
                     digests.add((pending.record.id, pending.valid.digest))
             count = self._sum.count
@@ -179,23 +173,22 @@ class UpdateIngest:
 
     def _refusal(
         self,
-        conn: sqlite3.Connection,
+        tx: Tx,
         pending: _Pending,
         open_rounds: dict[int, bool],
         digests: set[tuple[int, str]],
     ) -> Conflict | None:
         round_id = pending.record.id
         if round_id not in open_rounds:
-            current = rs.round_record(conn, round_id)
+            current = tx.rounds.get(round_id)
             open_rounds[round_id] = current is not None and current.state == "open"
         if not open_rounds[round_id]:
             return Conflict(
                 f"round {round_id} closed while the update was checked", code="round_closed"
             )
-        copy = (round_id, pending.valid.digest) in digests or conn.execute(
-            "SELECT 1 FROM updates WHERE round_id = ? AND digest = ?",
-            (round_id, pending.valid.digest),
-        ).fetchone() is not None
+        copy = (round_id, pending.valid.digest) in digests or tx.updates.has_digest(
+            round_id, pending.valid.digest
+        )
         if copy:
             return Conflict(
                 "another device already sent these exact bytes in this round",
@@ -214,43 +207,21 @@ class _Pending:
     relative: str  # its file, under the updates directory
 
 
-def _insert_update(
-    conn: sqlite3.Connection, round_id: int, device_id: str, valid: ValidatedUpdate, path: str
-) -> sqlite3.Row:
-    conn.execute(
-        "INSERT INTO updates (round_id, device_id, digest, num_examples, norm, "
-        "clipped, path, bytes, metrics, received_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            round_id,
-            device_id,
-            valid.digest,
-            valid.update.meta.num_examples,
-            valid.norm,
-            valid.clipped,
-            path,
-            len(valid.stored_bytes),
-            json.dumps(valid.update.meta.metrics),
-            time.time(),
-        ),
+def _update_record(
+    round_id: int, device_id: str, valid: ValidatedUpdate, path: str
+) -> rs.UpdateRecord:
+    return rs.UpdateRecord(
+        round_id=round_id,
+        device_id=device_id,
+        digest=valid.digest,
+        num_examples=valid.update.meta.num_examples,
+        norm=valid.norm,
+        clipped=valid.clipped,
+        path=path,
+        bytes=len(valid.stored_bytes),
+        metrics=valid.update.meta.metrics,
+        received_at=time.time(),
     )
-    row: sqlite3.Row = conn.execute(
-        "SELECT * FROM updates WHERE round_id = ? AND device_id = ?", (round_id, device_id)
-    ).fetchone()
-    return row
-
-
-def receipt(row: sqlite3.Row) -> dict[str, Any]:
-    """What the device is told once its update is stored (and on a retry)."""
-    return {
-        "round_id": int(row["round_id"]),
-        "device_id": str(row["device_id"]),
-        "digest": str(row["digest"]),
-        "num_examples": int(row["num_examples"]),
-        "norm": float(row["norm"]),
-        "clipped": bool(row["clipped"]),
-        "received_at": float(row["received_at"]),
-    }
 
 
 def effective_max_update_norm(config: ServerConfig, specs: ModelSpec) -> float | None:

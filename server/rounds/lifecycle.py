@@ -19,7 +19,6 @@ committed. :meth:`RoundLifecycle.drive` takes one step; the background
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from dataclasses import asdict, replace
 
@@ -32,7 +31,7 @@ from fedge.server.rounds.driver import CloseFailure, backoff_s
 from fedge.server.rounds.global_model import GlobalModel
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.storage import rounds as rs
-from fedge.server.storage.db import Database
+from fedge.server.storage.store import Store, Tx
 
 log = logging.getLogger("fedge.server")
 
@@ -53,14 +52,14 @@ def due_transition(rounds: RoundConfig, updates: int, now: float, deadline_at: f
 class RoundLifecycle:
     def __init__(
         self,
-        db: Database,
+        store: Store,
         rounds: RoundConfig,
         round_sum: RoundSum,
         model: GlobalModel,
         closer: RoundCloser,
         metrics: Metrics,
     ) -> None:
-        self._db = db
+        self._store = store
         self._rounds = rounds
         self._sum = round_sum
         self._closer = closer
@@ -95,7 +94,8 @@ class RoundLifecycle:
     def end_round_now(self) -> rs.RoundRecord:
         """Admin: end the open round as if its deadline had passed."""
         with self._sum.lock:
-            record = rs.open_round_record(self._db.connection())
+            with self._store.reading() as tx:
+                record = tx.rounds.open()
             if record is None:
                 raise Conflict("no round is open", code="no_open_round")
             if self.close_failure is not None:  # an admin asking is a reason to try now
@@ -104,7 +104,8 @@ class RoundLifecycle:
             # (in this process: after a restart, the admin asks again).
             self._end_requested = record.id
             self.drive()
-            ended = rs.round_record(self._db.connection(), record.id)
+            with self._store.reading() as tx:
+                ended = tx.rounds.get(record.id)
         if ended is None:
             raise NotFound(f"no round {record.id}", code="unknown_round")
         return ended
@@ -112,48 +113,47 @@ class RoundLifecycle:
     def _step(self, now: float) -> None:
         ended: rs.RoundRecord | None = None
         opened: rs.RoundRecord | None = None
-        with self._db.transaction() as conn:
-            record = rs.active_round_record(conn)
+        with self._store.transaction() as tx:
+            record = tx.rounds.active()
             if record is None:
-                opened = self._open(conn, self.model.checkpoint_id)
+                opened = self._open(tx, self.model.checkpoint_id)
             elif record.state == "open":
                 if record.id == self._end_requested:  # as at its deadline
                     now = max(now, record.deadline_at)
-                record, ended, opened = self._end_if_due(conn, record, now)
+                record, ended, opened = self._end_if_due(tx, record, now)
         self._after(ended, opened)
         if record is not None and record.state == "closing":
             self._close(record)
 
     def _end_if_due(
-        self, conn: sqlite3.Connection, record: rs.RoundRecord, now: float
+        self, tx: Tx, record: rs.RoundRecord, now: float
     ) -> tuple[rs.RoundRecord, rs.RoundRecord | None, rs.RoundRecord | None]:
         """(round, ended, opened): the round moved to closing, or abandoned
         and the next one opened, or left open."""
         count = self._sum.count
         outcome = due_transition(self._rounds, count, now, record.deadline_at)
         if outcome == "closing":
-            rs.transition(conn, record.id, "open", "closing")
-            rs.add_event(conn, "round_closing", {"round_id": record.id, "updates": count})
+            tx.rounds.transition(record.id, "open", "closing")
+            tx.events.add("round_closing", {"round_id": record.id, "updates": count})
             return replace(record, state="closing"), None, None
         if outcome == "abandoned":
-            ended = self._end_without_checkpoint(conn, record, "abandoned", "no quorum")
-            return ended, ended, self._open(conn, self.model.checkpoint_id)
+            ended = self._end_without_checkpoint(tx, record, "abandoned", "no quorum")
+            return ended, ended, self._open(tx, self.model.checkpoint_id)
         return record, None, None
 
     def _close(self, record: rs.RoundRecord) -> None:
         try:
-            aggregate = self._closer.compute_aggregate(
-                self._db.connection(), record, self.model, self._sum.mean
-            )
+            with self._store.reading() as tx:
+                aggregate = self._closer.compute_aggregate(tx, record, self.model, self._sum.mean)
         except AggregationError as exc:  # not finite, or cannot be combined
-            with self._db.transaction() as conn:
-                ended = self._end_without_checkpoint(conn, record, "failed", str(exc))
-                opened = self._open(conn, self.model.checkpoint_id)
+            with self._store.transaction() as tx:
+                ended = self._end_without_checkpoint(tx, record, "failed", str(exc))
+                opened = self._open(tx, self.model.checkpoint_id)
             self._after(ended, opened)
             return
-        with self._db.transaction() as conn:
-            new_id = self._closer.commit(conn, aggregate)
-            opened = self._open(conn, new_id)
+        with self._store.transaction() as tx:
+            new_id = self._closer.commit(tx, aggregate)
+            opened = self._open(tx, new_id)
         result = aggregate.result
         self.model = GlobalModel(new_id, result.weights, result.state)
         self._metrics.inc("fedge_rounds_total", outcome="closed")
@@ -166,34 +166,31 @@ class RoundLifecycle:
             aggregate.seconds,
         )
         self._after(None, opened)
-        self._closer.apply_retention(self._db, record.id)
+        self._closer.apply_retention(self._store, record.id)
 
-    def _open(self, conn: sqlite3.Connection, base_checkpoint: str) -> rs.RoundRecord:
+    def _open(self, tx: Tx, base_checkpoint: str) -> rs.RoundRecord:
         rounds = self._rounds
-        record = rs.insert_round(
-            conn, base_checkpoint, asdict(rounds), time.time(), rounds.deadline_s
-        )
-        rs.add_event(
-            conn, "round_opened", {"round_id": record.id, "base_checkpoint": record.base_checkpoint}
+        record = tx.rounds.insert(base_checkpoint, asdict(rounds), time.time(), rounds.deadline_s)
+        tx.events.add(
+            "round_opened", {"round_id": record.id, "base_checkpoint": record.base_checkpoint}
         )
         return record
 
     def _end_without_checkpoint(
-        self, conn: sqlite3.Connection, record: rs.RoundRecord, outcome: str, reason: str
+        self, tx: Tx, record: rs.RoundRecord, outcome: str, reason: str
     ) -> rs.RoundRecord:
         """End a round with no new model (``abandoned`` from open, ``failed``
         from closing): the current checkpoint stays, the next round trains
         from it."""
         metrics = {"updates": self._sum.count, "reason": reason}
-        rs.transition(
-            conn,
+        tx.rounds.transition(
             record.id,
             "open" if outcome == "abandoned" else "closing",
             outcome,
             closed_at=time.time(),
             metrics=rs.json_text(metrics),
         )
-        rs.add_event(conn, f"round_{outcome}", {"round_id": record.id, **metrics})
+        tx.events.add(f"round_{outcome}", {"round_id": record.id, **metrics})
         return replace(record, state=outcome, metrics=metrics)
 
     def _after(self, ended: rs.RoundRecord | None, opened: rs.RoundRecord | None) -> None:
@@ -216,7 +213,8 @@ class RoundLifecycle:
             log.info("opened round %d on checkpoint %s", opened.id, opened.base_checkpoint[:12])
 
     def _record_failure(self, exc: Exception) -> None:
-        active = rs.active_round_record(self._db.connection())
+        with self._store.reading() as tx:
+            active = tx.rounds.active()
         round_id = 0 if active is None else active.id
         previous = self.close_failure
         attempts = 1 if previous is None or previous.round_id != round_id else previous.attempts + 1

@@ -21,8 +21,8 @@ from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, GlobalModel, lo
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
-from fedge.server.storage.db import Database
 from fedge.server.storage.durable import remove_temp_files
+from fedge.server.storage.store import Store
 from fedge.wire.update_codec import Checkpoint, Weights, decode_update
 from fedge.wire.weight_spec import ModelSpec
 
@@ -30,7 +30,7 @@ log = logging.getLogger("fedge.server")
 
 
 def recover(
-    db: Database,
+    store: Store,
     dirs: rs.Directories,
     specs: ModelSpec,
     initial_weights: Weights | None,
@@ -43,30 +43,26 @@ def recover(
         removed = remove_temp_files(directory)
         if removed:
             log.warning("removed %d leftover temp files in %s", removed, directory)
-    with db.transaction() as conn:
-        current = rs.get_state(conn, CURRENT_CHECKPOINT)
+    with store.transaction() as tx:
+        current = tx.state.get(CURRENT_CHECKPOINT)
         if current is None:
             if initial_weights is None:
                 # Only a first start that was cut short leaves a database so.
                 raise ConfigurationError(
-                    f"{db.path} holds no checkpoint and no initial weights were given; "
+                    f"{store.location} holds no checkpoint and no initial weights were given; "
                     "remove the data directory or use another --data-dir"
                 )
             checkpoint = Checkpoint(round_id=0, weights=initial_weights)
-            current = rs.store_checkpoint(conn, dirs.checkpoints, checkpoint)
-            rs.set_state(conn, CURRENT_CHECKPOINT, current)
-        active = rs.active_round_record(conn)
-        rows = []
-        if active is not None:
-            rows = conn.execute(
-                "SELECT path, num_examples FROM updates WHERE round_id = ? ORDER BY received_at",
-                (active.id,),
-            ).fetchall()
-    model = load_global_model(db.connection(), current, dirs, specs)
+            current = rs.store_checkpoint(tx.checkpoints, dirs.checkpoints, checkpoint)
+            tx.state.set(CURRENT_CHECKPOINT, current)
+        active = tx.rounds.active()
+        rows = [] if active is None else tx.updates.of_round(active.id, by_arrival=True)
+    with store.reading() as tx:
+        model = load_global_model(tx, current, dirs, specs)
     round_sum.restart()
     for row in rows:
-        deltas = decode_update((dirs.updates / row["path"]).read_bytes()).deltas
-        round_sum.add(deltas, strategy.weight(deltas, int(row["num_examples"])))
+        deltas = decode_update((dirs.updates / row.path).read_bytes()).deltas
+        round_sum.add(deltas, strategy.weight(deltas, row.num_examples))
     if active is not None:
         log.info("resumed round %d (%s) with %d updates", active.id, active.state, len(rows))
         metrics.set("fedge_current_round", active.id)

@@ -18,6 +18,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
+from fedge.server.storage.store import Store
+
 KEEP_ROUNDS = 100
 
 
@@ -58,17 +60,19 @@ class RejectionTally:
 _SQLITE_MAX_INTEGER = 2**63 - 1  # a larger id is no round (and overflows SQLite)
 
 
-def attributed_round(conn: sqlite3.Connection, sent_to: object) -> int | None:
+def attributed_round(store: Store, sent_to: object) -> int | None:
     """The round a refused upload to round ``sent_to`` (the URL's id, or
     ``None``) counts against, as the module doc says; ``None`` before any
     round exists, or when the database cannot be read (a refusal is still
     answered; only the tally misses it)."""
     try:
-        if isinstance(sent_to, int) and 0 < sent_to <= _SQLITE_MAX_INTEGER:
-            row = conn.execute("SELECT id FROM rounds WHERE id = ?", (sent_to,)).fetchone()
-            if row is not None:
+        with store.reading() as tx:
+            if (
+                isinstance(sent_to, int)
+                and 0 < sent_to <= _SQLITE_MAX_INTEGER
+                and tx.rounds.get(sent_to) is not None
+            ):
                 return sent_to
-        (newest,) = conn.execute("SELECT MAX(id) FROM rounds").fetchone()
+            return tx.rounds.newest_id()
     except sqlite3.Error:
         return None
-    return None if newest is None else int(newest)

@@ -16,7 +16,6 @@ devices cost the server one cheap check-in every few rounds.
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +24,9 @@ from fedge.server.config import RoundConfig
 from fedge.server.devices.auth import Device
 from fedge.server.rounds import admission
 from fedge.server.rounds.admission import Refusal, Seats
-from fedge.server.storage import devices
 from fedge.server.storage import rounds as rs
-from fedge.server.storage.db import Database
-from fedge.server.storage.devices import Conditions
+from fedge.server.storage.devices import ActiveDevices, Conditions
+from fedge.server.storage.store import Store, Tx
 
 # How stale the count of active devices that pace steering uses may be.
 ACTIVE_COUNT_S = 0.25
@@ -57,14 +55,14 @@ class TaskDecision:
 
 class Selector:
     def __init__(
-        self, db: Database, rounds: RoundConfig, model_name: str, weight_names: list[str]
+        self, store: Store, rounds: RoundConfig, model_name: str, weight_names: list[str]
     ) -> None:
-        self._db = db
+        self._store = store
         self._rounds = rounds
         self._model_name = model_name
         self._weight_names = list(weight_names)
         # When the active devices were last counted, and what was found.
-        self._active: tuple[float, devices.ActiveDevices | None] = (-math.inf, None)
+        self._active: tuple[float, ActiveDevices | None] = (-math.inf, None)
 
     def request_task(
         self, device: Device, conditions: Conditions, now: float | None = None
@@ -72,52 +70,43 @@ class Selector:
         now = time.time() if now is None else now
         # A check-in is not acknowledged as stored (a lost one costs a
         # repeat), so it does not wait for the disk; uploads do.
-        with self._db.transaction(durable=False) as conn:
-            devices.record_check_in(conn, device.id, conditions, now)
+        with self._store.transaction(durable=False) as tx:
+            tx.devices.record_check_in(device.id, conditions, now)
             refusal = admission.conditions_refusal(self._rounds, conditions)
             if refusal is not None:
                 return TaskDecision.refused(refusal)
-            record = rs.open_round_record(conn)
+            record = tx.rounds.open()
             if record is None:
                 return TaskDecision.refused(admission.NO_OPEN_ROUND)
-            if not is_selected(conn, record.id, device.id):
-                seats = self._seats(conn, record, device.participations, now)
+            if not tx.selections.contains(record.id, device.id):
+                seats = self._seats(tx, record, device.participations, now)
                 refusal = admission.seat_refusal(seats, device.participations, now)
                 if refusal is not None:
-                    return TaskDecision.refused(refusal, self._paced(conn, record, device, now))
-                conn.execute(
-                    "INSERT INTO selections (round_id, device_id, selected_at) VALUES (?, ?, ?)",
-                    (record.id, device.id, now),
-                )
-            contributed = has_contributed(conn, record.id, device.id)
+                    return TaskDecision.refused(refusal, self._paced(tx, record, device, now))
+                tx.selections.add(record.id, device.id, now)
+            contributed = tx.updates.get(record.id, device.id) is not None
             if contributed:
-                paced = self._paced(conn, record, device, now)
+                paced = self._paced(tx, record, device, now)
                 return TaskDecision.refused(admission.ALREADY_CONTRIBUTED, paced)
         return TaskDecision(task_for(record, self._model_name, self._weight_names))
 
-    def _seats(
-        self, conn: sqlite3.Connection, record: rs.RoundRecord, participations: int, now: float
-    ) -> Seats:
-        (taken,) = conn.execute(
-            "SELECT COUNT(*) FROM selections WHERE round_id = ?", (record.id,)
-        ).fetchone()
+    def _seats(self, tx: Tx, record: rs.RoundRecord, participations: int, now: float) -> Seats:
+        taken = tx.selections.count(record.id)
         slots = self._rounds.selection_slots
         # The fair sampler's scan of the active devices decides only for a
         # device that has taken part before, in a round with a free seat.
         least = 0
         if participations > 0 and taken < slots:
-            least = devices.least_participations(conn, admission.active_since(self._rounds, now))
+            least = tx.devices.least_participations(admission.active_since(self._rounds, now))
         return Seats(
-            taken=int(taken),
+            taken=taken,
             slots=slots,
             least_participations=least,
             opened_at=record.opened_at,
             deadline_at=record.deadline_at,
         )
 
-    def _paced(
-        self, conn: sqlite3.Connection, record: rs.RoundRecord, device: Device, now: float
-    ) -> int:
+    def _paced(self, tx: Tx, record: rs.RoundRecord, device: Device, now: float) -> int:
         """The round a refused device should ask in next (admission.paced_round).
 
         It competes for seats with every active device, or, if it is among
@@ -126,25 +115,11 @@ class Selector:
         of them ask. The devices are counted at most every ACTIVE_COUNT_S."""
         counted_at, active = self._active
         if active is None or not 0 <= now - counted_at < ACTIVE_COUNT_S:
-            active = devices.active_devices(conn, admission.active_since(self._rounds, now))
+            active = tx.devices.active(admission.active_since(self._rounds, now))
             self._active = (now, active)
         least_served = device.participations <= active.least_participations
         competing = active.least_served if least_served else active.count
         return admission.paced_round(record.id, device.id, competing, self._rounds.selection_slots)
-
-
-def is_selected(conn: sqlite3.Connection, round_id: int, device_id: str) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM selections WHERE round_id = ? AND device_id = ?", (round_id, device_id)
-    ).fetchone()
-    return row is not None
-
-
-def has_contributed(conn: sqlite3.Connection, round_id: int, device_id: str) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM updates WHERE round_id = ? AND device_id = ?", (round_id, device_id)
-    ).fetchone()
-    return row is not None
 
 
 def task_for(record: rs.RoundRecord, model_name: str, weight_names: list[str]) -> dict[str, Any]:

@@ -1,5 +1,8 @@
-"""Storage: the :class:`~fedge.server.storage.store.Store` interface and its
-SQLite implementation (:mod:`.db`), the rows of rounds, releases, canaries and
-devices, durable file writes, group commit, the data directory and stored
-bundles.
+"""Storage: the :class:`~fedge.server.storage.store.Store` interface (units
+of work with typed rows: rounds, selections, updates, checkpoints, server
+state, events, devices) and its SQLite implementation (:mod:`.sqlite`, over
+the connections of :mod:`.db`); the records they exchange (:mod:`.rounds`,
+:mod:`.devices`); the release and canary rows (:mod:`.releases`,
+:mod:`.canary`, still plain functions over a connection); durable file
+writes, group commit, the data directory and stored bundles.
 """

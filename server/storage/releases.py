@@ -6,7 +6,7 @@ apart: the ``live`` release and the ``canary`` one (the candidate) are
 states of releases, at most one of each (unique indexes), and the
 candidate's share of devices is its ``percent``.
 
-Every change also writes an event (:func:`fedge.server.storage.rounds.add_event`)
+Every change also writes an event (:class:`fedge.server.storage.store.EventRows`)
 in the same transaction: ``release`` when a release appears or changes
 state, ``rollout`` when the candidate's percent changes.
 """
@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from fedge.server.storage import rounds as rs
+from fedge.server.storage.sqlite.rounds import SQLiteEvents
 from fedge.wire.releases import ReleaseChange, ReleaseRecord, Rollout
 
 _COLUMNS = (
@@ -141,8 +142,7 @@ def set_percent(conn: sqlite3.Connection, version: int, percent: float) -> None:
     conn.execute("UPDATE releases SET percent = ? WHERE version = ?", (percent, version))
     record = get(conn, version)
     assert record is not None
-    rs.add_event(
-        conn,
+    SQLiteEvents(conn).add(
         "rollout",
         {"version": version, "bundle_id": record.bundle_id, "percent": percent},
     )
@@ -158,7 +158,7 @@ def announce(conn: sqlite3.Connection, record: ReleaseRecord) -> None:
         "state": record.state,
         "percent": percent,
     }
-    rs.add_event(conn, "release", payload)
+    SQLiteEvents(conn).add("release", payload)
 
 
 def record_change(

@@ -1,22 +1,24 @@
-"""Round and checkpoint records in SQLite, and checkpoint files on disk.
+"""The records of rounds, updates and checkpoints, and checkpoint files on disk.
 
-Plain functions over a connection: the round lifecycle decides, these read
-and write. Checkpoint files are content-addressed
-(``checkpoints/<sha256>.safetensors``) and written atomically.
+The records are what :class:`~fedge.server.storage.store.Store` reads and
+writes; the SQL is in :mod:`fedge.server.storage.sqlite`. Checkpoint files
+are content-addressed (``checkpoints/<sha256>.safetensors``) and written
+atomically.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedge.server.storage.durable import write_atomically
 from fedge.wire.strict_json import finite_or_null
 from fedge.wire.update_codec import Checkpoint, content_id, encode_checkpoint
+
+if TYPE_CHECKING:
+    from fedge.server.storage.store import CheckpointRows
 
 
 @dataclass(frozen=True)
@@ -47,20 +49,6 @@ class RoundRecord:
     result_checkpoint: str | None
     metrics: dict[str, Any]
 
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> RoundRecord:
-        return cls(
-            id=int(row["id"]),
-            state=str(row["state"]),
-            base_checkpoint=str(row["base_checkpoint"]),
-            config=json.loads(row["config"]),
-            opened_at=float(row["opened_at"]),
-            deadline_at=float(row["deadline_at"]),
-            closed_at=None if row["closed_at"] is None else float(row["closed_at"]),
-            result_checkpoint=row["result_checkpoint"],
-            metrics=json.loads(row["metrics"]),
-        )
-
     def to_json(self) -> dict[str, Any]:
         return {
             "round_id": self.id,
@@ -75,44 +63,33 @@ class RoundRecord:
         }
 
 
-def store_checkpoint(conn: sqlite3.Connection, directory: Path, checkpoint: Checkpoint) -> str:
-    data = encode_checkpoint(checkpoint)
-    checkpoint_id = content_id(data)
-    path = directory / f"{checkpoint_id}.safetensors"
-    if not path.is_file():
-        write_atomically(path, data)
-    conn.execute(
-        "INSERT OR IGNORE INTO checkpoints (id, round_id, path, bytes, created_at) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (checkpoint_id, checkpoint.round_id, path.name, len(data), time.time()),
-    )
-    return checkpoint_id
+@dataclass(frozen=True)
+class UpdateRecord:
+    """An accepted upload: its receipt, and where its file is (``path``,
+    under the updates directory; empty once retention deleted it)."""
 
+    round_id: int
+    device_id: str
+    digest: str
+    num_examples: int
+    norm: float
+    clipped: bool
+    path: str
+    bytes: int
+    metrics: dict[str, Any]
+    received_at: float
 
-def get_state(conn: sqlite3.Connection, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM server_state WHERE key = ?", (key,)).fetchone()
-    return None if row is None else str(row["value"])
-
-
-def set_state(conn: sqlite3.Connection, key: str, value: str) -> None:
-    conn.execute(
-        "INSERT INTO server_state (key, value) VALUES (?, ?) "
-        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        (key, value),
-    )
-
-
-def open_round_record(conn: sqlite3.Connection) -> RoundRecord | None:
-    row = conn.execute("SELECT * FROM rounds WHERE state = 'open'").fetchone()
-    return None if row is None else RoundRecord.from_row(row)
-
-
-def active_round_record(conn: sqlite3.Connection) -> RoundRecord | None:
-    """The round in progress: open, or closing (aggregation under way or retried)."""
-    row = conn.execute(
-        "SELECT * FROM rounds WHERE state IN ('open', 'closing') ORDER BY id DESC LIMIT 1"
-    ).fetchone()
-    return None if row is None else RoundRecord.from_row(row)
+    def receipt(self) -> dict[str, Any]:
+        """What the device is told once its update is stored (and on a retry)."""
+        return {
+            "round_id": self.round_id,
+            "device_id": self.device_id,
+            "digest": self.digest,
+            "num_examples": self.num_examples,
+            "norm": self.norm,
+            "clipped": self.clipped,
+            "received_at": self.received_at,
+        }
 
 
 class StateChanged(Exception):
@@ -120,60 +97,15 @@ class StateChanged(Exception):
     else (another process on the same database) changed it first."""
 
 
-def transition(
-    conn: sqlite3.Connection,
-    round_id: int,
-    expected: str,
-    new: str,
-    **columns: Any,
-) -> None:
-    """``UPDATE rounds SET state = new, ... WHERE id = ? AND state = expected``;
-    raises :class:`StateChanged` unless exactly that round changed."""
-    assignments = "".join(f", {name} = ?" for name in columns)
-    cursor = conn.execute(
-        f"UPDATE rounds SET state = ?{assignments} WHERE id = ? AND state = ?",
-        (new, *columns.values(), round_id, expected),
-    )
-    if cursor.rowcount != 1:
-        raise StateChanged(f"round {round_id} is no longer {expected!r}")
-
-
-def round_record(conn: sqlite3.Connection, round_id: int) -> RoundRecord | None:
-    row = conn.execute("SELECT * FROM rounds WHERE id = ?", (round_id,)).fetchone()
-    return None if row is None else RoundRecord.from_row(row)
-
-
-def count_closed_rounds(conn: sqlite3.Connection) -> int:
-    """Rounds that produced a checkpoint (central DP counts its releases by it)."""
-    (count,) = conn.execute("SELECT COUNT(*) FROM rounds WHERE state = 'closed'").fetchone()
-    return int(count)
-
-
-def recent_rounds(conn: sqlite3.Connection, limit: int) -> list[RoundRecord]:
-    rows = conn.execute("SELECT * FROM rounds ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-    return [RoundRecord.from_row(r) for r in rows]
-
-
-def insert_round(
-    conn: sqlite3.Connection, base: str, config: dict[str, Any], now: float, deadline_s: float
-) -> RoundRecord:
-    row = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 AS next FROM rounds").fetchone()
-    round_id = int(row["next"])
-    conn.execute(
-        "INSERT INTO rounds (id, state, base_checkpoint, config, opened_at, deadline_at) "
-        "VALUES (?, 'open', ?, ?, ?, ?)",
-        (round_id, base, json_text(config), now, now + deadline_s),
-    )
-    record = round_record(conn, round_id)
-    assert record is not None  # just inserted in this transaction
-    return record
-
-
-def add_event(conn: sqlite3.Connection, kind: str, payload: dict[str, Any]) -> None:
-    conn.execute(
-        "INSERT INTO events (kind, payload, created_at) VALUES (?, ?, ?)",
-        (kind, json_text(payload), time.time()),
-    )
+def store_checkpoint(checkpoints: CheckpointRows, directory: Path, checkpoint: Checkpoint) -> str:
+    """Write the checkpoint's file (once: it is named by its content) and record it."""
+    data = encode_checkpoint(checkpoint)
+    checkpoint_id = content_id(data)
+    path = directory / f"{checkpoint_id}.safetensors"
+    if not path.is_file():
+        write_atomically(path, data)
+    checkpoints.add(checkpoint_id, checkpoint.round_id, path.name, len(data))
+    return checkpoint_id
 
 
 def json_text(value: Any) -> str:

@@ -19,16 +19,17 @@ from fedge.server.rounds.recovery import recover
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.selection import Selector
 from fedge.server.rounds.strategy import RoundStrategy
-from fedge.server.storage import devices
 from fedge.server.storage import rounds as rs
 from fedge.server.storage.db import Database
+from fedge.server.storage.devices import Conditions
+from fedge.server.storage.sqlite.store import SQLiteStore
 from tests.server.helpers import SPECS, tiny_model
 
 
 @dataclass
 class Parts:
     config: ServerConfig
-    db: Database
+    store: SQLiteStore
     dirs: rs.Directories
     metrics: Metrics
     round_sum: RoundSum
@@ -37,22 +38,28 @@ class Parts:
     ingest: UpdateIngest
     wakes: list[int] = field(default_factory=list)
 
+    @property
+    def db(self) -> Database:
+        """The SQLite file under the store, for a test's own SQL."""
+        return self.store.db
+
     def device(self, participations: int = 0) -> Device:
-        with self.db.transaction() as conn:
-            enrolment = devices.enrol(conn, "test", None, time.time())
-            conn.execute(
+        with self.store.transaction() as tx:
+            enrolment = tx.devices.enrol("test", None, time.time())
+            tx.connection.execute(  # a device with a history, without playing it
                 "UPDATE devices SET participations = ? WHERE id = ?",
                 (participations, enrolment.device_id),
             )
         return Device(enrolment.device_id, "test", False, False, False, participations)
 
     def round(self, round_id: int) -> rs.RoundRecord:
-        record = rs.round_record(self.db.connection(), round_id)
+        with self.store.reading() as tx:
+            record = tx.rounds.get(round_id)
         assert record is not None, f"no round {round_id}"
         return record
 
     def task(self, device: Device) -> dict[str, Any]:
-        decision = self.selector.request_task(device, devices.Conditions())
+        decision = self.selector.request_task(device, Conditions())
         assert decision.task is not None, decision
         return decision.task
 
@@ -67,18 +74,18 @@ def build_parts(data_dir: Path, **settings: Any) -> Parts:
     rounds.update(settings.pop("rounds", {}))
     config = ServerConfig(data_dir=data_dir, rounds=RoundConfig(**rounds), **settings)
     config.validate()
-    db = Database(config.database)
+    store = SQLiteStore(Database(config.database))
     dirs = rs.Directories.under(data_dir)
     metrics = server_metrics()
     strategy = RoundStrategy(config)
     round_sum = RoundSum()
-    model = recover(db, dirs, SPECS, tiny_model().weights, strategy, round_sum, metrics)
+    model = recover(store, dirs, SPECS, tiny_model().weights, strategy, round_sum, metrics)
     closer = RoundCloser(dirs, strategy, config.update_retention_rounds)
-    lifecycle = RoundLifecycle(db, config.rounds, round_sum, model, closer, metrics)
+    lifecycle = RoundLifecycle(store, config.rounds, round_sum, model, closer, metrics)
     wakes: list[int] = []
     ingest = UpdateIngest(
         config,
-        db,
+        store,
         dirs.updates,
         SPECS,
         strategy,
@@ -86,6 +93,6 @@ def build_parts(data_dir: Path, **settings: Any) -> Parts:
         metrics,
         lambda: wakes.append(round_sum.count),
     )
-    selector = Selector(db, config.rounds, "tiny", [s.name for s in SPECS])
+    selector = Selector(store, config.rounds, "tiny", [s.name for s in SPECS])
     lifecycle.drive()
-    return Parts(config, db, dirs, metrics, round_sum, lifecycle, selector, ingest, wakes)
+    return Parts(config, store, dirs, metrics, round_sum, lifecycle, selector, ingest, wakes)

@@ -27,8 +27,8 @@ from fedge.server.config import load_config
 from fedge.server.errors import ConfigurationError
 from fedge.server.events.log import StoredEvent, public_event
 from fedge.server.http.serve import BackgroundServer
-from fedge.server.storage import rounds as rs
 from fedge.server.storage.db import Database
+from fedge.server.storage.sqlite.store import SQLiteTx
 from fedge.wire.update_codec import Update, UpdateMeta, encode_update
 from tests.helpers.live_server import LiveServer, running
 from tests.helpers.subscriber import subscribed, take
@@ -191,8 +191,8 @@ def test_types_filters_the_stream_and_the_poll(tmp_path: Path) -> None:
         # say): the server finds them by its fallback poll of the table.
         database = Database(tmp_path / "data" / "fedge.sqlite3")
         with database.transaction() as conn:
-            rs.add_event(conn, "release", {"version": 2, "bundle_id": "b" * 64})
-            rs.add_event(conn, "rollout", {"version": 2, "percent": 10})
+            SQLiteTx(conn).events.add("release", {"version": 2, "bundle_id": "b" * 64})
+            SQLiteTx(conn).events.add("rollout", {"version": 2, "percent": 10})
         database.close_thread_connection()
         end_round(live.url)
         releases = raw_stream(live.url, f"after={start}&timeout=0&types=release,rollout")
@@ -217,7 +217,7 @@ def test_another_process_s_event_reaches_a_live_subscriber(tmp_path: Path) -> No
         with subscribed(live.url, after=start, types=["release"]) as (_, received):
             database = Database(tmp_path / "data" / "fedge.sqlite3")
             with database.transaction() as conn:
-                rs.add_event(conn, "release", {"version": 3})
+                SQLiteTx(conn).events.add("release", {"version": 3})
             database.close_thread_connection()
             (event,) = take(received, 1, timeout=5)
 

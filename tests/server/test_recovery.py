@@ -16,6 +16,7 @@ from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
 from fedge.server.storage.db import Database
+from fedge.server.storage.sqlite.store import SQLiteStore
 from tests.server.helpers import SPECS, constant_update
 from tests.server.parts import build_parts
 
@@ -65,11 +66,11 @@ def test_leftover_temp_files_are_removed(tmp_path: Path) -> None:
 
 def test_a_database_with_no_checkpoint_needs_the_initial_weights(tmp_path: Path) -> None:
     config = ServerConfig(data_dir=tmp_path)
-    db = Database(config.database)
+    store = SQLiteStore(Database(config.database))
 
     with pytest.raises(ConfigurationError, match="no checkpoint"):
         recover(
-            db,
+            store,
             rs.Directories.under(tmp_path),
             SPECS,
             None,

@@ -17,8 +17,19 @@ from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, read_checkpoint
 from fedge.server.rounds.lifecycle import RoundLifecycle
 from fedge.server.storage import rounds as rs
 from fedge.server.storage.db import Database
+from fedge.server.storage.sqlite.store import SQLiteTx
 from tests.server.helpers import SPECS, constant_update
 from tests.server.parts import Parts, build_parts
+
+
+def state_of(parts: Parts, key: str) -> str | None:
+    with parts.store.reading() as tx:
+        return tx.state.get(key)
+
+
+def round_of(parts: Parts, round_id: int) -> rs.RoundRecord | None:
+    with parts.store.reading() as tx:
+        return tx.rounds.get(round_id)
 
 
 def contribute(parts: Parts, values: list[float], round_id: int = 1) -> None:
@@ -51,7 +62,7 @@ def test_a_round_that_reaches_its_target_closes_into_the_mean(tmp_path: Path) ->
     np.testing.assert_allclose(bias(parts, closed.result_checkpoint), [2.0, 2.0])
     assert following.state == "open" and following.base_checkpoint == closed.result_checkpoint
     assert parts.lifecycle.model.checkpoint_id == closed.result_checkpoint
-    assert rs.get_state(parts.db.connection(), CURRENT_CHECKPOINT) == closed.result_checkpoint
+    assert state_of(parts, CURRENT_CHECKPOINT) == closed.result_checkpoint
     assert parts.round_sum.count == 0
     assert events(parts)[-3:] == ["round_closing", "round_closed", "round_opened"]
 
@@ -109,7 +120,7 @@ def test_every_ending_opens_the_next_round_in_the_same_transaction(
     def watched(self: Database, durable: bool = True) -> Iterator[Any]:
         with original(self, durable) as conn:
             yield conn
-        if rs.active_round_record(self.connection()) is None:
+        if SQLiteTx(self.connection()).rounds.active() is None:
             gaps.append(1)
 
     monkeypatch.setattr(Database, "transaction", watched)
@@ -149,8 +160,8 @@ def test_a_close_that_fails_changes_nothing_and_is_retried_after_its_backoff(
 
     assert failure is not None and (failure.round_id, failure.attempts) == (1, 1)
     assert parts.round(1).state == "closing" and parts.round(1).result_checkpoint is None
-    assert rs.round_record(parts.db.connection(), 2) is None
-    assert rs.get_state(parts.db.connection(), CURRENT_CHECKPOINT) == base
+    assert round_of(parts, 2) is None
+    assert state_of(parts, CURRENT_CHECKPOINT) == base
     assert parts.round_sum.count == 2
     assert "fedge_round_close_failing 1" in parts.metrics.render()
 

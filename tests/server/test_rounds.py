@@ -425,11 +425,11 @@ def test_a_state_change_is_a_compare_and_set(make_app: AppFactory) -> None:
     app = make_app(tick_s=3600.0)  # the round driver stays out of the way
 
     conn = context_of(app).db.connection()
-    with context_of(app).db.transaction() as tx:
-        rs.transition(tx, 1, "open", "closing")
+    with context_of(app).store.transaction() as tx:
+        tx.rounds.transition(1, "open", "closing")
 
-    with pytest.raises(rs.StateChanged), context_of(app).db.transaction() as tx:
-        rs.transition(tx, 1, "open", "abandoned")
+    with pytest.raises(rs.StateChanged), context_of(app).store.transaction() as tx:
+        tx.rounds.transition(1, "open", "abandoned")
 
     assert conn.execute("SELECT state FROM rounds WHERE id = 1").fetchone()[0] == "closing"
 
@@ -442,8 +442,8 @@ def test_a_round_ends_and_the_next_opens_in_one_transaction(
     that asked in that gap used to fail)."""
     from contextlib import contextmanager
 
-    from fedge.server.storage import rounds as rs
     from fedge.server.storage.db import Database
+    from fedge.server.storage.sqlite.store import SQLiteTx
 
     app = make_app(tick_s=3600.0, rounds={"target_participants": 2, "min_participants": 2})
     client = connect(app)
@@ -455,7 +455,7 @@ def test_a_round_ends_and_the_next_opens_in_one_transaction(
     def watched(self: Database, durable: bool = True) -> Any:
         with original(self, durable) as conn:
             yield conn
-        if rs.active_round_record(self.connection()) is None:
+        if SQLiteTx(self.connection()).rounds.active() is None:
             gaps.append(1)
 
     monkeypatch.setattr(Database, "transaction", watched)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fedge.server.storage import devices
 from fedge.server.storage.devices import Conditions
 from tests.server.helpers import constant_update
 from tests.server.parts import build_parts
@@ -13,11 +12,11 @@ from tests.server.parts import build_parts
 
 def test_enrolling_again_with_the_same_request_id_is_the_same_device(tmp_path: Path) -> None:
     parts = build_parts(tmp_path)
-    with parts.db.transaction() as conn:
-        first = devices.enrol(conn, "web", "a-request-id-of-16+", 1.0)
-        retry = devices.enrol(conn, "web", "a-request-id-of-16+", 2.0)
-        other = devices.enrol(conn, "web", None, 3.0)
-        count = devices.count_devices(conn)
+    with parts.store.transaction() as tx:
+        first = tx.devices.enrol("web", "a-request-id-of-16+", 1.0)
+        retry = tx.devices.enrol("web", "a-request-id-of-16+", 2.0)
+        other = tx.devices.enrol("web", None, 3.0)
+        count = tx.devices.count()
 
     assert (first.created, retry.created, other.created) == (True, False, True)
     assert retry.device_id == first.device_id and retry.token != first.token

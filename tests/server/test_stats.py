@@ -187,7 +187,8 @@ def test_rare_platforms_are_summed_as_other(app: Flask, client: Client) -> None:
     for index in range(15):  # 13 platforms: 3 x common, 12 rare
         enrol(client, "common" if index < 3 else f"rare{index:02d}")
 
-    counts = device_counts(database(app), time.time())
+    with app.app_context(), context().store.reading() as tx:
+        counts = device_counts(tx.devices, time.time())
 
     assert counts.enrolled == 15 and counts.seen_1h == 15
     assert len(counts.by_platform) == 12

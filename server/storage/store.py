@@ -1,0 +1,202 @@
+"""The storage interface: what rounds, releases, events and devices ask of
+the database, with no SQL and no driver in sight.
+
+A :class:`Store` hands out units of work (:class:`Tx`): ``transaction()``
+for writes (all or nothing, rolled back by any exception) and ``reading()``
+for reads outside a transaction. A unit of work offers one attribute per
+kind of row (``tx.rounds``, ``tx.devices``...), each a small protocol whose
+methods take and return typed records. Today's implementation is SQLite
+(:mod:`fedge.server.storage.sqlite`); a PostgreSQL one can sit beside it
+because nothing here names a connection, a cursor or an SQL dialect.
+
+The release and canary rows are not behind this interface yet: their
+callers (``server/releases``, the release and canary views) still use
+:class:`~fedge.server.storage.db.Database` and its connection directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fedge.server.devices.auth import Device
+from fedge.server.storage.devices import ActiveDevices, Conditions, Enrolment
+from fedge.server.storage.rounds import RoundRecord, UpdateRecord
+
+
+class RoundRows(Protocol):
+    """The rounds table; a state change is a compare-and-set."""
+
+    def open(self) -> RoundRecord | None: ...
+
+    def active(self) -> RoundRecord | None:
+        """The round in progress: open, or closing (aggregation under way or retried)."""
+
+    def get(self, round_id: int) -> RoundRecord | None: ...
+
+    def newest_id(self) -> int | None: ...
+
+    def recent(self, limit: int) -> list[RoundRecord]: ...
+
+    def count_closed(self) -> int:
+        """Rounds that produced a checkpoint (central DP counts its releases by it)."""
+
+    def insert(
+        self, base: str, config: dict[str, Any], now: float, deadline_s: float
+    ) -> RoundRecord: ...
+
+    def transition(self, round_id: int, expected: str, new: str, **columns: Any) -> None:
+        """Set the state (and the named record fields) of the round if it is
+        still ``expected``; raises :class:`~fedge.server.storage.rounds.StateChanged`
+        otherwise (another process changed it first)."""
+
+
+class SelectionRows(Protocol):
+    """Which devices hold a seat in which round."""
+
+    def contains(self, round_id: int, device_id: str) -> bool: ...
+
+    def add(self, round_id: int, device_id: str, now: float) -> None: ...
+
+    def count(self, round_id: int) -> int: ...
+
+
+class UpdateRows(Protocol):
+    """Accepted uploads: their receipts, and where their files are."""
+
+    def get(self, round_id: int, device_id: str) -> UpdateRecord | None: ...
+
+    def has_digest(self, round_id: int, digest: str) -> bool: ...
+
+    def insert(self, update: UpdateRecord) -> UpdateRecord: ...
+
+    def of_round(self, round_id: int, by_arrival: bool = False) -> list[UpdateRecord]:
+        """By digest (the order the aggregation has always summed them in),
+        or in the order they were received."""
+
+    def count(self, round_id: int) -> int: ...
+
+    def forget_files_through(self, round_id: int) -> list[str]:
+        """Clear the file paths of updates of rounds up to ``round_id`` that
+        have ended; returns the paths that were cleared (to delete)."""
+
+
+class CheckpointRows(Protocol):
+    def add(self, checkpoint_id: str, round_id: int, file_name: str, size: int) -> None:
+        """Record a checkpoint file (a second add of the same id is ignored)."""
+
+    def file_name(self, checkpoint_id: str) -> str | None: ...
+
+
+class ServerState(Protocol):
+    """Named values that outlive a restart (the current checkpoint's id)."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, value: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """An event as stored: its payload still JSON text, parsed (and, if it
+    will not parse, skipped) by :mod:`fedge.server.events.log`."""
+
+    id: int
+    kind: str
+    payload: str
+    created_at: float
+
+
+class EventRows(Protocol):
+    def add(self, kind: str, payload: dict[str, Any]) -> None: ...
+
+    def after(self, after_id: int, limit: int) -> list[EventRow]:
+        """The next ``limit`` events with a larger id, in id order."""
+
+    def latest_id(self) -> int:
+        """The newest event's id; 0 when there is none."""
+
+    def last_assigned_id(self) -> int:
+        """The newest id ever given out (a rolled-back event's included): a
+        cheap way to tell whether a commit added events."""
+
+
+class DeviceRows(Protocol):
+    def enrol(self, platform: str, request_id: str | None, now: float) -> Enrolment:
+        """A new device, or, for a ``request_id`` seen before, the same
+        device with a fresh token."""
+
+    def count(self) -> int: ...
+
+    def by_token_hash(self, token_hash: str) -> Device | None: ...
+
+    def seen_since(self, *moments: float) -> tuple[int, ...]:
+        """How many devices were last seen at or after each moment."""
+
+    def platforms(self) -> list[tuple[str, int]]:
+        """Enrolled devices per platform named at enrolment, most first
+        (then by name)."""
+
+    def record_heartbeat(self, device_id: str, conditions: Conditions, now: float) -> None: ...
+
+    def record_check_in(self, device_id: str, conditions: Conditions, now: float) -> None:
+        """A heartbeat that also asks for work: the device counts as active."""
+
+    def least_participations(self, asked_since: float) -> int: ...
+
+    def active(self, asked_since: float) -> ActiveDevices: ...
+
+    def count_participations(self, device_ids: Iterable[str]) -> None:
+        """Each of these devices took part in one more closed round."""
+
+
+class Tx(Protocol):
+    """One unit of work: every table, read or written together."""
+
+    @property
+    def rounds(self) -> RoundRows: ...
+
+    @property
+    def selections(self) -> SelectionRows: ...
+
+    @property
+    def updates(self) -> UpdateRows: ...
+
+    @property
+    def checkpoints(self) -> CheckpointRows: ...
+
+    @property
+    def state(self) -> ServerState: ...
+
+    @property
+    def events(self) -> EventRows: ...
+
+    @property
+    def devices(self) -> DeviceRows: ...
+
+
+class Store(Protocol):
+    """The server's database."""
+
+    @property
+    def location(self) -> str:
+        """Where the data is, for messages (a file's path, a server's address)."""
+
+    def transaction(self, durable: bool = True) -> AbstractContextManager[Tx]:
+        """All or nothing; rolled back on any exception. ``durable=False``:
+        the commit need not wait for the disk (a lost one costs a repeat,
+        as a device's check-in does), but it stays atomic."""
+
+    def reading(self) -> AbstractContextManager[Tx]:
+        """Reads outside a transaction (each sees the latest commit)."""
+
+    def on_commit(self, listener: Callable[[Tx], None]) -> None:
+        """Call ``listener`` after every commit, in the committing thread."""
+
+    def check(self) -> None:
+        """Raise unless the database answers (a health check)."""
+
+    def close_thread_connection(self) -> None:
+        """Let go of what the calling thread holds open (at shutdown)."""
