@@ -8,10 +8,11 @@ from typing import Any
 
 from flask import request
 
-from fedge.server.devices.auth import Device, bearer_token, check_admin, device_for_token
+from fedge.server.devices.auth import bearer_token, check_admin, device_for_token
 from fedge.server.errors import BadRequest, NotFound, PayloadTooLarge
 from fedge.server.http.context import context
 from fedge.server.http.request_limits import MAX_JSON_BYTES
+from fedge.server.storage.devices import Device
 from fedge.wire.strict_json import StrictJSONError, loads_strict
 
 # Round ids are SQLite integers; anything past this cannot name a round.

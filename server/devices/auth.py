@@ -8,38 +8,19 @@ none configured the server makes one at first start and keeps it in
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fedge.server.errors import Forbidden, Unauthorized
+from fedge.server.storage.devices import Device, hash_token
 
 if TYPE_CHECKING:
     from fedge.server.storage.store import DeviceRows
 
 ADMIN_TOKEN_FILE = "admin_token"
-
-
-@dataclass(frozen=True)
-class Device:
-    id: str
-    platform: str
-    idle: bool
-    charging: bool
-    unmetered: bool
-    participations: int
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_device_credentials() -> tuple[str, str]:
-    return f"d-{secrets.token_hex(8)}", secrets.token_urlsafe(32)
 
 
 def bearer_token(header: str | None) -> str:

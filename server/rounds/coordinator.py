@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from fedge.server.config import ServerConfig
-from fedge.server.devices.auth import Device
 from fedge.server.errors import NotFound
 from fedge.server.metrics import Metrics
 from fedge.server.rounds.closer import RoundCloser
@@ -42,7 +41,7 @@ from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.selection import Selector, TaskDecision
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
-from fedge.server.storage.devices import Conditions, Enrolment
+from fedge.server.storage.devices import Conditions, Device, Enrolment
 from fedge.server.storage.store import Store
 from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec

@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from fedge.server.config import ServerConfig
-from fedge.server.devices.auth import Device
 from fedge.server.errors import Conflict, Forbidden, NotFound
 from fedge.server.metrics import Metrics
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.rounds.validation import ValidatedUpdate, validate_update
 from fedge.server.storage import rounds as rs
+from fedge.server.storage.devices import Device
 from fedge.server.storage.durable import fsync_dir, write_atomically
 from fedge.server.storage.group_commit import GroupCommit
 from fedge.server.storage.store import Store, Tx

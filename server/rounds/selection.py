@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedge.server.config import RoundConfig
-from fedge.server.devices.auth import Device
 from fedge.server.rounds import admission
 from fedge.server.rounds.admission import Refusal, Seats
 from fedge.server.storage import rounds as rs
-from fedge.server.storage.devices import ActiveDevices, Conditions
+from fedge.server.storage.devices import ActiveDevices, Conditions, Device
 from fedge.server.storage.store import Store, Tx
 
 # How stale the count of active devices that pace steering uses may be.

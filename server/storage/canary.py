@@ -13,13 +13,24 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from fedge.server.releases.canary.decision import Tally
 from fedge.wire.canary import USING, Evaluation
 
 _COLUMNS = (
     "device_id, baseline_version, metric, candidate_loss, candidate_metric, baseline_loss, "
     "baseline_metric, num_examples, latency_ms, using_model, received_at"
 )
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Sums over one candidate's reports: weights and weighted scores."""
+
+    metric: str | None
+    reports: int
+    weight: int
+    # Weighted sums: candidate loss, candidate metric, baseline loss, baseline metric.
+    sums: tuple[float, float, float, float]
+    using: dict[str, int]
 
 
 @dataclass(frozen=True)

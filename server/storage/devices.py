@@ -9,6 +9,8 @@ it last asked for work).
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from dataclasses import dataclass
 
 
@@ -35,3 +37,23 @@ class ActiveDevices:
     count: int
     least_participations: int  # the least-served one's rounds
     least_served: int  # how many have taken part in no more rounds than that
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    platform: str
+    idle: bool
+    charging: bool
+    unmetered: bool
+    participations: int
+
+
+def hash_token(token: str) -> str:
+    """What is stored of a secret (a device token, an enrolment request id)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_device_credentials() -> tuple[str, str]:
+    """A new device's id and its token (256 bits), shown once."""
+    return f"d-{secrets.token_hex(8)}", secrets.token_urlsafe(32)

@@ -11,14 +11,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fedge.server.storage.durable import write_atomically
 from fedge.wire.strict_json import finite_or_null
 from fedge.wire.update_codec import Checkpoint, content_id, encode_checkpoint
 
-if TYPE_CHECKING:
-    from fedge.server.storage.store import CheckpointRows
+
+class CheckpointRecorder(Protocol):
+    """What :func:`store_checkpoint` needs of the store's checkpoint rows
+    (:class:`~fedge.server.storage.store.CheckpointRows` has it): the rows
+    module stays below the interface that returns its records."""
+
+    def add(self, checkpoint_id: str, round_id: int, file_name: str, size: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,9 @@ class StateChanged(Exception):
     else (another process on the same database) changed it first."""
 
 
-def store_checkpoint(checkpoints: CheckpointRows, directory: Path, checkpoint: Checkpoint) -> str:
+def store_checkpoint(
+    checkpoints: CheckpointRecorder, directory: Path, checkpoint: Checkpoint
+) -> str:
     """Write the checkpoint's file (once: it is named by its content) and record it."""
     data = encode_checkpoint(checkpoint)
     checkpoint_id = content_id(data)

@@ -21,8 +21,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fedge.server.devices.auth import Device
-from fedge.server.storage.devices import ActiveDevices, Conditions, Enrolment
+from fedge.server.storage.devices import ActiveDevices, Conditions, Device, Enrolment
 from fedge.server.storage.rounds import RoundRecord, UpdateRecord
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from fedge.server.config import RoundConfig, ServerConfig
-from fedge.server.devices.auth import Device
 from fedge.server.metrics import Metrics, server_metrics
 from fedge.server.rounds.closer import RoundCloser
 from fedge.server.rounds.ingest import UpdateIngest
@@ -21,7 +20,7 @@ from fedge.server.rounds.selection import Selector
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
 from fedge.server.storage.db import Database
-from fedge.server.storage.devices import Conditions
+from fedge.server.storage.devices import Conditions, Device
 from fedge.server.storage.sqlite.store import SQLiteStore
 from tests.server.helpers import SPECS, tiny_model
 

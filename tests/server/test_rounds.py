@@ -285,7 +285,7 @@ def test_fair_sampler_keeps_participation_even(make_app: AppFactory, connect: Co
 
 
 def participations(app: Flask, token: str) -> int:
-    from fedge.server.devices.auth import hash_token
+    from fedge.server.storage.devices import hash_token
 
     conn = context_of(app).db.connection()
     (count,) = conn.execute(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fedge.server.storage.canary import Tally
 from fedge.wire.canary import HIGHER_IS_BETTER, CanarySummary
 
 
@@ -32,18 +33,6 @@ class Policy:
         if self.higher_is_better is not None:
             return self.higher_is_better
         return HIGHER_IS_BETTER[metric]
-
-
-@dataclass(frozen=True)
-class Tally:
-    """Sums over one candidate's reports: weights and weighted scores."""
-
-    metric: str | None
-    reports: int
-    weight: int
-    # Weighted sums: candidate loss, candidate metric, baseline loss, baseline metric.
-    sums: tuple[float, float, float, float]
-    using: dict[str, int]
 
 
 def summarize(

@@ -5,8 +5,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-from fedge.server.devices.auth import Device, hash_token, new_device_credentials
-from fedge.server.storage.devices import ActiveDevices, Conditions, Enrolment
+from fedge.server.storage.devices import (
+    ActiveDevices,
+    Conditions,
+    Device,
+    Enrolment,
+    hash_token,
+    new_device_credentials,
+)
 
 
 class SQLiteDevices:
