@@ -91,6 +91,9 @@ class ServerConfig:
     dp_delta: float = 1e-5
     # Tests only: seeds the DP noise, so anyone with the seed can remove it.
     dp_insecure_test_seed: int | None = None
+    # Weights (name patterns, or ``bn`` for BatchNorm's statistics) that stay
+    # on each device and out of the aggregate (fedge.server.aggregation.roles).
+    local_state: tuple[str, ...] = ()
     rounds: RoundConfig = field(default_factory=RoundConfig)
     tick_s: float = 0.5
     seed: int = 0

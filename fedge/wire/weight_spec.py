@@ -18,6 +18,7 @@ to map weights in and out of TFLite and Keras.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,17 @@ import numpy.typing as npt
 from fedge.errors import FedgeError
 
 Weights = dict[str, npt.NDArray[Any]]
+
+# Keras's BatchNormalization statistics: not trainable, yet training moves
+# them (each device's towards its own data). By variable name, since a
+# manifest names weights but does not say which are trainable.
+STATISTICS = ("moving_mean", "moving_variance")
+
+# Shortcuts for ``--local-state``: ``bn`` is BatchNorm's statistics (FedBN
+# keeps them on the device; gamma and beta are trained and shared).
+LOCAL_STATE_SHORTCUTS: Mapping[str, tuple[str, ...]] = {
+    "bn": tuple(f"*/{name}" for name in STATISTICS),
+}
 
 
 class WeightSpecError(FedgeError):
@@ -88,6 +100,20 @@ class WeightSpec:
     def nbytes(self) -> int:
         return self.size * np.dtype(self.dtype).itemsize
 
+    @property
+    def is_float(self) -> bool:
+        return np.dtype(self.dtype).kind == "f"
+
+    @property
+    def layer(self) -> str:
+        """The ``layer`` of ``layer/variable`` (the name itself without a ``/``)."""
+        return self.name.rpartition("/")[0] or self.name
+
+    @property
+    def variable(self) -> str:
+        """The ``variable`` of ``layer/variable``."""
+        return self.name.rpartition("/")[2]
+
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
@@ -140,6 +166,42 @@ class ModelSpec:
 
     def to_json(self) -> list[dict[str, Any]]:
         return [spec.to_json() for spec in self.weights]
+
+    @property
+    def constant_names(self) -> frozenset[str]:
+        """Weights that training never changes and averaging would corrupt:
+        every non-float weight, and every weight of a layer that holds one
+        (an adapted ``Normalization`` layer's ``mean`` and ``variance`` beside
+        its int64 ``count``)."""
+        layers = {spec.layer for spec in self.weights if not spec.is_float}
+        return frozenset(
+            spec.name for spec in self.weights if not spec.is_float or spec.layer in layers
+        )
+
+    @property
+    def statistic_names(self) -> frozenset[str]:
+        """Float state that training moves without a gradient (BatchNorm's
+        moving mean and variance, see :data:`STATISTICS`)."""
+        constant = self.constant_names
+        return frozenset(
+            spec.name
+            for spec in self.weights
+            if spec.variable in STATISTICS and spec.name not in constant
+        )
+
+    def matching(self, patterns: Sequence[str]) -> frozenset[str]:
+        """The weights whose names match any of ``patterns`` (shell-style,
+        ``*/moving_mean``), with the shortcuts of :data:`LOCAL_STATE_SHORTCUTS`
+        expanded. A pattern that matches nothing is an error: a typo would
+        otherwise silently share what was meant to stay local."""
+        found: set[str] = set()
+        for pattern in patterns:
+            expanded = LOCAL_STATE_SHORTCUTS.get(pattern, (pattern,))
+            hits = {n for n in self.names for p in expanded if fnmatch.fnmatchcase(n, p)}
+            if not hits:
+                raise WeightSpecError(f"--local-state {pattern!r} matches no weight of the model")
+            found |= hits
+        return frozenset(found)
 
     @classmethod
     def from_json(cls, raw: Any) -> ModelSpec:
@@ -232,4 +294,15 @@ class ModelSpec:
         missing = [key for key in self.train_keys if key not in outputs]
         if missing:
             raise WeightSpecError(f"the training artifact does not return {missing[:5]}")
-        return {spec.name: np.array(outputs[train_key(i)]) for i, spec in enumerate(self.weights)}
+        return {
+            spec.name: _as_shaped(np.array(outputs[train_key(i)]), spec)
+            for i, spec in enumerate(self.weights)
+        }
+
+
+def _as_shaped(value: npt.NDArray[Any], spec: WeightSpec) -> npt.NDArray[Any]:
+    """A training signature's output in its weight's shape: TFLite returns
+    a scalar (a Normalization layer's ``count``) as shape ``(1,)``."""
+    if value.shape != spec.shape and value.size == spec.size:
+        return value.reshape(spec.shape)
+    return value

@@ -27,6 +27,7 @@ from fedge.server.aggregation.pipeline import (
     Weigh,
     run_stages,
 )
+from fedge.server.aggregation.roles import ALL_TRAINED, WeightRoles
 from fedge.server.aggregation.strategies import PreparedUpdate, ServerState, Slots, Strategy
 from fedge.wire.update_codec import Weights, global_norm
 
@@ -53,7 +54,16 @@ class GaussianNoise:
         """Per-coordinate standard deviation of the noise on the mean."""
         return self.noise_multiplier * self.clip_norm / self.denominator(count)
 
-    def apply(self, mean: Mapping[str, npt.NDArray[Any]], count: int, round_: int) -> Weights:
+    def apply(
+        self,
+        mean: Mapping[str, npt.NDArray[Any]],
+        count: int,
+        round_: int,
+        untrained: frozenset[str] = frozenset(),
+    ) -> Weights:
+        """Noise on the trained weights only: ``untrained`` means (a model's
+        statistics) pass as they are, since noise on a variance can make it
+        negative and the model's activations NaN."""
         denominator = self.denominator(count)
         std = self.std(count)
         rng = (
@@ -66,6 +76,8 @@ class GaussianNoise:
                 np.asarray(value).astype(np.float64) * (count / denominator)
                 + std * rng.standard_normal(np.shape(value))
             ).astype(np.float32)
+            if name not in untrained
+            else np.asarray(value)
             for name, value in mean.items()
         }
 
@@ -126,7 +138,11 @@ class CentralDP(Strategy):
         return self.noise.std(count)
 
     def combine(
-        self, state: ServerState, mean: StreamingMean | None, source: UpdateSource | None
+        self,
+        state: ServerState,
+        mean: StreamingMean | None,
+        source: UpdateSource | None,
+        roles: WeightRoles = ALL_TRAINED,
     ) -> tuple[Weights, dict[str, float]]:
         if mean is None or mean.count == 0:
             raise AggregationError("central DP needs the streamed mean of at least one update")
@@ -136,10 +152,10 @@ class CentralDP(Strategy):
                 "central DP needs unit weights: stream the updates returned by prepare()"
             )
         average = mean.result()
-        if global_norm(average) > self.clip_norm * (1 + _NORM_SLACK):
+        if global_norm(roles.trained(average)) > self.clip_norm * (1 + _NORM_SLACK):
             raise AggregationError("the mean exceeds clip_norm: the updates were not clipped")
         noise = self.noise
-        noisy = noise.apply(average, count, state.round)
+        noisy = noise.apply(average, count, state.round, roles.untrained)
         metrics = {
             "num_updates": float(count),
             "total_weight": float(count),

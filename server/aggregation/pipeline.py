@@ -30,7 +30,10 @@ class Candidate:
     ``deltas`` are never modified; ``norm`` is their L2 norm as received
     (measured once); ``scale`` is the product of the clip factors so far,
     of which ``held_scale`` is already in ``deltas`` (1 for a fresh update;
-    less for an update that was clipped by an earlier pipeline)."""
+    less for an update that was clipped by an earlier pipeline).
+    ``untrained`` names the deltas outside the norm and the clips (the
+    model's statistics and kept state, see
+    :mod:`fedge.server.aggregation.roles`): they are carried as sent."""
 
     deltas: Mapping[str, npt.NDArray[Any]]
     num_examples: int
@@ -39,11 +42,19 @@ class Candidate:
     held_scale: float = 1.0
     weight: float = 0.0
     clipped_by: tuple[str, ...] = ()
+    untrained: frozenset[str] = frozenset()
 
     @classmethod
-    def measure(cls, deltas: Mapping[str, npt.NDArray[Any]], num_examples: int) -> Candidate:
-        """A fresh candidate: its norm is measured here, and only here."""
-        return cls(deltas, num_examples, global_norm(deltas))
+    def measure(
+        cls,
+        deltas: Mapping[str, npt.NDArray[Any]],
+        num_examples: int,
+        untrained: frozenset[str] = frozenset(),
+    ) -> Candidate:
+        """A fresh candidate: its norm (over the trained deltas) is measured
+        here, and only here."""
+        trained = {name: value for name, value in deltas.items() if name not in untrained}
+        return cls(deltas, num_examples, global_norm(trained), untrained=untrained)
 
     @property
     def current_norm(self) -> float:
@@ -60,7 +71,9 @@ class Candidate:
         factor = self.scale / self.held_scale
         if factor == 1.0:
             return dict(self.deltas)
-        return scale_weights(self.deltas, factor)
+        trained = {n: v for n, v in self.deltas.items() if n not in self.untrained}
+        scaled = scale_weights(trained, factor)
+        return {name: scaled.get(name, value) for name, value in self.deltas.items()}
 
 
 class Stage(Protocol):
@@ -84,12 +97,14 @@ class Weigh(Stage, Protocol):
 class Bounds:
     """The update belongs here and its numbers are sane: the round and base
     checkpoint it claims, a finite norm (no NaN or inf anywhere) and an
-    example count in ``1..max_num_examples``."""
+    example count in ``1..max_num_examples``. The norm leaves out the
+    ``untrained`` deltas, which are checked for finiteness alone."""
 
     name: ClassVar[str] = "bounds"
     round_id: int
     base_checkpoint: str
     max_num_examples: int = MAX_NUM_EXAMPLES
+    untrained: frozenset[str] = frozenset()
 
     def admit(self, update: Update) -> Candidate:
         """The update as a candidate, with its norm measured (the first stage)."""
@@ -107,8 +122,8 @@ class Bounds:
                 f"the update was trained from checkpoint {meta.base_checkpoint[:12]}, the "
                 f"round's base is {self.base_checkpoint[:12]}; download the current checkpoint",
             )
-        candidate = Candidate.measure(update.deltas, meta.num_examples)
-        if not math.isfinite(candidate.norm):
+        candidate = Candidate.measure(update.deltas, meta.num_examples, self.untrained)
+        if not math.isfinite(candidate.norm) or not _all_finite(update.deltas, self.untrained):
             raise _not_finite(update.deltas)
         if not 0 < meta.num_examples <= self.max_num_examples:
             raise UpdateRefused(
@@ -117,6 +132,10 @@ class Bounds:
                 f"num_examples must be in 1..{self.max_num_examples}, got {meta.num_examples}",
             )
         return candidate
+
+
+def _all_finite(deltas: Mapping[str, npt.NDArray[Any]], names: frozenset[str]) -> bool:
+    return all(np.isfinite(deltas[name]).all() for name in names if name in deltas)
 
 
 def _not_finite(deltas: Mapping[str, npt.NDArray[Any]]) -> UpdateRefused:

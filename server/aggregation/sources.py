@@ -132,18 +132,23 @@ class SafetensorsFileUpdates:
     ``spec``, the model's names, shapes and dtypes); ``read`` then seeks to
     the requested slice, so memory stays bounded by what is asked for.
     Files are opened per read rather than held open, so a round of
-    thousands of updates does not run out of file descriptors.
+    thousands of updates does not run out of file descriptors. ``names``
+    (default: every tensor) are the weights served: a model's kept state,
+    an int64 count say, is in the files but never aggregated.
     """
 
     def __init__(
-        self, paths: Sequence[str | os.PathLike[str]], spec: ModelSpec | None = None
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        spec: ModelSpec | None = None,
+        names: Sequence[str] | None = None,
     ) -> None:
         self._paths = [Path(p) for p in paths]
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._tensors: list[dict[str, TensorLayout]] = []
         self._weights: list[float] = []
         for index, path in enumerate(self._paths):
-            tensors, num_examples = _read_layout(path, spec)
+            tensors, num_examples = _read_layout(path, spec, names)
             shapes = {name: info.shape for name, info in tensors.items()}
             if index == 0:
                 self._shapes = shapes
@@ -180,9 +185,11 @@ class SafetensorsFileUpdates:
         return out.astype(np.float32, copy=False)
 
 
-def _read_layout(path: Path, spec: ModelSpec | None) -> tuple[dict[str, TensorLayout], int]:
-    """An update file's float tensors by name (canonical order) and its
-    ``num_examples``, from the codec's decoder."""
+def _read_layout(
+    path: Path, spec: ModelSpec | None, names: Sequence[str] | None
+) -> tuple[dict[str, TensorLayout], int]:
+    """An update file's float tensors by name (canonical order; only
+    ``names`` when given) and its ``num_examples``, from the codec's decoder."""
     try:
         with open(path, "rb") as file:
             layout = read_update_layout(file, os.fstat(file.fileno()).st_size, spec)
@@ -190,10 +197,12 @@ def _read_layout(path: Path, spec: ModelSpec | None) -> tuple[dict[str, TensorLa
         raise AggregationError(f"{path}: cannot read: {exc}") from exc
     except CodecError as exc:
         raise AggregationError(f"{path}: {exc}") from exc
-    for info in layout.tensors:
+    wanted = None if names is None else set(names)
+    served = [info for info in layout.tensors if wanted is None or info.name in wanted]
+    for info in served:
         if info.dtype.kind != "f":
             raise AggregationError(f"{path}: {info.name} holds {info.dtype}, not floats")
-    return {info.name: info for info in layout.tensors}, layout.meta.num_examples
+    return {info.name: info for info in served}, layout.meta.num_examples
 
 
 def _describe(shapes: Mapping[str, tuple[int, ...]]) -> str:

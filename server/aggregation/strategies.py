@@ -41,6 +41,7 @@ from fedge.server.aggregation.kernels import (
     trimmed_mean,
 )
 from fedge.server.aggregation.pipeline import ExampleWeight, Stage, Weigh
+from fedge.server.aggregation.roles import ALL_TRAINED, WeightRoles
 from fedge.wire.update_codec import Weights, global_norm
 
 Float64Array = npt.NDArray[np.float64]
@@ -126,20 +127,37 @@ class Strategy(ABC):
         state: ServerState,
         mean: StreamingMean | None = None,
         source: UpdateSource | None = None,
+        roles: WeightRoles = ALL_TRAINED,
     ) -> AggregateResult:
         """The next global weights from this round's updates: ``mean`` holds
-        the prepared updates streamed in, ``source`` the stored ones."""
-        direction, metrics = self.combine(state, mean, source)
-        check_spec(spec_of(global_weights), direction, "aggregated delta")
-        new_weights, slots = self.apply(global_weights, state, direction)
-        metrics["delta_norm"] = global_norm(direction)
+        the prepared updates streamed in, ``source`` the stored ones (both
+        without ``roles.kept``). The server optimizer steps the trained
+        weights; statistics become the devices' mean; kept weights are
+        ``global_weights``' own, in their own dtype."""
+        direction, metrics = self.combine(state, mean, source, roles)
+        check_spec(spec_of(roles.averaged(global_weights)), direction, "aggregated delta")
+        trained = roles.trained(global_weights)
+        stepped, slots = self.apply(trained, state, roles.trained(direction))
+        new_weights: Weights = {}
+        for name, value in global_weights.items():
+            if name in stepped:
+                new_weights[name] = stepped[name]
+            elif name in roles.statistics:
+                new_weights[name] = _sgd({name: value}, direction, 1.0)[name]
+            else:
+                new_weights[name] = value
+        metrics["delta_norm"] = global_norm(roles.trained(direction))
         metrics["step_norm"] = global_norm(
-            {n: np.asarray(new_weights[n], np.float64) - global_weights[n] for n in new_weights}
+            {n: np.asarray(stepped[n], np.float64) - trained[n] for n in stepped}
         )
         return AggregateResult(new_weights, ServerState(state.round + 1, slots), metrics)
 
     def combine(
-        self, state: ServerState, mean: StreamingMean | None, source: UpdateSource | None
+        self,
+        state: ServerState,
+        mean: StreamingMean | None,
+        source: UpdateSource | None,
+        roles: WeightRoles = ALL_TRAINED,
     ) -> tuple[Weights, dict[str, float]]:
         """The weighted mean of the deltas (the FedAvg family)."""
         if mean is None or mean.count == 0:
@@ -172,6 +190,9 @@ def _slot(
     saved = state.slots.get(slot)
     if saved is None:
         return {name: np.full(np.shape(value), fill, np.float64) for name, value in like.items()}
+    # Slots saved before a model's state had roles may name it too: only
+    # the trained weights' slots are read.
+    saved = {name: value for name, value in saved.items() if name in like}
     check_spec(spec_of(like), saved, f"state slot {slot!r}")
     return {name: np.asarray(saved[name], np.float64) for name in like}
 
@@ -260,7 +281,11 @@ class _RobustStrategy(Strategy):
     server_lr: float
 
     def combine(
-        self, state: ServerState, mean: StreamingMean | None, source: UpdateSource | None
+        self,
+        state: ServerState,
+        mean: StreamingMean | None,
+        source: UpdateSource | None,
+        roles: WeightRoles = ALL_TRAINED,
     ) -> tuple[Weights, dict[str, float]]:
         if source is None or len(source) == 0:
             raise AggregationError(f"{self.name} needs the stored updates of the round")

@@ -63,7 +63,7 @@ class Coordinator:
         self.metrics = metrics
         self.model_name = model_name
         self.dirs = rs.Directories.under(config.data_dir)
-        strategy = RoundStrategy(config)
+        strategy = RoundStrategy(config, specs)
         round_sum = RoundSum()
         model = recover(store, self.dirs, specs, initial_weights, strategy, round_sum, metrics)
         with store.reading() as tx:

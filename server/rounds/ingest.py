@@ -95,6 +95,7 @@ class UpdateIngest:
                 self._max_norm,
                 self._norm_policy,
                 stages=self._strategy.stages,
+                untrained=self._strategy.roles.untrained,
             )
             relative = f"r{round_id:06d}/{device.id}-{valid.digest[:16]}.safetensors"
             path = self._update_dir / relative
@@ -164,7 +165,8 @@ class UpdateIngest:
                     digests.add((pending.record.id, pending.valid.digest))
             count = self._sum.count
             for pending in accepted:
-                count = self._sum.add(pending.valid.update.deltas, pending.valid.weight)
+                deltas = self._strategy.averaged(pending.valid.update.deltas)
+                count = self._sum.add(deltas, pending.valid.weight)
                 self._metrics.inc("fedge_updates_accepted_total")
             self._metrics.set("fedge_round_updates", count)
         if accepted and count >= self._target:

@@ -56,8 +56,7 @@ def _from_bundle(bundle: Path) -> tuple[str, ModelSpec, Weights]:
             raise ConfigurationError(f"bundle {bundle} has neither weights nor a Keras model")
         log.warning("bundle %s has no weights file; loading its Keras model", bundle)
         return _from_keras_file(bundle / keras["entry"], bundle)
-    weights = {name: np.asarray(value, dtype=np.float32) for name, value in weights.items()}
-    return manifest.name, manifest.weights, weights
+    return manifest.name, manifest.weights, as_specified(manifest.weights, weights)
 
 
 def _from_keras_file(path: Path, given: Path) -> tuple[str, ModelSpec, Weights]:
@@ -67,8 +66,19 @@ def _from_keras_file(path: Path, given: Path) -> tuple[str, ModelSpec, Weights]:
     keras_model = _load_keras(path, given)
     spec = ModelSpec.from_keras(keras_model)
     named = spec.named(keras_model.get_weights())
-    weights = {name: np.asarray(value, dtype=np.float32) for name, value in named.items()}
-    return str(keras_model.name), spec, weights
+    return str(keras_model.name), spec, as_specified(spec, named)
+
+
+def as_specified(spec: ModelSpec, weights: Weights) -> Weights:
+    """Float weights as float32 (what devices train and send), every other
+    weight as the spec says: a Normalization layer's int64 ``count`` stays
+    int64, or the server would refuse its own first checkpoint."""
+    return {
+        weight.name: np.asarray(
+            weights[weight.name], dtype=np.float32 if weight.is_float else weight.dtype
+        )
+        for weight in spec
+    }
 
 
 def _load_keras(path: Path, given: Path) -> Any:

@@ -62,7 +62,7 @@ def recover(
     round_sum.restart()
     for row in rows:
         deltas = decode_update((dirs.updates / row.path).read_bytes()).deltas
-        round_sum.add(deltas, strategy.weight(deltas, row.num_examples))
+        round_sum.add(strategy.averaged(deltas), strategy.weight(deltas, row.num_examples))
     if active is not None:
         log.info("resumed round %d (%s) with %d updates", active.id, active.state, len(rows))
         metrics.set("fedge_current_round", active.id)

@@ -24,11 +24,13 @@ from typing import Any
 from fedge.server.aggregation.factory import make_strategy
 from fedge.server.aggregation.kernels import SafetensorsFileUpdates, StreamingMean
 from fedge.server.aggregation.pipeline import Stage, Weigh
+from fedge.server.aggregation.roles import WeightRoles
 from fedge.server.aggregation.strategies import ServerState, Strategy
 from fedge.server.config import ServerConfig
+from fedge.server.errors import ConfigurationError
 from fedge.server.storage.durable import write_atomically
 from fedge.wire.update_codec import Checkpoint, Weights, decode_checkpoint, encode_checkpoint
-from fedge.wire.weight_spec import ModelSpec
+from fedge.wire.weight_spec import ModelSpec, WeightSpecError
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,10 @@ DP_ACCOUNTING = (
 
 
 class RoundStrategy:
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, specs: ModelSpec | None = None) -> None:
+        """``specs``: the model's weights, whose state (see
+        :mod:`fedge.server.aggregation.roles`) stays out of norms, clips,
+        noise and, kept state, the aggregate (None: every weight trained)."""
         self._config = config
         self.dp: dict[str, Any] | None = None
         if config.dp_clip_norm is not None:
@@ -62,6 +67,12 @@ class RoundStrategy:
             config.strategy, dp=self.dp, **config.strategy_params
         )
         self.name = config.strategy + ("+dp" if self.dp else "")
+        self.roles = WeightRoles()
+        if specs is not None:
+            try:
+                self.roles = WeightRoles.of(specs, config.local_state, private=self.dp is not None)
+            except WeightSpecError as exc:
+                raise ConfigurationError(str(exc)) from exc
         # The strategy's stages of the update pipeline, after validation's.
         cap = config.max_example_weight
         self._weigh: Weigh = self.strategy.weighing(cap)
@@ -71,6 +82,11 @@ class RoundStrategy:
         """The accumulation weight of a stored (already prepared) update:
         from its example count alone (``deltas`` is not read)."""
         return self._weigh.weight_of(num_examples)
+
+    def averaged(self, deltas: Weights) -> Weights:
+        """What of an accepted update goes into the round's mean: all but
+        the kept state."""
+        return self.roles.averaged(deltas)
 
     def round_result(
         self,
@@ -83,11 +99,17 @@ class RoundStrategy:
         """This round's result; with central DP, the epsilon spent once it is
         released (``rounds_closed_before`` earlier releases plus this one)."""
         source = (
-            SafetensorsFileUpdates(paths, ModelSpec.of_weights(global_weights))
+            SafetensorsFileUpdates(
+                paths,
+                ModelSpec.of_weights(global_weights),
+                names=tuple(self.roles.averaged(global_weights)),
+            )
             if self.strategy.needs_stored_updates
             else None
         )
-        result = self.strategy.next_weights(global_weights, state, accumulator, source)
+        result = self.strategy.next_weights(
+            global_weights, state, accumulator, source, roles=self.roles
+        )
         metrics: dict[str, Any] = dict(result.metrics)
         if self.dp is not None:
             # dp_accounting takes 1.5 s to import: only servers with DP pay it.

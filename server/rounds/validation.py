@@ -78,6 +78,7 @@ class ValidatedUpdate:
     weight: float = 0.0
     scale: float = 1.0
     clipped_by: tuple[str, ...] = ()
+    untrained: frozenset[str] = frozenset()
 
     @property
     def clipped_norm(self) -> float:
@@ -95,9 +96,12 @@ def validate_update(
     norm_policy: str,
     *,
     stages: Sequence[Stage] = (),
+    untrained: frozenset[str] = frozenset(),
 ) -> ValidatedUpdate:
     """Decode ``raw`` against the model's spec and run the pipeline: bounds,
-    the norm bound (``max_norm`` with ``norm_policy``), then ``stages``."""
+    the norm bound (``max_norm`` with ``norm_policy``), then ``stages``.
+    ``untrained`` deltas (the model's state) are outside the norm and the
+    clips."""
     try:
         update = decode_update(raw, specs)
     except CodecError as exc:
@@ -107,7 +111,7 @@ def validate_update(
             raise PayloadTooLarge(f"not a fedge update: {exc}", code=exc.code) from exc
         raise BadRequest(f"not a fedge update: {exc}", code="malformed_update") from exc
     with _as_http_error():
-        candidate = Bounds(round_id, base_checkpoint).admit(update)
+        candidate = Bounds(round_id, base_checkpoint, untrained=untrained).admit(update)
         candidate = run_stages(candidate, (*norm_stages(max_norm, norm_policy), *stages))
     return _finish(update, digest, raw, candidate)
 
@@ -125,6 +129,7 @@ def continue_validation(valid: ValidatedUpdate, stages: Sequence[Stage]) -> Vali
         held_scale=valid.scale,
         weight=valid.weight,
         clipped_by=valid.clipped_by,
+        untrained=valid.untrained,
     )
     with _as_http_error():
         candidate = run_stages(candidate, stages)
@@ -147,4 +152,5 @@ def _finish(update: Update, digest: str, held: bytes, candidate: Candidate) -> V
         weight=candidate.weight,
         scale=candidate.scale,
         clipped_by=candidate.clipped_by,
+        untrained=candidate.untrained,
     )
