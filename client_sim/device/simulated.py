@@ -6,6 +6,11 @@ personalised model for its own predictions: after training it has a model
 fine-tuned from the newest global one, and it adopts that (or the new
 global model) only if it beats its current model on its own held-out data
 (on-device acceptance).
+
+Weights named as local state (``--local-state``; FedBN's BatchNorm
+statistics) are the device's own: it trains from its own values of them,
+not the checkpoint's, keeps what training made of them, and evaluates
+every global model with them.
 """
 
 from __future__ import annotations
@@ -86,6 +91,7 @@ class SimDevice:
         profile: DeviceProfile,
         seed: int,
         objective: Objective,
+        local_state: frozenset[str] = frozenset(),
     ) -> None:
         self.index = index
         self.data = data
@@ -104,6 +110,9 @@ class SimDevice:
         self._poisoned: Labels | None = None
         # The trained model's headline metric on the held-out data, sent with the update.
         self._trained_scores: dict[str, float] = {}
+        self._local_names = local_state
+        # This device's own values of the local state (none before it trains).
+        self._local: Weights = {}
 
     def step(self, round_id: int | None = None) -> RoundOutcome:
         """Try to take part in the open round once.
@@ -149,7 +158,7 @@ class SimDevice:
         base_id = task["base_checkpoint"]
         if self.profile.fault == "stale_base" and self._old_checkpoint is not None:
             base_id = self._old_checkpoint
-        base = self.client.checkpoint(base_id).weights
+        base = self.with_local_state(self.client.checkpoint(base_id).weights)
         self._old_checkpoint = self._old_checkpoint or task["base_checkpoint"]
         train = self.data.train
         with self.trainers.borrow() as trainer:
@@ -163,6 +172,7 @@ class SimDevice:
                 seed=self.train_seed(round_id),
             )
             trained = trainer.get_weights()
+            self._local = {name: trained[name] for name in self._local_names}
             self._consider_personal(trainer, trained)
         time.sleep(self.profile.compute_s_per_example * len(train) * task["local_epochs"])
         delta = {name: trained[name] - base[name] for name in task["weights"]}
@@ -199,6 +209,10 @@ class SimDevice:
             one = trainer.predict({name: a[:1] for name, a in train.x.items()})
             self._poisoned = poison_labels(train.y, self.objective, int(one.shape[-1]))
         return self._poisoned
+
+    def with_local_state(self, weights: Weights) -> Weights:
+        """``weights`` with this device's own values of its local state."""
+        return {**weights, **self._local} if self._local else weights
 
     def train_seed(self, round_id: int) -> int:
         """Batch order for a round: the TFF engine uses the same seed."""
@@ -242,7 +256,9 @@ class SimDevice:
 
     def offer_global(self, weights: Weights) -> dict[str, float]:
         """A new global model arrives: adopt it if it is no worse. Its loss
-        and metric on this device's held-out data."""
+        and metric on this device's held-out data (with the device's own
+        local state, which the global model does not carry)."""
+        weights = self.with_local_state(weights)
         with self.trainers.borrow() as trainer:
             scores = evaluate(trainer, weights, self.data.holdout, self.objective)
         self._keep_if_better(weights, scores[self.objective.metric])

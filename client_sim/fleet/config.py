@@ -45,6 +45,9 @@ class FleetConfig:
     min_participants: int | None = None
     server_url: str | None = None
     strategy: str = "fedavg"
+    # Weight name patterns (or "bn") that stay on each device: out of the
+    # server's aggregate, and each simulated device keeps its own values.
+    local_state: tuple[str, ...] = ()
     work_dir: Path | None = None
     # The reference CNN's smooth twin (GELU, average pooling) instead of the
     # product CNN: for comparing engines (see fedge.reference.model.build_reference_model).

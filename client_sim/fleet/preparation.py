@@ -203,6 +203,7 @@ def _embedded_server(config: FleetConfig, bundle: Path, work: Path) -> Iterator[
             "port": 0,
             "model": bundle,
             "strategy": config.strategy,
+            "local_state": config.local_state,
             "seed": config.seed,
             "threads": max(4, config.workers),
             "rounds": {

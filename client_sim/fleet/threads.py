@@ -64,6 +64,7 @@ class ThreadBackend:
         trainers = TrainerPool(model.trainer, min(config.workers, n))
         # Devices take turns on the worker pool: they share its keep-alive connections.
         session = shared_session(config.workers + 4)
+        local_state = model.spec.matching(config.local_state)
         backend = cls([], ThreadPoolExecutor(max_workers=config.workers), session)
         try:
             for index in range(n):
@@ -79,6 +80,7 @@ class ThreadBackend:
                         profiles[index],
                         config.seed,
                         model.objective,
+                        local_state=local_state,
                     )
                 )
         except BaseException:

@@ -98,6 +98,18 @@ def strategy(*, default: str | None = None) -> Decorator:
     return _option("--strategy", type=StrategyChoice(), default=default)
 
 
+def local_state() -> Decorator:
+    """Weights that stay on each device and out of the aggregate (the
+    server's ``local_state``)."""
+    return _option(
+        "--local-state",
+        multiple=True,
+        metavar="PATTERN",
+        help="Weights that stay on each device, out of the aggregate: a name pattern "
+        "(*/moving_mean), or bn for BatchNorm's moving mean and variance (FedBN) (repeatable).",
+    )
+
+
 def per_round(*, default: int | None = None, help: str | None = None) -> Decorator:
     """Updates that close a round: the server's ``rounds.target_participants``."""
     return _option(

@@ -59,6 +59,7 @@ def server_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
     "another FEDGE_SEED].",
 )
 @options.strategy()
+@options.local_state()
 @options.per_round(help="Updates that close a round.")
 @click.option("--rounds-min", type=click.IntRange(min=1), help="Quorum at the deadline.")
 @options.deadline()

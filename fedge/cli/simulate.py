@@ -127,6 +127,7 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
 @options.batch_size(default=16)
 @options.learning_rate(default=0.05)
 @options.strategy(default="fedavg")
+@options.local_state()
 @click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option(
     "--crash",

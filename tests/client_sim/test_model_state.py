@@ -11,6 +11,7 @@ training artifact.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,24 @@ def stateful_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     hidden = tf.keras.layers.Activation("relu")(hidden)
     outputs = tf.keras.layers.Dense(CLASSES, activation="softmax", name="species")(hidden)
     model = tf.keras.Model(inputs, outputs, name="stateful_classifier")
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+    model.save(work / "model.keras")
+    bundle = work / "bundle"
+    convert(work / "model.keras", bundle, ConvertOptions(targets=("tflite",)))
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def batchnorm_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A classifier with a BatchNorm layer and no other state."""
+    work = tmp_path_factory.mktemp("batchnorm")
+    tf.keras.utils.set_random_seed(4)
+    inputs = tf.keras.Input((FEATURES,), name="features")
+    hidden = tf.keras.layers.Dense(8, name="hidden")(inputs)
+    hidden = tf.keras.layers.BatchNormalization(name="bn")(hidden)
+    hidden = tf.keras.layers.Activation("relu")(hidden)
+    outputs = tf.keras.layers.Dense(CLASSES, activation="softmax", name="species")(hidden)
+    model = tf.keras.Model(inputs, outputs, name="batchnorm_classifier")
     model.compile(optimizer=tf.keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
     model.save(work / "model.keras")
     bundle = work / "bundle"
@@ -131,3 +150,67 @@ def test_fedge_simulate_federates_a_normalization_model(
 
     assert [r.state for r in report.rounds] == ["closed"]
     assert np.isfinite(report.scores["final"].global_test["loss"])
+
+
+def _assert_statistics_kept(data_dir: Path) -> None:
+    checkpoints = _checkpoints(data_dir)
+    assert len(checkpoints) >= 2, sorted(checkpoints)
+    first = checkpoints[min(checkpoints)]
+    for round_id, weights in checkpoints.items():
+        assert (weights["bn/moving_variance"] > 0).all(), round_id
+        np.testing.assert_array_equal(weights["bn/moving_variance"], first["bn/moving_variance"])
+        np.testing.assert_array_equal(weights["bn/moving_mean"], first["bn/moving_mean"])
+    assert not np.array_equal(
+        checkpoints[max(checkpoints)]["hidden/kernel"], first["hidden/kernel"]
+    )
+
+
+def test_central_dp_noises_no_batchnorm_statistic(
+    batchnorm_bundle: Path, cluster_data: Path, tmp_path: Path
+) -> None:
+    """Noise of std 5/3 per coordinate would make about a third of the
+    variances negative (and the activations NaN): the statistics are not
+    clipped, not noised and, under DP, not averaged."""
+    data_dir = tmp_path / "server"
+    args = ["--model", str(batchnorm_bundle), "--per-round", "3", "--rounds-min", "3"]
+    with running(
+        data_dir,
+        [*args, "--dp-clip", "1.0", "--dp-noise", "5.0"],
+        tmp_path / "server.log",
+        environ={**os.environ, "FEDGE_DP_INSECURE_TEST_SEED": "1"},
+    ) as server:
+        report = run_fleet(
+            FleetConfig(
+                server_url=server.url,
+                data=cluster_data,
+                per_round=3,
+                rounds=1,
+                workers=3,
+                work_dir=tmp_path / "fleet",
+            )
+        )
+
+    assert [r.state for r in report.rounds] == ["closed"]
+    _assert_statistics_kept(data_dir)
+
+
+def test_local_batchnorm_statistics_stay_on_the_devices(
+    batchnorm_bundle: Path, cluster_data: Path, tmp_path: Path
+) -> None:
+    """``--local-state bn`` (FedBN): the server's checkpoints keep the
+    deployed statistics while the devices train on and keep their own."""
+    report = run_fleet(
+        FleetConfig(
+            model=batchnorm_bundle,
+            data=cluster_data,
+            per_round=3,
+            rounds=2,
+            workers=3,
+            local_state=("bn",),
+            work_dir=tmp_path / "fleet",
+        )
+    )
+
+    assert [r.state for r in report.rounds] == ["closed", "closed"]
+    _assert_statistics_kept(tmp_path / "fleet" / "server")
+    assert np.isfinite(report.scores["personalised"].devices["accuracy"])

@@ -63,7 +63,13 @@ def run_ray_fleet(
         say(f"starting {plan.hosts} device hosts on Ray and enrolling {n} devices")
         hosts = RayHosts.start(
             plan,
-            HostConfig(model.url, config.seed, f"sim-{config.runtime}", plan.threads_per_host),
+            HostConfig(
+                model.url,
+                config.seed,
+                f"sim-{config.runtime}",
+                plan.threads_per_host,
+                model.spec.matching(config.local_state),
+            ),
             TrainingRuntime.of_bundle(
                 model.bundle, model.manifest, model.objective, config.runtime
             ),

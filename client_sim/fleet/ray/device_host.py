@@ -117,6 +117,7 @@ class HostConfig:
     seed: int  # the fleet's
     platform: str  # what the devices enrol as (sim-tflite, say)
     threads: int  # devices stepping at once in this host
+    local_state: frozenset[str] = frozenset()  # weights each device keeps its own of
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class DeviceHost:
                 hosted.profile,
                 config.seed,
                 runtime.objective,
+                local_state=config.local_state,
             )
         self._platform = config.platform
 
