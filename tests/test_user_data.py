@@ -327,6 +327,14 @@ ERROR_CASES: dict[str, tuple[ErrorCase, list[str]]] = {
         lambda d: _csv(d / "data.csv", ["f0,f1,f2,y", "1,2,3,0"]),
         ["3 feature columns", "'features' takes (None, 4)"],
     ),
+    "csv extra text column": (
+        lambda d: _csv(d / "data.csv", ["f0,f1,f2,f3,city,y", "1,2,3,4,Paris,0"]),
+        ["column 'city' holds text ('Paris')", "takes (None, 4)", "drop it"],
+    ),
+    "csv two extra text columns": (
+        lambda d: _csv(d / "data.csv", ["name,f0,f1,f2,f3,city,y", "ann,1,2,3,4,Rome,0"]),
+        ["columns 'name', 'city' hold text ('ann', 'Rome')", "takes (None, 4)"],
+    ),
     "csv without header": (
         lambda d: _csv(d / "data.csv", ["1,2,3,4,0"]),
         ["'y' or 'label'", "header row missing"],
