@@ -9,7 +9,8 @@ shapes, labels and values the same way whatever the format.
            one array per input name; ``y``; optional ``device``
 ``.csv``   a header row; a label column ``y`` (or ``label``); optional
            ``device``; every other column a feature, in file order,
-           reshaped to the one input's per-example shape
+           reshaped to the one input's per-example shape (the layout of
+           :mod:`fedge.task.csv_layout`, which ``predict`` reads too)
 =========  ===========================================================
 """
 
@@ -28,9 +29,9 @@ import numpy.typing as npt
 
 from fedge.bundle.manifest import TensorSpec
 from fedge.errors import DataError
+from fedge.task.csv_layout import DEVICE_COLUMN, LABEL_COLUMNS, read_rows
 
-LABEL_COLUMNS = ("y", "label")
-DEVICE = "device"
+DEVICE = DEVICE_COLUMN
 
 
 @dataclass(frozen=True)
@@ -153,9 +154,7 @@ def read_csv(path: Path, inputs: Sequence[TensorSpec]) -> RawData:
 def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The header and the non-blank rows, each with its line number."""
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            rows = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
+        rows = read_rows(path)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path.name} cannot be read as CSV: {exc}") from exc
     if not rows:
