@@ -17,8 +17,14 @@ _INTENDED_USE = {
     True: "Classifying 8x8 greyscale handwritten digits on the device that captured them "
     "(fedge's reference task), in an app, a browser or on an Apple device, and improving "
     "the model by federated rounds without the images leaving the devices.",
-    False: "On-device inference with the converted runtimes below; each was checked "
-    "numerically against the source Keras model.",
+    False: "On-device inference with the converted runtimes below; what was checked "
+    "against the source Keras model is said per target under Metrics per target.",
+}
+# What each parity status means for the card's reader, before the record's reason.
+_VERIFIED = {
+    "pass": "checked numerically against Keras",
+    "fail": "FAILED its check against Keras",
+    "unverified": "not verified",
 }
 
 
@@ -64,6 +70,8 @@ def render_model_card(
         "",
         _keras_accuracy(manifest),
         *_parity_table(manifest.parity),
+        "",
+        *_verified(manifest.parity),
         "",
         "## Limits",
         "",
@@ -152,6 +160,18 @@ def _keras_accuracy(manifest: Manifest) -> str:
 
 def _shape(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("n" if d is None else str(d) for d in shape) + ")"
+
+
+def _verified(parity: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Per target what was verified, with the parity record's reason: an
+    unverified target is not a checked one, and the reader learns why."""
+    lines = []
+    for target, record in parity.items():
+        status = str(record["status"])
+        said = _VERIFIED.get(status, status)
+        reason = str(record.get("reason") or "").rstrip(".")
+        lines.append(f"- {target}: {said}: {reason}." if reason else f"- {target}: {said}.")
+    return lines
 
 
 def _parity_table(parity: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -4,7 +4,8 @@ Parity tolerances come from three places, most specific first: a bound
 for one target (``target_tolerances``, ``--tolerance tflite=1e-3``), a
 bound for a precision (``tolerances``, which replaces the defaults only
 for the precisions it names), and the defaults below. ``tflite_train`` (the
-training artifact's one-step check) is a target of its own, held to 1e-5.
+training artifact's one-step check) is a target of its own: its change of
+the weights within 1 % of Keras's (see :mod:`fedge.converters.parity.training`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ class Tolerance:
     ``min_top1_agreement``: share of samples whose arg-max matches Keras;
     ``max_rel_err``: largest absolute difference on an output divided by
     the range of Keras's values of that output over the samples, a bound
-    that fits any output, a regressor's as well as a classifier's.
+    that fits any output, a regressor's as well as a classifier's. For the
+    training step (``tflite_train``) the outputs are the weights:
+    ``max_abs_err`` bounds the weights after the step, ``max_rel_err`` the
+    step's own error, relative to the size of Keras's step.
     """
 
     max_abs_err: float | None = None
@@ -56,9 +60,11 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "int8": Tolerance(min_top1_agreement=0.97),
     "uint8": Tolerance(min_top1_agreement=0.97),
 }
-# The training artifact: weights after one SGD step, against Keras's.
+# The training artifact: one SGD step against Keras's. Relative to the step's
+# size, since a step moves weights by 1e-6 or less and an absolute bound on
+# the weights would pass a step that does nothing.
 TRAIN_TARGET = "tflite_train"
-TRAIN_TOLERANCE = Tolerance(max_abs_err=1e-5)
+TRAIN_TOLERANCE = Tolerance(max_rel_err=1e-2)
 TOLERANCE_TARGETS: tuple[str, ...] = (*TARGETS, TRAIN_TARGET)
 
 # The losses the TFLite training artifact can take (``--loss``), by their

@@ -68,6 +68,25 @@ def test_npz_with_one_input_is_cast_to_float32_under_the_input_name(tmp_path: Pa
     assert data.source == "data.npz"
 
 
+def test_token_ids_keep_the_integer_dtype_the_model_records(tmp_path: Path) -> None:
+    tokens = (TensorSpec("tokens", (None, 3), "int32"),)
+    ids = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float64)  # CSV-like: ids read as floats
+    path = _npz(tmp_path / "data.npz", x=ids, y=[0, 1])
+
+    data = load_dataset(path, tokens, THREE_CLASSES)
+
+    assert data.examples.x["tokens"].dtype == np.int32
+    assert data.examples.x["tokens"].tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_token_ids_that_are_not_whole_numbers_are_refused(tmp_path: Path) -> None:
+    tokens = (TensorSpec("tokens", (None, 2), "int32"),)
+    path = _npz(tmp_path / "data.npz", x=np.array([[1.0, 2.0], [3.5, 4.0]]), y=[0, 1])
+
+    with pytest.raises(DataError, match=r"not a whole number in example 1.*int32"):
+        load_dataset(path, tokens, THREE_CLASSES)
+
+
 def test_npz_may_name_a_single_input_by_its_own_name(tmp_path: Path) -> None:
     path = _npz(tmp_path / "data.npz", features=np.full((2, 4), 3.0), y=[1, 2])
 
@@ -307,6 +326,14 @@ ERROR_CASES: dict[str, tuple[ErrorCase, list[str]]] = {
     "csv feature count": (
         lambda d: _csv(d / "data.csv", ["f0,f1,f2,y", "1,2,3,0"]),
         ["3 feature columns", "'features' takes (None, 4)"],
+    ),
+    "csv extra text column": (
+        lambda d: _csv(d / "data.csv", ["f0,f1,f2,f3,city,y", "1,2,3,4,Paris,0"]),
+        ["column 'city' holds text ('Paris')", "takes (None, 4)", "drop it"],
+    ),
+    "csv two extra text columns": (
+        lambda d: _csv(d / "data.csv", ["name,f0,f1,f2,f3,city,y", "ann,1,2,3,4,Rome,0"]),
+        ["columns 'name', 'city' hold text ('ann', 'Rome')", "takes (None, 4)"],
     ),
     "csv without header": (
         lambda d: _csv(d / "data.csv", ["1,2,3,4,0"]),

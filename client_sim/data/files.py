@@ -9,7 +9,8 @@ shapes, labels and values the same way whatever the format.
            one array per input name; ``y``; optional ``device``
 ``.csv``   a header row; a label column ``y`` (or ``label``); optional
            ``device``; every other column a feature, in file order,
-           reshaped to the one input's per-example shape
+           reshaped to the one input's per-example shape (the layout of
+           :mod:`fedge.task.csv_layout`, which ``predict`` reads too)
 =========  ===========================================================
 """
 
@@ -28,9 +29,9 @@ import numpy.typing as npt
 
 from fedge.bundle.manifest import TensorSpec
 from fedge.errors import DataError
+from fedge.task.csv_layout import DEVICE_COLUMN, LABEL_COLUMNS, read_rows
 
-LABEL_COLUMNS = ("y", "label")
-DEVICE = "device"
+DEVICE = DEVICE_COLUMN
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,14 @@ def read_csv(path: Path, inputs: Sequence[TensorSpec]) -> RawData:
             "'y' or 'label', and at most one 'device' column (is the header row missing?)"
         )
     feature_cols = [i for i in range(len(header)) if i not in (*label_cols, *device_cols)]
-    shape = _per_example_shape(spec, len(feature_cols), src)
+    try:
+        shape = _per_example_shape(spec, len(feature_cols), src)
+    except DataError as exc:
+        # Too many columns because some hold text (a name, a city): name them.
+        text = _text_columns(rows, feature_cols, header)
+        if not text:
+            raise
+        raise DataError(_text_columns_message(text, spec, src)) from exc
     for line, row in rows:
         if len(row) != len(header):
             raise DataError(f"{src}, line {line}: {len(row)} fields; the header has {len(header)}")
@@ -146,9 +154,7 @@ def read_csv(path: Path, inputs: Sequence[TensorSpec]) -> RawData:
 def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The header and the non-blank rows, each with its line number."""
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            rows = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
+        rows = read_rows(path)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path.name} cannot be read as CSV: {exc}") from exc
     if not rows:
@@ -169,6 +175,35 @@ def _per_example_shape(spec: TensorSpec, count: int, src: str) -> tuple[int, ...
     raise DataError(
         f"{src} has {count} feature columns; the model's input {spec.name!r} takes "
         f"{spec.shape}, i.e. {takes}"
+    )
+
+
+def _text_columns(
+    rows: list[tuple[int, list[str]]], cols: list[int], header: list[str]
+) -> list[tuple[str, str]]:
+    """Feature columns holding a cell that is not a number: (name, that cell)."""
+    found = []
+    for c in cols:
+        for _, row in rows:
+            cell = row[c].strip() if c < len(row) else ""
+            try:
+                float(cell)
+            except ValueError:
+                found.append((header[c].strip(), cell))
+                break
+    return found
+
+
+def _text_columns_message(text: list[tuple[str, str]], spec: TensorSpec, src: str) -> str:
+    names = ", ".join(repr(name) for name, _ in text)
+    cells = ", ".join(repr(cell) for _, cell in text)
+    one = len(text) == 1
+    not_features = "it is not a feature" if one else "they are not features"
+    return (
+        f"{src}: {'column' if one else 'columns'} {names} {'holds' if one else 'hold'} "
+        f"text ({cells}), not numbers, so {not_features}; the "
+        f"model's input {spec.name!r} takes {spec.shape}, from every column but 'y' (or "
+        f"'label') and 'device': drop {'it' if one else 'them'}"
     )
 
 

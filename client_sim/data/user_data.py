@@ -48,8 +48,9 @@ class LabelSpec:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Checked examples: ``x`` float32 per input name; ``y`` int64 class ids or
-    float32 targets; ``device`` each example's device id, if the data names one."""
+    """Checked examples: ``x`` per input name, in the dtype the model's input has;
+    ``y`` int64 class ids or float32 targets; ``device`` each example's device id,
+    if the data names one."""
 
     examples: Examples
     device: npt.NDArray[np.str_] | None
@@ -120,9 +121,39 @@ def _input(a: npt.NDArray[Any], spec: TensorSpec, name: str, src: str) -> FloatA
     )
     if not fits:
         raise DataError(f"{src}: {name} has shape {a.shape}; {takes}")
-    x = a.astype(np.float32)
+    dtype = input_dtype(spec)
+    if dtype.kind in "iu":
+        return _whole_numbers(a, dtype, name, src, spec)
+    x = a.astype(dtype)
     _check_finite(x, name, src)
     return x
+
+
+def input_dtype(spec: TensorSpec) -> np.dtype[Any]:
+    """The dtype the manifest records for an input (float32 if it names none NumPy knows).
+
+    Token ids stay int32 all the way to the runtime: ``train.tflite``
+    refuses a float tensor for an integer input.
+    """
+    try:
+        dtype = np.dtype(spec.dtype)
+    except TypeError:
+        return np.dtype(np.float32)
+    return dtype if dtype.kind in "biuf" else np.dtype(np.float32)
+
+
+def _whole_numbers(
+    a: npt.NDArray[Any], dtype: np.dtype[Any], name: str, src: str, spec: TensorSpec
+) -> npt.NDArray[Any]:
+    flat = a.reshape(len(a), -1)
+    whole = (np.isfinite(flat) & (flat == np.round(flat))).all(axis=1)
+    if not whole.all():
+        i = int(np.argmin(whole))
+        raise DataError(
+            f"{src}: {name} holds a value that is not a whole number in example {i}; "
+            f"the model's input {spec.name!r} takes {dtype} values (token or category ids)"
+        )
+    return a.astype(dtype)
 
 
 def _check_finite(a: npt.NDArray[Any], name: str, src: str) -> None:

@@ -24,7 +24,9 @@ from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec
 
 FloatArray = npt.NDArray[np.float32]
-Inputs = Mapping[str, FloatArray]
+# Each input in the dtype its model records (int32 token ids, float32 images):
+# train.tflite refuses a tensor of another dtype.
+Inputs = Mapping[str, npt.NDArray[Any]]
 Labels = npt.NDArray[Any]
 
 

@@ -17,7 +17,7 @@ range of each input (:meth:`SampleSet.describe`), for the manifest.
 
 from __future__ import annotations
 
-import warnings
+import csv
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +30,7 @@ from fedge.converters.options import ConvertOptions
 from fedge.converters.source.model_io import input_specs
 from fedge.errors import ConfigError
 from fedge.reference.weights import is_reference_model
+from fedge.task.csv_layout import is_feature, is_header, read_rows
 from fedge.wire.weight_spec import ModelSpec
 
 SampleKind = Literal["user samples", "reference task", "seeded random"]
@@ -153,24 +154,45 @@ def read_arrays(path: Path, names: list[str]) -> list[npt.NDArray[Any]]:
         )
 
 
-def read_csv(path: Path, name: str, shape: tuple[int | None, ...]) -> npt.NDArray[np.float32]:
-    """One flattened example per row, reshaped to the input's shape."""
+def read_csv(path: Path, name: str, shape: tuple[int | None, ...]) -> npt.NDArray[np.float64]:
+    """One flattened example per row, reshaped to the input's shape.
+
+    The layout of :mod:`fedge.task.csv_layout`: an optional header row of
+    column names, whose label and device columns are not features.
+    """
     if any(d is None for d in shape[1:]):
         raise ConversionError(f"input {name!r} has a variable dimension; use .npy")
     example = tuple(int(d) for d in shape[1:] if d is not None)
     width = int(np.prod(example))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # numpy's "input contained no data"
-        try:
-            flat = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
-        except ValueError as exc:
-            raise ConversionError(f"{path}: not a numeric CSV: {exc}") from exc
-    if flat.shape[0] == 0:
+    try:
+        rows = read_rows(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConversionError(f"{path}: not a readable CSV: {exc}") from exc
+    header = rows[0][1] if rows and is_header(rows[0][1]) else None
+    if header is not None:
+        rows = rows[1:]
+    if not rows:
         raise ConversionError(f"{path}: no rows")
-    if flat.shape[1] != width:
+    fields = len(header) if header is not None else len(rows[0][1])
+    for line, row in rows:
+        if len(row) != fields:
+            first = "the header has" if header is not None else "the first row has"
+            raise ConversionError(f"{path}, line {line}: {len(row)} fields; {first} {fields}")
+    columns = [i for i in range(fields) if header is None or is_feature(header[i])]
+    if len(columns) != width:
         raise ConversionError(
-            f"{path}: rows have {flat.shape[1]} values; input {name!r} takes {width} ({example})"
+            f"{path}: rows have {len(columns)} values; input {name!r} takes {width} ({example})"
         )
+    flat = np.empty((len(rows), width), dtype=np.float64)
+    for r, (line, row) in enumerate(rows):
+        for j, c in enumerate(columns):
+            try:
+                flat[r, j] = float(row[c])
+            except ValueError:
+                column = repr(header[c]) if header is not None else str(c + 1)
+                raise ConversionError(
+                    f"{path}, line {line}, column {column}: {row[c]!r} is not a number"
+                ) from None
     return flat.reshape((-1, *example))
 
 

@@ -39,6 +39,7 @@ Spec = tuple[str, tuple[int | None, ...], str]
 _UNKNOWN_CLASS_HINTS = (
     "Unknown layer",
     "Could not locate class",
+    "Cannot deserialize object of type",  # a class saved from a script's __main__
     "of type <class 'str'>",
     "'str' object is not callable",
     "custom_object_scope",

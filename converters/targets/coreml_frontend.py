@@ -13,6 +13,12 @@ fedge's conversion sees a changed coremltools.
     often inside ``Bidirectional``) reaches MIL with the ``-1`` unresolved:
     the last piece gets a dimension of -1 and saving fails with "Value out
     of range: -1". The fix resolves ``-1`` from the input's static size.
+
+``OnesLike``
+    ``tf.ones_like`` (Transformers build attention masks with it) has no
+    conversion at all in coremltools 9, though ``ZerosLike`` has. The fix
+    adds one, the same fill with 1 instead of 0, unless coremltools brings
+    its own.
 """
 
 from __future__ import annotations
@@ -26,14 +32,23 @@ from typing import Any
 def fixed_tensorflow_frontend() -> Iterator[None]:
     """coremltools' TensorFlow frontend with fedge's fixes, inside the block."""
     from coremltools.converters.mil.frontend.tensorflow import ops as tf_ops
-    from coremltools.converters.mil.frontend.tensorflow.tf_op_registry import register_tf_op
+    from coremltools.converters.mil.frontend.tensorflow.tf_op_registry import (
+        _TF_OPS_REGISTRY,
+        register_tf_op,
+    )
 
     original = tf_ops.SplitV
     register_tf_op(_split_v(original), override=True)
+    adds_ones_like = "OnesLike" not in _TF_OPS_REGISTRY
+    if adds_ones_like:
+        register_tf_op(_ones_like())
     try:
         yield
     finally:
         register_tf_op(original, override=True)
+        if adds_ones_like:
+            # The registry has no unregister; the added entry goes as it came.
+            _TF_OPS_REGISTRY.pop("OnesLike", None)
 
 
 def _split_v(original: Any) -> Any:
@@ -63,3 +78,20 @@ def _split_v(original: Any) -> Any:
         context.add(node.name, pieces)
 
     return SplitV
+
+
+def _ones_like() -> Any:
+    """``OnesLike``: ones of the input's shape and dtype, as ``ZerosLike`` makes zeros."""
+    from coremltools.converters.mil.mil import Builder as mb
+    from coremltools.converters.mil.mil import types
+
+    def OnesLike(context: Any, node: Any) -> None:  # the registry keys on this name
+        x = context[node.inputs[0]]
+        if x.rank == 0:
+            one = types.nptype_from_builtin(x.sym_type)(1)
+            context.add(node.name, mb.const(val=one, name=node.name))
+            return
+        one = types.nptype_from_builtin(x.sym_type.get_primitive())(1)
+        context.add(node.name, mb.fill(shape=mb.shape(x=x), value=one, name=node.name))
+
+    return OnesLike

@@ -193,8 +193,10 @@ def _configure(converter: Any, model: Any, options: ConvertOptions) -> None:
         samples = calibration_samples(model, options)
 
         def representative() -> Any:
+            # Each input in its own dtype (load_samples cast it to the model's):
+            # the calibrator refuses float32 for an int32 token-id input.
             for i in range(samples.count):
-                yield [a[i : i + 1].astype(np.float32) for a in samples.arrays]
+                yield [a[i : i + 1] for a in samples.arrays]
 
         converter.representative_dataset = representative
 

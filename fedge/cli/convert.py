@@ -56,7 +56,7 @@ def convert_options(settings: Mapping[str, Any]) -> ConvertOptions:
 
 
 @click.command()
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to create."
 )

@@ -1,3 +1,4 @@
 """What a federated task is: examples with named inputs and labels
-(:mod:`.examples`) and the objective a model is scored on (:mod:`.objective`).
+(:mod:`.examples`), the CSV layout examples are read from (:mod:`.csv_layout`)
+and the objective a model is scored on (:mod:`.objective`).
 """

@@ -45,3 +45,18 @@ class Offset(tf.keras.layers.Layer):  # type: ignore[misc]
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "shift": self.shift}
+
+
+@tf.keras.utils.register_keras_serializable(package=REGISTERED_PACKAGE)
+class HalfL2(tf.keras.regularizers.Regularizer):  # type: ignore[misc]
+    """``0.5 * sum(w**2)``: a custom regularizer, registered like ``Scale``.
+
+    Keras saves a registered class without its module, so loading it where
+    it is not registered is "Cannot deserialize object of type `HalfL2`".
+    """
+
+    def __call__(self, weights: Any) -> Any:
+        return 0.5 * tf.reduce_sum(weights * weights)
+
+    def get_config(self) -> dict[str, Any]:
+        return {}

@@ -82,3 +82,11 @@ def test_ten_labels_for_ten_classes_are_kept(ten_classes: Path, tmp_path: Path) 
 
     assert result.exit_code == 0, result.output
     assert "digit 9" in (tmp_path / "b" / "manifest.json").read_text()
+
+
+def test_a_model_file_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
+    result = convert(tmp_path / "missing.keras", tmp_path / "b")
+
+    assert_bad_argument(result, "'MODEL': Path")
+    assert_bad_argument(result, "missing.keras' does not exist")
+    assert not (tmp_path / "b").exists()

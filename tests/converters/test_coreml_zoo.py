@@ -136,3 +136,4 @@ def test_the_frontend_fix_is_undone_after_a_conversion(tmp_path: Path) -> None:
     export(ZOO["bidirectional_gru"](), tmp_path, ConvertOptions(coreml_precision="fp32"))
 
     assert _TF_OPS_REGISTRY["SplitV"] is ops.SplitV  # coremltools' own, for anyone else
+    assert "OnesLike" not in _TF_OPS_REGISTRY  # fedge's conversion only while fedge converts

@@ -249,3 +249,30 @@ def test_the_reference_model_calibrates_on_the_digits_without_a_file(
     assert result.manifest.parity["tflite"]["status"] == "pass"
     card = (tmp_path / "b" / "MODEL_CARD.md").read_text()
     assert "int8 calibrated on: reference task (digits test split); image in [0, 1]." in card
+
+
+def test_int8_calibrates_a_token_id_model_on_its_integer_ids(tmp_path: Path) -> None:
+    model = token_classifier()
+    # Decisive weights (ids 0..4 vote class 0, 5..9 class 1), so int8's rounding
+    # cannot flip a decision and parity judges the conversion, not a coin toss.
+    votes = np.where(np.arange(10) < 5, 2.0, -2.0).astype(np.float32)
+    model.get_layer("embed").set_weights([np.stack([votes, 0 * votes, 0 * votes], axis=1)])
+    kernel = np.zeros((12, 2), np.float32)
+    kernel[0::3, 0], kernel[0::3, 1] = 1.0, -1.0
+    model.get_layer("probs").set_weights([kernel, np.zeros(2, np.float32)])
+    rng = np.random.default_rng(0)
+    high = rng.integers(0, 2, size=(32, 1))
+    ids = (rng.integers(0, 5, size=(32, 4)) + 5 * high).astype(np.int32)
+    np.save(tmp_path / "ids.npy", ids)
+
+    result = convert(
+        save(model, tmp_path),
+        tmp_path / "b",
+        replace(INT8, calibration_path=tmp_path / "ids.npy", max_samples=32),
+    )
+
+    verify_bundle(tmp_path / "b")
+    calibration = result.manifest.artifacts["tflite"]["calibration"]
+    assert calibration["kind"] == "user samples"
+    assert calibration["rows"] == 32
+    assert result.manifest.parity["tflite"]["status"] == "pass"

@@ -77,7 +77,7 @@ def test_a_per_target_tolerance_replaces_the_precision_default() -> None:
 
     assert options.tolerance("tflite") == Tolerance(max_abs_err=1e-3)
     assert options.tolerance("tfjs") == FP32
-    assert options.tolerance("tflite_train") == Tolerance(max_abs_err=1e-5)
+    assert options.tolerance("tflite_train") == Tolerance(max_rel_err=1e-2)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from click.testing import CliRunner
 
 from fedge.bundle.manifest import verify_bundle
@@ -59,6 +60,32 @@ def test_an_unknown_custom_layer_names_the_option(tmp_path: Path) -> None:
 
     with pytest.raises(ModelLoadError, match="--custom-objects"):
         load_model(path, ConvertOptions())
+
+
+def test_a_custom_class_keras_cannot_deserialize_names_the_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keras.src.saving import object_registration
+
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((3,), name="features"),
+            tf.keras.layers.Dense(2, kernel_regularizer=custom_layers.HalfL2(), name="probs"),
+        ]
+    )
+    # A class defined in the user's script: Keras saves it without a module.
+    monkeypatch.setattr(custom_layers.HalfL2, "__module__", "__main__")
+    model.save(tmp_path / "halfl2.keras")
+    # Loaded in a fresh process, where nothing registered it.
+    registered = f"{custom_layers.REGISTERED_PACKAGE}>HalfL2"
+    monkeypatch.delitem(object_registration._GLOBAL_CUSTOM_OBJECTS, registered)
+    monkeypatch.delitem(object_registration._GLOBAL_CUSTOM_NAMES, custom_layers.HalfL2)
+
+    with pytest.raises(ModelLoadError) as caught:
+        load_model(tmp_path / "halfl2.keras", ConvertOptions())
+
+    assert "Cannot deserialize object of type `HalfL2`" in str(caught.value)
+    assert "--custom-objects MODULE" in str(caught.value)
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".keras"])

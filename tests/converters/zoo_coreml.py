@@ -2,8 +2,9 @@
 
 Each stresses one thing the Core ML path got wrong: a regressor (no top-1
 to judge fp16 by), a bidirectional GRU whose cells split with ``-1``
-(``reset_after=False``), swish/silu activations, and MobileNetV2's block
-(ReLU6, depthwise convolution, batch normalisation, residual add), and
+(``reset_after=False``), swish/silu activations, ``tf.ones_like`` (a
+Transformer's mask; coremltools has no ``OnesLike`` conversion), MobileNetV2's
+block (ReLU6, depthwise convolution, batch normalisation, residual add), and
 the whole of Keras's MobileNetV2 (not in ``ZOO``: untrained, it is too
 sensitive for fp16, see its test). Each builder seeds TensorFlow, so the
 weights are the same on every run.
@@ -71,6 +72,24 @@ def swish_mlp() -> Any:
     )
 
 
+def ones_like_mask() -> Any:
+    """A Transformer's trick: a tensor of ones shaped like the activations
+    (``tf.ones_like``, TensorFlow's ``OnesLike`` op), here a key mask that
+    lets every position attend, then a learned offset."""
+    tf.keras.utils.set_random_seed(15)
+    sequence = tf.keras.Input(shape=(5, 4), name="sequence")
+    hidden = layers.Dense(8, activation="tanh", name="embed")(sequence)
+    keep = tf.ones_like(hidden[..., 0])  # (batch, positions): every position is real
+    mask = keep[:, None, :] * keep[:, :, None]
+    attended = layers.MultiHeadAttention(2, 4, name="attention")(
+        hidden, hidden, attention_mask=mask
+    )
+    shifted = attended + 0.25 * tf.ones_like(attended)
+    pooled = layers.GlobalAveragePooling1D(name="pool")(shifted)
+    probs = layers.Dense(3, activation="softmax", name="probs")(pooled)
+    return tf.keras.Model(sequence, probs, name="ones_like_mask")
+
+
 def mobilenet_block() -> Any:
     """MobileNetV2's inverted residual block (1x1 expand, padded 3x3
     depthwise, 1x1 project, residual add) between a stem and a classifier."""
@@ -125,4 +144,5 @@ ZOO: dict[str, Callable[[], Any]] = {
     "bidirectional_gru": bidirectional_gru,
     "swish_mlp": swish_mlp,
     "mobilenet_block": mobilenet_block,
+    "ones_like_mask": ones_like_mask,
 }
