@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from fedge.client_sim.fleet.config import FleetConfig
-from fedge.client_sim.fleet.threads import run_fleet
+from fedge.client_sim.fleet.run import run_fleet
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
 
