@@ -13,12 +13,11 @@ that uploads to made-up round ids cannot push real rounds out of the tally.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from fedge.server.storage.store import Store
+from fedge.server.storage.store import Store, StoreError
 
 KEEP_ROUNDS = 100
 
@@ -74,5 +73,5 @@ def attributed_round(store: Store, sent_to: object) -> int | None:
             ):
                 return sent_to
             return tx.rounds.newest_id()
-    except sqlite3.Error:
+    except StoreError:
         return None
