@@ -69,6 +69,6 @@ def listing(version: int) -> Any:
 
 
 def _known(version: int) -> None:
-    """An id past SQLite's integers names no release (and must not reach it)."""
+    """An id past the stored 64-bit integers names no release (and must not reach it)."""
     if version > MAX_ROUND_ID:
         raise NotFound(f"no release {version}", code="unknown_release")

@@ -56,7 +56,7 @@ class RejectionTally:
             ]
 
 
-_SQLITE_MAX_INTEGER = 2**63 - 1  # a larger id is no round (and overflows SQLite)
+_MAX_STORED_ID = 2**63 - 1  # ids are 64-bit integers: a larger one is no round
 
 
 def attributed_round(store: Store, sent_to: object) -> int | None:
@@ -68,7 +68,7 @@ def attributed_round(store: Store, sent_to: object) -> int | None:
         with store.reading() as tx:
             if (
                 isinstance(sent_to, int)
-                and 0 < sent_to <= _SQLITE_MAX_INTEGER
+                and 0 < sent_to <= _MAX_STORED_ID
                 and tx.rounds.get(sent_to) is not None
             ):
                 return sent_to
