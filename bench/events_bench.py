@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedge.client_sim.device.events import EventSubscriber, poll_events
-from fedge.server.storage.db import Database
+from fedge.server.storage.sqlite.database import Database
 from fedge.server.storage.sqlite.store import SQLiteTx
 from tests.helpers.live_server import running
 

@@ -162,10 +162,6 @@ class ServerConfig:
         """How many event streams (and waiting long-polls) may be open at once."""
         return self.threads // 2 if self.event_streams is None else self.event_streams
 
-    @property
-    def database(self) -> Path:
-        return self.data_dir / "fedge.sqlite3"
-
 
 def load_config(
     path: Path | None = None,

@@ -25,8 +25,6 @@ from fedge.server.api.common import (
 from fedge.server.errors import BadRequest, NotFound
 from fedge.server.http.context import context
 from fedge.server.releases.canary import reports as canary
-from fedge.server.storage import canary as store
-from fedge.server.storage import releases as release_store
 from fedge.wire.canary import CanaryWireError, Evaluation
 
 bp = Blueprint("canary", __name__, url_prefix="/v1/releases")
@@ -41,9 +39,9 @@ def report(version: int) -> Any:
         raise BadRequest(str(exc), code="bad_evaluation") from exc
     _known(version)
     ctx = context()
-    with ctx.db.transaction() as conn:
+    with ctx.store.transaction() as tx:
         receipt, created = canary.report(
-            conn, version, device.id, evaluation, canary.policy_of(ctx.config)
+            tx, version, device.id, evaluation, canary.policy_of(ctx.config)
         )
     response = jsonify(receipt.to_json())
     response.status_code = 201 if created else 200
@@ -56,11 +54,11 @@ def listing(version: int) -> Any:
     limit = list_limit()
     _known(version)
     ctx = context()
-    conn = ctx.db.connection()
-    if release_store.get(conn, version) is None:
-        raise NotFound(f"no release {version}", code="unknown_release")
-    summary = canary.summary_of(conn, version, canary.policy_of(ctx.config))
-    reports = store.listing(conn, version, limit)
+    with ctx.store.reading() as tx:
+        if tx.releases.get(version) is None:
+            raise NotFound(f"no release {version}", code="unknown_release")
+        summary = canary.summary_of(tx, version, canary.policy_of(ctx.config))
+        reports = tx.canary.listing(version, limit)
     return jsonify(
         {
             "version": version,
@@ -71,6 +69,6 @@ def listing(version: int) -> Any:
 
 
 def _known(version: int) -> None:
-    """An id past SQLite's integers names no release (and must not reach it)."""
+    """An id past the stored 64-bit integers names no release (and must not reach it)."""
     if version > MAX_ROUND_ID:
         raise NotFound(f"no release {version}", code="unknown_release")

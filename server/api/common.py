@@ -15,7 +15,7 @@ from fedge.server.http.request_limits import MAX_JSON_BYTES
 from fedge.server.storage.devices import Device
 from fedge.wire.strict_json import StrictJSONError, loads_strict
 
-# Round ids are SQLite integers; anything past this cannot name a round.
+# Ids are stored as 64-bit integers; anything past this cannot name a round.
 MAX_ROUND_ID = 2**62
 # A list's ``?limit=``: at most four digits, so a huge number is refused by
 # the pattern before ``int`` parses it.

@@ -12,7 +12,6 @@ from flask import Blueprint, jsonify
 
 from fedge.server.errors import NotFound
 from fedge.server.http.context import context
-from fedge.server.storage import releases as release_store
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
 
@@ -38,7 +37,8 @@ def show(name: str) -> Any:
     coordinator = ctx.coordinator
     if name != coordinator.model_name:
         raise NotFound(f"no model {name!r}", code="unknown_model")
-    live, _ = release_store.delivering(ctx.db.connection())
+    with ctx.store.reading() as tx:
+        live, _ = tx.releases.delivering()
     return jsonify(
         {
             "name": coordinator.model_name,

@@ -19,7 +19,6 @@ from fedge.server.api.common import authenticated_device, json_body
 from fedge.server.errors import NotFound
 from fedge.server.http.context import ServerContext, context
 from fedge.server.predict.codec import PredictResult, parse_predict_request
-from fedge.server.storage import releases as release_store
 
 bp = Blueprint("predict", __name__, url_prefix="/v1/models")
 
@@ -35,7 +34,8 @@ def serving_bundle(ctx: ServerContext) -> ServingBundle | None:
     The live release (never a canary: predict serves what everyone gets);
     None before any release (a server started from a Keras file or the
     built-in reference weights, with nothing pushed yet)."""
-    live, _ = release_store.delivering(ctx.db.connection())
+    with ctx.store.reading() as tx:
+        live, _ = tx.releases.delivering()
     if live is None or live.bundle_id is None:
         return None
     stored = ctx.releases.bundle(live.bundle_id)

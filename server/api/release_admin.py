@@ -17,7 +17,7 @@ from fedge.server.api.common import MAX_ROUND_ID, json_body, list_limit, require
 from fedge.server.errors import BadRequest, NotFound
 from fedge.server.http.context import context
 from fedge.server.releases import actions
-from fedge.server.storage import releases as store
+from fedge.server.storage.store import Tx
 from fedge.wire.releases import ReleaseChange
 
 bp = Blueprint("release_admin", __name__, url_prefix="/v1/admin")
@@ -35,7 +35,7 @@ def rollout() -> Any:
     if not isinstance(percent, int | float) or isinstance(percent, bool) or not 0 <= percent <= 100:
         raise BadRequest("percent is a number from 0 to 100", code="bad_json")
     by, why = _who(body), text_field(body, "why", _WHY_CHARS)
-    return _apply(lambda conn: actions.set_rollout(conn, float(percent), by, why))
+    return _apply(lambda tx: actions.set_rollout(tx, float(percent), by, why))
 
 
 @bp.post("/releases/<int:version>/promote")
@@ -45,7 +45,7 @@ def promote(version: int) -> Any:
     by, why = _who(body), text_field(body, "why", _WHY_CHARS)
     if version > MAX_ROUND_ID:
         raise NotFound(f"no release {version}", code="unknown_release")
-    return _apply(lambda conn: actions.promote(conn, version, by, why))
+    return _apply(lambda tx: actions.promote(tx, version, by, why))
 
 
 @bp.post("/rollback")
@@ -61,14 +61,15 @@ def rollback() -> Any:
     if version is not None and not 1 <= version <= MAX_ROUND_ID:
         raise NotFound(f"no release {version}", code="unknown_release")
     by = _who(body)
-    return _apply(lambda conn: actions.rollback(conn, version, by, why))
+    return _apply(lambda tx: actions.rollback(tx, version, by, why))
 
 
 @bp.get("/release-changes")
 def changes() -> Any:
     require_admin()
     limit = list_limit()
-    recorded = store.changes(context().db.connection(), limit)
+    with context().store.reading() as tx:
+        recorded = tx.releases.changes(limit)
     return jsonify({"changes": [change.to_json() for change in recorded]})
 
 
@@ -76,9 +77,10 @@ def _who(body: dict[str, Any]) -> str:
     return text_field(body, "by", _BY_CHARS) or "admin"
 
 
-def _apply(change: Callable[[Any], ReleaseChange]) -> Any:
-    db = context().db
-    with db.transaction() as conn:
-        recorded = change(conn)
-    rollout = store.rollout(db.connection())
+def _apply(change: Callable[[Tx], ReleaseChange]) -> Any:
+    store = context().store
+    with store.transaction() as tx:
+        recorded = change(tx)
+    with store.reading() as tx:
+        rollout = tx.releases.rollout()
     return jsonify({"rollout": rollout.to_json(), "change": recorded.to_json()})

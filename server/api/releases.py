@@ -33,7 +33,6 @@ from fedge.server.http.context import context
 from fedge.server.releases.actions import Push
 from fedge.server.releases.canary import reports as canary
 from fedge.server.releases.rollout import release_for
-from fedge.server.storage import releases as store
 
 bp = Blueprint("releases", __name__, url_prefix="/v1/releases")
 
@@ -65,12 +64,13 @@ def push() -> Any:
 
 @bp.get("")
 def listing() -> Any:
-    conn = context().db.connection()
     limit = list_limit()
+    with context().store.reading() as tx:
+        releases, rollout = tx.releases.recent(limit), tx.releases.rollout()
     return jsonify(
         {
-            "releases": [r.to_json() for r in store.recent(conn, limit)],
-            "rollout": store.rollout(conn).to_json(),
+            "releases": [r.to_json() for r in releases],
+            "rollout": rollout.to_json(),
         }
     )
 
@@ -78,7 +78,9 @@ def listing() -> Any:
 @bp.get("/current")
 def current() -> Any:
     device = authenticated_device()
-    release = release_for(device.id, *store.delivering(context().db.connection()))
+    with context().store.reading() as tx:
+        delivering = tx.releases.delivering()
+    release = release_for(device.id, *delivering)
     if release is None:
         raise NotFound("the server has no release yet", code="no_release")
     response = jsonify(release.to_json())
@@ -93,11 +95,11 @@ def show(version: int) -> Any:
     """The release, with its ``canary`` summary (None until a device reports)
     and, for a release being built, the build's ``progress``."""
     ctx = context()
-    conn = ctx.db.connection()
-    record = store.get(conn, version) if version <= MAX_ROUND_ID else None
-    if record is None:
-        raise NotFound(f"no release {version}", code="unknown_release")
-    summary = canary.shown_summary(conn, record, canary.policy_of(ctx.config))
+    with ctx.store.reading() as tx:
+        record = tx.releases.get(version) if version <= MAX_ROUND_ID else None
+        if record is None:
+            raise NotFound(f"no release {version}", code="unknown_release")
+        summary = canary.shown_summary(tx, record, canary.policy_of(ctx.config))
     shown = {**record.to_json(), "canary": summary.to_json() if summary else None}
     if record.state == "building":
         progress = ctx.builds.progress(version)

@@ -18,12 +18,9 @@ server's request threads end at once instead of at their next heartbeat.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from fedge.server.storage.store import Tx
+from fedge.server.storage.store import StoreError, Tx
 
 log = logging.getLogger("fedge.server")
 
@@ -57,7 +54,7 @@ class EventFeed:
         latest: int | None
         try:
             latest = tx.events.last_assigned_id()
-        except sqlite3.Error as exc:  # the commit stands: wake everyone to be safe
+        except StoreError as exc:  # the commit stands: wake everyone to be safe
             log.warning("cannot read the events counter: %s", exc)
             latest = None
         with self._changed:

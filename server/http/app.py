@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +42,8 @@ from fedge.server.rounds.coordinator import Coordinator
 from fedge.server.rounds.rejection_tally import attributed_round
 from fedge.server.storage.bundles import StoredBundle, is_bundle_dir, open_stored, store_bundle
 from fedge.server.storage.data_dir import DataDirLock
-from fedge.server.storage.db import Database
 from fedge.server.storage.sqlite.store import SQLiteStore
-from fedge.server.storage.store import Store
+from fedge.server.storage.store import Store, StoreError, StoreFull
 from fedge.wire.strict_json import finite_or_null
 from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec
@@ -78,8 +76,7 @@ def create_app(
     configure_logging()
     lock = DataDirLock(config.data_dir)
     try:
-        db = Database(config.database)
-        store = SQLiteStore(db)
+        store = SQLiteStore.in_data_dir(config.data_dir)
         events = EventFeed(config.event_stream_limit)
         store.on_commit(events.committed)
         name, specs, weights, bundle = _model(config, store, initial)
@@ -89,13 +86,12 @@ def create_app(
         app = Flask("fedge.server", static_folder=None)  # /static/ is web_pages.py's
         app.json = StrictJSONProvider(app)
         app.config.from_mapping(MAX_CONTENT_LENGTH=limits.max_body_bytes)
-        releases = open_releases(config.data_dir, db, name, specs, bundle)
-        builds = open_builder(config, db, releases, coordinator)
-        attach_policy(config.release_every_rounds, db, builds, coordinator)
+        releases = open_releases(config.data_dir, store, name, specs, bundle)
+        builds = open_builder(config, store, releases, coordinator)
+        attach_policy(config.release_every_rounds, store, builds, coordinator)
         app.extensions[EXTENSION] = ServerContext(
             config=config,
             store=store,
-            db=db,
             coordinator=coordinator,
             admin_token=load_or_create_admin_token(config.data_dir, config.admin_token),
             limits=limits,
@@ -224,9 +220,9 @@ def _register(app: Flask) -> None:
             return _storage_full(exc)
         return _internal(exc)
 
-    @app.errorhandler(sqlite3.OperationalError)
-    def database_error(exc: sqlite3.OperationalError) -> Any:
-        if "full" in str(exc):
+    @app.errorhandler(StoreError)
+    def database_error(exc: StoreError) -> Any:
+        if isinstance(exc, StoreFull):
             return _storage_full(exc)
         return _internal(exc)
 

@@ -22,7 +22,6 @@ from fedge.server.rounds.coordinator import Coordinator
 from fedge.server.rounds.rejection_tally import RejectionTally
 from fedge.server.storage.bundles import StoredBundle
 from fedge.server.storage.data_dir import DataDirLock
-from fedge.server.storage.db import Database
 from fedge.server.storage.store import Store
 
 EXTENSION = "fedge"
@@ -33,8 +32,7 @@ class ServerContext:
     """What the views need, attached to the app (not module globals)."""
 
     config: ServerConfig
-    store: Store  # rounds and devices
-    db: Database  # the same file, for the rows not behind the Store yet (releases, events)
+    store: Store  # every row: rounds, devices, events, releases, canary reports
     coordinator: Coordinator
     admin_token: str
     limits: RequestLimits

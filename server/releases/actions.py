@@ -3,7 +3,7 @@
 Every function checks first and raises a :class:`~fedge.server.errors.ServerError`
 before it writes, so a refusal changes nothing; what it does change is
 recorded in the change log (who, when, why) and announced as events (see
-:mod:`fedge.server.storage.releases`).
+:class:`fedge.server.storage.store.ReleaseRows`).
 
 The states: a pushed release becomes ``live`` when nothing is, else the
 ``canary`` (the candidate) at its rollout percent, replacing an earlier
@@ -18,12 +18,11 @@ else goes back to the live release before this one (the newest retired).
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from fedge.server.errors import Conflict, NotFound
-from fedge.server.storage import releases as store
+from fedge.server.storage.store import Tx
 from fedge.wire.releases import ReleaseChange, ReleaseRecord
 
 INITIAL_ACTOR = "fedge serve"
@@ -40,7 +39,7 @@ class Push:
 
 
 def add_pushed(
-    conn: sqlite3.Connection,
+    tx: Tx,
     bundle_id: str,
     name: str,
     push: Push,
@@ -48,12 +47,11 @@ def add_pushed(
 ) -> ReleaseRecord:
     """A verified, checked bundle becomes a release (``failures``: the parity
     failures ``push.force`` overrides, recorded as a ``force`` change)."""
-    live, candidate = store.delivering(conn)
+    live, candidate = tx.releases.delivering()
     if candidate is not None:
-        store.set_state(conn, candidate.version, "rolled_back")
+        tx.releases.set_state(candidate.version, "rolled_back")
     forced = push.force if failures else None
-    record = store.insert(
-        conn,
+    record = tx.releases.insert(
         bundle_id=bundle_id,
         name=name,
         source="push",
@@ -66,20 +64,19 @@ def add_pushed(
     details = {"bundle_id": bundle_id, "state": record.state, "percent": record.percent}
     if candidate is not None:
         details["superseded"] = candidate.version
-    store.record_change(conn, push.by, "push", record.version, push.notes or None, details)
+    tx.releases.record_change(push.by, "push", record.version, push.notes or None, details)
     if forced is not None:
-        store.record_change(conn, push.by, "force", record.version, forced, {"parity": failures})
+        tx.releases.record_change(push.by, "force", record.version, forced, {"parity": failures})
     return record
 
 
-def add_initial(conn: sqlite3.Connection, bundle_id: str, name: str) -> ReleaseRecord | None:
+def add_initial(tx: Tx, bundle_id: str, name: str) -> ReleaseRecord | None:
     """The bundle the server started from, as release 1 (live), unless the
     data directory has releases already."""
-    if conn.execute("SELECT 1 FROM releases LIMIT 1").fetchone() is not None:
+    if not tx.releases.empty():
         return None
     why = "the bundle the server started from"
-    record = store.insert(
-        conn,
+    record = tx.releases.insert(
         bundle_id=bundle_id,
         name=name,
         source="initial",
@@ -89,55 +86,53 @@ def add_initial(conn: sqlite3.Connection, bundle_id: str, name: str) -> ReleaseR
         forced_reason=None,
         created_by=INITIAL_ACTOR,
     )
-    store.record_change(
-        conn, INITIAL_ACTOR, "initial", record.version, why, {"bundle_id": bundle_id}
+    tx.releases.record_change(
+        INITIAL_ACTOR, "initial", record.version, why, {"bundle_id": bundle_id}
     )
     return record
 
 
-def set_rollout(
-    conn: sqlite3.Connection, percent: float, by: str, why: str | None
-) -> ReleaseChange:
-    _, candidate = store.delivering(conn)
+def set_rollout(tx: Tx, percent: float, by: str, why: str | None) -> ReleaseChange:
+    _, candidate = tx.releases.delivering()
     if candidate is None:
         raise NotFound("there is no candidate release to roll out", code="no_candidate")
-    store.set_percent(conn, candidate.version, percent)
+    tx.releases.set_percent(candidate.version, percent)
     details = {"from": candidate.percent, "to": percent}
-    return store.record_change(conn, by, "rollout", candidate.version, why, details)
+    return tx.releases.record_change(by, "rollout", candidate.version, why, details)
 
 
 def promote(
-    conn: sqlite3.Connection,
+    tx: Tx,
     version: int,
     by: str,
     why: str | None,
     evidence: dict[str, Any] | None = None,
 ) -> ReleaseChange:
     """``evidence``: recorded in the change's details (the canary's numbers)."""
-    record = _release(conn, version)
+    record = _release(tx, version)
     if record.state != "canary":
         raise Conflict(
             f"release {version} is {record.state}, not the candidate", code="not_candidate"
         )
-    live, _ = store.delivering(conn)
+    live, _ = tx.releases.delivering()
     if live is not None:
-        store.set_state(conn, live.version, "retired")
-    store.set_state(conn, version, "live")
+        tx.releases.set_state(live.version, "retired")
+    tx.releases.set_state(version, "live")
     details = {"from": live.version if live is not None else None, **(evidence or {})}
-    return store.record_change(conn, by, "promote", version, why, details)
+    return tx.releases.record_change(by, "promote", version, why, details)
 
 
 def rollback(
-    conn: sqlite3.Connection,
+    tx: Tx,
     version: int | None,
     by: str,
     why: str,
     evidence: dict[str, Any] | None = None,
 ) -> ReleaseChange:
-    live, candidate = store.delivering(conn)
+    live, candidate = tx.releases.delivering()
     if live is None:
         raise NotFound("there is no live release to roll back", code="no_release")
-    target = _rollback_target(conn, version, live, candidate)
+    target = _rollback_target(tx, version, live, candidate)
     if target.version == live.version:
         if candidate is None:
             raise Conflict(f"release {live.version} is live already", code="already_live")
@@ -151,15 +146,15 @@ def rollback(
             code="not_rollbackable",
         )
     for record in dropped:
-        store.set_state(conn, record.version, "rolled_back")
+        tx.releases.set_state(record.version, "rolled_back")
     if target.version != live.version:
-        store.set_state(conn, target.version, "live")
+        tx.releases.set_state(target.version, "live")
     details = {"from": live.version, "dropped": [r.version for r in dropped], **(evidence or {})}
-    return store.record_change(conn, by, "rollback", target.version, why, details)
+    return tx.releases.record_change(by, "rollback", target.version, why, details)
 
 
 def _rollback_target(
-    conn: sqlite3.Connection,
+    tx: Tx,
     version: int | None,
     live: ReleaseRecord,
     candidate: ReleaseRecord | None,
@@ -168,10 +163,10 @@ def _rollback_target(
     dropped (the live release stays), or without one the live release
     before this one."""
     if version is not None:
-        return _release(conn, version)
+        return _release(tx, version)
     if candidate is not None:
         return live
-    previous = store.newest_retired(conn)
+    previous = tx.releases.newest_retired()
     if previous is None:
         raise Conflict(
             f"no earlier live release to roll back to from release {live.version}",
@@ -180,8 +175,8 @@ def _rollback_target(
     return previous
 
 
-def _release(conn: sqlite3.Connection, version: int) -> ReleaseRecord:
-    record = store.get(conn, version)
+def _release(tx: Tx, version: int) -> ReleaseRecord:
+    record = tx.releases.get(version)
     if record is None:
         raise NotFound(f"no release {version}", code="unknown_release")
     return record

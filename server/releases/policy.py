@@ -15,13 +15,11 @@ again, so a cut lost with the server is made then, and one already made
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from fedge.server.errors import ServerError
-from fedge.server.releases.build import actions as build_actions
 from fedge.server.releases.build.builder import CutRequest, ReleaseBuilder
 from fedge.server.rounds.coordinator import Coordinator
-from fedge.server.storage.db import Database
+from fedge.server.storage.store import Store
 
 log = logging.getLogger("fedge.server")
 
@@ -34,8 +32,8 @@ def is_due(closed_rounds: int, every_rounds: int) -> bool:
 
 
 class ReleasePolicy:
-    def __init__(self, every_rounds: int, db: Database, builder: ReleaseBuilder) -> None:
-        self._every, self._db, self._builder = every_rounds, db, builder
+    def __init__(self, every_rounds: int, store: Store, builder: ReleaseBuilder) -> None:
+        self._every, self._store, self._builder = every_rounds, store, builder
         self._decided: str | None = None  # the last checkpoint decided
 
     def tick(self, checkpoint: str) -> None:
@@ -43,14 +41,14 @@ class ReleasePolicy:
         if checkpoint == self._decided:
             return
         self._decided = checkpoint
-        conn = self._db.connection()
-        found = build_actions.checkpoint_file(conn, checkpoint)
-        round_id = found[0] if found is not None else 0
-        closed = _closed_through(conn, round_id)
-        if round_id == 0 or not is_due(closed, self._every):
-            return
-        if build_actions.has_source(conn, f"round:{round_id}"):
-            return
+        with self._store.reading() as tx:
+            found = tx.checkpoints.made_by(checkpoint)
+            round_id = found[0] if found is not None else 0
+            closed = tx.rounds.count_closed_through(round_id)
+            if round_id == 0 or not is_due(closed, self._every):
+                return
+            if tx.releases.has_source(f"round:{round_id}"):
+                return
         request = CutRequest(
             checkpoint=checkpoint,
             notes=f"cut by the release policy from round {round_id}",
@@ -63,18 +61,10 @@ class ReleasePolicy:
             log.info("release policy: round %d not cut: %s", round_id, exc.message)
 
 
-def _closed_through(conn: sqlite3.Connection, round_id: int) -> int:
-    """How many rounds up to ``round_id`` closed (made a checkpoint)."""
-    (count,) = conn.execute(
-        "SELECT COUNT(*) FROM rounds WHERE state = 'closed' AND id <= ?", (round_id,)
-    ).fetchone()
-    return int(count)
-
-
 def attach_policy(
-    every_rounds: int, db: Database, builder: ReleaseBuilder, coordinator: Coordinator
+    every_rounds: int, store: Store, builder: ReleaseBuilder, coordinator: Coordinator
 ) -> None:
     """Run the policy after every step of the coordinator's round driver (0: off)."""
     if every_rounds > 0:
-        policy = ReleasePolicy(every_rounds, db, builder)
+        policy = ReleasePolicy(every_rounds, store, builder)
         coordinator.after_each_step(lambda: policy.tick(coordinator.current_checkpoint))

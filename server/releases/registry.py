@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +41,6 @@ from fedge.server.errors import (
 from fedge.server.releases import actions
 from fedge.server.releases.build import actions as build_actions
 from fedge.server.releases.checks import model_differences, parity_failures
-from fedge.server.storage import releases as store
 from fedge.server.storage.bundles import (
     StoredBundle,
     adopt_bundle,
@@ -50,7 +48,7 @@ from fedge.server.storage.bundles import (
     open_stored,
     remove_unfinished,
 )
-from fedge.server.storage.db import Database
+from fedge.server.storage.store import Store, Tx
 from fedge.wire.releases import ReleaseRecord
 from fedge.wire.weight_spec import ModelSpec
 
@@ -62,8 +60,8 @@ _MALFORMED = (ManifestError, KeyError, TypeError, ValueError, AttributeError)
 
 
 class Releases:
-    def __init__(self, data_dir: Path, db: Database, name: str, specs: ModelSpec) -> None:
-        self.data_dir, self.db, self.name, self.specs = data_dir, db, name, specs
+    def __init__(self, data_dir: Path, store: Store, name: str, specs: ModelSpec) -> None:
+        self.data_dir, self.store, self.name, self.specs = data_dir, store, name, specs
         self._bundles: dict[str, StoredBundle] = {}
         self._bundles_lock = threading.Lock()
         self._push_lock = threading.Lock()
@@ -74,7 +72,8 @@ class Releases:
             found = self._bundles.get(bundle_id)
         if found is not None or not is_sha256(bundle_id) or bundle_id != bundle_id.lower():
             return found
-        record = store.by_bundle(self.db.connection(), bundle_id)
+        with self.store.reading() as tx:
+            record = tx.releases.by_bundle(bundle_id)
         if record is None or record.state in ("building", "failed"):
             return None
         try:
@@ -101,8 +100,8 @@ class Releases:
                 return self._add(
                     temp,
                     verified,
-                    lambda conn: actions.add_pushed(
-                        conn, verified.bundle_id, self.name, push, failures
+                    lambda tx: actions.add_pushed(
+                        tx, verified.bundle_id, self.name, push, failures
                     ),
                 )
         finally:
@@ -119,7 +118,7 @@ class Releases:
             return self._add(
                 built,
                 verified,
-                lambda conn: build_actions.finish_building(conn, version, verified.bundle_id),
+                lambda tx: build_actions.finish_building(tx, version, verified.bundle_id),
             )
 
     def _checked(self, verified: VerifiedBundle, force: str | None) -> list[str]:
@@ -144,11 +143,12 @@ class Releases:
         self,
         temp: Path,
         verified: VerifiedBundle,
-        record: Callable[[sqlite3.Connection], ReleaseRecord],
+        record: Callable[[Tx], ReleaseRecord],
     ) -> ReleaseRecord:
         """Move the bundle into place and ``record`` it, in one transaction
         (the bundle is removed again if that fails)."""
-        existing = store.by_bundle(self.db.connection(), verified.bundle_id)
+        with self.store.reading() as tx:
+            existing = tx.releases.by_bundle(verified.bundle_id)
         if existing is not None:
             raise Conflict(
                 f"bundle {verified.bundle_id} is already release {existing.version} "
@@ -157,8 +157,8 @@ class Releases:
             )
         stored = adopt_bundle(temp, self.data_dir, verified)
         try:
-            with self.db.transaction() as conn:
-                added = record(conn)
+            with self.store.transaction() as tx:
+                added = record(tx)
         except BaseException:
             shutil.rmtree(stored.root, ignore_errors=True)
             raise
@@ -167,15 +167,15 @@ class Releases:
 
 
 def open_releases(
-    data_dir: Path, db: Database, name: str, specs: ModelSpec, initial: StoredBundle | None
+    data_dir: Path, store: Store, name: str, specs: ModelSpec, initial: StoredBundle | None
 ) -> Releases:
     """The registry at start; the bundle the server started from is release 1."""
     remove_unfinished(data_dir)
-    releases = Releases(data_dir, db, name, specs)
+    releases = Releases(data_dir, store, name, specs)
     if initial is not None:
         releases.keep(initial)
-        with db.transaction() as conn:
-            actions.add_initial(conn, initial.bundle_id, name)
+        with store.transaction() as tx:
+            actions.add_initial(tx, initial.bundle_id, name)
     return releases
 
 

@@ -1,10 +1,11 @@
 """The coordinator: the one object the views and the app factory call.
 
-One coordinator per data directory (see :mod:`fedge.server.storage.data_dir`). Its
-state lives in SQLite and in files under the data directory; in memory it
-keeps only what it can rebuild: the current global model and the running
-weighted sum of the round in progress (O(model size), whatever the number
-of devices). It is a facade; each part lives, and is tested, on its own:
+One coordinator per data directory (see :mod:`fedge.server.storage.data_dir`).
+Its state lives in the Store (:mod:`fedge.server.storage.store`) and in
+files under the data directory; in memory it keeps only what it can
+rebuild: the current global model and the running weighted sum of the
+round in progress (O(model size), whatever the number of devices). It is
+a facade; each part lives, and is tested, on its own:
 
 ====================  ========================================================
 device_store          enrolment, heartbeats, check-ins, participations

@@ -13,12 +13,11 @@ that uploads to made-up round ids cannot push real rounds out of the tally.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from fedge.server.storage.store import Store
+from fedge.server.storage.store import Store, StoreError
 
 KEEP_ROUNDS = 100
 
@@ -57,7 +56,7 @@ class RejectionTally:
             ]
 
 
-_SQLITE_MAX_INTEGER = 2**63 - 1  # a larger id is no round (and overflows SQLite)
+_MAX_STORED_ID = 2**63 - 1  # ids are 64-bit integers: a larger one is no round
 
 
 def attributed_round(store: Store, sent_to: object) -> int | None:
@@ -69,10 +68,10 @@ def attributed_round(store: Store, sent_to: object) -> int | None:
         with store.reading() as tx:
             if (
                 isinstance(sent_to, int)
-                and 0 < sent_to <= _SQLITE_MAX_INTEGER
+                and 0 < sent_to <= _MAX_STORED_ID
                 and tx.rounds.get(sent_to) is not None
             ):
                 return sent_to
             return tx.rounds.newest_id()
-    except sqlite3.Error:
+    except StoreError:
         return None

@@ -9,9 +9,9 @@ methods take and return typed records. Today's implementation is SQLite
 (:mod:`fedge.server.storage.sqlite`); a PostgreSQL one can sit beside it
 because nothing here names a connection, a cursor or an SQL dialect.
 
-The release and canary rows are not behind this interface yet: their
-callers (``server/releases``, the release and canary views) still use
-:class:`~fedge.server.storage.db.Database` and its connection directly.
+Whatever goes wrong in the database comes out as a :class:`StoreError`
+(never a driver's own exception), so callers can catch it without knowing
+what is behind the interface.
 """
 
 from __future__ import annotations
@@ -21,8 +21,24 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fedge.server.storage.canary import Decision, StoredEvaluation, Tally
 from fedge.server.storage.devices import ActiveDevices, Conditions, Device, Enrolment
 from fedge.server.storage.rounds import RoundRecord, UpdateRecord
+from fedge.wire.canary import Evaluation
+from fedge.wire.releases import ReleaseChange, ReleaseRecord, Rollout
+
+
+class StoreError(Exception):
+    """The database failed a request (a broken constraint, a driver error)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot answer now (busy past the wait, unreachable):
+    the same request may succeed later."""
+
+
+class StoreFull(StoreError):
+    """The database is out of space (the disk or a quota is full)."""
 
 
 class RoundRows(Protocol):
@@ -41,6 +57,10 @@ class RoundRows(Protocol):
 
     def count_closed(self) -> int:
         """Rounds that produced a checkpoint (central DP counts its releases by it)."""
+
+    def count_closed_through(self, round_id: int) -> int:
+        """Rounds up to ``round_id`` that produced a checkpoint (the release
+        policy cuts every N-th)."""
 
     def insert(
         self, base: str, config: dict[str, Any], now: float, deadline_s: float
@@ -87,6 +107,10 @@ class CheckpointRows(Protocol):
         """Record a checkpoint file (a second add of the same id is ignored)."""
 
     def file_name(self, checkpoint_id: str) -> str | None: ...
+
+    def made_by(self, checkpoint_id: str) -> tuple[int, str] | None:
+        """(the round that made the checkpoint (0: the initial weights), its
+        file name); None for an unknown checkpoint."""
 
 
 class ServerState(Protocol):
@@ -151,6 +175,102 @@ class DeviceRows(Protocol):
         """Each of these devices took part in one more closed round."""
 
 
+class ReleaseRows(Protocol):
+    """The releases and their change log. ``live`` and ``canary`` (the
+    candidate) are states, at most one release in each. Every change of a
+    release writes its event in the same unit of work: ``release`` when one
+    appears or changes state, ``rollout`` when the candidate's percent does."""
+
+    def get(self, version: int) -> ReleaseRecord | None: ...
+
+    def by_bundle(self, bundle_id: str) -> ReleaseRecord | None: ...
+
+    def in_state(self, state: str) -> ReleaseRecord | None:
+        """The release in a state only one may hold (``live``, ``canary``,
+        ``building``)."""
+
+    def versions_in_state(self, state: str) -> list[int]: ...
+
+    def empty(self) -> bool:
+        """Whether there is no release yet (not even a failed one)."""
+
+    def has_source(self, source: str) -> bool:
+        """Whether any release (in any state) came from ``source`` (``round:<id>``)."""
+
+    def recent(self, limit: int) -> list[ReleaseRecord]:
+        """Newest first."""
+
+    def newest_retired(self) -> ReleaseRecord | None:
+        """The newest release that was live and was replaced by a promotion."""
+
+    def delivering(self) -> tuple[ReleaseRecord | None, ReleaseRecord | None]:
+        """(the live release, the candidate), read together (one snapshot)."""
+
+    def rollout(self) -> Rollout: ...
+
+    def insert(
+        self,
+        *,
+        bundle_id: str | None,  # None while a release is being built
+        name: str,
+        source: str,
+        state: str,
+        percent: float,
+        notes: str,
+        forced_reason: str | None,
+        created_by: str,
+    ) -> ReleaseRecord:
+        """A new release, numbered one past the newest."""
+
+    def set_state(self, version: int, state: str) -> ReleaseRecord: ...
+
+    def set_percent(self, version: int, percent: float) -> None: ...
+
+    def set_built(self, version: int, bundle_id: str, state: str, percent: float) -> ReleaseRecord:
+        """A building release gets its bundle, its state and its percent."""
+
+    def set_failed(self, version: int, error: str, expected: str) -> ReleaseRecord | None:
+        """State ``failed`` with ``error`` if the release is still ``expected``
+        (compare-and-set); None, changing nothing, if it is not."""
+
+    def record_change(
+        self,
+        actor: str,
+        action: str,
+        version: int | None,
+        why: str | None,
+        details: dict[str, Any] | None = None,
+    ) -> ReleaseChange: ...
+
+    def changes(self, limit: int) -> list[ReleaseChange]:
+        """The change log, newest first."""
+
+
+class CanaryRows(Protocol):
+    """The devices' evaluations of a candidate (one per device and release)
+    and the decision they led to (one per release)."""
+
+    def find(self, version: int, device_id: str) -> StoredEvaluation | None: ...
+
+    def insert(
+        self, version: int, device_id: str, evaluation: Evaluation, at: float
+    ) -> StoredEvaluation: ...
+
+    def listing(self, version: int, limit: int) -> list[StoredEvaluation]:
+        """The first ``limit`` reports on ``version``, in the order they came."""
+
+    def metric_of(self, version: int) -> str | None:
+        """The metric the first report on ``version`` named (all must name it)."""
+
+    def tally(self, version: int, max_weight: int) -> Tally:
+        """Sums over ``version``'s reports, each weighted by its num_examples
+        capped at ``max_weight``."""
+
+    def decision(self, version: int) -> Decision | None: ...
+
+    def record_decision(self, version: int, made: Decision) -> None: ...
+
+
 class Tx(Protocol):
     """One unit of work: every table, read or written together."""
 
@@ -175,6 +295,12 @@ class Tx(Protocol):
     @property
     def devices(self) -> DeviceRows: ...
 
+    @property
+    def releases(self) -> ReleaseRows: ...
+
+    @property
+    def canary(self) -> CanaryRows: ...
+
 
 class Store(Protocol):
     """The server's database."""
@@ -195,7 +321,7 @@ class Store(Protocol):
         """Call ``listener`` after every commit, in the committing thread."""
 
     def check(self) -> None:
-        """Raise unless the database answers (a health check)."""
+        """Raise (a :class:`StoreError`) unless the database answers (a health check)."""
 
     def close_thread_connection(self) -> None:
         """Let go of what the calling thread holds open (at shutdown)."""

@@ -7,8 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from flask import Flask
 
 from fedge.server.http.app import InitialModel
+from fedge.server.http.context import context_of
+from fedge.server.storage.sqlite.database import Database
+from fedge.server.storage.sqlite.store import SQLiteStore
 from fedge.wire.update_codec import Update, UpdateMeta, encode_update
 from fedge.wire.weight_spec import ModelSpec, WeightSpec
 
@@ -16,6 +20,13 @@ SPECS = ModelSpec(
     (WeightSpec("dense/kernel", (2, 2), "float32"), WeightSpec("dense/bias", (2,), "float32"))
 )
 SHAPES = {"dense/kernel": (2, 2), "dense/bias": (2,)}
+
+
+def database_of(app: Flask) -> Database:
+    """The SQLite file behind the app's Store, for a test's own SQL."""
+    store = context_of(app).store
+    assert isinstance(store, SQLiteStore)
+    return store.db
 
 
 def tiny_model() -> InitialModel:

@@ -19,8 +19,8 @@ from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.selection import Selector
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
-from fedge.server.storage.db import Database
 from fedge.server.storage.devices import Conditions, Device
+from fedge.server.storage.sqlite.database import Database
 from fedge.server.storage.sqlite.store import SQLiteStore
 from tests.server.helpers import SPECS, tiny_model
 
@@ -73,7 +73,7 @@ def build_parts(data_dir: Path, **settings: Any) -> Parts:
     rounds.update(settings.pop("rounds", {}))
     config = ServerConfig(data_dir=data_dir, rounds=RoundConfig(**rounds), **settings)
     config.validate()
-    store = SQLiteStore(Database(config.database))
+    store = SQLiteStore.in_data_dir(config.data_dir)
     dirs = rs.Directories.under(data_dir)
     metrics = server_metrics()
     strategy = RoundStrategy(config)

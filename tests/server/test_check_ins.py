@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from fedge.server.storage.db import Database
+from fedge.server.storage.sqlite.database import Database
 from tests.helpers.live_server import running
 from tests.server.helpers import OCTET, auth, constant_update
 from tests.server.parts import build_parts

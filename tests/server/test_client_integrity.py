@@ -11,6 +11,7 @@ from fedge.client_sim.device.transport import HttpTransport
 from fedge.server.http.context import context_of
 from fedge.server.http.serve import BackgroundServer
 from tests.server.conftest import AppFactory
+from tests.server.helpers import database_of
 
 
 def test_a_checkpoint_whose_bytes_do_not_match_its_id_is_refused(make_app: AppFactory) -> None:
@@ -37,7 +38,7 @@ def test_a_retried_enrolment_does_not_create_a_second_device(make_app: AppFactor
 
         client.enrol()
 
-        conn = context_of(app).db.connection()
+        conn = database_of(app).connection()
         (request,) = conn.execute("SELECT enrol_request FROM devices").fetchone()
         assert request is not None  # the client sent a request id the server can match
         client.transport.close()

@@ -27,7 +27,7 @@ from fedge.server.config import load_config
 from fedge.server.errors import ConfigurationError
 from fedge.server.events.log import StoredEvent, public_event
 from fedge.server.http.serve import BackgroundServer
-from fedge.server.storage.db import Database
+from fedge.server.storage.sqlite.database import Database
 from fedge.server.storage.sqlite.store import SQLiteTx
 from fedge.wire.update_codec import Update, UpdateMeta, encode_update
 from tests.helpers.live_server import LiveServer, running

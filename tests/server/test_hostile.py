@@ -23,7 +23,7 @@ import requests
 from fedge.server.http.context import context_of
 from fedge.server.http.serve import BackgroundServer
 from tests.server.conftest import AppFactory
-from tests.server.helpers import OCTET, auth, constant_update, json_at, settled
+from tests.server.helpers import OCTET, auth, constant_update, database_of, json_at, settled
 
 Live = Callable[..., "Server"]
 
@@ -68,7 +68,7 @@ class Server:
         return sorted(p for p in (self.data_dir / "updates").rglob("*") if p.is_file())
 
     def stored_updates(self) -> int:
-        conn = context_of(self.app).db.connection()
+        conn = database_of(self.app).connection()
         (count,) = conn.execute("SELECT COUNT(*) FROM updates").fetchone()
         return int(count)
 
@@ -231,7 +231,7 @@ def test_hostile_json_is_a_400_that_changes_nothing(
     )
 
     assert_json_error(response, 400, "bad_json")
-    conn = context_of(server.app).db.connection()
+    conn = database_of(server.app).connection()
     assert conn.execute("SELECT COUNT(*) FROM devices").fetchone()[0] == 1
     assert conn.execute("SELECT COUNT(*) FROM selections").fetchone()[0] == 0
 
@@ -393,7 +393,7 @@ def test_a_retried_enrolment_is_the_same_device(live: Live) -> None:
 def test_get_routes_never_write(live: Live) -> None:
     server = live()
     database = server.data_dir / "fedge.sqlite3"
-    conn = context_of(server.app).db.connection()
+    conn = database_of(server.app).connection()
     before = conn.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
     changes = conn.total_changes
 

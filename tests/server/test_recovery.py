@@ -15,7 +15,6 @@ from fedge.server.rounds.recovery import recover
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
-from fedge.server.storage.db import Database
 from fedge.server.storage.sqlite.store import SQLiteStore
 from tests.server.helpers import SPECS, constant_update
 from tests.server.parts import build_parts
@@ -66,7 +65,7 @@ def test_leftover_temp_files_are_removed(tmp_path: Path) -> None:
 
 def test_a_database_with_no_checkpoint_needs_the_initial_weights(tmp_path: Path) -> None:
     config = ServerConfig(data_dir=tmp_path)
-    store = SQLiteStore(Database(config.database))
+    store = SQLiteStore.in_data_dir(config.data_dir)
 
     with pytest.raises(ConfigurationError, match="no checkpoint"):
         recover(

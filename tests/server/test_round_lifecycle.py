@@ -16,7 +16,7 @@ import pytest
 from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, read_checkpoint
 from fedge.server.rounds.lifecycle import RoundLifecycle
 from fedge.server.storage import rounds as rs
-from fedge.server.storage.db import Database
+from fedge.server.storage.sqlite.database import Database
 from fedge.server.storage.sqlite.store import SQLiteTx
 from tests.server.helpers import SPECS, constant_update
 from tests.server.parts import Parts, build_parts

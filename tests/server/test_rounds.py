@@ -17,7 +17,16 @@ from fedge.server.http.app import shutdown
 from fedge.server.http.context import context
 from fedge.wire.update_codec import decode_checkpoint
 from tests.server.conftest import AppFactory, Client, Connect
-from tests.server.helpers import OCTET, auth, constant_update, join, json_of, settled, upload
+from tests.server.helpers import (
+    OCTET,
+    auth,
+    constant_update,
+    database_of,
+    join,
+    json_of,
+    settled,
+    upload,
+)
 
 
 def enrol(client: Client) -> tuple[str, str]:
@@ -36,7 +45,7 @@ def checkpoint_weights(client: Client, token: str, checkpoint: str) -> dict[str,
 
 
 def stored_updates(app: Flask) -> int:
-    (count,) = context_of(app).db.connection().execute("SELECT COUNT(*) FROM updates").fetchone()
+    (count,) = database_of(app).connection().execute("SELECT COUNT(*) FROM updates").fetchone()
     return int(count)
 
 
@@ -287,7 +296,7 @@ def test_fair_sampler_keeps_participation_even(make_app: AppFactory, connect: Co
 def participations(app: Flask, token: str) -> int:
     from fedge.server.storage.devices import hash_token
 
-    conn = context_of(app).db.connection()
+    conn = database_of(app).connection()
     (count,) = conn.execute(
         "SELECT participations FROM devices WHERE token_hash = ?", (hash_token(token),)
     ).fetchone()
@@ -424,7 +433,7 @@ def test_a_state_change_is_a_compare_and_set(make_app: AppFactory) -> None:
 
     app = make_app(tick_s=3600.0)  # the round driver stays out of the way
 
-    conn = context_of(app).db.connection()
+    conn = database_of(app).connection()
     with context_of(app).store.transaction() as tx:
         tx.rounds.transition(1, "open", "closing")
 
@@ -442,7 +451,7 @@ def test_a_round_ends_and_the_next_opens_in_one_transaction(
     that asked in that gap used to fail)."""
     from contextlib import contextmanager
 
-    from fedge.server.storage.db import Database
+    from fedge.server.storage.sqlite.database import Database
     from fedge.server.storage.sqlite.store import SQLiteTx
 
     app = make_app(tick_s=3600.0, rounds={"target_participants": 2, "min_participants": 2})

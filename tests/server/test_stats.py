@@ -17,7 +17,7 @@ from fedge.server.http.context import context
 from fedge.server.rounds.rejection_tally import RejectionTally
 from fedge.wire.update_codec import Update, UpdateMeta, encode_update
 from tests.server.conftest import Client
-from tests.server.helpers import SHAPES, join, json_of, settled, upload
+from tests.server.helpers import SHAPES, database_of, join, json_of, settled, upload
 
 
 def update(round_id: int, base: str, num_examples: int, metrics: dict[str, float]) -> bytes:
@@ -36,9 +36,7 @@ def enrol(client: Client, platform: str = "test") -> tuple[str, str]:
 
 
 def database(app: Flask) -> sqlite3.Connection:
-    with app.app_context():
-        conn: sqlite3.Connection = context().db.connection()
-        return conn
+    return database_of(app).connection()
 
 
 def stored_rows(app: Flask) -> dict[str, int]:

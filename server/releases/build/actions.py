@@ -14,33 +14,18 @@ earlier candidate; its failure changes nothing but its own row.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from fedge.server.errors import Conflict
-from fedge.server.storage import releases as store
+from fedge.server.storage.store import Tx
 from fedge.wire.releases import ReleaseRecord
 
 BUILDING = "building"
 MAX_ERROR_CHARS = 2000
 
 
-def checkpoint_file(conn: sqlite3.Connection, checkpoint_id: str) -> tuple[int, str] | None:
-    """(the round that made the checkpoint (0: the initial weights), its file
-    name under ``checkpoints/``); None for an unknown checkpoint."""
-    row = conn.execute(
-        "SELECT round_id, path FROM checkpoints WHERE id = ?", (checkpoint_id,)
-    ).fetchone()
-    return None if row is None else (int(row["round_id"]), str(row["path"]))
-
-
-def has_source(conn: sqlite3.Connection, source: str) -> bool:
-    """Whether any release (in any state) came from ``source`` (``round:<id>``)."""
-    return conn.execute("SELECT 1 FROM releases WHERE source = ?", (source,)).fetchone() is not None
-
-
 def add_building(
-    conn: sqlite3.Connection,
+    tx: Tx,
     *,
     name: str,
     source: str,
@@ -51,11 +36,10 @@ def add_building(
     details: dict[str, Any],
 ) -> ReleaseRecord:
     """A new release in state ``building`` (one at a time), and the ``cut`` change."""
-    building = store.in_state(conn, BUILDING)
+    building = tx.releases.in_state(BUILDING)
     if building is not None:
         raise Conflict(f"release {building.version} is being built", code="release_building")
-    record = store.insert(
-        conn,
+    record = tx.releases.insert(
         bundle_id=None,
         name=name,
         source=source,
@@ -65,62 +49,48 @@ def add_building(
         forced_reason=None,
         created_by=by,
     )
-    store.record_change(conn, by, "cut", record.version, why, details)
+    tx.releases.record_change(by, "cut", record.version, why, details)
     return record
 
 
-def finish_building(conn: sqlite3.Connection, version: int, bundle_id: str) -> ReleaseRecord:
+def finish_building(tx: Tx, version: int, bundle_id: str) -> ReleaseRecord:
     """The built bundle becomes the candidate at the percent asked for (or
     live, when nothing is), as a push would."""
-    record = _building(conn, version)
-    live, candidate = store.delivering(conn)
+    record = _building(tx, version)
+    live, candidate = tx.releases.delivering()
     if candidate is not None:
-        store.set_state(conn, candidate.version, "rolled_back")
+        tx.releases.set_state(candidate.version, "rolled_back")
     state, percent = ("canary", record.percent) if live is not None else ("live", 100.0)
-    conn.execute(
-        "UPDATE releases SET bundle_id = ?, state = ?, percent = ? WHERE version = ?",
-        (bundle_id, state, percent, version),
-    )
-    built = store.get(conn, version)
-    assert built is not None  # updated just above, in this transaction
-    store.announce(conn, built)
+    built = tx.releases.set_built(version, bundle_id, state, percent)
     details: dict[str, Any] = {"bundle_id": bundle_id, "state": state, "percent": percent}
     if candidate is not None:
         details["superseded"] = candidate.version
-    store.record_change(conn, record.created_by, "built", version, None, details)
+    tx.releases.record_change(record.created_by, "built", version, None, details)
     return built
 
 
-def fail_building(
-    conn: sqlite3.Connection, version: int, error: str, actor: str
-) -> ReleaseRecord | None:
+def fail_building(tx: Tx, version: int, error: str, actor: str) -> ReleaseRecord | None:
     """The build ended without a release: state ``failed`` with the error
     (also the change's why). None if the release is not building."""
     error = error[:MAX_ERROR_CHARS]
-    cursor = conn.execute(
-        "UPDATE releases SET state = 'failed', error = ? WHERE version = ? AND state = ?",
-        (error, version, BUILDING),
-    )
-    if cursor.rowcount == 0:
+    failed = tx.releases.set_failed(version, error, expected=BUILDING)
+    if failed is None:
         return None
-    failed = store.get(conn, version)
-    assert failed is not None
-    store.announce(conn, failed)
-    store.record_change(conn, actor, "build_failed", version, error)
+    tx.releases.record_change(actor, "build_failed", version, error)
     return failed
 
 
-def fail_interrupted(conn: sqlite3.Connection, actor: str) -> list[int]:
+def fail_interrupted(tx: Tx, actor: str) -> list[int]:
     """At start: every release still ``building`` was cut short by a
     restart (its worker died with the server); returns their versions."""
-    rows = conn.execute("SELECT version FROM releases WHERE state = ?", (BUILDING,)).fetchall()
-    for row in rows:
-        fail_building(conn, int(row["version"]), "interrupted by a restart", actor)
-    return [int(row["version"]) for row in rows]
+    versions = tx.releases.versions_in_state(BUILDING)
+    for version in versions:
+        fail_building(tx, version, "interrupted by a restart", actor)
+    return versions
 
 
-def _building(conn: sqlite3.Connection, version: int) -> ReleaseRecord:
-    record = store.get(conn, version)
+def _building(tx: Tx, version: int) -> ReleaseRecord:
+    record = tx.releases.get(version)
     if record is None or record.state != BUILDING:
         state = record.state if record is not None else "unknown"
         raise Conflict(f"release {version} is {state}, not being built", code="not_building")

@@ -40,10 +40,9 @@ from fedge.server.releases.build import actions as build_actions
 from fedge.server.releases.build.wire import ERROR, BuildJob, BuildProgress, BuildWireError
 from fedge.server.releases.registry import Releases
 from fedge.server.rounds.coordinator import Coordinator
-from fedge.server.storage import releases as store
 from fedge.server.storage.bundles import bundle_dir
 from fedge.server.storage.data_dir import make_private_dir
-from fedge.server.storage.db import Database
+from fedge.server.storage.store import Store
 from fedge.wire.releases import ReleaseRecord
 
 log = logging.getLogger("fedge.server")
@@ -95,13 +94,13 @@ class ReleaseBuilder:
     def __init__(
         self,
         data_dir: Path,
-        db: Database,
+        store: Store,
         releases: Releases,
         checkpoints: Path,
         current_checkpoint: Callable[[], str],
         timeout_s: float,
     ) -> None:
-        self._data_dir, self._db, self._releases = data_dir, db, releases
+        self._data_dir, self._store, self._releases = data_dir, store, releases
         self._checkpoints, self._current = checkpoints, current_checkpoint
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
@@ -137,8 +136,8 @@ class ReleaseBuilder:
                 build.thread.join(timeout)
 
     def _start(self, request: CutRequest) -> ReleaseRecord:
-        conn = self._db.connection()
-        live = store.in_state(conn, "live")
+        with self._store.reading() as tx:
+            live = tx.releases.in_state("live")
         if live is None or live.bundle_id is None:
             raise Conflict(
                 "there is no live release to take the model from: push a bundle first "
@@ -146,7 +145,8 @@ class ReleaseBuilder:
                 code="no_live_release",
             )
         checkpoint = request.checkpoint or self._current()
-        found = build_actions.checkpoint_file(conn, checkpoint)
+        with self._store.reading() as tx:
+            found = tx.checkpoints.made_by(checkpoint)
         if found is None:
             raise NotFound(f"no checkpoint {checkpoint}", code="unknown_checkpoint")
         round_id, checkpoint_file = found
@@ -154,9 +154,9 @@ class ReleaseBuilder:
         make_private_dir(root)
         workdir = Path(tempfile.mkdtemp(prefix="build-", dir=root))
         try:
-            with self._db.transaction() as conn:
+            with self._store.transaction() as tx:
                 record = build_actions.add_building(
-                    conn,
+                    tx,
                     name=self._releases.name,
                     source=f"round:{round_id}",
                     percent=request.percent,
@@ -194,7 +194,7 @@ class ReleaseBuilder:
         finally:
             with self._lock:
                 self._build = None
-            self._db.close_thread_connection()
+            self._store.close_thread_connection()
 
     def _outcome(self, build: _Build, job: BuildJob) -> str | None:
         """None once the release is adopted, else why it failed."""
@@ -270,25 +270,25 @@ class ReleaseBuilder:
     def _fail(self, build: _Build, error: str) -> None:
         log.warning("release %d: build failed: %s", build.version, error)
         try:
-            with self._db.transaction() as conn:
-                build_actions.fail_building(conn, build.version, error, build.by)
+            with self._store.transaction() as tx:
+                build_actions.fail_building(tx, build.version, error, build.by)
         except Exception:  # the next start marks it failed
             log.exception("release %d: could not record the failure", build.version)
 
 
 def open_builder(
-    config: ServerConfig, db: Database, releases: Releases, coordinator: Coordinator
+    config: ServerConfig, store: Store, releases: Releases, coordinator: Coordinator
 ) -> ReleaseBuilder:
     """The builder at start: what earlier builds left is deleted, and a
     release still ``building`` (its server died) becomes ``failed``."""
     shutil.rmtree(config.data_dir / BUILDS_DIR, ignore_errors=True)
-    with db.transaction() as conn:
-        interrupted = build_actions.fail_interrupted(conn, INITIAL_ACTOR)
+    with store.transaction() as tx:
+        interrupted = build_actions.fail_interrupted(tx, INITIAL_ACTOR)
     for version in interrupted:
         log.warning("release %d: its build was interrupted by a restart; it failed", version)
     return ReleaseBuilder(
         config.data_dir,
-        db,
+        store,
         releases,
         coordinator.dirs.checkpoints,
         lambda: coordinator.current_checkpoint,

@@ -15,7 +15,6 @@ behind it under the actor ``canary``.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 from fedge.server.config import ServerConfig
@@ -23,8 +22,8 @@ from fedge.server.errors import Conflict, NotFound
 from fedge.server.releases import actions
 from fedge.server.releases.canary.decision import Policy, decide, explain, summarize
 from fedge.server.releases.rollout import release_for
-from fedge.server.storage import canary as store
-from fedge.server.storage import releases as release_store
+from fedge.server.storage.canary import Decision
+from fedge.server.storage.store import Tx
 from fedge.wire.canary import CanarySummary, Evaluation, EvaluationReceipt
 from fedge.wire.releases import ReleaseRecord
 
@@ -41,52 +40,50 @@ def policy_of(config: ServerConfig) -> Policy:
 
 
 def report(
-    conn: sqlite3.Connection,
+    tx: Tx,
     version: int,
     device_id: str,
     evaluation: Evaluation,
     policy: Policy,
 ) -> tuple[EvaluationReceipt, bool]:
     """The receipt, and whether the report is new (False: a repeat)."""
-    existing = store.find(conn, version, device_id)
+    existing = tx.canary.find(version, device_id)
     if existing is not None:
         if existing.evaluation != evaluation:
             raise Conflict(
                 f"this device reported a different evaluation of release {version} already",
                 code="already_reported",
             )
-        return _receipt(conn, version, device_id, existing.received_at), False
-    _check(conn, version, device_id, evaluation)
-    stored = store.insert(conn, version, device_id, evaluation, time.time())
-    summary = summary_of(conn, version, policy)
+        return _receipt(tx, version, device_id, existing.received_at), False
+    _check(tx, version, device_id, evaluation)
+    stored = tx.canary.insert(version, device_id, evaluation, time.time())
+    summary = summary_of(tx, version, policy)
     decision = decide(summary, policy)
     if decision is not None:
-        _apply(conn, version, device_id, decision, summary, stored.received_at)
-    return _receipt(conn, version, device_id, stored.received_at), True
+        _apply(tx, version, device_id, decision, summary, stored.received_at)
+    return _receipt(tx, version, device_id, stored.received_at), True
 
 
-def summary_of(conn: sqlite3.Connection, version: int, policy: Policy) -> CanarySummary:
-    made = store.decision(conn, version)
-    tally = store.tally(conn, version, policy.max_weight)
+def summary_of(tx: Tx, version: int, policy: Policy) -> CanarySummary:
+    made = tx.canary.decision(version)
+    tally = tx.canary.tally(version, policy.max_weight)
     if made is None:
         return summarize(tally, policy, None, None)
     return summarize(tally, policy, made.decision, made.decided_at)
 
 
-def shown_summary(
-    conn: sqlite3.Connection, record: ReleaseRecord, policy: Policy
-) -> CanarySummary | None:
+def shown_summary(tx: Tx, record: ReleaseRecord, policy: Policy) -> CanarySummary | None:
     """The summary ``GET /v1/releases/{version}`` shows: the candidate's (0
     reports at first), a decided or reported one's; None for the rest."""
-    summary = summary_of(conn, record.version, policy)
+    summary = summary_of(tx, record.version, policy)
     shown = record.state == "canary" or summary.reports or summary.decision
     return summary if shown else None
 
 
-def _check(conn: sqlite3.Connection, version: int, device_id: str, evaluation: Evaluation) -> None:
-    if release_store.get(conn, version) is None:
+def _check(tx: Tx, version: int, device_id: str, evaluation: Evaluation) -> None:
+    if tx.releases.get(version) is None:
         raise NotFound(f"no release {version}", code="unknown_release")
-    live, candidate = release_store.delivering(conn)
+    live, candidate = tx.releases.delivering()
     if candidate is None or candidate.version != version or live is None:
         raise Conflict(f"release {version} is not the candidate", code="not_candidate")
     meant = release_for(device_id, live, candidate)
@@ -100,7 +97,7 @@ def _check(conn: sqlite3.Connection, version: int, device_id: str, evaluation: E
             "evaluate the candidate against it",
             code="stale_baseline",
         )
-    metric = store.metric_of(conn, version)
+    metric = tx.canary.metric_of(version)
     if metric is not None and metric != evaluation.metric:
         raise Conflict(
             f"release {version} is scored by {metric}, not {evaluation.metric}",
@@ -109,7 +106,7 @@ def _check(conn: sqlite3.Connection, version: int, device_id: str, evaluation: E
 
 
 def _apply(
-    conn: sqlite3.Connection,
+    tx: Tx,
     version: int,
     device_id: str,
     decision: str,
@@ -120,17 +117,15 @@ def _apply(
     evidence = {"canary": numbers}
     why = explain(version, summary, decision)
     if decision == "promote":
-        change = actions.promote(conn, version, ACTOR, why, evidence)
+        change = actions.promote(tx, version, ACTOR, why, evidence)
     else:
-        live, _ = release_store.delivering(conn)
+        live, _ = tx.releases.delivering()
         assert live is not None  # _check found it in this transaction
-        change = actions.rollback(conn, live.version, ACTOR, why, evidence)
-    store.record_decision(conn, version, store.Decision(decision, device_id, change.id, at))
+        change = actions.rollback(tx, live.version, ACTOR, why, evidence)
+    tx.canary.record_decision(version, Decision(decision, device_id, change.id, at))
 
 
-def _receipt(
-    conn: sqlite3.Connection, version: int, device_id: str, received_at: float
-) -> EvaluationReceipt:
-    made = store.decision(conn, version)
+def _receipt(tx: Tx, version: int, device_id: str, received_at: float) -> EvaluationReceipt:
+    made = tx.canary.decision(version)
     decided = made.decision if made is not None and made.device_id == device_id else None
     return EvaluationReceipt(version, device_id, received_at, decided)

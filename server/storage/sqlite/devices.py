@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 
 from fedge.server.storage.devices import (
@@ -13,10 +12,11 @@ from fedge.server.storage.devices import (
     hash_token,
     new_device_credentials,
 )
+from fedge.server.storage.sqlite.errors import Connection
 
 
 class SQLiteDevices:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     def enrol(self, platform: str, request_id: str | None, now: float) -> Enrolment:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from fedge.server.storage.rounds import RoundRecord, StateChanged, UpdateRecord, json_text
+from fedge.server.storage.sqlite.errors import Connection
 from fedge.server.storage.store import EventRow
 
 # The states after which a round's update files are read by nothing.
@@ -46,7 +47,7 @@ def _update(row: sqlite3.Row) -> UpdateRecord:
 
 
 class SQLiteRounds:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     def _one(self, sql: str, *args: Any) -> RoundRecord | None:
@@ -80,6 +81,12 @@ class SQLiteRounds:
         ).fetchone()
         return int(count)
 
+    def count_closed_through(self, round_id: int) -> int:
+        (count,) = self._conn.execute(
+            "SELECT COUNT(*) FROM rounds WHERE state = 'closed' AND id <= ?", (round_id,)
+        ).fetchone()
+        return int(count)
+
     def insert(
         self, base: str, config: dict[str, Any], now: float, deadline_s: float
     ) -> RoundRecord:
@@ -107,7 +114,7 @@ class SQLiteRounds:
 
 
 class SQLiteSelections:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     def contains(self, round_id: int, device_id: str) -> bool:
@@ -130,7 +137,7 @@ class SQLiteSelections:
 
 
 class SQLiteUpdates:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     def get(self, round_id: int, device_id: str) -> UpdateRecord | None:
@@ -200,7 +207,7 @@ class SQLiteUpdates:
 
 
 class SQLiteCheckpoints:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     def add(self, checkpoint_id: str, round_id: int, file_name: str, size: int) -> None:
@@ -216,9 +223,15 @@ class SQLiteCheckpoints:
         ).fetchone()
         return None if row is None else str(row["path"])
 
+    def made_by(self, checkpoint_id: str) -> tuple[int, str] | None:
+        row = self._conn.execute(
+            "SELECT round_id, path FROM checkpoints WHERE id = ?", (checkpoint_id,)
+        ).fetchone()
+        return None if row is None else (int(row["round_id"]), str(row["path"]))
+
 
 class SQLiteServerState:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     def get(self, key: str) -> str | None:
@@ -234,7 +247,7 @@ class SQLiteServerState:
 
 
 class SQLiteEvents:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     def add(self, kind: str, payload: dict[str, Any]) -> None:

@@ -8,8 +8,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fedge.server.storage.db import Database
+from fedge.server.storage.sqlite.canary import SQLiteCanary
+from fedge.server.storage.sqlite.database import Database
 from fedge.server.storage.sqlite.devices import SQLiteDevices
+from fedge.server.storage.sqlite.errors import Connection, translated
+from fedge.server.storage.sqlite.releases import SQLiteReleases
 from fedge.server.storage.sqlite.rounds import (
     SQLiteCheckpoints,
     SQLiteEvents,
@@ -20,12 +23,15 @@ from fedge.server.storage.sqlite.rounds import (
 )
 from fedge.server.storage.store import Tx
 
+FILE_NAME = "fedge.sqlite3"  # the database's file in a data directory
+
 
 class SQLiteTx:
     """The tables, read and written through one connection."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self._raw = raw
+        conn = Connection(raw)
         self.rounds = SQLiteRounds(conn)
         self.selections = SQLiteSelections(conn)
         self.updates = SQLiteUpdates(conn)
@@ -33,23 +39,31 @@ class SQLiteTx:
         self.state = SQLiteServerState(conn)
         self.events = SQLiteEvents(conn)
         self.devices = SQLiteDevices(conn)
+        self.releases = SQLiteReleases(conn)
+        self.canary = SQLiteCanary(conn)
 
     @property
     def connection(self) -> sqlite3.Connection:
-        """For SQL of a test's own, and the rows not behind the Store yet."""
-        return self._conn
+        """For SQL of a test's own."""
+        return self._raw
 
 
 class SQLiteStore:
-    """One SQLite file (:class:`~fedge.server.storage.db.Database`: one
-    connection per thread, WAL, fsync on commit) behind the Store interface."""
+    """One SQLite file (:class:`~.database.Database`: one connection per
+    thread, WAL, fsync on commit) behind the Store interface; its errors
+    come out as Store errors (:mod:`.errors`)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     @classmethod
     def open(cls, path: Path) -> SQLiteStore:
-        return cls(Database(path))
+        with translated():
+            return cls(Database(path))
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> SQLiteStore:
+        return cls.open(data_dir / FILE_NAME)
 
     @property
     def location(self) -> str:
@@ -57,20 +71,25 @@ class SQLiteStore:
 
     @contextmanager
     def transaction(self, durable: bool = True) -> Iterator[SQLiteTx]:
-        with self.db.transaction(durable) as conn:
+        # BEGIN, COMMIT and the wait for the writer lock raise sqlite3's
+        # errors; the rows' statements raise the Store's already.
+        with translated(), self.db.transaction(durable) as conn:
             yield SQLiteTx(conn)
 
     @contextmanager
     def reading(self) -> Iterator[SQLiteTx]:
         # Autocommit reads on the thread's connection, as before the Store:
         # each statement sees the latest commit.
-        yield SQLiteTx(self.db.connection())
+        with translated():
+            conn = self.db.connection()
+        yield SQLiteTx(conn)
 
     def on_commit(self, listener: Callable[[Tx], None]) -> None:
         self.db.on_commit(lambda conn: listener(SQLiteTx(conn)))
 
     def check(self) -> None:
-        self.db.connection().execute("SELECT 1").fetchone()
+        with translated():
+            self.db.connection().execute("SELECT 1").fetchone()
 
     def close_thread_connection(self) -> None:
         self.db.close_thread_connection()

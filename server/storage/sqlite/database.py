@@ -1,4 +1,4 @@
-"""The SQLite database: schema, one connection per thread, transactions.
+"""The SQLite file: schema, one connection per thread, transactions.
 
 A connection is opened the first time a thread asks for one and kept for
 the thread's life (request threads are pooled, so this is one per worker,

@@ -1,0 +1,88 @@
+"""SQLite's exceptions as the Store's: callers catch
+:class:`~fedge.server.storage.store.StoreError` and never learn which
+driver raised it.
+
+:class:`Connection` and :class:`Cursor` stand in for sqlite3's own in the
+row classes, so that every statement (and every row fetched: SQLite steps
+lazily) fails with a Store error; the Store's units of work translate what
+the transaction itself raises (BEGIN, COMMIT, the writer lock).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from fedge.server.storage.store import StoreError, StoreFull, StoreUnavailable
+
+# SQLite says "database is locked" or "database table is locked" once the
+# busy timeout has passed, and "unable to open database file" when it cannot.
+_UNAVAILABLE = ("locked", "busy", "unable to open")
+
+
+def store_error(exc: sqlite3.Error) -> StoreError:
+    """The Store error that stands for ``exc`` (same message)."""
+    message = str(exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        if "full" in message:  # "database or disk is full"
+            return StoreFull(message)
+        if any(word in message for word in _UNAVAILABLE):
+            return StoreUnavailable(message)
+    return StoreError(message)
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise store_error(exc) from exc
+
+
+class Cursor:
+    def __init__(self, raw: sqlite3.Cursor) -> None:
+        self._raw = raw
+
+    @property
+    def rowcount(self) -> int:
+        return self._raw.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._raw.lastrowid
+
+    def fetchone(self) -> Any:
+        try:
+            return self._raw.fetchone()
+        except sqlite3.Error as exc:
+            raise store_error(exc) from exc
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return self._raw.fetchall()
+        except sqlite3.Error as exc:
+            raise store_error(exc) from exc
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+class Connection:
+    """One sqlite3 connection whose statements fail with Store errors."""
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        try:
+            return Cursor(self.raw.execute(sql, params))
+        except sqlite3.Error as exc:
+            raise store_error(exc) from exc
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self.raw.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise store_error(exc) from exc
