@@ -156,3 +156,15 @@ def test_no_module_is_over_400_lines() -> None:
     long = {path: n for path, n in sorted(sizes.items()) if n > MAX_LINES_PER_MODULE}
 
     assert not long, long
+
+
+def test_every_package_folder_is_built_into_the_wheel() -> None:
+    # setuptools builds exactly the packages pyproject lists (package-dir maps
+    # the folders): a new folder missing from the list is missing from the
+    # wheel, while the editable install of the checkout still imports it.
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(config["tool"]["setuptools"]["packages"])
+    packages = {name for name, path in product_files().items() if path.name == "__init__.py"}
+
+    assert packages - listed == set(), "add these to [tool.setuptools] packages"
+    assert listed - packages == set(), "these listed packages have no folder"
