@@ -89,7 +89,8 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
     "--data-shards",
     type=click.IntRange(min=1),
     help="Reference task, for more devices than it has examples: cut the data into this "
-    "many shards, device i holding shard i mod N [default: one per device].",
+    "many shards, device i holding shard i mod N [default: one per device, or as many as "
+    "the data can fill with --min-examples each].",
 )
 @click.option(
     "--test-fraction",
