@@ -22,6 +22,7 @@ from fedge.bundle.manifest import Manifest
 from fedge.client_sim.data.federated_split import FederatedData, SplitConfig, federate
 from fedge.client_sim.data.partition import HandwritingStyle, PartitionConfig, partition
 from fedge.client_sim.data.user_data import LabelSpec, load_dataset
+from fedge.errors import ConfigError
 from fedge.reference.data import PUBLIC_FRACTION, Split, load_task, public_split
 from fedge.task.examples import DeviceExamples, Examples
 from fedge.task.objective import Objective
@@ -43,10 +44,13 @@ def reference_data(
     a fleet larger than the data it has (the digits' 1,438 private examples
     cannot give 10,000 devices one each). Devices that share a shard still
     differ, so their updates do too (the server refuses the same bytes from
-    two devices). ``None``: one shard per device."""
+    two devices). ``None``: one shard per device, or, when the devices
+    outnumber what the data can give ``min_examples`` each, as many shards
+    as it can (the summary says how many)."""
     task = load_task(seed=seed)
     _, private = public_split(task.train, public_fraction, seed)
-    distinct = num_devices if shards is None else min(shards, num_devices)
+    distinct = _shard_count(num_devices, shards, min_examples, len(private.y))
+    picked = shards is None and distinct < num_devices
     parts = partition(
         private.y,
         PartitionConfig(num_devices=distinct, alpha=alpha, seed=seed, min_examples=min_examples),
@@ -74,8 +78,26 @@ def reference_data(
         test=Examples.of_split(task.test, input_name),
         device_names=tuple(str(i) for i in range(num_devices)),
         partition=f"dirichlet(alpha={alpha:g}), handwriting styles"
-        + ("" if distinct == num_devices else f", {distinct} shards shared round-robin"),
+        + ("" if distinct == num_devices else f", {distinct} shards shared round-robin")
+        + (" (picked for the data: set them with --data-shards)" if picked else ""),
     )
+
+
+def _shard_count(devices: int, shards: int | None, min_examples: int, examples: int) -> int:
+    """The distinct shards: ``shards`` (at most one per device), else one
+    per device while the data lasts, else as many as it can fill."""
+    fits = examples // min_examples
+    wanted = devices if shards is None else min(shards, devices)
+    if shards is None and fits >= 1:
+        return min(wanted, fits)
+    if wanted > fits:
+        raise ConfigError(
+            f"{wanted} shards x {min_examples} examples each need {wanted * min_examples} "
+            f"examples; the devices' part of the digits has {examples}: give --data-shards "
+            f"{max(1, fits)} or fewer, a smaller --min-examples, or a smaller "
+            "--public-fraction (more of the digits on the devices)"
+        )
+    return wanted
 
 
 def label_spec(manifest: Manifest, objective: Objective) -> LabelSpec:

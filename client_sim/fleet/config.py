@@ -27,7 +27,9 @@ def parse_faults(values: tuple[str, ...]) -> dict[str, int]:
 class FleetConfig:
     # None: one device per device id in --data, else DEFAULT_DEVICES.
     devices: int | None = None
-    per_round: int = 10
+    # Updates that close a round (None: min(10, the fleet's devices), or
+    # with server_url the server's; see fedge.client_sim.fleet.round_target).
+    per_round: int | None = None
     rounds: int = 10
     alpha: float = 0.5
     min_examples: int = 4

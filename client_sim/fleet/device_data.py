@@ -3,21 +3,23 @@ reference task or for the user's ``--data`` (:mod:`fedge.client_sim.data`)."""
 
 from __future__ import annotations
 
+from fedge.bundle.manifest import Manifest
 from fedge.client_sim.data.federated_split import FederatedData, SplitConfig
 from fedge.client_sim.data.fleet_data import reference_data, user_data
 from fedge.client_sim.fleet.config import DEFAULT_DEVICES, FleetConfig
-from fedge.client_sim.fleet.preparation import FleetModel
 from fedge.errors import ConfigError
+from fedge.task.objective import Objective
 
 
-def fleet_data(config: FleetConfig, model: FleetModel) -> FederatedData:
-    input_name = model.manifest.inputs[0].name
+def fleet_data(config: FleetConfig, manifest: Manifest, objective: Objective) -> FederatedData:
+    """The devices' data for the model of ``manifest`` (trained to ``objective``)."""
+    input_name = manifest.inputs[0].name
     if config.data is None:
         from fedge.reference.weights import is_reference_model
 
-        if not (config.smooth_model or is_reference_model(model.manifest.name, model.spec)):
+        if not (config.smooth_model or is_reference_model(manifest.name, manifest.weights)):
             raise ConfigError(
-                f"the model {model.manifest.name!r} is not the reference digits CNN: "
+                f"the model {manifest.name!r} is not the reference digits CNN: "
                 "give its devices' data with --data"
             )
         return reference_data(
@@ -37,10 +39,4 @@ def fleet_data(config: FleetConfig, model: FleetModel) -> FederatedData:
         min_examples=config.min_examples,
         seed=config.seed,
     )
-    return user_data(config.data, model.manifest, model.objective, split)
-
-
-def check_fleet_size(config: FleetConfig, devices: int) -> None:
-    """A round cannot ask for more devices than the fleet has."""
-    if config.per_round > devices:
-        raise ConfigError(f"{config.per_round} per round > {devices} devices")
+    return user_data(config.data, manifest, objective, split)

@@ -30,11 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from fedge.bundle.manifest import Manifest
+from fedge.client_sim.data.federated_split import FederatedData
 from fedge.client_sim.device.bundle_download import download_bundle
 from fedge.client_sim.device.client import FedgeClient
 from fedge.client_sim.device.trainers import KerasTrainer, TfliteTrainer, Trainer
 from fedge.client_sim.device.transport import HttpTransport
 from fedge.client_sim.fleet.config import FleetConfig
+from fedge.client_sim.fleet.device_data import fleet_data
 from fedge.client_sim.fleet.model_source import (
     Say,
     build_bundle,
@@ -42,6 +44,7 @@ from fedge.client_sim.fleet.model_source import (
     training_manifest,
     user_bundle,
 )
+from fedge.client_sim.fleet.round_target import fleet_round_target, server_round_target
 from fedge.errors import ConfigError
 from fedge.task.objective import Objective
 from fedge.wire.update_codec import Weights
@@ -62,6 +65,7 @@ class FleetModel:
     observer: FedgeClient
     runtime: str
     work: Path  # the fleet's working directory (release downloads go under it)
+    per_round: int  # the updates that close a round, on the server the fleet uses
     # The server's admin token, for cutting releases: the embedded server's
     # own, or the one given with --server (None: not given).
     admin_token: str | None = field(default=None, repr=False)
@@ -86,16 +90,8 @@ class FleetModel:
         return self.observer.transport.request("GET", path).json()
 
     def current_round_id(self, timeout_s: float = 60.0) -> int:
-        """The round in progress; waits while the server has none (its round
-        step failing, say) rather than failing the fleet."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            reply = self.observer.transport.request("GET", "/v1/rounds/current")
-            if reply.status == 200:
-                return int(reply.json()["round_id"])
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no round in progress after {timeout_s:.0f} s: {reply.json()}")
-            time.sleep(0.2)
+        """The round in progress; waits while the server has none."""
+        return int(_current_round(self.observer, timeout_s)["round_id"])
 
     def current_weights(self) -> Weights:
         """The server's current global model (round 0: the deployed one)."""
@@ -107,7 +103,12 @@ class FleetModel:
 
 
 @contextmanager
-def prepare_model(config: FleetConfig, say: Say = lambda _: None) -> Iterator[FleetModel]:
+def prepare_model(
+    config: FleetConfig, say: Say = lambda _: None
+) -> Iterator[tuple[FleetModel, FederatedData]]:
+    """The model, its server and the devices' data. The data is split
+    before an embedded server starts: its round target is sized to the
+    fleet (:mod:`.round_target`); a running server's is read from it."""
     with ExitStack() as stack:
         work = config.work_dir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="fedge-sim-"))
@@ -115,10 +116,13 @@ def prepare_model(config: FleetConfig, say: Say = lambda _: None) -> Iterator[Fl
         work.mkdir(parents=True, exist_ok=True)
         bundle = _local_bundle(config, work, say)
         admin_token = config.admin_token
+        data: FederatedData | None = None
         if config.server_url is None:
             assert bundle is not None  # without a server there is always a local model
+            data = _split(config, bundle, say)
+            target = fleet_round_target(config.per_round, len(data.devices))
             say("starting the embedded server")
-            server = stack.enter_context(_embedded_server(config, bundle, work))
+            server = stack.enter_context(_embedded_server(config, bundle, work, target.per_round))
             url, admin_token = server.url, server.context.admin_token
         else:
             url = config.server_url
@@ -130,7 +134,13 @@ def prepare_model(config: FleetConfig, say: Say = lambda _: None) -> Iterator[Fl
             bundle = _server_bundle(observer, bundle_id, work, config.seed, say)
         verified, objective = training_manifest(bundle)
         _check_same_model(verified.manifest, bundle, name, server_spec, url)
-        yield FleetModel(
+        if data is None:
+            data = _split(config, bundle, say)
+            server_target = _current_round(observer)["config"]["target_participants"]
+            target = server_round_target(config.per_round, server_target, len(data.devices), url)
+        if target.notice is not None:
+            say(f"warning: {target.notice}")
+        model = FleetModel(
             url=url,
             bundle=bundle,
             bundle_id=verified.bundle_id,
@@ -139,8 +149,34 @@ def prepare_model(config: FleetConfig, say: Say = lambda _: None) -> Iterator[Fl
             observer=observer,
             runtime=config.runtime,
             work=work,
+            per_round=target.per_round,
             admin_token=admin_token,
         )
+        # Handed over, not kept in this frame: the Ray backend drops the
+        # devices' data once its hosts hold it.
+        handed = [data]
+        del data
+        yield model, handed.pop()
+
+
+def _split(config: FleetConfig, bundle: Path, say: Say) -> FederatedData:
+    say("splitting the data over the devices")
+    verified, objective = training_manifest(bundle)
+    return fleet_data(config, verified.manifest, objective)
+
+
+def _current_round(observer: FedgeClient, timeout_s: float = 60.0) -> dict[str, Any]:
+    """The round in progress, as the server shows it; waits while the
+    server has none (its round step failing, say) rather than failing."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reply = observer.transport.request("GET", "/v1/rounds/current")
+        if reply.status == 200:
+            round_: dict[str, Any] = reply.json()
+            return round_
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no round in progress after {timeout_s:.0f} s: {reply.json()}")
+        time.sleep(0.2)
 
 
 def _local_bundle(config: FleetConfig, work: Path, say: Say) -> Path | None:
@@ -189,13 +225,15 @@ def _check_same_model(
 
 
 @contextmanager
-def _embedded_server(config: FleetConfig, bundle: Path, work: Path) -> Iterator[Any]:
+def _embedded_server(
+    config: FleetConfig, bundle: Path, work: Path, per_round: int
+) -> Iterator[Any]:
     from fedge.server.http.app import create_app
     from fedge.server.http.serve import BackgroundServer
 
     # The fleet reports per round; the server's per-request log would drown it.
     logging.getLogger("fedge.server").setLevel(logging.WARNING)
-    minimum = config.min_participants or max(1, config.per_round // 2)
+    minimum = config.min_participants or max(1, per_round // 2)
     app = create_app(
         test_config={
             "canary_min_reports": config.canary_min_reports,  # None: the server's default
@@ -207,7 +245,7 @@ def _embedded_server(config: FleetConfig, bundle: Path, work: Path) -> Iterator[
             "seed": config.seed,
             "threads": max(4, config.workers),
             "rounds": {
-                "target_participants": config.per_round,
+                "target_participants": per_round,
                 "min_participants": minimum,
                 "deadline_s": config.deadline_s,
                 "over_selection": config.over_selection,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from fedge.client_sim.data.federated_split import FederatedData
@@ -22,7 +23,6 @@ from fedge.client_sim.device.trainers import TrainerPool
 from fedge.client_sim.device.transport import HttpTransport, shared_session
 from fedge.client_sim.fleet.backend import DeviceCounters, Scores
 from fedge.client_sim.fleet.config import FleetConfig
-from fedge.client_sim.fleet.device_data import check_fleet_size, fleet_data
 from fedge.client_sim.fleet.model_source import Say
 from fedge.client_sim.fleet.preparation import FleetModel, prepare_model
 from fedge.client_sim.fleet.releases import FleetReleases
@@ -36,10 +36,8 @@ def run_thread_fleet(
     config: FleetConfig, progress: Progress | None = None, say: Say = lambda _: None
 ) -> FleetReport:
     """Prepare the model and server, split the data, run the rounds here."""
-    with prepare_model(config, say) as model:
-        say("splitting the data over the devices")
-        data = fleet_data(config, model)
-        check_fleet_size(config, len(data.devices))
+    with prepare_model(config, say) as (model, data):
+        config = replace(config, per_round=model.per_round)
         backend = ThreadBackend.start(config, model, data)
         try:
             releases = FleetReleases(model, config, backend.devices, backend.pool)

@@ -43,7 +43,11 @@ def run_with_progress(config: FleetConfig) -> FleetReport:
         )
 
     def say(message: str) -> None:
-        bar.update(task, status=message)
+        # A warning stays on screen; progress notes only replace the status.
+        if message.startswith("warning: "):
+            bar.console.print(message, markup=False)
+        else:
+            bar.update(task, status=message)
 
     with bar:
         return run_fleet(config, progress=on_round, say=say)

@@ -51,13 +51,24 @@ def _register_commands() -> None:
     from fedge.cli.convert import convert
     from fedge.cli.demo import demo
     from fedge.cli.predict import predict
+    from fedge.cli.pull import pull
     from fedge.cli.release import COMMANDS as RELEASE_COMMANDS
     from fedge.cli.serve import serve
     from fedge.cli.setup_node import setup_node
     from fedge.cli.simulate import simulate
     from fedge.cli.train import train
 
-    for command in (train, convert, predict, serve, setup_node, demo, simulate, *RELEASE_COMMANDS):
+    for command in (
+        train,
+        convert,
+        predict,
+        pull,
+        serve,
+        setup_node,
+        demo,
+        simulate,
+        *RELEASE_COMMANDS,
+    ):
         main.add_command(command)
 
 

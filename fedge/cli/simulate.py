@@ -64,7 +64,10 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
     "images by class folder. Device ids give the natural partition.",
 )
 @options.devices(help="Number of devices [default: one per device id in --data, else 20].")
-@options.per_round(default=10, help="Updates that close a round.")
+@options.per_round(
+    help="Updates that close a round [default: min(10, --devices); with --server, the "
+    "server's (fedge serve --per-round), which a different value here does not change].",
+)
 @options.rounds(default=10)
 @click.option(
     "--alpha",
@@ -89,7 +92,8 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
     "--data-shards",
     type=click.IntRange(min=1),
     help="Reference task, for more devices than it has examples: cut the data into this "
-    "many shards, device i holding shard i mod N [default: one per device].",
+    "many shards, device i holding shard i mod N [default: one per device, or as many as "
+    "the data can fill with --min-examples each].",
 )
 @click.option(
     "--test-fraction",
@@ -198,9 +202,11 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
 def simulate(engine: str, report: Path | None, plot: Path | None, **settings: Any) -> None:
     """Run federated rounds with a fleet of simulated devices."""
     devices, per_round = settings["devices"], settings["per_round"]
-    if devices is not None and per_round > devices:
+    if devices is not None and per_round is not None and per_round > devices:
         raise click.BadParameter(
-            f"{per_round} per round > {devices} devices", param_hint="--per-round"
+            f"{per_round} per round > {devices} devices: give --per-round {devices} or fewer, "
+            f"or --devices {per_round} or more",
+            param_hint="--per-round",
         )
     if settings["address"] is not None and settings["backend"] != "ray":
         raise click.UsageError("--address is the Ray cluster's: give --backend ray")
@@ -209,11 +215,14 @@ def simulate(engine: str, report: Path | None, plot: Path | None, **settings: An
     if engine == "tff":
         if settings["model"] is not None or settings["data"] is not None:
             raise click.UsageError("--engine tff runs the reference task only (no --model/--data)")
+        from fedge.client_sim.fleet.config import DEFAULT_DEVICES
+        from fedge.client_sim.fleet.round_target import fleet_round_target
         from fedge.client_sim.tff.simulate import run_tff_simulation
 
+        fleet = devices or DEFAULT_DEVICES
         run_tff_simulation(
-            devices or 20,
-            per_round,
+            fleet,
+            fleet_round_target(per_round, fleet).per_round,
             settings["rounds"],
             settings["alpha"],
             settings["seed"],

@@ -162,6 +162,9 @@ class DeviceRows(Protocol):
         """Enrolled devices per platform named at enrolment, most first
         (then by name)."""
 
+    def ids_except(self, platform: str) -> list[str]:
+        """The ids of every enrolled device not enrolled as ``platform``."""
+
     def record_heartbeat(self, device_id: str, conditions: Conditions, now: float) -> None: ...
 
     def record_check_in(self, device_id: str, conditions: Conditions, now: float) -> None:

@@ -25,9 +25,10 @@ Releases (``--release-every``) are for the thread backend only, for now.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fedge.client_sim.device.profiles import DeviceProfile, fleet_profiles
 from fedge.client_sim.fleet.config import FleetConfig
-from fedge.client_sim.fleet.device_data import check_fleet_size, fleet_data
 from fedge.client_sim.fleet.model_source import Say
 from fedge.client_sim.fleet.preparation import prepare_model
 from fedge.client_sim.fleet.ray.cluster import ray_cluster, require_ray
@@ -51,11 +52,9 @@ def run_ray_fleet(
     require_ray()
     where = config.ray_address
     say(f"joining the Ray cluster at {where}" if where else "starting a local Ray")
-    with ray_cluster(where) as cluster, prepare_model(config, say) as model:
-        say("splitting the data over the devices")
-        data = fleet_data(config, model)
+    with ray_cluster(where) as cluster, prepare_model(config, say) as (model, data):
+        config = replace(config, per_round=model.per_round)
         n = len(data.devices)
-        check_fleet_size(config, n)
         profiles = profiles or fleet_profiles(n, config.dropout, config.crash, config.faults)
         if len(profiles) != n:
             raise ConfigError(f"{len(profiles)} device profiles for {n} devices")

@@ -74,14 +74,23 @@ def decide(summary: CanarySummary, policy: Policy) -> str | None:
     return "promote" if holds else "rollback"
 
 
-def explain(version: int, summary: CanarySummary, decision: str) -> str:
-    """The change log's ``why`` for a decision, with the numbers behind it."""
+def explain(
+    version: int, summary: CanarySummary, decision: str, slice_devices: int | None = None
+) -> str:
+    """The change log's ``why`` for a decision, with the numbers behind it;
+    ``slice_devices``: a slice smaller than the minimum, decided by all of it."""
     metric = summary.metric or "metric"
     candidate = (summary.candidate or {}).get(metric, float("nan"))
     baseline = (summary.baseline or {}).get(metric, float("nan"))
     verdict = "holds" if decision == "promote" else "is worse"
+    devices = (
+        f"all {slice_devices} devices of its slice (fewer than canary_min_reports "
+        f"{summary.min_reports})"
+        if slice_devices is not None
+        else f"{summary.reports} devices"
+    )
     return (
-        f"canary: release {version} {verdict} on {summary.reports} devices "
+        f"canary: release {version} {verdict} on {devices} "
         f"({summary.num_examples} examples): {metric} {candidate:.4g} vs {baseline:.4g} "
         f"live (margin {summary.margin:g}, "
         f"{'higher' if summary.higher_is_better else 'lower'} is better)"

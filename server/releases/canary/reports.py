@@ -6,7 +6,8 @@ nothing): the device has not reported a different evaluation already (the
 same one again gets the same receipt, so a retry after a lost answer is
 safe), the release is the candidate, the device is in its slice (the same
 hash ``GET /v1/releases/current`` uses) and the baseline is the live
-release. Then it stores the numbers and, once there are enough, decides by
+release. Then it stores the numbers and, once there are enough (or every
+device of a slice smaller than ``canary_min_reports`` has reported), decides by
 :mod:`fedge.server.releases.canary.decision`: the candidate is promoted or rolled
 back (:mod:`fedge.server.releases.actions`, announced as ``release``
 events) in the same transaction, and the change log records the numbers
@@ -16,6 +17,7 @@ behind it under the actor ``canary``.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from fedge.server.config import ServerConfig
 from fedge.server.errors import Conflict, NotFound
@@ -58,9 +60,12 @@ def report(
     _check(tx, version, device_id, evaluation)
     stored = tx.canary.insert(version, device_id, evaluation, time.time())
     summary = summary_of(tx, version, policy)
+    slice_devices = _small_slice(tx, summary, policy)
+    if slice_devices is not None:  # the whole slice decides
+        policy = replace(policy, min_reports=slice_devices)
     decision = decide(summary, policy)
     if decision is not None:
-        _apply(tx, version, device_id, decision, summary, stored.received_at)
+        _apply(tx, version, device_id, decision, summary, stored.received_at, slice_devices)
     return _receipt(tx, version, device_id, stored.received_at), True
 
 
@@ -78,6 +83,25 @@ def shown_summary(tx: Tx, record: ReleaseRecord, policy: Policy) -> CanarySummar
     summary = summary_of(tx, record.version, policy)
     shown = record.state == "canary" or summary.reports or summary.decision
     return summary if shown else None
+
+
+def _small_slice(tx: Tx, summary: CanarySummary, policy: Policy) -> int | None:
+    """The devices in the candidate's slice, when fewer than the reports
+    the policy asks for (None otherwise): 50 % of 6 devices never sends 5
+    reports, so the canary would stay pending forever. Observers (the
+    simulator's, which only read) never report and are not counted."""
+    if summary.reports >= policy.min_reports:
+        return None
+    live, candidate = tx.releases.delivering()
+    if candidate is None:
+        return None
+    size = sum(_canary(device, live, candidate) for device in tx.devices.ids_except("observer"))
+    return size if 0 < size < policy.min_reports else None
+
+
+def _canary(device_id: str, live: ReleaseRecord | None, candidate: ReleaseRecord) -> bool:
+    meant = release_for(device_id, live, candidate)
+    return meant is not None and meant.channel == "canary"
 
 
 def _check(tx: Tx, version: int, device_id: str, evaluation: Evaluation) -> None:
@@ -112,10 +136,13 @@ def _apply(
     decision: str,
     summary: CanarySummary,
     at: float,
+    slice_devices: int | None,
 ) -> None:
     numbers = {"version": version, **summary.to_json(), "decision": decision, "decided_at": at}
+    if slice_devices is not None:
+        numbers["slice_devices"] = slice_devices
     evidence = {"canary": numbers}
-    why = explain(version, summary, decision)
+    why = explain(version, summary, decision, slice_devices)
     if decision == "promote":
         change = actions.promote(tx, version, ACTOR, why, evidence)
     else:

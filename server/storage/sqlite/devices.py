@@ -78,6 +78,10 @@ class SQLiteDevices:
         ).fetchall()
         return [(str(r["platform"]), int(r["n"])) for r in rows]
 
+    def ids_except(self, platform: str) -> list[str]:
+        rows = self._conn.execute("SELECT id FROM devices WHERE platform != ?", (platform,))
+        return [str(r["id"]) for r in rows]
+
     def record_heartbeat(self, device_id: str, conditions: Conditions, now: float) -> None:
         self._conn.execute(
             "UPDATE devices SET last_seen = ?, idle = ?, charging = ?, unmetered = ? WHERE id = ?",

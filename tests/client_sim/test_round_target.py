@@ -1,0 +1,107 @@
+"""How many updates close a fleet's rounds (``--per-round``).
+
+The default fits the fleet (the README's example has 8 devices and used to
+stop at ``10 per round > 8 devices``); a target the fleet cannot meet is
+refused naming the options to change. With ``--server`` the round target is
+the server's (``fedge serve --per-round``): the simulator reads it from the
+server's public round info, says so when its own ``--per-round`` differs,
+and refuses a target larger than the fleet, whose rounds would each wait
+for their deadline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from fedge.cli.main import main
+from fedge.client_sim.fleet.config import FleetConfig
+from fedge.client_sim.fleet.run import run_fleet
+from tests.helpers.live_server import FEDGE, running
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def simulate(*args: str, timeout: float = 300) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(FEDGE), "simulate", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+    )
+    return result, time.monotonic() - started
+
+
+def test_per_round_defaults_to_the_fleet_size_when_it_is_smaller() -> None:
+    report = run_fleet(FleetConfig(devices=3, rounds=1, public_fraction=0.0, workers=3))
+
+    assert report.config["per_round"] == 3
+    assert [r.state for r in report.rounds] == ["closed"]
+    assert report.rounds[0].participants == 3
+
+
+def test_help_states_the_per_round_default() -> None:
+    result = CliRunner().invoke(main, ["simulate", "--help"])
+
+    assert "min(10, --devices)" in " ".join(result.output.split())
+
+
+def test_a_target_larger_than_the_fleet_names_the_options() -> None:
+    result = CliRunner().invoke(main, ["simulate", "--devices", "3", "--per-round", "5"])
+
+    assert result.exit_code != 0
+    assert "5 per round > 3 devices" in result.output
+    assert "--devices" in result.output
+
+
+def test_server_target_larger_than_the_fleet_is_refused_naming_the_option(
+    tmp_path: Path,
+) -> None:
+    # The server's default target is 10; 4 devices could only close its
+    # rounds at their deadline.
+    serve_args = ["--deadline", "5"]
+    with running(tmp_path / "data", serve_args, tmp_path / "server.log") as server:
+        result, _ = simulate("--server", server.url, "--devices", "4", "--rounds", "2")
+
+    assert result.returncode != 0
+    assert "10" in result.stderr and "--per-round" in result.stderr, result.stderr
+    assert "fedge serve" in result.stderr
+
+
+def test_with_a_server_rounds_close_at_its_target_well_before_the_deadline(
+    tmp_path: Path,
+) -> None:
+    # 6 devices for a target of 2: round 2 has devices that have not taken
+    # part yet, so the server's fair sampler does not hold it to half time.
+    serve_args = ["--per-round", "2", "--deadline", "60"]
+    report = tmp_path / "report.json"
+    with running(tmp_path / "data", serve_args, tmp_path / "server.log") as server:
+        result, seconds = simulate(
+            "--server",
+            server.url,
+            "--devices",
+            "6",
+            "--per-round",
+            "3",
+            "--rounds",
+            "2",
+            "--report",
+            str(report),
+        )
+
+    assert result.returncode == 0, result.stderr
+    # The server's target wins, and the user is told that theirs was not used.
+    assert "closes a round at 2 updates" in result.stderr, result.stderr
+    assert "--per-round 3" in result.stderr
+    rounds = json.loads(report.read_text())["rounds"]
+    assert [r["state"] for r in rounds] == ["closed", "closed"]
+    assert json.loads(report.read_text())["config"]["per_round"] == 2
+    # Each round closed at its target, not at its 60 s deadline.
+    assert all(r["seconds"] < 20 for r in rounds), rounds
+    assert seconds < 120  # starting TensorFlow and building the model included
