@@ -5,6 +5,7 @@ from the parameters without dropping any."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -116,7 +117,11 @@ def test_simulate_builds_the_fleet_config_from_every_option() -> None:
     assert fleet_config({**given, "server": None}).admin_token is None  # the embedded server's
 
 
-def test_convert_builds_its_options_from_every_option() -> None:
+def test_convert_builds_its_options_from_every_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("model.keras").touch()  # the argument must name a file
     given = params(
         "convert",
         *("model.keras", "--out", "b", "--no-verify", "--no-training", "--quantize", "int8"),
@@ -135,7 +140,9 @@ def test_convert_builds_its_options_from_every_option() -> None:
     assert chosen.custom_objects == ("m1", "m2:C")
 
 
-def test_convert_defaults_are_the_records() -> None:
+def test_convert_defaults_are_the_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("model.keras").touch()
     given = params("convert", "model.keras", "--out", "b")
     for outside in ("model", "out", "force"):
         given.pop(outside)
