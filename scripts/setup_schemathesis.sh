@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .schemathesis-venv/ with Schemathesis for tests/server/test_schemathesis.py.
+# Creates .schemathesis-venv/ with Schemathesis for tests/server/api/test_schemathesis.py.
 #
 # Like Flower for the benchmarks (bench/setup_flower.sh), Schemathesis needs
 # its own environment: its dependencies conflict with the pinned TensorFlow

@@ -1,4 +1,4 @@
-"""The canary routes' share of tests/server/test_openapi.py: reports on a
+"""The canary routes' share of tests/server/api/test_openapi.py: reports on a
 candidate (``POST /v1/releases/{version}/evaluations``) and their listing,
 through success and refusal, each answer checked against the document by
 the caller's ``CheckedClient``.

@@ -1,4 +1,4 @@
-"""The release cuts' share of tests/server/test_openapi.py: POST
+"""The release cuts' share of tests/server/api/test_openapi.py: POST
 /v1/admin/releases through its refusals and one real cut (whose worker the
 app's shutdown stops), and the building release as GET /v1/releases/{version}
 shows it, each answer checked against the document by the caller's

@@ -1,4 +1,4 @@
-"""The release routes' share of tests/server/test_openapi.py: every documented
+"""The release routes' share of tests/server/api/test_openapi.py: every documented
 operation of /v1/releases and /v1/admin (rollout, promote, rollback, the
 change log), each answer checked against the document by the caller's
 ``CheckedClient``.

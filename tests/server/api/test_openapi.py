@@ -17,7 +17,7 @@ from tests.server.openapi_canary import exercise_canary, tiny_canary_tar
 from tests.server.openapi_release_cuts import exercise_release_cuts
 from tests.server.openapi_releases import exercise_releases, tiny_release_tars
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "server" / "openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parents[3] / "server" / "openapi.yaml"
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
 

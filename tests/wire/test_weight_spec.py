@@ -14,7 +14,7 @@ import pytest
 from fedge.bundle.manifest import Manifest
 from fedge.wire.weight_spec import ModelSpec, WeightSpec, WeightSpecError, train_key
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # A conv kernel 3x3x1x2 (18 floats), its bias (2), and an int64 counter.
 SPEC_JSON = [

@@ -25,7 +25,7 @@ import requests
 from fedge.wire.update_codec import decode_checkpoint
 from tests.helpers.live_server import running
 from tests.server.helpers import auth, constant_update, json_at, settled
-from tests.server.test_http import ROUND_FLAGS, Device
+from tests.server.http.test_http import ROUND_FLAGS, Device
 
 MOUNT = Path("/tmp/fedge-small-disk")
 

@@ -34,7 +34,7 @@ import requests
 
 from tests.helpers.live_server import running
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SPEC = ROOT / "server" / "openapi.yaml"
 VENV = ROOT / ".schemathesis-venv"
 CLI = VENV / "bin" / "schemathesis"
@@ -90,7 +90,7 @@ def _config(device_token: str, device_id: str, round_id: int, checkpoint: str) -
     ]
     # GET /v1/events and /v1/events/poll wait up to `timeout` seconds for events
     # (300 and 30): fuzzed, that is minutes of sleeping per operation. 0 answers
-    # with what there is at once; the waits are tested in tests/server/test_events.py.
+    # with what there is at once; the waits are tested in tests/server/events/test_events.py.
     lines.append('"query.timeout" = 0')
     return "\n".join(lines) + "\n"
 

@@ -20,7 +20,7 @@ from tests.helpers.live_server import running
 from tests.server.helpers import auth
 from tests.server.parts import build_parts
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "server" / "openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parents[3] / "server" / "openapi.yaml"
 
 
 def test_a_lone_device_is_told_the_next_round() -> None:

@@ -152,7 +152,7 @@ def test_the_bundle_the_server_started_from_is_release_1_and_live(
     assert listing["rollout"] == {"live": 1, "candidate": None, "percent": 0}
     assert requests.get(f"{api.url}/v1/releases/1", timeout=30).json() == {
         **release,
-        "canary": None,  # no device has reported on it (tests/server/test_canary.py)
+        "canary": None,  # no device has reported on it (tests/server/releases/test_canary.py)
     }
     assert requests.get(f"{api.url}/v1/releases/2", timeout=30).status_code == 404
 

@@ -17,7 +17,7 @@ import requests
 from fedge.server.releases.rollout import bucket
 from tests.helpers.live_server import running
 from tests.helpers.release_bundles import build
-from tests.server.test_canary import Api, Bundles, evaluation
+from tests.server.releases.test_canary import Api, Bundles, evaluation
 
 DEFAULT_MIN_REPORTS = 5
 

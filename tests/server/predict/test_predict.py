@@ -31,9 +31,9 @@ from fedge.server.config import load_config
 from fedge.server.errors import ConfigurationError
 from fedge.server.predict.codec import PredictResult, predict_body
 from tests.helpers.live_server import running
-from tests.server.test_bundle_serving import enrol, snapshot
+from tests.server.releases.test_bundle_serving import enrol, snapshot
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "server" / "openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parents[3] / "server" / "openapi.yaml"
 PREDICT = "/v1/models/{name}/predict"
 Array = npt.NDArray[Any]
 
