@@ -1,8 +1,10 @@
-"""Check the TFLite training artifact against Keras: one SGD step each.
+"""Check the TFLite training artifact against Keras: one optimizer step each.
 
 Both start from the same weights and take one step on the same batch with
-the artifact's loss (:class:`~fedge.converters.targets.training_loss.TrainingLoss`)
-and learning rate (the compiled SGD rate, else 0.05); the weights after the
+the artifact's loss (:class:`~fedge.converters.targets.training_loss.TrainingLoss`),
+optimizer (fresh: plain SGD, or the compiled Adam or SGD with momentum,
+:mod:`~fedge.converters.targets.training_optimizer`) and learning rate (the
+compiled rate, else 0.05); the weights after the
 step must agree within the tolerance (1e-5 by default, ``--tolerance
 tflite_train=...`` to change it). The labels disagree with the model a
 little, so the gradient is not zero.
@@ -55,14 +57,16 @@ def check_train_step(
     import tensorflow as tf
 
     loss = TrainingLoss.from_record(dict(record))
-    rate = learning_rate or loss.learning_rate or DEFAULT_LEARNING_RATE
+    optimizer = loss.optimizer
+    compiled = optimizer.learning_rate if optimizer.stateful else None
+    rate = learning_rate or compiled or loss.learning_rate or DEFAULT_LEARNING_RATE
     xs = [np.asarray(x[:batch]) for x in inputs]
     keras_in = xs if len(xs) > 1 else xs[0]
     labels = _labels(loss, model.predict(keras_in, verbose=0))
 
     reference = tf.keras.models.clone_model(model)
     reference.set_weights(model.get_weights())
-    reference.compile(optimizer=tf.keras.optimizers.SGD(rate), loss=loss.keras())
+    reference.compile(optimizer=optimizer.keras(rate), loss=loss.keras())
     reference.train_on_batch(keras_in, labels)
     expected = reference.get_weights()
 
@@ -77,7 +81,8 @@ def check_train_step(
     err = max(float(np.max(np.abs(got[k] - w))) for k, w in zip(keys, expected, strict=True))
     bound = tolerance.max_abs_err if tolerance.max_abs_err is not None else 0.0
     ok = err <= bound
-    step = f"weights after one SGD step (learning rate {rate:g})"
+    kind = optimizer.name if optimizer.stateful else "SGD"
+    step = f"weights after one {kind} step (learning rate {rate:g})"
     return ParityReport(
         status="pass" if ok else "fail",
         samples=len(xs[0]),
