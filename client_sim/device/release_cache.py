@@ -28,6 +28,7 @@ from fedge.bundle.manifest import MANIFEST_FILE, Manifest
 from fedge.client_sim.device.client import FedgeClient, ProtocolError
 from fedge.client_sim.device.releases import Release, fetch_release
 from fedge.client_sim.device.trainers import TfliteTrainer, Trainer, TrainerPool
+from fedge.converters.targets.training_optimizer import TrainingOptimizer
 from fedge.errors import FedgeError
 
 _OK = 200
@@ -84,7 +85,10 @@ class ReleaseCache:
             if not training:
                 raise NoRuntime(f"release bundle {bundle_id[:12]} has no TFLite training artifact")
             train = path / training["path"]
-            pool = TrainerPool(lambda: TfliteTrainer(train, manifest.weights), self._size)
+            optimizer = TrainingOptimizer.from_record(training)
+            pool = TrainerPool(
+                lambda: TfliteTrainer(train, manifest.weights, optimizer), self._size
+            )
             with self._lock:
                 self._runtimes[bundle_id] = pool
                 while len(self._runtimes) > KEPT_RUNTIMES:

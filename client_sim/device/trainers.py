@@ -1,8 +1,12 @@
 """On-device training runtimes: the bundle's TFLite training artifact, or Keras.
 
-Both train with plain SGD on the same batches and the bundle's loss, so a
-device's result does not depend on which runtime it uses (up to float
-rounding). Inputs are named (:class:`fedge.task.examples.Examples`), labels are
+Both train with the bundle's optimizer (plain SGD, or the model's compiled
+Adam or SGD with momentum: :mod:`fedge.converters.targets.training_optimizer`)
+on the same batches and the bundle's loss, so a device's result does not
+depend on which runtime it uses (up to float rounding). A stateful
+optimizer's state starts afresh at every :meth:`Trainer.set_weights` (each
+round's base checkpoint) and never leaves the runtime: ``get_weights`` is
+the model's weights only. Inputs are named (:class:`fedge.task.examples.Examples`), labels are
 class ids or float targets, as the bundle's training record says. Batches come
 from :func:`epoch_batches`: each epoch a permutation drawn from a seeded
 generator, cut into consecutive batches (the last may be short). The TFF
@@ -20,6 +24,11 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from fedge.converters.targets.training_optimizer import (
+    PLAIN_SGD,
+    OptimizerSlots,
+    TrainingOptimizer,
+)
 from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec
 
@@ -78,12 +87,16 @@ class TfliteTrainer:
     """The bundle's ``train.tflite`` in ``tf.lite.Interpreter``: what a phone runs.
 
     Weights go in and out under the spec's training keys (``w000``...);
-    inputs by the model's input names, labels in the ``label`` input's dtype."""
+    inputs by the model's input names, labels in the ``label`` input's dtype.
+    ``optimizer``: the training record's, which says the step size."""
 
-    def __init__(self, path: Path, spec: ModelSpec) -> None:
+    def __init__(
+        self, path: Path, spec: ModelSpec, optimizer: TrainingOptimizer = PLAIN_SGD
+    ) -> None:
         import tensorflow as tf
 
         self.spec = spec
+        self.optimizer = optimizer
         self._interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=1)
         self._train = self._interpreter.get_signature_runner("train")
         self._infer = self._interpreter.get_signature_runner("infer")
@@ -107,7 +120,7 @@ class TfliteTrainer:
         learning_rate: float,
         seed: int,
     ) -> float:
-        lr = np.float32(learning_rate)
+        lr = np.float32(self.optimizer.step_size(learning_rate))
         labels = np.asarray(y).astype(self._label_dtype)
 
         def step(batch: npt.NDArray[np.int64]) -> float:
@@ -123,21 +136,24 @@ class TfliteTrainer:
 
 
 class KerasTrainer:
-    """The same SGD steps with Keras (for devices without the TFLite artifact).
+    """The same steps with Keras (for devices without the TFLite artifact).
 
     ``loss`` is a Keras loss object (the bundle's, see
-    :meth:`fedge.converters.targets.training_loss.TrainingLoss.keras`)."""
+    :meth:`fedge.converters.targets.training_loss.TrainingLoss.keras`),
+    ``optimizer`` the training record's."""
 
-    def __init__(self, model: Any, loss: Any) -> None:
+    def __init__(self, model: Any, loss: Any, optimizer: TrainingOptimizer = PLAIN_SGD) -> None:
         import tensorflow as tf
 
         self._model = tf.keras.models.clone_model(model)
         self.spec = ModelSpec.from_keras(self._model)
         self.input_names = tuple(self._model.input_names)
         self._loss = loss
-        self._step = tf.function(self._sgd_step, reduce_retracing=True)
+        self.optimizer = optimizer
+        self._slots = OptimizerSlots(optimizer, self._model.trainable_variables)
+        self._step = tf.function(self._train_step, reduce_retracing=True)
 
-    def _sgd_step(self, x: Any, y: Any, learning_rate: Any) -> Any:
+    def _train_step(self, x: Any, y: Any, learning_rate: Any) -> Any:
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
@@ -145,12 +161,12 @@ class KerasTrainer:
             if self._model.losses:
                 loss += tf.add_n(self._model.losses)
         variables = self._model.trainable_variables
-        for variable, grad in zip(variables, tape.gradient(loss, variables), strict=True):
-            variable.assign_sub(learning_rate * grad)
+        self._slots.apply(variables, tape.gradient(loss, variables), learning_rate)
         return loss
 
     def set_weights(self, weights: Weights) -> None:
         self._model.set_weights(self.spec.values(weights))
+        self._slots.reset()
 
     def get_weights(self) -> Weights:
         return self.spec.named(self._model.get_weights())
@@ -166,7 +182,7 @@ class KerasTrainer:
     ) -> float:
         import tensorflow as tf
 
-        lr = tf.constant(learning_rate, tf.float32)
+        lr = tf.constant(self.optimizer.step_size(learning_rate), tf.float32)
         labels = np.asarray(y)
         labels = labels.astype(np.int32 if labels.dtype.kind in "iu" else np.float32)
 

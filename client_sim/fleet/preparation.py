@@ -45,6 +45,7 @@ from fedge.client_sim.fleet.model_source import (
     user_bundle,
 )
 from fedge.client_sim.fleet.round_target import fleet_round_target, server_round_target
+from fedge.converters.targets.training_optimizer import TrainingOptimizer
 from fedge.errors import ConfigError
 from fedge.task.objective import Objective
 from fedge.wire.update_codec import Weights
@@ -83,8 +84,10 @@ class FleetModel:
 
             entry = self.bundle / self.manifest.artifact("keras")["entry"]
             model = tf.keras.models.load_model(entry, compile=False)
-            return KerasTrainer(model, TrainingLoss.from_record(training).keras())
-        return TfliteTrainer(self.bundle / training["path"], self.spec)
+            loss = TrainingLoss.from_record(training)
+            return KerasTrainer(model, loss.keras(), loss.optimizer)
+        optimizer = TrainingOptimizer.from_record(training)
+        return TfliteTrainer(self.bundle / training["path"], self.spec, optimizer)
 
     def get_json(self, path: str) -> Any:
         return self.observer.transport.request("GET", path).json()

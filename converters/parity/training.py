@@ -1,16 +1,18 @@
-"""Check the TFLite training artifact against Keras: one SGD step each.
+"""Check the TFLite training artifact against Keras: one optimizer step each.
 
 Both start from the same weights and take one step on the same batch with
-the artifact's loss (:class:`~fedge.converters.targets.training_loss.TrainingLoss`)
-and learning rate (the compiled SGD rate, else 0.05). What is judged is the
-step, not the weights: one step at a small learning rate moves a weight by
-1e-6 or less, so the weights afterwards match Keras's within any absolute
-bound even when ``train`` does nothing. The TFLite step's change of the
-weights is compared with Keras's change, relative to the size (L2 norm) of
-Keras's change: 1 % by default, so a step that changes nothing is 100 % off
-(``--tolerance tflite_train=rel:N`` to change it; ``tflite_train=N`` bounds
-the weights' absolute difference instead). The labels disagree with the
-model a little, so the gradient is not zero.
+the artifact's loss (:class:`~fedge.converters.targets.training_loss.TrainingLoss`),
+optimizer (fresh: plain SGD, or the compiled Adam or SGD with momentum,
+:mod:`~fedge.converters.targets.training_optimizer`) and learning rate (the
+compiled rate, else 0.05). What is judged is the step, not the weights: one
+step at a small learning rate moves a weight by 1e-6 or less, so the weights
+afterwards match Keras's within any absolute bound even when ``train`` does
+nothing. The TFLite step's change of the weights is compared with Keras's
+change, relative to the size (L2 norm) of Keras's change: 1 % by default, so
+a step that changes nothing is 100 % off (``--tolerance tflite_train=rel:N``
+to change it; ``tflite_train=N`` bounds the weights' absolute difference
+instead). The labels disagree with the model a little, so the gradient is
+not zero.
 """
 
 from __future__ import annotations
@@ -61,14 +63,16 @@ def check_train_step(
     import tensorflow as tf
 
     loss = TrainingLoss.from_record(dict(record))
-    rate = learning_rate or loss.learning_rate or DEFAULT_LEARNING_RATE
+    optimizer = loss.optimizer
+    compiled = optimizer.learning_rate if optimizer.stateful else None
+    rate = learning_rate or compiled or loss.learning_rate or DEFAULT_LEARNING_RATE
     xs = [np.asarray(x[:batch]) for x in inputs]
     keras_in = xs if len(xs) > 1 else xs[0]
     labels = _labels(loss, model.predict(keras_in, verbose=0))
 
     reference = tf.keras.models.clone_model(model)
     reference.set_weights(model.get_weights())
-    reference.compile(optimizer=tf.keras.optimizers.SGD(rate), loss=loss.keras())
+    reference.compile(optimizer=optimizer.keras(rate), loss=loss.keras())
     reference.train_on_batch(keras_in, labels)
     expected = reference.get_weights()
 
@@ -81,12 +85,13 @@ def check_train_step(
     interpreter.get_signature_runner("train")(**feed, label=labels, learning_rate=np.float32(rate))
     got = interpreter.get_signature_runner("get_weights")()
     step = StepChange.of(model.get_weights(), expected, [got[k] for k in keys])
-    return judge_step(step, tolerance, rate, len(xs[0]))
+    kind = optimizer.name if optimizer.stateful else "SGD"
+    return judge_step(step, tolerance, rate, len(xs[0]), kind)
 
 
 @dataclass(frozen=True)
 class StepChange:
-    """How far one SGD step moved the weights in Keras and in TFLite.
+    """How far one optimizer step moved the weights in Keras and in TFLite.
 
     Differences are taken in float64: the change is far smaller than the
     weights, and float32 subtraction would round much of it away.
@@ -124,9 +129,11 @@ class StepChange:
         return self.difference / self.keras_size if self.keras_size > 0 else float("inf")
 
 
-def judge_step(step: StepChange, tolerance: Tolerance, rate: float, samples: int) -> ParityReport:
+def judge_step(
+    step: StepChange, tolerance: Tolerance, rate: float, samples: int, kind: str = "SGD"
+) -> ParityReport:
     """Pass when every bound the tolerance gives holds for the step."""
-    what = f"weights after one SGD step (learning rate {rate:g})"
+    what = f"weights after one {kind} step (learning rate {rate:g})"
     if step.keras_size == 0:
         return unverified(
             tolerance,

@@ -12,9 +12,12 @@ keys of :attr:`fedge.wire.weight_spec.ModelSpec.train_keys`):
 | ``get_weights`` | - | ``w000`` ... |
 | ``set_weights`` | ``w000`` ... | ``count`` |
 
-``train`` takes one plain SGD step on the batch: the same update as Keras's
-``SGD(learning_rate)`` on the mean loss of the batch plus the model's
-regularisation penalties. The loss is the one the model was compiled with,
+``train`` takes one step of the model's compiled optimizer on the batch
+(plain SGD if it was compiled with SGD, not compiled, or with an optimizer
+the artifact cannot take; Adam and SGD with momentum keep their state in the
+artifact, zeroed by ``set_weights``: :mod:`.training_optimizer`): the same
+update as Keras's optimizer at ``learning_rate`` on the mean loss of the
+batch plus the model's regularisation penalties. The loss is the one the model was compiled with,
 or ``--loss``, or a guess said to be one (:mod:`fedge.converters.targets.training_loss`);
 the ``label`` is class ids (int32) for sparse categorical cross-entropy,
 else float32 targets shaped like the output. Models with several outputs
@@ -32,6 +35,7 @@ from fedge.converters.artifact import Artifact, describe_files
 from fedge.converters.errors import TargetFailedError
 from fedge.converters.source.model_io import input_specs
 from fedge.converters.targets.training_loss import TrainingLoss, loss_of
+from fedge.converters.targets.training_optimizer import OptimizerSlots
 from fedge.wire.weight_spec import ModelSpec
 
 TRAIN_FILE = "train.tflite"
@@ -85,7 +89,6 @@ def export_training(
         "file": TRAIN_FILE,
         "signatures": list(SIGNATURES),
         **loss.record(),
-        "optimizer": "sgd",
         "weight_keys": list(ModelSpec.from_keras(model).train_keys),
         "ops": "TFLITE_BUILTINS+SELECT_TF_OPS",
     }
@@ -154,6 +157,8 @@ def _build_module(model: Any, loss: TrainingLoss) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.model = model
+            self.slots = OptimizerSlots(loss.optimizer, model.trainable_variables)
+            self.optimizer_state = self.slots.state  # tracked, so saved with the model
 
         @tf.function(input_signature=specs)
         def infer(self, *xs: Any) -> dict[str, Any]:
@@ -168,8 +173,7 @@ def _build_module(model: Any, loss: TrainingLoss) -> Any:
                 if self.model.losses:  # regularisation penalties, as Keras adds them
                     loss += tf.add_n(self.model.losses)
             variables = self.model.trainable_variables
-            for variable, grad in zip(variables, tape.gradient(loss, variables), strict=True):
-                variable.assign_sub(learning_rate * grad)
+            self.slots.apply(variables, tape.gradient(loss, variables), learning_rate)
             return {"loss": loss}
 
         @tf.function(input_signature=[])
@@ -183,6 +187,7 @@ def _build_module(model: Any, loss: TrainingLoss) -> Any:
         def set_weights(self, *values: Any) -> dict[str, Any]:
             for variable, value in zip(self.model.weights, values, strict=True):
                 variable.assign(value)
+            self.slots.reset()  # a new base checkpoint: a fresh optimizer
             return {"count": tf.constant(len(values), tf.int32)}
 
     return TrainableModel()

@@ -1,4 +1,4 @@
-"""The loss (and default learning rate) of the TFLite training artifact.
+"""The loss (default learning rate, and optimizer) of the TFLite training artifact.
 
 In order of precedence:
 
@@ -12,8 +12,10 @@ In order of precedence:
 3. a guess from the last layer (softmax: sparse categorical cross-entropy;
    else mean squared error), recorded as a guess.
 
-``train.tflite`` takes plain SGD steps, so only an SGD optimizer's learning
-rate becomes the default; another optimizer's rate is not an SGD rate.
+Only an SGD optimizer's learning rate becomes the default (SGD) rate;
+another optimizer's rate is not an SGD rate. The compiled optimizer itself
+(Adam, SGD with momentum) is read from the same config and carried by the
+artifact: :mod:`fedge.converters.targets.training_optimizer`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from typing import Any
 
 from fedge.converters.errors import ConversionError
 from fedge.converters.options import LOSS_ALIASES, LOSSES, ConvertOptions
+from fedge.converters.targets.training_optimizer import (
+    PLAIN_SGD,
+    TrainingOptimizer,
+    optimizer_from_config,
+)
 
 CROSS_ENTROPIES = tuple(name for name in LOSSES if name.endswith("crossentropy"))
 _CLASS_NAMES = {
@@ -51,7 +58,8 @@ class UnsupportedLossError(ConversionError):
 
 @dataclass(frozen=True)
 class TrainingLoss:
-    """What ``train`` minimises, and where that choice came from.
+    """What ``train`` minimises, and where that choice came from, and the
+    optimizer it steps with.
 
     ``source``: ``compiled``, ``--loss``, or ``guessed: ...`` with the reason.
     """
@@ -61,6 +69,7 @@ class TrainingLoss:
     source: str = COMPILED
     learning_rate: float | None = None
     learning_rate_source: str = ""
+    optimizer: TrainingOptimizer = PLAIN_SGD
 
     def keras(self) -> Any:
         """The Keras loss object (mean over the batch)."""
@@ -96,6 +105,7 @@ class TrainingLoss:
             "loss_source": self.source,
             "learning_rate": self.learning_rate,
             "learning_rate_source": self.learning_rate_source,
+            **self.optimizer.record(),
         }
 
     @classmethod
@@ -106,6 +116,7 @@ class TrainingLoss:
             source=str(record.get("loss_source", COMPILED)),
             learning_rate=record.get("learning_rate"),
             learning_rate_source=str(record.get("learning_rate_source", "")),
+            optimizer=TrainingOptimizer.from_record(record),
         )
 
 
@@ -120,7 +131,8 @@ def describe(record: dict[str, Any]) -> str:
     rate = record.get("learning_rate")
     if rate is not None:
         text += f"; default learning rate {rate:g} ({record.get('learning_rate_source')})"
-    return text
+    optimizer = TrainingOptimizer.from_record(record).describe()
+    return f"{text}; {optimizer}" if optimizer else text
 
 
 def resolve_loss(model: Any, model_path: Path | None, options: ConvertOptions) -> TrainingLoss:
@@ -129,13 +141,14 @@ def resolve_loss(model: Any, model_path: Path | None, options: ConvertOptions) -
     if compiled is None:
         compiled = _object_compile_config(model)
     rate, rate_source = sgd_learning_rate(compiled)
+    optimizer = optimizer_from_config(compiled)
     override = options.training_loss()
     if override is not None:
-        return TrainingLoss(override, options.from_logits, OPTION, rate, rate_source)
+        return TrainingLoss(override, options.from_logits, OPTION, rate, rate_source, optimizer)
     if compiled is None or compiled.get("loss") is None:
         return guess(model)
     name, from_logits = loss_from_config(compiled["loss"])
-    return TrainingLoss(name, from_logits, COMPILED, rate, rate_source)
+    return TrainingLoss(name, from_logits, COMPILED, rate, rate_source, optimizer)
 
 
 def loss_of(model: Any) -> TrainingLoss:
@@ -145,7 +158,9 @@ def loss_of(model: Any) -> TrainingLoss:
         return guess(model)
     name, from_logits = loss_from_config(compiled["loss"])
     rate, rate_source = sgd_learning_rate(compiled)
-    return TrainingLoss(name, from_logits, COMPILED, rate, rate_source)
+    return TrainingLoss(
+        name, from_logits, COMPILED, rate, rate_source, optimizer_from_config(compiled)
+    )
 
 
 def guess(model: Any) -> TrainingLoss:

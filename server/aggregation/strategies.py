@@ -11,6 +11,16 @@ A strategy is two stages, each a method::
                  learning rate, momentum (FedAvgM) or Adam (FedAdam)
         -> AggregateResult(new_weights, state, metrics)
 
+FedAvgM and FedAdam are made for training from scratch, where a step many
+times the devices' mean delta speeds things up. Federated fine-tuning
+starts from a deployed model that is already good, and such a step throws
+it away (FedAdam's first step moves every weight by about ``server_lr``:
+on the trained digits CNN, 0.94 -> 0.27 accuracy in 3 rounds). So both
+take a :class:`TrustRegion` by default: the step grows over the first
+``warmup_rounds`` rounds, and its norm is at most ``max_step_ratio`` times
+the norm of the round's mean delta (the step FedAvg would take). They keep
+their own direction (momentum, Adam's per-weight scaling) inside that bound.
+
 The server state (round and optimizer slots) is explicit and returned, not
 kept in the strategy, so a round can be checkpointed and resumed; a
 strategy is a frozen dataclass of settings and never modifies its inputs.
@@ -207,6 +217,38 @@ def _check(condition: bool, message: str) -> None:
 
 
 @dataclass(frozen=True)
+class TrustRegion:
+    """Bounds on a server optimizer's step, for fine-tuning a trained model.
+
+    ``warmup_rounds``: the step is scaled by ``(round + 1) / (warmup_rounds
+    + 1)`` until then (0: no warm-up), as the optimizer's slots are still
+    one round's noise. ``max_step_ratio``: the step's norm is capped at this
+    times the norm of the mean delta (``None``: no cap)."""
+
+    warmup_rounds: int = 2
+    max_step_ratio: float | None = 1.0
+
+    def check(self) -> None:
+        _check(self.warmup_rounds >= 0, f"warmup_rounds must be >= 0, got {self.warmup_rounds}")
+        _check(
+            self.max_step_ratio is None or self.max_step_ratio > 0,
+            f"max_step_ratio must be > 0 (or None), got {self.max_step_ratio}",
+        )
+
+    def bound(
+        self, step: Mapping[str, Float64Array], direction: Weights, round_: int
+    ) -> dict[str, Float64Array]:
+        """``step`` scaled by the warm-up, then shrunk into the trust region."""
+        scale = min(1.0, (round_ + 1) / (self.warmup_rounds + 1))
+        norm = scale * global_norm(step)
+        if self.max_step_ratio is not None:
+            cap = self.max_step_ratio * global_norm(direction)
+            if norm > cap:
+                scale *= cap / norm
+        return {name: scale * value for name, value in step.items()}
+
+
+@dataclass(frozen=True)
 class FedAvg(Strategy):
     """McMahan et al. 2017: ``w + server_lr * weighted_mean(deltas)``."""
 
@@ -223,32 +265,41 @@ class FedAvg(Strategy):
 
 
 @dataclass(frozen=True)
-class FedAvgM(Strategy):
+class FedAvgM(TrustRegion, Strategy):
     """Hsu et al. 2019, server momentum: ``v = momentum*v + mean``;
-    ``w + server_lr * v`` (``v`` starts at zero)."""
+    ``w + server_lr * v`` (``v`` starts at zero), bounded by the
+    :class:`TrustRegion`. The default momentum is 0.5, not the paper's 0.9:
+    each round's devices pull the deployed model their own way, and 0.9
+    keeps pushing the last rounds' way (the digits fleet's devices lost
+    accuracy with it, bounded or not)."""
 
     name: ClassVar[str] = "fedavgm"
     server_lr: float = 1.0
-    momentum: float = 0.9
+    momentum: float = 0.5
 
     def __post_init__(self) -> None:
         _check(self.server_lr > 0, f"server_lr must be > 0, got {self.server_lr}")
         _check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        self.check()
 
     def apply(
         self, global_weights: Mapping[str, npt.NDArray[Any]], state: ServerState, direction: Weights
     ) -> tuple[Weights, Slots]:
         velocity = _slot(state, "momentum", global_weights, 0.0)
         velocity = {n: self.momentum * v + direction[n] for n, v in velocity.items()}
-        return _sgd(global_weights, velocity, self.server_lr), {"momentum": _float32(velocity)}
+        step = self.bound(
+            {n: self.server_lr * v for n, v in velocity.items()}, direction, state.round
+        )
+        return _sgd(global_weights, step, 1.0), {"momentum": _float32(velocity)}
 
 
 @dataclass(frozen=True)
-class FedAdam(Strategy):
+class FedAdam(TrustRegion, Strategy):
     """Reddi et al. 2021, "Adaptive Federated Optimization", Algorithm 2:
     ``m = b1*m + (1-b1)*d``, ``v = b2*v + (1-b2)*d**2``,
     ``w + server_lr * m / (sqrt(v) + tau)``, with ``m`` starting at 0 and
-    ``v`` at ``tau**2`` (the paper's ``v_-1 >= tau^2``), no bias correction."""
+    ``v`` at ``tau**2`` (the paper's ``v_-1 >= tau^2``), no bias correction;
+    the step bounded by the :class:`TrustRegion`."""
 
     name: ClassVar[str] = "fedadam"
     server_lr: float = 0.1
@@ -261,6 +312,7 @@ class FedAdam(Strategy):
         _check(0 <= self.beta1 < 1, f"beta1 must be in [0, 1), got {self.beta1}")
         _check(0 <= self.beta2 < 1, f"beta2 must be in [0, 1), got {self.beta2}")
         _check(self.tau > 0, f"tau must be > 0, got {self.tau}")
+        self.check()
 
     def apply(
         self, global_weights: Mapping[str, npt.NDArray[Any]], state: ServerState, direction: Weights
@@ -270,8 +322,9 @@ class FedAdam(Strategy):
         d = {n: np.asarray(direction[n], np.float64) for n in global_weights}
         m = {n: self.beta1 * m[n] + (1 - self.beta1) * d[n] for n in d}
         v = {n: self.beta2 * v[n] + (1 - self.beta2) * d[n] ** 2 for n in d}
-        step = {n: m[n] / (np.sqrt(v[n]) + self.tau) for n in d}
-        return _sgd(global_weights, step, self.server_lr), {"m": _float32(m), "v": _float32(v)}
+        step = {n: self.server_lr * m[n] / (np.sqrt(v[n]) + self.tau) for n in d}
+        step = self.bound(step, direction, state.round)
+        return _sgd(global_weights, step, 1.0), {"m": _float32(m), "v": _float32(v)}
 
 
 class _RobustStrategy(Strategy):

@@ -31,6 +31,7 @@ from fedge.client_sim.device.simulated import RoundOutcome, SimDevice
 from fedge.client_sim.device.trainers import KerasTrainer, TfliteTrainer, Trainer, TrainerPool
 from fedge.client_sim.device.transport import HttpTransport, shared_session
 from fedge.client_sim.fleet.backend import DeviceCounters, Scores
+from fedge.converters.targets.training_optimizer import TrainingOptimizer
 from fedge.task.examples import DeviceExamples, Examples
 from fedge.task.objective import Objective
 from fedge.wire.update_codec import Weights
@@ -81,7 +82,8 @@ class TrainingRuntime:
             assert self.keras_entry is not None  # of_bundle sets it for keras
             return lambda: self._keras_trainer(root / str(self.keras_entry))
         path = root / str(self.training["path"])
-        return lambda: TfliteTrainer(path, self.spec)
+        optimizer = TrainingOptimizer.from_record(self.training)
+        return lambda: TfliteTrainer(path, self.spec, optimizer)
 
     def _keras_trainer(self, entry: Path) -> Trainer:
         import tensorflow as tf
@@ -89,7 +91,8 @@ class TrainingRuntime:
         from fedge.converters.targets.training_loss import TrainingLoss
 
         model = tf.keras.models.load_model(entry, compile=False)
-        return KerasTrainer(model, TrainingLoss.from_record(self.training).keras())
+        loss = TrainingLoss.from_record(self.training)
+        return KerasTrainer(model, loss.keras(), loss.optimizer)
 
 
 def _files_under(bundle: Path, relative: str) -> dict[str, bytes]:

@@ -62,7 +62,8 @@ def test_fedavg_steps_by_the_weighted_mean_times_the_server_lr() -> None:
 
 
 def test_fedavgm_accumulates_momentum_over_two_rounds() -> None:
-    strategy = FedAvgM(server_lr=1.0, momentum=0.5)
+    # No warm-up and no trust region: the momentum alone, worked out by hand.
+    strategy = FedAvgM(server_lr=1.0, momentum=0.5, warmup_rounds=0, max_step_ratio=None)
 
     first = strategy.next_weights({"w": f32(0)}, ServerState(), streamed([{"w": f32(2)}], [1]))
     second = strategy.next_weights(first.new_weights, first.state, streamed([{"w": f32(2)}], [1]))
@@ -75,7 +76,9 @@ def test_fedavgm_accumulates_momentum_over_two_rounds() -> None:
 
 
 def test_fedadam_one_step_by_hand() -> None:
-    strategy = FedAdam(server_lr=1.0, beta1=0.5, beta2=0.5, tau=2.0)
+    strategy = FedAdam(
+        server_lr=1.0, beta1=0.5, beta2=0.5, tau=2.0, warmup_rounds=0, max_step_ratio=None
+    )
 
     result = strategy.next_weights(
         {"w": f32(0, 0)}, ServerState(), streamed([{"w": f32(2, 0)}], [1])
@@ -86,6 +89,47 @@ def test_fedadam_one_step_by_hand() -> None:
     np.testing.assert_array_equal(result.new_weights["w"], f32(0.25, 0))
     np.testing.assert_array_equal(result.state.slots["m"]["w"], f32(1, 0))
     np.testing.assert_array_equal(result.state.slots["v"]["w"], f32(4, 2))
+
+
+def test_fedadam_s_default_step_is_no_longer_than_the_mean_delta() -> None:
+    """Fine-tuning: FedAdam's first step moves every weight by about
+    server_lr, whatever the devices did; even at the warm-up's 1/3 it is
+    longer than the mean delta, so the trust region caps it there."""
+    weights = {"w": np.zeros(1000, np.float32)}
+    delta = {"w": np.full(1000, 1e-2, np.float32)}  # norm 0.316
+
+    plain = FedAdam(warmup_rounds=0, max_step_ratio=None).next_weights(
+        weights, ServerState(), streamed([delta], [1])
+    )
+    bounded = FedAdam().next_weights(weights, ServerState(), streamed([delta], [1]))
+
+    # 0.1 * m / (sqrt(v) + tau) = 0.1 * 1e-3 / (sqrt(0.99e-6 + 1e-6) + 1e-3) = 0.041 a weight
+    assert plain.metrics["step_norm"] > 4 * global_norm(delta)
+    assert bounded.metrics["step_norm"] == pytest.approx(global_norm(delta), rel=1e-5)
+    # Adam's direction (here the mean delta's) is kept inside the bound.
+    np.testing.assert_allclose(bounded.new_weights["w"], delta["w"], rtol=1e-5)
+
+
+def test_fedavgm_warms_up_then_caps_its_step_at_the_mean_delta() -> None:
+    strategy = FedAvgM(server_lr=1.0, momentum=0.5, warmup_rounds=1, max_step_ratio=1.2)
+    w, state = {"w": f32(0)}, ServerState()
+    steps = []
+    for _ in range(3):
+        result = strategy.next_weights(w, state, streamed([{"w": f32(2)}], [1]))
+        steps.append(float(result.new_weights["w"][0] - w["w"][0]))
+        w, state = result.new_weights, result.state
+
+    # v = 2, 3, 3.5; round 0 at half the step (warm-up), then at most 1.2 * 2.
+    assert steps == pytest.approx([1.0, 2.4, 2.4])
+    np.testing.assert_array_equal(state.slots["momentum"]["w"], f32(3.5))
+
+
+def test_trust_region_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="warmup_rounds must be >= 0"):
+        make_strategy("fedavgm", warmup_rounds=-1)
+    with pytest.raises(ConfigError, match="max_step_ratio must be > 0"):
+        make_strategy("fedadam", max_step_ratio="0")
+    assert make_strategy("fedadam", warmup_rounds="0") == FedAdam(warmup_rounds=0)
 
 
 def test_median_and_trimmed_mean_strategies_read_the_stored_updates() -> None:
@@ -217,7 +261,9 @@ def test_dp_refuses_weighted_or_unclipped_means_and_robust_inner_strategies() ->
 
 
 def test_dp_wraps_the_inner_server_optimizer() -> None:
-    strategy = CentralDP(FedAvgM(momentum=0.5), clip_norm=10.0, noise_multiplier=0.0)
+    strategy = CentralDP(
+        FedAvgM(momentum=0.5, warmup_rounds=0), clip_norm=10.0, noise_multiplier=0.0
+    )
     mean = prepared_mean(strategy, [{"w": f32(2)}], examples=3)
 
     result = strategy.next_weights({"w": f32(0)}, ServerState(), mean)
