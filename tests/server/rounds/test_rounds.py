@@ -6,6 +6,7 @@ the aggregated delta.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -424,6 +425,11 @@ def test_update_files_of_ended_rounds_are_deleted_and_receipts_stay(
     retry = upload(client, token, 1, body)
 
     updates = context_of(app).config.data_dir / "updates"
+    # The round driver deletes the files right after it commits the close,
+    # which the API already shows: give it a moment rather than race it.
+    deadline = time.monotonic() + 10.0
+    while [p for p in updates.rglob("*") if p.is_file()] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert [p for p in updates.rglob("*") if p.is_file()] == []
     assert retry.status_code == 200 and retry.get_json() == first.get_json()
 
