@@ -6,8 +6,9 @@ The embedded server takes the fleet's: ``--per-round``, or by default
 (``--server``) has its own (``fedge serve --per-round``) and no route to
 change it, so the fleet reads it from the server's public round info and
 uses it: a different ``--per-round`` is reported as not used, and a target
-larger than the fleet is refused, since each round could then only close
-at its deadline (5 rounds of 60 s for 8 devices against the default 10).
+larger than the fleet is reported too, since each round then closes at its
+deadline (5 rounds of 60 s for 8 devices against the default 10) unless
+devices from elsewhere (other fleets, browsers, phones) fill it.
 """
 
 from __future__ import annotations
@@ -45,18 +46,19 @@ def server_round_target(
 ) -> RoundTarget:
     """The running server's target (``server_target``), checked against
     the fleet's ``devices`` and the user's ``per_round``."""
+    notices = []
     if server_target > devices:
-        raise ConfigError(
+        notices.append(
             f"the server at {url} closes a round at {server_target} updates, more than the "
-            f"fleet's {devices} devices, so every round would wait for its deadline: give "
-            f"--devices {server_target} or more, or restart the server with "
-            f"fedge serve --per-round {devices}"
+            f"fleet's {devices} devices: each round waits for its deadline unless other "
+            f"devices take part (give --devices {server_target} or more, or restart the "
+            f"server with fedge serve --per-round {devices})"
         )
-    notice = None
     if per_round is not None and per_round != server_target:
-        notice = (
+        notices.append(
             f"the server at {url} closes a round at {server_target} updates; "
             f"--per-round {per_round} is not used (set it on the server: "
             f"fedge serve --per-round {per_round})"
         )
+    notice = "; ".join(notices) or None
     return RoundTarget(server_target, notice)

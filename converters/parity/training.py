@@ -133,7 +133,7 @@ def judge_step(
     step: StepChange, tolerance: Tolerance, rate: float, samples: int, kind: str = "SGD"
 ) -> ParityReport:
     """Pass when every bound the tolerance gives holds for the step."""
-    what = f"weights after one {kind} step (learning rate {rate:g})"
+    what = f"one {kind} step (learning rate {rate:g})"
     if step.keras_size == 0:
         return unverified(
             tolerance,
@@ -168,8 +168,8 @@ def judge_step(
         reason=(
             f"{what}: " + "; ".join(problems)
             if problems
-            else f"{what}: the TFLite step changed the weights as Keras's did, within "
-            f"{rel:.3g} of its size (weights within {err:.3g})"
+            else f"{what}: TFLite changed the weights as Keras did, within {rel:.2g} "
+            f"of the step (weights within {err:.2g})"
         ),
         max_rel_err=rel,
     )

@@ -85,6 +85,10 @@ def shown_summary(tx: Tx, record: ReleaseRecord, policy: Policy) -> CanarySummar
     return summary if shown else None
 
 
+# A slice of one device stays pending (no single device decides a release).
+MIN_SLICE_DEVICES = 2
+
+
 def _small_slice(tx: Tx, summary: CanarySummary, policy: Policy) -> int | None:
     """The devices in the candidate's slice, when fewer than the reports
     the policy asks for (None otherwise): 50 % of 6 devices never sends 5
@@ -96,7 +100,7 @@ def _small_slice(tx: Tx, summary: CanarySummary, policy: Policy) -> int | None:
     if candidate is None:
         return None
     size = sum(_canary(device, live, candidate) for device in tx.devices.ids_except("observer"))
-    return size if 0 < size < policy.min_reports else None
+    return size if MIN_SLICE_DEVICES <= size < policy.min_reports else None
 
 
 def _canary(device_id: str, live: ReleaseRecord | None, candidate: ReleaseRecord) -> bool:

@@ -5,8 +5,8 @@ stop at ``10 per round > 8 devices``); a target the fleet cannot meet is
 refused naming the options to change. With ``--server`` the round target is
 the server's (``fedge serve --per-round``): the simulator reads it from the
 server's public round info, says so when its own ``--per-round`` differs,
-and refuses a target larger than the fleet, whose rounds would each wait
-for their deadline."""
+and warns of a target larger than the fleet, whose rounds each wait for
+their deadline unless devices from elsewhere fill them."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_a_target_larger_than_the_fleet_names_the_options() -> None:
     assert "--devices" in result.output
 
 
-def test_server_target_larger_than_the_fleet_is_refused_naming_the_option(
+def test_server_target_larger_than_the_fleet_is_reported_naming_the_option(
     tmp_path: Path,
 ) -> None:
     # The server's default target is 10; 4 devices could only close its
@@ -69,9 +69,10 @@ def test_server_target_larger_than_the_fleet_is_refused_naming_the_option(
     with running(tmp_path / "data", serve_args, tmp_path / "server.log") as server:
         result, _ = simulate("--server", server.url, "--devices", "4", "--rounds", "2")
 
-    assert result.returncode != 0
-    assert "10" in result.stderr and "--per-round" in result.stderr, result.stderr
-    assert "fedge serve" in result.stderr
+    # Rounds close at their 5 s deadline with a quorum; the user is told why.
+    assert result.returncode == 0, result.stderr
+    assert "closes a round at 10 updates" in result.stderr, result.stderr
+    assert "--per-round" in result.stderr and "fedge serve" in result.stderr
 
 
 def test_with_a_server_rounds_close_at_its_target_well_before_the_deadline(

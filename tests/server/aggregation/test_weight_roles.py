@@ -73,9 +73,9 @@ def _mean(roles: WeightRoles, deltas: list[Weights], weights: list[float]) -> St
 def test_statistics_are_averaged_without_the_server_optimizer_and_constants_kept() -> None:
     roles = WeightRoles.of(SPEC)
     mean = _mean(roles, [_delta(1.0), _delta(3.0)], [1, 1])
-    result = FedAvgM(server_lr=0.5, momentum=0.9).next_weights(
-        GLOBAL, ServerState(), mean, None, roles
-    )
+    # No warm-up and no step cap: the server_lr arithmetic below is the paper's.
+    plain = FedAvgM(server_lr=0.5, momentum=0.9, warmup_rounds=0, max_step_ratio=None)
+    result = plain.next_weights(GLOBAL, ServerState(), mean, None, roles)
     new = result.new_weights
 
     assert new["norm/count"].dtype == np.int64 and new["norm/count"] == 100
