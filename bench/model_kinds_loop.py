@@ -55,21 +55,25 @@ def failed(exc: BaseException) -> Cell:
 
 
 def convert_cell(manifest: Any) -> Cell:
-    parts = []
+    """Each target's parity status; why, where it is not ``pass``. A target
+    that failed fails the cell; one unverified (parity could not be judged)
+    does not, but says why."""
+    parts, ok = [], True
     for target in ("tflite", "tflite_train", "tfjs", "coreml"):
-        parity = manifest.parity.get(target)
-        reason = manifest.failures.get(target)
-        if parity is None and reason is None:
+        parity = manifest.parity.get(target) or {}
+        reason = manifest.failures.get(target) or parity.get("reason")
+        if not parity and target not in manifest.failures:
             continue
-        status = str((parity or {}).get("status", "failed"))
-        if reason and status != "pass":
-            status += f" ({' '.join(str(reason).split())[:40]})"
+        status = str(parity.get("status", "failed"))
+        ok = ok and status in ("pass", "unverified")
+        if status != "pass" and reason:
+            reason = str(reason).split("parity FAILED: ")[-1].split("parity unverified: ")[-1]
+            status += f" ({' '.join(reason.split())[:60]})"
         parts.append(f"{target} {status}")
     skipped = manifest.artifacts.get("tflite", {}).get("training_skipped")
     if skipped:
-        parts.append(f"no training artifact ({str(skipped)[:40]})")
-    ok = bool(parts) and all(" pass" in p for p in parts)
-    return Cell(ok, "; ".join(parts))
+        parts.append(f"no training artifact ({str(skipped)[:60]})")
+    return Cell(ok and bool(parts), "; ".join(parts))
 
 
 @contextmanager
@@ -121,7 +125,13 @@ def federate_cell(url: str, data: Path, rounds: int, work: Path) -> Cell:
     from fedge.client_sim.fleet.run import run_fleet
 
     config = FleetConfig(
-        server_url=url, data=data, rounds=rounds, per_round=PER_ROUND, work_dir=work, workers=2
+        server_url=url,
+        data=data,
+        rounds=rounds,
+        per_round=PER_ROUND,
+        local_epochs=2,
+        work_dir=work,
+        workers=2,
     )
     report = run_fleet(config)
     metric = report.metric
