@@ -1,206 +1,171 @@
-"""``fedge convert`` on the kinds of models users bring: one row per model
-kind and target with the parity status, the max abs error against the
-source model on inputs fedge did not choose (drawn here with another seed
-and given as ``--samples``), and the export time; then int8 on a model that
-expects 0..255 pixels, calibrated on real images.
+"""The whole loop per model kind, as one markdown table: convert (each
+target's parity), serve (a real ``fedge serve --model BUNDLE``), federate
+(``run_fleet`` on the kind's own per-device data: deployed -> final global
+-> personalised metric on the devices' data), release (cut from the last
+checkpoint through the admin API, built) and predict via the server
+(equal to a local TFLite run). Stages: :mod:`bench.model_kinds_loop`;
+models and data: :mod:`bench.model_kinds_zoo`.
 
-    .venv/bin/python -m bench.model_kinds_bench [--only NAME ...]
+    .venv/bin/python -m bench.model_kinds_bench [--kinds KEY ...] [--quick]
 
-The models are the converter tests' zoos (``tests/converters/zoo_*.py``).
+Each model is trained a little on a separate sample before it is deployed
+(the team's own data), then federated. ``--quick`` uses fewer examples,
+one round and two pre-training epochs. The table is printed and written to
+``bench/reports/model_kinds.md`` (``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
-from fedge.converters.bundle import BundleResult, convert
-from fedge.converters.options import ConvertOptions
-from fedge.converters.source.model_io import input_specs
-from tests import model_zoo
-from tests.converters import zoo_coreml, zoo_rnn_custom, zoo_users
+from bench.model_kinds_loop import (
+    PER_ROUND,
+    Cell,
+    convert_cell,
+    failed,
+    federate_cell,
+    predict_cell,
+    release_cell,
+    serve_cell,
+    serving,
+)
+from bench.model_kinds_zoo import KINDS, Arrays, Kind
 
-SAMPLE_SEED = 12345  # not fedge's default seed (0)
-ROWS = 64
+REPORT = Path(__file__).parent / "reports" / "model_kinds.md"
+COLUMNS = ("model kind", "params", "convert", "serve", "federate", "release", "predict", "s")
+PREDICT_ROWS = 4
+PUBLIC_DEVICES = 4  # the team's own data, to train the deployed model on
 
 
 @dataclass(frozen=True)
-class Kind:
-    name: str
-    build: Callable[[], Any]
-    suffix: str = ".keras"
-    options: dict[str, Any] = field(default_factory=dict)
+class Sizes:
+    devices: int
+    per_device: int
+    rounds: int
+    pretrain_epochs: int
+
+    @classmethod
+    def of(cls, quick: bool) -> Sizes:
+        return cls(4, 24, 1, 2) if quick else cls(6, 48, 3, 5)
 
 
-KINDS = [
-    Kind("reference CNN", model_zoo.reference_cnn),
-    Kind("0..255 pixel CNN (Rescaling)", zoo_users.pixel_classifier),
-    Kind("logits classifier (from_logits loss)", zoo_users.logits_classifier),
-    Kind("token classifier (Embedding)", zoo_users.token_classifier),
-    Kind("two outputs", zoo_users.two_output_model),
-    Kind("dict outputs", zoo_rnn_custom.dict_output_model),
-    Kind("LSTM", zoo_rnn_custom.lstm_classifier),
-    Kind("LSTM, any length", zoo_rnn_custom.variable_length_lstm),
-    Kind("Bidirectional GRU", zoo_rnn_custom.bidirectional_gru),
-    Kind("GRU(reset_after=True)", zoo_rnn_custom.gru_reset_after),
-    Kind("Normalization", zoo_rnn_custom.normalization_model),
-    Kind(
-        "custom layers (.h5)",
-        zoo_rnn_custom.custom_layer_model,
-        ".h5",
-        {"custom_objects": ("tests.converters.custom_layers:Offset",)},
-    ),
-    Kind("Lambda (.h5)", zoo_rnn_custom.lambda_model, ".h5", {"unsafe_deserialization": True}),
-    Kind("regressor", zoo_coreml.regressor),
-    Kind("swish MLP", zoo_coreml.swish_mlp),
-    Kind("MobileNetV2 block", zoo_coreml.mobilenet_block),
-    Kind("MobileNetV2 (alpha 0.35, 32x32)", zoo_coreml.mobilenet_v2),
-]
+def model_inputs(model: Any, data: Arrays) -> Any:
+    """What ``model.fit`` takes: the one array, or arrays by input name."""
+    names = [t.name.split(":")[0] for t in model.inputs]
+    if len(names) == 1:
+        return data[names[0]] if names[0] in data else data["x"]
+    return {n: data[n] for n in names}
 
 
-def independent_samples(model: Any, path: Path) -> Path:
-    """Inputs drawn with another seed than fedge's: normal floats, small ints."""
-    rng = np.random.default_rng(SAMPLE_SEED)
-    arrays = {}
-    for name, shape, dtype in input_specs(model):
-        dims = [ROWS, *(d if d is not None else 5 for d in shape[1:])]
-        if "int" in dtype:
-            arrays[name] = rng.integers(0, 5, size=dims).astype(dtype)
-        else:
-            arrays[name] = rng.normal(0.0, 1.0, size=dims).astype(np.float32)
-    np.savez(path, **arrays)
-    return path
+def deployed_bundle(kind: Kind, sizes: Sizes, work: Path) -> tuple[Path, int, Cell]:
+    """The kind's model, trained a little and converted to every target,
+    parity judged on the kind's own inputs (fedge's default samples are
+    uniform in [0, 1), on which a 0..255 pixel model's output is constant)."""
+    from fedge.converters.bundle import convert
+    from fedge.converters.options import ConvertOptions
+
+    epochs = 1 if kind.slow else sizes.pretrain_epochs
+    public = kind.data(np.random.default_rng(1), PUBLIC_DEVICES, sizes.per_device)
+    model = kind.build(public)
+    model.fit(model_inputs(model, public), public["y"], epochs=epochs, batch_size=16, verbose=0)
+    source = work / f"model{kind.suffix}"
+    model.save(source)
+    held_out = kind.data(np.random.default_rng(2), 2, sizes.per_device)
+    inputs = model_inputs(model, held_out)
+    if not isinstance(inputs, dict):
+        inputs = {model.inputs[0].name.split(":")[0]: inputs}
+    np.savez(work / "samples.npz", **inputs)
+    options = ConvertOptions(name=kind.key, samples_path=work / "samples.npz")
+    result = convert(source, work / "bundle", options, force=True)
+    return result.path, int(model.count_params()), convert_cell(result.manifest)
 
 
-def convert_kind(kind: Kind, work: Path) -> tuple[BundleResult | None, float, str]:
-    model = kind.build()
-    source = zoo_rnn_custom.save(model, work / f"model{kind.suffix}")
-    samples = independent_samples(model, work / "samples.npz")
-    options = ConvertOptions(samples_path=samples, **kind.options)
+def loop_row(kind: Kind, sizes: Sizes, work: Path) -> list[str]:
     started = time.perf_counter()
+    cells: dict[str, Cell | str] = {"model kind": kind.name, "params": ""}
     try:
-        result = convert(source, work / "bundle", options, force=True)
-    except Exception as exc:  # a row says what went wrong; the bench goes on
-        return None, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
-    return result, time.perf_counter() - started, ""
-
-
-def saved_model_kind(work: Path) -> tuple[BundleResult | None, float, str]:
-    source = zoo_rnn_custom.save_plain_saved_model(work)
-    started = time.perf_counter()
+        bundle, params, cells["convert"] = deployed_bundle(kind, sizes, work)
+        cells["params"] = f"{params:,}"
+    except Exception as exc:  # the row says why; the next kind goes on
+        cells["convert"] = failed(exc)
+        return _row(cells, started)
+    data = kind.data(np.random.default_rng(0), sizes.devices, sizes.per_device)
+    np.savez(work / "devices.npz", **data)
     try:
-        result = convert(source, work / "bundle", ConvertOptions(), force=True)
+        with serving(bundle, work / "server", work / "server.log") as url:
+            cells["serve"], name = serve_cell(url)
+            cells["federate"] = _stage(
+                lambda: federate_cell(url, work / "devices.npz", sizes.rounds, work / "fleet")
+            )
+            cells["release"] = _stage(lambda: release_cell(url))
+            rows = {k: v[:PREDICT_ROWS] for k, v in data.items() if k not in ("y", "device")}
+            cells["predict"] = _stage(lambda: predict_cell(url, name, bundle, rows))
     except Exception as exc:
-        return None, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
-    return result, time.perf_counter() - started, ""
+        cells.setdefault("serve", failed(exc))
+    return _row(cells, started)
 
 
-def rows_of(name: str, outcome: tuple[BundleResult | None, float, str]) -> list[list[str]]:
-    result, seconds, error = outcome
-    if result is None:
-        return [[name, "all", "error", "", f"{seconds:.1f}", error[:90]]]
-    rows = []
-    manifest = result.manifest
-    for target in ("tflite", "tflite_train", "tfjs", "coreml"):
-        parity = manifest.parity.get(target)
-        if parity is None and target not in manifest.failures:
-            continue
-        parity = parity or {}
-        artifact = manifest.artifacts.get(target.removesuffix("_train"), {})
-        err = parity.get("max_abs_err")
-        note = manifest.failures.get(target) or parity.get("reason") or ""
-        if target == "tfjs" and artifact.get("format") == "graph-model":
-            note = "graph model, inference only. " + note
-        rows.append(
-            [
-                name,
-                target,
-                str(parity.get("status", "failed")),
-                "" if err is None else f"{err:.1e}",
-                f"{artifact.get('seconds', 0.0):.1f}" if target != "tflite_train" else "",
-                str(note)[:90],
-            ]
-        )
-    rows[0][4] += f" (total {seconds:.1f})"
-    return rows
+def _stage(run: Any) -> Cell:
+    try:
+        cell: Cell = run()
+    except Exception as exc:
+        return failed(exc)
+    return cell
 
 
-def int8_rows(work: Path) -> list[list[str]]:
-    """int8 of the 0..255 pixel CNN: calibrated on real pixels, judged on
-    images it never saw."""
-    x, _ = zoo_users.pixel_images()
-    model = zoo_users.pixel_classifier()
-    source = zoo_rnn_custom.save(model, work / "pixels.keras")
-    np.save(work / "calibration.npy", x[:300])
-    np.save(work / "held_out.npy", x[1200:1500])
-    rows = []
-    for quantize in ("none", "int8"):
-        options = ConvertOptions(
-            targets=("tflite",),
-            tflite_quantize=quantize,
-            tflite_training=False,
-            calibration_path=work / "calibration.npy" if quantize == "int8" else None,
-            samples_path=work / "held_out.npy",
-        )
-        manifest = convert(source, work / f"int8-{quantize}", options, force=True).manifest
-        parity = manifest.parity["tflite"]
-        artifact = manifest.artifacts["tflite"]
-        agreement = parity.get("top1_agreement")
-        rows.append(
-            [
-                quantize,
-                f"{artifact['bytes']:,}",
-                str(parity["status"]),
-                f"{parity['max_abs_err']:.3g}",
-                "" if agreement is None else f"{agreement:.1%}",
-            ]
-        )
-    return rows
+def _row(cells: dict[str, Cell | str], started: float) -> list[str]:
+    cells["s"] = f"{time.perf_counter() - started:.0f}"
+    return [str(cells.get(column, "not reached")) for column in COLUMNS]
+
+
+def markdown(rows: list[list[str]]) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "/") for c in cells) + " |"
+
+    return "\n".join([line(list(COLUMNS)), line(["---"] * len(COLUMNS)), *map(line, rows)])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="*", help="model kinds whose name contains one of these")
+    keys = [k.key for k in KINDS]
+    parser.add_argument("--kinds", nargs="*", choices=keys, help="only these (default: all)")
+    parser.add_argument("--quick", action="store_true", help="fewer examples, one round")
+    parser.add_argument("--out", type=Path, default=REPORT, help="where to write the table")
     args = parser.parse_args()
-    console = Console(width=200)
-    table = Table(
-        title=f"fedge convert by model kind (parity on {ROWS} inputs, seed {SAMPLE_SEED})"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sizes = Sizes.of(args.quick)
+    kinds = [k for k in KINDS if not args.kinds or k.key in args.kinds]
+    rows, started = [], time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fedge-kinds-") as tmp:
+        for kind in kinds:
+            work = Path(tmp) / kind.key
+            work.mkdir()
+            print(f"{kind.name} ...", flush=True)
+            rows.append(loop_row(kind, sizes, work))
+            print(markdown(rows[-1:]).splitlines()[-1], flush=True)
+    cpu = platform.processor() or platform.machine()
+    header = (
+        f"`python -m bench.model_kinds_bench{' --quick' if args.quick else ''}`: "
+        f"{sizes.devices} devices x {sizes.per_device} examples, {sizes.rounds} round(s) of "
+        f"{PER_ROUND} updates; {os.cpu_count()} CPUs ({cpu}), "
+        f"{time.perf_counter() - started:.0f} s in all.\n\n"
+        "federate: the devices' mean metric on their own held-out data, deployed -> final "
+        "global -> personalised.\n\n"
     )
-    for column in ("model", "target", "status", "max abs err", "seconds", "note"):
-        table.add_column(column)
-    kinds = [k for k in KINDS if not args.only or any(o in k.name for o in args.only)]
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, kind in enumerate(kinds):
-            work = Path(tmp) / f"k{i}"
-            work.mkdir()
-            console.print(f"[dim]converting {kind.name} ...[/dim]")
-            for row in rows_of(kind.name, convert_kind(kind, work)):
-                table.add_row(*row)
-        if not args.only or any("SavedModel" in o for o in args.only):
-            work = Path(tmp) / "savedmodel"
-            work.mkdir()
-            for row in rows_of("plain SavedModel (tf.Module)", saved_model_kind(work)):
-                table.add_row(*row)
-        console.print(table)
-        int8 = Table(
-            title="int8, 0..255 pixel CNN: calibrated on 300 real images, judged on 300 others"
-        )
-        for column in ("quantize", "bytes", "status", "max abs err", "top-1 agreement"):
-            int8.add_column(column)
-        work = Path(tmp) / "int8"
-        work.mkdir()
-        for row in int8_rows(work):
-            int8.add_row(*row)
-        console.print(int8)
+    table = markdown(rows)
+    print()
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("# The whole loop per model kind\n\n" + header + table + "\n")
 
 
 if __name__ == "__main__":

@@ -80,7 +80,12 @@ BENCHES = (
         "Conversion and runtimes: size, time, parity, latency",
         quick=("--iters", "300"),
     ),
-    Bench("model_kinds_bench", "Conversion of the model kinds users bring"),
+    Bench("converter_zoo_bench", "Conversion of the model kinds users bring"),
+    Bench(
+        "model_kinds_bench",
+        "The whole loop per model kind: convert, serve, federate, release, predict",
+        quick=("--quick",),
+    ),
     Bench(
         "predict_bench",
         "Model as a service: predict over HTTP vs in process",

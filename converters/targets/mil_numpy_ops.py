@@ -1,8 +1,9 @@
 """NumPy kernels for the MIL ops that Keras models become in Core ML.
 
 coremltools gives many MIL ops a NumPy ``value_inference``, but not the
-ones that carry a network's weight: ``conv``, the pools and ``batch_norm``
-have none, nor has ``silu`` (Keras's swish). These kernels fill that gap,
+ones that carry a network's weight: ``conv``, ``conv_transpose``, the
+pools and ``batch_norm`` have none, nor has ``silu`` (Keras's swish).
+These kernels fill that gap,
 and also take over the cheap ops that run inside recurrent loops (``add``,
 ``mul``, ``sigmoid``, ``split``...), where rebuilding an op for
 ``value_inference`` at every step would be slow.
@@ -121,6 +122,71 @@ def conv(args: Mapping[str, Any]) -> Array:
     if args.get("bias") is not None:
         y = y + _f32(args["bias"]).reshape(1, -1, *[1] * spatial)
     return np.asarray(y)
+
+
+def conv_transpose(args: Mapping[str, Any]) -> Array:
+    """Transposed convolution (Keras's ``Conv1DTranspose``/``Conv2DTranspose``).
+
+    Each input pixel scatters its kernel-weighted channels into the output
+    at ``stride`` steps; the full result is then cropped as the forward
+    convolution of the same padding would have padded it (``same``: the
+    odd pixel after, as TensorFlow does). MIL's weight is
+    ``(C_in, C_out / groups, *kernel)``.
+    """
+    x, weight = _f32(args["x"]), _f32(args["weight"])
+    batch, channels, *sizes = x.shape
+    kernel = list(weight.shape[2:])
+    strides = _ints(args.get("strides", [1] * len(sizes)))
+    dilations = _ints(args.get("dilations", [1] * len(sizes)))
+    groups = int(args.get("groups", 1))
+    per_group = weight.shape[1]
+    full_sizes = [
+        (n - 1) * s + (k - 1) * d + 1
+        for n, s, k, d in zip(sizes, strides, kernel, dilations, strict=True)
+    ]
+    full = np.zeros((batch, groups, per_group, *full_sizes), np.float32)
+    grouped_x = x.reshape(batch, groups, channels // groups, *sizes)
+    grouped_w = weight.reshape(groups, channels // groups, per_group, *kernel)
+    for offset in np.ndindex(*kernel):
+        tap: tuple[Any, ...] = (slice(None), slice(None), slice(None), *offset)
+        taps = grouped_w[tap]
+        spread = np.einsum("ngc...,gco->ngo...", grouped_x, taps)
+        where: list[Any] = [
+            slice(o * d, o * d + (n - 1) * s + 1, s)
+            for o, d, n, s in zip(offset, dilations, sizes, strides, strict=True)
+        ]
+        full[(slice(None), slice(None), slice(None), *where)] += spread
+    full = full.reshape(batch, groups * per_group, *full_sizes)
+    y = _crop_transposed(full, sizes, strides, args)
+    if args.get("bias") is not None:
+        y = y + _f32(args["bias"]).reshape(1, -1, *[1] * len(sizes))
+    return np.asarray(y)
+
+
+def _crop_transposed(
+    full: Array, sizes: Sequence[int], strides: Sequence[int], args: Mapping[str, Any]
+) -> Array:
+    """The part of a transposed convolution's full output that MIL keeps."""
+    pad_type = str(args.get("pad_type", "valid"))
+    flat_pad = _ints(args["pad"]) if args.get("pad") is not None else [0] * 2 * len(sizes)
+    full_sizes = full.shape[2:]
+    if args.get("output_shape") is not None:
+        outs = _ints(args["output_shape"])[2:]
+    elif pad_type == "same":
+        outs = [n * s for n, s in zip(sizes, strides, strict=True)]
+    elif pad_type == "custom":
+        outs = [f - flat_pad[2 * i] - flat_pad[2 * i + 1] for i, f in enumerate(full_sizes)]
+    elif pad_type == "valid":
+        outs = list(full_sizes)
+    else:
+        raise ValueError(f"unknown pad_type {pad_type!r}")
+    index: list[slice] = [slice(None), slice(None)]
+    tail = []
+    for i, (f, out) in enumerate(zip(full_sizes, outs, strict=True)):
+        before = flat_pad[2 * i] if pad_type == "custom" else max(f - out, 0) // 2
+        index.append(slice(before, before + out))
+        tail.append((0, max(before + out - f, 0)))  # stride > kernel: zeros after
+    return np.pad(full, [(0, 0), (0, 0), *tail])[tuple(index)]
 
 
 def _pool_input(args: Mapping[str, Any], fill: float) -> tuple[Array, Array, list[int], list[int]]:
@@ -286,6 +352,7 @@ def _binary(fn: Callable[[Array, Array], Array]) -> Kernel:
 
 KERNELS: dict[str, Kernel] = {
     "conv": conv,
+    "conv_transpose": conv_transpose,
     "max_pool": max_pool,
     "avg_pool": avg_pool,
     "batch_norm": batch_norm,

@@ -4,9 +4,13 @@ A user who federated gets the new model without reading the server's data
 directory. The checkpoint comes from ``GET /v1/checkpoints/{id}`` (its id
 is the sha256 of its bytes, checked) and the live bundle from
 ``/v1/bundles/{id}/`` (every file's sha256 checked against the bundle id);
-the Keras model written is the bundle's, with the checkpoint's weights
-assigned by their canonical names. ``--release V`` writes that release's
-own bundle instead (or its Keras model, for a ``.keras`` path).
+a ``.keras``/``.h5`` path gets the bundle's Keras model with the
+checkpoint's weights assigned by their canonical names; a directory gets
+a verified bundle, rebuilt exactly as a release cut from that checkpoint
+would be (:func:`fedge.converters.rebuild.convert.rebuild_bundle`: the live
+bundle's conversion options, strict, parity checked). ``--release V``
+writes that release's own bundle instead (or its Keras model, for a
+``.keras`` path).
 """
 
 from __future__ import annotations
@@ -42,20 +46,15 @@ KERAS_SUFFIXES = (".keras", ".h5")
     "--out",
     required=True,
     type=click.Path(path_type=Path),
-    help="A Keras file (.keras, .h5): the model with the checkpoint's weights; or, with "
-    "--release, a new directory for the release's verified bundle.",
+    help="A Keras file (.keras, .h5): the model with the checkpoint's weights; or a new "
+    "directory: a verified bundle (the checkpoint's, converted as the live bundle was, or "
+    "with --release that release's own).",
 )
 def pull(server: str, checkpoint: str | None, release: int | None, out: Path) -> None:
     """Download the current (or a chosen) global model, or a release, verified."""
     if checkpoint is not None and release is not None:
         raise click.UsageError("give --checkpoint or --release, not both")
     keras_out = out.suffix in KERAS_SUFFIXES
-    if release is None and not keras_out:
-        raise click.BadParameter(
-            "a checkpoint is written as a Keras model: give --out a .keras or .h5 path "
-            "(for a bundle of new weights, cut a release and pull it with --release)",
-            param_hint="--out",
-        )
     if out.exists():
         raise click.BadParameter(f"{out} exists already: pick a new path", param_hint="--out")
     try:
@@ -97,10 +96,30 @@ def _pull(
             bundle = download_bundle(client, model["bundle_id"], Path(work) / "bundle")
             open_bundle(bundle)  # verified again, as it is on disk
             weights = client.checkpoint(chosen).weights
+            if not keras_out:
+                _rebuilt_bundle(bundle, weights, out, f"checkpoint-{chosen[:12]}")
+                return f"checkpoint {chosen[:12]}: bundle -> {out}"
             _keras_model(bundle, weights).save(out)
             return f"checkpoint {chosen[:12]}: Keras model -> {out}"
     finally:
         client.transport.close()
+
+
+def _rebuilt_bundle(live: Path, weights: Weights, out: Path, version: str) -> None:
+    """The live bundle with ``weights``, converted into a working directory
+    beside ``out`` and moved into place whole: a failed conversion leaves
+    no partial bundle at ``out``."""
+    from fedge.converters.rebuild.convert import rebuild_bundle
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".fedge-pull-", dir=out.parent) as work:
+        built = rebuild_bundle(live, weights, Path(work) / "bundle", version, _say)
+        built.rename(out)
+
+
+def _say(stage: str, message: str) -> None:
+    # Progress to stderr: stdout is the one line naming what was written.
+    click.echo(f"{stage}: {message}", err=True)
 
 
 def _keras_model(bundle: Path, weights: Weights | None) -> Any:

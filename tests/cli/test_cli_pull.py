@@ -1,20 +1,25 @@
 """``fedge pull`` against a real ``fedge serve`` after a federated round:
-the pulled Keras model holds exactly the new checkpoint's weights, and a
-pulled release is the release's verified bundle, whose TFLite model
-predicts as the pulled Keras model of that release."""
+the pulled Keras model holds exactly the new checkpoint's weights; a
+checkpoint pulled into a directory is a verified bundle of those weights,
+converted as the live bundle was (parity passed); and a pulled release is
+the release's verified bundle, whose TFLite model predicts as the pulled
+Keras model of that release."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import requests
 
 from fedge.bundle.manifest import open_bundle
+from fedge.bundle.weights import read_weights
 from fedge.client_sim.device.client import FedgeClient
 from fedge.client_sim.device.transport import HttpTransport
+from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec
 from tests.helpers.live_server import FEDGE, running
 from tests.helpers.release_bundles import build
@@ -59,6 +64,12 @@ def test_pull_after_a_round_gives_the_checkpoint_and_the_release(tmp_path: Path)
 
         keras_out = tmp_path / "global.keras"
         pulled = fedge("pull", "--server", server.url, "--out", str(keras_out))
+        bundle_out = tmp_path / "global"
+        pulled_bundle = fedge("pull", "--server", server.url, "--out", str(bundle_out))
+        chosen_out = tmp_path / "chosen"
+        pulled_chosen = fedge(
+            "pull", "--server", server.url, "--checkpoint", checkpoint, "--out", str(chosen_out)
+        )
         release_dir = tmp_path / "release1"
         pulled_release = fedge(
             "pull", "--server", server.url, "--release", "1", "--out", str(release_dir)
@@ -79,6 +90,12 @@ def test_pull_after_a_round_gives_the_checkpoint_and_the_release(tmp_path: Path)
     deployed = tf.keras.models.load_model(built.keras_path, compile=False)
     assert not np.array_equal(model.get_weights()[0], deployed.get_weights()[0])
 
+    for result, directory in ((pulled_bundle, bundle_out), (pulled_chosen, chosen_out)):
+        assert result.returncode == 0, result.stderr
+        assert checkpoint[:12] in result.stdout
+        check_rebuilt_bundle(directory, built.path, checkpoint, expected, model)
+    assert not list(tmp_path.glob(".fedge-pull-*"))  # the working directories are gone
+
     assert pulled_release.returncode == 0, pulled_release.stderr
     verified = open_bundle(release_dir)
     assert verified.bundle_id == built.bundle_id
@@ -91,3 +108,34 @@ def test_pull_after_a_round_gives_the_checkpoint_and_the_release(tmp_path: Path)
     release_model = tf.keras.models.load_model(release_keras, compile=False)
     np.testing.assert_allclose(lite, release_model(x).numpy(), atol=1e-5)
     np.testing.assert_allclose(lite, deployed(x).numpy(), atol=1e-5)
+
+
+def check_rebuilt_bundle(
+    directory: Path, deployed: Path, checkpoint: str, expected: Weights, model: Any
+) -> None:
+    """A pulled checkpoint's bundle: verified (every file's sha256, the
+    seal), converted as the deployed bundle was with parity passed, holding
+    exactly the checkpoint's weights, its TFLite model running them."""
+    import tensorflow as tf
+
+    deployed_manifest = open_bundle(deployed).manifest
+    rebuilt = open_bundle(directory)
+    assert rebuilt.sealed
+    manifest = rebuilt.manifest
+    assert manifest.name == deployed_manifest.name
+    assert manifest.version == f"checkpoint-{checkpoint[:12]}"
+    assert sorted(manifest.artifacts) == sorted(deployed_manifest.artifacts)
+    assert manifest.failures == {}
+    for target in ("tflite", "tflite_train"):
+        assert manifest.parity[target]["status"] == "pass", manifest.parity[target]
+    bundle_weights = read_weights(directory, manifest)
+    assert bundle_weights is not None and set(bundle_weights) == set(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(bundle_weights[key], value)
+    # Its TFLite model runs the checkpoint's weights, not the deployed ones.
+    lite_path = directory / manifest.artifact("tflite")["entry"]
+    runner = tf.lite.Interpreter(model_path=str(lite_path)).get_signature_runner()
+    probe = np.ones((1, 4), np.float32)
+    np.testing.assert_allclose(
+        next(iter(runner(x=probe).values())), model(probe).numpy(), atol=1e-5
+    )

@@ -9,6 +9,7 @@ last (NHWC, weights HWIO), hence the transposes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import coremltools as ct
@@ -129,6 +130,66 @@ def test_conv1d_matches_tensorflow() -> None:
 
     expected = tf.nn.conv1d(np.transpose(x, (0, 2, 1)), np.transpose(weight, (2, 1, 0)), 2, "SAME")
     np.testing.assert_allclose(got, np.transpose(np.asarray(expected), (0, 2, 1)), atol=ATOL)
+
+
+TRANSPOSE_CASES = [
+    # strides, kernel, MIL pad_type, TensorFlow padding
+    (2, 3, "same", "SAME"),  # the Keras autoencoder's upsampling: 5 -> 10
+    (1, 3, "same", "SAME"),
+    (2, 3, "valid", "VALID"),
+    (3, 2, "valid", "VALID"),  # stride past the kernel: gaps of zeros
+    (2, 4, "same", "SAME"),
+]
+
+
+@pytest.mark.parametrize(("stride", "size", "pad_type", "tf_padding"), TRANSPOSE_CASES)
+def test_conv_transpose_matches_tensorflow(
+    stride: int, size: int, pad_type: str, tf_padding: str
+) -> None:
+    # MIL weight (C_in, C_out, kh, kw); TensorFlow's filter (kh, kw, C_out, C_in).
+    x, weight, bias = random(2, 3, 5, 5), random(3, 4, size, size), random(4)
+
+    got = evaluate(
+        lambda x: mb.conv_transpose(
+            x=x, weight=weight, bias=bias, strides=[stride] * 2, pad_type=pad_type
+        ),
+        x=x,
+    )
+
+    full = (5 - 1) * stride + size
+    out = 5 * stride if pad_type == "same" else full
+    expected = tf.nn.conv2d_transpose(nhwc(x), hwio(weight), (2, out, out, 4), stride, tf_padding)
+    np.testing.assert_allclose(got, nchw(expected + bias), atol=ATOL)
+
+
+def test_conv1d_transpose_matches_tensorflow() -> None:
+    x, weight = random(2, 3, 6), random(3, 2, 3)
+
+    got = evaluate(
+        lambda x: mb.conv_transpose(x=x, weight=weight, strides=[2], pad_type="same"), x=x
+    )
+
+    expected = tf.nn.conv1d_transpose(
+        np.transpose(x, (0, 2, 1)), np.transpose(weight, (2, 1, 0)), (2, 12, 2), 2, "SAME"
+    )
+    np.testing.assert_allclose(got, np.transpose(np.asarray(expected), (0, 2, 1)), atol=ATOL)
+
+
+def test_a_keras_conv2d_transpose_model_has_its_core_ml_parity_checked(tmp_path: Path) -> None:
+    """The whole path, Keras -> Core ML -> these kernels: a Conv2DTranspose
+    autoencoder's Core ML parity was "unverified" (no conv_transpose kernel)."""
+    from fedge.converters.bundle import convert
+    from fedge.converters.options import ConvertOptions
+
+    inputs = tf.keras.Input((8, 8, 1), name="image")
+    down = tf.keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inputs)
+    up = tf.keras.layers.Conv2DTranspose(1, 3, strides=2, padding="same")(down)
+    tf.keras.Model(inputs, up).save(tmp_path / "autoencoder.keras")
+    options = ConvertOptions(targets=("coreml",), coreml_precision="fp32", tflite_training=False)
+
+    manifest = convert(tmp_path / "autoencoder.keras", tmp_path / "bundle", options).manifest
+
+    assert manifest.parity["coreml"]["status"] == "pass", manifest.parity["coreml"]
 
 
 # --- pooling -------------------------------------------------------------------

@@ -25,8 +25,8 @@ import pytest
 import requests
 
 from fedge.bundle.manifest import Manifest, open_bundle
+from fedge.converters.rebuild.options import options_like
 from fedge.server.releases.build.builder import BUILDS_DIR
-from fedge.server.releases.build.options import options_like
 from fedge.server.releases.build.wire import BuildJob, BuildProgress, BuildWireError
 from fedge.server.releases.policy import is_due
 from fedge.server.releases.rollout import in_canary

@@ -1,4 +1,4 @@
-"""The conversion options of a release build: those the live bundle was made with.
+"""The conversion options of a rebuilt bundle: those its source bundle was made with.
 
 A release cut from a checkpoint is the live release with other weights, so
 it is converted the way the live bundle was, as its manifest records it:
