@@ -133,7 +133,7 @@ def judge_step(
     step: StepChange, tolerance: Tolerance, rate: float, samples: int, kind: str = "SGD"
 ) -> ParityReport:
     """Pass when every bound the tolerance gives holds for the step."""
-    what = f"one {kind} step (learning rate {rate:g})"
+    what = f"weights after one {kind} step (learning rate {rate:g})"
     if step.keras_size == 0:
         return unverified(
             tolerance,
@@ -168,8 +168,7 @@ def judge_step(
         reason=(
             f"{what}: " + "; ".join(problems)
             if problems
-            else f"{what}: TFLite changed the weights as Keras did, within {rel:.2g} "
-            f"of the step (weights within {err:.2g})"
+            else f"{what}: as Keras's within {rel:.2g} of its size (max diff {err:.2g})"
         ),
         max_rel_err=rel,
     )
