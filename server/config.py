@@ -113,6 +113,19 @@ class ServerConfig:
     # Origins (scheme://host[:port]) whose pages may call the API (CORS);
     # empty: none, only the server's own pages (same origin) can.
     cors_origins: tuple[str, ...] = ()
+    # Per-client limits (fedge.server.devices.rate_limits): family -> "RATE/s:BURST"
+    # or "off"; a family not named keeps its default.
+    rate_limits: dict[str, str] = field(default_factory=dict)
+    # Proxies (addresses or networks) whose X-Forwarded-For names the client;
+    # empty: the connection's address is the client's.
+    trusted_proxies: tuple[str, ...] = ()
+    # Enrolment needs an identity token signed by the app's backend: its public
+    # key (PEM) or a JWKS file; the token's `aud` and `iss` must match these if set.
+    device_issuer: Path | None = None
+    device_audience: str | None = None
+    device_issuer_name: str | None = None
+    # A device not seen for this long is forgotten, its rows freed (0: never).
+    device_ttl_s: float = 30 * 24 * 3600.0
 
     def validate(self) -> None:
         self.rounds.validate()
@@ -146,6 +159,15 @@ class ServerConfig:
             raise ConfigurationError("event_stream_s and event_keepalive_s must be > 0")
         self._validate_canary()
         _validate_origins(self.cors_origins)
+        self._validate_clients()
+
+    def _validate_clients(self) -> None:
+        from fedge.server.devices.rate_limits import parse_proxies, parse_rate_limits
+
+        parse_rate_limits(self.rate_limits)
+        parse_proxies(self.trusted_proxies)
+        if not 0 <= self.device_ttl_s < float("inf"):
+            raise ConfigurationError("device_ttl_s must be >= 0 (0: devices never expire)")
 
     def _validate_release_builds(self) -> None:
         if self.release_every_rounds < 0 or not self.release_build_timeout_s > 0:
@@ -226,6 +248,8 @@ def _build(values: Mapping[str, Any]) -> ServerConfig:
     for name, raw in values.items():
         if name == "rounds":
             kwargs[name] = _build_rounds(raw)
+        elif name == "rate_limits":
+            kwargs[name] = _rate_limits(raw)
         elif name == "strategy_params":
             if not isinstance(raw, Mapping):
                 raise ConfigurationError("strategy_params must be a table")
@@ -285,6 +309,20 @@ def _strings(name: str, raw: Any) -> tuple[str, ...]:
     if isinstance(raw, (list, tuple)) and all(isinstance(item, str) for item in raw):
         return tuple(raw)
     raise ConfigurationError(f"{name}: cannot use {raw!r}: not a list of strings")
+
+
+def _rate_limits(raw: Any) -> dict[str, str]:
+    """A table (TOML, a test's mapping) or ``family=spec,...`` (environment)."""
+    if isinstance(raw, str):
+        pairs = [part.split("=", 1) for part in raw.split(",") if part.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ConfigurationError(
+                f"rate_limits: cannot use {raw!r}: write family=RATE/s:BURST,..."
+            )
+        raw = {name.strip(): spec.strip() for name, spec in pairs}
+    if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
+        raise ConfigurationError('rate_limits must be a table of family = "RATE/s:BURST"')
+    return {str(name): str(spec) for name, spec in raw.items()}
 
 
 def _validate_origins(origins: tuple[str, ...]) -> None:

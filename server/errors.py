@@ -45,6 +45,17 @@ class PayloadTooLarge(ServerError):
     status, code = 413, "payload_too_large"
 
 
+class RateLimited(ServerError):
+    """A client over its limit (:mod:`fedge.server.devices.rate_limits`);
+    ``retry_after`` (whole seconds) goes out as the ``Retry-After`` header."""
+
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unprocessable(ServerError):
     status, code = 422, "invalid_update"
 

@@ -125,7 +125,9 @@ def prepare_model(
             data = _split(config, bundle, say)
             target = fleet_round_target(config.per_round, len(data.devices))
             say("starting the embedded server")
-            server = stack.enter_context(_embedded_server(config, bundle, work, target.per_round))
+            server = stack.enter_context(
+                _embedded_server(config, bundle, work, target.per_round, len(data.devices))
+            )
             url, admin_token = server.url, server.context.admin_token
         else:
             url = config.server_url
@@ -229,14 +231,20 @@ def _check_same_model(
 
 @contextmanager
 def _embedded_server(
-    config: FleetConfig, bundle: Path, work: Path, per_round: int
+    config: FleetConfig, bundle: Path, work: Path, per_round: int, devices: int
 ) -> Iterator[Any]:
+    from fedge.server.devices.rate_limits import DEFAULTS, RateLimit
     from fedge.server.http.app import create_app
     from fedge.server.http.serve import BackgroundServer
 
     # The fleet reports per round; the server's per-request log would drown it.
     logging.getLogger("fedge.server").setLevel(logging.WARNING)
     minimum = config.min_participants or max(1, per_round // 2)
+    # The whole fleet enrols from this machine's address at once: the
+    # per-address enrolment burst is at least the fleet's size (and the observer).
+    enrol = RateLimit.parse("enrol", DEFAULTS["enrol"])
+    assert enrol is not None
+    rate_limits = {"enrol": f"{enrol.rate_per_s}/s:{max(devices + 16, int(enrol.burst))}"}
     app = create_app(
         test_config={
             "canary_min_reports": config.canary_min_reports,  # None: the server's default
@@ -247,6 +255,7 @@ def _embedded_server(
             "local_state": config.local_state,
             "seed": config.seed,
             "threads": max(4, config.workers),
+            "rate_limits": rate_limits,
             "rounds": {
                 "target_participants": per_round,
                 "min_participants": minimum,

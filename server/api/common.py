@@ -11,6 +11,7 @@ from flask import request
 from fedge.server.devices.auth import bearer_token, check_admin, device_for_token
 from fedge.server.errors import BadRequest, NotFound, PayloadTooLarge
 from fedge.server.http.context import context
+from fedge.server.http.rate_limits import credential_attempt, limit_device
 from fedge.server.http.request_limits import MAX_JSON_BYTES
 from fedge.server.storage.devices import Device
 from fedge.wire.strict_json import StrictJSONError, loads_strict
@@ -80,13 +81,21 @@ def list_limit() -> int:
 
 
 def authenticated_device() -> Device:
+    """The device whose token the request carries; on a route with a
+    per-device limit, one of its tokens is taken (429 when none is left)."""
     token = bearer_token(request.headers.get("Authorization"))
     with context().store.reading() as tx:
-        return device_for_token(tx.devices, token)
+        device = device_for_token(tx.devices, token)
+    limit_device(device.id)
+    return device
 
 
 def require_admin() -> None:
-    check_admin(bearer_token(request.headers.get("Authorization")), context().admin_token)
+    """The admin token, or 403; an address that keeps sending wrong ones is
+    refused (429) before its token is checked."""
+    token = bearer_token(request.headers.get("Authorization"))
+    with credential_attempt("admin"):
+        check_admin(token, context().admin_token)
 
 
 def flag(body: dict[str, Any], name: str) -> bool:

@@ -11,6 +11,7 @@ from fedge.server.api.common import authenticated_device, flag, json_body, text_
 from fedge.server.devices.auth import check_enrolment_key, require_same_device
 from fedge.server.errors import BadRequest
 from fedge.server.http.context import context
+from fedge.server.http.rate_limits import credential_attempt
 from fedge.server.storage.devices import Conditions
 
 bp = Blueprint("devices", __name__, url_prefix="/v1/devices")
@@ -23,7 +24,8 @@ def enrol() -> Any:
     with a fresh token, instead of creating a second one."""
     body = json_body()
     ctx = context()
-    check_enrolment_key(text_field(body, "enrolment_key", 256), ctx.config.enrolment_key)
+    with credential_attempt("enrolment"):
+        check_enrolment_key(text_field(body, "enrolment_key", 256), ctx.config.enrolment_key)
     platform = text_field(body, "platform", 64) or ""
     request_id = text_field(body, "request_id", 128)
     if request_id is not None and len(request_id) < 16:

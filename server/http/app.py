@@ -28,11 +28,17 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from fedge.server.config import ServerConfig, load_config
 from fedge.server.devices.auth import load_or_create_admin_token
-from fedge.server.errors import ConfigurationError, InsufficientStorage, ServerError
+from fedge.server.errors import (
+    ConfigurationError,
+    InsufficientStorage,
+    RateLimited,
+    ServerError,
+)
 from fedge.server.events.feed import EventFeed
 from fedge.server.http.context import EXTENSION, ServerContext, context, context_of
 from fedge.server.http.cors import install_cors
 from fedge.server.http.logs import configure_logging
+from fedge.server.http.rate_limits import install_rate_limits
 from fedge.server.http.request_limits import RequestLimits
 from fedge.server.metrics import server_metrics
 from fedge.server.releases.build.builder import open_builder
@@ -101,6 +107,7 @@ def create_app(
             bundle=bundle,
             events=events,
         )
+        install_rate_limits(app)
         _register(app)
         install_cors(app, config.cors_origins)
         coordinator.start()
@@ -198,7 +205,10 @@ def _register(app: Flask) -> None:
 
     @app.errorhandler(ServerError)
     def server_error(exc: ServerError) -> Any:
-        return _error(exc.status, exc.code, exc.message)
+        response = _error(exc.status, exc.code, exc.message)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Any:
