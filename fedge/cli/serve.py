@@ -21,7 +21,21 @@ SERVER_KEYS = {
     "dp_clip": "dp_clip_norm",
     "dp_noise": "dp_noise_multiplier",
     "cors_origin": "cors_origins",
+    "rate_limit": "rate_limits",
+    "trusted_proxy": "trusted_proxies",
+    "device_ttl": "device_ttl_s",
 }
+
+
+def _rate_limits(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> Any:
+    """``FAMILY=RATE/s:BURST`` repeated -> {family: spec} (checked by the config)."""
+    limits = {}
+    for item in value:
+        family, sep, spec = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r}: write FAMILY=RATE/s:BURST (or FAMILY=off)")
+        limits[family.strip()] = spec.strip()
+    return limits or None
 
 
 def server_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,6 +103,35 @@ def server_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
     multiple=True,
     help="Let pages from this origin (scheme://host[:port]) call the API; repeat for more "
     "[default: none, only the server's own pages].",
+)
+@click.option(
+    "--device-issuer",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Enrolment needs an identity token (JWT) signed by your app's backend: its public "
+    "key (PEM) or a JWKS file. One device per token subject. See docs/security.md.",
+)
+@click.option("--device-audience", help="The 'aud' identity tokens must carry.")
+@click.option("--device-issuer-name", help="The 'iss' identity tokens must carry.")
+@click.option(
+    "--device-ttl",
+    type=click.FloatRange(min=0),
+    help="Forget devices not seen for this many seconds (0: never) [default: 30 days].",
+)
+@click.option(
+    "--rate-limit",
+    multiple=True,
+    callback=_rate_limits,
+    help="Per-client limit FAMILY=RATE/s:BURST or FAMILY=off; families: enrol, auth, "
+    "events, pages (by address), tasks, uploads, predict (by device); repeat for more "
+    "[defaults: docs/security.md].",
+)
+@click.option(
+    "--trusted-proxy",
+    "--trusted-proxies",
+    "trusted_proxy",
+    multiple=True,
+    help="A reverse proxy (address or network) whose X-Forwarded-For names the client; "
+    "repeat for more [default: none, the connection's address is the client's].",
 )
 def serve(config_file: Path | None, **settings: Any) -> None:
     """Run the aggregation server (SQLite and a local data directory; no other service)."""

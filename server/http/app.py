@@ -28,6 +28,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from fedge.server.config import ServerConfig, load_config
 from fedge.server.devices.auth import load_or_create_admin_token
+from fedge.server.devices.expiry import DeviceExpiry
+from fedge.server.devices.issuer import DeviceIssuer
 from fedge.server.errors import (
     ConfigurationError,
     InsufficientStorage,
@@ -40,7 +42,7 @@ from fedge.server.http.cors import install_cors
 from fedge.server.http.logs import configure_logging
 from fedge.server.http.rate_limits import install_rate_limits
 from fedge.server.http.request_limits import RequestLimits
-from fedge.server.metrics import server_metrics
+from fedge.server.metrics import Metrics, server_metrics
 from fedge.server.releases.build.builder import open_builder
 from fedge.server.releases.policy import attach_policy
 from fedge.server.releases.registry import open_releases
@@ -106,11 +108,17 @@ def create_app(
             builds=builds,
             bundle=bundle,
             events=events,
+            issuer=_issuer(config),
+            expiry=DeviceExpiry(store, config.device_ttl_s, metrics)
+            if config.device_ttl_s
+            else None,
         )
         install_rate_limits(app)
         _register(app)
         install_cors(app, config.cors_origins)
         coordinator.start()
+        if (expiry := context_of(app).expiry) is not None:
+            expiry.start()
     except BaseException:
         lock.release()
         raise
@@ -119,6 +127,18 @@ def create_app(
 
 def shutdown(app: Flask) -> None:
     context_of(app).close()
+
+
+def _issuer(config: ServerConfig) -> DeviceIssuer | None:
+    if config.device_issuer is None:
+        return None
+    return DeviceIssuer.load(
+        config.device_issuer, config.device_audience, config.device_issuer_name
+    )
+
+
+def _expiry(config: ServerConfig, store: Store, metrics: Metrics) -> DeviceExpiry | None:
+    return DeviceExpiry(store, config.device_ttl_s, metrics) if config.device_ttl_s else None
 
 
 def _model(

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from flask import Flask
 
 from fedge.server.config import ServerConfig
+from fedge.server.devices.expiry import DeviceExpiry
+from fedge.server.devices.issuer import DeviceIssuer
 from fedge.server.events.feed import EventFeed
 from fedge.server.http.request_limits import RequestLimits
 from fedge.server.predict.serving import ServingModels
@@ -46,11 +48,17 @@ class ServerContext:
     events: EventFeed = field(default_factory=EventFeed)
     # Refused uploads by reason for recent rounds (in memory: a 4xx stores nothing).
     rejections: RejectionTally = field(default_factory=RejectionTally)
+    # Checks enrolments' identity tokens (device_issuer); None: not needed.
+    issuer: DeviceIssuer | None = None
+    # Forgets devices not seen for device_ttl_s (a thread); None: never.
+    expiry: DeviceExpiry | None = None
 
     def close(self) -> None:
         """End event streams, stop the round driver and any release build,
         close this thread's connection, release the lock."""
         self.events.close()
+        if self.expiry is not None:
+            self.expiry.stop()
         self.coordinator.stop()
         self.builds.stop()
         self.store.close_thread_connection()

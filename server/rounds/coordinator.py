@@ -107,9 +107,9 @@ class Coordinator:
 
     # -- devices ---------------------------------------------------------------
 
-    def enrol(self, platform: str, request_id: str | None) -> Enrolment:
+    def enrol(self, platform: str, request_id: str | None, subject: str | None = None) -> Enrolment:
         with self.store.transaction() as tx:
-            enrolment = tx.devices.enrol(platform, request_id, time.time())
+            enrolment = tx.devices.enrol(platform, request_id, time.time(), subject)
             count = tx.devices.count()
         self.metrics.set("fedge_devices", count)
         return enrolment

@@ -147,11 +147,20 @@ class EventRows(Protocol):
 
 
 class DeviceRows(Protocol):
-    def enrol(self, platform: str, request_id: str | None, now: float) -> Enrolment:
-        """A new device, or, for a ``request_id`` seen before, the same
-        device with a fresh token."""
+    def enrol(
+        self, platform: str, request_id: str | None, now: float, subject: str | None = None
+    ) -> Enrolment:
+        """A new device, or, for a ``subject`` (of an identity token) or else
+        a ``request_id`` seen before, the same device with a fresh token."""
 
-    def count(self) -> int: ...
+    def count(self) -> int:
+        """Enrolled devices (kept as they come and go: no scan)."""
+
+    def expire(self, unseen_since: float, batch: int) -> int:
+        """Delete up to ``batch`` devices last seen before ``unseen_since``
+        that hold nothing in progress (a seat or update in an active round,
+        an update file not yet cleared, a report on the canary release),
+        with their rows; returns how many went."""
 
     def by_token_hash(self, token_hash: str) -> Device | None: ...
 

@@ -35,8 +35,13 @@ CREATE TABLE IF NOT EXISTS devices (
     unmetered INTEGER NOT NULL DEFAULT 0,
     participations INTEGER NOT NULL DEFAULT 0,
     last_asked REAL NOT NULL DEFAULT 0,
-    enrol_request TEXT UNIQUE
+    enrol_request TEXT UNIQUE,
+    subject TEXT
 );
+-- One device per subject of an identity token (stored hashed), when enrolment needs one.
+CREATE UNIQUE INDEX IF NOT EXISTS devices_by_subject ON devices(subject);
+-- Devices not seen for device_ttl_s are found by it.
+CREATE INDEX IF NOT EXISTS devices_by_last_seen ON devices(last_seen);
 CREATE TABLE IF NOT EXISTS checkpoints (
     id TEXT PRIMARY KEY,
     round_id INTEGER NOT NULL,
@@ -139,7 +144,7 @@ CREATE TABLE IF NOT EXISTS canary_decisions (
 """
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # How long a writer waits for another one before "database is locked".
 BUSY_TIMEOUT_S = 30.0
@@ -154,6 +159,16 @@ DROP TABLE rounds_v1;
 ALTER TABLE devices ADD COLUMN enrol_request TEXT;
 CREATE UNIQUE INDEX IF NOT EXISTS devices_by_enrol_request ON devices(enrol_request);
 """
+
+# Version 2 had no identity-token subjects.
+_MIGRATE_FROM_2 = "ALTER TABLE devices ADD COLUMN subject TEXT;"
+# The number of devices, kept by every insert and delete of a device
+# (fedge.server.storage.sqlite.devices); counted once here if it is missing.
+DEVICE_COUNT_KEY = "device_count"
+_COUNT_DEVICES = (
+    "BEGIN IMMEDIATE; INSERT OR IGNORE INTO server_state (key, value) "
+    f"SELECT '{DEVICE_COUNT_KEY}', COUNT(*) FROM devices; COMMIT;"
+)
 
 
 class Database:
@@ -181,8 +196,11 @@ class Database:
                 "BEGIN IMMEDIATE;" + _MIGRATE_FROM_1.format(rounds=rounds) + "COMMIT;"
             )
             conn.execute("PRAGMA foreign_keys=ON")
+        if has_tables and version < 3:
+            conn.executescript("BEGIN IMMEDIATE;" + _MIGRATE_FROM_2 + "COMMIT;")
         # executescript manages its own transaction.
         conn.executescript(SCHEMA)
+        conn.executescript(_COUNT_DEVICES)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def connection(self) -> sqlite3.Connection:

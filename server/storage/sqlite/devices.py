@@ -12,25 +12,50 @@ from fedge.server.storage.devices import (
     hash_token,
     new_device_credentials,
 )
+from fedge.server.storage.sqlite.database import DEVICE_COUNT_KEY
 from fedge.server.storage.sqlite.errors import Connection
+
+# A device in one of these keeps its rows: it is part of a round in progress.
+_ACTIVE_ROUNDS = "(SELECT id FROM rounds WHERE state IN ('open', 'closing'))"
+# Devices that have been away long enough and hold nothing in progress: no
+# seat or update in an active round, no update file not yet cleared, no
+# report on the release in canary.
+_EXPIRED = f"""
+SELECT id FROM devices d WHERE last_seen < ?
+AND NOT EXISTS (SELECT 1 FROM selections s WHERE s.device_id = d.id
+                AND s.round_id IN {_ACTIVE_ROUNDS})
+AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.device_id = d.id
+                AND (u.path != '' OR u.round_id IN {_ACTIVE_ROUNDS}))
+AND NOT EXISTS (SELECT 1 FROM canary_evaluations c JOIN releases r ON r.version = c.version
+                WHERE c.device_id = d.id AND r.state = 'canary')
+LIMIT ?
+"""
 
 
 class SQLiteDevices:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    def enrol(self, platform: str, request_id: str | None, now: float) -> Enrolment:
-        # A request id seen before is a retry whose answer was lost: the same
-        # device, with its token replaced (only the hash of either is kept).
+    def enrol(
+        self, platform: str, request_id: str | None, now: float, subject: str | None = None
+    ) -> Enrolment:
+        # A request id seen before is a retry whose answer was lost, and a
+        # subject seen before is the same user: the same device, with its
+        # token replaced (only the hash of each is kept).
         request_hash = None if request_id is None else hash_token(request_id)
+        subject_hash = None if subject is None else hash_token(subject)
         device_id, token = new_device_credentials()
-        known = (
-            None
-            if request_hash is None
-            else self._conn.execute(
+        if subject_hash is not None:
+            request_hash = None  # the subject identifies the device
+            known = self._conn.execute(
+                "SELECT id FROM devices WHERE subject = ?", (subject_hash,)
+            ).fetchone()
+        elif request_hash is not None:
+            known = self._conn.execute(
                 "SELECT id FROM devices WHERE enrol_request = ?", (request_hash,)
             ).fetchone()
-        )
+        else:
+            known = None
         if known is not None:
             self._conn.execute(
                 "UPDATE devices SET token_hash = ?, last_seen = ? WHERE id = ?",
@@ -39,14 +64,36 @@ class SQLiteDevices:
             return Enrolment(str(known["id"]), token, created=False)
         self._conn.execute(
             "INSERT INTO devices (id, token_hash, platform, created_at, last_seen, "
-            "enrol_request) VALUES (?, ?, ?, ?, ?, ?)",
-            (device_id, hash_token(token), platform, now, now, request_hash),
+            "enrol_request, subject) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (device_id, hash_token(token), platform, now, now, request_hash, subject_hash),
         )
+        self._add_to_count(1)
         return Enrolment(device_id, token, created=True)
 
     def count(self) -> int:
-        (count,) = self._conn.execute("SELECT COUNT(*) FROM devices").fetchone()
-        return int(count)
+        # Kept by every insert and delete (counted once when the file opens),
+        # so enrolment does not count every device.
+        row = self._conn.execute(
+            "SELECT value FROM server_state WHERE key = ?", (DEVICE_COUNT_KEY,)
+        ).fetchone()
+        return int(row["value"])
+
+    def expire(self, unseen_since: float, batch: int) -> int:
+        ids = [
+            (str(r["id"]),) for r in self._conn.execute(_EXPIRED, (unseen_since, batch)).fetchall()
+        ]
+        for table in ("selections", "updates", "canary_evaluations", "devices"):
+            column = "id" if table == "devices" else "device_id"
+            self._conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", ids)
+        self._add_to_count(-len(ids))
+        return len(ids)
+
+    def _add_to_count(self, delta: int) -> None:
+        if delta:
+            self._conn.execute(
+                "UPDATE server_state SET value = CAST(value AS INTEGER) + ? WHERE key = ?",
+                (delta, DEVICE_COUNT_KEY),
+            )
 
     def by_token_hash(self, token_hash: str) -> Device | None:
         row = self._conn.execute(
