@@ -79,6 +79,9 @@ def _create(app: Flask) -> Any:
         # cost in waitress's own loop was these.
         inbuf_overflow=_BODY_IN_MEMORY_BYTES,
         recv_bytes=_RECV_BYTES,
+        # X-Forwarded-For reaches the app only with trusted_proxies set; the
+        # app believes it only from them (fedge.server.devices.rate_limits).
+        clear_untrusted_proxy_headers=not ctx.config.trusted_proxies,
     )
     # Release uploads (admin) are bundles, predict requests batches of
     # inputs: each its own bound, on its route only.

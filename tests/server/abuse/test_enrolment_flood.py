@@ -7,12 +7,13 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import requests
 
 from fedge.server.config import ServerConfig
 from fedge.server.devices.rate_limits import parse_rate_limits
-from tests.helpers.live_server import LiveServer
+from tests.helpers.live_server import LiveServer, running
 from tests.server.abuse.attack import assert_rate_limited, enrol, flood, metric
 from tests.server.helpers import auth
 
@@ -55,3 +56,28 @@ def test_one_client_cannot_enrol_without_limit(default_server: LiveServer) -> No
     # during the flood is measured by bench/abuse_bench.py).
     assert statuses and set(statuses) == {200}, set(statuses)
     print(f"honest check-in during the flood: median {statistics.median(latencies) * 1000:.1f} ms")
+
+
+def test_flooded_devices_expire_and_a_device_that_checks_in_stays(tmp_path: Path) -> None:
+    """Issue 22: enrolments 'never expired'. With a short ``--device-ttl``,
+    devices nobody uses are forgotten; one that keeps checking in is not."""
+    with running(tmp_path / "data", ["--device-ttl", "3"], tmp_path / "server.log") as server:
+        url = server.url
+        honest = enrol(url).json()
+        flooded = [enrol(url).json()["token"] for _ in range(30)]
+        deadline = time.monotonic() + 30
+        while metric(url, "fedge_devices_expired_total") < 30 and time.monotonic() < deadline:
+            beat = requests.post(
+                f"{url}/v1/devices/{honest['device_id']}/heartbeat",
+                json={},
+                headers=auth(honest["token"]),
+                timeout=30,
+            )
+            assert beat.status_code == 200
+            time.sleep(0.2)
+        assert metric(url, "fedge_devices_expired_total") == 30
+        assert metric(url, "fedge_devices") == 1
+        stats = requests.get(f"{url}/v1/stats", timeout=30).json()
+        assert stats["devices"]["enrolled"] == 1
+        gone = requests.post(f"{url}/v1/tasks", json={}, headers=auth(flooded[0]), timeout=30)
+        assert gone.status_code == 401
