@@ -39,16 +39,14 @@ def private_pem(key: PrivateKey) -> bytes:
 
 def jwk(key: PrivateKey, kid: str) -> dict[str, Any]:
     """The public JWK of ``key``."""
-    algorithm = {
-        rsa.RSAPrivateKey: jwt.algorithms.RSAAlgorithm,
-        ec.EllipticCurvePrivateKey: jwt.algorithms.ECAlgorithm,
-        ed25519.Ed25519PrivateKey: jwt.algorithms.OKPAlgorithm,
-    }
-    for kind, cls in algorithm.items():
-        if isinstance(key, kind):
-            entry: dict[str, Any] = json.loads(cls.to_jwk(key.public_key()))
-            return {**entry, "kid": kid}
-    raise TypeError(type(key))
+    if isinstance(key, rsa.RSAPrivateKey):
+        text = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        text = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())
+    else:
+        text = jwt.algorithms.OKPAlgorithm.to_jwk(key.public_key())
+    entry: dict[str, Any] = json.loads(text)
+    return {**entry, "kid": kid}
 
 
 def claims(subject: str | None = "user-1", **changes: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from fedge.server.devices.issuer import DeviceIssuer
 from fedge.server.errors import ConfigurationError, Forbidden
 from tests.helpers.live_server import LiveServer, running
-from tests.server.abuse.attack import enrol
+from tests.server.abuse.floods import enrol
 from tests.server.abuse.identity_tokens import (
     AUDIENCE,
     ISSUER,

@@ -7,20 +7,27 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import requests
 
-from fedge.server.config import ServerConfig
-from fedge.server.devices.rate_limits import parse_rate_limits
 from tests.helpers.live_server import LiveServer, running
-from tests.server.abuse.attack import assert_rate_limited, enrol, flood, metric
+from tests.server.abuse.floods import assert_rate_limited, default_limit, enrol, flood, metric
 from tests.server.helpers import auth
+
+
+@pytest.fixture
+def default_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """``fedge serve`` with its defaults."""
+    with running(tmp_path / "data", [], tmp_path / "server.log") as server:
+        yield server
 
 
 def test_one_client_cannot_enrol_without_limit(default_server: LiveServer) -> None:
     url = default_server.url
-    limit = parse_rate_limits(ServerConfig().rate_limits)["enrol"]
+    limit = default_limit("enrol")
     honest = enrol(url).json()["token"]
     latencies: list[float] = []
     statuses: list[int] = []

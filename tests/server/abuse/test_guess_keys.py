@@ -10,17 +10,22 @@ from pathlib import Path
 
 import requests
 
-from fedge.server.config import ServerConfig
-from fedge.server.devices.rate_limits import parse_rate_limits
 from tests.helpers.live_server import running
-from tests.server.abuse.attack import ADMIN_TOKEN, assert_rate_limited, enrol, flood, metric
+from tests.server.abuse.floods import (
+    ADMIN_TOKEN,
+    assert_rate_limited,
+    default_limit,
+    enrol,
+    flood,
+    metric,
+)
 from tests.server.helpers import auth
 
 GUESSES = 200
 
 
 def test_wrong_enrolment_keys_are_throttled(tmp_path: Path) -> None:
-    allowed = parse_rate_limits(ServerConfig().rate_limits)["auth"].burst
+    allowed = default_limit("auth").burst
     args = ["--enrolment-key", "the-right-key"]
     with running(tmp_path / "data", args, tmp_path / "server.log") as server:
         guesses = iter(f"guess-{n}" for n in range(GUESSES))
@@ -37,7 +42,7 @@ def test_wrong_enrolment_keys_are_throttled(tmp_path: Path) -> None:
 
 
 def test_wrong_admin_tokens_are_throttled(tmp_path: Path) -> None:
-    allowed = parse_rate_limits(ServerConfig().rate_limits)["auth"].burst
+    allowed = default_limit("auth").burst
     with running(tmp_path / "data", [], tmp_path / "server.log") as server:
         device = enrol(server.url).json()["token"]
         guesses = iter(f"guess-{n}" for n in range(GUESSES))

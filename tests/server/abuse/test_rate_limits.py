@@ -20,7 +20,7 @@ from fedge.server.devices.rate_limits import (
 )
 from fedge.server.errors import ConfigurationError
 from tests.helpers.live_server import running
-from tests.server.abuse.attack import enrol, flood
+from tests.server.abuse.floods import enrol, flood
 
 
 class Clock:

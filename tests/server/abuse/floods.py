@@ -1,6 +1,5 @@
-"""What the abuse tests share: a default ``fedge serve`` on loopback, and a
-client that fires many requests at once (the attacker) while another one
-(an honest device) goes about its business."""
+"""What the abuse tests share: a client that fires many requests at once
+(the attacker), and reading what it got back and what ``/metrics`` counted."""
 
 from __future__ import annotations
 
@@ -12,6 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import requests
+
+from fedge.server.config import ServerConfig
+from fedge.server.devices.rate_limits import RateLimit, parse_rate_limits
 
 ADMIN_TOKEN = "admin-secret"  # what tests.helpers.live_server gives the server
 
@@ -76,3 +78,10 @@ def assert_rate_limited(result: Flood) -> None:
         assert retry_after is not None and retry_after.isdigit() and int(retry_after) >= 1
         assert body["code"] == "rate_limited", body
         assert isinstance(body["message"], str) and body["message"]
+
+
+def default_limit(family: str) -> RateLimit:
+    """The limit a plain ``fedge serve`` puts on ``family``."""
+    limit = parse_rate_limits(ServerConfig().rate_limits)[family]
+    assert limit is not None
+    return limit
