@@ -95,7 +95,10 @@ def run_one(devices: int, per_round: int, rounds: int, workers: int, bundle: Pat
         work = Path(tmp)
         config_file = work / "server.toml"
         config_file.write_text(
-            f"threads = {workers}\n[rounds]\ntarget_participants = {per_round}\n"
+            f"threads = {workers}\n"
+            # The whole fleet enrols from 127.0.0.1 at once (the default burst is 2,000).
+            f'rate_limits = {{ enrol = "5/s:{devices + 16}" }}\n'
+            f"[rounds]\ntarget_participants = {per_round}\n"
             f"min_participants = {max(1, per_round // 2)}\ndeadline_s = 60.0\n"
             "over_selection = 1.0\n"
         )
