@@ -41,7 +41,7 @@ BY_ADDRESS = {
     "events.stream": "events",
     "events.poll": "events",
 }
-ADDRESS_BLUEPRINTS = {"web_pages": "pages"}
+ADDRESS_BLUEPRINTS = {"web": "pages"}  # server/http/web_pages.py
 # Endpoints whose client is the device that sent them.
 BY_DEVICE = {
     "rounds.task": "tasks",
@@ -69,6 +69,8 @@ def install_rate_limits(app: Flask) -> None:
 
     @app.before_request
     def limit_by_address() -> None:
+        if request.method == "OPTIONS":
+            return  # a CORS preflight: the request it asks about takes the token
         endpoint = request.endpoint or ""
         family = BY_ADDRESS.get(endpoint) or ADDRESS_BLUEPRINTS.get(request.blueprint or "")
         if family is not None:

@@ -8,6 +8,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
+from werkzeug.test import TestResponse
 
 from fedge.server.config import load_config
 from fedge.server.devices.rate_limits import (
@@ -21,6 +22,8 @@ from fedge.server.devices.rate_limits import (
 from fedge.server.errors import ConfigurationError
 from tests.helpers.live_server import running
 from tests.server.abuse.floods import enrol, flood
+from tests.server.conftest import AppFactory
+from tests.server.helpers import auth
 
 
 class Clock:
@@ -116,3 +119,32 @@ def test_a_forged_forwarded_for_is_not_believed(tmp_path: Path) -> None:
             for _ in range(25)
         ]
         assert same.count(429) == 5
+
+
+def closed(response: TestResponse) -> int:
+    """The status of a page's response, its file closed."""
+    response.close()
+    return response.status_code
+
+
+def test_each_family_is_limited_per_client(make_app: AppFactory) -> None:
+    """Pages and event polls by address, tasks by device: past the burst 429
+    with Retry-After; another device keeps its own; a CORS preflight takes
+    nothing."""
+    limits = {"pages": "1/min:3", "events": "1/min:2", "tasks": "1/min:2", "enrol": "1/min:4"}
+    client = make_app(rate_limits=limits, cors_origins=["https://app.example.com"]).test_client()
+    assert [closed(client.get("/")) for _ in range(4)] == [200, 200, 200, 429]
+    polls = [client.get("/v1/events/poll?timeout=0").status_code for _ in range(3)]
+    assert polls == [200, 200, 429]
+    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
+    for _ in range(5):
+        client.options("/v1/devices", headers=preflight)
+    first, second = (client.post("/v1/devices", json={}).get_json()["token"] for _ in range(2))
+    tasks = [client.post("/v1/tasks", json={}, headers=auth(first)) for _ in range(3)]
+    assert [t.status_code for t in tasks] == [200, 200, 429]
+    assert tasks[-1].headers["Retry-After"] == "60"  # a whole token short at 1/min
+    assert tasks[-1].get_json()["code"] == "rate_limited"
+    assert client.post("/v1/tasks", json={}, headers=auth(second)).status_code == 200
+    metrics = client.get("/metrics").get_data(as_text=True)
+    for family in ("pages", "events", "tasks"):
+        assert f'fedge_rate_limited_total{{family="{family}"}} 1' in metrics
