@@ -81,6 +81,7 @@ def create_app(
     initial: InitialModel | None = None,
 ) -> Flask:
     config = load_config(path=config_file, overrides=test_config)
+    issuer = _issuer(config)  # a key file that will not do stops the start before the data dir
     configure_logging()
     lock = DataDirLock(config.data_dir)
     try:
@@ -108,7 +109,7 @@ def create_app(
             builds=builds,
             bundle=bundle,
             events=events,
-            issuer=_issuer(config),
+            issuer=issuer,
             expiry=DeviceExpiry(store, config.device_ttl_s, metrics)
             if config.device_ttl_s
             else None,
