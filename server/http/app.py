@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from fedge.server.config import ServerConfig, load_config
 from fedge.server.devices.auth import load_or_create_admin_token
+from fedge.server.devices.slots import ClientSlots
 from fedge.server.errors import ConfigurationError, InsufficientStorage, ServerError
 from fedge.server.events.feed import EventFeed
 from fedge.server.http.context import EXTENSION, ServerContext, context, context_of
@@ -77,7 +78,18 @@ def create_app(
     lock = DataDirLock(config.data_dir)
     try:
         store = SQLiteStore.in_data_dir(config.data_dir)
-        events = EventFeed(config.event_stream_limit)
+        events = EventFeed(
+            streams=ClientSlots(
+                config.event_streams,
+                config.event_streams_per_client,
+                config.reserved_of(config.event_streams),
+            ),
+            polls=ClientSlots(
+                config.event_polls,
+                config.event_streams_per_client,
+                config.reserved_of(config.event_polls),
+            ),
+        )
         store.on_commit(events.committed)
         name, specs, weights, bundle = _model(config, store, initial)
         metrics = server_metrics()
