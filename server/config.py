@@ -135,6 +135,9 @@ class ServerConfig:
     # Origins (scheme://host[:port]) whose pages may call the API (CORS);
     # empty: none, only the server's own pages (same origin) can.
     cors_origins: tuple[str, ...] = ()
+    # Origins whose pages may show the server's pages in a frame
+    # (Content-Security-Policy frame-ancestors); empty: none may.
+    frame_ancestors: tuple[str, ...] = ()
 
     def validate(self) -> None:
         self.rounds.validate()
@@ -164,6 +167,7 @@ class ServerConfig:
             raise ConfigurationError("event_stream_s and event_keepalive_s must be > 0")
         self._validate_canary()
         _validate_origins(self.cors_origins)
+        _validate_origins(self.frame_ancestors, "frame_ancestors")
 
     def _validate_release_builds(self) -> None:
         if self.release_every_rounds < 0 or not self.release_build_timeout_s > 0:
@@ -335,11 +339,11 @@ def _strings(name: str, raw: Any) -> tuple[str, ...]:
     raise ConfigurationError(f"{name}: cannot use {raw!r}: not a list of strings")
 
 
-def _validate_origins(origins: tuple[str, ...]) -> None:
+def _validate_origins(origins: tuple[str, ...], name: str = "cors_origins") -> None:
     for origin in origins:
         if not _ORIGIN.fullmatch(origin):
             raise ConfigurationError(
-                f"cors_origins: {origin!r} is not an origin; write scheme://host[:port] "
+                f"{name}: {origin!r} is not an origin; write scheme://host[:port] "
                 "(e.g. https://app.example.com), no path, no trailing slash, no wildcard"
             )
 

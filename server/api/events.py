@@ -33,7 +33,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
-from fedge.server.api.common import MAX_ROUND_ID
+from fedge.server.api.common import MAX_ROUND_ID, too_many
 from fedge.server.devices.auth import bearer_token, device_for_token
 from fedge.server.devices.slots import Client, ClientSlots, Refusal
 from fedge.server.errors import BadRequest
@@ -197,7 +197,4 @@ def _too_many_streams(refusal: Refusal, slots: ClientSlots) -> Any:
             f"this server holds at most {slots.limit} event streams and as many waiting "
             "long-polls at once; retry later, or poll without waiting (timeout=0)"
         )
-    response = jsonify({"code": "too_many_streams", "message": message})
-    response.status_code = status
-    response.headers["Retry-After"] = str(RETRY_AFTER_S)
-    return response
+    return too_many("too_many_streams", message, RETRY_AFTER_S, status)

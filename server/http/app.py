@@ -35,7 +35,9 @@ from fedge.server.http.context import EXTENSION, ServerContext, context, context
 from fedge.server.http.cors import install_cors
 from fedge.server.http.logs import configure_logging
 from fedge.server.http.request_limits import RequestLimits
+from fedge.server.http.security_headers import install_security_headers
 from fedge.server.metrics import server_metrics
+from fedge.server.predict.serving import ServingModels
 from fedge.server.releases.build.builder import open_builder
 from fedge.server.releases.policy import attach_policy
 from fedge.server.releases.registry import open_releases
@@ -112,9 +114,13 @@ def create_app(
             builds=builds,
             bundle=bundle,
             events=events,
+            serving=ServingModels(
+                ClientSlots(config.predict_concurrency, config.predict_per_device)
+            ),
         )
         _register(app)
         install_cors(app, config.cors_origins)
+        install_security_headers(app, config.frame_ancestors)
         coordinator.start()
     except BaseException:
         lock.release()

@@ -113,5 +113,7 @@ def test_one_device_cannot_starve_another_s_predict_or_healthz(live: LiveServer)
     refusal = flood.refusals[0]
     assert refusal.json()["code"] == "too_many_predictions"
     assert int(refusal.headers["Retry-After"]) >= 1
-    assert statistics.median(predicts) < 0.3, predicts
-    assert statistics.median(health) < 0.3, health
+    # Generous bounds (before: 1.4 s and 1.3 s medians on a quiet machine;
+    # bench/abuse_latency.py has the figures): this machine may be shared.
+    assert statistics.median(predicts) < 1.0, predicts
+    assert statistics.median(health) < 1.0, health
