@@ -50,6 +50,7 @@ class GuardedChannel(HTTPChannel):  # type: ignore[misc]
     """A waitress channel with deadlines, a per-address share and a drain."""
 
     limits: ClassVar[ConnectionLimits]
+    will_close: bool = False  # waitress's flag (untyped there): close at the next turn
 
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> None:
         self._address = str(addr[0]) if isinstance(addr, tuple) and addr else "local"

@@ -24,7 +24,7 @@ def auth(token: str) -> dict[str, str]:
 
 
 @contextmanager
-def serve(tmp_path: Path, args: Sequence[str] = (), **settings: Any) -> Iterator[LiveServer]:
+def serve(tmp_path: Path, *, args: Sequence[str] = (), **settings: Any) -> Iterator[LiveServer]:
     """``fedge serve`` with ``settings`` written to a TOML file."""
     config = tmp_path / "server.toml"
     config.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items()))

@@ -51,7 +51,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def live(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with serve(tmp_path_factory.mktemp("flood"), ["--model", str(bundle)]) as server:
+    with serve(tmp_path_factory.mktemp("flood"), args=["--model", str(bundle)]) as server:
         yield server
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers.browser import chromium
+from tests.helpers.browser import chromium, watch
 from tests.helpers.live_server import LiveServer
 from tests.server.abuse.live import serve
 
@@ -74,13 +74,12 @@ def test_the_pages_run_under_their_policy_without_a_violation(
     with chromium() as browser:
         for path in PAGES:
             page = browser.new_page()
-            messages: list[str] = []
-            page.on("console", lambda m, into=messages: into.append(m.text))
+            watched = watch(page)  # console errors: a violation is reported there too
             page.add_init_script(COLLECT_VIOLATIONS)
             page.goto(f"{live.url}{path}", wait_until="load")
             page.wait_for_timeout(1500)  # module scripts, their fetches and styles
             seen[path] = page.evaluate("window.__violations")
-            console[path] = [m for m in messages if "Content Security Policy" in m]
+            console[path] = [e for e in watched.errors if "Content Security Policy" in e]
             page.close()
 
     assert seen == {path: [] for path in PAGES}

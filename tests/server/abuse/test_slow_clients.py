@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -63,7 +64,7 @@ def trickle(socks: list[socket.socket], prefix: bytes, seconds: float) -> Iterat
 
 
 def test_trickling_headers_are_cut_at_the_header_deadline(tmp_path: Path) -> None:
-    settings = {"request_header_timeout_s": 1.0, "request_timeout_s": 3.0}
+    settings: dict[str, Any] = {"request_header_timeout_s": 1.0, "request_timeout_s": 3.0}
     with serve(tmp_path, **settings) as live, ExitStack() as stack:
         socks = [connect(stack, live.url) for _ in range(50)]
         closed_at = list(trickle(socks, b"GET /healthz HTTP/1.1\r\nX-Slow: ", seconds=8.0))
@@ -75,7 +76,7 @@ def test_trickling_headers_are_cut_at_the_header_deadline(tmp_path: Path) -> Non
 
 
 def test_a_trickling_body_is_cut_at_the_request_deadline(tmp_path: Path) -> None:
-    settings = {"request_header_timeout_s": 1.0, "request_timeout_s": 2.0}
+    settings: dict[str, Any] = {"request_header_timeout_s": 1.0, "request_timeout_s": 2.0}
     head = (
         b"POST /v1/devices HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Content-Length: 60000\r\n\r\n"

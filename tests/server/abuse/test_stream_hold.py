@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -70,7 +71,11 @@ def test_anonymous_streams_cannot_take_the_slots_reserved_for_authenticated_clie
 ) -> None:
     # 4 streams, 2 reserved: anonymous clients (here: one address, allowed 5)
     # get 2; devices get the other 2, one each at most.
-    settings = {"event_streams": 4, "event_streams_reserved": 2, "event_streams_per_client": 5}
+    settings: dict[str, Any] = {
+        "event_streams": 4,
+        "event_streams_reserved": 2,
+        "event_streams_per_client": 5,
+    }
     with serve(tmp_path, **settings) as live:
         devices = [enrol(live.url) for _ in range(3)]
         with (
