@@ -11,6 +11,7 @@ stream budget, beyond the request threads.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from typing import Any
 
 import requests
 
+from fedge.client_sim.device.events import EventSubscriber
 from tests.server.abuse.live import ADMIN_TOKEN, assert_json_error, auth, enrol, serve
 
 
@@ -126,3 +128,24 @@ def test_open_streams_do_not_take_the_request_threads(tmp_path: Path) -> None:
     assert opened == [[200]] * 6
     assert answers == [200] * 8
     assert elapsed < 5.0  # generous: they would wait for a stream to end (60 s) if pinned
+
+
+def test_a_device_s_subscriber_streams_on_a_reserved_slot_with_its_token(tmp_path: Path) -> None:
+    # Two streams, one reserved: an anonymous client holds the other.
+    settings: dict[str, Any] = {"event_streams": 2, "event_streams_reserved": 1}
+    with serve(tmp_path, **settings) as live, streams(live.url, 2) as anonymous:
+        subscriber = EventSubscriber(live.url, after=0, token=enrol(live.url))
+        received: list[int] = []
+        thread = threading.Thread(target=lambda: received.extend(e.id for e in subscriber))
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not received and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            subscriber.stop()
+            thread.join(timeout=10)
+
+    assert anonymous == [200, 503]
+    assert not thread.is_alive()
+    assert received and subscriber.connections == 1
