@@ -95,9 +95,11 @@ class ServerConfig:
     max_predict_batch: int = 256
     max_predict_bytes: int = 2 * 1024 * 1024
     # Predictions running at once (each on a thread of this budget, beyond
-    # `threads`), and per device; past either, 429 at once.
+    # `threads`), and per device (a device waits for its answer: a second at
+    # once is already more than its share of a 2-core server); past either,
+    # 429 at once.
     predict_concurrency: int = 4
-    predict_per_device: int = 2
+    predict_per_device: int = 1
     # Update files of ended rounds are deleted this many rounds later (None: kept).
     update_retention_rounds: int | None = 2
     strategy: str = "fedavg"
