@@ -61,9 +61,21 @@ class ServerConfig:
     data_dir: Path = Path("fedge-data")
     host: str = "127.0.0.1"
     port: int = 8750
+    # Request threads. Event streams, waiting long-polls and predictions run
+    # on threads of their own budgets (event_streams, event_polls,
+    # predict_concurrency) on top of these, so they never take one of them.
     threads: int = 8
     # Open connections waitress accepts; devices keep theirs alive between requests.
-    connection_limit: int = 2000
+    connection_limit: int = 1000
+    # Open connections from one client address (0: no cap). Behind a reverse
+    # proxy every client has the proxy's address: turn it off (0) there.
+    max_connections_per_address: int = 256
+    # A request's headers must arrive within this many seconds of its first
+    # byte, the whole request (its body too) within request_timeout_s, however
+    # steadily it trickles; an idle keep-alive connection closes after idle_timeout_s.
+    request_header_timeout_s: float = 10.0
+    request_timeout_s: float = 300.0
+    idle_timeout_s: float = 60.0
     admin_token: str | None = None
     enrolment_key: str | None = None
     model: Path | None = None
@@ -82,6 +94,12 @@ class ServerConfig:
     # POST /v1/models/{name}/predict: rows per request, and its JSON body's size.
     max_predict_batch: int = 256
     max_predict_bytes: int = 2 * 1024 * 1024
+    # Predictions running at once (each on a thread of this budget, beyond
+    # `threads`), and per device (a device waits for its answer: a second at
+    # once is already more than its share of a 2-core server); past either,
+    # 429 at once.
+    predict_concurrency: int = 4
+    predict_per_device: int = 1
     # Update files of ended rounds are deleted this many rounds later (None: kept).
     update_retention_rounds: int | None = 2
     strategy: str = "fedavg"
@@ -97,9 +115,15 @@ class ServerConfig:
     rounds: RoundConfig = field(default_factory=RoundConfig)
     tick_s: float = 0.5
     seed: int = 0
-    # GET /v1/events streams and waiting long-polls each hold a waitress thread:
-    # at most this many at once (None: half of `threads`), the rest get 503.
-    event_streams: int | None = None
+    # GET /v1/events streams, and waiting long-polls (/v1/events/poll), each
+    # hold a thread of their own budget (beyond `threads`): at most this many
+    # of each at once. A client (a device, the admin, or else an address)
+    # holds at most event_streams_per_client of each; the reserved ones are
+    # for authenticated clients only (None: half). Past them: 429 or 503.
+    event_streams: int = 16
+    event_polls: int = 16
+    event_streams_per_client: int = 2
+    event_streams_reserved: int | None = None
     # A stream ends after this long (clients reconnect with Last-Event-ID).
     event_stream_s: float = 300.0
     event_keepalive_s: float = 15.0
@@ -126,6 +150,9 @@ class ServerConfig:
     device_issuer_name: str | None = None
     # A device not seen for this long is forgotten, its rows freed (0: never).
     device_ttl_s: float = 30 * 24 * 3600.0
+    # Origins whose pages may show the server's pages in a frame
+    # (Content-Security-Policy frame-ancestors); empty: none may.
+    frame_ancestors: tuple[str, ...] = ()
 
     def validate(self) -> None:
         self.rounds.validate()
@@ -150,16 +177,13 @@ class ServerConfig:
             raise ConfigurationError("dp_noise_multiplier must be >= 0")
         if self.dp_noise_multiplier > 0 and self.dp_clip_norm is None:
             raise ConfigurationError("central DP needs dp_clip_norm")
-        if self.event_streams is not None and not 0 <= self.event_streams < self.threads:
-            raise ConfigurationError(
-                f"event_streams must be in 0..{self.threads - 1}: each open stream holds "
-                f"one of the {self.threads} threads, and other requests need one too"
-            )
+        self._validate_budgets()
         if not (self.event_stream_s > 0 and self.event_keepalive_s > 0):
             raise ConfigurationError("event_stream_s and event_keepalive_s must be > 0")
         self._validate_canary()
         _validate_origins(self.cors_origins)
         self._validate_clients()
+        _validate_origins(self.frame_ancestors, "frame_ancestors")
 
     def _validate_clients(self) -> None:
         from fedge.server.devices.rate_limits import parse_proxies, parse_rate_limits
@@ -175,14 +199,44 @@ class ServerConfig:
                 "release_every_rounds must be >= 0 (0: off), release_build_timeout_s > 0"
             )
 
+    def _validate_budgets(self) -> None:
+        if self.threads < 1 or self.event_streams < 0 or self.event_polls < 0:
+            raise ConfigurationError("threads must be >= 1, event_streams and event_polls >= 0")
+        reserved = self.event_streams_reserved
+        if reserved is not None and not 0 <= reserved <= self.event_streams:
+            raise ConfigurationError(
+                f"event_streams_reserved must be in 0..event_streams ({self.event_streams})"
+            )
+        if self.event_streams_per_client < 1:
+            raise ConfigurationError("event_streams_per_client must be >= 1")
+        if not 1 <= self.predict_per_device <= self.predict_concurrency:
+            raise ConfigurationError(
+                "predict_concurrency must be >= 1 and predict_per_device in 1..predict_concurrency"
+            )
+        if self.connection_limit < 1 or self.max_connections_per_address < 0:
+            raise ConfigurationError(
+                "connection_limit must be >= 1, max_connections_per_address >= 0 (0: no cap)"
+            )
+        timeouts = (self.request_header_timeout_s, self.request_timeout_s, self.idle_timeout_s)
+        if not all(t > 0 for t in timeouts):
+            raise ConfigurationError(
+                "request_header_timeout_s, request_timeout_s and idle_timeout_s must be > 0"
+            )
+
     def _validate_canary(self) -> None:
         if self.canary_min_reports < 1 or not 0 <= self.canary_margin < float("inf"):
             raise ConfigurationError("canary_min_reports must be >= 1, canary_margin >= 0")
 
+    def reserved_of(self, budget: int) -> int:
+        """How many of ``budget`` streams (or waiting long-polls) are kept for
+        authenticated clients."""
+        reserved = self.event_streams_reserved
+        return budget // 2 if reserved is None else min(reserved, budget)
+
     @property
-    def event_stream_limit(self) -> int:
-        """How many event streams (and waiting long-polls) may be open at once."""
-        return self.threads // 2 if self.event_streams is None else self.event_streams
+    def server_threads(self) -> int:
+        """Waitress's threads: the request threads plus each budget's own."""
+        return self.threads + self.event_streams + self.event_polls + self.predict_concurrency
 
 
 def load_config(
@@ -325,11 +379,11 @@ def _rate_limits(raw: Any) -> dict[str, str]:
     return {str(name): str(spec) for name, spec in raw.items()}
 
 
-def _validate_origins(origins: tuple[str, ...]) -> None:
+def _validate_origins(origins: tuple[str, ...], name: str = "cors_origins") -> None:
     for origin in origins:
         if not _ORIGIN.fullmatch(origin):
             raise ConfigurationError(
-                f"cors_origins: {origin!r} is not an origin; write scheme://host[:port] "
+                f"{name}: {origin!r} is not an origin; write scheme://host[:port] "
                 "(e.g. https://app.example.com), no path, no trailing slash, no wildcard"
             )
 

@@ -56,16 +56,22 @@ def poll_events(
     timeout: float,
     types: Sequence[str] | None = None,
     session: requests.Session | None = None,
+    token: str | None = None,
 ) -> PollResult:
     """Events after ``after`` (``None``: from now on), waiting up to
-    ``timeout`` seconds (at most 30) for one when there are none yet."""
+    ``timeout`` seconds (at most 30) for one when there are none yet.
+    ``token`` (a device's): the wait counts against the device, which may
+    use the slots the server reserves for devices, not against the address."""
     params = {"timeout": f"{timeout:g}"}
     if after is not None:
         params["after"] = str(after)
     if types:
         params["types"] = ",".join(types)
     response = (session or requests).get(
-        f"{url.rstrip('/')}/v1/events/poll", params=params, timeout=timeout + CONNECT_TIMEOUT_S
+        f"{url.rstrip('/')}/v1/events/poll",
+        params=params,
+        headers=_auth(token),
+        timeout=timeout + CONNECT_TIMEOUT_S,
     )
     if response.status_code != 200:
         raise _refusal(response)
@@ -78,7 +84,10 @@ class EventSubscriber:
 
     ``after``: start after this event id (``None``: with events from now
     on). ``read_timeout_s``: a connection silent for this long (the server
-    sends a heartbeat every 15 s) counts as dropped.
+    sends a heartbeat every 15 s) counts as dropped. ``token`` (a device's):
+    the stream counts against the device, not its address (see
+    :func:`poll_events`). A refusal for now (429 or 503 ``too_many_streams``)
+    is retried after its ``Retry-After``.
     """
 
     def __init__(
@@ -89,8 +98,10 @@ class EventSubscriber:
         types: Sequence[str] | None = None,
         read_timeout_s: float = 60.0,
         max_backoff_s: float = 30.0,
+        token: str | None = None,
     ) -> None:
         self._url = f"{url.rstrip('/')}/v1/events"
+        self._token = token
         self._params = {"types": ",".join(types)} if types else {}
         self._read_timeout_s = read_timeout_s
         self._max_backoff_s = max_backoff_s
@@ -121,7 +132,7 @@ class EventSubscriber:
                     yield from self._stream(session)
                     failures, delay = 0, self._retry_s
                 except EventsRefused as exc:
-                    if exc.status != 503:
+                    if exc.status not in (429, 503):
                         raise  # a bad request stays bad
                     delay = exc.retry_after_s or self._retry_s
                     log.info("event stream refused (%s); retrying in %.1f s", exc.code, delay)
@@ -135,7 +146,7 @@ class EventSubscriber:
 
     def _stream(self, session: requests.Session) -> Iterator[Event]:
         """One connection's events, until the server ends the stream."""
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **_auth(self._token)}
         if self._last_id is not None:
             headers["Last-Event-ID"] = str(self._last_id)
         response = session.get(
@@ -167,6 +178,10 @@ class EventSubscriber:
             with self._lock:
                 self._response = None
             response.close()
+
+
+def _auth(token: str | None) -> dict[str, str]:
+    return {} if token is None else {"Authorization": f"Bearer {token}"}
 
 
 def _interrupt(response: requests.Response) -> None:

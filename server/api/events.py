@@ -4,8 +4,18 @@ Public, like ``GET /v1/rounds`` and ``/v1/models`` whose data the events
 repeat: they carry round ids, checkpoint ids, aggregate metrics and release
 versions, never a device's id or data. A token would also shut out the
 browser's ``EventSource``, which cannot send an ``Authorization`` header.
-What a stream costs (a waitress thread while it is open) is bounded by
-``event_streams`` instead: past it, 503 ``too_many_streams``.
+
+What a stream costs is a thread while it is open. Streams and waiting
+long-polls each have their own budget of threads (``event_streams``,
+``event_polls``) on top of the request threads, and a request takes a slot
+of its budget before it starts to wait, so at most that many threads ever
+wait and the request threads stay free. Who may take a slot
+(:mod:`fedge.server.devices.slots`): a client holds at most
+``event_streams_per_client`` of each budget, where a client is the device
+of a bearer token, the admin (the dashboard) or, without credentials, the
+address; part of each budget is reserved for devices and the admin. A
+wrong token is a 401, not an anonymous stream. Past a client's share:
+429 ``too_many_streams``; past what the server holds: 503, the same code.
 
 Where to start: the ``Last-Event-ID`` header (what ``EventSource`` sends
 when it reconnects to the same URL, so it wins over the query), else
@@ -14,6 +24,7 @@ when it reconnects to the same URL, so it wins over the query), else
 
 from __future__ import annotations
 
+import hmac
 import math
 import re
 from collections.abc import Callable
@@ -22,7 +33,9 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
-from fedge.server.api.common import MAX_ROUND_ID
+from fedge.server.api.common import MAX_ROUND_ID, too_many
+from fedge.server.devices.auth import bearer_token, device_for_token
+from fedge.server.devices.slots import Client, ClientSlots, Refusal
 from fedge.server.errors import BadRequest
 from fedge.server.events.log import EVENT_TYPES
 from fedge.server.events.stream import (
@@ -58,9 +71,9 @@ def stream() -> Any:
         _timeout(default=config.event_stream_s, maximum=math.inf), config.event_stream_s
     )
     subscription = Subscription(after=_after(), types=_types(), duration_s=duration_s)
-    release = _take_slot()
-    if release is None:
-        return _too_many_streams()
+    release = _take_slot(ctx.events.streams)
+    if isinstance(release, Refusal):
+        return _too_many_streams(release, ctx.events.streams)
     try:
         messages = sse_messages(
             ctx.store,
@@ -84,11 +97,12 @@ def poll() -> Any:
     ctx = context()
     duration_s = _timeout(default=0.0, maximum=MAX_POLL_S)
     subscription = Subscription(after=_after(), types=_types(), duration_s=duration_s)
+    client = _client()
     page = pending(ctx.store, subscription)
     if not page.events and duration_s > 0:  # only a poll that waits needs a slot
-        release = _take_slot()
-        if release is None:
-            return _too_many_streams()
+        release = _take_slot(ctx.events.polls, client)
+        if isinstance(release, Refusal):
+            return _too_many_streams(release, ctx.events.polls)
         try:
             page = wait_for_events(ctx.store, ctx.events, subscription)
         finally:
@@ -140,30 +154,47 @@ def _timeout(default: float, maximum: float) -> float:
     return seconds
 
 
-def _take_slot() -> Callable[[], None] | None:
-    """A stream slot's release (to call once), or ``None`` when all are taken."""
+def _client() -> Client:
+    """Who asks: the device of a bearer token, the admin, or else the address.
+    A token that is neither is refused (401) rather than taken as anonymous."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return Client.address(request.remote_addr)
+    token = bearer_token(header)
     ctx = context()
-    slots, metrics = ctx.events.slots, ctx.coordinator.metrics
-    if not slots.acquire():
-        return None
+    if hmac.compare_digest(token.encode(), ctx.admin_token.encode()):
+        return Client.admin()
+    with ctx.store.reading() as tx:
+        return Client.device(device_for_token(tx.devices, token).id)
+
+
+def _take_slot(slots: ClientSlots, client: Client | None = None) -> Callable[[], None] | Refusal:
+    """A slot of ``slots``: its release (to call once; counted in the
+    gauge), or why not."""
+    held = slots.acquire(client if client is not None else _client())
+    if isinstance(held, Refusal):
+        return held
+    metrics = context().coordinator.metrics
     metrics.inc(STREAMS_GAUGE, 1.0)
 
     def release() -> None:
-        slots.release()
+        held.release()
         metrics.inc(STREAMS_GAUGE, -1.0)
 
     return release
 
 
-def _too_many_streams() -> Any:
-    limit = context().events.slots.limit
-    response = jsonify(
-        {
-            "code": "too_many_streams",
-            "message": f"this server holds at most {limit} event streams and waiting "
-            "long-polls at once; retry later, or poll without waiting (timeout=0)",
-        }
-    )
-    response.status_code = 503
-    response.headers["Retry-After"] = str(RETRY_AFTER_S)
-    return response
+def _too_many_streams(refusal: Refusal, slots: ClientSlots) -> Any:
+    if refusal is Refusal.CLIENT_FULL:
+        status = 429
+        message = (
+            f"this client already holds {slots.per_client} event streams (or waiting "
+            "long-polls), the most one client may; close one, or poll without waiting"
+        )
+    else:
+        status = 503
+        message = (
+            f"this server holds at most {slots.limit} event streams and as many waiting "
+            "long-polls at once; retry later, or poll without waiting (timeout=0)"
+        )
+    return too_many("too_many_streams", message, RETRY_AFTER_S, status)

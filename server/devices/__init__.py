@@ -1,3 +1,4 @@
 """Devices: credentials (:mod:`.auth`), how many are known and active
-(:mod:`.counts`), and what they report of their training (:mod:`.metrics`).
+(:mod:`.counts`), what they report of their training (:mod:`.metrics`), and
+how many long requests one client may hold at once (:mod:`.slots`).
 """

@@ -1,5 +1,6 @@
 """Waking event streams: a condition variable notified after commits that
-add events, and the cap on how many streams may wait at once.
+add events, and the caps on how many streams may wait at once (see
+:mod:`fedge.server.devices.slots`).
 
 The events table is the truth (streams read it by id, so nothing is missed
 or sent twice); :class:`EventFeed` only says *when* to read it again. The
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from fedge.server.devices.slots import ClientSlots
 from fedge.server.storage.store import StoreError, Tx
 
 log = logging.getLogger("fedge.server")
@@ -29,10 +31,15 @@ FALLBACK_POLL_S = 1.0
 
 
 class EventFeed:
-    """When to read the events table again; ``slots`` bounds who may wait."""
+    """When to read the events table again; ``streams`` and ``polls`` bound
+    who may wait."""
 
-    def __init__(self, max_streams: int = 0) -> None:
-        self.slots = StreamSlots(max_streams)
+    def __init__(
+        self, streams: ClientSlots | None = None, polls: ClientSlots | None = None
+    ) -> None:
+        # Who may hold an open stream, and a waiting long-poll (their own budgets).
+        self.streams = streams if streams is not None else ClientSlots(0, 1)
+        self.polls = polls if polls is not None else ClientSlots(0, 1)
         self._changed = threading.Condition()
         self._generation = 0  # bumped whenever a commit added events
         self._latest = 0  # the newest event id a commit of this process has shown
@@ -77,24 +84,3 @@ class EventFeed:
         with self._changed:
             self._closed = True
             self._changed.notify_all()
-
-
-class StreamSlots:
-    """A counter with a limit: one slot per open stream or waiting long-poll."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._lock = threading.Lock()
-        self._in_use = 0
-
-    def acquire(self) -> bool:
-        """Take a slot; ``False`` when all are taken."""
-        with self._lock:
-            if self._in_use >= self.limit:
-                return False
-            self._in_use += 1
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            self._in_use -= 1

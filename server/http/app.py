@@ -30,6 +30,7 @@ from fedge.server.config import ServerConfig, load_config
 from fedge.server.devices.auth import load_or_create_admin_token
 from fedge.server.devices.expiry import DeviceExpiry
 from fedge.server.devices.issuer import DeviceIssuer
+from fedge.server.devices.slots import ClientSlots
 from fedge.server.errors import (
     ConfigurationError,
     InsufficientStorage,
@@ -42,7 +43,9 @@ from fedge.server.http.cors import install_cors
 from fedge.server.http.logs import configure_logging
 from fedge.server.http.rate_limits import install_rate_limits
 from fedge.server.http.request_limits import RequestLimits
+from fedge.server.http.security_headers import install_security_headers
 from fedge.server.metrics import Metrics, server_metrics
+from fedge.server.predict.serving import ServingModels
 from fedge.server.releases.build.builder import open_builder
 from fedge.server.releases.policy import attach_policy
 from fedge.server.releases.registry import open_releases
@@ -86,7 +89,18 @@ def create_app(
     lock = DataDirLock(config.data_dir)
     try:
         store = SQLiteStore.in_data_dir(config.data_dir)
-        events = EventFeed(config.event_stream_limit)
+        events = EventFeed(
+            streams=ClientSlots(
+                config.event_streams,
+                config.event_streams_per_client,
+                config.reserved_of(config.event_streams),
+            ),
+            polls=ClientSlots(
+                config.event_polls,
+                config.event_streams_per_client,
+                config.reserved_of(config.event_polls),
+            ),
+        )
         store.on_commit(events.committed)
         name, specs, weights, bundle = _model(config, store, initial)
         metrics = server_metrics()
@@ -113,10 +127,14 @@ def create_app(
             expiry=DeviceExpiry(store, config.device_ttl_s, metrics)
             if config.device_ttl_s
             else None,
+            serving=ServingModels(
+                ClientSlots(config.predict_concurrency, config.predict_per_device)
+            ),
         )
         install_rate_limits(app)
         _register(app)
         install_cors(app, config.cors_origins)
+        install_security_headers(app, config.frame_ancestors)
         coordinator.start()
         if (expiry := context_of(app).expiry) is not None:
             expiry.start()

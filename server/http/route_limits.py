@@ -25,6 +25,15 @@ Route = tuple[str, str]  # (method, path)
 class RouteLimitedParser(HTTPRequestParser):  # type: ignore[misc]
     routes: ClassVar[Mapping[Route, Any]] = {}  # route -> waitress Adjustments
 
+    def received(self, data: bytes) -> int:
+        consumed = int(super().received(data))
+        if self.error is not None and self.completed:
+            # Refused (413, 431, 400): the rest of this read is the body or
+            # headers it refused, not a next request (see
+            # fedge.server.http.connections, which discards what follows).
+            return len(data)
+        return consumed
+
     def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)
         adjustments = self.routes.get((self.command, self.path))

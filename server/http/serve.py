@@ -16,10 +16,16 @@ from types import FrameType
 from typing import Any
 
 from flask import Flask
-from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
 from fedge.blas_threads import single_blas_thread
+from fedge.server.http.connections import (
+    CHECK_EVERY_S,
+    ConnectionLimits,
+    GuardedChannel,
+    guard,
+    guarded,
+)
 from fedge.server.http.context import EXTENSION, ServerContext
 from fedge.server.http.route_limits import with_route_limits
 
@@ -33,6 +39,11 @@ _BODY_SLACK_BYTES = 64 * 1024
 # the most read from a socket at once (waitress: 512 KiB and 8 KiB).
 _BODY_IN_MEMORY_BYTES = 2 * 2**20
 _RECV_BYTES = 256 * 1024
+
+# What a refused client may still send, and for how long, before the
+# connection closes anyway (fedge.server.http.connections).
+_DRAIN_AT_LEAST_BYTES = 64 * 2**20
+_DRAIN_S = 30.0
 
 # The same codes the app uses for the same errors.
 _CODES = {413: "payload_too_large"}
@@ -52,7 +63,7 @@ class JsonErrorTask(ErrorTask):  # type: ignore[misc]
         self.write(body)
 
 
-class JsonErrorChannel(HTTPChannel):  # type: ignore[misc]
+class JsonErrorChannel(GuardedChannel):
     error_task_class = JsonErrorTask
 
 
@@ -61,12 +72,18 @@ def _create(app: Flask) -> Any:
 
     single_blas_thread()  # the request threads are the parallelism
     ctx: ServerContext = app.extensions[EXTENSION]
+    config = ctx.config
     server: Any = create_server(
         app,
-        host=ctx.config.host,
-        port=ctx.config.port,
-        threads=ctx.config.threads,
-        connection_limit=ctx.config.connection_limit,
+        host=config.host,
+        port=config.port,
+        # The request threads, and the threads of the stream, long-poll and
+        # predict budgets: each of those takes a slot of its budget before it
+        # runs long, so it never holds one of the request threads.
+        threads=config.server_threads,
+        connection_limit=config.connection_limit,
+        channel_timeout=config.idle_timeout_s,
+        cleanup_interval=CHECK_EVERY_S,
         max_request_body_size=ctx.limits.max_body_bytes + _BODY_SLACK_BYTES,
         asyncore_use_poll=True,  # select() stops at 1024 descriptors
         # Read ahead while a response runs, so that an event stream notices a
@@ -88,14 +105,22 @@ def _create(app: Flask) -> Any:
     from fedge.server.api.releases import UPLOAD_ROUTE
 
     predict_route = ("POST", f"/v1/models/{ctx.coordinator.model_name}/predict")
+    limits = ConnectionLimits(
+        header_timeout_s=config.request_header_timeout_s,
+        request_timeout_s=config.request_timeout_s,
+        per_address=config.max_connections_per_address,
+        drain_bytes=max(2 * server.adj.max_request_body_size, _DRAIN_AT_LEAST_BYTES),
+        drain_s=_DRAIN_S,
+    )
     server.channel_class = with_route_limits(
-        JsonErrorChannel,
+        guarded(JsonErrorChannel, limits),
         server.adj,
         {
-            UPLOAD_ROUTE: ctx.config.max_release_bytes + _BODY_SLACK_BYTES,
+            UPLOAD_ROUTE: config.max_release_bytes + _BODY_SLACK_BYTES,
             predict_route: ctx.limits.max_predict_bytes + _BODY_SLACK_BYTES,
         },
     )
+    guard(server)
     return server
 
 

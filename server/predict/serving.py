@@ -5,8 +5,10 @@ TensorFlow is imported on the first prediction, not when the server starts
 not thread-safe and waitress answers requests on several threads, so each
 request borrows an interpreter of its own from a pool: an idle one, or a
 new one when all are busy. The pool therefore holds at most as many as
-there were concurrent predictions (waitress's ``threads``). The signature
-runner resizes the input tensors to each request's batch.
+there were concurrent predictions: at most ``predict_concurrency``, since a
+request takes a slot of :attr:`ServingModels.slots` before it runs (and a
+device at most ``predict_per_device``; past either the view answers 429 at
+once). The signature runner resizes the input tensors to each request's batch.
 
 One :class:`ServingModels` per app keeps the model of one bundle at a time:
 when the bundle to serve changes (a new live release), the old one's
@@ -28,6 +30,7 @@ from fedge.bundle.manifest import Manifest, ManifestError, open_bundle
 from fedge.converters.batch_predict import run_predictor
 from fedge.converters.errors import BadInputError
 from fedge.converters.parity.predictor import Predictor
+from fedge.server.devices.slots import ClientSlots
 from fedge.server.errors import NotFound, ServerError, Unprocessable
 
 Array = npt.NDArray[Any]
@@ -78,11 +81,13 @@ class ServedModel:
 
 
 class ServingModels:
-    """The model of the bundle being served, loaded on first use."""
+    """The model of the bundle being served, loaded on first use, and who
+    may run it now (``slots``: predictions at once, in all and per device)."""
 
-    def __init__(self) -> None:
+    def __init__(self, slots: ClientSlots | None = None) -> None:
         self._lock = threading.Lock()
         self._current: ServedModel | None = None
+        self.slots = slots if slots is not None else ClientSlots(4, 2)
 
     def model(self, bundle_id: str, bundle_dir: Path) -> ServedModel:
         """The served model of this bundle (checked against its id once)."""

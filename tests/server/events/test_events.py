@@ -266,7 +266,9 @@ def test_the_long_poll_answers_at_once_with_pending_events_and_waits_without(
 
 
 def test_streams_over_the_cap_get_503_too_many_streams(tmp_path: Path) -> None:
-    with server(tmp_path, event_streams=1) as live:
+    # Waiting long-polls have a budget of their own (event_polls): 0 here,
+    # so that a waiting poll is refused too.
+    with server(tmp_path, event_streams=1, event_polls=0) as live:
         first = requests.get(f"{live.url}/v1/events", stream=True, timeout=30)
         second = requests.get(f"{live.url}/v1/events?timeout=0", timeout=10)
         waiting_poll = requests.get(f"{live.url}/v1/events/poll?timeout=5", timeout=10)
@@ -379,11 +381,22 @@ def test_round_kinds_become_round_events_and_others_stay_private() -> None:
     assert public_event(row("device_enrolled", {"device_id": "d"})) is None
 
 
-def test_the_stream_cap_must_leave_threads_for_other_requests() -> None:
-    assert load_config(environ={}).event_stream_limit == 4  # half of the 8 threads
-    assert load_config(environ={}, overrides={"threads": 3}).event_stream_limit == 1
-    assert load_config(environ={}, overrides={"event_streams": 0}).event_stream_limit == 0
-    with pytest.raises(ConfigurationError, match="event_streams"):
-        load_config(environ={}, overrides={"event_streams": 8})
+def test_streams_polls_and_predictions_have_thread_budgets_beyond_the_request_threads() -> None:
+    # Streams used to share the request threads (at most half of them); now
+    # each budget has threads of its own (tests/server/abuse/test_stream_hold.py).
+    config = load_config(environ={})
+    assert (config.event_streams, config.event_polls, config.predict_concurrency) == (16, 16, 4)
+    assert config.server_threads == 8 + 16 + 16 + 4
+    assert config.reserved_of(config.event_streams) == 8  # half, for devices and the admin
+    reserved = load_config(environ={}, overrides={"event_streams_reserved": 3})
+    assert (reserved.reserved_of(16), reserved.reserved_of(2)) == (3, 2)
+    assert load_config(environ={}, overrides={"event_streams": 0}).server_threads == 28
+    for bad in (
+        {"event_streams": -1},
+        {"event_streams": 4, "event_streams_reserved": 5},
+        {"event_streams_per_client": 0},
+    ):
+        with pytest.raises(ConfigurationError, match="event_streams"):
+            load_config(environ={}, overrides=bad)
     with pytest.raises(ConfigurationError, match="event_stream_s"):
         load_config(environ={}, overrides={"event_stream_s": 0})

@@ -136,8 +136,11 @@ def _serve(root: Path, args: list[str], environ: dict[str, str] | None = None) -
 def image_server(
     image_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
+    # Eight predictions of one device at once (the thread-safety test): the
+    # per-device cap (1 by default, tests/server/abuse) is raised here.
+    environ = {**os.environ, "FEDGE_PREDICT_CONCURRENCY": "8", "FEDGE_PREDICT_PER_DEVICE": "8"}
     root = tmp_path_factory.mktemp("image_server")
-    with _serve(root, ["--model", str(image_bundle.path)]) as server:
+    with _serve(root, ["--model", str(image_bundle.path)], environ) as server:
         yield server
 
 
