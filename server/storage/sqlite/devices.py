@@ -115,7 +115,8 @@ class SQLiteDevices:
         ).fetchone()
         # The lower quartile of the settled active devices' participations
         # (of all active devices while none is settled).
-        where, args = "last_asked >= ? AND created_at < ?", (asked_since, enrolled_before)
+        where = "last_asked >= ? AND created_at < ?"
+        args: tuple[float, ...] = (asked_since, enrolled_before)
         count = int(settled)
         if count == 0:
             where, args = "last_asked >= ?", (asked_since,)
