@@ -86,11 +86,21 @@ class ServerConfig:
     # a release build (its worker process) is stopped, and fails, after this long.
     release_every_rounds: int = 0
     release_build_timeout_s: float = 1800.0
-    # None: 10 * sqrt(number of weights) (see ingest.effective_max_update_norm); 0: off.
+    # A fixed bound on an update's L2 norm; None: adaptive, norm_bound_multiple
+    # times the median norm of the last norm_history_rounds rounds' accepted
+    # updates (before any: 10 * sqrt(number of weights)); 0: off. See
+    # rounds.norm_bound. Over the bound an update is clipped, or refused ("reject").
     max_update_norm: float | None = None
-    norm_policy: str = "reject"
-    # A device's weight in the mean is its num_examples, capped at this.
-    max_example_weight: int = 10_000
+    norm_policy: str = "clip"
+    norm_bound_multiple: float = 1.0
+    norm_history_rounds: int = 5
+    # A device's weight in the mean: "examples" (its num_examples, capped at
+    # max_example_weight) or "equal" (1 each).
+    device_weighting: str = "examples"
+    max_example_weight: int = 100
+    # No update's share of a round's weight exceeds max_share_multiple / n for
+    # n updates (fedge.server.aggregation.influence).
+    max_share_multiple: float = 2.0
     # POST /v1/models/{name}/predict: rows per request, and its JSON body's size.
     max_predict_batch: int = 256
     max_predict_bytes: int = 2 * 1024 * 1024
@@ -165,8 +175,7 @@ class ServerConfig:
         self._validate_release_builds()
         if self.max_update_norm is not None and not self.max_update_norm >= 0:
             raise ConfigurationError("max_update_norm must be >= 0 (0 turns the bound off)")
-        if self.max_example_weight < 1:
-            raise ConfigurationError("max_example_weight must be >= 1")
+        self._validate_influence()
         if self.max_predict_batch < 1 or self.max_predict_bytes < 1024:
             raise ConfigurationError("max_predict_batch must be >= 1, max_predict_bytes >= 1024")
         if self.update_retention_rounds is not None and self.update_retention_rounds < 0:
@@ -192,6 +201,18 @@ class ServerConfig:
         parse_proxies(self.trusted_proxies)
         if not 0 <= self.device_ttl_s < float("inf"):
             raise ConfigurationError("device_ttl_s must be >= 0 (0: devices never expire)")
+
+    def _validate_influence(self) -> None:
+        if self.max_example_weight < 1:
+            raise ConfigurationError("max_example_weight must be >= 1")
+        if self.device_weighting not in ("examples", "equal"):
+            raise ConfigurationError("device_weighting must be 'examples' or 'equal'")
+        if not 1.0 <= self.max_share_multiple < float("inf"):
+            raise ConfigurationError(
+                "max_share_multiple must be >= 1 (1: every update weighs the same)"
+            )
+        if not 0 < self.norm_bound_multiple < float("inf") or self.norm_history_rounds < 1:
+            raise ConfigurationError("norm_bound_multiple must be > 0, norm_history_rounds >= 1")
 
     def _validate_release_builds(self) -> None:
         if self.release_every_rounds < 0 or not self.release_build_timeout_s > 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fedge.errors import ConfigError
 from fedge.reference.data import PUBLIC_FRACTION
@@ -47,6 +48,11 @@ class FleetConfig:
     min_participants: int | None = None
     server_url: str | None = None
     strategy: str = "fedavg"
+    # The embedded server's device_weighting ("examples" or "equal"; None: its default).
+    device_weighting: str | None = None
+    # More settings of the embedded server (ServerConfig keys), for tests and
+    # benchmarks that need one changed: e.g. plain FedAvg's uncapped weights.
+    server_settings: dict[str, Any] = field(default_factory=dict)
     # Weight name patterns (or "bn") that stay on each device: out of the
     # server's aggregate, and each simulated device keeps its own values.
     local_state: tuple[str, ...] = ()

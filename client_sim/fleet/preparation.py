@@ -252,6 +252,7 @@ def _embedded_server(
             "port": 0,
             "model": bundle,
             "strategy": config.strategy,
+            "device_weighting": config.device_weighting,  # None: the server's default
             "local_state": config.local_state,
             "seed": config.seed,
             "threads": max(4, config.workers),
@@ -265,6 +266,7 @@ def _embedded_server(
                 "batch_size": config.batch_size,
                 "learning_rate": config.learning_rate,
             },
+            **config.server_settings,
         }
     )
     server = BackgroundServer(app)

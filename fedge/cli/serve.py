@@ -81,12 +81,36 @@ def server_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
 @click.option(
     "--max-update-norm",
     type=click.FloatRange(min=0, min_open=True),
-    help="Bound on an update's L2 norm.",
+    help="A fixed bound on an update's L2 norm [default: adaptive, --norm-bound-multiple "
+    "times the median norm of recent rounds' updates].",
 )
 @click.option(
     "--norm-policy",
     type=click.Choice(["reject", "clip"]),
-    help="Over the bound: reject the update or clip it [default: reject].",
+    help="Over the bound: reject the update or clip it [default: clip].",
+)
+@click.option(
+    "--norm-bound-multiple",
+    type=click.FloatRange(min=0, min_open=True),
+    help="The adaptive bound: this many times the median norm of recent rounds' "
+    "accepted updates [default: 1].",
+)
+@click.option(
+    "--device-weighting",
+    type=click.Choice(["examples", "equal"]),
+    help="A device's weight in a round's mean: its example count (capped at "
+    "--max-example-weight) or 1 each [default: examples].",
+)
+@click.option(
+    "--max-example-weight",
+    type=click.IntRange(min=1),
+    help="The most a device's example count weighs [default: 100].",
+)
+@click.option(
+    "--max-share-multiple",
+    type=click.FloatRange(min=1),
+    help="No device holds more than this many times an equal share (1/n) of a "
+    "round's weight [default: 2].",
 )
 @click.option(
     "--dp-clip",

@@ -132,6 +132,12 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
 @options.learning_rate(default=0.05)
 @options.strategy(default="fedavg")
 @options.local_state()
+@click.option(
+    "--device-weighting",
+    type=click.Choice(["examples", "equal"]),
+    help="The embedded server's weight of a device in a round's mean: its example count "
+    "(capped) or 1 each [default: the server's, examples].",
+)
 @click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option(
     "--crash",

@@ -123,6 +123,32 @@ class StreamingMean:
         self._count += 1
         self._total_weight += weight
 
+    def take_back(self, delta: Mapping[str, npt.NDArray[Any]], weight: float) -> None:
+        """Remove ``weight`` of an update added earlier with a larger weight
+        (a round's share cap, applied at close): the sum loses
+        ``weight * delta`` and the total ``weight``; the count is unchanged."""
+        weight = float(weight)
+        if not (math.isfinite(weight) and 0 < weight < self._total_weight):
+            raise AggregationError(f"cannot take back a weight of {weight} from the mean")
+        spec = self._spec
+        if spec is None:
+            raise AggregationError("no updates to take back from")
+        check_spec(spec, delta, "update")
+        for name in spec.names:
+            flat = np.asarray(delta[name]).reshape(-1)
+            self._accumulate(self._sums[name], flat, -weight)
+        self._total_weight -= weight
+
+    def copy(self) -> StreamingMean:
+        """An independent copy (a close that may fail and be retried works
+        on a copy, so the running sum is never half-changed)."""
+        twin = StreamingMean()
+        twin._spec = self._spec
+        twin._sums = {name: total.copy() for name, total in self._sums.items()}
+        twin._count = self._count
+        twin._total_weight = self._total_weight
+        return twin
+
     def result(self) -> Weights:
         """The weighted mean so far, float32, in canonical order."""
         if self._count == 0 or self._spec is None:

@@ -8,7 +8,8 @@ The refusals, in the order they are checked:
 ``conditions``           not idle / charging / unmetered as rounds require
 ``no_open_round``        no round is open (the last one is still closing)
 ``round_full``           every seat is taken: ``target x over_selection``
-``fairness_wait``        the fair sampler: see :func:`seat_refusal`
+``fairness_wait``        the fair sampler (new devices after settled ones,
+                         then the least served): see :func:`seat_refusal`
 ``already_contributed``  its update for this round is in
 =======================  ==================================================
 
@@ -54,9 +55,12 @@ class Seats:
 
     taken: int
     slots: int
-    least_participations: int  # the least-served active device's rounds
+    # The lower quartile of the settled active devices' participations
+    # (see seat_refusal), and how many settled devices are active.
+    least_participations: int
     opened_at: float
     deadline_at: float
+    settled_active: int = 0
 
     @property
     def half_time(self) -> float:
@@ -73,19 +77,35 @@ def conditions_refusal(rounds: RoundConfig, conditions: Conditions) -> Refusal |
     return None
 
 
-def seat_refusal(seats: Seats, participations: int, now: float) -> Refusal | None:
+def seat_refusal(
+    seats: Seats, participations: int, now: float, enrolled_at: float = 0.0
+) -> Refusal | None:
     """``None`` when a device that has taken part in ``participations``
-    rounds may take a seat.
+    rounds (enrolled at ``enrolled_at``) may take a seat.
 
-    The fair sampler: a device waits while it has taken part in more rounds
-    than the least-served active device, unless the round has used half its
-    time without filling; then anyone may join. Whoever is refused is told
-    to come back within the round (0.5 to 5 seconds).
+    The fair sampler, until the round has used half its time (then anyone
+    may join a round that has not filled):
+
+    * a device is *settled* once it enrolled before the round opened. A
+      new device waits while any settled device is active: being new never
+      wins a seat (a fleet of new identities made for one round finds the
+      seats taken by the devices that were there before);
+    * a settled device waits while it has taken part in more rounds than
+      the lower quartile of the settled active devices. A quartile, not the
+      least: identities that kept their count low (idle, or never seated)
+      are at most as favoured as the least-served quarter of the fleet,
+      and fewer than a quarter of the devices cannot move it.
+
+    Whoever is refused is told to come back within the round (0.5 to 5
+    seconds).
     """
     retry = max(0.5, min(5.0, seats.deadline_at - now))
     if seats.taken >= seats.slots:
         return Refusal("round_full", retry)
-    if participations > seats.least_participations and now < seats.half_time:
+    if now >= seats.half_time:
+        return None
+    new = enrolled_at >= seats.opened_at
+    if (new and seats.settled_active > 0) or participations > seats.least_participations:
         return Refusal("fairness_wait", retry)
     return None
 

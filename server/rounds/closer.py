@@ -18,6 +18,7 @@ that ended long enough ago.
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,7 @@ class RoundCloser:
         may pass and is retried."""
         started = time.perf_counter()
         rows = tx.updates.of_round(record.id)
+        examples = [r.num_examples for r in rows]
         with np.errstate(over="ignore", invalid="ignore"):
             result = self._strategy.round_result(
                 model.weights,
@@ -78,20 +80,24 @@ class RoundCloser:
                 mean,
                 [self._dirs.updates / r.path for r in rows],
                 tx.rounds.count_closed(),
+                num_examples=examples,
             )
         require_finite(result)
         seconds = time.perf_counter() - started
+        weights = self._strategy.round_weights(examples)
+        total = sum(weights)
         metrics = {
             "updates": len(rows),
             "examples": int(sum(r.num_examples for r in rows)),
             "mean_update_norm": float(sum(r.norm for r in rows) / max(len(rows), 1)),
+            # What the next rounds' adaptive norm bound reads (rounds.norm_bound).
+            "median_update_norm": float(statistics.median(r.norm for r in rows)) if rows else 0.0,
+            "max_device_share": max(weights) / total if total > 0 else 0.0,
             "aggregation_seconds": seconds,
             "strategy": self._strategy.name,
             **result.metrics,
             # The devices' own metrics (loss, accuracy), weighed as in the aggregate.
-            **weighted_device_metrics(
-                (self._strategy.weight(None, r.num_examples), r.metrics) for r in rows
-            ),
+            **weighted_device_metrics(zip(weights, (r.metrics for r in rows), strict=True)),
         }
         device_ids = [r.device_id for r in rows]
         return Aggregate(record.id, result, device_ids, metrics, seconds)

@@ -37,6 +37,7 @@ from fedge.server.rounds.closer import RoundCloser
 from fedge.server.rounds.driver import CloseFailure, RoundDriver
 from fedge.server.rounds.ingest import UpdateIngest
 from fedge.server.rounds.lifecycle import RoundLifecycle
+from fedge.server.rounds.norm_bound import bound_for_new_round
 from fedge.server.rounds.recovery import recover
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.selection import Selector, TaskDecision
@@ -70,7 +71,15 @@ class Coordinator:
         with store.reading() as tx:
             metrics.set("fedge_devices", tx.devices.count())
         closer = RoundCloser(self.dirs, strategy, config.update_retention_rounds)
-        self.lifecycle = RoundLifecycle(store, config.rounds, round_sum, model, closer, metrics)
+        self.lifecycle = RoundLifecycle(
+            store,
+            config.rounds,
+            round_sum,
+            model,
+            closer,
+            metrics,
+            norm_bound=lambda tx: bound_for_new_round(tx, config, specs),
+        )
         self._after_step: list[Callable[[], None]] = []
         self._driver = RoundDriver(self._step, config.tick_s)
         self._selector = Selector(store, config.rounds, model_name, [s.name for s in specs])

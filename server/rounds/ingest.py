@@ -6,6 +6,7 @@ changes nothing, on disk included.
    bytes are ``duplicate_update``.
 2. The round must be open and the device selected for it.
 3. The bytes are validated (:func:`fedge.server.rounds.validation.validate_update`)
+   against the norm bound the round opened with (:mod:`fedge.server.rounds.norm_bound`)
    and the strategy prepares the update (clips, weighs).
 4. The prepared update's file is written and fsynced, then its row is
    committed under the round lock, which re-checks that the round is still
@@ -25,7 +26,6 @@ file and its row are on disk.
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +36,7 @@ from typing import Any
 from fedge.server.config import ServerConfig
 from fedge.server.errors import Conflict, Forbidden, NotFound
 from fedge.server.metrics import Metrics
+from fedge.server.rounds.norm_bound import fixed_bound, round_bound
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.rounds.validation import ValidatedUpdate, validate_update
@@ -92,7 +93,7 @@ class UpdateIngest:
                 round_id,
                 record.base_checkpoint,
                 self._specs,
-                self._max_norm,
+                round_bound(record.config, self._max_norm),
                 self._norm_policy,
                 stages=self._strategy.stages,
                 untrained=self._strategy.roles.untrained,
@@ -227,10 +228,6 @@ def _update_record(
 
 
 def effective_max_update_norm(config: ServerConfig, specs: ModelSpec) -> float | None:
-    """The configured norm bound, or by default ``10 * sqrt(P)`` for a model of
-    ``P`` weights: a delta that moves the weights by 10 each, root mean square,
-    is refused. No real fine-tuning step comes near it, and it keeps absurd
-    (finite) values such as 3e38 out of the aggregate. ``0`` turns it off."""
-    if config.max_update_norm is not None:
-        return None if config.max_update_norm == 0 else config.max_update_norm
-    return 10.0 * math.sqrt(max(specs.size, 1))
+    """The fixed bound (:func:`fedge.server.rounds.norm_bound.fixed_bound`),
+    for rounds opened before each round stored its own."""
+    return fixed_bound(config, specs)

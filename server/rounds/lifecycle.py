@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 
 from fedge.server.aggregation.errors import AggregationError
@@ -29,6 +30,7 @@ from fedge.server.metrics import Metrics
 from fedge.server.rounds.closer import RoundCloser
 from fedge.server.rounds.driver import CloseFailure, backoff_s
 from fedge.server.rounds.global_model import GlobalModel
+from fedge.server.rounds.norm_bound import CONFIG_KEY
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.storage import rounds as rs
 from fedge.server.storage.store import Store, Tx
@@ -58,7 +60,12 @@ class RoundLifecycle:
         model: GlobalModel,
         closer: RoundCloser,
         metrics: Metrics,
+        norm_bound: Callable[[Tx], float | None] = lambda tx: None,
     ) -> None:
+        """``norm_bound``: the bound on update norms for a round about to
+        open, read in its opening transaction and stored in its config
+        (:mod:`fedge.server.rounds.norm_bound`)."""
+        self._norm_bound = norm_bound
         self._store = store
         self._rounds = rounds
         self._sum = round_sum
@@ -170,7 +177,8 @@ class RoundLifecycle:
 
     def _open(self, tx: Tx, base_checkpoint: str) -> rs.RoundRecord:
         rounds = self._rounds
-        record = tx.rounds.insert(base_checkpoint, asdict(rounds), time.time(), rounds.deadline_s)
+        config = {**asdict(rounds), CONFIG_KEY: self._norm_bound(tx)}
+        record = tx.rounds.insert(base_checkpoint, config, time.time(), rounds.deadline_s)
         tx.events.add(
             "round_opened", {"round_id": record.id, "base_checkpoint": record.base_checkpoint}
         )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fedge.server.config import RoundConfig
@@ -78,8 +78,8 @@ class Selector:
             if record is None:
                 return TaskDecision.refused(admission.NO_OPEN_ROUND)
             if not tx.selections.contains(record.id, device.id):
-                seats = self._seats(tx, record, device.participations, now)
-                refusal = admission.seat_refusal(seats, device.participations, now)
+                seats, enrolled_at = self._seats(tx, record, device.id, now)
+                refusal = admission.seat_refusal(seats, device.participations, now, enrolled_at)
                 if refusal is not None:
                     return TaskDecision.refused(refusal, self._paced(tx, record, device, now))
                 tx.selections.add(record.id, device.id, now)
@@ -89,21 +89,26 @@ class Selector:
                 return TaskDecision.refused(admission.ALREADY_CONTRIBUTED, paced)
         return TaskDecision(task_for(record, self._model_name, self._weight_names))
 
-    def _seats(self, tx: Tx, record: rs.RoundRecord, participations: int, now: float) -> Seats:
+    def _seats(
+        self, tx: Tx, record: rs.RoundRecord, device_id: str, now: float
+    ) -> tuple[Seats, float]:
+        """The round's seats as the fair sampler weighs them, and when the
+        device enrolled. The scan of the active devices is needed only in a
+        round with a free seat, before half time."""
         taken = tx.selections.count(record.id)
         slots = self._rounds.selection_slots
-        # The fair sampler's scan of the active devices decides only for a
-        # device that has taken part before, in a round with a free seat.
-        least = 0
-        if participations > 0 and taken < slots:
-            least = tx.devices.least_participations(admission.active_since(self._rounds, now))
-        return Seats(
-            taken=taken,
-            slots=slots,
-            least_participations=least,
-            opened_at=record.opened_at,
-            deadline_at=record.deadline_at,
+        seats = Seats(taken, slots, 0, record.opened_at, record.deadline_at)
+        if taken >= slots or now >= seats.half_time:
+            return seats, 0.0
+        standing = tx.devices.seat_standing(
+            device_id, admission.active_since(self._rounds, now), record.opened_at
         )
+        seats = replace(
+            seats,
+            least_participations=standing.lower_quartile,
+            settled_active=standing.settled_active,
+        )
+        return seats, standing.enrolled_at
 
     def _paced(self, tx: Tx, record: rs.RoundRecord, device: Device, now: float) -> int:
         """The round a refused device should ask in next (admission.paced_round).

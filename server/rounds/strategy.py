@@ -4,11 +4,15 @@ is accepted, what happens at close, and what survives a restart.
 * at acceptance, the strategy's stages of the update pipeline
   (:attr:`RoundStrategy.stages`, see :mod:`fedge.server.aggregation.pipeline`)
   clip and weigh the update with the norm validation measured (central DP
-  clips to its bound and weighs every device the same; otherwise the
-  weight is the capped example count); the prepared delta is what gets
+  clips to its bound and weighs every device the same, as does
+  ``device_weighting = "equal"``; otherwise the weight is the capped
+  example count); the prepared delta is what gets
   stored, so a restart re-adds exactly what was acknowledged, with
   :meth:`RoundStrategy.weight` and without measuring anything again;
-* at close, the strategy combines the streamed mean (or, for robust
+* at close, no update keeps more than ``max_share_multiple / n`` of the
+  round's weight (the share cap: the few updates it cuts are read back and
+  their excess taken out of a copy of the streamed mean); the strategy
+  combines the streamed mean (or, for robust
   strategies, the stored updates read block by block) and applies its
   server optimizer; with central DP the privacy spent so far is reported;
 * optimizer slots (momentum, Adam's moments) are saved beside the
@@ -17,19 +21,27 @@ is accepted, what happens at close, and what survives a restart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fedge.server.aggregation.factory import make_strategy
+from fedge.server.aggregation.influence import max_share, share_capped_weights
 from fedge.server.aggregation.kernels import SafetensorsFileUpdates, StreamingMean
-from fedge.server.aggregation.pipeline import Stage, Weigh
+from fedge.server.aggregation.pipeline import Stage, UnitWeight, Weigh
 from fedge.server.aggregation.roles import WeightRoles
 from fedge.server.aggregation.strategies import ServerState, Strategy
 from fedge.server.config import ServerConfig
 from fedge.server.errors import ConfigurationError
 from fedge.server.storage.durable import write_atomically
-from fedge.wire.update_codec import Checkpoint, Weights, decode_checkpoint, encode_checkpoint
+from fedge.wire.update_codec import (
+    Checkpoint,
+    Weights,
+    decode_checkpoint,
+    decode_update,
+    encode_checkpoint,
+)
 from fedge.wire.weight_spec import ModelSpec, WeightSpecError
 
 
@@ -73,15 +85,30 @@ class RoundStrategy:
                 self.roles = WeightRoles.of(specs, config.local_state, private=self.dp is not None)
             except WeightSpecError as exc:
                 raise ConfigurationError(str(exc)) from exc
-        # The strategy's stages of the update pipeline, after validation's.
+        # The strategy's stages of the update pipeline, after validation's;
+        # the last one weighs (device_weighting "equal": 1 each).
         cap = config.max_example_weight
         self._weigh: Weigh = self.strategy.weighing(cap)
-        self.stages: tuple[Stage, ...] = self.strategy.update_stages(cap)
+        stages = self.strategy.update_stages(cap)
+        if config.device_weighting == "equal":
+            self._weigh = UnitWeight()
+            stages = (*stages[:-1], self._weigh)
+        self.stages: tuple[Stage, ...] = stages
+        self._share_multiple = config.max_share_multiple
 
     def weight(self, deltas: Weights | None, num_examples: int) -> float:
         """The accumulation weight of a stored (already prepared) update:
         from its example count alone (``deltas`` is not read)."""
         return self._weigh.weight_of(num_examples)
+
+    def round_weights(self, num_examples: Sequence[int]) -> list[float]:
+        """The weights a closing round's updates have in its mean: each
+        one's :meth:`weight`, with the share cap
+        (:func:`~fedge.server.aggregation.influence.share_capped_weights`)."""
+        weights = [self.weight(None, n) for n in num_examples]
+        if not weights:
+            return weights
+        return share_capped_weights(weights, max_share(len(weights), self._share_multiple))
 
     def averaged(self, deltas: Weights) -> Weights:
         """What of an accepted update goes into the round's mean: all but
@@ -95,9 +122,15 @@ class RoundStrategy:
         accumulator: StreamingMean,
         paths: list[Path],
         rounds_closed_before: int,
+        num_examples: Sequence[int] | None = None,
     ) -> RoundResult:
         """This round's result; with central DP, the epsilon spent once it is
-        released (``rounds_closed_before`` earlier releases plus this one)."""
+        released (``rounds_closed_before`` earlier releases plus this one).
+        ``num_examples`` (one per path): the share cap is applied to the
+        streamed mean (a copy: ``accumulator`` is not changed), reading back
+        the few updates it cuts."""
+        if num_examples is not None and not self.strategy.needs_stored_updates:
+            accumulator = self._share_capped(accumulator, paths, num_examples)
         source = (
             SafetensorsFileUpdates(
                 paths,
@@ -131,6 +164,22 @@ class RoundStrategy:
                 dp_noise_seeded=self.dp["seed"] is not None,
             )
         return RoundResult(result.new_weights, result.state, metrics)
+
+    def _share_capped(
+        self, accumulator: StreamingMean, paths: Sequence[Path], num_examples: Sequence[int]
+    ) -> StreamingMean:
+        """The streamed mean with each update cut to its capped weight: its
+        stored (prepared) deltas are read back and the excess taken out."""
+        weights = [self.weight(None, n) for n in num_examples]
+        capped = self.round_weights(num_examples)
+        cuts = [(p, w - c) for p, w, c in zip(paths, weights, capped, strict=True) if c < w]
+        if not cuts:
+            return accumulator
+        mean = accumulator.copy()
+        for path, excess in cuts:
+            deltas = decode_update(path.read_bytes()).deltas
+            mean.take_back(self.averaged(deltas), excess)
+        return mean
 
 
 def load_strategy_state(directory: Path, checkpoint_id: str, rounds_closed: int) -> ServerState:

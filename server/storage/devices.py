@@ -40,6 +40,18 @@ class ActiveDevices:
 
 
 @dataclass(frozen=True)
+class SeatStanding:
+    """What the fair sampler (:mod:`fedge.server.rounds.admission`) weighs
+    a device's request for a seat against."""
+
+    enrolled_at: float  # when the device enrolled
+    settled_active: int  # active devices enrolled before the round opened
+    # The lower quartile of their participations (of all active devices'
+    # while none is settled): a minority of low counts cannot lower it.
+    lower_quartile: int
+
+
+@dataclass(frozen=True)
 class Device:
     id: str
     platform: str

@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fedge.server.storage.canary import Decision, StoredEvaluation, Tally
-from fedge.server.storage.devices import ActiveDevices, Conditions, Device, Enrolment
+from fedge.server.storage.devices import (
+    ActiveDevices,
+    Conditions,
+    Device,
+    Enrolment,
+    SeatStanding,
+)
 from fedge.server.storage.rounds import RoundRecord, UpdateRecord
 from fedge.wire.canary import Evaluation
 from fedge.wire.releases import ReleaseChange, ReleaseRecord, Rollout
@@ -180,6 +186,12 @@ class DeviceRows(Protocol):
         """A heartbeat that also asks for work: the device counts as active."""
 
     def least_participations(self, asked_since: float) -> int: ...
+
+    def seat_standing(
+        self, device_id: str, asked_since: float, enrolled_before: float
+    ) -> SeatStanding:
+        """The device's enrolment time and the settled active devices
+        (enrolled before ``enrolled_before``, asked since ``asked_since``)."""
 
     def active(self, asked_since: float) -> ActiveDevices: ...
 

@@ -14,6 +14,7 @@ from fedge.server.metrics import Metrics, server_metrics
 from fedge.server.rounds.closer import RoundCloser
 from fedge.server.rounds.ingest import UpdateIngest
 from fedge.server.rounds.lifecycle import RoundLifecycle
+from fedge.server.rounds.norm_bound import bound_for_new_round
 from fedge.server.rounds.recovery import recover
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.selection import Selector
@@ -42,12 +43,14 @@ class Parts:
         """The SQLite file under the store, for a test's own SQL."""
         return self.store.db
 
-    def device(self, participations: int = 0) -> Device:
+    def device(self, participations: int = 0, enrolled_at: float = 0.0) -> Device:
+        """A device with a history, without playing it: enrolled long ago
+        (settled, for the fair sampler) unless ``enrolled_at`` says when."""
         with self.store.transaction() as tx:
             enrolment = tx.devices.enrol("test", None, time.time())
-            tx.connection.execute(  # a device with a history, without playing it
-                "UPDATE devices SET participations = ? WHERE id = ?",
-                (participations, enrolment.device_id),
+            tx.connection.execute(
+                "UPDATE devices SET participations = ?, created_at = ? WHERE id = ?",
+                (participations, enrolled_at, enrolment.device_id),
             )
         return Device(enrolment.device_id, "test", False, False, False, participations)
 
@@ -80,7 +83,15 @@ def build_parts(data_dir: Path, **settings: Any) -> Parts:
     round_sum = RoundSum()
     model = recover(store, dirs, SPECS, tiny_model().weights, strategy, round_sum, metrics)
     closer = RoundCloser(dirs, strategy, config.update_retention_rounds)
-    lifecycle = RoundLifecycle(store, config.rounds, round_sum, model, closer, metrics)
+    lifecycle = RoundLifecycle(
+        store,
+        config.rounds,
+        round_sum,
+        model,
+        closer,
+        metrics,
+        norm_bound=lambda tx: bound_for_new_round(tx, config, SPECS),
+    )
     wakes: list[int] = []
     ingest = UpdateIngest(
         config,

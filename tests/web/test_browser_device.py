@@ -350,7 +350,7 @@ def test_two_tabs_close_a_round_whose_checkpoint_is_the_weighted_mean(
     token = first.token()
     base = get_checkpoint(web_server, token, updates[0].meta.base_checkpoint, spec)
     new = get_checkpoint(web_server, token, record["result_checkpoint"], spec)
-    # Weights are num_examples (the server caps them at max_example_weight, 10,000).
+    # Weights are num_examples (capped at max_example_weight, 100; two updates: no share cap).
     total = 16 + 40
     for name in spec.names:
         mean = (

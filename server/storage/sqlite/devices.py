@@ -9,6 +9,7 @@ from fedge.server.storage.devices import (
     Conditions,
     Device,
     Enrolment,
+    SeatStanding,
     hash_token,
     new_device_credentials,
 )
@@ -148,6 +149,37 @@ class SQLiteDevices:
             (asked_since,),
         ).fetchone()
         return int(least)
+
+    def seat_standing(
+        self, device_id: str, asked_since: float, enrolled_before: float
+    ) -> SeatStanding:
+        (enrolled_at,) = self._conn.execute(
+            "SELECT created_at FROM devices WHERE id = ?", (device_id,)
+        ).fetchone() or (0.0,)
+        (settled,) = self._conn.execute(
+            "SELECT COUNT(*) FROM devices WHERE last_asked >= ? AND created_at < ?",
+            (asked_since, enrolled_before),
+        ).fetchone()
+        # The lower quartile of the settled active devices' participations
+        # (of all active devices while none is settled).
+        where = "last_asked >= ? AND created_at < ?"
+        args: tuple[float, ...] = (asked_since, enrolled_before)
+        count = int(settled)
+        if count == 0:
+            where, args = "last_asked >= ?", (asked_since,)
+            (count,) = self._conn.execute(
+                f"SELECT COUNT(*) FROM devices WHERE {where}", args
+            ).fetchone()
+        row = self._conn.execute(
+            f"SELECT participations FROM devices WHERE {where} "
+            "ORDER BY participations LIMIT 1 OFFSET ?",
+            (*args, max(int(count) - 1, 0) // 4),
+        ).fetchone()
+        return SeatStanding(
+            enrolled_at=float(enrolled_at),
+            settled_active=int(settled),
+            lower_quartile=0 if row is None else int(row[0]),
+        )
 
     def active(self, asked_since: float) -> ActiveDevices:
         count, least = self._conn.execute(

@@ -55,6 +55,14 @@ def test_three_rounds_agree_with_tff_within_1e_4(runtime: str) -> None:
         workers=3,
         smooth_model=True,
         public_fraction=0.0,
+        # Plain FedAvg, as TFF computes it: weights are the example counts,
+        # uncapped; no share cap, no norm bound (issue 22's defaults bound
+        # them; they are tested in tests/server/abuse).
+        server_settings={
+            "max_example_weight": 10_000_000,
+            "max_share_multiple": 1000.0,
+            "max_update_norm": 0,
+        },
     )
 
     report = run_fleet(config)

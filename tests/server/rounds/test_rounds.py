@@ -123,7 +123,8 @@ def test_a_retry_returns_the_same_receipt_and_a_different_update_is_refused(
 def test_invalid_updates_are_rejected_before_anything_is_stored(
     make_app: AppFactory, make_body: Any, status: int, code: str, connect: Connect
 ) -> None:
-    app = make_app(max_update_norm=10.0)
+    # norm_too_large: the "reject" policy (the default clips).
+    app = make_app(max_update_norm=10.0, norm_policy="reject")
     client = connect(app)
     _, token = enrol(client)
     task = join(client, token)

@@ -92,3 +92,53 @@ def test_no_task_while_the_round_is_closing(tmp_path: Path) -> None:
     answer = parts.selector.request_task(parts.device(), Conditions(), now=time.time())
 
     assert (answer.task, answer.reason) == (None, "no_open_round")
+
+
+def test_a_new_identity_waits_for_the_settled_devices(tmp_path: Path) -> None:
+    # Issue 22: fresh devices took 3 of 4 seats because they had taken part
+    # in no round. A device enrolled after the round opened is new: it waits
+    # while a settled device (enrolled before) asks, whatever its count.
+    parts = build_parts(tmp_path, rounds={"target_participants": 3})
+    settled_ = parts.device(participations=4)
+    parts.selector.request_task(settled_, Conditions())  # active, and seated
+    fresh = parts.device(participations=0, enrolled_at=time.time())
+
+    early = parts.selector.request_task(fresh, Conditions())
+    half_time = parts.round(1).opened_at + parts.config.rounds.deadline_s / 2
+    late = parts.selector.request_task(fresh, Conditions(), now=half_time + 1)
+
+    assert (early.task, early.reason) == (None, "fairness_wait")
+    assert late.task is not None
+
+
+def test_new_devices_are_equals_while_no_settled_device_asks(tmp_path: Path) -> None:
+    parts = build_parts(tmp_path, rounds={"target_participants": 2})
+    now = time.time()
+    first, second = parts.device(enrolled_at=now), parts.device(enrolled_at=now)
+
+    assert parts.selector.request_task(first, Conditions()).task is not None
+    assert parts.selector.request_task(second, Conditions()).task is not None
+
+
+def test_identities_that_kept_their_count_low_do_not_push_the_fleet_back(
+    tmp_path: Path,
+) -> None:
+    # 8 devices that took part 5 times; 2 identities held back at 0 (idle, or
+    # made for the purpose). The bar is the lower quartile (5), not the
+    # least (0): the fleet keeps its seats, the two are no more than equals.
+    parts = build_parts(tmp_path, rounds={"target_participants": 4})
+    fleet = [parts.device(participations=5) for _ in range(8)]
+    held_back = [parts.device(participations=0) for _ in range(2)]
+    now = time.time()
+    for device in fleet + held_back:  # all active
+        parts.selector.request_task(device, Conditions(), now=now - 1)
+    with parts.db.transaction() as conn:  # nobody seated yet
+        conn.execute("DELETE FROM selections")
+
+    answers = [parts.selector.request_task(d, Conditions(), now=now) for d in fleet[:3]]
+    served_more = parts.device(participations=6)
+    parts.selector.request_task(served_more, Conditions(), now=now - 1)
+    waits = parts.selector.request_task(served_more, Conditions(), now=now)
+
+    assert all(a.task is not None for a in answers)
+    assert (waits.task, waits.reason) == (None, "fairness_wait")
