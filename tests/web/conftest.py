@@ -13,8 +13,8 @@ from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
 from fedge.reference.train import TrainConfig, train_reference_model
 from tests.helpers.browser import chromium
-from tests.web.any_models import Built, build
 from tests.helpers.live_server import LiveServer, running
+from tests.web.any_models import Built, build
 
 
 @pytest.fixture(scope="session")
