@@ -43,7 +43,7 @@ export async function evaluateCandidate({ tf, device, model, manifest, candidate
   // against the manifest, the model built from those bytes. Not cached: the
   // page's cache keeps the releases it serves.
   const baseline = await bundleFiles(null, device, live);
-  const baselineModel = await buildModel(baseline.manifest, baseline.files);
+  const baselineModel = await buildModel(baseline.manifest, baseline.files, tf);
   const labels = examples.map((example) => example.label);
   const { xs, ys } = exampleTensors(tf, manifest, objective, examples);
   let scores;
