@@ -423,6 +423,7 @@ window.fedgeDemo = Object.assign(state, {
   backends: BACKENDS,
   idle,
   predict: async (input) => (await predictOnce(input)).probs,
+  described: () => described,
   setBackend: (name) => selectBackend(name),
   checkRelease: () => watcher?.check(),
 });
