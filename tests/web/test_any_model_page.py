@@ -61,7 +61,7 @@ def open_page(context: BrowserContext, url: str) -> tuple[Page, PageWatch]:
     return page, seen
 
 
-def keras_outputs(built: Built, inputs: dict[str, Any]) -> list[np.ndarray]:
+def keras_outputs(built: Built, inputs: dict[str, Any]) -> list[np.ndarray[Any, Any]]:
     import tensorflow as tf
 
     model = tf.keras.models.load_model(built.keras)
