@@ -63,6 +63,7 @@ from fedge.converters.parity.samples import (
     is_reference_task,
     load_samples,
 )
+from fedge.converters.source.features import feature_names_for, resolve_unnamed
 from fedge.converters.source.labels import check_labels
 from fedge.converters.source.model_io import (
     input_specs,
@@ -126,11 +127,16 @@ def convert(
     say("keras", "loading")
     model = load_model(model_path, options)
     check_labels(output_specs(model), options.labels)
+    features = feature_names_for(
+        input_specs(model),
+        resolve_unnamed(input_specs(model), options.feature_names),
+        options.samples_path,
+    )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         with keras_scope(options):  # the bundle loads its Keras copy back for parity
-            result = _build(model, model_path, tmp, options, say)
+            result = _build(model, model_path, tmp, options, say, features)
         _move_into_place(tmp, out_dir)
         result.path = out_dir
         return result
@@ -139,7 +145,12 @@ def convert(
 
 
 def _build(
-    model: Any, model_path: Path, tmp: Path, options: ConvertOptions, say: Progress
+    model: Any,
+    model_path: Path,
+    tmp: Path,
+    options: ConvertOptions,
+    say: Progress,
+    features: dict[str, list[str]],
 ) -> BundleResult:
     calibration = None
     if "tflite" in options.targets and options.tflite_quantize == "int8":
@@ -184,6 +195,7 @@ def _build(
         artifacts=artifacts,
         parity=parity,
         failures={o.target: o.error or "" for o in failed},
+        features=features,
     )
     card = render_model_card(
         manifest, options.description, samples.describe(), int(model.count_params()), reference_task

@@ -75,6 +75,10 @@ class Manifest:
     parity: dict[str, dict[str, Any]]
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    # Names of a vector input's values, by input name (``fedge convert
+    # --feature-names`` or a samples CSV's header): a form names its fields
+    # from here. Optional; older bundles have none.
+    features: dict[str, list[str]] = field(default_factory=dict)
     format: str = FORMAT
 
     def to_json(self) -> dict[str, Any]:
@@ -105,6 +109,9 @@ class Manifest:
                 parity=dict(raw.get("parity", {})),
                 documents=dict(raw.get("documents", {})),
                 failures=dict(raw.get("failures", {})),
+                features={
+                    str(k): [str(n) for n in v] for k, v in dict(raw.get("features", {})).items()
+                },
             )
         except (KeyError, TypeError, ValueError, WeightSpecError) as exc:
             raise ManifestError(f"malformed manifest: {type(exc).__name__}: {exc}") from exc

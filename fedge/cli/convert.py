@@ -49,6 +49,17 @@ def _labels(
     return tuple(label.strip() for label in value.split(",")) if value else None
 
 
+def _feature_names(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, tuple[str, ...]]:
+    from fedge.converters.source.features import parse_feature_names
+
+    try:
+        return {k: tuple(v) for k, v in parse_feature_names(values).items()}
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 def convert_options(settings: Mapping[str, Any]) -> ConvertOptions:
     """The conversion's record from the command's parameters (all but MODEL,
     --out and --force)."""
@@ -169,6 +180,14 @@ def convert_options(settings: Mapping[str, Any]) -> ConvertOptions:
     callback=_labels,
     help="Comma-separated class labels for a classifier; default: 0..9 for the reference "
     "model, none for any other.",
+)
+@click.option(
+    "--feature-names",
+    multiple=True,
+    callback=_feature_names,
+    help="Names of a vector input's values, comma-separated (INPUT=a,b,c for one of several "
+    "inputs; repeatable); default: a samples CSV's header. The browser page names its "
+    "form's fields from them.",
 )
 def convert(model: Path, out: Path, force: bool, **settings: Any) -> None:
     """Convert a Keras model (.keras, .h5 or SavedModel) to a verified bundle."""

@@ -1,5 +1,7 @@
 """The browser pages: the demo (``/``), the dashboard (``/dashboard``), their
-scripts (``/static/...``) and the TF.js files they run (``/vendor/...``).
+scripts (``/static/...``), the TF.js files they run (``/vendor/...``), the
+web SDK (``/sdk/fedge.js`` and its types ``/sdk/fedge.d.ts``, from
+``web/sdk/``) and the example apps built on it (``/examples/...``).
 
 Everything is served by the server itself, same origin as the API: no CDN,
 nothing fetched from another host. TF.js and its wasm backend come from the
@@ -27,6 +29,9 @@ from fedge.web import ROOT, NodePackagesError, find_node_modules
 bp = Blueprint("web", __name__)
 
 STATIC = ROOT / "static"
+SDK = ROOT / "sdk"
+SDK_FILES = ("fedge.js", "fedge.d.ts")
+EXAMPLES = ROOT / "examples"
 PAGES = {"demo": "index.html", "dashboard": "dashboard.html"}
 # URL path under /vendor/ -> the file under node_modules.
 VENDOR = {
@@ -48,6 +53,7 @@ MIME_TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".mjs": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
+    ".ts": "application/typescript; charset=utf-8",
     ".wasm": "application/wasm",
     ".json": "application/json",
     ".svg": "image/svg+xml",
@@ -74,6 +80,19 @@ def dashboard() -> Any:
 @bp.get("/static/<path:name>")
 def static(name: str) -> Any:
     return _file(_inside(STATIC, name))
+
+
+@bp.get("/sdk/<name>")
+def sdk(name: str) -> Any:
+    # The SDK imports the page's own modules (../static/js/shared/), served above.
+    if name not in SDK_FILES:
+        raise NotFound(f"no SDK file {name!r}; the SDK is /sdk/fedge.js (types: /sdk/fedge.d.ts)")
+    return _file(SDK / name)
+
+
+@bp.get("/examples/<path:name>")
+def examples(name: str) -> Any:
+    return _file(_inside(EXAMPLES, name))
 
 
 @bp.get("/vendor/<path:name>")

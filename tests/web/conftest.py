@@ -3,7 +3,7 @@ real server serving it (and the pages), and one headless Chromium."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from fedge.converters.options import ConvertOptions
 from fedge.reference.train import TrainConfig, train_reference_model
 from tests.helpers.browser import chromium
 from tests.helpers.live_server import LiveServer, running
+from tests.web.any_models import Built, build
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +45,17 @@ def web_server(tmp_path: Path, digits_bundle: Path) -> Iterator[LiveServer]:
     args = ["--model", str(digits_bundle), "--rounds-target", "2", "--rounds-min", "2"]
     with running(tmp_path / "data", args, tmp_path / "server.log") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def any_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Built]:
+    """``any_model(kind)``: that kind's model and bundle, converted once per session."""
+    root = tmp_path_factory.mktemp("any-models")
+    built: dict[str, Built] = {}
+
+    def get(kind: str) -> Built:
+        if kind not in built:
+            built[kind] = build(kind, root / kind)
+        return built[kind]
+
+    return get

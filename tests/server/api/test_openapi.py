@@ -257,6 +257,11 @@ def _exercise_pages(api: CheckedClient) -> None:
     api.call("get", "/vendor/{name}", "/vendor/tfjs/tf.min.js")
     api.call("get", "/vendor/{name}", "/vendor/tfjs-backend-wasm/tfjs-backend-wasm.wasm")
     api.call("get", "/vendor/{name}", "/vendor/tfjs/package.json")
+    api.call("get", "/sdk/{name}", "/sdk/fedge.js")
+    api.call("get", "/sdk/{name}", "/sdk/fedge.d.ts")
+    api.call("get", "/sdk/{name}", "/sdk/package.json")  # only the SDK's two files: 404
+    api.call("get", "/examples/{name}", "/examples/predict/index.html")
+    api.call("get", "/examples/{name}", "/examples/../sdk/package.json")
 
 
 def _exercise_events(api: CheckedClient) -> None:

@@ -1,7 +1,12 @@
-// The demo page: draw a digit, the current release's TF.js model predicts it
-// in the browser, live; a new release is swapped in without a reload.
+// The demo page: the current release's TF.js model predicts, in the browser,
+// live, on what the user gives it; a new release is swapped in without a reload.
+// The page builds itself from the release's manifest (model_io.js): the
+// reference digits model gets its drawing pad, any other model a widget per
+// input (inputs.js) and its outputs by kind (class probabilities with the
+// labels, a regression value, plain values).
 //
 //   pad (canvas.js) --8x8 grid--> predict (the model, on the chosen backend)
+//   inputs.js widgets --{name: values}--> predict
 //   releases.js: event stream -> GET /v1/releases/current -> swapIn()
 //   model_store.js: the bundle's TF.js files, verified, cached in IndexedDB
 //
@@ -12,6 +17,8 @@
 import { Device } from "../shared/api.js";
 import { BACKENDS, DEFAULT_BACKEND, currentBackend, fallbackNote, useBackend } from "../shared/backends.js";
 import { DrawingPad, GRID, paintGrid } from "./canvas.js";
+import { buildInputs } from "./inputs.js";
+import { checkInputs, describeModel, runModel } from "../shared/model_io.js";
 import { ModelStore, buildModel, bundleFiles } from "../shared/model_store.js";
 import { ReleaseWatcher, currentRelease } from "../shared/releases.js";
 
@@ -25,8 +32,12 @@ const state = {
   release: null, // {version, bundleId, channel, name}
   backend: null,
   backendNote: "",
-  lastInput: null, // number[64], the input lastProbs were computed on
-  lastProbs: null, // number[10]
+  lastInput: null, // number[64], the input lastProbs were computed on (digits)
+  lastProbs: null, // the first output's values (class probabilities)
+  lastInputs: null, // {name: number[]}: what the last prediction was made on
+  lastOutputs: null, // {name: number[]}: what it gave
+  kind: null, // "digits" (the drawing pad) or "widgets" (built from the manifest)
+  waiting: null, // what the widgets still need before a prediction
   predicted: null,
   latency: { lastMs: null, medianMs: null, runs: 0, recentMs: [] },
   loadedFrom: null, // 'network' | 'cache', for the model in use
@@ -43,6 +54,8 @@ let manifest = null;
 let release = null; // the release object as the server sent it
 let pad = null;
 let labels = [];
+let described = null; // describeModel(manifest)
+let widgets = null; // inputs.js, for a model that is not the digits
 const releaseCallbacks = [];
 
 // --- inference ---------------------------------------------------------------
@@ -57,17 +70,24 @@ function median(values) {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
+/** One prediction: `input` is one row, the only input's values or {name: values}. */
 async function predictOnce(input) {
   const started = performance.now();
-  const output = tf.tidy(() => model.predict(tf.tensor4d(input, [1, GRID, GRID, 1])));
-  let probs;
-  try {
-    probs = Array.from(await output.data());
-  } finally {
-    output.dispose();
-  }
-  return { probs, ms: performance.now() - started };
+  const rows = Array.isArray(input) || ArrayBuffer.isView(input)
+    ? { [described.inputs[0].name]: [Array.from(input)] }
+    : Object.fromEntries(Object.entries(input).map(([name, values]) => [name, [Array.from(values)]]));
+  const outputs = await runModel(tf, model, described, checkInputs(described, rows));
+  const first = Object.fromEntries(Object.entries(outputs).map(([name, got]) => [name, got[0]]));
+  return { probs: first[described.outputs[0].name], outputs: first, ms: performance.now() - started };
 }
+
+/** Zeros for every input: the first run on a model or backend builds its kernels. */
+function zeros(forModel) {
+  return Object.fromEntries(forModel.inputs.map((input) => [input.name, new Array(input.size).fill(0)]));
+}
+
+const isDigits = (d) =>
+  d.inputs.length === 1 && d.inputs[0].shape.join() === `${GRID},${GRID},1` && d.outputs.length === 1 && d.outputs[0].width === 10;
 
 function recordLatency(ms) {
   const latency = state.latency;
@@ -89,10 +109,16 @@ function schedule() {
       try {
         while (dirty && model) {
           dirty = false;
+          if (state.kind === "widgets") {
+            await predictWidgets();
+            continue;
+          }
           const input = pad.toGrid();
           paintGrid($("preview"), input);
-          const { probs, ms } = await predictOnce(input);
+          const { probs, outputs, ms } = await predictOnce(input);
           recordLatency(ms);
+          state.lastInputs = { [described.inputs[0].name]: [...input] };
+          state.lastOutputs = outputs;
           show(input, probs);
         }
       } catch (error) {
@@ -105,15 +131,46 @@ function schedule() {
   return running;
 }
 
+async function predictWidgets() {
+  const read = widgets.read();
+  state.waiting = read.missing || null;
+  if (read.missing) {
+    $("confidence").textContent = read.missing;
+    return;
+  }
+  const { outputs, ms } = await predictOnce(read.values);
+  recordLatency(ms);
+  state.lastInputs = Object.fromEntries(Object.entries(read.values).map(([name, v]) => [name, Array.from(v)]));
+  state.lastOutputs = outputs;
+  state.inferences += 1;
+  const head = described.outputs[0];
+  const row = outputs[head.name];
+  state.lastProbs = row;
+  if (head.kind === "classes") {
+    showBars(row, false);
+    return;
+  }
+  state.predicted = head.kind === "regression" ? row[0] : null;
+  $("predicted").textContent = head.kind === "regression" ? String(Number(row[0].toPrecision(4))) : "–";
+  $("predicted").classList.remove("faint");
+  $("confidence").textContent = head.kind === "regression" ? `${head.name}, predicted value` : `${head.name}: ${row.map((v) => v.toFixed(4)).join(", ")}`;
+  const extra = described.outputs.slice(1).map((o) => `${o.name}: ${outputs[o.name].map((v) => v.toFixed(4)).join(", ")}`);
+  if (extra.length) $("confidence").textContent += ` · ${extra.join(" · ")}`;
+}
+
 function show(input, probs) {
+  const blank = input.every((v) => v === 0);
+  state.lastInput = input;
+  $("pad-hint").hidden = !blank;
+  showBars(probs, blank);
+}
+
+function showBars(probs, blank) {
   let best = 0;
   for (let i = 1; i < probs.length; i++) if (probs[i] > probs[best]) best = i;
-  state.lastInput = input;
   state.lastProbs = probs;
   state.predicted = best;
   state.inferences += 1;
-  const blank = input.every((v) => v === 0);
-  $("pad-hint").hidden = !blank;
   $("predicted").textContent = blank ? "–" : labels[best] ?? String(best);
   $("predicted").classList.toggle("faint", blank);
   $("confidence").textContent = blank ? "draw to predict" : `${(probs[best] * 100).toFixed(1)}% sure`;
@@ -165,8 +222,8 @@ async function switchBackend(name) {
     note.textContent = state.backendNote;
     note.hidden = !state.backendNote;
     state.latency = { lastMs: null, medianMs: null, runs: 0, recentMs: [] };
-    if (model) {
-      await predictOnce(new Array(GRID * GRID).fill(0)); // the first run on a backend compiles its kernels
+    if (model && !widgets?.unsupported.length) {
+      await predictOnce(zeros(described)); // the first run on a backend compiles its kernels
       dirty = true;
     }
     return result.backend;
@@ -190,11 +247,10 @@ async function loadRelease(next) {
   const started = performance.now();
   const bundle = await bundleFiles(store, device, next);
   const built = await buildModel(bundle.manifest, bundle.files);
+  const shape = describeModel(bundle.manifest);
   // One warm-up run: the first predict on a model builds its kernels.
-  const warm = tf.tidy(() => built.predict(tf.zeros([1, GRID, GRID, 1])));
-  await warm.data();
-  warm.dispose();
-  return { model: built, manifest: bundle.manifest, from: bundle.from, ms: performance.now() - started };
+  if (shape.inputs.every((input) => input.size != null)) await runModel(tf, built, shape, checkInputs(shape, Object.fromEntries(Object.entries(zeros(shape)).map(([k, v]) => [k, [v]]))));
+  return { model: built, manifest: bundle.manifest, described: shape, from: bundle.from, ms: performance.now() - started };
 }
 
 function useLoaded(next, loaded) {
@@ -202,8 +258,12 @@ function useLoaded(next, loaded) {
   model = loaded.model;
   manifest = loaded.manifest;
   release = next;
-  labels = manifest.labels || Array.from({ length: 10 }, (_, i) => String(i));
+  const layoutChanged = !described || JSON.stringify(described.inputs) !== JSON.stringify(loaded.described.inputs);
+  described = loaded.described;
+  const head = described.outputs[0];
+  labels = head.kind === "classes" ? head.labels : manifest.labels || Array.from({ length: 10 }, (_, i) => String(i));
   if (old) old.dispose();
+  if (layoutChanged) layOut();
   state.release = { version: next.version, bundleId: next.bundle_id, channel: next.channel, name: next.name };
   state.loadedFrom = loaded.from;
   state.loadMs = loaded.ms;
@@ -211,7 +271,28 @@ function useLoaded(next, loaded) {
   $("model-source").textContent = loaded.from === "cache" ? "from cache" : "downloaded";
   $("model-source").classList.toggle("cached", loaded.from === "cache");
   $("load-info").textContent = `${loaded.ms.toFixed(0)} ms, ${loaded.from === "cache" ? "from cache (IndexedDB)" : "downloaded and verified"}`;
-  if ($("probs").children.length !== labels.length) buildBars();
+  if (head.kind !== "classes") $("probs").replaceChildren();
+  else if ($("probs").children.length !== labels.length) buildBars();
+}
+
+/** The digits pad for the reference model, else widgets from the manifest. */
+function layOut() {
+  state.kind = isDigits(described) ? "digits" : "widgets";
+  const digits = state.kind === "digits";
+  $("draw-card").hidden = !digits;
+  $("input-card").hidden = digits;
+  document.title = digits ? "fedge · draw a digit" : `fedge · ${described.name}`;
+  if (digits) {
+    widgets = null;
+    return;
+  }
+  widgets = buildInputs($("inputs"), described, schedule);
+  $("input-title").textContent = `${described.name}: inputs`;
+  if (widgets.unsupported.length) {
+    status(`The page cannot offer an input for ${widgets.unsupported.map((u) => `${u.name} (${u.why})`).join("; ")}. The SDK's predict() still takes it.`, "warn");
+  }
+  $("predicted").textContent = "–";
+  $("confidence").textContent = "fill in the inputs to predict";
 }
 
 async function swapIn(next) {
@@ -263,7 +344,12 @@ function federatedContext() {
     getModel: () => model,
     getManifest: () => manifest,
     getRelease: () => release,
-    getInput: () => (state.lastInput ? [...state.lastInput] : pad.toGrid()),
+    getInput: () => {
+      if (state.kind === "digits") return state.lastInput ? [...state.lastInput] : pad.toGrid();
+      const read = widgets.read();
+      return read.values || null;
+    },
+    getDescribed: () => described,
     onRelease: (callback) => releaseCallbacks.push(callback),
     setBackend: (name) => selectBackend(name),
     getBackend: () => currentBackend(),
@@ -327,7 +413,7 @@ async function main() {
   }).start();
   const first = await currentRelease(device);
   useLoaded(first, await loadRelease(first));
-  status("");
+  if (!widgets?.unsupported.length) status("");
   state.ready = true;
   await schedule();
   await mountFederatedPart();
@@ -337,6 +423,7 @@ window.fedgeDemo = Object.assign(state, {
   backends: BACKENDS,
   idle,
   predict: async (input) => (await predictOnce(input)).probs,
+  described: () => described,
   setBackend: (name) => selectBackend(name),
   checkRelease: () => watcher?.check(),
 });

@@ -11,7 +11,8 @@
 // release callbacks and the backend switch. State for tests is
 // `window.fedgeFederated`.
 
-import { contribute, trainLocally } from "../shared/federated.js";
+import { checkLabel, contribute, objectiveOf, trainLocally } from "../shared/federated.js";
+import { checkInputs, describeModel } from "../shared/model_io.js";
 import { evaluateCandidate } from "../shared/canary.js";
 import { ExampleStore } from "../shared/examples.js";
 import { readWeights } from "../shared/weights.js";
@@ -31,8 +32,8 @@ const TEMPLATE = `
     <h2 id="fed-title">Teach the model</h2>
     <span id="fed-count" class="pill">0 examples</span>
   </div>
-  <p class="muted small">Wrong guess? Say what you drew. The example is kept in this browser only
-    (IndexedDB); taking part in a round sends weight changes and a few scores, never your drawings.</p>
+  <p class="muted small">Wrong guess? Say what the right answer is. The example is kept in this browser only
+    (IndexedDB); taking part in a round sends weight changes and a few scores, never your examples.</p>
   <div id="fed-labels" class="fed-labels" role="group" aria-label="The right answer for your drawing"></div>
   <p id="fed-label-note" class="muted small fed-note" aria-live="polite"></p>
   <div class="fed-actions">
@@ -77,6 +78,7 @@ function linkStyles() {
 }
 
 const percent = (x) => `${(x * 100).toFixed(1)}%`;
+const score = (metric, x) => (metric === "accuracy" ? percent(x) : x.toFixed(4));
 
 export async function mountFederated({ device, getModel, getManifest, getRelease, getInput, onRelease, setBackend, getBackend }) {
   const section = element("federated");
@@ -96,6 +98,8 @@ export async function mountFederated({ device, getModel, getManifest, getRelease
     busy: false,
     examples: 0,
     error: null,
+    trainable: true,
+    why: null, // why this bundle cannot be trained here, when it cannot
     log: [],
     lastOutcome: null,
     lastReceipt: null,
@@ -126,13 +130,14 @@ export async function mountFederated({ device, getModel, getManifest, getRelease
     const n = state.examples;
     element("fed-count").textContent = `${n} example${n === 1 ? "" : "s"}`;
     element("fed-clear").disabled = state.busy || n === 0;
-    element("fed-contribute").disabled = state.busy || n === 0;
+    element("fed-contribute").disabled = state.busy || n === 0 || !state.trainable;
     element("fed-evaluate").disabled = state.busy || n === 0;
   };
 
   const setBusy = (busy) => {
     state.busy = busy;
     for (const id of ["fed-contribute", "fed-clear", "fed-evaluate"]) element(id).disabled = busy;
+    if (!state.trainable) element("fed-contribute").disabled = true;
     if (!busy) refreshCount();
   };
 
@@ -158,16 +163,68 @@ export async function mountFederated({ device, getModel, getManifest, getRelease
 
   // --- corrections ---------------------------------------------------------
 
-  const addExample = async (pixels, label) => {
-    await examples.add(pixels, label);
+  /** Store one example: its inputs ({name: values}, or the only input's values) and label, both checked. */
+  const addExample = async (inputs, label) => {
+    const manifest = getManifest();
+    const objective = objectiveOf(manifest);
+    const described = describeModel(manifest);
+    const byName = Array.isArray(inputs) || ArrayBuffer.isView(inputs) ? { [described.inputs[0].name]: inputs } : inputs;
+    checkInputs(described, Object.fromEntries(Object.entries(byName).map(([name, v]) => [name, [Array.from(v)]])));
+    await examples.add(byName, checkLabel(objective, label));
     await refreshCount();
     return state.examples;
   };
 
+  const saveCurrent = async (label, shown) => {
+    const inputs = getInput();
+    const blank = !inputs || ((Array.isArray(inputs) || ArrayBuffer.isView(inputs)) && !inputs.some((v) => v > 0));
+    if (blank) {
+      element("fed-label-note").textContent = Array.isArray(inputs) ? "Draw a digit first." : "Fill in the inputs first.";
+      return;
+    }
+    try {
+      const count = await addExample(inputs, label);
+      element("fed-label-note").textContent = `Saved as “${shown}” in this browser (${count} stored).`;
+    } catch (error) {
+      element("fed-label-note").textContent = `Not saved: ${error.message}`;
+    }
+  };
+
+  /** Class buttons for a classifier, a target field for a regressor, or why this bundle only predicts. */
   const labelButtons = () => {
-    const labels = getManifest()?.labels || Array.from({ length: 10 }, (_, i) => String(i));
+    const manifest = getManifest();
     const group = element("fed-labels");
     group.replaceChildren();
+    let objective;
+    try {
+      objective = objectiveOf(manifest);
+      state.trainable = true;
+      state.why = null;
+    } catch (error) {
+      state.trainable = false;
+      state.why = error.message;
+      element("fed-label-note").textContent = `This model only predicts here: ${error.message}.`;
+      element("fed-contribute").disabled = true;
+      return;
+    }
+    if (!objective.classifier || objective.loss === "binary_crossentropy") {
+      const label = document.createElement("label");
+      label.className = "feature-field";
+      const field = document.createElement("input");
+      field.type = "number";
+      field.step = "any";
+      field.id = "fed-target";
+      label.append(Object.assign(document.createElement("span"), { textContent: `Right value of ${manifest.outputs[0].name}` }), field);
+      const save = document.createElement("button");
+      save.type = "button";
+      save.className = "button fed-label";
+      save.textContent = "Save example";
+      save.addEventListener("click", () => saveCurrent(field.value.trim() === "" ? Number.NaN : Number(field.value), field.value));
+      group.append(label, save);
+      return;
+    }
+    const head = describeModel(manifest).outputs[0];
+    const labels = head.labels || manifest.labels || Array.from({ length: objective.width }, (_, i) => String(i));
     labels.forEach((label, id) => {
       const button = document.createElement("button");
       button.type = "button";
@@ -175,15 +232,7 @@ export async function mountFederated({ device, getModel, getManifest, getRelease
       button.textContent = label;
       button.setAttribute("aria-label", `That's a ${label}`);
       button.title = `That's a ${label}`;
-      button.addEventListener("click", async () => {
-        const pixels = getInput();
-        if (!pixels.some((v) => v > 0)) {
-          element("fed-label-note").textContent = "Draw a digit first.";
-          return;
-        }
-        const count = await addExample(pixels, id);
-        element("fed-label-note").textContent = `Saved as “${label}” in this browser (${count} stored).`;
-      });
+      button.addEventListener("click", () => saveCurrent(id, label));
       group.append(button);
     });
   };
@@ -205,7 +254,8 @@ export async function mountFederated({ device, getModel, getManifest, getRelease
       ["Examples", String(receipt.num_examples)],
       ["Update", `${outcome.bytes} bytes, sha256 ${receipt.digest.slice(0, 16)}…`],
       ["Delta norm", `${receipt.norm.toFixed(4)}${receipt.clipped ? " (clipped)" : ""}`],
-      ["Local accuracy", `${percent(outcome.metrics.accuracy_before)} → ${percent(outcome.metrics.accuracy)}`],
+      [`Local ${outcome.metric}`, `${score(outcome.metric, outcome.metrics[`${outcome.metric}_before`])} → ${score(outcome.metric, outcome.metrics[outcome.metric])}`],
+      ["Local loss", `${outcome.metrics.loss_before.toFixed(4)} → ${outcome.metrics.loss_after.toFixed(4)}`],
       ["Training", `${outcome.epochMs.length} epoch(s) on ${outcome.backend}, ${outcome.epochMs.map((ms) => ms.toFixed(0)).join(" + ")} ms`],
       ["Received", new Date(receipt.received_at * 1000).toLocaleTimeString()],
     ]);
@@ -302,8 +352,8 @@ export async function mountFederated({ device, getModel, getManifest, getRelease
       const body = report.body;
       facts(element("fed-canary-facts"), [
         ["Reported", `release ${report.version} vs live release ${body.baseline_version}`],
-        ["Candidate", `accuracy ${percent(body.candidate.accuracy)}, loss ${body.candidate.loss.toFixed(4)}`],
-        ["Live", `accuracy ${percent(body.baseline.accuracy)}, loss ${body.baseline.loss.toFixed(4)}`],
+        ["Candidate", `${body.metric} ${score(body.metric, body.candidate[body.metric])}, loss ${body.candidate.loss.toFixed(4)}`],
+        ["Live", `${body.metric} ${score(body.metric, body.baseline[body.metric])}, loss ${body.baseline.loss.toFixed(4)}`],
         ["Examples", String(body.num_examples)],
         ["Latency", `${body.latency_ms.toFixed(3)} ms per example`],
         ["Decision", report.receipt.decided || "pending"],

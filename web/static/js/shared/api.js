@@ -6,10 +6,13 @@
 // server are thrown as ApiError with its stable `code` and human `message`.
 
 const STORAGE_KEY = "fedge.device";
+// A page keeps its enrolment in localStorage; Node (the SDK there) has none.
+const storage = () => globalThis.localStorage ?? null;
 
 export class ApiError extends Error {
   constructor(status, code, message) {
     super(`${message} (${code}, HTTP ${status})`);
+    this.name = "ApiError";
     this.status = status;
     this.code = code;
   }
@@ -47,13 +50,13 @@ export class Device {
 
   /** Enrol, or take back the enrolment this browser made before. */
   async enrol(enrolmentKey = null) {
-    const saved = JSON.parse(localStorage.getItem(STORAGE_KEY) || "null");
+    const saved = JSON.parse(storage()?.getItem(STORAGE_KEY) || "null");
     if (saved && saved.base === this.base) {
       this.id = saved.id;
       this.token = saved.token;
       const check = await fetch(`${this.base}/v1/devices/${this.id}`, { headers: this.headers() });
       if (check.ok) return this.id;
-      localStorage.removeItem(STORAGE_KEY); // the server forgot it (a new data directory)
+      storage()?.removeItem(STORAGE_KEY); // the server forgot it (a new data directory)
     }
     const body = { platform: "browser", request_id: randomId() };
     if (enrolmentKey) body.enrolment_key = enrolmentKey;
@@ -66,7 +69,7 @@ export class Device {
     const enrolment = await response.json();
     this.id = enrolment.device_id;
     this.token = enrolment.token;
-    localStorage.setItem(STORAGE_KEY, JSON.stringify({ base: this.base, id: this.id, token: this.token }));
+    storage()?.setItem(STORAGE_KEY, JSON.stringify({ base: this.base, id: this.id, token: this.token }));
     return this.id;
   }
 

@@ -5,7 +5,7 @@
 // baseline, found in the public GET /v1/releases listing) on the examples
 // stored here, and reports numbers only (POST
 // /v1/releases/{version}/evaluations, fedge/wire/canary.py's Evaluation):
-// loss and accuracy of each, the number of examples, the candidate's
+// loss and the headline metric (accuracy, or mae for a regressor) of each, the number of examples, the candidate's
 // inference time per example and which model the page serves. The
 // candidate is the page's model; the baseline's TF.js model is downloaded
 // and built as the page builds its own (model_store.js): manifest.json
@@ -43,7 +43,7 @@ export async function evaluateCandidate({ tf, device, model, manifest, candidate
   // against the manifest, the model built from those bytes. Not cached: the
   // page's cache keeps the releases it serves.
   const baseline = await bundleFiles(null, device, live);
-  const baselineModel = await buildModel(baseline.manifest, baseline.files);
+  const baselineModel = await buildModel(baseline.manifest, baseline.files, tf);
   const labels = examples.map((example) => example.label);
   const { xs, ys } = exampleTensors(tf, manifest, objective, examples);
   let scores;
@@ -54,15 +54,15 @@ export async function evaluateCandidate({ tf, device, model, manifest, candidate
     const baselineScores = evaluate(tf, baselineModel, xs, labels, objective);
     scores = { candidate: candidateScores, baseline: baselineScores };
   } finally {
-    xs.dispose();
+    tf.dispose(xs);
     ys.dispose();
     baselineModel.dispose();
   }
   const body = {
     baseline_version: live.version,
     metric: objective.metric,
-    candidate: { loss: scores.candidate.loss, accuracy: scores.candidate.accuracy },
-    baseline: { loss: scores.baseline.loss, accuracy: scores.baseline.accuracy },
+    candidate: { loss: scores.candidate.loss, [objective.metric]: scores.candidate.metric },
+    baseline: { loss: scores.baseline.loss, [objective.metric]: scores.baseline.metric },
     num_examples: examples.length,
     latency_ms: scores.candidate.latencyMs,
     using: "candidate", // the page serves the release meant for it

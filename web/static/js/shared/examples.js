@@ -1,7 +1,10 @@
 // The user's labelled examples, kept in this browser's IndexedDB only.
 //
-// Each correction is one record {pixels: Float32Array (the drawing's
-// inputs), label: int, added_at: ms}. They never leave the browser: local
+// Each correction is one record {inputs: {name: Float32Array} (one entry
+// per model input), pixels: Float32Array (a one-input model's values, as
+// records have had from the start), label: a class id or target value(s),
+// added_at: ms}. The label is checked against the model's objective by the
+// caller (federated.js checkLabel); here only that it is numbers. They never leave the browser: local
 // training and canary evaluations read them here, and only weight deltas
 // and metrics are sent.
 
@@ -45,10 +48,20 @@ export class ExampleStore {
     return result;
   }
 
-  /** Store one labelled example; returns its id. */
-  async add(pixels, label) {
-    if (!Number.isInteger(label) || label < 0) throw new Error(`label must be a class id, got ${label}`);
-    const record = { pixels: Float32Array.from(pixels), label, added_at: Date.now() };
+  /** Store one labelled example (inputs: {name: values}, or one input's values); returns its id. */
+  async add(inputs, label) {
+    const numbers = Array.isArray(label) ? label : [label];
+    if (!numbers.length || !numbers.every((v) => typeof v === "number" && Number.isFinite(v))) {
+      throw new Error(`a label is a class id or finite target value(s), got ${JSON.stringify(label)}`);
+    }
+    const record = { label: Array.isArray(label) ? [...label] : label, added_at: Date.now() };
+    if (Array.isArray(inputs) || ArrayBuffer.isView(inputs)) {
+      record.pixels = Float32Array.from(inputs);
+    } else {
+      record.inputs = Object.fromEntries(Object.entries(inputs).map(([name, v]) => [name, Float32Array.from(v)]));
+      const names = Object.keys(record.inputs);
+      if (names.length === 1) record.pixels = record.inputs[names[0]];
+    }
     return this.transaction("readwrite", (store) => store.add(record));
   }
 

@@ -17,99 +17,190 @@
 
 import { decode, encodeUpdate } from "./safetensors.js";
 import { readWeights, writeWeights } from "./weights.js";
+import { FedgeError, checkInputs, describeModel, toInputTensors, trainingRecord } from "./model_io.js";
 
 const EPSILON = 1e-7;
+const SPARSE = "sparse_categorical_crossentropy";
 const LOSSES = {
   sparse_categorical_crossentropy: "sparseCategoricalCrossentropy",
   categorical_crossentropy: "categoricalCrossentropy",
+  binary_crossentropy: "binaryCrossentropy",
+  mean_squared_error: "meanSquaredError",
+  mean_absolute_error: "meanAbsoluteError",
+  huber: null, // Keras's Huber (delta 1), written out below
 };
 
-export class FederatedError extends Error {
-  constructor(code, message) {
-    super(message);
-    this.code = code;
+/** A federated step that cannot go on; `code` is stable (FedgeError's subclass). */
+export class FederatedError extends FedgeError {
+  constructor(code, message, details = {}) {
+    super(code, message, details);
+    this.name = "FederatedError";
   }
 }
 
-/** The model's objective from its manifest: the training loss and the headline metric. */
+/**
+ * The model's objective from its manifest: the training loss (the bundle's
+ * training record, else sparse cross-entropy for a labelled classifier),
+ * whether it is a classifier, and the headline metric as
+ * fedge.task.objective.Objective names it (accuracy, or mae for a regressor).
+ * Throws FederatedError when the page cannot train this bundle: several
+ * outputs, a graph model (inference only), or a loss it does not know.
+ */
 export function objectiveOf(manifest) {
-  const training = manifest.artifacts?.tflite?.training || manifest.training || null;
-  const loss = training?.loss || (manifest.labels ? "sparse_categorical_crossentropy" : null);
-  if (!(loss in LOSSES)) {
-    throw new FederatedError("unsupported_loss", `the browser device trains classifiers; this model's loss is ${loss}`);
+  const outputs = manifest.outputs || [];
+  if (outputs.length !== 1) {
+    throw new FederatedError("several_outputs", `the browser trains models with one output; this one has ${outputs.length} (${outputs.map((o) => o.name).join(", ")}); it still predicts`);
   }
-  return { loss, fromLogits: Boolean(training?.from_logits), metric: "accuracy" };
+  if (manifest.artifacts?.tfjs?.format === "graph-model") {
+    throw new FederatedError("predict_only", "this bundle's TF.js model is a graph model (inference only): the browser predicts with it but cannot train it");
+  }
+  const training = trainingRecord(manifest);
+  const loss = training?.loss || (manifest.labels ? SPARSE : null);
+  if (!(loss in LOSSES)) {
+    throw new FederatedError("unsupported_loss", loss
+      ? `the browser cannot train with this bundle's loss ${loss}; it still predicts`
+      : "the bundle records no training loss (convert it with the tflite target, or give --loss); it still predicts");
+  }
+  const shape = outputs[0].shape;
+  const width = shape.slice(1).reduce((a, b) => a * (b ?? 1), 1);
+  const classifier = loss.endsWith("crossentropy");
+  return { loss, fromLogits: Boolean(training?.from_logits), classifier, metric: classifier ? "accuracy" : "mae", width };
 }
 
-function inputShape(manifest) {
-  const shape = manifest.inputs?.[0]?.shape;
-  if (!shape) throw new FederatedError("bad_manifest", "the manifest names no input shape");
-  return shape.slice(1);
-}
-
-function numClasses(manifest) {
-  const shape = manifest.outputs?.[0]?.shape;
-  return shape ? shape[shape.length - 1] : manifest.labels.length;
-}
-
-/** The examples as tensors: inputs [n, ...shape] and labels as the loss takes them. */
-export function exampleTensors(tf, manifest, objective, examples) {
-  const shape = inputShape(manifest);
-  const size = shape.reduce((a, b) => a * b, 1);
-  const pixels = new Float32Array(examples.length * size);
-  examples.forEach((example, i) => {
-    if (example.pixels.length !== size) {
-      throw new FederatedError("bad_example", `an example has ${example.pixels.length} inputs, the model takes ${size}`);
+/** A label as the loss takes it, checked: a class id, 0/1, or target value(s). Throws FederatedError. */
+export function checkLabel(objective, label) {
+  const { loss, width } = objective;
+  if (loss === SPARSE || loss === "categorical_crossentropy") {
+    if (!Number.isInteger(label) || label < 0 || label >= width) {
+      throw new FederatedError("bad_label", `the label is a class id from 0 to ${width - 1}; got ${JSON.stringify(label)}`, { label });
     }
-    pixels.set(example.pixels, i * size);
-  });
+    return label;
+  }
+  const values = Array.isArray(label) || ArrayBuffer.isView(label) ? Array.from(label) : [label];
+  if (values.length !== width || !values.every((v) => typeof v === "number" && Number.isFinite(v))) {
+    throw new FederatedError("bad_label", `the label is ${width} finite number(s) (the output's width); got ${JSON.stringify(label)}`, { label });
+  }
+  if (loss === "binary_crossentropy" && !values.every((v) => v >= 0 && v <= 1)) {
+    throw new FederatedError("bad_label", `binary cross-entropy takes labels in [0, 1]; got ${JSON.stringify(label)}`, { label });
+  }
+  return width === 1 && !Array.isArray(label) ? values[0] : values;
+}
+
+/** An example's inputs by name: a record {inputs} or the older {pixels} (the first input). */
+export function exampleInputs(manifest, example) {
+  if (example.inputs) return example.inputs;
+  return { [manifest.inputs[0].name]: example.pixels };
+}
+
+/** The examples as tensors: inputs (one tensor, or one per input) and labels as the loss takes them. */
+export function exampleTensors(tf, manifest, objective, examples) {
+  const described = describeModel(manifest);
+  const byName = {};
+  for (const input of described.inputs) byName[input.name] = [];
+  for (const example of examples) {
+    const inputs = exampleInputs(manifest, example);
+    for (const input of described.inputs) byName[input.name].push(Array.from(inputs[input.name] || []));
+  }
+  let checked;
+  try {
+    checked = checkInputs(described, byName);
+  } catch (error) {
+    throw new FederatedError("bad_example", `a stored example does not fit the model: ${error.message}`);
+  }
   const labels = examples.map((example) => example.label);
   return tf.tidy(() => {
-    const xs = tf.tensor(pixels, [examples.length, ...shape], "float32");
-    const ids = tf.tensor2d(labels, [labels.length, 1], "float32");
-    const ys = objective.loss === "categorical_crossentropy"
-      ? tf.oneHot(tf.tensor1d(labels, "int32"), numClasses(manifest)).toFloat()
-      : ids;
+    const xs = toInputTensors(tf, described, checked);
+    let ys;
+    if (objective.loss === SPARSE) ys = tf.tensor2d(labels, [labels.length, 1], "float32");
+    else if (objective.loss === "categorical_crossentropy") ys = tf.oneHot(tf.tensor1d(labels, "int32"), objective.width).toFloat();
+    else ys = tf.tensor2d(labels.flatMap((l) => (Array.isArray(l) ? l : [l])), [labels.length, objective.width], "float32");
     return { xs, ys };
   });
 }
 
+function logProbs(row, fromLogits) {
+  if (fromLogits) {
+    const top = Math.max(...row);
+    const logSum = Math.log(row.reduce((s, v) => s + Math.exp(v - top), 0));
+    return row.map((v) => v - top - logSum);
+  }
+  const total = Math.max(row.reduce((s, v) => s + v, 0), EPSILON);
+  return row.map((v) => Math.log(Math.min(Math.max(v / total, EPSILON), 1 - EPSILON)));
+}
+
+function huber(error) {
+  const a = Math.abs(error);
+  return a <= 1 ? 0.5 * a * a : a - 0.5;
+}
+
+/** Loss and headline metric of one row, as fedge.task.objective.Objective computes them. */
+function scoreRow(objective, row, label) {
+  const { loss, fromLogits } = objective;
+  if (loss === SPARSE || loss === "categorical_crossentropy") {
+    const best = row.indexOf(Math.max(...row));
+    return { loss: -logProbs(row, fromLogits)[label], metric: best === label ? 1 : 0 };
+  }
+  const y = Array.isArray(label) ? label : [label];
+  if (loss === "binary_crossentropy") {
+    let sum = 0;
+    let right = 0;
+    row.forEach((v, j) => {
+      const p = Math.min(Math.max(fromLogits ? 1 / (1 + Math.exp(-v)) : v, EPSILON), 1 - EPSILON);
+      sum -= y[j] * Math.log(p) + (1 - y[j]) * Math.log(1 - p);
+      right += (v > (fromLogits ? 0 : 0.5)) === (y[j] > 0.5) ? 1 : 0;
+    });
+    return { loss: sum / row.length, metric: right / row.length, weight: row.length };
+  }
+  let lossSum = 0;
+  let abs = 0;
+  row.forEach((v, j) => {
+    const e = y[j] - v;
+    lossSum += loss === "mean_absolute_error" ? Math.abs(e) : loss === "huber" ? huber(e) : e * e;
+    abs += Math.abs(e);
+  });
+  return { loss: lossSum / row.length, metric: abs / row.length };
+}
+
 /**
- * Loss and accuracy of `model` on the examples, computed as
- * fedge.task.objective.Objective does (float64, probabilities clipped to 1e-7),
- * and the inference time per example in ms.
+ * Loss and headline metric of `model` on the examples (float64, as
+ * fedge.task.objective.Objective: probabilities clipped to 1e-7), and the
+ * inference time per example in ms. Returns {loss, [metric], metric, latencyMs}.
  */
 export function evaluate(tf, model, xs, labels, objective) {
   const started = performance.now();
   const output = tf.tidy(() => model.predict(xs, { batchSize: 256 }));
   const values = output.dataSync();
   const milliseconds = performance.now() - started;
-  const classes = output.shape[output.shape.length - 1];
+  const width = values.length / labels.length;
   output.dispose();
   const n = labels.length;
   let lossSum = 0;
-  let correct = 0;
+  let metricSum = 0;
   for (let i = 0; i < n; i++) {
-    const row = Array.from(values.subarray(i * classes, (i + 1) * classes));
-    let logp;
-    if (objective.fromLogits) {
-      const top = Math.max(...row);
-      const logSum = Math.log(row.reduce((s, v) => s + Math.exp(v - top), 0));
-      logp = row.map((v) => v - top - logSum);
-    } else {
-      const total = Math.max(row.reduce((s, v) => s + v, 0), EPSILON);
-      logp = row.map((v) => Math.log(Math.min(Math.max(v / total, EPSILON), 1 - EPSILON)));
-    }
-    lossSum -= logp[labels[i]];
-    const best = row.indexOf(Math.max(...row));
-    if (best === labels[i]) correct += 1;
+    const score = scoreRow(objective, Array.from(values.subarray(i * width, (i + 1) * width)), labels[i]);
+    lossSum += score.loss;
+    metricSum += score.metric;
   }
-  return { loss: lossSum / n, accuracy: correct / n, latencyMs: milliseconds / n };
+  const metric = metricSum / n;
+  return { loss: lossSum / n, [objective.metric]: metric, metric, latencyMs: milliseconds / n };
 }
 
 function lossFunction(tf, objective) {
-  if (!objective.fromLogits) return LOSSES[objective.loss];
-  const sparse = objective.loss === "sparse_categorical_crossentropy";
+  const { loss, fromLogits } = objective;
+  if (loss === "huber") {
+    return (yTrue, yPred) => tf.tidy(() => {
+      const a = tf.abs(tf.sub(yTrue, yPred));
+      const small = tf.minimum(a, 1);
+      return tf.mean(tf.add(tf.mul(0.5, tf.square(small)), tf.sub(a, small)), -1);
+    });
+  }
+  if (!fromLogits) return LOSSES[loss];
+  if (loss === "binary_crossentropy") {
+    // max(x, 0) - x y + log(1 + exp(-|x|)): the stable form of sigmoid cross-entropy on logits.
+    return (yTrue, yPred) => tf.tidy(() =>
+      tf.mean(tf.add(tf.sub(tf.relu(yPred), tf.mul(yPred, yTrue)), tf.log1p(tf.exp(tf.neg(tf.abs(yPred))))), -1));
+  }
+  const sparse = loss === SPARSE;
   return (yTrue, yPred) =>
     tf.tidy(() => {
       const classes = yPred.shape[yPred.shape.length - 1];
@@ -176,16 +267,17 @@ export async function trainLocally({ tf, model, manifest, base, examples, config
       });
       const after = evaluate(tf, copy, xs, labels, objective);
       const losses = history.history.loss.map(Number);
+      const metric = objective.metric;
       const metrics = {
-        accuracy: after.accuracy,
-        accuracy_before: before.accuracy,
+        [metric]: after.metric,
+        [`${metric}_before`]: before.metric,
         loss: losses.reduce((a, b) => a + b, 0) / losses.length, // the mean training loss, as the Python devices send
         loss_after: after.loss,
         loss_before: before.loss,
       };
-      return { trained: readWeights(copy, manifest.weights), metrics, epochMs, backend: tf.getBackend() };
+      return { trained: readWeights(copy, manifest.weights), metrics, metric, epochMs, backend: tf.getBackend() };
     } finally {
-      xs.dispose();
+      tf.dispose(xs);
       ys.dispose();
       optimizer.dispose();
       copy.dispose();
@@ -255,6 +347,7 @@ export async function contribute({ tf, device, model, manifest, examples, contro
     receipt,
     num_examples: examples.length,
     metrics: trainedRun.metrics,
+    metric: trainedRun.metric,
     bytes: body.byteLength,
     epochMs: trainedRun.epochMs,
     backend: trainedRun.backend,

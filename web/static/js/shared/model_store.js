@@ -13,14 +13,22 @@
 
 import { sha256Hex } from "./api.js";
 
-const tf = globalThis.tf;
+// TF.js is a page's global (tf.min.js) or given by the SDK's user (Node):
+// read when needed, so this module loads before TF.js does.
+const globalTf = () => globalThis.tf;
 
 const DB_NAME = "fedge-models";
 const DB_VERSION = 1;
 const STORE = "bundles";
 const KEEP = 2; // cached bundles kept: the one in use and the one before (a rollback)
 
-export class ModelIntegrityError extends Error {}
+export class ModelIntegrityError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "ModelIntegrityError";
+    this.code = "bundle_integrity"; // as the SDK's typed errors: a stable code
+  }
+}
 
 export function cacheKey(version, bundleId) {
   return `${version}:${bundleId}`;
@@ -177,7 +185,7 @@ export function modelArtifacts(manifest, files) {
 }
 
 /** Build the model (a layers model, else a graph model) on the current backend. */
-export async function buildModel(manifest, files) {
+export async function buildModel(manifest, files, tf = globalTf()) {
   const artifacts = modelArtifacts(manifest, files);
   const handler = tf.io.fromMemory(artifacts);
   if (artifacts.format === "graph-model") return tf.loadGraphModel(handler);

@@ -46,7 +46,7 @@ export class ReleaseWatcher {
 
   start() {
     const url = this.lastId === null ? EVENTS_URL : `${EVENTS_URL}&after=${this.lastId}`;
-    this.source = new EventSource(url);
+    this.source = new EventSource(`${this.device.base || ""}${url}`); // the device's server ("": this origin)
     const changed = (event) => {
       if (event.lastEventId) this.lastId = event.lastEventId;
       this.events += 1;

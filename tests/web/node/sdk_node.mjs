@@ -1,0 +1,40 @@
+// The web SDK under Node (TF.js cpu, as the parity runner): connect to a
+// real fedge server, predict on the rows given, store the examples, join
+// the open round, and print one JSON line of what happened. Bad input is
+// tried too: each must be a typed error and store nothing.
+//
+//   node sdk_node.mjs SERVER_URL REQUEST.json   (REQUEST: {inputs, examples: [{inputs, label}]})
+
+import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const web = path.resolve(here, "../../../web");
+const require = createRequire(path.join(web, "package.json"));
+const tf = await import(pathToFileURL(require.resolve("@tensorflow/tfjs")).href);
+const { FedgeClient } = await import(pathToFileURL(path.join(web, "sdk/fedge.js")).href);
+
+const [server, requestFile] = process.argv.slice(2);
+const request = JSON.parse(await readFile(requestFile, "utf8"));
+await tf.setBackend("cpu");
+const codeOf = (promise) => promise.then(() => "ok", (e) => e.code || String(e));
+
+const down = await codeOf(FedgeClient.connect("http://127.0.0.1:9", { enrol: true, tf }));
+const client = await FedgeClient.connect(server, { enrol: true, tf });
+const predicted = await client.predict(request.inputs);
+const [name] = Object.keys(request.inputs);
+const row = request.inputs[name][0];
+const bad = {
+  unknown_input: await codeOf(client.predict({ nope: [row] })),
+  bad_shape: await codeOf(client.predict({ [name]: [row.slice(1)] })),
+  not_finite: await codeOf(client.addExample({ [name]: [Number.NaN, ...row.slice(1)] }, 0)),
+  bad_label: await codeOf(client.addExample({ [name]: row }, 99)),
+};
+const storedAfterBad = await client.exampleCount();
+for (const example of request.examples) await client.addExample(example.inputs, example.label);
+const steps = [];
+const outcome = await client.joinRound({ shuffle: false, onProgress: (step) => steps.push(step) });
+console.log(JSON.stringify({ down, predicted, bad, storedAfterBad, outcome, steps, token: client.device.token }));
+client.close();

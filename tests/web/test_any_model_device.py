@@ -1,0 +1,183 @@
+"""The demo page as a federated device for models that are not the digits
+CNN, in a real headless Chromium against a real ``fedge serve`` whose
+rounds close at one update.
+
+For each trainable kind (a tabular classifier, a 32x32x3 image model, a
+two-input model) labelled examples (one of them entered through the page's
+own widgets and label buttons) join a round; the page's update is what a
+Keras epoch of the same SGD gives, and the round's new checkpoint is the
+base plus that update. The receipt shows the local loss and metric before
+and after. The tabular regressor's bundle is a TF.js graph model (TF.js has
+no Normalization layer): the page says it only predicts, and offers no
+training. Bad examples (a label out of range, a NaN input) are refused with
+a typed error and store nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from playwright.sync_api import Browser
+
+from fedge.wire.update_codec import decode_checkpoint, decode_update
+from fedge.wire.weight_spec import ModelSpec, Weights
+from tests.helpers.browser import screenshot, watch
+from tests.helpers.live_server import LiveServer, running
+from tests.web.any_models import Built
+
+TIMEOUT_MS = 90_000
+KINDS = ("tabular_classifier", "image_rgb", "two_inputs", "tabular_regressor")
+CLASSES = {"tabular_classifier": 3, "image_rgb": 4, "two_inputs": 2}
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, any_model: Any
+) -> Iterator[tuple[Built, LiveServer]]:
+    built = any_model(request.param)
+    root = tmp_path_factory.mktemp(f"device-{built.kind}")
+    args = ["--model", str(built.bundle), "--rounds-target", "1", "--rounds-min", "1"]
+    with running(root / "data", args, root / "server.log") as server:
+        yield built, server
+
+
+def checkpoint(server: LiveServer, token: str, checkpoint_id: str, spec: ModelSpec) -> Weights:
+    reply = requests.get(
+        f"{server.url}/v1/checkpoints/{checkpoint_id}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    assert hashlib.sha256(reply.content).hexdigest() == checkpoint_id
+    return decode_checkpoint(reply.content, spec).weights
+
+
+def wait_for_round(server: LiveServer, round_id: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        reply = requests.get(f"{server.url}/v1/rounds/{round_id}", timeout=30)
+        record: dict[str, Any] = reply.json()
+        if record["state"] not in ("open", "closing"):
+            return record
+        time.sleep(0.2)
+    raise AssertionError(f"round {round_id} did not close: {record}")
+
+
+def keras_epoch(
+    model: Any, spec: ModelSpec, base: Weights, built: Built, labels: list[int], config: Any
+) -> Weights:
+    """The round's SGD in Keras, from ``base``, on the same examples in order."""
+    import tensorflow as tf
+
+    n = len(labels)
+    model.set_weights(spec.values(base))
+    model.compile(
+        optimizer=tf.keras.optimizers.SGD(config["learning_rate"]),
+        loss="sparse_categorical_crossentropy",
+    )
+    inputs = [rows[:n] for rows in built.rows.values()]
+    model.fit(
+        inputs if len(inputs) > 1 else inputs[0],
+        np.asarray(labels),
+        batch_size=config["batch_size"],
+        epochs=config["local_epochs"],
+        shuffle=False,
+        verbose=0,
+    )
+    return spec.named([np.asarray(v) for v in model.get_weights()])
+
+
+def check_it_only_predicts(page: Any, seen: Any, built: Built) -> None:
+    """A graph-model bundle: the page says why it cannot train, and offers no training."""
+    note = page.locator("#fed-label-note").inner_text()
+    assert "only predicts" in note and "graph model" in note
+    assert page.get_by_role("button", name="Help improve the model").is_disabled()
+    assert seen.errors == []
+    screenshot(page, f"device-{built.kind}")
+
+
+ADD = "([x, l]) => window.fedgeFederated.addExample(x, l).then(() => 'stored', e => e.code)"
+
+
+def check_bad_examples_are_refused(page: Any, built: Built, classes: int) -> None:
+    """A label out of range or not a class id, and a NaN input: a typed
+    error each, and nothing stored."""
+    first = {name: rows[0].reshape(-1).tolist() for name, rows in built.rows.items()}
+    for bad_label in (classes, -1, 0.5):
+        assert page.evaluate(ADD, [first, bad_label]) == "bad_label"
+    name = next(iter(first))
+    nan_row = {**first, name: [None, *first[name][1:]]}  # null: not a number
+    assert page.evaluate(ADD, [nan_row, 0]) == "not_finite"
+    assert page.evaluate(ADD, [{**first, "nope": [1.0]}, 0]) == "unknown_input"
+    assert page.evaluate(ADD, [{name: first[name][:-1]}, 0]) in ("bad_shape", "missing_input")
+    assert page.evaluate("() => window.fedgeFederated.allExamples()") == []
+
+
+def test_labelled_examples_join_a_round_whose_aggregate_is_the_keras_update(
+    served: tuple[Built, LiveServer], browser: Browser
+) -> None:
+    import tensorflow as tf
+
+    built, server = served
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    try:
+        page = context.new_page()
+        seen = watch(page)
+        page.goto(server.url + "/")
+        page.wait_for_function(
+            "() => window.fedgeFederated && window.fedgeFederated.ready", timeout=TIMEOUT_MS
+        )
+        if built.kind == "tabular_regressor":
+            check_it_only_predicts(page, seen, built)
+            return
+        classes = CLASSES[built.kind]
+        names = list(built.rows)
+        n = 8
+        labels = [i % classes for i in range(n)]
+        check_bad_examples_are_refused(page, built, classes)
+        for i in range(n):
+            row = {name: built.rows[name][i].reshape(-1).tolist() for name in names}
+            page.evaluate("([x, l]) => window.fedgeFederated.addExample(x, l)", [row, labels[i]])
+        assert page.evaluate("() => window.fedgeFederated.examples") == n
+        page.evaluate("() => { window.fedgeFederated.settings.shuffle = false; }")
+
+        page.get_by_role("button", name="Help improve the model").click()
+        page.wait_for_function(
+            "() => window.fedgeFederated.lastOutcome || window.fedgeFederated.error",
+            timeout=TIMEOUT_MS,
+        )
+        assert page.evaluate("() => window.fedgeFederated.error") is None
+        outcome = page.evaluate("() => window.fedgeFederated.lastOutcome")
+        assert outcome["status"] == "contributed"
+
+        model = tf.keras.models.load_model(built.keras)
+        spec = ModelSpec.from_keras(model)
+        (body,) = [r.body for r in seen.requests if r.url.endswith("/updates")]
+        update = decode_update(body, spec)
+        token = page.evaluate("() => JSON.parse(localStorage.getItem('fedge.device')).token")
+        base = checkpoint(server, token, update.meta.base_checkpoint, spec)
+        record = wait_for_round(server, outcome["round_id"])
+        assert record["state"] == "closed"
+        new = checkpoint(server, token, record["result_checkpoint"], spec)
+        config = record["config"]
+        trained = keras_epoch(model, spec, base, built, labels, config)
+        for name in spec.names:
+            keras_delta = trained[name] - base[name]
+            np.testing.assert_allclose(update.deltas[name], keras_delta, atol=2e-6)
+            np.testing.assert_allclose(new[name] - base[name], keras_delta, atol=2e-6)
+            assert np.abs(keras_delta).max() > 0, name
+        metrics = update.meta.metrics
+        assert set(metrics) == {"accuracy", "accuracy_before", "loss", "loss_after", "loss_before"}
+        facts = page.locator("#fed-receipt-facts").inner_text()
+        assert "Local accuracy" in facts and "Local loss" in facts
+        assert f"{metrics['loss_before']:.4f} → {metrics['loss_after']:.4f}" in facts
+        assert seen.errors == []
+        screenshot(page, f"device-{built.kind}")
+    finally:
+        context.close()

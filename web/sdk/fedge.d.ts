@@ -1,0 +1,120 @@
+// Types of the fedge web SDK (fedge.js). See README.md.
+
+/** A failure with a stable code: bad input, a label out of range, a tampered bundle, an unreachable server... */
+export class FedgeError extends Error {
+  readonly code: string;
+  readonly details: Record<string, unknown>;
+}
+/** A federated step that cannot go on (no examples, a loss the browser cannot train with, a graph model). */
+export class FederatedError extends FedgeError {}
+/** The server's own JSON error: `code` and the HTTP `status`. */
+export class ApiError extends Error {
+  readonly code: string;
+  readonly status: number;
+}
+
+export const API_VERSION: string;
+export const SDK_VERSION: string;
+
+export type Rows = number[][] | number[] | Float32Array;
+
+export interface InputInfo {
+  name: string;
+  index: number;
+  shape: number[];
+  dtype: string;
+  size: number | null;
+  kind: "vector" | "image" | "sequence" | "unsupported";
+  features?: string[];
+  range: [number, number] | null;
+  height?: number;
+  width?: number;
+  channels?: number;
+  scale?: [number, number];
+  length?: number;
+  why: string;
+}
+
+export interface OutputInfo {
+  name: string;
+  index: number;
+  shape: number[];
+  width: number;
+  kind: "classes" | "regression" | "values";
+  labels?: string[];
+}
+
+export interface Release {
+  version: number;
+  bundle_id: string;
+  name: string;
+  channel: string;
+}
+
+export interface ModelInfo {
+  name: string;
+  version: string;
+  labels: string[] | null;
+  inputs: InputInfo[];
+  outputs: OutputInfo[];
+  features: Record<string, string[]>;
+  format: "layers-model" | "graph-model" | null;
+  release: Release;
+  trainable: boolean;
+  why: string | null;
+  manifest: Record<string, unknown>;
+}
+
+export interface Receipt {
+  round_id: number;
+  num_examples: number;
+  digest: string;
+  norm: number;
+  clipped: boolean;
+  received_at: number;
+  [key: string]: unknown;
+}
+
+export type RoundOutcome =
+  | {
+      status: "contributed";
+      round_id: number;
+      base_checkpoint: string;
+      receipt: Receipt;
+      num_examples: number;
+      metrics: Record<string, number>;
+      metric: "accuracy" | "mae";
+      bytes: number;
+      epochMs: number[];
+      backend: string;
+    }
+  | { status: "no_task"; reason: string; retry_after_s: number | null };
+
+export type Progress = (step: string, detail: string, fraction: number) => void;
+
+export interface ConnectOptions {
+  /** A device token from an earlier enrolment. */
+  token?: string;
+  deviceId?: string;
+  /** Enrol this browser (kept in localStorage) or process; `{key}` for a server that needs an enrolment key. */
+  enrol?: boolean | { key: string };
+  /** TF.js; default: the page's global `tf`. */
+  tf?: unknown;
+  /** The IndexedDB database that keeps the examples (default "fedge-examples"). */
+  examplesDb?: string;
+}
+
+export class FedgeClient {
+  static connect(serverUrl: string, options: ConnectOptions): Promise<FedgeClient>;
+  readonly model: ModelInfo;
+  readonly release: Release;
+  predict(inputs: Record<string, Rows>): Promise<Record<string, number[][]>>;
+  addExample(inputs: Record<string, number[] | Float32Array>, label: number | number[]): Promise<number>;
+  exampleCount(): Promise<number>;
+  clearExamples(): Promise<void>;
+  joinRound(options?: { onProgress?: Progress; shuffle?: boolean; backend?: string }): Promise<RoundOutcome>;
+  evaluateCanary(options?: { onProgress?: Progress }): Promise<{ version: number; body: Record<string, unknown>; receipt: Record<string, unknown> }>;
+  on(event: "release", callback: (change: { release: Release; manifest: Record<string, unknown> }) => void | Promise<void>): () => void;
+  checkRelease(): Promise<Release>;
+  close(): void;
+}
