@@ -115,10 +115,19 @@ class EvaluationReceipt:
 class CanarySummary:
     """What the devices' reports on one candidate add up to.
 
-    ``candidate`` and ``baseline``: example-weighted means of ``loss`` and
-    ``metric`` (each device's weight its ``num_examples``, capped as the
-    server caps update weights; None before any report). ``decision``:
-    None while pending."""
+    ``reports``: every report stored; ``devices``: those counted (devices
+    that existed before the candidate and have a history), one weight
+    each. ``num_examples``: the examples the counted devices say they
+    used (evidence, never a weight). ``candidate`` and ``baseline``: the
+    counted devices' mean ``loss`` and ``metric`` (None before any).
+    ``estimate``: the mean paired difference, candidate minus live,
+    positive when the candidate is better; ``interval``: its confidence
+    sequence [lower, upper] (valid whenever it is looked at);
+    ``statistic``: the e-values of the two sequential tests (``promote``:
+    against "worse by the margin", ``rollback``: against "not worse"),
+    each deciding at its ``threshold`` (1/alpha, 1/beta). ``outcome``:
+    ``promote``, ``rollback`` or ``keep collecting``, with its ``reason``;
+    ``decision``: None while pending."""
 
     metric: str | None
     higher_is_better: bool | None
@@ -131,6 +140,16 @@ class CanarySummary:
     margin: float
     decision: str | None
     decided_at: float | None
+    devices: int = 0
+    estimate: float | None = None
+    interval: list[float] | None = None
+    statistic: dict[str, float] | None = None
+    threshold: dict[str, float] | None = None
+    alpha: float | None = None
+    beta: float | None = None
+    bound: float | None = None
+    outcome: str | None = None
+    reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
