@@ -113,10 +113,10 @@ def evidence(
     )
 
 
-def log_capital(
+def log_gains(
     x: npt.NDArray[np.float64], nulls: npt.NDArray[np.float64], side: int, bound: float
 ) -> npt.NDArray[np.float64]:
-    """log K_n for each null mean in ``nulls``: side +1 bets against
+    """log(1 + lam_i * y_i) per report (columns) and null (rows): side +1 bets against
     ``mu <= m`` (wins when the values are above m), -1 against ``mu >= m``.
 
     Gains ``y_i = side * (x_i - m)`` are at least ``-(bound + side * m)``;
@@ -127,7 +127,7 @@ def log_capital(
     floor = bound + side * nulls[:, None]  # the largest possible loss per unit stake
     n = x.size
     if n == 0:
-        return np.zeros(nulls.size)
+        return np.zeros((nulls.size, 0))
     # Running moments of the gains before each report (a prior of one
     # pseudo-gain at 0 with variance (bound / 2)^2 keeps the first stakes small).
     counts = np.arange(n, dtype=np.float64) + 1.0
@@ -137,5 +137,34 @@ def log_capital(
     variance = (bound**2 / 4 + squares) / counts - mean**2
     variance = np.maximum(variance, 1e-12)
     stake = np.clip(mean / (variance + mean**2), 0.0, MAX_STAKE / floor)
-    result: npt.NDArray[np.float64] = np.log1p(stake * y).sum(axis=1)
+    result: npt.NDArray[np.float64] = np.log1p(stake * y)
     return result
+
+
+def log_capital(
+    x: npt.NDArray[np.float64], nulls: npt.NDArray[np.float64], side: int, bound: float
+) -> npt.NDArray[np.float64]:
+    """log K_n for each null mean in ``nulls`` after all of ``x``."""
+    result: npt.NDArray[np.float64] = log_gains(x, nulls, side, bound).sum(axis=1)
+    return result
+
+
+def first_decision(
+    differences: Sequence[float],
+    margin: float,
+    bound: float,
+    alpha: float,
+    beta: float,
+    floor: int = 1,
+) -> tuple[str | None, int]:
+    """Where the test, looking after every report from the ``floor``-th on,
+    first decides: (``promote``, ``rollback`` or None, the number of reports
+    then). For benchmarks and tests; the server calls :func:`evidence` per report."""
+    x = np.clip(np.asarray(differences, dtype=np.float64), -bound, bound)
+    null = np.array([-min(margin, 0.999 * bound)])
+    up = np.cumsum(log_gains(x, null, +1, bound)[0]) >= math.log(1 / alpha)
+    down = np.cumsum(log_gains(x, np.array([0.0]), -1, bound)[0]) >= math.log(1 / beta)
+    for n in range(max(floor, 1) - 1, x.size):
+        if up[n] != down[n]:
+            return ("promote" if up[n] else "rollback"), n + 1
+    return None, int(x.size)
