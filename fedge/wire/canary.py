@@ -20,6 +20,7 @@ with :class:`CanaryWireError`, naming the field.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -186,3 +187,26 @@ def _integer(value: Any, name: str, lower: int, upper: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lower <= value <= upper:
         raise CanaryWireError(f"{name} must be an integer from {lower} to {upper}")
     return value
+
+
+def describe(canary: Mapping[str, Any] | None) -> str:
+    """One line of what a canary summary (as JSON) shows, for the CLI, the
+    simulator's table and ``fedge demo``: the outcome, counted devices and
+    examples, the mean difference and its interval, and the reason."""
+    if not canary:
+        return "no canary"
+    outcome = canary.get("decision") or canary.get("outcome") or "keep collecting"
+    devices, reports = canary.get("devices", 0), canary.get("reports", 0)
+    counts = f"{devices} devices ({canary.get('num_examples', 0)} examples, {reports} reports)"
+    estimate, interval = canary.get("estimate"), canary.get("interval")
+    difference = ""
+    if estimate is not None:
+        difference = f", {canary.get('metric') or 'metric'} difference {estimate:+.3f}"
+        if interval:
+            difference += f" [{interval[0]:+.3f}, {interval[1]:+.3f}]"
+    reason = canary.get("reason")
+    head = outcome if outcome != "keep collecting" else "not enough evidence yet"
+    if reason and reason.startswith(head):
+        reason = reason[len(head) :].lstrip(": ")
+    tail = f"; {reason}" if reason else ""
+    return f"{head}: {counts}{difference}{tail}"
