@@ -157,8 +157,8 @@ def test_release_and_releases_show_the_canary_s_evidence(
     lines = shown.stdout.splitlines()
     assert lines[0].startswith("release 2 (") and lines[0].endswith("canary for 10% of devices")
     assert (
-        lines[1]
-        == "canary: not enough evidence yet: 0 devices (0 examples, 0 reports); 0 of at least 5 devices (canary_min_reports)"
+        lines[1] == "canary: not enough evidence yet: 0 devices (0 examples, 0 reports); "
+        "0 of at least 5 devices (canary_min_reports)"
     )
     assert "promote: e-value 1 against threshold 20 (not worse by the margin)" in lines[2]
     assert "rollback: e-value 1 against threshold 20 (worse than live)" in lines[3]
