@@ -9,9 +9,13 @@ about +-1 %; the bounds asserted leave room for that.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from fedge.server.config import load_config
+from fedge.server.errors import ConfigurationError
 from fedge.server.releases.canary.decision import COLLECTING, Policy, decide
 from fedge.server.releases.canary.sequential import evidence, first_decision
 
@@ -114,3 +118,32 @@ def test_the_interval_holds_the_estimate_and_narrows() -> None:
         assert found.lower <= (found.estimate or 0) <= found.upper
     assert (late.upper or 0) - (late.lower or 0) < (early.upper or 0) - (early.lower or 0)
     assert (late.lower or 0) < 0.02 < (late.upper or 0)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"canary_margin": 0.0},
+        {"canary_margin": 0.3},  # not below the bound 0.25
+        {"canary_alpha": 0.0},
+        {"canary_beta": 1.0},
+        {"canary_difference_bound": -1.0},
+        {"canary_default": "coin toss"},
+        {"canary_max_percent": 0.0},
+        {"canary_max_s": float("inf")},
+        {"canary_min_reports": 10, "canary_max_reports": 5},
+        {"canary_require_history": "maybe"},
+    ],
+)
+def test_bad_canary_settings_are_refused(settings: dict[str, object], tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="canary_"):
+        load_config(overrides={"data_dir": tmp_path, **settings})
+
+
+def test_the_canary_settings_come_from_the_environment(tmp_path: Path) -> None:
+    environ = {"FEDGE_CANARY_ALPHA": "0.01", "FEDGE_CANARY_REQUIRE_HISTORY": "false"}
+
+    config = load_config(environ=environ, overrides={"data_dir": tmp_path})
+
+    assert (config.canary_alpha, config.canary_require_history) == (0.01, False)
+    assert (config.canary_margin, config.canary_difference_bound) == (0.05, 0.25)
