@@ -7,8 +7,10 @@ checks). Every ``--release-every`` rounds the fleet cuts a release of the
 global model; its canary devices score it against the live release on
 their own held-out data (honest on every device) and the server promotes
 or rolls it back. The first table shows each release: its source (the
-round checkpoint it was cut from), the canary reports, the candidate's
-and the live release's example-weighted mean accuracy, and the decision;
+round checkpoint it was cut from), the canary reports and how many
+counted, the candidate's and the live release's mean accuracy over the
+counted devices, their mean paired difference with its interval, and the
+decision of the sequential test;
 the second the global test accuracy of the deployed and the final global
 model, and the release left live.
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -61,9 +64,18 @@ def _metric(means: dict[str, float] | None, metric: str | None) -> str:
     return f"{means[metric]:.4f}" if means is not None and metric is not None else "-"
 
 
+def _difference(canary: dict[str, Any] | None) -> str:
+    if not canary or canary.get("estimate") is None or not canary.get("interval"):
+        return "-"
+    low, high = canary["interval"]
+    return f"{canary['estimate']:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
 def releases_table(runs: dict[str, FleetReport]) -> Table:
     table = Table(title="releases: the canary's mean accuracy on the devices' own data")
-    for column in ("fleet", "release", "source", "reports", "candidate", "live", "decision"):
+    columns = ("fleet", "release", "source", "reports", "counted", "candidate", "live",
+               "difference [interval]", "decision")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="left" if column in ("fleet", "decision") else "right")
     for name, report in runs.items():
         made = report.releases.releases if report.releases is not None else []
@@ -73,9 +85,11 @@ def releases_table(runs: dict[str, FleetReport]) -> Table:
                 str(r.version),
                 r.source,
                 str(r.reports),
+                str((r.canary or {}).get("devices", "-")),
                 _metric(r.candidate, r.metric),
                 _metric(r.baseline, r.metric),
-                r.decision or "pending",
+                _difference(r.canary),
+                r.decision or "not enough evidence yet",
             )
     return table
 

@@ -137,11 +137,30 @@ class ServerConfig:
     # A stream ends after this long (clients reconnect with Last-Event-ID).
     event_stream_s: float = 300.0
     event_keepalive_s: float = 15.0
-    # A canary release is decided once this many devices of its slice have
-    # reported (fedge.server.releases.canary.reports): promoted unless its metric is worse than
-    # the live release's by more than the margin (in the metric's units).
+    # A canary release is decided by a sequential test on the counted devices'
+    # paired differences (fedge.server.releases.canary.decision): promoted once it
+    # is shown not worse than live by the margin (in the metric's units; wrongly,
+    # for one worse by the margin, with probability <= canary_alpha), rolled back
+    # once shown worse (wrongly, for one as good, <= canary_beta). Each device's
+    # difference is clipped to +-canary_difference_bound: under
+    # margin / (2 * bound) of the counted devices (10 %) lying cannot flip a
+    # decision about a candidate twice the margin away. canary_min_reports: a
+    # floor of distinct counted devices before any decision. A canary still
+    # collecting at canary_max_reports counted devices or canary_max_s after the
+    # push ends as canary_default; its slice doubles, up to canary_max_percent,
+    # whenever all its counted devices have reported. canary_require_history:
+    # only devices with an accepted update or an earlier canary report count
+    # (false: any device enrolled before the push; for deployments without rounds).
     canary_min_reports: int = 5
-    canary_margin: float = 0.01
+    canary_margin: float = 0.05
+    canary_alpha: float = 0.05
+    canary_beta: float = 0.05
+    canary_difference_bound: float = 0.25
+    canary_max_reports: int = 1000
+    canary_max_s: float = 86_400.0
+    canary_default: str = "rollback"
+    canary_max_percent: float = 50.0
+    canary_require_history: bool = True
     # None: from the metric's name (accuracy: higher is better; mae, loss: lower).
     canary_metric_higher_is_better: bool | None = None
     # Origins (scheme://host[:port]) whose pages may call the API (CORS);
@@ -245,8 +264,18 @@ class ServerConfig:
             )
 
     def _validate_canary(self) -> None:
-        if self.canary_min_reports < 1 or not 0 <= self.canary_margin < float("inf"):
-            raise ConfigurationError("canary_min_reports must be >= 1, canary_margin >= 0")
+        if self.canary_min_reports < 1 or self.canary_max_reports < self.canary_min_reports:
+            raise ConfigurationError("canary_min_reports must be >= 1 and <= canary_max_reports")
+        if not 0 < self.canary_difference_bound < float("inf"):
+            raise ConfigurationError("canary_difference_bound must be > 0")
+        if not 0 < self.canary_margin < self.canary_difference_bound:
+            raise ConfigurationError("canary_margin must be > 0 and < canary_difference_bound")
+        if not (0 < self.canary_alpha < 1 and 0 < self.canary_beta < 1):
+            raise ConfigurationError("canary_alpha and canary_beta must be between 0 and 1")
+        if not 0 < self.canary_max_s < float("inf") or not 0 < self.canary_max_percent <= 100:
+            raise ConfigurationError("canary_max_s must be > 0, canary_max_percent in (0, 100]")
+        if self.canary_default not in ("rollback", "promote"):
+            raise ConfigurationError("canary_default must be 'rollback' or 'promote'")
 
     def reserved_of(self, budget: int) -> int:
         """How many of ``budget`` streams (or waiting long-polls) are kept for

@@ -131,6 +131,7 @@ class FleetReleases:
             reports=int(canary.get("reports", 0)),
             using=canary.get("using", {}),
             error=shown.get("error"),
+            canary=canary or None,
         )
 
     def _cut(self, done: int) -> None:

@@ -42,9 +42,11 @@ class Scores:
 class ReleaseReport:
     """A release made during the run, as the server shows it at the end.
 
-    ``candidate`` and ``baseline``: the canary devices' example-weighted
-    means of loss and the metric on their own held-out data (None without
-    reports); ``using``: what those devices chose to serve."""
+    ``candidate`` and ``baseline``: the counted canary devices' means of
+    loss and the metric on their own held-out data (None without reports);
+    ``using``: what those devices chose to serve. ``canary``: the server's
+    whole canary summary (its evidence: counted devices, the difference and
+    its interval, the test's statistic, the reason), None without one."""
 
     version: int
     source: str
@@ -58,6 +60,7 @@ class ReleaseReport:
     reports: int
     using: dict[str, int]
     error: str | None = None
+    canary: dict[str, Any] | None = None
 
 
 @dataclass

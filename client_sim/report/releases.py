@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from fedge.client_sim.report.fleet_report import FleetReport, ReleaseReport
+from fedge.wire.canary import describe
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -26,8 +27,10 @@ def releases_table(report: FleetReport) -> Table | None:
         "state",
         "rollout %",
         "reports",
+        "counted",
         f"candidate {metric}",
         f"live {metric}",
+        "difference [interval]",
         "decision",
         "canary devices use",
     ):
@@ -41,9 +44,11 @@ def releases_table(report: FleetReport) -> Table | None:
             r.state + (f" ({r.error[:40]})" if r.error else ""),
             f"{r.percent:g}",
             str(r.reports),
+            str((r.canary or {}).get("devices", "-")),
             _mean(r.candidate, r.metric),
             _mean(r.baseline, r.metric),
-            r.decision or "pending",
+            _difference(r.canary),
+            r.decision or "not enough evidence yet",
             using,
         )
     return table
@@ -59,9 +64,11 @@ def release_lines(report: FleetReport) -> list[str]:
         if rollout["candidate"] is not None
         else ""
     )
+    evidence = [f"release {r.version}: {describe(r.canary)}" for r in report.releases.releases]
     return [
         f"releases: {len(report.releases.releases)} made; live release {rollout['live']}"
-        f"{candidate}; devices serve: {adoption}"
+        f"{candidate}; devices serve: {adoption}",
+        *evidence,
     ]
 
 
@@ -96,6 +103,14 @@ def _value(means: dict[str, float] | None, release: ReleaseReport) -> float:
     if means is None or release.metric is None:
         return math.nan
     return means[release.metric]
+
+
+def _difference(canary: dict[str, Any] | None) -> str:
+    """The mean paired difference (candidate minus live) and its interval."""
+    if not canary or canary.get("estimate") is None:
+        return "-"
+    low, high = canary.get("interval") or (float("nan"), float("nan"))
+    return f"{canary['estimate']:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
 def _mean(means: dict[str, float] | None, metric: str | None) -> str:

@@ -22,6 +22,7 @@ import click
 from fedge.bundle.manifest import MANIFEST_FILE
 from fedge.cli import options
 from fedge.errors import ConfigError, FedgeError
+from fedge.wire.canary import describe
 
 _SERVER: options.Decorator = options.server(
     required=True, help="The server's URL, e.g. http://host:8750."
@@ -200,7 +201,9 @@ def releases(server: str, limit: int) -> None:
     from fedge.wire.releases import ReleaseRecord
 
     answer = _call("GET", server, "/v1/releases", params={"limit": limit})
-    table = Table("version", "state", "percent", "source", "created", "by", "bundle", "notes")
+    table = Table(
+        "version", "state", "percent", "source", "created", "by", "bundle", "notes", "canary"
+    )
     for raw in answer["releases"]:
         record = ReleaseRecord.from_json(raw)
         created = datetime.fromtimestamp(record.created_at, UTC).strftime("%Y-%m-%d %H:%M")
@@ -214,8 +217,40 @@ def releases(server: str, limit: int) -> None:
             record.created_by,
             (record.bundle_id or "")[:12],
             record.notes,
+            _canary_cell(server, record.version, record.state),
         )
     make_console().print(table)
 
 
-COMMANDS = (push, rollout, promote, rollback, releases)
+def _canary_cell(server: str, version: int, state: str) -> str:
+    """The canary's evidence for a release that was a candidate ("" for the rest)."""
+    if state in ("building", "failed"):
+        return ""
+    canary = _call("GET", server, f"/v1/releases/{version}").get("canary")
+    return describe(canary) if canary else ""
+
+
+@click.command()
+@_SERVER
+@click.argument("version", type=click.IntRange(1, 2**62))
+def release(server: str, version: int) -> None:
+    """Show one release and the evidence of its canary."""
+    shown = _call("GET", server, f"/v1/releases/{version}")
+    share = f" for {shown['percent']:g}% of devices" if shown["state"] == "canary" else ""
+    click.echo(f"release {version} ({shown['bundle_id']}): {shown['state']}{share}")
+    canary = shown.get("canary")
+    click.echo(f"canary: {describe(canary)}")
+    if not canary or canary.get("statistic") is None:
+        return
+    for side, what in (("promote", "not worse by the margin"), ("rollback", "worse than live")):
+        click.echo(
+            f"  {side}: e-value {canary['statistic'][side]:.3g} against threshold "
+            f"{canary['threshold'][side]:.3g} ({what})"
+        )
+    click.echo(
+        f"  margin {canary['margin']:g}, alpha {canary['alpha']:g}, beta {canary['beta']:g}, "
+        f"differences clipped to +-{canary['bound']:g}, at least {canary['min_reports']} devices"
+    )
+
+
+COMMANDS = (push, rollout, promote, rollback, releases, release)

@@ -20,6 +20,7 @@ with :class:`CanaryWireError`, naming the field.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -115,10 +116,19 @@ class EvaluationReceipt:
 class CanarySummary:
     """What the devices' reports on one candidate add up to.
 
-    ``candidate`` and ``baseline``: example-weighted means of ``loss`` and
-    ``metric`` (each device's weight its ``num_examples``, capped as the
-    server caps update weights; None before any report). ``decision``:
-    None while pending."""
+    ``reports``: every report stored; ``devices``: those counted (devices
+    that existed before the candidate and have a history), one weight
+    each. ``num_examples``: the examples the counted devices say they
+    used (evidence, never a weight). ``candidate`` and ``baseline``: the
+    counted devices' mean ``loss`` and ``metric`` (None before any).
+    ``estimate``: the mean paired difference, candidate minus live,
+    positive when the candidate is better; ``interval``: its confidence
+    sequence [lower, upper] (valid whenever it is looked at);
+    ``statistic``: the e-values of the two sequential tests (``promote``:
+    against "worse by the margin", ``rollback``: against "not worse"),
+    each deciding at its ``threshold`` (1/alpha, 1/beta). ``outcome``:
+    ``promote``, ``rollback`` or ``keep collecting``, with its ``reason``;
+    ``decision``: None while pending."""
 
     metric: str | None
     higher_is_better: bool | None
@@ -131,6 +141,16 @@ class CanarySummary:
     margin: float
     decision: str | None
     decided_at: float | None
+    devices: int = 0
+    estimate: float | None = None
+    interval: list[float] | None = None
+    statistic: dict[str, float] | None = None
+    threshold: dict[str, float] | None = None
+    alpha: float | None = None
+    beta: float | None = None
+    bound: float | None = None
+    outcome: str | None = None
+    reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,3 +187,26 @@ def _integer(value: Any, name: str, lower: int, upper: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lower <= value <= upper:
         raise CanaryWireError(f"{name} must be an integer from {lower} to {upper}")
     return value
+
+
+def describe(canary: Mapping[str, Any] | None) -> str:
+    """One line of what a canary summary (as JSON) shows, for the CLI, the
+    simulator's table and ``fedge demo``: the outcome, counted devices and
+    examples, the mean difference and its interval, and the reason."""
+    if not canary:
+        return "no canary"
+    outcome = canary.get("decision") or canary.get("outcome") or "keep collecting"
+    devices, reports = canary.get("devices", 0), canary.get("reports", 0)
+    counts = f"{devices} devices ({canary.get('num_examples', 0)} examples, {reports} reports)"
+    estimate, interval = canary.get("estimate"), canary.get("interval")
+    difference = ""
+    if estimate is not None:
+        difference = f", {canary.get('metric') or 'metric'} difference {estimate:+.3f}"
+        if interval:
+            difference += f" [{interval[0]:+.3f}, {interval[1]:+.3f}]"
+    reason = canary.get("reason")
+    head = outcome if outcome != "keep collecting" else "not enough evidence yet"
+    if reason and reason.startswith(head):
+        reason = reason[len(head) :].lstrip(": ")
+    tail = f"; {reason}" if reason else ""
+    return f"{head}: {counts}{difference}{tail}"

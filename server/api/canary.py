@@ -3,10 +3,12 @@
 ``POST`` (a device token): one device's evaluation of the candidate
 against the live release on its own held-out data, numbers only
 (:class:`fedge.wire.canary.Evaluation`). 201 with a receipt; the same
-report again, 200 with the same receipt. The report that completes
-``canary_min_reports`` decides the candidate (:mod:`fedge.server.releases.canary.reports`).
+report again, 200 with the same receipt. A report may decide the
+candidate: the sequential test of :mod:`fedge.server.releases.canary.decision`
+on the reports that count (:mod:`fedge.server.releases.canary.reports`).
 
-``GET`` (admin): the reports, in the order they came, and their summary.
+``GET`` (admin): the reports, in the order they came, each with
+``counted`` (whether it counts in the decision), and their summary.
 """
 
 from __future__ import annotations
@@ -59,11 +61,12 @@ def listing(version: int) -> Any:
             raise NotFound(f"no release {version}", code="unknown_release")
         summary = canary.summary_of(tx, version, canary.policy_of(ctx.config))
         reports = tx.canary.listing(version, limit)
+        counted = canary.counted_ids(tx, version, canary.policy_of(ctx.config))
     return jsonify(
         {
             "version": version,
             "canary": summary.to_json(),
-            "evaluations": [r.to_json() for r in reports],
+            "evaluations": [{**r.to_json(), "counted": r.device_id in counted} for r in reports],
         }
     )
 

@@ -10,7 +10,7 @@ default ``admin``). Its body may be up to ``max_release_bytes``, on this
 route only (:mod:`fedge.server.http.route_limits`).
 
 ``GET /v1/releases/current`` answers a device with the release meant for it
-(the candidate if the device is in its slice, see
+(the candidate if the device is in its slice, a keyed hash: see
 :mod:`fedge.server.releases.rollout`); its ETag is the quoted bundle id, so
 a device polls with If-None-Match and gets a 304 until its release changes.
 """
@@ -30,6 +30,7 @@ from fedge.server.api.common import (
 )
 from fedge.server.errors import BadRequest, NotFound, ServerError
 from fedge.server.http.context import context
+from fedge.server.releases import slice_key
 from fedge.server.releases.actions import Push
 from fedge.server.releases.canary import reports as canary
 from fedge.server.releases.rollout import release_for
@@ -79,8 +80,8 @@ def listing() -> Any:
 def current() -> Any:
     device = authenticated_device()
     with context().store.reading() as tx:
-        delivering = tx.releases.delivering()
-    release = release_for(device.id, *delivering)
+        delivering, key = tx.releases.delivering(), slice_key.of(tx.state)
+    release = release_for(key, device.id, *delivering)
     if release is None:
         raise NotFound("the server has no release yet", code="no_release")
     response = jsonify(release.to_json())

@@ -46,7 +46,9 @@ from fedge.server.http.request_limits import RequestLimits
 from fedge.server.http.security_headers import install_security_headers
 from fedge.server.metrics import Metrics, server_metrics
 from fedge.server.predict.serving import ServingModels
+from fedge.server.releases import slice_key
 from fedge.server.releases.build.builder import open_builder
+from fedge.server.releases.canary.deadline import attach_deadline
 from fedge.server.releases.policy import attach_policy
 from fedge.server.releases.registry import open_releases
 from fedge.server.rounds.coordinator import Coordinator
@@ -109,9 +111,11 @@ def create_app(
         app = Flask("fedge.server", static_folder=None)  # /static/ is web_pages.py's
         app.json = StrictJSONProvider(app)
         app.config.from_mapping(MAX_CONTENT_LENGTH=limits.max_body_bytes)
+        slice_key.ensure(store)  # the canary slice's secret, made at the first start
         releases = open_releases(config.data_dir, store, name, specs, bundle)
         builds = open_builder(config, store, releases, coordinator)
         attach_policy(config.release_every_rounds, store, builds, coordinator)
+        attach_deadline(config, store, coordinator)
         app.extensions[EXTENSION] = ServerContext(
             config=config,
             store=store,

@@ -17,18 +17,6 @@ from fedge.wire.canary import Evaluation
 
 
 @dataclass(frozen=True)
-class Tally:
-    """Sums over one candidate's reports: weights and weighted scores."""
-
-    metric: str | None
-    reports: int
-    weight: int
-    # Weighted sums: candidate loss, candidate metric, baseline loss, baseline metric.
-    sums: tuple[float, float, float, float]
-    using: dict[str, int]
-
-
-@dataclass(frozen=True)
 class StoredEvaluation:
     device_id: str
     received_at: float

@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fedge.server.storage.canary import Decision, StoredEvaluation, Tally
+from fedge.server.storage.canary import Decision, StoredEvaluation
 from fedge.server.storage.devices import (
     ActiveDevices,
     Conditions,
@@ -269,6 +269,8 @@ class ReleaseRows(Protocol):
     def changes(self, limit: int) -> list[ReleaseChange]:
         """The change log, newest first."""
 
+    def change(self, change_id: int) -> ReleaseChange | None: ...
+
 
 class CanaryRows(Protocol):
     """The devices' evaluations of a candidate (one per device and release)
@@ -286,9 +288,18 @@ class CanaryRows(Protocol):
     def metric_of(self, version: int) -> str | None:
         """The metric the first report on ``version`` named (all must name it)."""
 
-    def tally(self, version: int, max_weight: int) -> Tally:
-        """Sums over ``version``'s reports, each weighted by its num_examples
-        capped at ``max_weight``."""
+    def counted(self, version: int, before: float, require_history: bool) -> list[StoredEvaluation]:
+        """The reports on ``version`` that count, in the order they came:
+        from devices enrolled before ``before`` (the candidate's creation)
+        with a history (an accepted update, or a report on an earlier
+        release), the history waived unless ``require_history``."""
+
+    def eligible_devices(self, version: int, before: float, require_history: bool) -> list[str]:
+        """The ids of the devices whose reports on ``version`` would count
+        (observers never do)."""
+
+    def count(self, version: int) -> tuple[int, dict[str, int]]:
+        """Every report on ``version``, and how many per model the devices serve."""
 
     def decision(self, version: int) -> Decision | None: ...
 

@@ -142,3 +142,28 @@ def test_rollout_promote_releases_and_rollback(server: LiveServer, models: Model
         ("promote", "metrics hold"),
         ("rollout", "looks good"),
     ]
+
+
+def test_release_and_releases_show_the_canary_s_evidence(
+    server: LiveServer, models: Models
+) -> None:
+    assert fedge("push", str(models.second.path), "--server", server.url).exit_code == 0
+
+    shown = fedge("release", "2", "--server", server.url, token=None)
+    table = fedge("releases", "--server", server.url, token=None)
+    missing = fedge("release", "9", "--server", server.url, token=None)
+
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("release 2 (") and lines[0].endswith("canary for 10% of devices")
+    assert (
+        lines[1] == "canary: not enough evidence yet: 0 devices (0 examples, 0 reports); "
+        "0 of at least 5 devices (canary_min_reports)"
+    )
+    assert "promote: e-value 1 against threshold 20 (not worse by the margin)" in lines[2]
+    assert "rollback: e-value 1 against threshold 20 (worse than live)" in lines[3]
+    assert "margin 0.05, alpha 0.05, beta 0.05" in lines[4]
+    assert table.exit_code == 0, table.output
+    assert "not enough evidence yet" in " ".join(table.stdout.split())
+    assert missing.exit_code == 1
+    assert "unknown_release" in missing.output

@@ -51,8 +51,20 @@ class ReleaseApi:
         changes: list[dict[str, Any]] = reply.json()["changes"]
         return changes
 
+    def slice_key(self) -> bytes:
+        return stored_slice_key(self.data_dir)
+
     def stored_events(self, kinds: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
         """The event log's rows of ``kinds``, read from the database, in order."""
         with contextlib.closing(sqlite3.connect(self.data_dir / "fedge.sqlite3")) as conn:
             rows = conn.execute("SELECT kind, payload FROM events ORDER BY id").fetchall()
         return [(kind, json.loads(payload)) for kind, payload in rows if kind in kinds]
+
+
+def stored_slice_key(data_dir: Path) -> bytes:
+    """The server's canary slice key, read from its database (never served)."""
+    with contextlib.closing(sqlite3.connect(data_dir / "fedge.sqlite3")) as conn:
+        (key,) = conn.execute(
+            "SELECT value FROM server_state WHERE key = 'canary_slice_key'"
+        ).fetchone()
+    return bytes.fromhex(key)

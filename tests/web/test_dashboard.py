@@ -143,6 +143,8 @@ def test_the_dashboard_follows_a_round_and_a_release_live(
     canary = page.locator(f"#canary-row-{version}")
     canary.wait_for(timeout=WAIT_MS)
     assert canary.get_attribute("data-decision") == "pending"
+    assert canary.get_attribute("data-outcome") == "keep collecting"
+    assert "not enough evidence yet" in canary.inner_text()
     screenshot(page, "dashboard")
     assert seen.errors == []
     page.close()

@@ -75,8 +75,14 @@ def test_demo_federates_releases_serves_the_pages_and_stops_on_ctrl_c(
         assert sorted(r["round_id"] for r in rounds if r["state"] == "closed")[:2] == [1, 2]
         releases = requests.get(f"{base}/v1/releases", timeout=30).json()["releases"]
         cut = [r for r in releases if r["source"] == "round:2"]
-        assert len(cut) == 1 and cut[0]["state"] in ("live", "rolled_back"), releases
+        # 4 devices rarely give the sequential test enough evidence: the demo
+        # says so rather than presenting a coin toss as a verdict.
+        assert len(cut) == 1 and cut[0]["state"] in ("live", "rolled_back", "canary"), releases
         assert "releases: 1 made" in output
+        said = f"release {cut[0]['version']}: "
+        assert said in output
+        if cut[0]["state"] == "canary":
+            assert f"{said}not enough evidence yet" in output
 
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0

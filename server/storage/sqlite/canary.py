@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import sqlite3
 
-from fedge.server.storage.canary import Decision, StoredEvaluation, Tally
+from fedge.server.storage.canary import Decision, StoredEvaluation
 from fedge.server.storage.sqlite.errors import Connection
 from fedge.wire.canary import USING, Evaluation
 
 _COLUMNS = (
     "device_id, baseline_version, metric, candidate_loss, candidate_metric, baseline_loss, "
     "baseline_metric, num_examples, latency_ms, using_model, received_at"
+)
+
+
+_PREFIXED = ", ".join(f"e.{name.strip()}" for name in _COLUMNS.split(","))
+# A device counts if it was enrolled before the candidate and (unless the
+# setting waives it) has a history: an accepted update, or a report on an
+# earlier release. Parameters: the candidate's creation time, 1 to waive
+# the history, the candidate's version.
+_ELIGIBLE = (
+    "d.created_at < ? AND (? OR EXISTS (SELECT 1 FROM updates u WHERE u.device_id = d.id) "
+    "OR EXISTS (SELECT 1 FROM canary_evaluations h WHERE h.device_id = d.id AND h.version < ?))"
 )
 
 
@@ -78,16 +89,22 @@ class SQLiteCanary:
         ).fetchone()
         return str(row["metric"]) if row is not None else None
 
-    def tally(self, version: int, max_weight: int) -> Tally:
-        row = self._conn.execute(
-            "SELECT COUNT(*) AS n, MIN(metric) AS metric, COALESCE(SUM(w), 0) AS weight, "
-            "COALESCE(SUM(w * candidate_loss), 0) AS cl, "
-            "COALESCE(SUM(w * candidate_metric), 0) AS cm, "
-            "COALESCE(SUM(w * baseline_loss), 0) AS bl, "
-            "COALESCE(SUM(w * baseline_metric), 0) AS bm "
-            "FROM (SELECT *, MIN(num_examples, ?) AS w FROM canary_evaluations WHERE version = ?)",
-            (max_weight, version),
-        ).fetchone()
+    def counted(self, version: int, before: float, require_history: bool) -> list[StoredEvaluation]:
+        rows = self._conn.execute(
+            f"SELECT {_PREFIXED} FROM canary_evaluations e JOIN devices d ON d.id = e.device_id "
+            f"WHERE e.version = ? AND {_ELIGIBLE} ORDER BY e.received_at, e.device_id",
+            (version, before, int(not require_history), version),
+        ).fetchall()
+        return [_stored(row) for row in rows]
+
+    def eligible_devices(self, version: int, before: float, require_history: bool) -> list[str]:
+        rows = self._conn.execute(
+            f"SELECT d.id FROM devices d WHERE d.platform != 'observer' AND {_ELIGIBLE}",
+            (before, int(not require_history), version),
+        ).fetchall()
+        return [str(row["id"]) for row in rows]
+
+    def count(self, version: int) -> tuple[int, dict[str, int]]:
         using = dict.fromkeys(USING, 0)
         for choice in self._conn.execute(
             "SELECT using_model, COUNT(*) AS n FROM canary_evaluations WHERE version = ? "
@@ -95,13 +112,7 @@ class SQLiteCanary:
             (version,),
         ):
             using[str(choice["using_model"])] = int(choice["n"])
-        return Tally(
-            metric=row["metric"],
-            reports=int(row["n"]),
-            weight=int(row["weight"]),
-            sums=(float(row["cl"]), float(row["cm"]), float(row["bl"]), float(row["bm"])),
-            using=using,
-        )
+        return sum(using.values()), using
 
     def decision(self, version: int) -> Decision | None:
         row = self._conn.execute(

@@ -195,15 +195,23 @@ class SQLiteReleases:
             "ORDER BY id DESC LIMIT ?",
             (limit,),
         ).fetchall()
-        return [
-            ReleaseChange(
-                int(row["id"]),
-                float(row["at"]),
-                str(row["actor"]),
-                str(row["action"]),
-                row["version"],
-                row["why"],
-                json.loads(row["details"]),
-            )
-            for row in rows
-        ]
+        return [_change(row) for row in rows]
+
+    def change(self, change_id: int) -> ReleaseChange | None:
+        row = self._conn.execute(
+            "SELECT id, at, actor, action, version, why, details FROM release_changes WHERE id = ?",
+            (change_id,),
+        ).fetchone()
+        return _change(row) if row is not None else None
+
+
+def _change(row: sqlite3.Row) -> ReleaseChange:
+    return ReleaseChange(
+        int(row["id"]),
+        float(row["at"]),
+        str(row["actor"]),
+        str(row["action"]),
+        row["version"],
+        row["why"],
+        json.loads(row["details"]),
+    )

@@ -3,10 +3,11 @@
 Real ``fedge serve`` processes over real HTTP, real bundles (see
 :mod:`tests.helpers.release_bundles`). Devices in the candidate's slice
 report the candidate's and the live release's loss and headline metric on
-their own held-out data; once ``canary_min_reports`` (3 here) have come in,
-the server compares the example-weighted means and promotes the candidate
-or rolls it back, in the transaction of the report that decides. The
-numbers are chosen to be checked by hand.
+their own held-out data; after each report the server runs the sequential
+test on the counted devices' paired differences (at least
+``canary_min_reports``, 3 here) and promotes the candidate, rolls it back
+or keeps collecting, in the transaction of the report that decides. The
+numbers are chosen so that each device's difference is the same.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from tests.helpers.live_server import running
 from tests.helpers.release_api import ADMIN, ReleaseApi
 from tests.helpers.release_bundles import Built, build, bundle_tar
 
-MIN_REPORTS = 3
+# Devices enrolled before the push count without an earlier update or report
+# (the history rule has its own test, tests/server/releases/test_canary_history.py).
+SETTINGS = {"FEDGE_CANARY_MIN_REPORTS": "3", "FEDGE_CANARY_REQUIRE_HISTORY": "false"}
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,8 @@ class Api(ReleaseApi):
 
 @pytest.fixture
 def api(bundles: Bundles, tmp_path: Path) -> Iterator[Api]:
-    """Release 1 (the first bundle) live; the canary decides after 3 reports."""
-    environ = {**os.environ, "FEDGE_CANARY_MIN_REPORTS": str(MIN_REPORTS)}
+    """Release 1 (the first bundle) live; at least 3 counted devices decide."""
+    environ = {**os.environ, **SETTINGS}
     data_dir = tmp_path / "data"
     args = ["--model", str(bundles.first.path)]
     with running(data_dir, args, tmp_path / "log", environ=environ) as server:
@@ -115,47 +118,59 @@ def evaluation(
 
 
 # --- the decision ------------------------------------------------------------
+# The sequential test with the defaults (margin 0.05, bound 0.25, alpha and
+# beta 0.05): 8 devices that each see the candidate 0.2 worse give the
+# rollback test an e-value of 31.9 >= 1/beta = 20 (seven give 19.46);
+# devices that each see it 0.1 better promote at the 8th (e-value 26.7).
 
 
 def test_a_canary_worse_on_the_devices_is_rolled_back(api: Api, bundles: Bundles) -> None:
+    devices = [api.enrol() for _ in range(8)]  # before the push: they count
     api.push_candidate(bundles.second, rollout=100)
-    devices = [api.enrol() for _ in range(MIN_REPORTS)]
-    reports = [
-        evaluation(0.70, 0.90, 10, using="baseline", losses=(0.9, 0.3)),
-        evaluation(0.80, 0.90, 20, using="personal", losses=(0.7, 0.3)),
-        evaluation(0.85, 0.85, 70, using="baseline", losses=(0.4, 0.4)),
+    worse = [
+        evaluation(0.70, 0.90, 10 + i, using=("baseline", "personal")[i % 2], losses=(0.9, 0.3))
+        for i in range(8)
     ]
 
-    first_two = [
-        api.report(token, 2, body) for token, body in zip(devices[:2], reports[:2], strict=True)
-    ]
-    pending = api.states()
-    deciding = api.report(devices[2], 2, reports[2])
+    first_seven = [api.report(t, 2, body) for t, body in zip(devices[:7], worse, strict=False)]
+    pending = (api.states(), api.release(2)["canary"])
+    deciding = api.report(devices[7], 2, worse[7])
 
-    assert [r.status_code for r in first_two] == [201, 201], first_two[0].text
-    assert [r.json()["decided"] for r in first_two] == [None, None]
-    assert pending == {1: "live", 2: "canary"}
+    assert [r.status_code for r in first_seven] == [201] * 7, first_seven[0].text
+    assert [r.json()["decided"] for r in first_seven] == [None] * 7
+    assert pending[0] == {1: "live", 2: "canary"}
+    assert pending[1]["outcome"] == "keep collecting"
+    assert pending[1]["statistic"]["rollback"] == pytest.approx(19.46, abs=0.01)
     assert deciding.status_code == 201, deciding.text
     assert deciding.json()["decided"] == "rollback"
     assert api.states() == {1: "live", 2: "rolled_back"}
-    # Weighted by num_examples: candidate (7 + 16 + 59.5) / 100 = 0.825,
-    # live (9 + 18 + 59.5) / 100 = 0.865: worse by 0.04, past the 0.01 margin.
     summary = api.release(2)["canary"]
-    assert summary["decision"] == "rollback"
-    assert (summary["reports"], summary["num_examples"]) == (3, 100)
-    assert summary["candidate"]["accuracy"] == pytest.approx(0.825)
-    assert summary["baseline"]["accuracy"] == pytest.approx(0.865)
-    assert summary["candidate"]["loss"] == pytest.approx((9 + 14 + 28) / 100)
-    assert summary["using"] == {"candidate": 0, "baseline": 2, "personal": 1}
+    assert (summary["decision"], summary["outcome"]) == ("rollback", "rollback")
+    # Every device weighs the same: examples are evidence, not weights.
+    assert (summary["reports"], summary["devices"]) == (8, 8)
+    assert summary["num_examples"] == sum(range(10, 18))
+    assert summary["candidate"]["accuracy"] == pytest.approx(0.70)
+    assert summary["baseline"]["accuracy"] == pytest.approx(0.90)
+    assert summary["candidate"]["loss"] == pytest.approx(0.9)
+    assert summary["estimate"] == pytest.approx(-0.2)
+    lower, upper = summary["interval"]
+    assert -0.25 <= lower < -0.2 < upper < 0
+    assert summary["statistic"]["rollback"] == pytest.approx(31.9, abs=0.1)
+    assert summary["threshold"] == {"promote": 20.0, "rollback": 20.0}
+    assert (summary["alpha"], summary["beta"], summary["bound"]) == (0.05, 0.05, 0.25)
+    assert summary["using"] == {"candidate": 0, "baseline": 4, "personal": 4}
+    assert "worse than live" in summary["reason"]
     change = api.changes()[0]
     assert (change["action"], change["actor"], change["version"]) == ("rollback", "canary", 1)
     assert change["details"]["dropped"] == [2]
     numbers = change["details"]["canary"]
     assert numbers["version"] == 2
-    assert numbers["candidate"]["accuracy"] == pytest.approx(0.825)
-    assert numbers["baseline"]["accuracy"] == pytest.approx(0.865)
-    assert (numbers["reports"], numbers["num_examples"], numbers["margin"]) == (3, 100, 0.01)
-    assert "0.825" in change["why"] and "0.865" in change["why"]
+    assert numbers["estimate"] == pytest.approx(-0.2)
+    assert numbers["interval"] == summary["interval"]
+    assert (numbers["devices"], numbers["num_examples"], numbers["margin"]) == (8, 108, 0.05)
+    assert numbers["reason"] == summary["reason"]
+    assert "8 devices" in change["why"] and "108 examples" in change["why"]
+    assert "-0.2" in change["why"]
     assert api.release_events()[-1] == {
         "version": 2,
         "bundle_id": bundles.second.bundle_id,
@@ -164,60 +179,83 @@ def test_a_canary_worse_on_the_devices_is_rolled_back(api: Api, bundles: Bundles
     }
 
 
-def test_a_canary_as_good_within_the_margin_is_promoted(api: Api, bundles: Bundles) -> None:
+def test_a_canary_as_good_is_promoted_once_the_evidence_says_so(api: Api, bundles: Bundles) -> None:
+    devices = [api.enrol() for _ in range(8)]
     api.push_candidate(bundles.second, rollout=100)
-    devices = [api.enrol() for _ in range(MIN_REPORTS)]
-    # Candidate (9 + 21 + 55.5) / 100 = 0.855, live (8 + 27 + 51) / 100
-    # = 0.86: worse by 0.005, within the 0.01 margin.
-    reports = [
-        evaluation(0.90, 0.80, 10),
-        evaluation(0.70, 0.90, 30, using="personal"),
-        evaluation(0.925, 0.85, 60),
-    ]
+    # Each device sees the candidate 0.1 better (the order alternates examples).
+    reports = [evaluation(0.9, 0.8, 5 + 10 * (i % 3), using="personal") for i in range(8)]
 
     replies = [api.report(token, 2, body) for token, body in zip(devices, reports, strict=True)]
 
-    assert [r.status_code for r in replies] == [201, 201, 201], replies[-1].text
-    assert replies[-1].json()["decided"] == "promote"
+    assert [r.status_code for r in replies] == [201] * 8, replies[-1].text
+    assert [r.json()["decided"] for r in replies] == [None] * 7 + ["promote"]
     assert api.states() == {1: "retired", 2: "live"}
     summary = api.release(2)["canary"]
-    assert summary["decision"] == "promote"
-    assert summary["candidate"]["accuracy"] == pytest.approx(0.855)
-    assert summary["baseline"]["accuracy"] == pytest.approx(0.86)
+    assert (summary["decision"], summary["devices"]) == ("promote", 8)
+    assert summary["estimate"] == pytest.approx(0.1)
+    assert summary["interval"][0] > -0.05  # not worse by the margin
+    assert summary["statistic"]["promote"] >= 20
     change = api.changes()[0]
     assert (change["action"], change["actor"], change["version"]) == ("promote", "canary", 2)
     assert change["details"]["from"] == 1
-    assert change["details"]["canary"]["candidate"]["accuracy"] == pytest.approx(0.855)
-    assert change["details"]["canary"]["margin"] == 0.01
+    assert change["details"]["canary"]["estimate"] == pytest.approx(0.1)
+    assert change["details"]["canary"]["margin"] == 0.05
     assert api.release_events()[-1]["state"] == "live"
     listing = api.evaluations(2)
-    assert [e["num_examples"] for e in listing["evaluations"]] == [10, 30, 60]
+    assert [e["num_examples"] for e in listing["evaluations"]] == [5, 15, 25] * 2 + [5, 15]
+    assert all(e["counted"] for e in listing["evaluations"])
     assert listing["canary"] == summary
     assert all(set(e) >= {"device_id", "received_at", "using"} for e in listing["evaluations"])
+
+
+def test_a_device_enrolled_after_the_push_is_kept_but_not_counted(
+    api: Api, bundles: Bundles
+) -> None:
+    early = [api.enrol() for _ in range(3)]
+    api.push_candidate(bundles.second, rollout=100)
+    late = [api.enrol() for _ in range(12)]
+
+    # 12 fresh devices claiming a far better candidate with huge example
+    # counts: stored, listed, and not counted (a fresh identity is free).
+    for token in late:
+        assert api.report(token, 2, evaluation(1.0, 0.0, 10_000_000)).status_code == 201
+    for token in early:
+        assert api.report(token, 2, evaluation(0.5, 0.5, 10)).status_code == 201
+
+    summary = api.release(2)["canary"]
+    assert api.states() == {1: "live", 2: "canary"}
+    assert (summary["reports"], summary["devices"], summary["num_examples"]) == (15, 3, 30)
+    assert summary["estimate"] == 0
+    listing = api.evaluations(2)["evaluations"]
+    assert [e["counted"] for e in listing] == [False] * 12 + [True] * 3
 
 
 def test_a_lower_is_better_metric_is_decided_the_other_way(
     bundles: Bundles, tmp_path: Path
 ) -> None:
-    environ = {**os.environ, "FEDGE_CANARY_MIN_REPORTS": "1"}
+    environ = {**os.environ, **SETTINGS, "FEDGE_CANARY_MIN_REPORTS": "1"}
     args = ["--model", str(bundles.first.path)]
     with running(tmp_path / "data", args, tmp_path / "log", environ=environ) as server:
         api = Api(server, tmp_path / "data")
+        devices = [api.enrol() for _ in range(8)]
         api.push_candidate(bundles.second, rollout=100)
         body = {
             "baseline_version": 1,
             "metric": "mae",
-            "candidate": {"loss": 0.2, "mae": 0.30},
+            "candidate": {"loss": 0.2, "mae": 0.45},
             "baseline": {"loss": 0.2, "mae": 0.25},
             "num_examples": 5,
             "latency_ms": 1.0,
             "using": "baseline",
         }
 
-        reply = api.report(api.enrol(), 2, body)
+        replies = [api.report(token, 2, body) for token in devices]
 
-        assert reply.json()["decided"] == "rollback"  # mae 0.30 > 0.25 + 0.01
-        assert api.release(2)["canary"]["higher_is_better"] is False
+        # mae 0.45 against 0.25: the candidate is 0.2 worse, as above.
+        assert [r.json()["decided"] for r in replies] == [None] * 7 + ["rollback"]
+        summary = api.release(2)["canary"]
+        assert summary["higher_is_better"] is False
+        assert summary["estimate"] == pytest.approx(-0.2)
 
 
 # --- refusals ----------------------------------------------------------------
@@ -332,11 +370,11 @@ def test_only_the_candidate_takes_reports_against_the_live_release(
     assert api.release(1)["canary"] is None
 
 
-def test_the_slice_check_is_the_documented_hash(api: Api, bundles: Bundles) -> None:
+def test_the_slice_check_is_the_documented_keyed_hash(api: Api, bundles: Bundles) -> None:
     api.push_candidate(bundles.second, rollout=50)
     reply = requests.post(f"{api.url}/v1/devices", json={"platform": "t"}, timeout=30).json()
 
     answer = api.report(reply["token"], 2, evaluation(0.9, 0.8, 10))
 
-    inside = in_canary(bundles.second.bundle_id, reply["device_id"], 50)
+    inside = in_canary(api.slice_key(), bundles.second.bundle_id, reply["device_id"], 50)
     assert answer.status_code == (201 if inside else 409), answer.text

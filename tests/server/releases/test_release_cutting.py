@@ -33,6 +33,7 @@ from fedge.server.releases.rollout import in_canary
 from fedge.server.storage.bundles import BUNDLES_DIR
 from fedge.wire.update_codec import Update, UpdateMeta, decode_checkpoint, encode_update
 from tests.helpers.live_server import LiveServer, running
+from tests.helpers.release_api import stored_slice_key
 from tests.helpers.release_bundles import MODEL_NAME, Built, build
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
@@ -369,7 +370,7 @@ def test_a_round_checkpoint_becomes_a_canary_release(bundles: Bundles, tmp_path:
         np.testing.assert_allclose(expected["dense/bias"], [2.0, 2.0, 2.0])
         for device in devices:
             current = device.current()
-            canary = in_canary(done["bundle_id"], device.id, 50)
+            canary = in_canary(stored_slice_key(api.data_dir), done["bundle_id"], device.id, 50)
             assert (current["version"], current["channel"]) == (
                 (2, "canary") if canary else (1, "live")
             )

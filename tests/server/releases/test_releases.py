@@ -38,12 +38,15 @@ from tests.helpers.subscriber import subscribed, take
 # --- the slice of devices: a pure function ----------------------------------
 
 
+KEY = bytes(range(32))
+
+
 def test_the_rollout_percentage_holds_over_10000_devices() -> None:
     devices = [f"d-{i:016x}" for i in range(10_000)]
     bundle_id = "ab" * 32
 
     for percent in (1, 10, 25, 50, 90):
-        share = sum(in_canary(bundle_id, d, percent) for d in devices) / len(devices) * 100
+        share = sum(in_canary(KEY, bundle_id, d, percent) for d in devices) / len(devices) * 100
 
         assert abs(share - percent) < 2, (percent, share)
 
@@ -54,20 +57,24 @@ def test_raising_the_percentage_never_removes_a_device() -> None:
     previous: set[str] = set()
 
     for percent in (0, 5, 10, 33.3, 50, 99.99, 100):
-        slice_ = {d for d in devices if in_canary(bundle_id, d, percent)}
+        slice_ = {d for d in devices if in_canary(KEY, bundle_id, d, percent)}
 
         assert previous <= slice_, percent
         previous = slice_
     assert previous == set(devices)
 
 
-def test_the_bucket_is_the_documented_hash() -> None:
+def test_the_bucket_is_the_documented_keyed_hash() -> None:
     import hashlib
+    import hmac
 
-    digest = hashlib.sha256(b"ab" * 32 + b":d-1").hexdigest()
+    digest = hmac.new(KEY, b"ab" * 32 + b":d-1", hashlib.sha256).hexdigest()
+    public = hashlib.sha256(b"ab" * 32 + b":d-1").hexdigest()
 
-    assert bucket("ab" * 32, "d-1") == int(digest[:8], 16) % 10000 / 100
-    assert 0 <= bucket("ab" * 32, "d-1") < 100
+    assert bucket(KEY, "ab" * 32, "d-1") == int(digest[:8], 16) % 10000 / 100
+    assert 0 <= bucket(KEY, "ab" * 32, "d-1") < 100
+    assert bucket(KEY, "ab" * 32, "d-1") != int(public[:8], 16) % 10000 / 100
+    assert bucket(bytes(32), "ab" * 32, "d-1") != bucket(KEY, "ab" * 32, "d-1")
 
 
 # --- fixtures: bundles and servers -------------------------------------------
@@ -196,7 +203,7 @@ def test_a_pushed_release_reaches_its_canary_slice_and_the_rest_keep_live(
         assert reply.status_code == 200, reply.text
         seen[device_id] = reply.json()
     for device_id, got in seen.items():
-        canary = in_canary(bundles.second.bundle_id, device_id, 50)
+        canary = in_canary(api.slice_key(), bundles.second.bundle_id, device_id, 50)
         expected = bundles.second if canary else bundles.first
         assert got["channel"] == ("canary" if canary else "live")
         assert got["bundle_id"] == expected.bundle_id
@@ -448,7 +455,11 @@ def test_raising_the_percent_only_adds_devices_over_http(api: Api, bundles: Bund
     assert slices[0] == set()
     assert slices[0] <= slices[1] <= slices[2] <= slices[3] == {d for d, _ in devices}
     for percent, slice_ in zip((30, 70), slices[1:3], strict=True):
-        expected = {d for d, _ in devices if in_canary(bundles.second.bundle_id, d, percent)}
+        expected = {
+            d
+            for d, _ in devices
+            if in_canary(api.slice_key(), bundles.second.bundle_id, d, percent)
+        }
         assert slice_ == expected
     rollouts = [payload["percent"] for kind, payload in api.events() if kind == "rollout"]
     assert rollouts == [0, 30, 70, 100]

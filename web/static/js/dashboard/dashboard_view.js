@@ -176,6 +176,20 @@ function scores(values, metric) {
   return `${metric} ${shown} · loss ${formatNumber(values.loss, 4)}`;
 }
 
+// The sequential test's evidence: the mean paired difference (candidate
+// minus live) and its interval; the reason ("not enough evidence yet", the
+// test that decided, or a limit) as the cell's text below it.
+function evidenceCell(canary) {
+  const signed = (value) => `${value >= 0 ? "+" : ""}${formatNumber(value, 3)}`;
+  const difference =
+    canary.estimate == null
+      ? DASH
+      : `${signed(canary.estimate)}${canary.interval ? ` [${signed(canary.interval[0])}, ${signed(canary.interval[1])}]` : ""}`;
+  const shown = cell(difference);
+  if (canary.reason) shown.append(el("div", { className: "muted small", text: canary.reason }));
+  return shown;
+}
+
 export function renderCanaries(details) {
   const withReports = details.filter((d) => d.canary);
   document.getElementById("canary-body").replaceChildren(
@@ -188,10 +202,13 @@ export function renderCanaries(details) {
         cell(`${canary.metric ?? DASH}${canary.higher_is_better === false ? " (lower is better)" : ""}`),
         cell(scores(canary.candidate, canary.metric)),
         cell(scores(canary.baseline, canary.metric)),
+        cell(String(canary.devices ?? DASH)),
+        evidenceCell(canary),
         cell(stateBadge(decision)),
       ]);
       row.id = `canary-row-${version}`;
       row.dataset.decision = decision;
+      row.dataset.outcome = canary.outcome ?? decision;
       return row;
     }),
   );
