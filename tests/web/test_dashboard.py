@@ -37,7 +37,7 @@ def open_dashboard(browser: Browser, url: str, viewport: ViewportSize) -> tuple[
     page.goto(f"{url}/dashboard")
     # Connected to the event stream, and the first refresh is drawn.
     page.wait_for_function(
-        "window.fedgeDashboard && window.fedgeDashboard.live === 'live'"
+        "() => window.fedgeDashboard && window.fedgeDashboard.live === 'live'"
         " && window.fedgeDashboard.refreshes > 0",
         timeout=WAIT_MS,
     )

@@ -115,8 +115,11 @@ def wait_ready(page: Page) -> None:
 
 def wait_for(page: Page, seen: PageWatch, condition: str, timeout_ms: int = 30_000) -> None:
     """Wait for a page condition; on a timeout, say what the page was doing."""
+    # A function, not an expression: Playwright evaluates an expression with
+    # eval(), which the pages' Content-Security-Policy refuses.
+    predicate = condition if condition.startswith("(") else f"() => ({condition})"
     try:
-        page.wait_for_function(condition, timeout=timeout_ms)
+        page.wait_for_function(predicate, timeout=timeout_ms)
     except PlaywrightTimeout:
         now = page.evaluate("JSON.stringify({...window.fedgeDemo, lastInput: undefined})")
         raise AssertionError(f"{condition} not met; page: {now}; errors: {seen.errors}") from None
@@ -247,7 +250,7 @@ def test_every_backend_gives_the_same_probabilities(
 
     for name in ("cpu", "webgl", "wasm"):
         page.select_option("#backend", name)
-        page.wait_for_function(f"window.fedgeDemo.backend === {json.dumps(name)}")
+        page.wait_for_function(f"() => window.fedgeDemo.backend === {json.dumps(name)}")
         now = state(page)
         timings = np.asarray(page.evaluate(TIMINGS, 60)[10:])  # after 10 warm-up runs
 
