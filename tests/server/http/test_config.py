@@ -40,6 +40,12 @@ def test_layers_apply_in_order(tmp_path: Path) -> None:
         ({"rounds": {"require_idle": "ture"}}, "require_idle: cannot use 'ture'"),
         ({"port": True}, "port: cannot use True"),
         ({"enrolment_key": 12}, "enrolment_key: cannot use 12"),
+        ({"device_weighting": "claimed"}, "device_weighting must be 'examples' or 'equal'"),
+        ({"max_share_multiple": 0.5}, "max_share_multiple must be >= 1"),
+        ({"max_share_multiple": "nan"}, "max_share_multiple must be >= 1"),
+        ({"norm_bound_multiple": 0}, "norm_bound_multiple must be > 0"),
+        ({"norm_history_rounds": 0}, "norm_history_rounds >= 1"),
+        ({"max_example_weight": 0}, "max_example_weight must be >= 1"),
     ],
 )
 def test_bad_configuration_is_refused_clearly(overrides: dict[str, object], message: str) -> None:

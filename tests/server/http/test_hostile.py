@@ -22,6 +22,7 @@ import requests
 
 from fedge.server.http.context import context_of
 from fedge.server.http.serve import BackgroundServer
+from fedge.wire.update_codec import decode_update, global_norm
 from tests.server.conftest import AppFactory
 from tests.server.helpers import OCTET, auth, constant_update, database_of, json_at, settled
 
@@ -317,16 +318,33 @@ def test_a_round_whose_result_is_not_finite_fails_and_the_model_stays(live: Live
     assert 'fedge_rounds_total{outcome="failed"} 1' in server.get("/metrics").text
 
 
-def test_by_default_the_norm_bound_refuses_a_huge_update(live: Live) -> None:
+def test_by_default_the_norm_bound_clips_a_huge_update(live: Live) -> None:
+    # Issue 22: clip, not refuse, by default (a refusal only makes an
+    # attacker send less); the stored update is the clipped one.
     server = live()
     token = server.enrol()
     base = server.task(token)["base_checkpoint"]
 
     response = server.upload(token, 1, constant_update(1, base, 3.0e38))
 
+    assert response.status_code == 201, response.text
+    assert response.json()["clipped"] is True
+    (stored,) = server.files()
+    deltas = decode_update(stored.read_bytes()).deltas
+    # The tiny model has 6 weights: a new server's first bound is 10 * sqrt(6).
+    assert global_norm(deltas) == pytest.approx(10 * math.sqrt(6), rel=1e-6)
+
+
+def test_the_reject_policy_refuses_a_huge_update(live: Live) -> None:
+    server = live(norm_policy="reject")
+    token = server.enrol()
+    base = server.task(token)["base_checkpoint"]
+
+    response = server.upload(token, 1, constant_update(1, base, 3.0e38))
+
     assert_json_error(response, 422, "norm_too_large")
-    # The tiny model has 6 weights: the default bound is 10 * sqrt(6).
     assert f"{10 * math.sqrt(6):.4g}" in response.json()["message"]
+    assert server.files() == []
 
 
 def test_concurrent_retries_of_the_same_bytes_get_one_201_and_200s(live: Live) -> None:
