@@ -20,6 +20,7 @@ from fedge.server.devices.rate_limits import (
     parse_rate_limits,
 )
 from fedge.server.errors import ConfigurationError
+from fedge.server.http.rate_limits import ADDRESS_BLUEPRINTS, BY_ADDRESS, BY_DEVICE
 from tests.helpers.live_server import running
 from tests.server.abuse.floods import enrol, flood
 from tests.server.conftest import AppFactory
@@ -148,3 +149,12 @@ def test_each_family_is_limited_per_client(make_app: AppFactory) -> None:
     metrics = client.get("/metrics").get_data(as_text=True)
     for family in ("pages", "events", "tasks"):
         assert f'fedge_rate_limited_total{{family="{family}"}} 1' in metrics
+
+
+def test_every_limited_endpoint_exists(make_app: AppFactory) -> None:
+    """The families name views by endpoint: a renamed view would go unlimited."""
+    app = make_app()
+    for endpoint in (*BY_ADDRESS, *BY_DEVICE):
+        assert endpoint in app.view_functions, endpoint
+    for blueprint in ADDRESS_BLUEPRINTS:
+        assert blueprint in app.blueprints, blueprint
