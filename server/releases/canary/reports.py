@@ -10,8 +10,9 @@ release. Then it stores the numbers and settles the canary (:func:`settle`).
 
 Which reports count: those of devices enrolled before the candidate was
 created that had a history by then (an accepted update, or a report on an
-earlier release, received before the candidate). Enrolling devices after a push, or keeping fresh ones
-ready, buys an attacker stored reports but no say (issue 22). The others
+earlier release, received before the candidate). Enrolling devices after
+a push, or keeping fresh ones ready, buys an attacker stored reports but
+no say (issue 22). The others
 are kept and listed (``counted: false``), as evidence of who reported.
 
 :func:`settle` weighs the counted reports with the sequential test of
