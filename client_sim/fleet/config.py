@@ -75,7 +75,7 @@ class FleetConfig:
     # Releases (fedge.client_sim.fleet.releases): after every N rounds ask the
     # server to cut one (None: never; the admin token: the embedded server's,
     # or this one for --server), at this rollout percent, and wait this long
-    # for it to be built. canary_min_reports: the embedded server's setting.
+    # for it to be built. canary_min_reports: the embedded server's floor of counted devices.
     release_every: int | None = None
     release_rollout: float = 50.0
     release_wait_s: float = 300.0

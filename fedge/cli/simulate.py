@@ -160,7 +160,7 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
     type=click.IntRange(min=1),
     help="After every N rounds, ask the server to cut a release of the global model; its "
     "canary devices evaluate it against the live release on their own data and the server "
-    "promotes or rolls it back.",
+    "promotes it, rolls it back or keeps collecting (the sequential test of docs/releases.md).",
 )
 @click.option(
     "--release-rollout",
@@ -172,7 +172,8 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
 @click.option(
     "--canary-min-reports",
     type=click.IntRange(min=1),
-    help="Embedded server: canary reports that decide a release [default: the server's, 5].",
+    help="Embedded server: the floor of counted devices before the canary's sequential "
+    "test may decide a release [default: the server's, 5].",
 )
 @options.admin_token(
     help="--server's admin token, for --release-every (or FEDGE_ADMIN_TOKEN); the embedded "

@@ -291,8 +291,8 @@ class CanaryRows(Protocol):
     def counted(self, version: int, before: float, require_history: bool) -> list[StoredEvaluation]:
         """The reports on ``version`` that count, in the order they came:
         from devices enrolled before ``before`` (the candidate's creation)
-        with a history (an accepted update, or a report on an earlier
-        release), the history waived unless ``require_history``."""
+        that had a history by then (an accepted update, or a report on an
+        earlier release), the history waived unless ``require_history``."""
 
     def eligible_devices(self, version: int, before: float, require_history: bool) -> list[str]:
         """The ids of the devices whose reports on ``version`` would count

@@ -9,9 +9,10 @@ keyed hash ``GET /v1/releases/current`` uses) and the baseline is the live
 release. Then it stores the numbers and settles the canary (:func:`settle`).
 
 Which reports count: those of devices enrolled before the candidate was
-created that have a history (an accepted update, or a report on an
-earlier release). Enrolling devices after a push, or keeping fresh ones
-ready, buys an attacker stored reports but no say (issue 22). The others
+created that had a history by then (an accepted update, or a report on an
+earlier release, received before the candidate). Enrolling devices after
+a push, or keeping fresh ones ready, buys an attacker stored reports but
+no say (issue 22). The others
 are kept and listed (``counted: false``), as evidence of who reported.
 
 :func:`settle` weighs the counted reports with the sequential test of

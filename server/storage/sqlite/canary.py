@@ -17,13 +17,20 @@ _COLUMNS = (
 
 _PREFIXED = ", ".join(f"e.{name.strip()}" for name in _COLUMNS.split(","))
 # A device counts if it was enrolled before the candidate and (unless the
-# setting waives it) has a history: an accepted update, or a report on an
-# earlier release. Parameters: the candidate's creation time, 1 to waive
-# the history, the candidate's version.
+# setting waives it) had a history then: an accepted update, or a report on
+# an earlier release, received before the candidate. Parameters: the
+# candidate's creation time, 1 to waive the history, the candidate's version,
+# the creation time again (twice).
 _ELIGIBLE = (
-    "d.created_at < ? AND (? OR EXISTS (SELECT 1 FROM updates u WHERE u.device_id = d.id) "
-    "OR EXISTS (SELECT 1 FROM canary_evaluations h WHERE h.device_id = d.id AND h.version < ?))"
+    "d.created_at < ? AND (? OR EXISTS (SELECT 1 FROM updates u "
+    "WHERE u.device_id = d.id AND u.received_at < ?) "
+    "OR EXISTS (SELECT 1 FROM canary_evaluations h "
+    "WHERE h.device_id = d.id AND h.version < ? AND h.received_at < ?))"
 )
+
+
+def _eligible(before: float, require_history: bool, version: int) -> tuple[object, ...]:
+    return (before, int(not require_history), before, version, before)
 
 
 def _stored(row: sqlite3.Row) -> StoredEvaluation:
@@ -93,14 +100,14 @@ class SQLiteCanary:
         rows = self._conn.execute(
             f"SELECT {_PREFIXED} FROM canary_evaluations e JOIN devices d ON d.id = e.device_id "
             f"WHERE e.version = ? AND {_ELIGIBLE} ORDER BY e.received_at, e.device_id",
-            (version, before, int(not require_history), version),
+            (version, *_eligible(before, require_history, version)),
         ).fetchall()
         return [_stored(row) for row in rows]
 
     def eligible_devices(self, version: int, before: float, require_history: bool) -> list[str]:
         rows = self._conn.execute(
             f"SELECT d.id FROM devices d WHERE d.platform != 'observer' AND {_ELIGIBLE}",
-            (before, int(not require_history), version),
+            _eligible(before, require_history, version),
         ).fetchall()
         return [str(row["id"]) for row in rows]
 
