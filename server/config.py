@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedge.server.config_values import coerce, rate_limit_table, strings, validate_origins
 from fedge.server.errors import ConfigurationError
 
 ENV_PREFIX = "FEDGE_"
@@ -209,9 +209,9 @@ class ServerConfig:
         if not (self.event_stream_s > 0 and self.event_keepalive_s > 0):
             raise ConfigurationError("event_stream_s and event_keepalive_s must be > 0")
         self._validate_canary()
-        _validate_origins(self.cors_origins)
+        validate_origins(self.cors_origins)
         self._validate_clients()
-        _validate_origins(self.frame_ancestors, "frame_ancestors")
+        validate_origins(self.frame_ancestors, "frame_ancestors")
 
     def _validate_clients(self) -> None:
         from fedge.server.devices.rate_limits import parse_proxies, parse_rate_limits
@@ -353,15 +353,15 @@ def _build(values: Mapping[str, Any]) -> ServerConfig:
         if name == "rounds":
             kwargs[name] = _build_rounds(raw)
         elif name == "rate_limits":
-            kwargs[name] = _rate_limits(raw)
+            kwargs[name] = rate_limit_table(raw)
         elif name == "strategy_params":
             if not isinstance(raw, Mapping):
                 raise ConfigurationError("strategy_params must be a table")
             kwargs[name] = dict(raw)
         elif str(fields[name].type).startswith("tuple"):
-            kwargs[name] = _strings(name, raw)
+            kwargs[name] = strings(name, raw)
         else:
-            kwargs[name] = _coerce(name, fields[name].type, raw)
+            kwargs[name] = coerce(name, fields[name].type, raw)
     return ServerConfig(**kwargs)
 
 
@@ -374,81 +374,4 @@ def _build_rounds(raw: Any) -> RoundConfig:
     unknown = set(raw) - set(fields)
     if unknown:
         raise ConfigurationError(f"unknown round keys: {', '.join(sorted(unknown))}")
-    return RoundConfig(**{k: _coerce(k, fields[k].type, v) for k, v in raw.items()})
-
-
-def _coerce(name: str, annotation: Any, raw: Any) -> Any:
-    text = str(annotation)
-    try:
-        if raw is None:
-            return None
-        if "Path" in text:
-            return Path(raw)
-        if text.startswith("bool"):
-            return _boolean(raw)
-        if text.startswith("int"):
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError("not a whole number")
-            return int(raw)
-        if text.startswith("float"):
-            if isinstance(raw, bool):
-                raise ValueError("not a number")
-            return float(raw)
-        if text.startswith("str") and not isinstance(raw, str):
-            raise ValueError("not a string")
-        return raw
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"{name}: cannot use {raw!r}: {exc}") from exc
-
-
-_ORIGIN = re.compile(
-    r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
-)
-
-
-def _strings(name: str, raw: Any) -> tuple[str, ...]:
-    """A list of strings: a TOML array, or one comma-separated string (environment)."""
-    if isinstance(raw, str):
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if isinstance(raw, (list, tuple)) and all(isinstance(item, str) for item in raw):
-        return tuple(raw)
-    raise ConfigurationError(f"{name}: cannot use {raw!r}: not a list of strings")
-
-
-def _rate_limits(raw: Any) -> dict[str, str]:
-    """A table (TOML, a test's mapping) or ``family=spec,...`` (environment)."""
-    if isinstance(raw, str):
-        pairs = [part.split("=", 1) for part in raw.split(",") if part.strip()]
-        if any(len(pair) != 2 for pair in pairs):
-            raise ConfigurationError(
-                f"rate_limits: cannot use {raw!r}: write family=RATE/s:BURST,..."
-            )
-        raw = {name.strip(): spec.strip() for name, spec in pairs}
-    if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
-        raise ConfigurationError('rate_limits must be a table of family = "RATE/s:BURST"')
-    return {str(name): str(spec) for name, spec in raw.items()}
-
-
-def _validate_origins(origins: tuple[str, ...], name: str = "cors_origins") -> None:
-    for origin in origins:
-        if not _ORIGIN.fullmatch(origin):
-            raise ConfigurationError(
-                f"{name}: {origin!r} is not an origin; write scheme://host[:port] "
-                "(e.g. https://app.example.com), no path, no trailing slash, no wildcard"
-            )
-
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
-def _boolean(raw: Any) -> bool:
-    """True or false, spelled one of the accepted ways; a typo is an error."""
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"say one of {', '.join(_TRUE + _FALSE)}")
+    return RoundConfig(**{k: coerce(k, fields[k].type, v) for k, v in raw.items()})
