@@ -113,6 +113,17 @@ class ServerConfig:
     # Origins (scheme://host[:port]) whose pages may call the API (CORS);
     # empty: none, only the server's own pages (same origin) can.
     cors_origins: tuple[str, ...] = ()
+    # The live model's health (fedge.server.releases.health): devices report
+    # once per window; a window of at least health_min_devices devices is
+    # judged against the release's first such window: an alert when the
+    # median metric is worse by more than health_margin, or the prediction
+    # distribution moved further than health_max_distance (total variation
+    # of class shares) or health_max_shift (quantiles, in interquartile ranges).
+    health_window_s: float = 3600.0
+    health_min_devices: int = 5
+    health_margin: float = 0.05
+    health_max_distance: float = 0.2
+    health_max_shift: float = 1.0
 
     def validate(self) -> None:
         self.rounds.validate()
@@ -145,6 +156,7 @@ class ServerConfig:
         if not (self.event_stream_s > 0 and self.event_keepalive_s > 0):
             raise ConfigurationError("event_stream_s and event_keepalive_s must be > 0")
         self._validate_canary()
+        self._validate_health()
         _validate_origins(self.cors_origins)
 
     def _validate_release_builds(self) -> None:
@@ -156,6 +168,19 @@ class ServerConfig:
     def _validate_canary(self) -> None:
         if self.canary_min_reports < 1 or not 0 <= self.canary_margin < float("inf"):
             raise ConfigurationError("canary_min_reports must be >= 1, canary_margin >= 0")
+
+    def _validate_health(self) -> None:
+        bounds = (self.health_margin, self.health_max_distance, self.health_max_shift)
+        if not (
+            1.0 <= self.health_window_s <= 86_400 * 30
+            and self.health_min_devices >= 2
+            and all(0 <= b < float("inf") for b in bounds)
+        ):
+            raise ConfigurationError(
+                "health_window_s must be 1 s to 30 days, health_min_devices >= 2 "
+                "(one device never raises an alert), health_margin, health_max_distance "
+                "and health_max_shift >= 0"
+            )
 
     @property
     def event_stream_limit(self) -> int:

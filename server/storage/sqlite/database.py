@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fedge.server.storage.sqlite.health import SCHEMA as HEALTH_SCHEMA
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY,
@@ -183,6 +185,7 @@ class Database:
             conn.execute("PRAGMA foreign_keys=ON")
         # executescript manages its own transaction.
         conn.executescript(SCHEMA)
+        conn.executescript(HEALTH_SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def connection(self) -> sqlite3.Connection:
