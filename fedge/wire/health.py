@@ -16,7 +16,7 @@ exactly one of the two is given. :class:`HealthReport.from_json` refuses
 anything else with :class:`HealthWireError`, naming the field.
 
 :class:`HealthWindow` is what the server made of one window's reports on
-one runtime (the robust middle of the devices, each device one vote), and
+one runtime (medians over devices, and how many devices vote "drifted"), and
 :class:`HealthSeries` the release's series, as ``GET`` answers it.
 """
 
@@ -122,8 +122,10 @@ class HealthWindow:
     prediction shares (renormalised), or the medians of their quantiles.
     ``distance`` (total variation, or the largest quantile shift in the
     baseline's interquartile ranges) and ``drop`` (how much worse the metric
-    is) are against the baseline window; None for the baseline itself and
-    for windows with too few devices to judge."""
+    is) are against the baseline window (None until there is one);
+    ``votes``: how many devices' own numbers were off the baseline beyond
+    the bounds (:mod:`fedge.server.releases.health.drift`); ``alert``: more
+    than half of at least ``min_devices`` devices."""
 
     version: int
     runtime: str
@@ -137,6 +139,7 @@ class HealthWindow:
     baseline: bool
     distance: float | None
     drop: float | None
+    votes: int
     alert: bool
 
     def to_json(self) -> dict[str, Any]:

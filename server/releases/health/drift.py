@@ -1,23 +1,27 @@
 """The drift rule: one window's reports against the release's baseline window.
 
-Each device is one vote, whatever it claims to have counted: its histogram
-becomes shares of its own predictions, and the window's numbers are
-medians over the devices (the metric, the loss, each class's share, each
-quantile). A median moves past the honest devices' range only when half
-of the devices lie, so a minority can neither raise an alert (drifted
-numbers from a few) nor silence one (healthy numbers from a few).
+Each device is one vote, whatever it claims to have counted. A device
+votes "drifted" when its own numbers are off the baseline by more than
+the bound *and* by more than its sample could explain: its metric is
+worse than the baseline's by more than ``margin`` plus two standard
+errors (accuracy: binomial on its ``num_examples``), or its class counts
+are further than ``max_distance`` (total variation) from the baseline's
+shares and fail a chi-square check at three standard deviations, or its
+quantiles moved more than ``max_shift`` baseline interquartile ranges. A
+window raises the alert when at least ``min_devices`` devices reported
+and more than half of them vote drifted: a minority can neither raise an
+alert (lies from a few) nor silence one (healthy numbers from a few).
 
-The baseline is the release's first window with at least ``min_devices``
-devices on that runtime. A later window with as many devices raises an
-alert when its metric is worse than the baseline's by more than
-``margin`` (in the metric's units) or its prediction distribution is
-further than ``max_distance`` (total variation between class shares) or
-``max_shift`` (the largest quantile move, in the baseline's interquartile
-ranges) from the baseline's.
+The numbers shown for a window are medians over devices (the metric, the
+loss, each class's share renormalised, each quantile), with ``distance``
+and ``drop`` of those medians against the baseline's. The baseline is the
+release's first window with at least ``min_devices`` devices on that
+runtime.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +30,7 @@ from fedge.wire.canary import HIGHER_IS_BETTER
 from fedge.wire.health import HealthReport, HealthWindow
 
 _TINY = 1e-12
+_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ def judge(
         baseline=baseline is None and enough,
         distance=None,
         drop=None,
+        votes=0,
         alert=False,
     )
     if baseline is None:
@@ -70,13 +76,49 @@ def judge(
     if baseline.metric == judged.metric:
         higher = HIGHER_IS_BETTER[judged.metric]
         drop = baseline.value - judged.value if higher else judged.value - baseline.value
-    bound = policy.max_distance if first.histogram is not None else policy.max_shift
-    alert = enough and (
-        (drop is not None and drop > policy.margin) or (distance is not None and distance > bound)
-    )
+    votes = sum(_drifted(r, baseline, policy) for r in reports)
+    alert = enough and 2 * votes > len(reports)
     return HealthWindow(
-        **{**judged.__dict__, "distance": distance, "drop": drop, "alert": alert},
+        **{**judged.__dict__, "distance": distance, "drop": drop, "votes": votes, "alert": alert},
     )
+
+
+def _drifted(report: HealthReport, baseline: HealthWindow, policy: Policy) -> bool:
+    """Whether this one device's numbers are off the baseline beyond the
+    bounds and beyond what its own sample size explains."""
+    if report.metric == baseline.metric:
+        higher = HIGHER_IS_BETTER[report.metric]
+        drop = baseline.value - report.value if higher else report.value - baseline.value
+        noise = 0.0
+        if report.metric == "accuracy":
+            b = min(max(baseline.value, 0.0), 1.0)
+            noise = 2.0 * math.sqrt(max(b * (1.0 - b), 0.01) / report.num_examples)
+        if drop > policy.margin + noise:
+            return True
+    if report.histogram is not None:
+        return _histogram_drifted(report.histogram, baseline.distribution, policy.max_distance)
+    if report.quantiles is not None:
+        shift = _distance(report.quantiles, baseline.distribution, classes=False)
+        return shift is not None and shift > policy.max_shift
+    return False
+
+
+def _histogram_drifted(counts: tuple[int, ...], base: tuple[float, ...], bound: float) -> bool:
+    if len(counts) != len(base):
+        return False
+    shares = _shares(counts)
+    if 0.5 * sum(abs(a - b) for a, b in zip(shares, base, strict=True)) <= bound:
+        return False
+    n = sum(counts)
+    # Chi-square against the baseline's shares (floored: a class the baseline
+    # never predicted must not make one prediction of it infinitely odd).
+    expected = [max(b, _FLOOR) for b in base]
+    total = sum(expected)
+    statistic = sum(
+        (c - n * e / total) ** 2 / (n * e / total) for c, e in zip(counts, expected, strict=True)
+    )
+    freedom = len(counts) - 1
+    return statistic > freedom + 3.0 * math.sqrt(2.0 * freedom)
 
 
 def _distribution(reports: Sequence[HealthReport]) -> tuple[float, ...]:

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS health_windows (
     baseline INTEGER NOT NULL,
     distance REAL,
     drop_ REAL,
+    votes INTEGER NOT NULL,
     alert INTEGER NOT NULL,
     PRIMARY KEY (version, runtime, win)
 );
@@ -55,7 +56,7 @@ _REPORT = (
 )
 _WINDOW = (
     "version, runtime, win, start, metric, devices, loss, value, distribution, baseline, "
-    "distance, drop_, alert"
+    "distance, drop_, votes, alert"
 )
 
 
@@ -94,6 +95,7 @@ def _window(row: sqlite3.Row) -> HealthWindow:
         baseline=bool(row["baseline"]),
         distance=row["distance"],
         drop=row["drop_"],
+        votes=int(row["votes"]),
         alert=bool(row["alert"]),
     )
 
@@ -160,7 +162,7 @@ class SQLiteHealth:
         w = judged
         self._conn.execute(
             f"INSERT INTO health_windows ({_WINDOW}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 w.version,
                 w.runtime,
@@ -174,6 +176,7 @@ class SQLiteHealth:
                 int(w.baseline),
                 w.distance,
                 w.drop,
+                w.votes,
                 int(w.alert),
             ),
         )

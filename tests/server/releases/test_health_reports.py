@@ -3,8 +3,8 @@
 A real ``fedge serve`` with release 1 (a 3-class bundle) live and
 2-second windows. Devices report a histogram of their predicted classes
 and their accuracy on what they labelled; a window is judged once it has
-closed. Medians over devices (one vote each) decide, so a minority of
-lying devices can neither raise the alert nor silence it.
+closed. Each device is one vote and the alert needs a majority, so a
+minority of lying devices can neither raise the alert nor silence it.
 """
 
 from __future__ import annotations
@@ -211,6 +211,8 @@ def test_drift_raises_the_alert_and_a_lying_minority_cannot_move_it(api: Api) ->
     stable, drifted = windows[1], windows[2]
     assert stable["value"] == pytest.approx(0.9) and stable["drop"] == pytest.approx(0.0)
     assert stable["distance"] == pytest.approx(0.0)
+    # One vote per device: 4 liars of 10 in each window, a majority needs 6.
+    assert (stable["votes"], drifted["votes"]) == (4, 6)
     assert drifted["value"] == pytest.approx(0.35)
     assert drifted["drop"] == pytest.approx(0.55)
     # Class shares (26, 2, 2)/30 against (1, 1, 1)/3: TVD = 26/30 - 1/3.
