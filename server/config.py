@@ -124,6 +124,9 @@ class ServerConfig:
     health_margin: float = 0.05
     health_max_distance: float = 0.2
     health_max_shift: float = 1.0
+    # On a raised health alert, cut a release from the current global
+    # checkpoint (by "health"); its canary decides it like any other.
+    health_alert_cut: bool = False
 
     def validate(self) -> None:
         self.rounds.validate()

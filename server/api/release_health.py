@@ -11,22 +11,33 @@ id or its own numbers): the release's judged windows per runtime
 (:class:`fedge.wire.health.HealthSeries`), oldest first, at most
 ``limit``. Reading judges windows that have closed and wait for their
 judgement (the first report of a later window would, too).
+
+With ``health_alert_cut`` set, a judgement that raises the alert also cuts
+a release from the current global checkpoint (as ``POST
+/v1/admin/releases`` would, by ``health``), after the judgement has
+committed: the federated rounds go on on the devices' drifted data, and
+the release's canary decides whether what they learned is better. A cut
+the builder refuses (another build running) is logged, not retried.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from flask import Blueprint, jsonify
 
 from fedge.server.api.common import MAX_ROUND_ID, authenticated_device, json_body, list_limit
-from fedge.server.errors import BadRequest, NotFound
+from fedge.server.errors import BadRequest, NotFound, ServerError
 from fedge.server.http.context import ServerContext, context
 from fedge.server.metrics import Metrics
+from fedge.server.releases.build.builder import CutRequest
 from fedge.server.releases.health import reports as health
 from fedge.server.releases.health.shape import output_width
-from fedge.wire.health import HealthReport, HealthWindow, HealthWireError
+from fedge.wire.health import HealthReport, HealthWireError
+
+log = logging.getLogger("fedge.server")
 
 bp = Blueprint("release_health", __name__, url_prefix="/v1/releases")
 
@@ -48,7 +59,7 @@ def report(version: int) -> Any:
         receipt, created, judged = health.report(
             tx, version, device.id, parsed, width, health.policy_of(ctx.config)
         )
-    _count(ctx.coordinator.metrics, parsed.runtime if created else None, judged)
+    _after_judging(ctx, parsed.runtime if created else None, judged)
     response = jsonify(receipt.to_json())
     response.status_code = 201 if created else 200
     return response
@@ -66,11 +77,10 @@ def series(version: int) -> Any:
         waiting = tx.releases.get(version) is not None and tx.health.unjudged_windows(
             version, current
         )
-    judged: list[HealthWindow] = []
     if waiting:
         with ctx.store.transaction() as tx:
             judged = health.judge_closed(tx, version, current, policy)
-        _count(ctx.coordinator.metrics, None, judged)
+        _after_judging(ctx, None, judged)
     with ctx.store.reading() as tx:
         shown = health.series(tx, version, policy, now, limit)
     return jsonify(shown.to_json())
@@ -86,7 +96,25 @@ def _width(ctx: ServerContext, version: int) -> int | None:
     return output_width(stored.root) if stored is not None else None
 
 
-def _count(metrics: Metrics, runtime: str | None, judged: list[HealthWindow]) -> None:
+def _after_judging(ctx: ServerContext, runtime: str | None, judged: list[health.Judged]) -> None:
+    _count(ctx.coordinator.metrics, runtime, judged)
+    raised = [j.window for j in judged if j.change == "raised"]
+    if not raised or not ctx.config.health_alert_cut:
+        return
+    first = raised[0]
+    why = (
+        f"health alert on release {first.version} ({first.runtime}): {first.votes} of "
+        f"{first.devices} devices drifted"
+    )
+    try:
+        record = ctx.builds.cut(CutRequest(notes=why, by="health", why=why))
+    except ServerError as exc:
+        log.warning("health alert: no release cut: %s", exc)
+        return
+    log.info("health alert: cutting release %s", record.version)
+
+
+def _count(metrics: Metrics, runtime: str | None, judged: list[health.Judged]) -> None:
     metrics.define("fedge_health_reports_total", "counter", "Health reports taken, by runtime.")
     metrics.define(
         "fedge_health_alert", "gauge", "1 while the live model's health alert is raised."
@@ -97,7 +125,7 @@ def _count(metrics: Metrics, runtime: str | None, judged: list[HealthWindow]) ->
     )
     if runtime is not None:
         metrics.inc("fedge_health_reports_total", runtime=runtime)
-    for made in judged:
+    for made in (j.window for j in judged):
         labels = {"version": str(made.version), "runtime": made.runtime}
         metrics.set("fedge_health_alert", float(made.alert), **labels)
         metrics.set("fedge_health_value", made.value, **labels)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 from fedge.server.config import ServerConfig
 from fedge.server.errors import BadRequest, Conflict, NotFound
@@ -26,6 +27,14 @@ from fedge.server.storage.store import Tx
 from fedge.wire.health import HealthReceipt, HealthReport, HealthSeries, HealthWindow
 
 EVENT = "health"
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A window judged now, and whether it ``raised`` or ``cleared`` the alert (else None)."""
+
+    window: HealthWindow
+    change: str | None
 
 
 def policy_of(config: ServerConfig) -> Policy:
@@ -50,7 +59,7 @@ def report(
     width: int | None,
     policy: Policy,
     now: float | None = None,
-) -> tuple[HealthReceipt, bool, list[HealthWindow]]:
+) -> tuple[HealthReceipt, bool, list[Judged]]:
     """The receipt, whether the report is new, and the windows this call judged."""
     at = time.time() if now is None else now
     window = window_of(at, policy)
@@ -69,10 +78,10 @@ def report(
     return _receipt(version, stored, policy), True, judged
 
 
-def judge_closed(tx: Tx, version: int, current: int, policy: Policy) -> list[HealthWindow]:
+def judge_closed(tx: Tx, version: int, current: int, policy: Policy) -> list[Judged]:
     """Judge the windows of ``version`` before ``current`` that have reports
     and no judgement; write an event for each alert raised or cleared."""
-    judged: list[HealthWindow] = []
+    judged: list[Judged] = []
     for window in tx.health.unjudged_windows(version, current):
         by_runtime: dict[str, list[HealthReport]] = defaultdict(list)
         for stored in tx.health.in_window(version, window):
@@ -100,7 +109,7 @@ def series(tx: Tx, version: int, policy: Policy, now: float, limit: int) -> Heal
 
 def _judge_one(
     tx: Tx, version: int, window: int, runtime: str, reports: list[HealthReport], policy: Policy
-) -> HealthWindow:
+) -> Judged:
     # One metric per judgement: the one most devices named (a few naming
     # another cannot change which numbers are compared).
     counts = Counter(r.metric for r in reports)
@@ -112,7 +121,8 @@ def _judge_one(
     was_alert = previous is not None and previous.alert
     if made.alert != was_alert and (made.alert or made.devices >= policy.min_devices):
         tx.events.add(EVENT, _event(made, tx.health.baseline(version, runtime)))
-    return made
+        return Judged(made, "raised" if made.alert else "cleared")
+    return Judged(made, None)
 
 
 def _event(made: HealthWindow, baseline: HealthWindow | None) -> dict[str, object]:

@@ -17,6 +17,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -222,6 +223,8 @@ def test_drift_raises_the_alert_and_a_lying_minority_cannot_move_it(api: Api) ->
     assert events[0]["state"] == "raised" and events[0]["runtime"] == "tflite"
     assert events[0]["window"] == drifted["window"] and events[0]["devices"] == 10
     assert "device" not in json.dumps(events[0]).replace('"devices"', "")
+    # Without health_alert_cut, an alert cuts nothing.
+    assert [r["version"] for r in api.releases()["releases"]] == [1]
     metrics = requests.get(f"{api.url}/metrics", timeout=30).text
     assert 'fedge_health_alert{runtime="tflite",version="1"} 1' in metrics
     assert 'fedge_health_reports_total{runtime="tflite"}' in metrics
@@ -244,3 +247,31 @@ def test_too_few_devices_set_no_baseline_and_raise_nothing(api: Api) -> None:
         (False, False, MIN_DEVICES - 1),
     ]
     assert [e for e in api.health_events() if e["runtime"] == WASM] == []
+
+
+def test_with_alert_cut_a_raised_alert_cuts_a_release(bundle: Built, tmp_path: Path) -> None:
+    environ = {
+        **os.environ,
+        "FEDGE_HEALTH_WINDOW_S": str(WINDOW_S),
+        "FEDGE_HEALTH_MIN_DEVICES": str(MIN_DEVICES),
+        "FEDGE_HEALTH_ALERT_CUT": "1",
+    }
+    data_dir = tmp_path / "data"
+    args = ["--model", str(bundle.path)]
+    with running(data_dir, args, tmp_path / "log", environ=environ) as server:
+        api = Api(server, data_dir)
+        tokens = [api.enrol() for _ in range(MIN_DEVICES)]
+        for body in (HEALTHY, DRIFTED):
+            fresh_window()
+            for token in tokens:
+                assert api.report(token, body).status_code == 201
+        fresh_window()
+        alerted = api.series()["windows"][-1]["alert"]
+        releases = api.releases()["releases"]
+        changes = api.changes()
+
+    assert alerted
+    assert [r["version"] for r in releases] == [2, 1]
+    assert releases[0]["created_by"] == "health"
+    assert "health alert on release 1 (tflite): 5 of 5 devices drifted" in releases[0]["notes"]
+    assert any(c["actor"] == "health" and c["version"] == 2 for c in changes)
