@@ -123,9 +123,10 @@ class HealthWindow:
     ``distance`` (total variation, or the largest quantile shift in the
     baseline's interquartile ranges) and ``drop`` (how much worse the metric
     is) are against the baseline window (None until there is one);
-    ``votes``: how many devices' own numbers were off the baseline beyond
+    ``voters``: the devices that also reported in the baseline window;
+    ``votes``: how many of them moved from their own baseline report beyond
     the bounds (:mod:`fedge.server.releases.health.drift`); ``alert``: more
-    than half of at least ``min_devices`` devices."""
+    than half of at least ``min_devices`` voters."""
 
     version: int
     runtime: str
@@ -139,6 +140,7 @@ class HealthWindow:
     baseline: bool
     distance: float | None
     drop: float | None
+    voters: int
     votes: int
     alert: bool
 

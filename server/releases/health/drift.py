@@ -1,36 +1,44 @@
 """The drift rule: one window's reports against the release's baseline window.
 
-Each device is one vote, whatever it claims to have counted. A device
-votes "drifted" when its own numbers are off the baseline by more than
-the bound *and* by more than its sample could explain: its metric is
-worse than the baseline's by more than ``margin`` plus two standard
-errors (accuracy: binomial on its ``num_examples``), or its class counts
-are further than ``max_distance`` (total variation) from the baseline's
-shares and fail a chi-square check at three standard deviations, or its
-quantiles moved more than ``max_shift`` baseline interquartile ranges. A
-window raises the alert when at least ``min_devices`` devices reported
-and more than half of them vote drifted: a minority can neither raise an
-alert (lies from a few) nor silence one (healthy numbers from a few).
+Devices differ: one user writes mostly sevens, another's camera is dim,
+so a device's numbers are compared with *its own* report in the baseline
+window, never with the population's (against which every device of a
+non-IID fleet looks drifted). Each device that reported in the baseline
+window is one vote, whatever it claims to have counted. It votes
+"drifted" when, against its own baseline report, beyond the bounds and
+beyond what the two samples' sizes explain:
 
-The numbers shown for a window are medians over devices (the metric, the
-loss, each class's share renormalised, each quantile), with ``distance``
-and ``drop`` of those medians against the baseline's. The baseline is the
-release's first window with at least ``min_devices`` devices on that
-runtime.
+* its metric is worse by more than ``margin`` plus two standard errors
+  (accuracy: of the difference of two proportions), or
+* its class shares moved further than ``max_distance`` (total variation)
+  and its two histograms fail a chi-square test of homogeneity at three
+  standard deviations, or
+* its quantiles moved more than ``max_shift`` of its baseline's
+  interquartile range.
+
+A window raises the alert when at least ``min_devices`` devices voted and
+more than half of them vote drifted: a minority can neither raise an
+alert (lies from a few) nor silence one (healthy numbers from a few).
+Devices that joined after the baseline window do not vote on this release.
+
+The numbers shown for a window are medians over its devices (the metric,
+the loss, each class's share renormalised, each quantile), with
+``distance`` and ``drop`` of those medians against the baseline's. The
+baseline is the release's first window with at least ``min_devices``
+devices on that runtime.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from fedge.wire.canary import HIGHER_IS_BETTER
 from fedge.wire.health import HealthReport, HealthWindow
 
 _TINY = 1e-12
-_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -45,27 +53,30 @@ class Policy:
 def judge(
     version: int,
     window: int,
-    reports: Sequence[HealthReport],
+    reports: Mapping[str, HealthReport],
     baseline: HealthWindow | None,
+    own: Mapping[str, HealthReport],
     policy: Policy,
 ) -> HealthWindow:
-    """The judged window of ``reports`` (one runtime, one metric, at least one report)."""
-    first = reports[0]
-    distribution = _distribution(reports)
-    enough = len(reports) >= policy.min_devices
+    """The judged window of ``reports`` by device id (one runtime, one
+    metric, at least one); ``own``: each device's report in the baseline window."""
+    listed = list(reports.values())
+    first = listed[0]
+    distribution = _distribution(listed)
     judged = HealthWindow(
         version=version,
         runtime=first.runtime,
         window=window,
         start=window * policy.window_s,
         metric=first.metric,
-        devices=len(reports),
-        loss=statistics.median(r.loss for r in reports),
-        value=statistics.median(r.value for r in reports),
+        devices=len(listed),
+        loss=statistics.median(r.loss for r in listed),
+        value=statistics.median(r.value for r in listed),
         distribution=distribution,
-        baseline=baseline is None and enough,
+        baseline=baseline is None and len(listed) >= policy.min_devices,
         distance=None,
         drop=None,
+        voters=0,
         votes=0,
         alert=False,
     )
@@ -76,48 +87,56 @@ def judge(
     if baseline.metric == judged.metric:
         higher = HIGHER_IS_BETTER[judged.metric]
         drop = baseline.value - judged.value if higher else judged.value - baseline.value
-    votes = sum(_drifted(r, baseline, policy) for r in reports)
-    alert = enough and 2 * votes > len(reports)
-    return HealthWindow(
-        **{**judged.__dict__, "distance": distance, "drop": drop, "votes": votes, "alert": alert},
+    pairs = [(now, own[device]) for device, now in reports.items() if device in own]
+    votes = sum(drifted(now, then, policy) for now, then in pairs)
+    alert = len(pairs) >= policy.min_devices and 2 * votes > len(pairs)
+    return replace(
+        judged, distance=distance, drop=drop, voters=len(pairs), votes=votes, alert=alert
     )
 
 
-def _drifted(report: HealthReport, baseline: HealthWindow, policy: Policy) -> bool:
-    """Whether this one device's numbers are off the baseline beyond the
-    bounds and beyond what its own sample size explains."""
-    if report.metric == baseline.metric:
-        higher = HIGHER_IS_BETTER[report.metric]
-        drop = baseline.value - report.value if higher else report.value - baseline.value
+def drifted(now: HealthReport, then: HealthReport, policy: Policy) -> bool:
+    """Whether one device's report moved from its baseline report beyond
+    the bounds and beyond what the two samples' sizes explain."""
+    if now.metric == then.metric:
+        higher = HIGHER_IS_BETTER[now.metric]
+        drop = then.value - now.value if higher else now.value - then.value
         noise = 0.0
-        if report.metric == "accuracy":
-            b = min(max(baseline.value, 0.0), 1.0)
-            noise = 2.0 * math.sqrt(max(b * (1.0 - b), 0.01) / report.num_examples)
+        if now.metric == "accuracy":
+            pooled = (now.value * now.num_examples + then.value * then.num_examples) / (
+                now.num_examples + then.num_examples
+            )
+            variance = max(pooled * (1.0 - pooled), 0.01)
+            noise = 2.0 * math.sqrt(variance * (1 / now.num_examples + 1 / then.num_examples))
         if drop > policy.margin + noise:
             return True
-    if report.histogram is not None:
-        return _histogram_drifted(report.histogram, baseline.distribution, policy.max_distance)
-    if report.quantiles is not None:
-        shift = _distance(report.quantiles, baseline.distribution, classes=False)
+    if now.histogram is not None and then.histogram is not None:
+        return _histograms_differ(now.histogram, then.histogram, policy.max_distance)
+    if now.quantiles is not None and then.quantiles is not None:
+        shift = _distance(now.quantiles, then.quantiles, classes=False)
         return shift is not None and shift > policy.max_shift
     return False
 
 
-def _histogram_drifted(counts: tuple[int, ...], base: tuple[float, ...], bound: float) -> bool:
-    if len(counts) != len(base):
+def _histograms_differ(a: tuple[int, ...], b: tuple[int, ...], bound: float) -> bool:
+    if len(a) != len(b):
         return False
-    shares = _shares(counts)
-    if 0.5 * sum(abs(a - b) for a, b in zip(shares, base, strict=True)) <= bound:
+    na, nb = sum(a), sum(b)
+    if 0.5 * sum(abs(x / na - y / nb) for x, y in zip(a, b, strict=True)) <= bound:
         return False
-    n = sum(counts)
-    # Chi-square against the baseline's shares (floored: a class the baseline
-    # never predicted must not make one prediction of it infinitely odd).
-    expected = [max(b, _FLOOR) for b in base]
-    total = sum(expected)
-    statistic = sum(
-        (c - n * e / total) ** 2 / (n * e / total) for c, e in zip(counts, expected, strict=True)
-    )
-    freedom = len(counts) - 1
+    # Chi-square test of homogeneity of the two histograms (2 x classes).
+    total = na + nb
+    statistic = 0.0
+    used = 0
+    for x, y in zip(a, b, strict=True):
+        column = x + y
+        if column == 0:
+            continue
+        used += 1
+        for observed, row in ((x, na), (y, nb)):
+            expected = row * column / total
+            statistic += (observed - expected) ** 2 / expected
+    freedom = max(used - 1, 1)
     return statistic > freedom + 3.0 * math.sqrt(2.0 * freedom)
 
 

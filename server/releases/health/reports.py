@@ -83,9 +83,9 @@ def judge_closed(tx: Tx, version: int, current: int, policy: Policy) -> list[Jud
     and no judgement; write an event for each alert raised or cleared."""
     judged: list[Judged] = []
     for window in tx.health.unjudged_windows(version, current):
-        by_runtime: dict[str, list[HealthReport]] = defaultdict(list)
+        by_runtime: dict[str, dict[str, HealthReport]] = defaultdict(dict)
         for stored in tx.health.in_window(version, window):
-            by_runtime[stored.report.runtime].append(stored.report)
+            by_runtime[stored.report.runtime][stored.device_id] = stored.report
         for runtime, reports in sorted(by_runtime.items()):
             judged.append(_judge_one(tx, version, window, runtime, reports, policy))
     return judged
@@ -108,18 +108,31 @@ def series(tx: Tx, version: int, policy: Policy, now: float, limit: int) -> Heal
 
 
 def _judge_one(
-    tx: Tx, version: int, window: int, runtime: str, reports: list[HealthReport], policy: Policy
+    tx: Tx,
+    version: int,
+    window: int,
+    runtime: str,
+    reports: dict[str, HealthReport],
+    policy: Policy,
 ) -> Judged:
     # One metric per judgement: the one most devices named (a few naming
     # another cannot change which numbers are compared).
-    counts = Counter(r.metric for r in reports)
+    counts = Counter(r.metric for r in reports.values())
     metric = min(counts, key=lambda name: (-counts[name], name))
-    chosen = [r for r in reports if r.metric == metric]
+    chosen = {device: r for device, r in reports.items() if r.metric == metric}
     previous = tx.health.latest(version, runtime)
-    made = judge(version, window, chosen, tx.health.baseline(version, runtime), policy)
+    baseline = tx.health.baseline(version, runtime)
+    own: dict[str, HealthReport] = {}
+    if baseline is not None:
+        own = {
+            s.device_id: s.report
+            for s in tx.health.in_window(version, baseline.window)
+            if s.report.runtime == runtime
+        }
+    made = judge(version, window, chosen, baseline, own, policy)
     tx.health.record_window(made)
     was_alert = previous is not None and previous.alert
-    if made.alert != was_alert and (made.alert or made.devices >= policy.min_devices):
+    if made.alert != was_alert and (made.alert or made.voters >= policy.min_devices):
         tx.events.add(EVENT, _event(made, tx.health.baseline(version, runtime)))
         return Judged(made, "raised" if made.alert else "cleared")
     return Judged(made, None)

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS health_windows (
     baseline INTEGER NOT NULL,
     distance REAL,
     drop_ REAL,
+    voters INTEGER NOT NULL,
     votes INTEGER NOT NULL,
     alert INTEGER NOT NULL,
     PRIMARY KEY (version, runtime, win)
@@ -56,7 +57,7 @@ _REPORT = (
 )
 _WINDOW = (
     "version, runtime, win, start, metric, devices, loss, value, distribution, baseline, "
-    "distance, drop_, votes, alert"
+    "distance, drop_, voters, votes, alert"
 )
 
 
@@ -95,6 +96,7 @@ def _window(row: sqlite3.Row) -> HealthWindow:
         baseline=bool(row["baseline"]),
         distance=row["distance"],
         drop=row["drop_"],
+        voters=int(row["voters"]),
         votes=int(row["votes"]),
         alert=bool(row["alert"]),
     )
@@ -162,7 +164,7 @@ class SQLiteHealth:
         w = judged
         self._conn.execute(
             f"INSERT INTO health_windows ({_WINDOW}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 w.version,
                 w.runtime,
@@ -176,6 +178,7 @@ class SQLiteHealth:
                 int(w.baseline),
                 w.distance,
                 w.drop,
+                w.voters,
                 w.votes,
                 int(w.alert),
             ),
