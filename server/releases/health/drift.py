@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -58,8 +59,12 @@ def judge(
     own: Mapping[str, HealthReport],
     policy: Policy,
 ) -> HealthWindow:
-    """The judged window of ``reports`` by device id (one runtime, one
-    metric, at least one); ``own``: each device's report in the baseline window."""
+    """The judged window of ``reports`` by device id (one runtime, at least
+    one); ``own``: each device's report in the baseline window. Only the
+    reports of the most common kind (metric, and histogram length or
+    quantiles) are judged: a few devices naming another metric or class
+    count cannot change which numbers are compared."""
+    reports = _common_kind(reports)
     listed = list(reports.values())
     first = listed[0]
     distribution = _distribution(listed)
@@ -95,6 +100,17 @@ def judge(
     )
 
 
+def _kind(report: HealthReport) -> tuple[str, int]:
+    shape = len(report.histogram) if report.histogram is not None else 0
+    return report.metric, shape
+
+
+def _common_kind(reports: Mapping[str, HealthReport]) -> dict[str, HealthReport]:
+    counts = Counter(_kind(r) for r in reports.values())
+    kind = min(counts, key=lambda k: (-counts[k], k))
+    return {device: r for device, r in reports.items() if _kind(r) == kind}
+
+
 def drifted(now: HealthReport, then: HealthReport, policy: Policy) -> bool:
     """Whether one device's report moved from its baseline report beyond
     the bounds and beyond what the two samples' sizes explain."""
@@ -110,6 +126,8 @@ def drifted(now: HealthReport, then: HealthReport, policy: Policy) -> bool:
             noise = 2.0 * math.sqrt(variance * (1 / now.num_examples + 1 / then.num_examples))
         if drop > policy.margin + noise:
             return True
+    if _kind(now) != _kind(then):
+        return False
     if now.histogram is not None and then.histogram is not None:
         return _histograms_differ(now.histogram, then.histogram, policy.max_distance)
     if now.quantiles is not None and then.quantiles is not None:

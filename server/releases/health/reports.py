@@ -15,7 +15,7 @@ starts or ends an alert writes a ``health`` event (public: numbers only).
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 
 from fedge.server.config import ServerConfig
@@ -115,11 +115,6 @@ def _judge_one(
     reports: dict[str, HealthReport],
     policy: Policy,
 ) -> Judged:
-    # One metric per judgement: the one most devices named (a few naming
-    # another cannot change which numbers are compared).
-    counts = Counter(r.metric for r in reports.values())
-    metric = min(counts, key=lambda name: (-counts[name], name))
-    chosen = {device: r for device, r in reports.items() if r.metric == metric}
     previous = tx.health.latest(version, runtime)
     baseline = tx.health.baseline(version, runtime)
     own: dict[str, HealthReport] = {}
@@ -129,7 +124,7 @@ def _judge_one(
             for s in tx.health.in_window(version, baseline.window)
             if s.report.runtime == runtime
         }
-    made = judge(version, window, chosen, baseline, own, policy)
+    made = judge(version, window, reports, baseline, own, policy)
     tx.health.record_window(made)
     was_alert = previous is not None and previous.alert
     if made.alert != was_alert and (made.alert or made.voters >= policy.min_devices):

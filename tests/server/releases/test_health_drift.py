@@ -138,3 +138,24 @@ def test_a_regressor_is_judged_by_its_quantiles_in_interquartile_ranges() -> Non
     assert moved.distance == pytest.approx(1.5) and moved.alert and moved.votes == 5
     assert near.distance == pytest.approx(0.5) and not near.alert and near.votes == 0
     assert moved.drop == 0.0
+
+
+def test_reports_of_another_kind_are_left_out_not_a_crash() -> None:
+    # A release whose class count the server cannot read from its bundle:
+    # a few devices send 3 classes, or quantiles, beside the 10-class majority.
+    fleet = Fleet(0)
+    odd = {
+        "odd1": HealthReport("accuracy", 0.1, 0.9, 9, "tflite", (3, 3, 3), None),
+        "odd2": HealthReport("mae", 0.1, 0.1, 9, "tflite", None, (0.0, 1.0, 2.0, 3.0, 4.0)),
+        "d0": HealthReport("accuracy", 0.1, 0.9, 9, "tflite", (3, 3, 3), None),
+    }
+
+    made = judge(1, 1, {**fleet.own, **odd}, fleet.baseline, fleet.own, POLICY)
+
+    assert (made.devices, made.voters, made.votes, made.alert) == (
+        DEVICES - 1,
+        DEVICES - 1,
+        0,
+        False,
+    )
+    assert len(made.distribution) == 10
