@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedge.server import config_checks
 from fedge.server.config_values import coerce, rate_limit_table, strings, validate_origins
 from fedge.server.errors import ConfigurationError
 
@@ -182,6 +183,20 @@ class ServerConfig:
     # Origins whose pages may show the server's pages in a frame
     # (Content-Security-Policy frame-ancestors); empty: none may.
     frame_ancestors: tuple[str, ...] = ()
+    # The live model's health (fedge.server.releases.health): devices report
+    # once per window; a window of at least health_min_devices devices is
+    # judged against the release's first such window: an alert when the
+    # median metric is worse by more than health_margin, or the prediction
+    # distribution moved further than health_max_distance (total variation
+    # of class shares) or health_max_shift (quantiles, in interquartile ranges).
+    health_window_s: float = 3600.0
+    health_min_devices: int = 5
+    health_margin: float = 0.05
+    health_max_distance: float = 0.2
+    health_max_shift: float = 1.0
+    # On a raised health alert, cut a release from the current global
+    # checkpoint (by "health"); its canary decides it like any other.
+    health_alert_cut: bool = False
 
     def validate(self) -> None:
         self.rounds.validate()
@@ -191,10 +206,10 @@ class ServerConfig:
             raise ConfigurationError("max_update_bytes must be >= 1024")
         if self.max_release_bytes < 1024:
             raise ConfigurationError("max_release_bytes must be >= 1024")
-        self._validate_release_builds()
+        config_checks.check_release_builds(self)
         if self.max_update_norm is not None and not self.max_update_norm >= 0:
             raise ConfigurationError("max_update_norm must be >= 0 (0 turns the bound off)")
-        self._validate_influence()
+        config_checks.check_influence(self)
         if self.max_predict_batch < 1 or self.max_predict_bytes < 1024:
             raise ConfigurationError("max_predict_batch must be >= 1, max_predict_bytes >= 1024")
         if self.update_retention_rounds is not None and self.update_retention_rounds < 0:
@@ -205,77 +220,14 @@ class ServerConfig:
             raise ConfigurationError("dp_noise_multiplier must be >= 0")
         if self.dp_noise_multiplier > 0 and self.dp_clip_norm is None:
             raise ConfigurationError("central DP needs dp_clip_norm")
-        self._validate_budgets()
+        config_checks.check_budgets(self)
         if not (self.event_stream_s > 0 and self.event_keepalive_s > 0):
             raise ConfigurationError("event_stream_s and event_keepalive_s must be > 0")
-        self._validate_canary()
+        config_checks.check_canary(self)
         validate_origins(self.cors_origins)
-        self._validate_clients()
+        config_checks.check_clients(self)
         validate_origins(self.frame_ancestors, "frame_ancestors")
-
-    def _validate_clients(self) -> None:
-        from fedge.server.devices.rate_limits import parse_proxies, parse_rate_limits
-
-        parse_rate_limits(self.rate_limits)
-        parse_proxies(self.trusted_proxies)
-        if not 0 <= self.device_ttl_s < float("inf"):
-            raise ConfigurationError("device_ttl_s must be >= 0 (0: devices never expire)")
-
-    def _validate_influence(self) -> None:
-        if self.max_example_weight < 1:
-            raise ConfigurationError("max_example_weight must be >= 1")
-        if self.device_weighting not in ("examples", "equal"):
-            raise ConfigurationError("device_weighting must be 'examples' or 'equal'")
-        if not 1.0 <= self.max_share_multiple < float("inf"):
-            raise ConfigurationError(
-                "max_share_multiple must be >= 1 (1: every update weighs the same)"
-            )
-        if not 0 < self.norm_bound_multiple < float("inf") or self.norm_history_rounds < 1:
-            raise ConfigurationError("norm_bound_multiple must be > 0, norm_history_rounds >= 1")
-
-    def _validate_release_builds(self) -> None:
-        if self.release_every_rounds < 0 or not self.release_build_timeout_s > 0:
-            raise ConfigurationError(
-                "release_every_rounds must be >= 0 (0: off), release_build_timeout_s > 0"
-            )
-
-    def _validate_budgets(self) -> None:
-        if self.threads < 1 or self.event_streams < 0 or self.event_polls < 0:
-            raise ConfigurationError("threads must be >= 1, event_streams and event_polls >= 0")
-        reserved = self.event_streams_reserved
-        if reserved is not None and not 0 <= reserved <= self.event_streams:
-            raise ConfigurationError(
-                f"event_streams_reserved must be in 0..event_streams ({self.event_streams})"
-            )
-        if self.event_streams_per_client < 1:
-            raise ConfigurationError("event_streams_per_client must be >= 1")
-        if not 1 <= self.predict_per_device <= self.predict_concurrency:
-            raise ConfigurationError(
-                "predict_concurrency must be >= 1 and predict_per_device in 1..predict_concurrency"
-            )
-        if self.connection_limit < 1 or self.max_connections_per_address < 0:
-            raise ConfigurationError(
-                "connection_limit must be >= 1, max_connections_per_address >= 0 (0: no cap)"
-            )
-        timeouts = (self.request_header_timeout_s, self.request_timeout_s, self.idle_timeout_s)
-        if not all(t > 0 for t in timeouts):
-            raise ConfigurationError(
-                "request_header_timeout_s, request_timeout_s and idle_timeout_s must be > 0"
-            )
-
-    def _validate_canary(self) -> None:
-        if self.canary_min_reports < 1 or self.canary_max_reports < self.canary_min_reports:
-            raise ConfigurationError("canary_min_reports must be >= 1 and <= canary_max_reports")
-        if not 0 < self.canary_difference_bound < float("inf"):
-            raise ConfigurationError("canary_difference_bound must be > 0")
-        if not 0 < self.canary_margin < self.canary_difference_bound:
-            raise ConfigurationError("canary_margin must be > 0 and < canary_difference_bound")
-        if not (0 < self.canary_alpha < 1 and 0 < self.canary_beta < 1):
-            raise ConfigurationError("canary_alpha and canary_beta must be between 0 and 1")
-        if not 0 < self.canary_max_s < float("inf") or not 0 < self.canary_max_percent <= 100:
-            raise ConfigurationError("canary_max_s must be > 0, canary_max_percent in (0, 100]")
-        if self.canary_default not in ("rollback", "promote"):
-            raise ConfigurationError("canary_default must be 'rollback' or 'promote'")
+        config_checks.check_health(self)
 
     def reserved_of(self, budget: int) -> int:
         """How many of ``budget`` streams (or waiting long-polls) are kept for

@@ -81,6 +81,13 @@ class FleetConfig:
     release_wait_s: float = 300.0
     canary_min_reports: int | None = None
     admin_token: str | None = field(default=None, repr=False)
+    # The live model's health (fedge.client_sim.fleet.health): the embedded
+    # server's window (None: devices report no health); from round
+    # restyle_after_round on, the devices' held-out examples come in the
+    # style `restyle` (fedge.client_sim.data.restyle: "invert", "shift").
+    health_window_s: float | None = None
+    restyle: str | None = None
+    restyle_after_round: int = 0
     # Where the devices run: "thread" (this process) or "ray" (Ray actors,
     # fedge.client_sim.fleet.ray.backend): on the cluster at ray_address, or a local
     # Ray; ray_hosts actors (default: one per CPU of the cluster).

@@ -248,6 +248,7 @@ def _embedded_server(
     app = create_app(
         test_config={
             "canary_min_reports": config.canary_min_reports,  # None: the server's default
+            "health_window_s": config.health_window_s,
             "data_dir": work / "server",
             "port": 0,
             "model": bundle,

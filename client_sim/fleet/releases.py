@@ -31,6 +31,7 @@ from fedge.client_sim.device.release_cache import ReleaseCache
 from fedge.client_sim.device.release_follower import ReleaseFollower
 from fedge.client_sim.device.simulated import SimDevice
 from fedge.client_sim.fleet.config import FleetConfig
+from fedge.client_sim.fleet.health import FleetHealth
 from fedge.client_sim.fleet.preparation import FleetModel
 from fedge.client_sim.report.fleet_report import ReleaseReport, Releases
 from fedge.errors import ConfigError
@@ -61,6 +62,7 @@ class FleetReleases:
         self.cache = ReleaseCache(model.work / "releases", min(config.workers, 4))
         self.followers = [ReleaseFollower(device, self.cache) for device in devices]
         self.outcomes: Counter[str] = Counter()
+        self.health = FleetHealth(model, config, self.followers, pool)
         self._cursor: int | None = None
         self._first_new = 1  # releases from this version on were made during the run
         self._cut_after: dict[int, int] = {}  # version -> the round after which it was cut
@@ -78,6 +80,7 @@ class FleetReleases:
         if every is not None and done % every == 0:
             self._cut(done)
         self.sync()
+        self.health.after_round(done)
 
     def sync(self) -> None:
         """Until no release event is new: every device asks for its release."""
@@ -112,7 +115,7 @@ class FleetReleases:
                 }
                 for f in self.followers
             ],
-            outcomes=dict(sorted(self.outcomes.items())),
+            outcomes=dict(sorted({**self.outcomes, **self.health.summary()}.items())),
         )
 
     def _release_report(self, version: int) -> ReleaseReport:

@@ -224,6 +224,7 @@ def _register(app: Flask) -> None:
     from fedge.server.api import predict as api_predict
     from fedge.server.api import release_admin as api_release_admin
     from fedge.server.api import release_cuts as api_release_cuts
+    from fedge.server.api import release_health as api_release_health
     from fedge.server.api import releases as api_releases
     from fedge.server.api import rounds as api_rounds
     from fedge.server.api import stats as api_stats
@@ -236,6 +237,7 @@ def _register(app: Flask) -> None:
         api_predict,
         api_releases,
         api_canary,
+        api_release_health,
         api_release_admin,
         api_release_cuts,
         api_bundles,

@@ -29,8 +29,10 @@ from fedge.server.storage.devices import (
     Enrolment,
     SeatStanding,
 )
+from fedge.server.storage.health import StoredHealthReport
 from fedge.server.storage.rounds import RoundRecord, UpdateRecord
 from fedge.wire.canary import Evaluation
+from fedge.wire.health import HealthReport, HealthWindow
 from fedge.wire.releases import ReleaseChange, ReleaseRecord, Rollout
 
 
@@ -306,6 +308,33 @@ class CanaryRows(Protocol):
     def record_decision(self, version: int, made: Decision) -> None: ...
 
 
+class HealthRows(Protocol):
+    """The live model's health: device reports (one per device, release and
+    window) and the judged windows (one per release, runtime and window)."""
+
+    def find(self, version: int, device_id: str, window: int) -> StoredHealthReport | None: ...
+
+    def insert(
+        self, version: int, device_id: str, window: int, report: HealthReport, at: float
+    ) -> StoredHealthReport: ...
+
+    def in_window(self, version: int, window: int) -> list[StoredHealthReport]: ...
+
+    def count_in_window(self, version: int, window: int) -> int: ...
+
+    def unjudged_windows(self, version: int, before: int) -> list[int]:
+        """Windows before ``before`` with reports on ``version`` but no judgement yet."""
+
+    def record_window(self, judged: HealthWindow) -> None: ...
+
+    def baseline(self, version: int, runtime: str) -> HealthWindow | None: ...
+
+    def latest(self, version: int, runtime: str) -> HealthWindow | None: ...
+
+    def windows(self, version: int, limit: int) -> list[HealthWindow]:
+        """The newest ``limit`` judged windows, oldest first."""
+
+
 class Tx(Protocol):
     """One unit of work: every table, read or written together."""
 
@@ -335,6 +364,9 @@ class Tx(Protocol):
 
     @property
     def canary(self) -> CanaryRows: ...
+
+    @property
+    def health(self) -> HealthRows: ...
 
 
 class Store(Protocol):

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fedge.server.storage.sqlite.health import SCHEMA as HEALTH_SCHEMA
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY,
@@ -200,6 +202,7 @@ class Database:
             conn.executescript("BEGIN IMMEDIATE;" + _MIGRATE_FROM_2 + "COMMIT;")
         # executescript manages its own transaction.
         conn.executescript(SCHEMA)
+        conn.executescript(HEALTH_SCHEMA)
         conn.executescript(_COUNT_DEVICES)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

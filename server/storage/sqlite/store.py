@@ -12,6 +12,7 @@ from fedge.server.storage.sqlite.canary import SQLiteCanary
 from fedge.server.storage.sqlite.database import Database
 from fedge.server.storage.sqlite.devices import SQLiteDevices
 from fedge.server.storage.sqlite.errors import Connection, translated
+from fedge.server.storage.sqlite.health import SQLiteHealth
 from fedge.server.storage.sqlite.releases import SQLiteReleases
 from fedge.server.storage.sqlite.rounds import (
     SQLiteCheckpoints,
@@ -41,6 +42,7 @@ class SQLiteTx:
         self.devices = SQLiteDevices(conn)
         self.releases = SQLiteReleases(conn)
         self.canary = SQLiteCanary(conn)
+        self.health = SQLiteHealth(conn)
 
     @property
     def connection(self) -> sqlite3.Connection:

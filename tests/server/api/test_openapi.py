@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 
 from tests.server.helpers import OCTET, auth, constant_update
 from tests.server.openapi_canary import exercise_canary, tiny_canary_tar
+from tests.server.openapi_health import exercise_health
 from tests.server.openapi_release_cuts import exercise_release_cuts
 from tests.server.openapi_releases import exercise_releases, tiny_release_tars
 
@@ -236,6 +237,7 @@ def test_responses_match_the_document(
     api.call("get", files, f"/v1/bundles/{'f' * 64}/manifest.json")
     exercise_releases(api, token, release_tars)
     exercise_canary(api, token, canary_tar)
+    exercise_health(api, token)
     exercise_release_cuts(api, token)
     _exercise_events(api)
     _exercise_pages(api)

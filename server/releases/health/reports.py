@@ -1,0 +1,179 @@
+"""Health reports taken, windows judged, the series read: inside the caller's transaction.
+
+:func:`report` checks before it writes (a refusal changes nothing): the
+release is the one meant for this device (live, or the candidate for a
+device in its slice), the prediction numbers fit the release's output,
+and the device has not reported something else in this window already
+(the same report again gets the same receipt, so a retry after a lost
+answer is safe). A window is judged once it has closed: the first report
+of a later window (or a read of the series) judges every closed window
+not judged yet, so late reports cannot rewrite a judged window and a
+window's first few reporters cannot decide it alone. A judged window that
+starts or ends an alert writes a ``health`` event (public: numbers only).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from fedge.server.config import ServerConfig
+from fedge.server.errors import BadRequest, Conflict, NotFound
+from fedge.server.releases.health.drift import Policy, judge
+from fedge.server.releases.rollout import release_for
+from fedge.server.storage.health import StoredHealthReport
+from fedge.server.storage.store import Tx
+from fedge.wire.health import HealthReceipt, HealthReport, HealthSeries, HealthWindow
+
+EVENT = "health"
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A window judged now, and whether it ``raised`` or ``cleared`` the alert (else None)."""
+
+    window: HealthWindow
+    change: str | None
+
+
+def policy_of(config: ServerConfig) -> Policy:
+    return Policy(
+        window_s=config.health_window_s,
+        min_devices=config.health_min_devices,
+        margin=config.health_margin,
+        max_distance=config.health_max_distance,
+        max_shift=config.health_max_shift,
+    )
+
+
+def window_of(at: float, policy: Policy) -> int:
+    return int(at // policy.window_s)
+
+
+def report(
+    tx: Tx,
+    version: int,
+    device_id: str,
+    health: HealthReport,
+    width: int | None,
+    policy: Policy,
+    now: float | None = None,
+) -> tuple[HealthReceipt, bool, list[Judged]]:
+    """The receipt, whether the report is new, and the windows this call judged."""
+    at = time.time() if now is None else now
+    window = window_of(at, policy)
+    _check(tx, version, device_id, health, width)
+    existing = tx.health.find(version, device_id, window)
+    if existing is not None:
+        if existing.report != health:
+            raise Conflict(
+                f"this device reported on release {version} in this window already; "
+                f"the next window opens at {_next(window, policy):.0f}",
+                code="already_reported",
+            )
+        return _receipt(version, existing, policy), False, []
+    judged = judge_closed(tx, version, window, policy)
+    stored = tx.health.insert(version, device_id, window, health, at)
+    return _receipt(version, stored, policy), True, judged
+
+
+def judge_closed(tx: Tx, version: int, current: int, policy: Policy) -> list[Judged]:
+    """Judge the windows of ``version`` before ``current`` that have reports
+    and no judgement; write an event for each alert raised or cleared."""
+    judged: list[Judged] = []
+    for window in tx.health.unjudged_windows(version, current):
+        by_runtime: dict[str, dict[str, HealthReport]] = defaultdict(dict)
+        for stored in tx.health.in_window(version, window):
+            by_runtime[stored.report.runtime][stored.device_id] = stored.report
+        for runtime, reports in sorted(by_runtime.items()):
+            judged.append(_judge_one(tx, version, window, runtime, reports, policy))
+    return judged
+
+
+def series(tx: Tx, version: int, policy: Policy, now: float, limit: int) -> HealthSeries:
+    if tx.releases.get(version) is None:
+        raise NotFound(f"no release {version}", code="unknown_release")
+    current = window_of(now, policy)
+    return HealthSeries(
+        version=version,
+        window_s=policy.window_s,
+        min_devices=policy.min_devices,
+        margin=policy.margin,
+        max_distance=policy.max_distance,
+        open_window=current,
+        open_reports=tx.health.count_in_window(version, current),
+        windows=tuple(tx.health.windows(version, limit)),
+    )
+
+
+def _judge_one(
+    tx: Tx,
+    version: int,
+    window: int,
+    runtime: str,
+    reports: dict[str, HealthReport],
+    policy: Policy,
+) -> Judged:
+    previous = tx.health.latest(version, runtime)
+    baseline = tx.health.baseline(version, runtime)
+    own: dict[str, HealthReport] = {}
+    if baseline is not None:
+        own = {
+            s.device_id: s.report
+            for s in tx.health.in_window(version, baseline.window)
+            if s.report.runtime == runtime
+        }
+    made = judge(version, window, reports, baseline, own, policy)
+    tx.health.record_window(made)
+    was_alert = previous is not None and previous.alert
+    if made.alert != was_alert and (made.alert or made.voters >= policy.min_devices):
+        tx.events.add(EVENT, _event(made, tx.health.baseline(version, runtime)))
+        return Judged(made, "raised" if made.alert else "cleared")
+    return Judged(made, None)
+
+
+def _event(made: HealthWindow, baseline: HealthWindow | None) -> dict[str, object]:
+    return {
+        "version": made.version,
+        "runtime": made.runtime,
+        "window": made.window,
+        "state": "raised" if made.alert else "cleared",
+        "metric": made.metric,
+        "value": made.value,
+        "baseline_value": baseline.value if baseline is not None else None,
+        "drop": made.drop,
+        "distance": made.distance,
+        "devices": made.devices,
+    }
+
+
+def _check(tx: Tx, version: int, device_id: str, health: HealthReport, width: int | None) -> None:
+    if tx.releases.get(version) is None:
+        raise NotFound(f"no release {version}", code="unknown_release")
+    meant = release_for(device_id, *tx.releases.delivering())
+    if meant is None or meant.version != version:
+        raise Conflict(
+            f"release {version} is not the release this device should serve", code="not_serving"
+        )
+    if width is None:
+        return
+    if width == 1 and health.quantiles is None:
+        raise BadRequest(
+            f"release {version} is a regressor: report quantiles", code="bad_health_report"
+        )
+    if width > 1 and (health.histogram is None or len(health.histogram) != width):
+        raise BadRequest(
+            f"release {version} predicts {width} classes: the histogram has {width} counts",
+            code="bad_health_report",
+        )
+
+
+def _next(window: int, policy: Policy) -> float:
+    return (window + 1) * policy.window_s
+
+
+def _receipt(version: int, stored: StoredHealthReport, policy: Policy) -> HealthReceipt:
+    return HealthReceipt(
+        version, stored.device_id, stored.window, stored.received_at, _next(stored.window, policy)
+    )
