@@ -10,6 +10,7 @@ from fedge.server.devices.expiry import expire_devices
 from fedge.server.storage.devices import Enrolment, hash_token
 from fedge.server.storage.rounds import UpdateRecord
 from fedge.server.storage.sqlite.store import SQLiteStore
+from fedge.wire.health import HealthReport
 
 DAY = 86400.0
 TTL = 30 * DAY
@@ -108,3 +109,24 @@ def test_enrolment_does_not_count_every_device(tmp_path: Path) -> None:
     store.db.connection().set_trace_callback(None)
     scans = [s for s in statements if "COUNT(*)" in s.upper() and "DEVICES" in s.upper()]
     assert scans == [], scans
+
+
+def test_a_device_with_health_reports_expires_with_them(tmp_path: Path) -> None:
+    # The health reports reference the device: an expiry that left them
+    # would break the foreign key and stop every later sweep.
+    store = SQLiteStore.open(tmp_path / "db.sqlite3")
+    reporter = enrol(store, NOW - 2 * TTL)
+    report = HealthReport("accuracy", 0.5, 0.9, 12, "tflite", (3, 9), None)
+    with store.transaction() as tx:
+        tx.connection.execute(
+            "INSERT INTO releases (version, name, source, state, created_at, created_by) "
+            "VALUES (1, 'r1', 'push', 'live', ?, 'admin')",
+            (NOW - 2 * TTL,),
+        )
+        tx.health.insert(1, reporter.device_id, 0, report, NOW - 2 * TTL)
+
+    assert expire_devices(store, TTL, NOW) == 1
+
+    assert not known(store, reporter)
+    with store.reading() as tx:
+        assert tx.health.in_window(1, 0) == []
