@@ -151,3 +151,20 @@ def test_setup_node_without_a_usable_node_says_what_to_install(
     assert result.exit_code == 1
     assert message in result.output
     assert not (tmp_path / "data").exists()
+
+
+def test_the_sdk_package_speaks_the_servers_api_version() -> None:
+    """web/sdk/package.json's major version, its fedge.apiVersion and the
+    module's API_VERSION are openapi.yaml's info.version."""
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    api = str(yaml.safe_load((root / "server" / "openapi.yaml").read_text())["info"]["version"])
+    package = json.loads((root / "web" / "sdk" / "package.json").read_text())
+    module = (root / "web" / "sdk" / "fedge.js").read_text()
+    assert package["fedge"]["apiVersion"] == api
+    assert package["version"].split(".")[0] == api
+    assert re.search(r'export const API_VERSION = "(\d+)";', module)[1] == api  # type: ignore[index]
+    assert re.search(r'export const SDK_VERSION = "([\d.]+)";', module)[1] == package["version"]  # type: ignore[index]
