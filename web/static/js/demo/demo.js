@@ -271,6 +271,9 @@ function useLoaded(next, loaded) {
   $("model-source").textContent = loaded.from === "cache" ? "from cache" : "downloaded";
   $("model-source").classList.toggle("cached", loaded.from === "cache");
   $("load-info").textContent = `${loaded.ms.toFixed(0)} ms, ${loaded.from === "cache" ? "from cache (IndexedDB)" : "downloaded and verified"}`;
+  const named = labels.some((label) => label.length > 1) || head.kind === "regression";
+  $("probs").classList.toggle("named", named);
+  $("predicted").classList.toggle("named", named);
   if (head.kind !== "classes") $("probs").replaceChildren();
   else if ($("probs").children.length !== labels.length) buildBars();
 }
