@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -35,8 +35,15 @@ from tests.web.any_models import Built
 TIMEOUT_MS = 90_000
 KINDS = ("tabular_classifier", "image_rgb", "two_inputs", "tabular_regressor", "gru_regressor")
 CLASSES = {"tabular_classifier": 3, "image_rgb": 4, "two_inputs": 2}
+
+
+def house_price(row: Any) -> float:
+    """The regressor's target for a row of its features (rooms, area, ...)."""
+    return float(row[1] / 50 - row[0])
+
+
 # Regressors' targets: a value per example, from its own features.
-TARGETS = {"tabular_regressor": lambda row: float(row[1] / 50 - row[0])}
+TARGETS: dict[str, Callable[[Any], float]] = {"tabular_regressor": house_price}
 
 
 @pytest.fixture(scope="module", params=KINDS)

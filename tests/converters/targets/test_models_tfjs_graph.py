@@ -86,12 +86,8 @@ def test_a_normalization_model_is_a_trainable_layers_model_matching_keras(
     """fedge registers Keras' Normalization for TF.js (web/static/js/shared/
     normalization_layer.js), so the model stays a layers model: Node's TF.js
     predicts what Keras does, adapted weights loaded by their scoped names."""
-    builds = {
-        "adapted": zoo.normalization_model,
-        "fixed": lambda: _fixed_normalization(False),
-        "inverted": lambda: _fixed_normalization(True),
-    }
-    model = builds[name]()
+    inverted = name == "inverted"
+    model = zoo.normalization_model() if name == "adapted" else _fixed_normalization(inverted)
     x = np.random.default_rng(3).normal(3.0, 2.0, size=(17, 4)).astype(np.float32)
 
     artifact = tfjs.export(model, tmp_path, TFJS_ONLY)
