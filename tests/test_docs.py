@@ -198,6 +198,8 @@ def missing_modules(page: Page) -> list[str]:
             missing.append(f"{page.name}: python -m {module}")
     for code in page.inline_code:
         for dotted in DOTTED_NAME.findall(code):
+            if dotted.endswith((".js", ".ts")):
+                continue  # the web SDK's files (fedge.js, fedge.d.ts), not Python modules
             if not dotted_name_exists(dotted):
                 missing.append(f"{page.name}: {dotted}")
     return missing

@@ -151,3 +151,46 @@ def test_setup_node_without_a_usable_node_says_what_to_install(
     assert result.exit_code == 1
     assert message in result.output
     assert not (tmp_path / "data").exists()
+
+
+def test_the_sdk_package_speaks_the_servers_api_version() -> None:
+    """web/sdk/package.json's major version, its fedge.apiVersion and the
+    module's API_VERSION are openapi.yaml's info.version."""
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    api = str(yaml.safe_load((root / "server" / "openapi.yaml").read_text())["info"]["version"])
+    package = json.loads((root / "web" / "sdk" / "package.json").read_text())
+    module = (root / "web" / "sdk" / "fedge.js").read_text()
+    assert package["fedge"]["apiVersion"] == api
+    assert package["version"].split(".")[0] == api
+    assert re.search(r'export const API_VERSION = "(\d+)";', module)[1] == api  # type: ignore[index]
+    assert re.search(r'export const SDK_VERSION = "([\d.]+)";', module)[1] == package["version"]  # type: ignore[index]
+
+
+def test_the_demo_page_is_built_on_the_sdk_and_its_modules_stay_small() -> None:
+    """The demo page reaches the server through FedgeClient (web/sdk/fedge.js):
+    it enrols, loads, predicts and swaps releases with it, and its federated
+    part adds examples, joins rounds and evaluates canaries with it. Every
+    browser module stays under the 400 lines the Python modules keep to."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "web"
+    demo = (root / "static" / "js" / "demo" / "demo.js").read_text()
+    federated = (root / "static" / "js" / "demo" / "federated_ui.js").read_text()
+    assert 'import { FedgeClient } from "/sdk/fedge.js";' in demo
+    for call in ("FedgeClient.connect(", "client.predict(", 'client.on("release"'):
+        assert call in demo, call
+    for call in ("client.addExample(", "client.joinRound(", "client.evaluateCanary("):
+        assert call in federated, call
+    # Not the SDK's internals beside it: no second enrolment, loader, watcher or round.
+    internals = r"\b(Device|ReleaseWatcher|buildModel|bundleFiles|contribute|evaluateCandidate)\b"
+    for source in (demo, federated):
+        imports = "\n".join(line for line in source.splitlines() if line.startswith("import "))
+        assert re.search(internals, imports) is None, imports
+    modules = [*root.glob("static/js/**/*.js"), *root.glob("sdk/*.js")]
+    assert len(modules) > 10
+    too_long = {m.name: n for m in modules if (n := len(m.read_text().splitlines())) > 400}
+    assert too_long == {}

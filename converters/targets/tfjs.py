@@ -6,8 +6,12 @@ uses), and the model can be trained in the browser. The converter happily
 writes layers that tfjs-layers cannot build, so the model is checked
 against what tfjs-layers 4.22 implements first (:func:`check_layers`), and
 the Node runner's "Unknown layer" failure is turned into the same named
-error. A model that fails the check (Keras 2's default GRU, Normalization,
-custom or Lambda layers), or a plain SavedModel, becomes a graph model
+error. Keras' ``Normalization`` passes too: tfjs-layers lacks it, but
+fedge's TF.js code registers it (``web/static/js/shared/normalization_layer.js``,
+loaded by the page, the SDK and the Node runner; :data:`FEDGE_LAYERS`), so a
+tabular model that normalizes its inputs trains in the browser. A model that
+fails the check (Keras 2's default GRU, custom or Lambda layers), or a plain
+SavedModel, becomes a graph model
 instead (:mod:`fedge.converters.targets.tfjs_graph`): inference only, which the
 record says (``format``, ``trainable: false`` and a note naming the layer).
 
@@ -68,6 +72,9 @@ SUPPORTED_LAYERS: frozenset[str] = frozenset(
     SimpleRNN SimpleRNNCell Softmax SpatialDropout1D StackedRNNCells ThresholdedReLU
     TimeDistributed UpSampling2D ZeroPadding2D""".split()  # noqa: SIM905
 )
+# Layer classes fedge's own TF.js code registers before loading a model
+# (web/static/js/shared/normalization_layer.js: Keras 2.14's math and weights).
+FEDGE_LAYERS: frozenset[str] = frozenset({"Normalization"})
 # Options tfjs-layers 4.22 rejects or ignores although the class exists.
 _GRU_RESET_AFTER = (
     "tfjs-layers 4.22 implements GRU only with reset_after=False, and Keras 2 defaults to "
@@ -146,7 +153,7 @@ def check_layers(model: Any) -> None:
     """Raise :class:`UnsupportedLayerError` for the first layer TF.js cannot build."""
     for layer in _walk_layers(model):
         class_name = type(layer).__name__
-        if class_name not in SUPPORTED_LAYERS:
+        if class_name not in SUPPORTED_LAYERS | FEDGE_LAYERS:
             raise UnsupportedLayerError(
                 TARGET, layer.name, class_name, "tfjs-layers 4.22 has no such layer class"
             )
@@ -188,6 +195,7 @@ def _write_layers_model(
             model.save(h5_path, save_format="h5", include_optimizer=False)
         with h5py.File(h5_path, "r") as h5file:
             topology, weight_groups = conversion.h5_merged_saved_model_to_tfjs_format(h5file)
+            _scope_bare_weight_names(conversion, h5file, weight_groups)
         out.mkdir(parents=True)
         conversion.write_artifacts(
             topology,
@@ -197,6 +205,28 @@ def _write_layers_model(
             weight_shard_size_bytes=shard_bytes,
         )
     _fit_config_to_tfjs_layers(out / MODEL_FILE)
+
+
+def _scope_bare_weight_names(conversion: Any, h5file: Any, weight_groups: list[Any]) -> None:
+    """Name every weight ``layer/variable``, as tfjs-layers names a layer's
+    variables. Keras writes an adapted ``Normalization`` layer's ``mean``,
+    ``variance`` and ``count`` without the layer's scope (they are made
+    outside it), and tfjs would match a bare ``mean`` to no variable.
+
+    The converter lists the weights layer by layer in the HDF5 file's order
+    (one group, as :func:`h5_merged_saved_model_to_tfjs_format` writes it
+    by default), so the n-th entry belongs to the layer that holds it."""
+    owners = [
+        layer_name
+        for layer_name in (str(name) for name in h5file["model_weights"])
+        for _ in conversion._convert_h5_group(h5file["model_weights"][layer_name])
+    ]
+    entries = [entry for group in weight_groups for entry in group]
+    if len(owners) != len(entries):  # Not the layout described above: leave the names.
+        return
+    for owner, entry in zip(owners, entries, strict=True):
+        if "/" not in entry["name"]:
+            entry["name"] = f"{owner}/{entry['name']}"
 
 
 def _fit_config_to_tfjs_layers(model_json: Path) -> None:

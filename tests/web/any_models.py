@@ -3,7 +3,8 @@
 Each is what a new user brings: a tabular classifier (named features from a
 CSV header), a tabular regressor with a Normalization layer (names from
 ``--feature-names``), an image model of another shape and channel count
-(32x32x3) and a model with two named inputs. They are compiled with SGD so
+(32x32x3), a model with two named inputs, and a GRU regressor whose TF.js
+model can only be a graph model (inference only). They are compiled with SGD so
 that a bundle records their loss; converting them is slow, so the tests
 share one bundle of each (session fixtures in ``conftest.py``).
 
@@ -56,6 +57,18 @@ def _tabular_regressor(tf: Any, rows: Any) -> Any:
     return model
 
 
+def _gru_regressor(tf: Any) -> Any:
+    """Keras 2's default GRU (reset_after=True), which tfjs-layers cannot build:
+    its bundle is a TF.js graph model, so the browser predicts but cannot train."""
+    inputs = tf.keras.Input((6,), name="readings")
+    x = tf.keras.layers.Reshape((3, 2))(inputs)
+    x = tf.keras.layers.GRU(4, name="gru")(x)
+    outputs = tf.keras.layers.Dense(1, name="level")(x)
+    model = tf.keras.Model(inputs, outputs, name="gru_regressor")
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.01), loss="mean_squared_error")
+    return model
+
+
 def _image_model(tf: Any) -> Any:
     inputs = tf.keras.Input((32, 32, 3), name="photo")
     x = tf.keras.layers.Conv2D(4, 3, activation="relu")(inputs)
@@ -102,6 +115,9 @@ def build(kind: str, root: Path) -> Built:
         samples = root / "samples.npy"
         np.save(samples, rows["house"])
         options["feature_names"] = {"house": REGRESSOR_FEATURES}
+    elif kind == "gru_regressor":
+        rows = {"readings": rng.normal(size=(12, 6)).astype(np.float32)}
+        model = _gru_regressor(tf)
     elif kind == "image_rgb":
         rows = {"photo": rng.uniform(size=(12, 32, 32, 3)).astype(np.float32)}
         model = _image_model(tf)

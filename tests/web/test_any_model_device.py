@@ -2,22 +2,23 @@
 CNN, in a real headless Chromium against a real ``fedge serve`` whose
 rounds close at one update.
 
-For each trainable kind (a tabular classifier, a 32x32x3 image model, a
-two-input model) labelled examples (one of them entered through the page's
-own widgets and label buttons) join a round; the page's update is what a
-Keras epoch of the same SGD gives, and the round's new checkpoint is the
-base plus that update. The receipt shows the local loss and metric before
-and after. The tabular regressor's bundle is a TF.js graph model (TF.js has
-no Normalization layer): the page says it only predicts, and offers no
-training. Bad examples (a label out of range, a NaN input) are refused with
-a typed error and store nothing.
+For each trainable kind (a tabular classifier, a tabular regressor with a
+Normalization layer, a 32x32x3 image model, a two-input model) labelled
+examples (class ids, or target values for the regressor) join a round; the
+page's update is what a Keras epoch of the same SGD gives, and the round's
+new checkpoint is the base plus that update. The Normalization layer's
+statistics (fedge's own TF.js layer) stay as they are. The receipt shows
+the local loss and metric before and after. A GRU regressor's bundle is a
+TF.js graph model (tfjs-layers has no reset_after GRU): the page says it
+only predicts, and offers no training. Bad examples (a label out of range,
+a NaN input) are refused with a typed error and store nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -32,8 +33,17 @@ from tests.helpers.live_server import LiveServer, running
 from tests.web.any_models import Built
 
 TIMEOUT_MS = 90_000
-KINDS = ("tabular_classifier", "image_rgb", "two_inputs", "tabular_regressor")
+KINDS = ("tabular_classifier", "image_rgb", "two_inputs", "tabular_regressor", "gru_regressor")
 CLASSES = {"tabular_classifier": 3, "image_rgb": 4, "two_inputs": 2}
+
+
+def house_price(row: Any) -> float:
+    """The regressor's target for a row of its features (rooms, area, ...)."""
+    return float(row[1] / 50 - row[0])
+
+
+# Regressors' targets: a value per example, from its own features.
+TARGETS: dict[str, Callable[[Any], float]] = {"tabular_regressor": house_price}
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -70,7 +80,7 @@ def wait_for_round(server: LiveServer, round_id: int) -> dict[str, Any]:
 
 
 def keras_epoch(
-    model: Any, spec: ModelSpec, base: Weights, built: Built, labels: list[int], config: Any
+    model: Any, spec: ModelSpec, base: Weights, built: Built, labels: list[Any], config: Any
 ) -> Weights:
     """The round's SGD in Keras, from ``base``, on the same examples in order."""
     import tensorflow as tf
@@ -79,12 +89,12 @@ def keras_epoch(
     model.set_weights(spec.values(base))
     model.compile(
         optimizer=tf.keras.optimizers.SGD(config["learning_rate"]),
-        loss="sparse_categorical_crossentropy",
+        loss="mean_squared_error" if built.kind in TARGETS else "sparse_categorical_crossentropy",
     )
     inputs = [rows[:n] for rows in built.rows.values()]
     model.fit(
         inputs if len(inputs) > 1 else inputs[0],
-        np.asarray(labels),
+        np.asarray(labels, dtype=np.float32 if built.kind in TARGETS else np.int64),
         batch_size=config["batch_size"],
         epochs=config["local_epochs"],
         shuffle=False,
@@ -102,20 +112,30 @@ def check_it_only_predicts(page: Any, seen: Any, built: Built) -> None:
     screenshot(page, f"device-{built.kind}")
 
 
+def examples_and_bad_labels(built: Built, n: int) -> tuple[list[Any], tuple[Any, ...]]:
+    """The labels of the first ``n`` rows, and labels the page must refuse."""
+    if built.kind in TARGETS:
+        (rows,) = built.rows.values()
+        return [TARGETS[built.kind](row) for row in rows[:n]], ("1.5", [1.0, 2.0], None)
+    classes = CLASSES[built.kind]
+    return [i % classes for i in range(n)], (classes, -1, 0.5)
+
+
 ADD = "([x, l]) => window.fedgeFederated.addExample(x, l).then(() => 'stored', e => e.code)"
 
 
-def check_bad_examples_are_refused(page: Any, built: Built, classes: int) -> None:
-    """A label out of range or not a class id, and a NaN input: a typed
-    error each, and nothing stored."""
+def check_bad_examples_are_refused(page: Any, built: Built, bad_labels: tuple[Any, ...]) -> None:
+    """A label out of range or not a class id (not a finite target value
+    for a regressor), and a NaN input: a typed error each, and nothing stored."""
     first = {name: rows[0].reshape(-1).tolist() for name, rows in built.rows.items()}
-    for bad_label in (classes, -1, 0.5):
+    for bad_label in bad_labels:
         assert page.evaluate(ADD, [first, bad_label]) == "bad_label"
     name = next(iter(first))
     nan_row = {**first, name: [None, *first[name][1:]]}  # null: not a number
-    assert page.evaluate(ADD, [nan_row, 0]) == "not_finite"
-    assert page.evaluate(ADD, [{**first, "nope": [1.0]}, 0]) == "unknown_input"
-    assert page.evaluate(ADD, [{name: first[name][:-1]}, 0]) in ("bad_shape", "missing_input")
+    good = 0.5 if built.kind in TARGETS else 0
+    assert page.evaluate(ADD, [nan_row, good]) == "not_finite"
+    assert page.evaluate(ADD, [{**first, "nope": [1.0]}, good]) == "unknown_input"
+    assert page.evaluate(ADD, [{name: first[name][:-1]}, good]) in ("bad_shape", "missing_input")
     assert page.evaluate("() => window.fedgeFederated.allExamples()") == []
 
 
@@ -133,14 +153,13 @@ def test_labelled_examples_join_a_round_whose_aggregate_is_the_keras_update(
         page.wait_for_function(
             "() => window.fedgeFederated && window.fedgeFederated.ready", timeout=TIMEOUT_MS
         )
-        if built.kind == "tabular_regressor":
+        if built.kind == "gru_regressor":
             check_it_only_predicts(page, seen, built)
             return
-        classes = CLASSES[built.kind]
         names = list(built.rows)
         n = 8
-        labels = [i % classes for i in range(n)]
-        check_bad_examples_are_refused(page, built, classes)
+        labels, bad_labels = examples_and_bad_labels(built, n)
+        check_bad_examples_are_refused(page, built, bad_labels)
         for i in range(n):
             row = {name: built.rows[name][i].reshape(-1).tolist() for name in names}
             page.evaluate("([x, l]) => window.fedgeFederated.addExample(x, l)", [row, labels[i]])
@@ -171,11 +190,16 @@ def test_labelled_examples_join_a_round_whose_aggregate_is_the_keras_update(
             keras_delta = trained[name] - base[name]
             np.testing.assert_allclose(update.deltas[name], keras_delta, atol=2e-6)
             np.testing.assert_allclose(new[name] - base[name], keras_delta, atol=2e-6)
-            assert np.abs(keras_delta).max() > 0, name
+            # Training moves every weight but a Normalization layer's statistics.
+            assert (np.abs(keras_delta).max() > 0) == (name not in spec.constant_names), name
+        assert set(spec.constant_names) == (
+            {"norm/mean", "norm/variance", "norm/count"} if built.kind in TARGETS else set()
+        )
         metrics = update.meta.metrics
-        assert set(metrics) == {"accuracy", "accuracy_before", "loss", "loss_after", "loss_before"}
+        metric = "mae" if built.kind in TARGETS else "accuracy"
+        assert set(metrics) == {metric, f"{metric}_before", "loss", "loss_after", "loss_before"}
         facts = page.locator("#fed-receipt-facts").inner_text()
-        assert "Local accuracy" in facts and "Local loss" in facts
+        assert "Local loss" in facts
         assert f"{metrics['loss_before']:.4f} → {metrics['loss_after']:.4f}" in facts
         assert seen.errors == []
         screenshot(page, f"device-{built.kind}")

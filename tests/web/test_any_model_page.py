@@ -119,3 +119,47 @@ def test_the_page_offers_the_manifests_inputs_and_predicts_what_keras_predicts(
         assert page.locator("#predicted").inner_text() == f"{float(expected[0]):.4g}"
     assert seen.errors == []
     screenshot(page, f"demo-{built.kind}")
+
+
+@pytest.fixture(scope="module")
+def image_served(
+    tmp_path_factory: pytest.TempPathFactory, any_model: Any
+) -> Iterator[tuple[Built, LiveServer]]:
+    built = any_model("image_rgb")
+    root = tmp_path_factory.mktemp("serve-image-drawn")
+    with running(root / "data", ["--model", str(built.bundle)], root / "server.log") as server:
+        yield built, server
+
+
+def test_an_image_drawn_on_the_pad_is_what_the_model_sees(
+    image_served: tuple[Built, LiveServer], context: BrowserContext
+) -> None:
+    """An image input also takes a drawing (real mouse strokes): dark ink on
+    white, resized to the input's 32x32x3 and scaled; the page predicts
+    what Keras predicts on exactly those values, and clearing the drawing
+    leaves no input."""
+    built, server = image_served
+    page, seen = open_page(context, server.url + "/")
+    pad = page.get_by_label("Draw photo")
+    box = pad.bounding_box()
+    assert box is not None
+
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.5, steps=12)
+    page.mouse.up()
+    page.evaluate("() => window.fedgeDemo.idle()")
+    fed = np.asarray(page.evaluate("() => window.fedgeDemo.lastInputs")["photo"], np.float32)
+    got = page.evaluate("() => window.fedgeDemo.lastOutputs")
+
+    image = fed.reshape(32, 32, 3)
+    assert image[0].min() == 1.0  # the top row: white paper
+    assert image[16].min() < 0.5  # the middle row: the stroke's dark ink
+    (expected,) = keras_outputs(built, {"photo": image})
+    (output,) = got.values()
+    assert np.abs(np.asarray(output).reshape(expected.shape) - expected).max() < 1e-4
+    screenshot(page, "demo-image_rgb-drawn")
+
+    page.get_by_role("button", name="Clear drawing").click()
+    assert "choose or draw an image for photo" in page.locator("#confidence").inner_text()
+    assert seen.errors == []

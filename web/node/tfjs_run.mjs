@@ -34,6 +34,8 @@ import { endianness } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
+import { registerNormalization } from '../static/js/shared/normalization_layer.js';
+
 const FORMAT = 'fedge-tensors/1';
 const ARRAYS = { float32: Float32Array, int32: Int32Array };
 const WEIGHT_BYTES = { float32: 4, int32: 4, float16: 2, uint16: 2, uint8: 1, bool: 1 };
@@ -358,6 +360,8 @@ async function run(args) {
       `@tensorflow/tfjs is not installed (run \`fedge setup-node\`): ${err.message}`);
   }
   tf.enableProdMode();
+  // Layers fedge defines for tfjs-layers (Keras' Normalization), as the browser registers them.
+  registerNormalization(tf);
   await tf.setBackend('cpu');
   await tf.ready();
   const model = await loadModel(tf, args.model);

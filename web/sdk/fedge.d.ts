@@ -108,13 +108,25 @@ export class FedgeClient {
   static connect(serverUrl: string, options: ConnectOptions): Promise<FedgeClient>;
   readonly model: ModelInfo;
   readonly release: Release;
+  /** How the model in use was loaded: downloaded and verified, or read from the IndexedDB cache; ms includes a warm-up run. */
+  readonly loaded: { from: "network" | "cache"; ms: number };
   predict(inputs: Record<string, Rows>): Promise<Record<string, number[][]>>;
   addExample(inputs: Record<string, number[] | Float32Array>, label: number | number[]): Promise<number>;
   exampleCount(): Promise<number>;
   clearExamples(): Promise<void>;
-  joinRound(options?: { onProgress?: Progress; shuffle?: boolean; backend?: string }): Promise<RoundOutcome>;
+  joinRound(options?: {
+    onProgress?: Progress;
+    shuffle?: boolean;
+    backend?: string;
+    /** How to switch TF.js backends for training (a page that predicts meanwhile passes its own). */
+    control?: { getBackend(): string; setBackend(name: string): Promise<unknown> };
+  }): Promise<RoundOutcome>;
   evaluateCanary(options?: { onProgress?: Progress }): Promise<{ version: number; body: Record<string, unknown>; receipt: Record<string, unknown> }>;
   on(event: "release", callback: (change: { release: Release; manifest: Record<string, unknown> }) => void | Promise<void>): () => void;
+  /** A check found the same bundle (its channel may have changed: a canary promoted). */
+  on(event: "same", callback: (release: Release) => void | Promise<void>): () => void;
+  /** A release check or swap failed; the model in use stays. */
+  on(event: "error", callback: (error: Error) => void): () => void;
   checkRelease(): Promise<Release>;
   close(): void;
 }

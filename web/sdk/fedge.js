@@ -82,7 +82,8 @@ export class FedgeClient {
     this.manifest = null;
     this.tfModel = null;
     this.described = null;
-    this.listeners = { release: [] };
+    this.listeners = { release: [], same: [], error: [] };
+    this.loaded = null; // {from: "network" | "cache", ms}: how the model in use was loaded
     this.watcher = null;
   }
 
@@ -114,17 +115,28 @@ export class FedgeClient {
     return client;
   }
 
-  /** Load (verified) and switch to `release`; the model in use is kept if anything fails. */
+  /**
+   * Load (verified) and switch to `release`; the model in use is kept if
+   * anything fails. One warm-up run on zeros first (the first predict on a
+   * model builds its kernels), so the swap does not slow the next predict.
+   */
   async load(release) {
+    const started = globalThis.performance?.now() ?? Date.now();
     const bundle = await reaching(this.serverUrl, () => bundleFiles(this.store, this.device, release));
     const built = await buildModel(bundle.manifest, bundle.files, this.tf);
+    const described = describeModel(bundle.manifest);
+    if (described.inputs.every((input) => input.size != null)) {
+      const zeros = Object.fromEntries(described.inputs.map((input) => [input.name, [new Array(input.size).fill(0)]]));
+      await runModel(this.tf, built, described, checkInputs(described, zeros));
+    }
     const old = this.tfModel;
     this.tfModel = built;
     this.manifest = bundle.manifest;
-    this.described = describeModel(bundle.manifest);
+    this.described = described;
     this.release = release;
     if (old) old.dispose();
-    return { release, from: bundle.from };
+    this.loaded = { from: bundle.from, ms: (globalThis.performance?.now() ?? Date.now()) - started };
+    return { release, ...this.loaded };
   }
 
   /** The model: name, version, inputs and outputs by kind, labels, and whether this SDK can train it. */
@@ -169,9 +181,11 @@ export class FedgeClient {
    * deltas uploaded. Resolves to {status: "contributed", receipt, metrics, ...}
    * or {status: "no_task", reason, retry_after_s}.
    */
-  async joinRound({ onProgress = () => {}, shuffle = true, backend = "cpu" } = {}) {
+  async joinRound({ onProgress = () => {}, shuffle = true, backend = "cpu", control = null } = {}) {
     const tf = this.tf;
-    const control = { getBackend: () => tf.getBackend(), setBackend: (name) => tf.setBackend(name) };
+    // `control`: how to switch TF.js backends for training ({getBackend, setBackend}); a page
+    // that predicts meanwhile passes its own, which waits for its inference to finish.
+    control ??= { getBackend: () => tf.getBackend(), setBackend: (name) => tf.setBackend(name) };
     return reaching(this.serverUrl, async () =>
       contribute({ tf, device: this.device, model: this.tfModel, manifest: this.manifest, examples: await this.examples.all(), control, backend, shuffle, onProgress }),
     );
@@ -184,11 +198,15 @@ export class FedgeClient {
     );
   }
 
-  /** `on("release", ({release, manifest}) => ...)`: called after a new release is verified and swapped in. */
+  /**
+   * `on("release", ({release, manifest}) => ...)`: called after a new release is verified and swapped in.
+   * `on("same", (release) => ...)`: a check found the same bundle (its channel may have changed).
+   * `on("error", (error) => ...)`: a release check or swap failed; the model in use stays.
+   */
   on(event, callback) {
     if (!(event in this.listeners)) throw new FedgeError("unknown_event", `no event ${JSON.stringify(event)}; events: ${Object.keys(this.listeners).join(", ")}`);
     this.listeners[event].push(callback);
-    if (event === "release" && !this.watcher) this.watch();
+    if (!this.watcher) this.watch();
     return () => (this.listeners[event] = this.listeners[event].filter((c) => c !== callback));
   }
 
@@ -212,10 +230,16 @@ export class FedgeClient {
       onRelease: (release) => this.swap(release),
       onSame: async (release) => {
         this.release = release;
+        for (const callback of this.listeners.same) await callback(release);
       },
-      onError: (error) => console.warn("fedge: a release check failed", error),
+      onError: (error) => {
+        if (this.listeners.error.length === 0) console.warn("fedge: a release check failed", error);
+        for (const callback of this.listeners.error) callback(error);
+      },
     });
     this.watcher.start();
+    // Listening now; a release published since connect() loaded is asked for once.
+    void this.watcher.check();
   }
 
   close() {

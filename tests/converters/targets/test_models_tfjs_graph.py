@@ -23,7 +23,6 @@ from tests.converters import zoo_rnn_custom as zoo
 TFJS_ONLY = ConvertOptions(targets=("tfjs",), max_samples=32)
 FALLBACKS = {
     "gru_reset_after": (zoo.gru_reset_after, r"'gru' \(GRU\).*reset_after"),
-    "normalization": (zoo.normalization_model, r"'norm' \(Normalization\)"),
 }
 
 
@@ -47,7 +46,7 @@ def test_a_model_tfjs_layers_lacks_becomes_a_checked_graph_model(name: str, tmp_
 
 
 def test_the_summary_says_the_tfjs_model_is_a_graph_model(tmp_path: Path) -> None:
-    path = zoo.save(zoo.normalization_model(), tmp_path / "norm.keras")
+    path = zoo.save(zoo.gru_reset_after(), tmp_path / "gru.keras")
 
     result = CliRunner().invoke(
         main, ["convert", str(path), "--out", str(tmp_path / "b"), "--targets", "tfjs"]
@@ -66,6 +65,41 @@ def test_a_model_tfjs_layers_can_build_stays_a_trainable_layers_model(tmp_path: 
 
     assert artifact.options["format"] == "layers-model" and artifact.options["trainable"] is True
     assert np.max(np.abs(got[0] - model.predict(x, verbose=0))) <= 1e-5
+
+
+def _fixed_normalization(invert: bool) -> Any:
+    """Normalization built with a mean and variance per feature (no weights;
+    one variance below Keras' epsilon squared), or its inverse."""
+    import tensorflow as tf
+
+    inputs = tf.keras.Input((4,), name="features")
+    norm = tf.keras.layers.Normalization(
+        mean=[0.5, -1.0, 3.0, 0.0], variance=[0.25, 4.0, 1e-16, 2.0], invert=invert, name="norm"
+    )
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(2, name="out")(norm(inputs)))
+
+
+@pytest.mark.parametrize("name", ["adapted", "fixed", "inverted"])
+def test_a_normalization_model_is_a_trainable_layers_model_matching_keras(
+    name: str, tmp_path: Path
+) -> None:
+    """fedge registers Keras' Normalization for TF.js (web/static/js/shared/
+    normalization_layer.js), so the model stays a layers model: Node's TF.js
+    predicts what Keras does, adapted weights loaded by their scoped names."""
+    inverted = name == "inverted"
+    model = zoo.normalization_model() if name == "adapted" else _fixed_normalization(inverted)
+    x = np.random.default_rng(3).normal(3.0, 2.0, size=(17, 4)).astype(np.float32)
+
+    artifact = tfjs.export(model, tmp_path, TFJS_ONLY)
+    got = tfjs.load_predictor(tmp_path, {"entry": artifact.entry, **artifact.options}).predict([x])
+
+    assert artifact.options["format"] == "layers-model" and artifact.options["trainable"] is True
+    expected = model.predict(x, verbose=0)
+    assert np.max(np.abs(got[0] - expected)) <= 1e-5 * max(1.0, float(np.abs(expected).max()))
+    document = json.loads((tmp_path / artifact.entry).read_text())
+    names = [w["name"] for g in document["weightsManifest"] for w in g["weights"]]
+    statistics = ["norm/mean", "norm/variance", "norm/count"] if name == "adapted" else []
+    assert names == [*statistics, "out/kernel", "out/bias"]
 
 
 def _run_node(*args: str) -> dict[str, Any]:

@@ -205,15 +205,15 @@ def test_model_json_has_the_keras_layers_and_weight_names(tmp_path: Path) -> Non
 
 
 def _normalizing_model() -> Any:
-    """Normalization is a Keras 2 preprocessing layer tfjs-layers 4.22 lacks."""
+    """UnitNormalization is a Keras 2 layer tfjs-layers 4.22 lacks (and fedge does not add)."""
     inputs = tf.keras.Input(shape=(4,), name="features")
-    x = tf.keras.layers.Normalization(mean=0.5, variance=0.25, name="scale")(inputs)
+    x = tf.keras.layers.UnitNormalization(name="scale")(inputs)
     outputs = tf.keras.layers.Dense(2, activation="softmax", name="probs")(x)
     return tf.keras.Model(inputs, outputs)
 
 
 def test_a_layer_tfjs_lacks_is_named_before_export() -> None:
-    with pytest.raises(UnsupportedLayerError, match=r"'scale' \(Normalization\)"):
+    with pytest.raises(UnsupportedLayerError, match=r"'scale' \(UnitNormalization\)"):
         tfjs.check_layers(_normalizing_model())
 
 
@@ -225,10 +225,10 @@ def test_a_layer_tfjs_lacks_is_named_when_node_cannot_load_it(
     artifact = tfjs.export(_normalizing_model(), tmp_path, ConvertOptions())
     predictor = tfjs.load_predictor(tmp_path, {"entry": artifact.entry})
 
-    with pytest.raises(UnsupportedLayerError, match=r"'scale' \(Normalization\)") as info:
+    with pytest.raises(UnsupportedLayerError, match=r"'scale' \(UnitNormalization\)") as info:
         predictor.predict([np.zeros((1, 4), np.float32)])
 
-    assert (info.value.layer, info.value.layer_type) == ("scale", "Normalization")
+    assert (info.value.layer, info.value.layer_type) == ("scale", "UnitNormalization")
 
 
 def test_a_custom_activation_is_named_with_its_layer(tmp_path: Path) -> None:

@@ -84,12 +84,36 @@ def test_tfjs_and_its_wasm_come_from_the_locked_npm_packages(client: Any) -> Non
         "/static/../npm.py",
         "/static/%2e%2e/npm.py",
         "/static/nothing.js",
+        "/sdk/package.json",  # the SDK serves its module and types only
+        "/sdk/README.md",
+        "/sdk/%2e%2e/npm.py",
+        "/examples/../npm.py",
+        "/examples/%2e%2e/sdk/package.json",
+        "/examples/%2e%2e%2fnpm.py",
+        "/examples/predict/nothing.js",
     ],
 )
 def test_nothing_outside_the_pages_and_the_named_vendor_files(client: Any, path: str) -> None:
     response = fetch(client, path)
     assert response.status == 404
     assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/sdk/fedge.js", "text/javascript"),
+        ("/sdk/fedge.d.ts", "application/typescript"),
+        ("/examples/predict/index.html", "text/html"),
+        ("/examples/predict/app.js", "text/javascript"),
+    ],
+)
+def test_the_web_sdk_and_the_example_app_are_served(client: Any, path: str, kind: str) -> None:
+    served = fetch(client, path)
+    assert served.status == 200
+    assert served.headers["Content-Type"].startswith(kind)
+    for header, value in ISOLATED.items():
+        assert served.headers[header] == value
 
 
 def test_no_cors_headers_without_an_allow_list(client: Any) -> None:

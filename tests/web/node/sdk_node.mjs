@@ -3,7 +3,10 @@
 // the open round, and print one JSON line of what happened. Bad input is
 // tried too: each must be a typed error and store nothing.
 //
-//   node sdk_node.mjs SERVER_URL REQUEST.json   (REQUEST: {inputs, examples: [{inputs, label}]})
+//   node sdk_node.mjs SERVER_URL REQUEST.json [APP_DIR]   (REQUEST: {inputs, examples: [{inputs, label}]})
+//
+// The SDK is web/sdk/fedge.js, or with APP_DIR the npm package installed in
+// APP_DIR/node_modules, found by its name as an app finds it (its package.json's exports).
 
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
@@ -14,9 +17,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const web = path.resolve(here, "../../../web");
 const require = createRequire(path.join(web, "package.json"));
 const tf = await import(pathToFileURL(require.resolve("@tensorflow/tfjs")).href);
-const { FedgeClient } = await import(pathToFileURL(path.join(web, "sdk/fedge.js")).href);
-
-const [server, requestFile] = process.argv.slice(2);
+const [server, requestFile, appDir] = process.argv.slice(2);
+const sdk = appDir ? createRequire(path.join(path.resolve(appDir), "package.json")).resolve("@fedge/web-sdk") : path.join(web, "sdk/fedge.js");
+const { FedgeClient } = await import(pathToFileURL(sdk).href);
 const request = JSON.parse(await readFile(requestFile, "utf8"));
 await tf.setBackend("cpu");
 const codeOf = (promise) => promise.then(() => "ok", (e) => e.code || String(e));
@@ -36,5 +39,5 @@ const storedAfterBad = await client.exampleCount();
 for (const example of request.examples) await client.addExample(example.inputs, example.label);
 const steps = [];
 const outcome = await client.joinRound({ shuffle: false, onProgress: (step) => steps.push(step) });
-console.log(JSON.stringify({ down, predicted, bad, storedAfterBad, outcome, steps, token: client.device.token }));
+console.log(JSON.stringify({ sdk, down, predicted, bad, storedAfterBad, outcome, steps, token: client.device.token }));
 client.close();

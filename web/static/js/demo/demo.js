@@ -5,22 +5,24 @@
 // input (inputs.js) and its outputs by kind (class probabilities with the
 // labels, a regression value, plain values).
 //
-//   pad (canvas.js) --8x8 grid--> predict (the model, on the chosen backend)
-//   inputs.js widgets --{name: values}--> predict
-//   releases.js: event stream -> GET /v1/releases/current -> swapIn()
-//   model_store.js: the bundle's TF.js files, verified, cached in IndexedDB
+// The page is built on the web SDK (/sdk/fedge.js): a FedgeClient enrols
+// this browser, loads the release (verified, cached in IndexedDB),
+// predicts, and swaps in a new release; federated_ui.js uses the same
+// client for examples, rounds and the canary evaluation.
+//
+//   pad (canvas.js) --8x8 grid--> client.predict (on the chosen backend)
+//   inputs.js widgets --{name: values}--> client.predict --> outputs.js
+//   client.on("release"): event stream -> GET /v1/releases/current -> verified swap
 //
 // State for people is on the page; state for tests is `window.fedgeDemo`.
 // The federated part of the page (federated_ui.js) gets a small context
 // object from `mountFederated(context)`, described at `federatedContext`.
 
-import { Device } from "../shared/api.js";
+import { FedgeClient } from "/sdk/fedge.js";
 import { BACKENDS, DEFAULT_BACKEND, currentBackend, fallbackNote, useBackend } from "../shared/backends.js";
 import { DrawingPad, GRID, paintGrid } from "./canvas.js";
 import { buildInputs } from "./inputs.js";
-import { checkInputs, describeModel, runModel } from "../shared/model_io.js";
-import { ModelStore, buildModel, bundleFiles } from "../shared/model_store.js";
-import { ReleaseWatcher, currentRelease } from "../shared/releases.js";
+import { layOutOutputs, showBars, showValues } from "./outputs.js";
 
 const tf = globalThis.tf;
 const RECENT = 50; // latencies kept for the median
@@ -47,9 +49,8 @@ const state = {
   error: null,
 };
 
-let device = null;
-let store = null;
-let model = null;
+let client = null; // the FedgeClient: enrolment, the model in use, releases
+let model = null; // client.tfModel, null until the first release is loaded
 let manifest = null;
 let release = null; // the release object as the server sent it
 let pad = null;
@@ -76,7 +77,7 @@ async function predictOnce(input) {
   const rows = Array.isArray(input) || ArrayBuffer.isView(input)
     ? { [described.inputs[0].name]: [Array.from(input)] }
     : Object.fromEntries(Object.entries(input).map(([name, values]) => [name, [Array.from(values)]]));
-  const outputs = await runModel(tf, model, described, checkInputs(described, rows));
+  const outputs = await client.predict(rows);
   const first = Object.fromEntries(Object.entries(outputs).map(([name, got]) => [name, got[0]]));
   return { probs: first[described.outputs[0].name], outputs: first, ms: performance.now() - started };
 }
@@ -144,55 +145,25 @@ async function predictWidgets() {
   state.lastOutputs = outputs;
   state.inferences += 1;
   const head = described.outputs[0];
-  const row = outputs[head.name];
-  state.lastProbs = row;
+  state.lastProbs = outputs[head.name];
   if (head.kind === "classes") {
-    showBars(row, false);
+    showDigitsOrClasses(state.lastProbs, false);
     return;
   }
-  state.predicted = head.kind === "regression" ? row[0] : null;
-  $("predicted").textContent = head.kind === "regression" ? String(Number(row[0].toPrecision(4))) : "–";
-  $("predicted").classList.remove("faint");
-  $("confidence").textContent = head.kind === "regression" ? `${head.name}, predicted value` : `${head.name}: ${row.map((v) => v.toFixed(4)).join(", ")}`;
-  const extra = described.outputs.slice(1).map((o) => `${o.name}: ${outputs[o.name].map((v) => v.toFixed(4)).join(", ")}`);
-  if (extra.length) $("confidence").textContent += ` · ${extra.join(" · ")}`;
+  state.predicted = showValues(described, outputs);
 }
 
 function show(input, probs) {
   const blank = input.every((v) => v === 0);
   state.lastInput = input;
   $("pad-hint").hidden = !blank;
-  showBars(probs, blank);
+  showDigitsOrClasses(probs, blank);
 }
 
-function showBars(probs, blank) {
-  let best = 0;
-  for (let i = 1; i < probs.length; i++) if (probs[i] > probs[best]) best = i;
+function showDigitsOrClasses(probs, blank) {
   state.lastProbs = probs;
-  state.predicted = best;
+  state.predicted = showBars(probs, labels, blank);
   state.inferences += 1;
-  $("predicted").textContent = blank ? "–" : labels[best] ?? String(best);
-  $("predicted").classList.toggle("faint", blank);
-  $("confidence").textContent = blank ? "draw to predict" : `${(probs[best] * 100).toFixed(1)}% sure`;
-  const rows = $("probs").children;
-  probs.forEach((p, i) => {
-    const row = rows[i];
-    row.classList.toggle("top", !blank && i === best);
-    row.querySelector(".bar-fill").style.width = `${(p * 100).toFixed(1)}%`;
-    row.querySelector(".value").textContent = `${(p * 100).toFixed(1)}%`;
-  });
-}
-
-function buildBars() {
-  const list = $("probs");
-  list.replaceChildren();
-  labels.forEach((label, i) => {
-    const row = document.createElement("li");
-    row.id = `prob-${i}`;
-    row.innerHTML = '<span class="label"></span><span class="bar"><span class="bar-fill"></span></span><span class="value">0%</span>';
-    row.querySelector(".label").textContent = label;
-    list.append(row);
-  });
 }
 
 // --- backend -----------------------------------------------------------------
@@ -242,28 +213,17 @@ function describeRelease(r) {
   $("release-badge").hidden = false;
 }
 
-/** Download (or read from the cache), verify and build a release's model; not yet in use. */
-async function loadRelease(next) {
-  const started = performance.now();
-  const bundle = await bundleFiles(store, device, next);
-  const built = await buildModel(bundle.manifest, bundle.files);
-  const shape = describeModel(bundle.manifest);
-  // One warm-up run: the first predict on a model builds its kernels.
-  if (shape.inputs.every((input) => input.size != null)) await runModel(tf, built, shape, checkInputs(shape, Object.fromEntries(Object.entries(zeros(shape)).map(([k, v]) => [k, [v]]))));
-  return { model: built, manifest: bundle.manifest, described: shape, from: bundle.from, ms: performance.now() - started };
-}
-
-function useLoaded(next, loaded) {
-  const old = model;
-  model = loaded.model;
-  manifest = loaded.manifest;
+/** Show the release the client has just loaded (verified, warmed up) and lay the page out for it. */
+function useLoaded(next) {
+  model = client.tfModel;
+  manifest = client.manifest;
   release = next;
-  const layoutChanged = !described || JSON.stringify(described.inputs) !== JSON.stringify(loaded.described.inputs);
-  described = loaded.described;
+  const layoutChanged = !described || JSON.stringify(described.inputs) !== JSON.stringify(client.described.inputs);
+  described = client.described;
   const head = described.outputs[0];
   labels = head.kind === "classes" ? head.labels : manifest.labels || Array.from({ length: 10 }, (_, i) => String(i));
-  if (old) old.dispose();
   if (layoutChanged) layOut();
+  const loaded = client.loaded;
   state.release = { version: next.version, bundleId: next.bundle_id, channel: next.channel, name: next.name };
   state.loadedFrom = loaded.from;
   state.loadMs = loaded.ms;
@@ -271,8 +231,7 @@ function useLoaded(next, loaded) {
   $("model-source").textContent = loaded.from === "cache" ? "from cache" : "downloaded";
   $("model-source").classList.toggle("cached", loaded.from === "cache");
   $("load-info").textContent = `${loaded.ms.toFixed(0)} ms, ${loaded.from === "cache" ? "from cache (IndexedDB)" : "downloaded and verified"}`;
-  if (head.kind !== "classes") $("probs").replaceChildren();
-  else if ($("probs").children.length !== labels.length) buildBars();
+  layOutOutputs(head, labels);
 }
 
 /** The digits pad for the reference model, else widgets from the manifest. */
@@ -295,13 +254,14 @@ function layOut() {
   $("confidence").textContent = "fill in the inputs to predict";
 }
 
-async function swapIn(next) {
-  const loaded = await loadRelease(next);
+/** The client swapped in a new release (verified; the old model is disposed). */
+async function swapped(next) {
   const previous = release;
-  useLoaded(next, loaded);
+  useLoaded(next);
   state.swaps += 1;
+  const { from, ms } = client.loaded;
   notify(`Release ${next.version} is live on this page` + (previous ? ` (was release ${previous.version}); ` : "; ") +
-    `${loaded.from === "cache" ? "read from cache" : "downloaded and verified"} in ${loaded.ms.toFixed(0)} ms, no reload.`);
+    `${from === "cache" ? "read from cache" : "downloaded and verified"} in ${ms.toFixed(0)} ms, no reload.`);
   await schedule();
   await announce(next);
 }
@@ -340,7 +300,7 @@ function fail(what, error) {
 /** What federated_ui.js gets; it must not hold on to the model (a swap disposes it). */
 function federatedContext() {
   return {
-    device,
+    client,
     getModel: () => model,
     getManifest: () => manifest,
     getRelease: () => release,
@@ -368,7 +328,7 @@ async function mountFederatedPart() {
 /** Resolves once no inference, backend switch or release check is under way. */
 async function idle() {
   for (;;) {
-    const pending = switching || running || watcher?.checking;
+    const pending = switching || running || client?.watcher?.checking;
     if (!pending) {
       if (!dirty || !model) return;
       schedule();
@@ -378,8 +338,6 @@ async function idle() {
   }
 }
 
-let watcher = null;
-
 async function main() {
   pad = new DrawingPad($("pad"), schedule);
   $("clear").addEventListener("click", () => pad.clear());
@@ -387,32 +345,22 @@ async function main() {
   $("backend").addEventListener("change", (e) => selectBackend(e.target.value));
   paintGrid($("preview"), new Array(GRID * GRID).fill(0));
   labels = Array.from({ length: 10 }, (_, i) => String(i));
-  buildBars();
+  layOutOutputs({ kind: "classes" }, labels);
 
   await selectBackend(DEFAULT_BACKEND);
-  status("Enrolling this browser…");
-  device = new Device();
-  await device.enrol();
-  store = await ModelStore.open().catch((error) => {
-    console.warn("fedge: no IndexedDB, the model will not be cached", error);
-    return null;
+  status("Enrolling this browser and loading the current release…");
+  client = await FedgeClient.connect("", { enrol: true, tf });
+  useLoaded(client.release);
+  // Listening starts with one check, so a release published since connect() is not missed.
+  client.on("release", ({ release: next }) => swapped(next));
+  client.on("same", async (same) => {
+    const channelChanged = release?.channel !== same.channel;
+    release = same;
+    state.release = { ...state.release, channel: same.channel };
+    describeRelease(same);
+    if (channelChanged) await announce(same); // a candidate promoted: no longer a canary
   });
-  status("Loading the current release…");
-  // Listen first, then ask: a release pushed in between is not missed.
-  watcher = new ReleaseWatcher(device, {
-    running: () => release?.bundle_id,
-    onRelease: swapIn,
-    onSame: async (same) => {
-      const channelChanged = release?.channel !== same.channel;
-      release = same;
-      state.release = { ...state.release, channel: same.channel };
-      describeRelease(same);
-      if (channelChanged) await announce(same); // a candidate promoted: no longer a canary
-    },
-    onError: (error) => fail("could not load the new release", error),
-  }).start();
-  const first = await currentRelease(device);
-  useLoaded(first, await loadRelease(first));
+  client.on("error", (error) => fail("could not load the new release", error));
   if (!widgets?.unsupported.length) status("");
   state.ready = true;
   await schedule();
@@ -425,7 +373,7 @@ window.fedgeDemo = Object.assign(state, {
   predict: async (input) => (await predictOnce(input)).probs,
   described: () => described,
   setBackend: (name) => selectBackend(name),
-  checkRelease: () => watcher?.check(),
+  checkRelease: () => client?.watcher?.check(),
 });
 
 main().catch((error) => fail("the demo could not start", error));

@@ -6,15 +6,15 @@
 //   channel "canary"      -> canary.js: candidate vs live on the examples, numbers only
 //
 // demo.js calls mountFederated(context) once its model is ready; the
-// context gives the device, the current model/manifest/release (read them
+// context gives the page's FedgeClient (web/sdk/fedge.js: its examples,
+// joinRound and evaluateCanary do the work here), the current
+// model/manifest/release (read them
 // when needed: a release swap disposes the old model), the drawing, the
 // release callbacks and the backend switch. State for tests is
 // `window.fedgeFederated`.
 
-import { checkLabel, contribute, objectiveOf, trainLocally } from "../shared/federated.js";
-import { checkInputs, describeModel } from "../shared/model_io.js";
-import { evaluateCandidate } from "../shared/canary.js";
-import { ExampleStore } from "../shared/examples.js";
+import { objectiveOf, trainLocally } from "../shared/federated.js";
+import { describeModel } from "../shared/model_io.js";
 import { readWeights } from "../shared/weights.js";
 
 const tf = globalThis.tf;
@@ -80,7 +80,7 @@ function linkStyles() {
 const percent = (x) => `${(x * 100).toFixed(1)}%`;
 const score = (metric, x) => (metric === "accuracy" ? percent(x) : x.toFixed(4));
 
-export async function mountFederated({ device, getModel, getManifest, getRelease, getInput, onRelease, setBackend, getBackend }) {
+export async function mountFederated({ client, getModel, getManifest, getRelease, getInput, onRelease, setBackend, getBackend }) {
   const section = element("federated");
   if (!section) throw new Error("the page has no <section id=federated>");
   linkStyles();
@@ -88,7 +88,7 @@ export async function mountFederated({ device, getModel, getManifest, getRelease
   section.setAttribute("aria-labelledby", "fed-title");
   section.innerHTML = TEMPLATE;
 
-  const examples = await new ExampleStore().open();
+  const examples = client.examples; // IndexedDB: the same store the SDK trains on
   const control = {
     getBackend: getBackend || (() => tf.getBackend()),
     setBackend: setBackend || ((name) => tf.setBackend(name)),
@@ -165,12 +165,10 @@ export async function mountFederated({ device, getModel, getManifest, getRelease
 
   /** Store one example: its inputs ({name: values}, or the only input's values) and label, both checked. */
   const addExample = async (inputs, label) => {
-    const manifest = getManifest();
-    const objective = objectiveOf(manifest);
-    const described = describeModel(manifest);
+    const described = describeModel(getManifest());
     const byName = Array.isArray(inputs) || ArrayBuffer.isView(inputs) ? { [described.inputs[0].name]: inputs } : inputs;
-    checkInputs(described, Object.fromEntries(Object.entries(byName).map(([name, v]) => [name, [Array.from(v)]])));
-    await examples.add(byName, checkLabel(objective, label));
+    const rows = Object.fromEntries(Object.entries(byName ?? {}).map(([name, v]) => [name, Array.from(v)]));
+    await client.addExample(rows, label); // checked (inputs and label) before it is kept
     await refreshCount();
     return state.examples;
   };
@@ -266,12 +264,7 @@ export async function mountFederated({ device, getModel, getManifest, getRelease
     run(async () => {
       element("fed-log").replaceChildren();
       element("fed-receipt").hidden = true;
-      const outcome = await contribute({
-        tf,
-        device,
-        model: getModel(),
-        manifest: getManifest(),
-        examples: await examples.all(),
+      const outcome = await client.joinRound({
         control,
         backend: state.settings.trainBackend,
         shuffle: state.settings.shuffle,
@@ -338,16 +331,7 @@ export async function mountFederated({ device, getModel, getManifest, getRelease
 
   const evaluateCanary = () =>
     run(async () => {
-      const release = getRelease();
-      const report = await evaluateCandidate({
-        tf,
-        device,
-        model: getModel(),
-        manifest: getManifest(),
-        candidate: release,
-        examples: await examples.all(),
-        onProgress: progress,
-      });
+      const report = await client.evaluateCanary({ onProgress: progress });
       state.lastEvaluation = report;
       const body = report.body;
       facts(element("fed-canary-facts"), [

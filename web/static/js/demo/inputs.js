@@ -1,13 +1,16 @@
 // The demo page's input widgets for any model, built from its manifest
 // (model_io.js describeModel): a form per vector input (one number field per
 // feature, named as the manifest names them, with the parity samples' range
-// as a hint), a file picker per image input (the image resized to the
-// input's height x width and scaled to the range the bundle records), a
+// as a hint), a file picker or a drawing pad per image input (either image
+// resized to the input's height x width and scaled to the range the bundle
+// records; a drawing is dark ink on white), a
 // field of token ids per sequence input. An input the page has no widget for
 // is named, with the reason, instead of a raw TF.js error.
 //
 // The digits canvas (canvas.js) stays the reference model's widget; demo.js
 // picks it. No inline script or style: the page runs under a strict CSP.
+
+import { DrawingPad } from "./canvas.js";
 
 const text = (tag, content, className = "") => {
   const el = document.createElement(tag);
@@ -79,26 +82,65 @@ function imageWidget(input, changed) {
   preview.height = input.height;
   preview.setAttribute("aria-label", `The ${input.width}×${input.height} image the model sees`);
   const note = text("p", `Resized to ${input.width}×${input.height}, ${input.channels} channel(s), values ${input.scale[0]}–${input.scale[1]}.`, "muted small");
-  box.append(label, preview, note);
+  const { pad, frame } = drawingPad(input);
+  box.append(label, text("span", `or draw ${input.name}:`, "feature"), frame, preview, note);
   let values = null;
+  let drawn = false; // the input is the drawing (not a chosen file)
+  const context = preview.getContext("2d", { willReadFrequently: true });
+  /** Resize `source` (an image or the pad) to the input's size, over `background` when given. */
+  const take = (source, background) => {
+    context.clearRect(0, 0, input.width, input.height);
+    if (background) {
+      context.fillStyle = background;
+      context.fillRect(0, 0, input.width, input.height);
+    }
+    context.drawImage(source, 0, 0, input.width, input.height);
+    values = pixelsToInput(context.getImageData(0, 0, input.width, input.height).data, input);
+    changed();
+  };
   picker.addEventListener("change", async () => {
     const file = picker.files?.[0];
     if (!file) return;
     const bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
-    const context = preview.getContext("2d", { willReadFrequently: true });
-    context.clearRect(0, 0, input.width, input.height);
-    context.drawImage(bitmap, 0, 0, input.width, input.height);
+    drawn = false;
+    take(bitmap);
     bitmap.close();
-    values = pixelsToInput(context.getImageData(0, 0, input.width, input.height).data, input);
-    changed();
   });
+  // A drawing replaces the chosen file (and the other way round): the last one given is the input.
+  pad.onChange = () => {
+    if (pad.strokes > 0 || pad.pointer !== null) {
+      drawn = true;
+      take(pad.canvas, "#fff");
+    } else if (drawn) {
+      // The drawing was cleared: no input until something is drawn or chosen again.
+      drawn = false;
+      values = null;
+      context.clearRect(0, 0, input.width, input.height);
+      changed();
+    }
+  };
   return {
     element: box,
-    read: () => (values ? { values } : { missing: `choose an image for ${input.name}` }),
+    read: () => (values ? { values } : { missing: `choose or draw an image for ${input.name}` }),
     fill(given) {
       values = Float32Array.from(given);
     },
   };
+}
+
+/** A drawing pad for an image input: the digits pad's strokes, on a canvas of its own. */
+function drawingPad(input) {
+  const frame = document.createElement("div");
+  frame.className = "input-pad-frame";
+  const canvas = document.createElement("canvas");
+  canvas.className = "pad input-pad";
+  canvas.setAttribute("aria-label", `Draw ${input.name}`);
+  const clear = text("button", "Clear drawing", "button");
+  clear.type = "button";
+  frame.append(canvas, clear);
+  const pad = new DrawingPad(canvas, () => {});
+  clear.addEventListener("click", () => pad.clear());
+  return { pad, frame };
 }
 
 function sequenceWidget(input, changed) {

@@ -287,14 +287,18 @@ export async function trainLocally({ tf, model, manifest, base, examples, config
 
 /** One delta per manifest weight, in the manifest's order: new - base (float32). */
 export function deltas(manifest, base, trained) {
-  return manifest.weights.map(({ name, shape }) => {
+  return manifest.weights.map(({ name, shape, dtype }) => {
     const before = base.get(name).data;
     const after = trained.get(name);
     const data = new Float32Array(before.length);
     for (let i = 0; i < before.length; i++) data[i] = after[i] - before[i];
-    return { name, shape, data };
+    // An integer weight (a Normalization layer's count) goes in the model's own dtype.
+    return { name, shape, data, dtype: WIRE_DTYPES[dtype] ?? "F32" };
   });
 }
+
+// Manifest dtypes sent as they are; every other weight is F32.
+const WIRE_DTYPES = { int64: "I64", int32: "I32" };
 
 /**
  * Take part in the open round once. Resolves to {status: "no_task", reason,

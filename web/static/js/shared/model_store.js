@@ -12,6 +12,7 @@
 // by URL: what runs is exactly what was verified.
 
 import { sha256Hex } from "./api.js";
+import { registerNormalization } from "./normalization_layer.js";
 
 // TF.js is a page's global (tf.min.js) or given by the SDK's user (Node):
 // read when needed, so this module loads before TF.js does.
@@ -189,5 +190,6 @@ export async function buildModel(manifest, files, tf = globalTf()) {
   const artifacts = modelArtifacts(manifest, files);
   const handler = tf.io.fromMemory(artifacts);
   if (artifacts.format === "graph-model") return tf.loadGraphModel(handler);
+  registerNormalization(tf);
   return tf.loadLayersModel(handler);
 }

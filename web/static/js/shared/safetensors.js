@@ -7,7 +7,10 @@
 // to {dtype, shape, data_offsets} and holds a string-to-string
 // `__metadata__`: format "fedge/1", kind "update" or "checkpoint", and for an
 // update round_id, base_checkpoint, num_examples and metrics (a JSON object
-// of numbers). Only F32 tensors are written; checkpoints are decoded as F32.
+// of numbers). Weights travel as F32, except a model's integer weights (an
+// adapted Normalization layer's `count`): I64 or I32, as the model has
+// them. Every tensor is decoded to a Float32Array (an integer weight holds
+// a count, far below 2^24).
 // The npm `safetensors` package is a placeholder, hence this small codec.
 
 export const FORMAT = "fedge/1";
@@ -42,6 +45,20 @@ export function metricsJson(metrics) {
   return sortedJson(metrics, [", ", ": "]);
 }
 
+// Integer dtypes the codec carries besides F32, by safetensors code.
+const INTEGER_BYTES = { I64: 8, I32: 4 };
+
+function integerBytes(values, dtype) {
+  const out = new Uint8Array(values.length * INTEGER_BYTES[dtype]);
+  const view = new DataView(out.buffer);
+  Array.from(values).forEach((v, i) => {
+    if (!Number.isInteger(v)) throw new CodecError(`${dtype} value ${v} is not an integer`);
+    if (dtype === "I64") view.setBigInt64(i * 8, BigInt(v), true);
+    else view.setInt32(i * 4, v, true);
+  });
+  return out;
+}
+
 function float32Bytes(values) {
   const array = values instanceof Float32Array ? values : Float32Array.from(values);
   if (LITTLE_ENDIAN) return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
@@ -62,12 +79,13 @@ export function encode(tensors, metadata) {
   }
   const chunks = [];
   let offset = 0;
-  for (const { name, shape, data } of tensors) {
+  for (const { name, shape, data, dtype = "F32" } of tensors) {
     const size = shape.reduce((a, b) => a * b, 1);
     if (data.length !== size) throw new CodecError(`${name}: ${data.length} values for shape [${shape}]`);
     if (name in header) throw new CodecError(`${name}: named twice`);
-    const raw = float32Bytes(data);
-    header[name] = { dtype: "F32", shape: [...shape], data_offsets: [offset, offset + raw.byteLength] };
+    if (dtype !== "F32" && !(dtype in INTEGER_BYTES)) throw new CodecError(`${name}: dtype ${dtype} is not carried`);
+    const raw = dtype === "F32" ? float32Bytes(data) : integerBytes(data, dtype);
+    header[name] = { dtype, shape: [...shape], data_offsets: [offset, offset + raw.byteLength] };
     chunks.push(raw);
     offset += raw.byteLength;
   }
@@ -127,16 +145,23 @@ export function decode(buffer, kind = null) {
   const tensors = new Map();
   let position = 0;
   for (const [name, info] of entries) {
-    if (info.dtype !== "F32") throw new CodecError(`${name}: dtype ${info.dtype}, expected F32`);
+    if (info.dtype !== "F32" && !(info.dtype in INTEGER_BYTES)) {
+      throw new CodecError(`${name}: dtype ${info.dtype}, expected F32 (or I64, I32)`);
+    }
     const [start, stop] = info.data_offsets;
     const size = info.shape.reduce((a, b) => a * b, 1);
-    if (start !== position || stop - start !== size * 4) {
+    const width = INTEGER_BYTES[info.dtype] ?? 4;
+    if (start !== position || stop - start !== size * width) {
       throw new CodecError(`${name}: data offsets [${start}, ${stop}) do not tile the data`);
     }
     position = stop;
     const raw = bytes.slice(body + start, body + stop); // a copy: aligned, and our own
     let data;
-    if (LITTLE_ENDIAN) {
+    if (info.dtype in INTEGER_BYTES) {
+      const view = new DataView(raw.buffer);
+      const read = (i) => (width === 8 ? Number(view.getBigInt64(i * 8, true)) : view.getInt32(i * 4, true));
+      data = Float32Array.from({ length: size }, (_, i) => read(i));
+    } else if (LITTLE_ENDIAN) {
       data = new Float32Array(raw.buffer);
     } else {
       const view = new DataView(raw.buffer);

@@ -73,7 +73,8 @@ export function writeWeights(tf, model, manifestWeights, values) {
     if (entry.shape && !sameShape(entry.shape, variable.shape)) {
       throw new WeightMappingError(`${name}: shape [${entry.shape}], the model has [${variable.shape}]`);
     }
-    const tensor = tf.tensor(data, variable.shape, "float32");
+    // An int32 variable (a Normalization layer's count) takes its own dtype.
+    const tensor = tf.tensor(data, variable.shape, variable.dtype === "int32" ? "int32" : "float32");
     variable.write(tensor);
     tensor.dispose();
   }
