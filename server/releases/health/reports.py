@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from fedge.server.config import ServerConfig
 from fedge.server.errors import BadRequest, Conflict, NotFound
+from fedge.server.releases import slice_key
 from fedge.server.releases.health.drift import Policy, judge
 from fedge.server.releases.rollout import release_for
 from fedge.server.storage.health import StoredHealthReport
@@ -151,7 +152,7 @@ def _event(made: HealthWindow, baseline: HealthWindow | None) -> dict[str, objec
 def _check(tx: Tx, version: int, device_id: str, health: HealthReport, width: int | None) -> None:
     if tx.releases.get(version) is None:
         raise NotFound(f"no release {version}", code="unknown_release")
-    meant = release_for(device_id, *tx.releases.delivering())
+    meant = release_for(slice_key.of(tx.state), device_id, *tx.releases.delivering())
     if meant is None or meant.version != version:
         raise Conflict(
             f"release {version} is not the release this device should serve", code="not_serving"
