@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedge.server import config_checks
-from fedge.server.config_values import coerce, rate_limit_table, strings, validate_origins
+from fedge.server.config_values import (
+    coerce,
+    rate_limit_table,
+    settings_from_environ,
+    strings,
+    validate_origins,
+)
 from fedge.server.errors import ConfigurationError
-
-ENV_PREFIX = "FEDGE_"
-# FEDGE_ variables that other parts of fedge read; they are not server settings.
-NOT_SERVER_SETTINGS = frozenset({"FEDGE_NODE_MODULES"})
 
 
 @dataclass(frozen=True)
@@ -206,10 +207,10 @@ class ServerConfig:
             raise ConfigurationError("max_update_bytes must be >= 1024")
         if self.max_release_bytes < 1024:
             raise ConfigurationError("max_release_bytes must be >= 1024")
-        config_checks.check_release_builds(self)
+        self._validate_release_builds()
         if self.max_update_norm is not None and not self.max_update_norm >= 0:
             raise ConfigurationError("max_update_norm must be >= 0 (0 turns the bound off)")
-        config_checks.check_influence(self)
+        self._validate_influence()
         if self.max_predict_batch < 1 or self.max_predict_bytes < 1024:
             raise ConfigurationError("max_predict_batch must be >= 1, max_predict_bytes >= 1024")
         if self.update_retention_rounds is not None and self.update_retention_rounds < 0:
@@ -220,20 +221,97 @@ class ServerConfig:
             raise ConfigurationError("dp_noise_multiplier must be >= 0")
         if self.dp_noise_multiplier > 0 and self.dp_clip_norm is None:
             raise ConfigurationError("central DP needs dp_clip_norm")
-        config_checks.check_budgets(self)
+        self._validate_budgets()
         if not (self.event_stream_s > 0 and self.event_keepalive_s > 0):
             raise ConfigurationError("event_stream_s and event_keepalive_s must be > 0")
-        config_checks.check_canary(self)
+        self._validate_canary()
         validate_origins(self.cors_origins)
-        config_checks.check_clients(self)
+        self._validate_clients()
         validate_origins(self.frame_ancestors, "frame_ancestors")
-        config_checks.check_health(self)
+        self._validate_health()
+
+    def _validate_clients(self) -> None:
+        from fedge.server.devices.rate_limits import parse_proxies, parse_rate_limits
+
+        parse_rate_limits(self.rate_limits)
+        parse_proxies(self.trusted_proxies)
+        if not 0 <= self.device_ttl_s < float("inf"):
+            raise ConfigurationError("device_ttl_s must be >= 0 (0: devices never expire)")
+
+    def _validate_influence(self) -> None:
+        if self.max_example_weight < 1:
+            raise ConfigurationError("max_example_weight must be >= 1")
+        if self.device_weighting not in ("examples", "equal"):
+            raise ConfigurationError("device_weighting must be 'examples' or 'equal'")
+        if not 1.0 <= self.max_share_multiple < float("inf"):
+            raise ConfigurationError(
+                "max_share_multiple must be >= 1 (1: every update weighs the same)"
+            )
+        if not 0 < self.norm_bound_multiple < float("inf") or self.norm_history_rounds < 1:
+            raise ConfigurationError("norm_bound_multiple must be > 0, norm_history_rounds >= 1")
+
+    def _validate_release_builds(self) -> None:
+        if self.release_every_rounds < 0 or not self.release_build_timeout_s > 0:
+            raise ConfigurationError(
+                "release_every_rounds must be >= 0 (0: off), release_build_timeout_s > 0"
+            )
+
+    def _validate_budgets(self) -> None:
+        if self.threads < 1 or self.event_streams < 0 or self.event_polls < 0:
+            raise ConfigurationError("threads must be >= 1, event_streams and event_polls >= 0")
+        reserved = self.event_streams_reserved
+        if reserved is not None and not 0 <= reserved <= self.event_streams:
+            raise ConfigurationError(
+                f"event_streams_reserved must be in 0..event_streams ({self.event_streams})"
+            )
+        if self.event_streams_per_client < 1:
+            raise ConfigurationError("event_streams_per_client must be >= 1")
+        if not 1 <= self.predict_per_device <= self.predict_concurrency:
+            raise ConfigurationError(
+                "predict_concurrency must be >= 1 and predict_per_device in 1..predict_concurrency"
+            )
+        if self.connection_limit < 1 or self.max_connections_per_address < 0:
+            raise ConfigurationError(
+                "connection_limit must be >= 1, max_connections_per_address >= 0 (0: no cap)"
+            )
+        timeouts = (self.request_header_timeout_s, self.request_timeout_s, self.idle_timeout_s)
+        if not all(t > 0 for t in timeouts):
+            raise ConfigurationError(
+                "request_header_timeout_s, request_timeout_s and idle_timeout_s must be > 0"
+            )
+
+    def _validate_canary(self) -> None:
+        if self.canary_min_reports < 1 or self.canary_max_reports < self.canary_min_reports:
+            raise ConfigurationError("canary_min_reports must be >= 1 and <= canary_max_reports")
+        if not 0 < self.canary_difference_bound < float("inf"):
+            raise ConfigurationError("canary_difference_bound must be > 0")
+        if not 0 < self.canary_margin < self.canary_difference_bound:
+            raise ConfigurationError("canary_margin must be > 0 and < canary_difference_bound")
+        if not (0 < self.canary_alpha < 1 and 0 < self.canary_beta < 1):
+            raise ConfigurationError("canary_alpha and canary_beta must be between 0 and 1")
+        if not 0 < self.canary_max_s < float("inf") or not 0 < self.canary_max_percent <= 100:
+            raise ConfigurationError("canary_max_s must be > 0, canary_max_percent in (0, 100]")
+        if self.canary_default not in ("rollback", "promote"):
+            raise ConfigurationError("canary_default must be 'rollback' or 'promote'")
 
     def reserved_of(self, budget: int) -> int:
         """How many of ``budget`` streams (or waiting long-polls) are kept for
         authenticated clients."""
         reserved = self.event_streams_reserved
         return budget // 2 if reserved is None else min(reserved, budget)
+
+    def _validate_health(self) -> None:
+        bounds = (self.health_margin, self.health_max_distance, self.health_max_shift)
+        if not (
+            1.0 <= self.health_window_s <= 86_400 * 30
+            and self.health_min_devices >= 2
+            and all(0 <= b < float("inf") for b in bounds)
+        ):
+            raise ConfigurationError(
+                "health_window_s must be 1 s to 30 days, health_min_devices >= 2 "
+                "(one device never raises an alert), health_margin, health_max_distance "
+                "and health_max_shift >= 0"
+            )
 
     @property
     def server_threads(self) -> int:
@@ -253,7 +331,14 @@ def load_config(
             values.update(tomllib.loads(path.read_text()))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigurationError(f"cannot read config {path}: {exc}") from exc
-    for layer in (_from_environ(os.environ if environ is None else environ), overrides or {}):
+    for layer in (
+        settings_from_environ(
+            os.environ if environ is None else environ,
+            {f.name for f in dataclasses.fields(ServerConfig)},
+            {f.name for f in dataclasses.fields(RoundConfig)},
+        ),
+        overrides or {},
+    ):
         for key, value in layer.items():
             if value is None:
                 continue
@@ -270,29 +355,6 @@ def load_config(
     # Absolute, so that files under it are found whatever resolves them
     # (Flask's send_file takes a relative path as relative to the app's package).
     return dataclasses.replace(config, data_dir=config.data_dir.absolute())
-
-
-def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(ServerConfig)}
-    round_names = {f.name for f in dataclasses.fields(RoundConfig)}
-    values: dict[str, Any] = {}
-    rounds: dict[str, Any] = {}
-    for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX) or key in NOT_SERVER_SETTINGS:
-            continue
-        name = key[len(ENV_PREFIX) :].lower()
-        if name in names:
-            values[name] = raw
-        elif name.startswith("round_") and name[6:] in round_names:
-            rounds[name[6:]] = raw
-        else:
-            raise ConfigurationError(
-                f"unknown environment variable {key}: FEDGE_ variables name settings "
-                f"(FEDGE_PORT, FEDGE_ROUND_DEADLINE_S, ...); see `fedge serve --help`"
-            )
-    if rounds:
-        values["rounds"] = rounds
-    return values
 
 
 def _build(values: Mapping[str, Any]) -> ServerConfig:

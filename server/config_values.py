@@ -12,6 +12,10 @@ from typing import Any
 
 from fedge.server.errors import ConfigurationError
 
+ENV_PREFIX = "FEDGE_"
+# FEDGE_ variables that other parts of fedge read; they are not server settings.
+NOT_SERVER_SETTINGS = frozenset({"FEDGE_NODE_MODULES"})
+
 
 def coerce(name: str, annotation: Any, raw: Any) -> Any:
     text = str(annotation)
@@ -88,3 +92,28 @@ def _boolean(raw: Any) -> bool:
     if text in _FALSE:
         return False
     raise ValueError(f"say one of {', '.join(_TRUE + _FALSE)}")
+
+
+def settings_from_environ(
+    environ: Mapping[str, str], names: set[str], round_names: set[str]
+) -> dict[str, Any]:
+    """The ``FEDGE_*`` variables naming a setting (``names``) or a round
+    setting (``FEDGE_ROUND_*``, ``round_names``); any other is an error."""
+    values: dict[str, Any] = {}
+    rounds: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key in NOT_SERVER_SETTINGS:
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name in names:
+            values[name] = raw
+        elif name.startswith("round_") and name[6:] in round_names:
+            rounds[name[6:]] = raw
+        else:
+            raise ConfigurationError(
+                f"unknown environment variable {key}: FEDGE_ variables name settings "
+                f"(FEDGE_PORT, FEDGE_ROUND_DEADLINE_S, ...); see `fedge serve --help`"
+            )
+    if rounds:
+        values["rounds"] = rounds
+    return values
