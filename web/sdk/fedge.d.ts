@@ -32,8 +32,21 @@ export interface InputInfo {
   channels?: number;
   scale?: [number, number];
   length?: number;
+  /** A sequence input's vocabulary (id = index: 0 padding, 1 out-of-vocabulary), when the bundle carries one. */
+  vocabulary?: string[] | null;
   why: string;
 }
+
+/**
+ * Text as a sequence input's ids, as the demo page makes them: lowercased,
+ * split on anything but letters and digits, 1 for a word not in `vocabulary`,
+ * cut or padded with 0 to `length`.
+ */
+export function tokenize(
+  text: string,
+  vocabulary: string[],
+  length: number,
+): { ids: Int32Array; words: string[]; unknown: string[]; cut: number };
 
 export interface OutputInfo {
   name: string;

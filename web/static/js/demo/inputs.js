@@ -4,14 +4,16 @@
 // as a hint), a file picker, a drawing pad or the camera per image input
 // (each image resized to the input's height x width and scaled to the range
 // the bundle records; a drawing is dark ink on white; a camera snapshot is
-// the whole frame, camera.js), a field of token ids per sequence input. An
-// input the page has no widget for is named, with the reason, instead of a
-// raw TF.js error.
+// the whole frame, camera.js), a field of token ids per sequence input, or
+// a text field when the bundle carries its vocabulary (tokenised as
+// model_io.js tokenize says, the ids shown). An input the page has no widget
+// for is named, with the reason, instead of a raw TF.js error.
 //
 // The digits canvas (canvas.js) stays the reference model's widget; demo.js
 // picks it. No inline script or style: the page runs under a strict CSP.
 
 import { cameraBox } from "./camera.js";
+import { tokenize } from "../shared/model_io.js";
 import { DrawingPad } from "./canvas.js";
 
 const text = (tag, content, className = "") => {
@@ -149,7 +151,41 @@ function drawingPad(input) {
   return { pad, frame };
 }
 
+/** Text for a sequence input whose bundle carries a vocabulary: tokenised as shown, then predicted. */
+function textWidget(input, changed) {
+  const box = document.createElement("div");
+  box.className = "input-text";
+  const label = document.createElement("label");
+  label.className = "feature-field input-sequence";
+  const field = document.createElement("input");
+  field.type = "text";
+  field.placeholder = `up to ${input.length} words`;
+  label.append(text("span", `${input.name}: text`, "feature"), field);
+  const shown = text("p", `Lowercased, split on anything but letters and digits; ${input.vocabulary.length - 2} known words, others are id 1.`, "muted small token-ids");
+  box.append(label, shown);
+  let got = null;
+  field.addEventListener("input", () => {
+    got = field.value.trim() ? tokenize(field.value, input.vocabulary, input.length) : null;
+    if (got) {
+      const notes = [got.unknown.length ? `not known: ${got.unknown.join(", ")}` : "", got.cut ? `${got.cut} word(s) past ${input.length} dropped` : ""].filter(Boolean);
+      shown.textContent = `ids: ${Array.from(got.ids).join(" ")}${notes.length ? ` (${notes.join("; ")})` : ""}`;
+    }
+    changed();
+  });
+  return {
+    element: box,
+    read: () => (got && got.words.length ? { values: Float32Array.from(got.ids) } : { missing: `write some text for ${input.name}` }),
+    fill(values) {
+      // Ids back as their words (an example shown again); 0 is padding.
+      const ids = Array.from(values).filter((id) => id > 0);
+      field.value = ids.map((id) => input.vocabulary[id] ?? "?").join(" ");
+      got = { ids: Int32Array.from(values), words: ids, unknown: [], cut: 0 };
+    },
+  };
+}
+
 function sequenceWidget(input, changed) {
+  if (input.vocabulary) return textWidget(input, changed);
   const label = document.createElement("label");
   label.className = "feature-field input-sequence";
   const field = document.createElement("input");
