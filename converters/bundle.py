@@ -72,7 +72,7 @@ from fedge.converters.source.model_io import (
     output_specs,
     source_kind,
 )
-from fedge.converters.source.vocabulary import check_vocabularies
+from fedge.converters.source.vocabulary import vocabularies_for
 from fedge.converters.targets.registry import TARGETS
 from fedge.converters.targets.tflite_training import (
     attach_training,
@@ -133,7 +133,7 @@ def convert(
         resolve_unnamed(input_specs(model), options.feature_names),
         options.samples_path,
     )
-    vocabularies = check_vocabularies(input_specs(model), options.vocabularies)
+    vocabularies = vocabularies_for(model, options.vocabularies)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:

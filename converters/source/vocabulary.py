@@ -17,7 +17,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from fedge.converters.source.model_io import input_specs
 from fedge.errors import ConfigError
 
 Spec = tuple[str, tuple[int | None, ...], str]
@@ -87,6 +89,25 @@ def check_vocabularies(
                 f"(those are: {', '.join(sequences) or 'none'})"
             )
         checked[name] = [PADDING, OOV, *_checked_tokens(name, tokens)]
+    return checked
+
+
+def vocabularies_for(model: Any, given: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """:func:`check_vocabularies` against ``model``'s inputs, and no more
+    ids than an ``Embedding`` fed straight from the input takes (a larger id
+    is an error in Keras and TF.js alike, found only when a user types it)."""
+    checked = check_vocabularies(input_specs(model), given)
+    for layer in model.layers:
+        if type(layer).__name__ != "Embedding":
+            continue
+        fed_by = str(getattr(layer.input, "name", "")).split(":")[0]
+        tokens = checked.get(fed_by)
+        if tokens is not None and len(tokens) > int(layer.input_dim):
+            raise ConfigError(
+                f"--vocabulary: {len(tokens)} ids for {fed_by!r} (with padding and "
+                f"out-of-vocabulary), but its Embedding {layer.name!r} takes "
+                f"{layer.input_dim}: give at most {int(layer.input_dim) - 2} tokens"
+            )
     return checked
 
 

@@ -80,6 +80,15 @@ def test_a_bad_vocabulary_is_refused_and_nothing_is_written(
     assert result.exit_code == 2
     assert "line 2 ('Cat') of 'tokens' is not a lowercase word" in result.output
     assert not out.exists()
+    # The model's Embedding takes ids 0..5: four tokens at most.
+    words.write_text("a\nb\nc\nd\ne\n")
+    too_many = CliRunner().invoke(
+        main, [*convert_args(model_path, out), "--vocabulary", str(words)]
+    )
+    assert too_many.exit_code == 2
+    assert "7 ids for 'tokens'" in too_many.output
+    assert "give at most 4 tokens" in too_many.output
+    assert not out.exists()
     missing = CliRunner().invoke(
         main, [*convert_args(model_path, out), "--vocabulary", str(tmp_path / "none.txt")]
     )
