@@ -72,6 +72,7 @@ from fedge.converters.source.model_io import (
     output_specs,
     source_kind,
 )
+from fedge.converters.source.vocabulary import vocabularies_for
 from fedge.converters.targets.registry import TARGETS
 from fedge.converters.targets.tflite_training import (
     attach_training,
@@ -132,11 +133,12 @@ def convert(
         resolve_unnamed(input_specs(model), options.feature_names),
         options.samples_path,
     )
+    vocabularies = vocabularies_for(model, options.vocabularies)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         with keras_scope(options):  # the bundle loads its Keras copy back for parity
-            result = _build(model, model_path, tmp, options, say, features)
+            result = _build(model, model_path, tmp, options, say, (features, vocabularies))
         _move_into_place(tmp, out_dir)
         result.path = out_dir
         return result
@@ -150,7 +152,7 @@ def _build(
     tmp: Path,
     options: ConvertOptions,
     say: Progress,
-    features: dict[str, list[str]],
+    names: tuple[dict[str, list[str]], dict[str, list[str]]],  # features, vocabularies
 ) -> BundleResult:
     calibration = None
     if "tflite" in options.targets and options.tflite_quantize == "int8":
@@ -195,7 +197,8 @@ def _build(
         artifacts=artifacts,
         parity=parity,
         failures={o.target: o.error or "" for o in failed},
-        features=features,
+        features=names[0],
+        vocabularies=names[1],
     )
     card = render_model_card(
         manifest, options.description, samples.describe(), int(model.count_params()), reference_task

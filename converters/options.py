@@ -102,6 +102,9 @@ class ConvertOptions:
     # Names of a vector input's values, by input name ("" for the only
     # input); default: a samples CSV's header (converters/source/features.py).
     feature_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # A token sequence input's vocabulary (tokens of ids 2, 3, ...), by input
+    # name ("" for the only one); converters/source/vocabulary.py.
+    vocabularies: dict[str, tuple[str, ...]] = field(default_factory=dict)
     tolerances: dict[str, Tolerance] = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
     target_tolerances: dict[str, Tolerance] = field(default_factory=dict)
     keep_failed: bool = False

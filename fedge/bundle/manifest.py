@@ -79,6 +79,10 @@ class Manifest:
     # --feature-names`` or a samples CSV's header): a form names its fields
     # from here. Optional; older bundles have none.
     features: dict[str, list[str]] = field(default_factory=dict)
+    # A token sequence input's vocabulary, by input name, the id as index
+    # (0 padding, 1 out-of-vocabulary; ``fedge convert --vocabulary``): a
+    # page takes text for it. Optional, and left out of the JSON when empty.
+    vocabularies: dict[str, list[str]] = field(default_factory=dict)
     format: str = FORMAT
 
     def to_json(self) -> dict[str, Any]:
@@ -87,6 +91,8 @@ class Manifest:
             raw[key] = [dict(spec, shape=list(spec["shape"])) for spec in raw[key]]
         raw["weights"] = self.weights.to_json()
         raw["labels"] = list(self.labels) if self.labels is not None else None
+        if not self.vocabularies:
+            del raw["vocabularies"]
         return raw
 
     @classmethod
@@ -111,6 +117,10 @@ class Manifest:
                 failures=dict(raw.get("failures", {})),
                 features={
                     str(k): [str(n) for n in v] for k, v in dict(raw.get("features", {})).items()
+                },
+                vocabularies={
+                    str(k): [str(t) for t in v]
+                    for k, v in dict(raw.get("vocabularies", {})).items()
                 },
             )
         except (KeyError, TypeError, ValueError, WeightSpecError) as exc:

@@ -60,6 +60,17 @@ def _feature_names(
         raise click.UsageError(str(exc)) from exc
 
 
+def _vocabularies(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, tuple[str, ...]]:
+    from fedge.converters.source.vocabulary import parse_vocabulary_options
+
+    try:
+        return parse_vocabulary_options(values)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 def convert_options(settings: Mapping[str, Any]) -> ConvertOptions:
     """The conversion's record from the command's parameters (all but MODEL,
     --out and --force)."""
@@ -188,6 +199,15 @@ def convert_options(settings: Mapping[str, Any]) -> ConvertOptions:
     help="Names of a vector input's values, comma-separated (INPUT=a,b,c for one of several "
     "inputs; repeatable); default: a samples CSV's header. The browser page names its "
     "form's fields from them.",
+)
+@click.option(
+    "--vocabulary",
+    "vocabularies",
+    multiple=True,
+    callback=_vocabularies,
+    help="A token sequence input's vocabulary: a file with one token per line, the token of "
+    "id 2 first (0 is padding, 1 out-of-vocabulary); INPUT=FILE for one of several inputs. "
+    "The browser page then takes text for it.",
 )
 def convert(model: Path, out: Path, force: bool, **settings: Any) -> None:
     """Convert a Keras model (.keras, .h5 or SavedModel) to a verified bundle."""

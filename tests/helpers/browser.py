@@ -31,6 +31,10 @@ CHROMIUM_FLAGS = (
     "--disable-quic",
     "--no-first-run",
     "--enable-unsafe-swiftshader",  # WebGL in software, for the webgl backend
+    # A camera for the pages' "Use camera": Chromium's fake device (a moving
+    # test pattern), granted without a prompt.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 )
 PHONE = {"width": 390, "height": 844}
 

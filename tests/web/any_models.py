@@ -91,6 +91,20 @@ def _two_inputs(tf: Any) -> Any:
     return model
 
 
+TEXT_VOCABULARY = ("the", "cat", "dog", "sat", "ran", "on", "mat", "fast", "red", "ball")
+
+
+def _text_classifier(tf: Any) -> Any:
+    """Token ids (0 padding, 1 unknown, 2.. the vocabulary) to one of three topics."""
+    inputs = tf.keras.Input((8,), dtype="int32", name="tokens")
+    x = tf.keras.layers.Embedding(len(TEXT_VOCABULARY) + 2, 4)(inputs)
+    x = tf.keras.layers.GlobalAveragePooling1D()(x)
+    outputs = tf.keras.layers.Dense(3, activation="softmax", name="topic")(x)
+    model = tf.keras.Model(inputs, outputs, name="text_classifier")
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+    return model
+
+
 def build(kind: str, root: Path) -> Built:
     """Build, save and convert (``tflite,tfjs``) one model of ``kind``."""
     import tensorflow as tf
@@ -127,6 +141,12 @@ def build(kind: str, root: Path) -> Built:
             "context": rng.normal(size=(12, 2)).astype(np.float32),
         }
         model = _two_inputs(tf)
+    elif kind == "text_classifier":
+        rows = {"tokens": rng.integers(0, len(TEXT_VOCABULARY) + 2, size=(12, 8)).astype("i4")}
+        model = _text_classifier(tf)
+        samples = root / "samples.npy"
+        np.save(samples, rows["tokens"])
+        options["vocabularies"] = {"": TEXT_VOCABULARY}
     else:
         raise ValueError(f"no model kind {kind!r}")
     keras_path = root / f"{kind}.keras"

@@ -161,5 +161,47 @@ def test_an_image_drawn_on_the_pad_is_what_the_model_sees(
     screenshot(page, "demo-image_rgb-drawn")
 
     page.get_by_role("button", name="Clear drawing").click()
-    assert "choose or draw an image for photo" in page.locator("#confidence").inner_text()
+    assert "choose, draw or take an image for photo" in page.locator("#confidence").inner_text()
+    assert seen.errors == []
+
+
+def test_a_camera_snapshot_is_what_the_model_sees(
+    image_served: tuple[Built, LiveServer], context: BrowserContext
+) -> None:
+    """An image input also takes a camera snapshot (Chromium's fake camera,
+    getUserMedia): the whole frame resized to 32x32x3 and scaled like a file;
+    the page feeds exactly the preview canvas's pixels, scaled, and predicts
+    what Keras predicts on them; "Stop camera" releases the camera."""
+    built, server = image_served
+    page, seen = open_page(context, server.url + "/")
+    page.get_by_role("button", name="Use camera").click()
+    page.get_by_role("button", name="Take snapshot").wait_for(timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelector('.input-video').readyState >= 2", timeout=30_000
+    )
+    page.get_by_role("button", name="Take snapshot").click()
+    page.evaluate("() => window.fedgeDemo.idle()")
+    fed = np.asarray(page.evaluate("() => window.fedgeDemo.lastInputs")["photo"], np.float32)
+    got = page.evaluate("() => window.fedgeDemo.lastOutputs")
+    rgba = np.asarray(
+        page.evaluate(
+            "() => Array.from(document.querySelector('canvas.input-preview')"
+            ".getContext('2d').getImageData(0, 0, 32, 32).data)"
+        ),
+        np.float32,
+    ).reshape(32, 32, 4)
+
+    image = fed.reshape(32, 32, 3)
+    # This model's pixels are 0..1 (as the file upload test feeds them).
+    np.testing.assert_allclose(image, rgba[..., :3] / 255, atol=1e-6)
+    assert image.std() > 0.01  # a picture, not a blank frame
+    (expected,) = keras_outputs(built, {"photo": image})
+    (output,) = got.values()
+    assert np.abs(np.asarray(output).reshape(expected.shape) - expected).max() < 1e-4
+    assert "snapshot taken" in page.locator(".input-camera [role=status]").inner_text()
+    screenshot(page, "demo-image_rgb-camera")
+
+    page.get_by_role("button", name="Stop camera").click()
+    assert page.get_by_role("button", name="Use camera").is_visible()
+    assert page.evaluate("() => document.querySelector('.input-video').srcObject") is None
     assert seen.errors == []

@@ -77,7 +77,7 @@ def test_the_health_panel_shows_the_series_and_the_alert(
             assert reply.status_code == 201, reply.text
     fresh_window()
     page.wait_for_function(
-        "window.fedgeHealth && window.fedgeHealth.alerts.length === 1", timeout=WAIT_MS
+        "() => window.fedgeHealth && window.fedgeHealth.alerts.length === 1", timeout=WAIT_MS
     )
 
     rows = page.locator("#health-body tr")

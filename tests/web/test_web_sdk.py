@@ -183,7 +183,13 @@ def test_a_tampered_bundle_is_refused_and_nothing_is_cached(
             route.fulfill(response=response, body=bytes(body))
 
         page.route("**/v1/bundles/**/*.bin", tamper)
-        page.goto(server.url + "/static/css/fedge.css")  # an origin with no app on it
+        # A page of the server's origin with no app on it (served by the test:
+        # the server's own non-page responses forbid every script).
+        page.route(
+            "**/no-app.html",
+            lambda route: route.fulfill(content_type="text/html", body="<!doctype html><p>"),
+        )
+        page.goto(server.url + "/no-app.html")
         page.add_script_tag(url="/vendor/tfjs/tf.min.js")
         code = page.evaluate(
             "async () => { const { FedgeClient } = await import('/sdk/fedge.js');"

@@ -32,8 +32,21 @@ export interface InputInfo {
   channels?: number;
   scale?: [number, number];
   length?: number;
+  /** A sequence input's vocabulary (id = index: 0 padding, 1 out-of-vocabulary), when the bundle carries one. */
+  vocabulary?: string[] | null;
   why: string;
 }
+
+/**
+ * Text as a sequence input's ids, as the demo page makes them: lowercased,
+ * split on anything but letters and digits, 1 for a word not in `vocabulary`,
+ * cut or padded with 0 to `length`.
+ */
+export function tokenize(
+  text: string,
+  vocabulary: string[],
+  length: number,
+): { ids: Int32Array; words: string[]; unknown: string[]; cut: number };
 
 export interface OutputInfo {
   name: string;
@@ -129,4 +142,35 @@ export class FedgeClient {
   on(event: "error", callback: (error: Error) => void): () => void;
   checkRelease(): Promise<Release>;
   close(): void;
+}
+
+/** An event of the server's stream (`/v1/events`): its id, type and JSON data. */
+export interface FedgeEvent {
+  id: number;
+  type: "round" | "release" | "rollout" | "health" | string;
+  data: Record<string, unknown>;
+}
+
+export type StreamState = "connecting" | "live" | "reconnecting" | "offline";
+
+/**
+ * What a dashboard reads: the public rounds, stats and releases, and the
+ * event stream. With `adminToken` the stream is a `fetch` with
+ * `Authorization` (counted in the slots kept for devices and the admin);
+ * without, an EventSource. Failed reads throw ApiError.
+ */
+export class FedgeObserver {
+  static connect(serverUrl?: string, options?: { adminToken?: string | null }): FedgeObserver;
+  rounds(limit?: number): Promise<Record<string, unknown>[]>;
+  stats(): Promise<Record<string, unknown>>;
+  releases(limit?: number): Promise<{ releases: Record<string, unknown>[]; rollout: Record<string, unknown> | null }>;
+  release(version: string | number): Promise<Record<string, unknown>>;
+  health(version: string | number): Promise<Record<string, unknown>>;
+  /** Follow the stream until `close()`; reconnects by itself from the last event seen. */
+  events(options?: {
+    types?: string[];
+    onEvent?: (event: FedgeEvent) => void;
+    /** "offline" comes with an ApiError when the server refused (401: a wrong admin token; 429/503: too_many_streams). */
+    onState?: (state: StreamState, error?: ApiError | null) => void;
+  }): { readonly authenticated: boolean; close(): void };
 }

@@ -25,15 +25,16 @@ import { ApiError, Device } from "../static/js/shared/api.js";
 import { evaluateCandidate } from "../static/js/shared/canary.js";
 import { ExampleStore } from "../static/js/shared/examples.js";
 import { FederatedError, checkLabel, contribute, objectiveOf } from "../static/js/shared/federated.js";
-import { FedgeError, checkInputs, describeModel, runModel } from "../static/js/shared/model_io.js";
+import { FedgeError, checkInputs, describeModel, runModel, tokenize } from "../static/js/shared/model_io.js";
 import { ModelStore, buildModel, bundleFiles } from "../static/js/shared/model_store.js";
+import { FedgeObserver } from "../static/js/shared/observer.js";
 import { ReleaseWatcher, currentRelease } from "../static/js/shared/releases.js";
 
 /** The server API this SDK speaks (the `/v1/` paths; openapi.yaml's info.version). */
 export const API_VERSION = "1";
 export const SDK_VERSION = "1.0.0";
 
-export { ApiError, FedgeError, FederatedError };
+export { ApiError, FedgeError, FederatedError, FedgeObserver, tokenize };
 
 /** Examples kept in memory where there is no IndexedDB (Node); the browser's are in IndexedDB. */
 class MemoryExamples {

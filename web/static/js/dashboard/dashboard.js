@@ -1,20 +1,26 @@
 // The dashboard (/dashboard): rounds, releases, canary decisions and devices,
 // kept current from the server's event stream.
 //
-// Data: GET /v1/rounds, /v1/stats, /v1/releases and /v1/releases/{version}
-// (dashboard_api.js). Live: an EventSource on /v1/events; each event marks
-// the parts it affects (a `round` event: rounds, their rejections and the
-// devices; `release` and `rollout`: releases) and those are fetched again
-// once events stop arriving for a moment (debounced), one refresh at a time.
-// EventSource reconnects by itself, resuming with Last-Event-ID; on every
-// (re)connection everything is fetched again, which also covers what
-// happened before the first one. Devices seen and canary reports have no
-// events of their own: they are fetched again every half minute.
+// Built on the web SDK's FedgeObserver (/sdk/fedge.js): GET /v1/rounds,
+// /v1/stats, /v1/releases and /v1/releases/{version}, and the event stream;
+// each event marks the parts it affects (a `round` event: rounds, their
+// rejections and the devices; `release` and `rollout`: releases) and those
+// are fetched again once events stop arriving for a moment (debounced), one
+// refresh at a time. The stream reconnects by itself, resuming from the last
+// event; on every (re)connection everything is fetched again, which also
+// covers what happened before the first one. Devices seen and canary reports
+// have no events of their own: they are fetched again every half minute.
+//
+// An admin token typed in the topbar field (kept in sessionStorage for this
+// tab, never in the URL) makes the stream an authenticated one, counted in
+// the slots the server keeps for devices and the admin, so anonymous streams
+// from the same address cannot crowd the dashboard out; without one the
+// stream is a plain EventSource.
 //
 // window.fedgeDashboard holds what the page shows ({rounds, releases,
-// events, ...}), for tests and for a look from the console.
+// events, stream, ...}), for tests and for a look from the console.
 
-import { loadRelease, loadReleases, loadRounds, loadStats } from "./dashboard_api.js";
+import { FedgeObserver } from "/sdk/fedge.js";
 import { drawChart } from "./dashboard_chart.js";
 import {
   chartSeries,
@@ -24,6 +30,7 @@ import {
   renderRounds,
 } from "./dashboard_view.js";
 
+const TOKEN_KEY = "fedge.adminToken";
 const ROUND_LIMIT = 30;
 const RELEASE_LIMIT = 20;
 const CANARY_DETAILS = 5; // the newest releases whose canary summary is shown
@@ -42,6 +49,7 @@ const shown = {
   live: "connecting",
   lastEventAt: null,
   refreshes: 0,
+  stream: null, // "anonymous" | "admin": how the event stream is opened
 };
 window.fedgeDashboard = shown;
 
@@ -52,7 +60,7 @@ function rejectionsByRound(stats) {
 }
 
 async function refreshRounds() {
-  const [rounds, stats] = await Promise.all([loadRounds(ROUND_LIMIT), loadStats()]);
+  const [rounds, stats] = await Promise.all([observer.rounds(ROUND_LIMIT), observer.stats()]);
   shown.rounds = rounds;
   shown.stats = stats;
   renderRounds(rounds, rejectionsByRound(stats));
@@ -74,11 +82,11 @@ function drawRoundsChart() {
 }
 
 async function refreshReleases() {
-  const listing = await loadReleases(RELEASE_LIMIT);
+  const listing = await observer.releases(RELEASE_LIMIT);
   const candidates = listing.releases
     .filter((r) => ["canary", "live", "rolled_back", "retired"].includes(r.state))
     .slice(0, CANARY_DETAILS);
-  const details = await Promise.all(candidates.map((r) => loadRelease(r.version)));
+  const details = await Promise.all(candidates.map((r) => observer.release(r.version)));
   shown.releases = listing.releases;
   shown.rollout = listing.rollout;
   shown.canaries = details.filter((d) => d.canary).map((d) => ({ version: d.version, ...d.canary }));
@@ -128,42 +136,46 @@ function setLive(state) {
   document.getElementById("live-label").textContent = state;
 }
 
-function received(message) {
-  let data = null;
-  try {
-    data = JSON.parse(message.data);
-  } catch {
-    return; // not an event of ours
-  }
+function received(event) {
   const at = new Date();
-  shown.events.unshift({ id: Number(message.lastEventId), type: message.type, data, received_at: at.getTime() / 1000 });
+  shown.events.unshift({ id: event.id, type: event.type, data: event.data, received_at: at.getTime() / 1000 });
   shown.events.length = Math.min(shown.events.length, EVENTS_KEPT);
   shown.lastEventAt = at.getTime() / 1000;
   const last = document.getElementById("last-event");
   last.dateTime = at.toISOString();
-  last.textContent = `${at.toLocaleTimeString("en-GB")} (${message.type})`;
-  schedule(EVENT_PARTS[message.type] ?? []);
+  last.textContent = `${at.toLocaleTimeString("en-GB")} (${event.type})`;
+  schedule(EVENT_PARTS[event.type] ?? []);
 }
 
-function connect() {
-  const source = new EventSource("/v1/events");
-  source.addEventListener("open", () => {
-    setLive("live");
-    schedule(Object.keys(REFRESH), 0);
-  });
-  source.addEventListener("error", () => {
-    // CONNECTING: EventSource tries again by itself; CLOSED: it gave up (a
-    // refusal such as 503 too_many_streams), so a new one is opened later.
-    if (source.readyState === EventSource.CLOSED) {
-      setLive("offline");
-      setTimeout(connect, 5_000);
-    } else {
-      setLive("reconnecting");
-    }
-  });
-  for (const type of Object.keys(EVENT_PARTS)) source.addEventListener(type, received);
-  return source;
+function streamState(state, error) {
+  setLive(state);
+  if (state === "live") schedule(Object.keys(REFRESH), 0);
+  // A refused admin token is said at once; other failures are retried quietly.
+  const tokenNote = document.getElementById("admin-token-note");
+  if (error?.status === 401) tokenNote.textContent = "admin token refused";
+  else if (state === "live") tokenNote.textContent = shown.stream === "admin" ? "stream as admin" : "";
 }
+
+let observer = null;
+let stream = null;
+
+function connect() {
+  stream?.close();
+  const adminToken = sessionStorage.getItem(TOKEN_KEY) || null;
+  observer = FedgeObserver.connect("", { adminToken });
+  shown.stream = adminToken ? "admin" : "anonymous";
+  stream = observer.events({ types: Object.keys(EVENT_PARTS), onEvent: received, onState: streamState });
+}
+
+// The admin token field: kept for this tab only; a new token opens a new stream.
+document.getElementById("admin-token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = document.getElementById("admin-token").value.trim();
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+  document.getElementById("admin-token").value = "";
+  connect();
+});
 
 schedule(Object.keys(REFRESH), 0);
 connect();

@@ -2,7 +2,8 @@
 // release, per runtime, and whether an alert is raised.
 //
 // Self-contained (its own section, added after the page's last one) so the
-// rest of the dashboard need not know it: GET /v1/releases?limit=1 names the
+// rest of the dashboard need not know it; its reads go through the web SDK's
+// FedgeObserver: GET /v1/releases?limit=1 names the
 // live release, GET /v1/releases/{version}/health gives its series (public:
 // medians over devices, never a device's own numbers). Fetched again every
 // POLL_MS; alerts also arrive as `health` events, which the page's stream
@@ -10,8 +11,11 @@
 //
 // window.fedgeHealth holds what the panel shows ({version, series, alerts}).
 
+import { FedgeObserver } from "/sdk/fedge.js";
+
 const POLL_MS = 15_000;
 const WINDOWS_SHOWN = 12;
+const observer = FedgeObserver.connect(""); // public reads: no token needed
 const shown = { version: null, series: null, alerts: [], error: null };
 window.fedgeHealth = shown;
 
@@ -76,19 +80,13 @@ function render(series) {
   status.dataset.alert = String(shown.alerts.length > 0);
 }
 
-async function getJSON(path) {
-  const response = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
-  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
-  return response.json();
-}
-
 async function refresh() {
   try {
-    const listing = await getJSON("/v1/releases?limit=1");
+    const listing = await observer.releases(1);
     const version = listing.rollout?.live;
     shown.version = version ?? null;
     if (version === null || version === undefined) return;
-    shown.series = await getJSON(`/v1/releases/${encodeURIComponent(version)}/health`);
+    shown.series = await observer.health(version);
     render(shown.series);
     shown.error = null;
   } catch (error) {

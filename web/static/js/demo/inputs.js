@@ -1,15 +1,19 @@
 // The demo page's input widgets for any model, built from its manifest
 // (model_io.js describeModel): a form per vector input (one number field per
 // feature, named as the manifest names them, with the parity samples' range
-// as a hint), a file picker or a drawing pad per image input (either image
-// resized to the input's height x width and scaled to the range the bundle
-// records; a drawing is dark ink on white), a
-// field of token ids per sequence input. An input the page has no widget for
-// is named, with the reason, instead of a raw TF.js error.
+// as a hint), a file picker, a drawing pad or the camera per image input
+// (each image resized to the input's height x width and scaled to the range
+// the bundle records; a drawing is dark ink on white; a camera snapshot is
+// the whole frame, camera.js), a field of token ids per sequence input, or
+// a text field when the bundle carries its vocabulary (tokenised as
+// model_io.js tokenize says, the ids shown). An input the page has no widget
+// for is named, with the reason, instead of a raw TF.js error.
 //
 // The digits canvas (canvas.js) stays the reference model's widget; demo.js
 // picks it. No inline script or style: the page runs under a strict CSP.
 
+import { cameraBox } from "./camera.js";
+import { tokenize } from "../shared/model_io.js";
 import { DrawingPad } from "./canvas.js";
 
 const text = (tag, content, className = "") => {
@@ -83,7 +87,11 @@ function imageWidget(input, changed) {
   preview.setAttribute("aria-label", `The ${input.width}×${input.height} image the model sees`);
   const note = text("p", `Resized to ${input.width}×${input.height}, ${input.channels} channel(s), values ${input.scale[0]}–${input.scale[1]}.`, "muted small");
   const { pad, frame } = drawingPad(input);
-  box.append(label, text("span", `or draw ${input.name}:`, "feature"), frame, preview, note);
+  const camera = cameraBox(input, (video) => {
+    drawn = false;
+    take(video);
+  });
+  box.append(label, text("span", `or draw ${input.name}:`, "feature"), frame, text("span", "or take a picture:", "feature"), camera, preview, note);
   let values = null;
   let drawn = false; // the input is the drawing (not a chosen file)
   const context = preview.getContext("2d", { willReadFrequently: true });
@@ -106,7 +114,7 @@ function imageWidget(input, changed) {
     take(bitmap);
     bitmap.close();
   });
-  // A drawing replaces the chosen file (and the other way round): the last one given is the input.
+  // A drawing replaces the chosen file or snapshot (and the other way round): the last one given is the input.
   pad.onChange = () => {
     if (pad.strokes > 0 || pad.pointer !== null) {
       drawn = true;
@@ -121,7 +129,7 @@ function imageWidget(input, changed) {
   };
   return {
     element: box,
-    read: () => (values ? { values } : { missing: `choose or draw an image for ${input.name}` }),
+    read: () => (values ? { values } : { missing: `choose, draw or take an image for ${input.name}` }),
     fill(given) {
       values = Float32Array.from(given);
     },
@@ -143,7 +151,41 @@ function drawingPad(input) {
   return { pad, frame };
 }
 
+/** Text for a sequence input whose bundle carries a vocabulary: tokenised as shown, then predicted. */
+function textWidget(input, changed) {
+  const box = document.createElement("div");
+  box.className = "input-text";
+  const label = document.createElement("label");
+  label.className = "feature-field input-sequence";
+  const field = document.createElement("input");
+  field.type = "text";
+  field.placeholder = `up to ${input.length} words`;
+  label.append(text("span", `${input.name}: text`, "feature"), field);
+  const shown = text("p", `Lowercased, split on anything but letters and digits; ${input.vocabulary.length - 2} known words, others are id 1.`, "muted small token-ids");
+  box.append(label, shown);
+  let got = null;
+  field.addEventListener("input", () => {
+    got = field.value.trim() ? tokenize(field.value, input.vocabulary, input.length) : null;
+    if (got) {
+      const notes = [got.unknown.length ? `not known: ${got.unknown.join(", ")}` : "", got.cut ? `${got.cut} word(s) past ${input.length} dropped` : ""].filter(Boolean);
+      shown.textContent = `ids: ${Array.from(got.ids).join(" ")}${notes.length ? ` (${notes.join("; ")})` : ""}`;
+    }
+    changed();
+  });
+  return {
+    element: box,
+    read: () => (got && got.words.length ? { values: Float32Array.from(got.ids) } : { missing: `write some text for ${input.name}` }),
+    fill(values) {
+      // Ids back as their words (an example shown again); 0 is padding.
+      const ids = Array.from(values).filter((id) => id > 0);
+      field.value = ids.map((id) => input.vocabulary[id] ?? "?").join(" ");
+      got = { ids: Int32Array.from(values), words: ids, unknown: [], cut: 0 };
+    },
+  };
+}
+
 function sequenceWidget(input, changed) {
+  if (input.vocabulary) return textWidget(input, changed);
   const label = document.createElement("label");
   label.className = "feature-field input-sequence";
   const field = document.createElement("input");

@@ -23,6 +23,26 @@ export class FedgeError extends Error {
 const product = (dims) => dims.reduce((a, b) => a * b, 1);
 
 /** The [min, max] of an input over the parity samples, if the bundle records it. */
+/**
+ * Text as token ids for a sequence input with a vocabulary (the manifest's
+ * `vocabularies`, id = index: 0 padding, 1 out-of-vocabulary): lowercased,
+ * split on everything but letters and digits, each word's id (1 when it is
+ * not in the vocabulary), cut or padded with 0 to `length`. Returns
+ * {ids: Int32Array, words, unknown: [words not in the vocabulary], cut: words dropped}.
+ */
+export function tokenize(text, vocabulary, length) {
+  const index = new Map(vocabulary.map((token, id) => [token, id]));
+  const words = String(text).toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
+  const ids = new Int32Array(length);
+  const unknown = [];
+  words.slice(0, length).forEach((word, i) => {
+    const id = index.get(word);
+    if (id === undefined || id < 2) unknown.push(word);
+    ids[i] = id === undefined || id < 2 ? 1 : id;
+  });
+  return { ids, words, unknown, cut: Math.max(0, words.length - length) };
+}
+
 export function recordedRange(manifest, name) {
   for (const target of ["tfjs", "tflite", "coreml"]) {
     const range = manifest.parity?.[target]?.inputs?.range?.[name];
@@ -55,7 +75,10 @@ function describeInput(manifest, spec, index) {
     return { ...base, kind: "unsupported", why: `its shape [${dims.map((d) => d ?? "any")}] has a free dimension besides the batch, so no fixed form fits it` };
   }
   const integer = spec.dtype.startsWith("int");
-  if (dims.length === 1 && integer) return { ...base, kind: "sequence", length: dims[0] };
+  if (dims.length === 1 && integer) {
+    const vocabulary = manifest.vocabularies?.[spec.name];
+    return { ...base, kind: "sequence", length: dims[0], vocabulary: Array.isArray(vocabulary) ? vocabulary : null };
+  }
   if (dims.length === 1) {
     const names = manifest.features?.[spec.name];
     const features = Array.isArray(names) && names.length === dims[0] ? names : dims[0] > 64 ? null : Array.from({ length: dims[0] }, (_, i) => `${spec.name}[${i}]`);
