@@ -91,8 +91,11 @@ class Manifest:
             raw[key] = [dict(spec, shape=list(spec["shape"])) for spec in raw[key]]
         raw["weights"] = self.weights.to_json()
         raw["labels"] = list(self.labels) if self.labels is not None else None
-        if not self.vocabularies:
-            del raw["vocabularies"]
+        # Optional fields are left out when empty, so a bundle that uses
+        # neither keeps the manifest (and its hash) it had before them.
+        for optional in ("features", "vocabularies"):
+            if not raw[optional]:
+                del raw[optional]
         return raw
 
     @classmethod

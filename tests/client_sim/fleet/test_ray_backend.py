@@ -173,6 +173,10 @@ def test_a_killed_device_actor_is_a_crash_and_the_round_closes_without_it(
     # upload; its actor is killed while the other three's updates are in.
     data_dir = tmp_path / "server"
     args = ["--rounds-target", "4", "--rounds-min", "3", "--deadline", "600"]
+    # Plain FedAvg, as the check below computes it: example weights uncapped,
+    # no share cap, no norm bound (issue 22's defaults; tested in tests/server/abuse).
+    args += ["--max-example-weight", "10000000", "--max-share-multiple", "1000"]
+    args += ["--max-update-norm", "0"]
     with running(data_dir, args, tmp_path / "server.log") as server:
         config = FleetConfig(
             devices=4,
