@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, ViewportSize
 
 from fedge.bundle.hashing import sha256_file
 from fedge.bundle.manifest import MANIFEST_FILE, Manifest, verify_bundle, write_manifest
 from fedge.client_sim.device.parity import golden_parity
 from fedge.client_sim.device.trainers import TfliteTrainer
-from tests.helpers.browser import watch
+from tests.helpers.browser import screenshot, watch
 from tests.helpers.live_server import LiveServer, running
 from tests.helpers.release_api import ADMIN, TAR
 from tests.helpers.release_bundles import bundle_tar
@@ -38,8 +38,10 @@ from tests.web.test_browser_device import (
     candidate_bundle,
     digits,
 )
+from tests.web.test_dashboard import open_dashboard
 
 __all__ = ["candidate_bundle", "digits"]  # module fixtures, shared
+DESKTOP = ViewportSize(width=1200, height=900)
 SETTINGS = {"FEDGE_CANARY_MIN_REPORTS": "50", "FEDGE_CANARY_REQUIRE_HISTORY": "false"}
 
 
@@ -169,6 +171,22 @@ def test_a_release_with_broken_tfjs_weights_is_kept_off_the_browsers(
     finally:
         for tab in tabs:
             tab.close()
+    # The pages closed (each held an event stream): the dashboard shows parity.
+    dashboard, dashboard_seen = open_dashboard(browser, server.url, DESKTOP)
+    try:
+        row = dashboard.locator("#canary-row-2 td.parity")
+        row.wait_for(timeout=TIMEOUT_MS)
+        lines = {
+            str(line.get_attribute("data-runtime")): (
+                line.get_attribute("data-ok"),
+                line.inner_text(),
+            )
+            for line in row.locator("div").all()
+        }
+        screenshot(dashboard, "dashboard-parity")
+        errors.append(dashboard_seen.errors)
+    finally:
+        dashboard.close()
 
     assert [r.status_code for r in reports] == [201] * 3, reports[0].text
     for body in sent:
@@ -183,4 +201,9 @@ def test_a_release_with_broken_tfjs_weights_is_kept_off_the_browsers(
     assert [(g["version"], g["channel"]) for g in browser_gets] == [(1, "live")] * 2
     assert [(g["version"], g["channel"]) for g in phone_gets] == [(2, "canary")] * 3
     assert [(s["version"], s["channel"]) for s in served] == [(1, "live")] * 2
-    assert errors == [[], []]
+    assert errors == [[], [], []]
+    # The dashboard shows parity per runtime.
+    assert set(lines) == {runtime, "tflite"}
+    assert lines[runtime][0] == "false" and f"{runtime} failed: 2/2 failing" in lines[runtime][1]
+    assert lines["tflite"][0] == "true" and "tflite ok: 0/3 failing" in lines["tflite"][1]
+    assert "top-1 100.0%" in lines["tflite"][1]
