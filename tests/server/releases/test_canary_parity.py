@@ -104,7 +104,7 @@ def test_a_lying_device_alone_keeps_no_runtime_off(api: Api, bundles: Bundles) -
     assert current(api, honest, "tflite").json()["version"] == 2
 
 
-BAD = [
+BAD: list[dict[str, Any]] = [
     {"runtime": "TF JS"},
     {"runtime": ""},
     {"runtime": "x" * 33},
