@@ -108,7 +108,12 @@ export async function evaluateCandidate({ tf, device, model, manifest, candidate
     baselineModel.dispose();
   }
   onProgress("parity", `running v${candidate.version}'s golden samples on ${tf.getBackend()}`, 0.8);
-  const parity = await goldenParity(tf, device, model, manifest, candidate.bundle_id);
+  // A golden file that cannot be read or run leaves the report without
+  // parity; the evaluation itself still goes out.
+  const parity = await goldenParity(tf, device, model, manifest, candidate.bundle_id).catch((error) => {
+    onProgress("parity", `no parity check: ${error.message || error}`, 0.8);
+    return null;
+  });
   const body = {
     baseline_version: live.version,
     metric: objective.metric,
