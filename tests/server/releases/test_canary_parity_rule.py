@@ -95,27 +95,33 @@ def test_the_optional_fields_round_trip_and_are_left_out_when_unset() -> None:
         ),
         (
             {
-                "runtime": "t",
+                "runtime": "tflite",
                 "parity": {"max_abs_error": float("inf"), "top1_agreement": 1, "samples": 1},
             },
             "max_abs_error",
         ),
         (
-            {"runtime": "t", "parity": {"max_abs_error": 0, "top1_agreement": -0.1, "samples": 1}},
+            {
+                "runtime": "tflite",
+                "parity": {"max_abs_error": 0, "top1_agreement": -0.1, "samples": 1},
+            },
             "top1_agreement",
         ),
         (
             {
-                "runtime": "t",
+                "runtime": "tflite",
                 "parity": {"max_abs_error": 0, "top1_agreement": 1, "samples": 10_001},
             },
             "samples",
         ),
         (
-            {"runtime": "t", "parity": {"max_abs_error": "0", "top1_agreement": 1, "samples": 1}},
+            {
+                "runtime": "tflite",
+                "parity": {"max_abs_error": "0", "top1_agreement": 1, "samples": 1},
+            },
             "max_abs_error",
         ),
-        ({"runtime": "t", "parity": None, "extra": 1}, "extra"),
+        ({"runtime": "tflite", "parity": None, "extra": 1}, "extra"),
     ],
 )
 def test_bad_runtime_or_parity_is_refused_naming_the_field(

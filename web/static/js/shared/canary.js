@@ -19,6 +19,7 @@
 
 import { evaluate, exampleTensors, FederatedError, objectiveOf } from "./federated.js";
 import { buildModel, bundleFiles } from "./model_store.js";
+import { pageRuntime } from "./releases.js";
 
 const GOLDEN = "parity_golden"; // the manifest document (fedge/bundle/golden.py)
 
@@ -122,9 +123,10 @@ export async function evaluateCandidate({ tf, device, model, manifest, candidate
     num_examples: examples.length,
     latency_ms: scores.candidate.latencyMs,
     using: "candidate", // the page serves the release meant for it
-    runtime: `tfjs-${tf.getBackend()}`,
   };
-  if (parity) body.parity = parity;
+  const runtime = pageRuntime(tf);
+  if (runtime) body.runtime = runtime;
+  if (runtime && parity) body.parity = parity;
   onProgress("report", `reporting to release v${candidate.version}`, 0.9);
   const receipt = await device.reportEvaluation(candidate.version, body);
   onProgress("done", "reported", 1);

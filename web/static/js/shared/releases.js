@@ -32,7 +32,9 @@ export function currentRelease(device) {
  */
 export function pageRuntime(tf = globalThis.tf) {
   const backend = tf && typeof tf.getBackend === "function" ? tf.getBackend() : null;
-  return backend ? `tfjs-${backend}` : null;
+  // The server knows these (fedge/wire/canary.py RUNTIMES); another backend
+  // (Node's "tensorflow", say) names none rather than be refused.
+  return ["webgl", "wasm", "cpu"].includes(backend) ? `tfjs-${backend}` : null;
 }
 
 export class ReleaseWatcher {
