@@ -47,6 +47,24 @@ def current(api: Api, token: str, runtime: str | None = None) -> requests.Respon
     )
 
 
+def health(api: Api, token: str, version: int, runtime: str) -> requests.Response:
+    body = {
+        "metric": "accuracy",
+        "loss": 0.3,
+        "value": 0.9,
+        "num_examples": 10,
+        "runtime": runtime,
+        "histogram": [3, 3, 4],
+        "quantiles": None,
+    }
+    return requests.post(
+        f"{api.url}/v1/releases/{version}/health",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+
+
 def better(runtime: str, parity: dict[str, Any]) -> dict[str, Any]:
     return {**evaluation(0.9, 0.8, 20), "runtime": runtime, "parity": parity}
 
@@ -88,6 +106,12 @@ def test_a_runtime_whose_parity_fails_is_kept_off_the_candidate(api: Api, bundle
     assert api.states() == {1: "retired", 2: "live"}
     assert (after["tfjs-webgl"]["version"], after["tfjs-webgl"]["channel"]) == (1, "live")
     assert after["tflite"]["version"] == after["tfjs-wasm"]["version"] == 2
+    # Health reports follow the same gate: a held-off runtime reports on
+    # the release it serves (1), not on the one it was kept off.
+    assert health(api, browsers[0], 1, "tfjs-webgl").status_code == 201
+    off = health(api, browsers[0], 2, "tfjs-webgl")
+    assert (off.status_code, off.json()["code"]) == (409, "not_serving")
+    assert health(api, others[0], 2, "tflite").status_code == 201
     change = api.changes()[0]
     assert change["action"] == "promote"
     assert change["details"]["held_runtimes"] == ["tfjs-webgl"]
