@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,27 +33,25 @@ from tests.helpers.browser import screenshot, watch
 from tests.helpers.live_server import LiveServer, running
 from tests.helpers.release_api import ADMIN, TAR
 from tests.helpers.release_bundles import bundle_tar
-from tests.web.test_browser_device import (
-    TIMEOUT_MS,
-    Tab,
-    candidate_bundle,
-    digits,
-)
+from tests.web.test_browser_device import TIMEOUT_MS, Tab, digits
 from tests.web.test_dashboard import open_dashboard
 
-__all__ = ["candidate_bundle", "digits"]  # module fixtures, shared
+__all__ = ["digits"]  # a module fixture, shared
 DESKTOP = ViewportSize(width=1200, height=900)
 SETTINGS = {"FEDGE_CANARY_MIN_REPORTS": "50", "FEDGE_CANARY_REQUIRE_HISTORY": "false"}
 
 
 @pytest.fixture(scope="module")
-def tampered(candidate_bundle: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The candidate with every TF.js weight negated, its manifest's hashes
-    of the shard rewritten and the manifest resealed: a bundle that verifies
-    and whose TF.js model computes something else than its source."""
+def tampered(digits_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The served model's bundle, relabelled as a new version (so it is a
+    new bundle), with every TF.js weight negated, its manifest's hash of the
+    shard rewritten and the manifest resealed: a bundle that verifies and
+    whose TF.js model computes something else than its source."""
     out = tmp_path_factory.mktemp("tampered") / "bundle"
-    shutil.copytree(candidate_bundle[1], out)
-    manifest = Manifest.from_json(json.loads((out / MANIFEST_FILE).read_text()))
+    shutil.copytree(digits_bundle, out)
+    manifest = replace(
+        Manifest.from_json(json.loads((out / MANIFEST_FILE).read_text())), version="2-tampered"
+    )
     tfjs = manifest.artifacts["tfjs"]
     for record in tfjs["files"]:
         if record["path"].endswith(".bin"):
