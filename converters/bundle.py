@@ -57,6 +57,7 @@ from fedge.converters.errors import (
 from fedge.converters.model_card import render_model_card
 from fedge.converters.options import TRAIN_TARGET, ConvertOptions
 from fedge.converters.parity.compare import ParityReport, compare, unverified
+from fedge.converters.parity.golden import add_golden
 from fedge.converters.parity.samples import (
     SampleSet,
     calibration_samples,
@@ -206,6 +207,7 @@ def _build(
     (tmp / MODEL_CARD_FILE).write_text(card)
     (document,) = describe_files(tmp, [tmp / MODEL_CARD_FILE])
     manifest.documents["model_card"] = vars(document)
+    add_golden(tmp, manifest, samples, reference)  # for the devices' own runtimes
     write_manifest(tmp, manifest)
     return BundleResult(path=tmp, manifest=manifest, outcomes=outcomes)
 

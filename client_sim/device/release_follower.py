@@ -9,7 +9,8 @@ and scored on the device's own held-out data with the bundle's TFLite
 
 * channel ``canary``: the device scores the live release too (the
   baseline) and reports both, numbers only, with the candidate's latency
-  per example and the model it now serves (``using``);
+  per example, the model it now serves (``using``) and the candidate's
+  parity on its TFLite runtime (:mod:`fedge.client_sim.device.parity`);
 * channel ``live``: nothing to report.
 
 Adoption: a device serves the new release (a canary device the candidate,
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedge.client_sim.device.client import ProtocolError
+from fedge.client_sim.device.parity import RUNTIME, golden_parity
 from fedge.client_sim.device.release_cache import NoRuntime, ReleaseCache
 from fedge.client_sim.device.releases import Release, current_release, report_evaluation
 from fedge.client_sim.device.simulated import SimDevice
@@ -60,7 +62,7 @@ class ReleaseFollower:
         client = self.device.client
         etag = self.state.release.etag if self.state.release is not None else None
         try:
-            release = current_release(client, etag)
+            release = current_release(client, etag, RUNTIME)
             if release is None:
                 return "unchanged"
             path = self.cache.bundle(client, release)
@@ -79,7 +81,7 @@ class ReleaseFollower:
         (the fleet's first model), taken without a comparison."""
         client = self.device.client
         try:
-            release = current_release(client, None)
+            release = current_release(client, None, RUNTIME)
             if release is None:  # no ETag was sent: not a 304
                 return "unchanged"
             self.state.adopted[release.bundle_id] = self.cache.bundle(client, release)
@@ -106,6 +108,8 @@ class ReleaseFollower:
             return "no_holdout"
         self.state.adopted[baseline.bundle_id] = self.cache.bundle(self.device.client, baseline)
         new, latency_ms = self._score(candidate.bundle_id)
+        with self.cache.runtime(candidate.bundle_id) as runtime:
+            parity = golden_parity(self.state.adopted[candidate.bundle_id], runtime)
         live, _ = self._score(baseline.bundle_id)
         metric = self.device.objective.metric
         better = self.device.objective.at_least_as_good(new[metric], live[metric])
@@ -121,6 +125,8 @@ class ReleaseFollower:
             num_examples=len(self.device.data.holdout),
             latency_ms=latency_ms,
             using={"candidate": "candidate", "live": "baseline"}.get(using, "personal"),
+            runtime=RUNTIME,
+            parity=parity,
         )
         try:
             receipt = report_evaluation(self.device.client, candidate.version, evaluation)

@@ -24,11 +24,15 @@ __all__ = ["Release", "current_release", "fetch_release", "report_evaluation"]
 _NOT_MODIFIED = 304
 
 
-def current_release(client: FedgeClient, etag: str | None) -> Release | None:
-    """The release meant for this device; None when it is still the one
-    whose ETag (:attr:`Release.etag`) is ``etag``. No release at all is a
-    :class:`ProtocolError` 404 ``no_release``."""
-    reply = client.conditional_get("/v1/releases/current", etag)
+def current_release(
+    client: FedgeClient, etag: str | None, runtime: str | None = None
+) -> Release | None:
+    """The release meant for this device (on ``runtime``: the server keeps
+    a release whose parity failed there off it); None when it is still the
+    one whose ETag (:attr:`Release.etag`) is ``etag``. No release at all is
+    a :class:`ProtocolError` 404 ``no_release``."""
+    path = "/v1/releases/current" + (f"?runtime={runtime}" if runtime else "")
+    reply = client.conditional_get(path, etag)
     if reply.status == _NOT_MODIFIED:
         return None
     try:

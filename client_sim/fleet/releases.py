@@ -135,6 +135,7 @@ class FleetReleases:
             using=canary.get("using", {}),
             error=shown.get("error"),
             canary=canary or None,
+            parity=shown.get("parity") or {},
         )
 
     def _cut(self, done: int) -> None:

@@ -46,7 +46,9 @@ class ReleaseReport:
     loss and the metric on their own held-out data (None without reports);
     ``using``: what those devices chose to serve. ``canary``: the server's
     whole canary summary (its evidence: counted devices, the difference and
-    its interval, the test's statistic, the reason), None without one."""
+    its interval, the test's statistic, the reason), None without one.
+    ``parity``: by runtime, the canary devices' parity on their own runtime
+    (``GET /v1/releases/{v}``'s ``parity``)."""
 
     version: int
     source: str
@@ -61,6 +63,7 @@ class ReleaseReport:
     using: dict[str, int]
     error: str | None = None
     canary: dict[str, Any] | None = None
+    parity: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

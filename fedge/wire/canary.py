@@ -12,7 +12,11 @@ never the data (``POST /v1/releases/{version}/evaluations``)::
 ``metric`` is the model's headline metric (:attr:`fedge.task.objective.Objective.metric`);
 ``candidate`` and ``baseline`` hold exactly ``loss`` and that metric;
 ``latency_ms`` is the candidate's inference time per example; ``using``
-says which model the device now serves. :class:`CanarySummary` is what the
+says which model the device now serves. Optional (issue 23): ``runtime``,
+the runtime the device runs the model on (``tflite``, ``tfjs-webgl``,
+``tfjs-wasm``, ``tfjs-cpu``...), and ``parity``, how the candidate's outputs
+on that runtime compare with the source model's on the bundle's golden
+inputs (:class:`Parity`). :class:`CanarySummary` is what the
 server made of the reports so far. ``from_json`` refuses anything else
 with :class:`CanaryWireError`, naming the field.
 """
@@ -42,10 +46,44 @@ _FIELDS = (
     "latency_ms",
     "using",
 )
+_OPTIONAL = ("runtime", "parity")
+MAX_PARITY_SAMPLES = 10_000
+# The runtimes a device may name (canary parity, health reports): a fixed
+# list, so the series and the parity shown per runtime stay few.
+RUNTIMES = ("tflite", "tfjs", "tfjs-cpu", "tfjs-wasm", "tfjs-webgl", "coreml", "keras")
 
 
 class CanaryWireError(FedgeError):
     """An evaluation that is not what the protocol says."""
+
+
+@dataclass(frozen=True)
+class Parity:
+    """A device's run of the bundle's golden inputs on its own runtime:
+    the largest absolute difference from the source model's outputs, the
+    share of samples whose top-1 class agrees, and how many samples."""
+
+    max_abs_error: float
+    top1_agreement: float
+    samples: int
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Parity:
+        names = set(cls.__dataclass_fields__)
+        if not isinstance(raw, dict) or set(raw) != names:
+            raise CanaryWireError(f"parity holds exactly {', '.join(sorted(names))}")
+        return cls(
+            max_abs_error=_number(raw["max_abs_error"], "parity.max_abs_error", MAX_SCORE),
+            top1_agreement=_number(raw["top1_agreement"], "parity.top1_agreement", 1.0),
+            samples=_integer(raw["samples"], "parity.samples", 1, MAX_PARITY_SAMPLES),
+        )
+
+
+def runtime_name(raw: Any) -> str:
+    """A runtime's name as the wire allows it, or :class:`CanaryWireError`."""
+    if not isinstance(raw, str) or raw not in RUNTIMES:
+        raise CanaryWireError(f"runtime is one of {', '.join(RUNTIMES)}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -59,19 +97,27 @@ class Evaluation:
     num_examples: int
     latency_ms: float
     using: str
+    runtime: str | None = None
+    parity: Parity | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The optional fields only when set (older servers refuse unknown ones)."""
+        raw = asdict(self)
+        for name in _OPTIONAL:
+            if raw[name] is None:
+                del raw[name]
+        return raw
 
     @classmethod
     def from_json(cls, raw: Any) -> Evaluation:
         if not isinstance(raw, dict):
             raise CanaryWireError("an evaluation is a JSON object")
         missing = [name for name in _FIELDS if name not in raw]
-        unknown = sorted(set(raw) - set(_FIELDS))
+        unknown = sorted(set(raw) - set(_FIELDS) - set(_OPTIONAL))
         if missing or unknown:
             raise CanaryWireError(
-                f"an evaluation has exactly {', '.join(_FIELDS)}; "
+                f"an evaluation has {', '.join(_FIELDS)} (and optionally "
+                f"{', '.join(_OPTIONAL)}); "
                 f"missing {missing or 'none'}, unknown {unknown[:5] or 'none'}"[:300]
             )
         metric = raw["metric"]
@@ -79,6 +125,10 @@ class Evaluation:
             raise CanaryWireError(f"metric is one of {', '.join(HIGHER_IS_BETTER)}")
         if not isinstance(raw["using"], str) or raw["using"] not in USING:
             raise CanaryWireError(f"using is one of {', '.join(USING)}")
+        runtime = raw.get("runtime")
+        parity = raw.get("parity")
+        if parity is not None and runtime is None:
+            raise CanaryWireError("parity needs the runtime it was measured on")
         return cls(
             baseline_version=_integer(raw["baseline_version"], "baseline_version", 1, 2**62),
             metric=metric,
@@ -87,6 +137,8 @@ class Evaluation:
             num_examples=_integer(raw["num_examples"], "num_examples", 1, MAX_EXAMPLES),
             latency_ms=_number(raw["latency_ms"], "latency_ms", MAX_LATENCY_MS),
             using=raw["using"],
+            runtime=None if runtime is None else runtime_name(runtime),
+            parity=None if parity is None else Parity.from_json(parity),
         )
 
 

@@ -28,10 +28,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fedge.errors import FedgeError
-from fedge.wire.canary import HIGHER_IS_BETTER, MAX_EXAMPLES, MAX_SCORE
+from fedge.wire.canary import HIGHER_IS_BETTER, MAX_EXAMPLES, MAX_SCORE, RUNTIMES
 
-# The runtimes a device may name: a fixed list, so the series per runtime stay few.
-RUNTIMES = ("tflite", "tfjs", "tfjs-cpu", "tfjs-wasm", "tfjs-webgl", "coreml", "keras")
 MAX_CLASSES = 1000
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 _FIELDS = ("metric", "loss", "value", "num_examples", "runtime", "histogram", "quantiles")

@@ -57,7 +57,13 @@ def report(version: int) -> Any:
     width = _width(ctx, version)
     with ctx.store.transaction() as tx:
         receipt, created, judged = health.report(
-            tx, version, device.id, parsed, width, health.policy_of(ctx.config)
+            tx,
+            version,
+            device.id,
+            parsed,
+            width,
+            health.policy_of(ctx.config),
+            require_history=ctx.config.canary_require_history,
         )
     _after_judging(ctx, parsed.runtime if created else None, judged)
     response = jsonify(receipt.to_json())

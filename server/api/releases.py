@@ -13,6 +13,8 @@ route only (:mod:`fedge.server.http.route_limits`).
 (the candidate if the device is in its slice, a keyed hash: see
 :mod:`fedge.server.releases.rollout`); its ETag is the quoted bundle id, so
 a device polls with If-None-Match and gets a 304 until its release changes.
+With ``?runtime=NAME`` a device is kept off a release whose parity failed on
+its runtime (:mod:`fedge.server.releases.canary.delivery`).
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ from fedge.server.api.common import (
 )
 from fedge.server.errors import BadRequest, NotFound, ServerError
 from fedge.server.http.context import context
-from fedge.server.releases import slice_key
 from fedge.server.releases.actions import Push
+from fedge.server.releases.canary import delivery
 from fedge.server.releases.canary import reports as canary
-from fedge.server.releases.rollout import release_for
+from fedge.wire.canary import CanaryWireError, runtime_name
 
 bp = Blueprint("releases", __name__, url_prefix="/v1/releases")
 
@@ -79,9 +81,10 @@ def listing() -> Any:
 @bp.get("/current")
 def current() -> Any:
     device = authenticated_device()
-    with context().store.reading() as tx:
-        delivering, key = tx.releases.delivering(), slice_key.of(tx.state)
-    release = release_for(key, device.id, *delivering)
+    runtime = _runtime()
+    ctx = context()
+    with ctx.store.reading() as tx:
+        release = delivery.meant_for(tx, device.id, runtime, ctx.config.canary_require_history)
     if release is None:
         raise NotFound("the server has no release yet", code="no_release")
     response = jsonify(release.to_json())
@@ -101,11 +104,23 @@ def show(version: int) -> Any:
         if record is None:
             raise NotFound(f"no release {version}", code="unknown_release")
         summary = canary.shown_summary(tx, record, canary.policy_of(ctx.config))
+        runtimes = delivery.parity_of(tx, record, ctx.config.canary_require_history)
     shown = {**record.to_json(), "canary": summary.to_json() if summary else None}
+    shown["parity"] = runtimes
     if record.state == "building":
         progress = ctx.builds.progress(version)
         shown["progress"] = progress.to_json() if progress else None
     return jsonify(shown)
+
+
+def _runtime() -> str | None:
+    values = request.args.getlist("runtime")
+    if len(values) > 1:
+        raise BadRequest("runtime is one value", code="bad_query")
+    try:
+        return runtime_name(values[0]) if values else None
+    except CanaryWireError as exc:
+        raise BadRequest(str(exc), code="bad_query") from exc
 
 
 def _push_options() -> Push:

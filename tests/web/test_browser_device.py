@@ -447,7 +447,19 @@ def test_a_canary_page_reports_an_evaluation_of_numbers_only(
         "num_examples",
         "latency_ms",
         "using",
+        "runtime",
+        "parity",
     }
+    # Parity on the page's own TF.js backend (issue 23): the bundle's golden
+    # samples give the source model's outputs here too.
+    backend = tab.page.evaluate("() => tf.getBackend()")
+    assert body["runtime"] == f"tfjs-{backend}"
+    assert body["parity"]["samples"] == 32
+    assert body["parity"]["top1_agreement"] == 1.0
+    assert 0 <= body["parity"]["max_abs_error"] < 1e-3
+    assert (evaluation["runtime"], evaluation["parity"]) == (body["runtime"], body["parity"])
+    shown_parity = requests.get(f"{web_server.url}/v1/releases/{version}", timeout=30).json()
+    assert set(shown_parity["parity"]) <= {f"tfjs-{backend}"}  # counted devices only
     assert body["metric"] == "accuracy"
     assert body["baseline_version"] == 1
     assert body["num_examples"] == 40

@@ -34,6 +34,7 @@ from typing import Any
 from fedge.server.config import ServerConfig
 from fedge.server.errors import Conflict, NotFound
 from fedge.server.releases import actions, slice_key
+from fedge.server.releases.canary import parity
 from fedge.server.releases.canary.decision import (
     COLLECTING,
     Policy,
@@ -201,7 +202,19 @@ def _apply(
         "outcome": verdict.outcome,
         "reason": verdict.reason,
     }
-    evidence = {"canary": numbers}
+    evidence: dict[str, Any] = {"canary": numbers}
+    record = tx.releases.get(version)
+    assert record is not None  # the candidate, found by settle in this transaction
+    runtimes = parity.by_runtime(
+        r.evaluation for r in tx.canary.counted(version, record.created_at, policy.require_history)
+    )
+    if runtimes:
+        # Promoted or not, the runtimes whose parity failed keep their release
+        # (:mod:`.delivery`); the change log says which.
+        evidence["parity"] = {name: found.to_json() for name, found in runtimes.items()}
+        held = sorted(name for name, found in runtimes.items() if not found.ok)
+        if held and verdict.outcome == "promote":
+            evidence["held_runtimes"] = held
     why = explain(version, summary, verdict)
     if verdict.outcome == "promote":
         change = actions.promote(tx, version, ACTOR, why, evidence)

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 from fedge.server.config import ServerConfig
 from fedge.server.errors import BadRequest, Conflict, NotFound
-from fedge.server.releases import slice_key
+from fedge.server.releases.canary.delivery import meant_for
 from fedge.server.releases.health.drift import Policy, judge
-from fedge.server.releases.rollout import release_for
 from fedge.server.storage.health import StoredHealthReport
 from fedge.server.storage.store import Tx
 from fedge.wire.health import HealthReceipt, HealthReport, HealthSeries, HealthWindow
@@ -60,11 +59,14 @@ def report(
     width: int | None,
     policy: Policy,
     now: float | None = None,
+    require_history: bool = True,
 ) -> tuple[HealthReceipt, bool, list[Judged]]:
-    """The receipt, whether the report is new, and the windows this call judged."""
+    """The receipt, whether the report is new, and the windows this call
+    judged. ``require_history``: the canary's rule of which reports count,
+    for the parity that keeps a release off a runtime."""
     at = time.time() if now is None else now
     window = window_of(at, policy)
-    _check(tx, version, device_id, health, width)
+    _check(tx, version, device_id, health, width, require_history)
     existing = tx.health.find(version, device_id, window)
     if existing is not None:
         if existing.report != health:
@@ -149,10 +151,19 @@ def _event(made: HealthWindow, baseline: HealthWindow | None) -> dict[str, objec
     }
 
 
-def _check(tx: Tx, version: int, device_id: str, health: HealthReport, width: int | None) -> None:
+def _check(
+    tx: Tx,
+    version: int,
+    device_id: str,
+    health: HealthReport,
+    width: int | None,
+    require_history: bool,
+) -> None:
     if tx.releases.get(version) is None:
         raise NotFound(f"no release {version}", code="unknown_release")
-    meant = release_for(slice_key.of(tx.state), device_id, *tx.releases.delivering())
+    # The release meant for the device on the runtime it reports from: one
+    # whose parity failed there is kept off it (issue 23).
+    meant = meant_for(tx, device_id, health.runtime, require_history)
     if meant is None or meant.version != version:
         raise Conflict(
             f"release {version} is not the release this device should serve", code="not_serving"

@@ -7,7 +7,7 @@ import sqlite3
 
 from fedge.server.storage.canary import Decision, StoredEvaluation
 from fedge.server.storage.sqlite.errors import Connection
-from fedge.wire.canary import USING, Evaluation
+from fedge.wire.canary import USING, Evaluation, Parity
 
 _COLUMNS = (
     "device_id, baseline_version, metric, candidate_loss, candidate_metric, baseline_loss, "
@@ -16,6 +16,12 @@ _COLUMNS = (
 
 
 _PREFIXED = ", ".join(f"e.{name.strip()}" for name in _COLUMNS.split(","))
+# Every read takes the optional runtime and parity along (issue 23).
+_SELECT = (
+    f"SELECT {_PREFIXED}, p.runtime, p.max_abs_error, p.top1_agreement, p.samples "
+    "FROM canary_evaluations e LEFT JOIN canary_parity p "
+    "ON p.version = e.version AND p.device_id = e.device_id"
+)
 # A device counts if it was enrolled before the candidate and (unless the
 # setting waives it) had a history then: an accepted update, or a report on
 # an earlier release, received before the candidate. Parameters: the
@@ -43,6 +49,10 @@ def _stored(row: sqlite3.Row) -> StoredEvaluation:
         num_examples=int(row["num_examples"]),
         latency_ms=float(row["latency_ms"]),
         using=str(row["using_model"]),
+        runtime=None if row["runtime"] is None else str(row["runtime"]),
+        parity=None
+        if row["samples"] is None
+        else Parity(float(row["max_abs_error"]), float(row["top1_agreement"]), int(row["samples"])),
     )
     return StoredEvaluation(str(row["device_id"]), float(row["received_at"]), evaluation)
 
@@ -53,7 +63,7 @@ class SQLiteCanary:
 
     def find(self, version: int, device_id: str) -> StoredEvaluation | None:
         row = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM canary_evaluations WHERE version = ? AND device_id = ?",
+            f"{_SELECT} WHERE e.version = ? AND e.device_id = ?",
             (version, device_id),
         ).fetchone()
         return _stored(row) if row is not None else None
@@ -80,12 +90,25 @@ class SQLiteCanary:
                 at,
             ),
         )
+        if e.runtime is not None:
+            p = e.parity
+            self._conn.execute(
+                "INSERT INTO canary_parity (version, device_id, runtime, max_abs_error, "
+                "top1_agreement, samples) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    version,
+                    device_id,
+                    e.runtime,
+                    None if p is None else p.max_abs_error,
+                    None if p is None else p.top1_agreement,
+                    None if p is None else p.samples,
+                ),
+            )
         return StoredEvaluation(device_id, at, evaluation)
 
     def listing(self, version: int, limit: int) -> list[StoredEvaluation]:
         rows = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM canary_evaluations WHERE version = ? "
-            "ORDER BY received_at, device_id LIMIT ?",
+            f"{_SELECT} WHERE e.version = ? ORDER BY e.received_at, e.device_id LIMIT ?",
             (version, limit),
         ).fetchall()
         return [_stored(row) for row in rows]
@@ -98,7 +121,7 @@ class SQLiteCanary:
 
     def counted(self, version: int, before: float, require_history: bool) -> list[StoredEvaluation]:
         rows = self._conn.execute(
-            f"SELECT {_PREFIXED} FROM canary_evaluations e JOIN devices d ON d.id = e.device_id "
+            f"{_SELECT} JOIN devices d ON d.id = e.device_id "
             f"WHERE e.version = ? AND {_ELIGIBLE} ORDER BY e.received_at, e.device_id",
             (version, *_eligible(before, require_history, version)),
         ).fetchall()

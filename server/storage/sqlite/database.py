@@ -136,6 +136,19 @@ CREATE TABLE IF NOT EXISTS canary_evaluations (
     received_at REAL NOT NULL,
     PRIMARY KEY (version, device_id)
 );
+-- The runtime a canary device ran the candidate on and its parity on the
+-- bundle's golden inputs (issue 23); optional, so a table of its own (an
+-- older file gains it when opened, nothing to migrate).
+CREATE TABLE IF NOT EXISTS canary_parity (
+    version INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    runtime TEXT NOT NULL,
+    max_abs_error REAL,
+    top1_agreement REAL,
+    samples INTEGER,
+    PRIMARY KEY (version, device_id),
+    FOREIGN KEY (version, device_id) REFERENCES canary_evaluations(version, device_id)
+);
 CREATE TABLE IF NOT EXISTS canary_decisions (
     version INTEGER PRIMARY KEY REFERENCES releases(version),
     decision TEXT NOT NULL CHECK (decision IN ('promote', 'rollback')),

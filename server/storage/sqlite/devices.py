@@ -83,7 +83,14 @@ class SQLiteDevices:
         ids = [
             (str(r["id"]),) for r in self._conn.execute(_EXPIRED, (unseen_since, batch)).fetchall()
         ]
-        for table in ("selections", "updates", "canary_evaluations", "health_reports", "devices"):
+        for table in (
+            "selections",
+            "updates",
+            "canary_parity",
+            "canary_evaluations",
+            "health_reports",
+            "devices",
+        ):
             column = "id" if table == "devices" else "device_id"
             self._conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", ids)
         self._add_to_count(-len(ids))

@@ -62,6 +62,13 @@ def test_a_fleet_cuts_releases_and_its_canary_devices_decide_them(tmp_path: Path
         assert canary["statistic"][side] >= canary["threshold"][side]
         assert first.state in (("live", "retired") if side == "promote" else ("rolled_back",))
     assert any(k.startswith("reported") for k in releases.outcomes), releases.outcomes
+    # The canary devices ran the bundle's golden samples on their TFLite
+    # runtime: it computes what the source model computed (issue 23).
+    tflite = first.parity["tflite"]
+    assert 1 <= tflite["devices"] <= canary["devices"]
+    assert tflite["ok"] and tflite["failing"] == 0
+    assert 0 <= tflite["max_error"] < 1e-4
+    assert tflite["agreement"] == 1.0
     # Every device serves something, and every bundle it took is the one it was given.
     assert sum(releases.adoption.values()) == 6
     for device in releases.devices:

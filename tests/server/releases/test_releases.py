@@ -160,6 +160,7 @@ def test_the_bundle_the_server_started_from_is_release_1_and_live(
     assert requests.get(f"{api.url}/v1/releases/1", timeout=30).json() == {
         **release,
         "canary": None,  # no device has reported on it (tests/server/releases/test_canary.py)
+        "parity": {},  # nor on its runtime (tests/server/releases/test_canary_parity.py)
     }
     assert requests.get(f"{api.url}/v1/releases/2", timeout=30).status_code == 404
 

@@ -190,10 +190,30 @@ function evidenceCell(canary) {
   return shown;
 }
 
+// Parity on the devices' own runtimes (issue 23): one line per runtime,
+// "tflite ok" or "tfjs-webgl failed", with its devices and median error and
+// agreement; a failed runtime is kept off the release.
+function parityCell(parity) {
+  const runtimes = Object.entries(parity || {});
+  if (runtimes.length === 0) return cell(DASH, "parity");
+  const shown = cell("", "parity");
+  for (const [runtime, found] of runtimes) {
+    const line = el("div", {
+      className: found.ok ? "parity-ok" : "parity-failed",
+      text: `${runtime} ${found.ok ? "ok" : "failed"}: ${found.failing}/${found.devices} failing, ` +
+        `max error ${formatNumber(found.max_error, 4)}, top-1 ${formatPercent(found.agreement)}`,
+    });
+    line.dataset.runtime = runtime;
+    line.dataset.ok = String(found.ok);
+    shown.append(line);
+  }
+  return shown;
+}
+
 export function renderCanaries(details) {
   const withReports = details.filter((d) => d.canary);
   document.getElementById("canary-body").replaceChildren(
-    ...withReports.map(({ version, canary }) => {
+    ...withReports.map(({ version, canary, parity }) => {
       const decision = canary.decision ?? "pending";
       const row = el("tr", {}, [
         cell(`v${version}`),
@@ -204,6 +224,7 @@ export function renderCanaries(details) {
         cell(scores(canary.baseline, canary.metric)),
         cell(String(canary.devices ?? DASH)),
         evidenceCell(canary),
+        parityCell(parity),
         cell(stateBadge(decision)),
       ]);
       row.id = `canary-row-${version}`;

@@ -10,9 +10,59 @@
 // candidate is the page's model; the baseline's TF.js model is downloaded
 // and built as the page builds its own (model_store.js): manifest.json
 // checked against the bundle id, every file against its sha256.
+//
+// Parity (issue 23): the candidate's golden samples (parity/golden.json,
+// listed in its manifest, checked against its sha256) run on this page's
+// TF.js backend and compared with the source model's outputs: the largest
+// absolute difference and the top-1 agreement go with the report, with the
+// runtime ("tfjs-" and the backend). A bundle without them reports none.
 
 import { evaluate, exampleTensors, FederatedError, objectiveOf } from "./federated.js";
 import { buildModel, bundleFiles } from "./model_store.js";
+import { pageRuntime } from "./releases.js";
+
+const GOLDEN = "parity_golden"; // the manifest document (fedge/bundle/golden.py)
+
+/**
+ * Run the bundle's golden inputs on `model` (this backend) and compare with
+ * the source model's outputs: {max_abs_error, top1_agreement, samples}, or
+ * null for a bundle without golden samples.
+ */
+export async function goldenParity(tf, device, model, manifest, bundleId) {
+  const record = manifest.documents?.[GOLDEN];
+  if (!record) return null;
+  const bytes = await device.bundleFile(bundleId, record.path, record.sha256);
+  const golden = JSON.parse(new TextDecoder().decode(bytes));
+  const rows = golden.rows;
+  const first = golden.outputs[manifest.outputs[0].name];
+  const values = tf.tidy(() => {
+    const xs = manifest.inputs.map((spec) => {
+      const given = golden.inputs[spec.name];
+      return tf.tensor(given.values, given.shape, spec.dtype.startsWith("int") ? "int32" : "float32");
+    });
+    const out = model.predict(xs.length === 1 ? xs[0] : xs);
+    return (Array.isArray(out) ? out[0] : out).dataSync();
+  });
+  if (values.length !== first.values.length) {
+    throw new FederatedError("bad_golden", `the model gives ${values.length} values for ${first.values.length} golden outputs`);
+  }
+  const width = values.length / rows;
+  let error = 0;
+  let agree = 0;
+  for (let i = 0; i < rows; i++) {
+    let want = 0;
+    let got = 0;
+    for (let j = 0; j < width; j++) {
+      const k = i * width + j;
+      const diff = Math.abs(values[k] - first.values[k]);
+      error = Number.isFinite(diff) ? Math.max(error, diff) : 1e9;
+      if (first.values[k] > first.values[i * width + want]) want = j;
+      if (values[k] > values[i * width + got]) got = j;
+    }
+    if (want === got) agree += 1;
+  }
+  return { max_abs_error: Math.min(error, 1e9), top1_agreement: agree / rows, samples: rows };
+}
 
 /** The live release's record from the public listing ({version, bundle_id, ...}), or null. */
 export async function liveRelease(device) {
@@ -58,6 +108,13 @@ export async function evaluateCandidate({ tf, device, model, manifest, candidate
     ys.dispose();
     baselineModel.dispose();
   }
+  onProgress("parity", `running v${candidate.version}'s golden samples on ${tf.getBackend()}`, 0.8);
+  // A golden file that cannot be read or run leaves the report without
+  // parity; the evaluation itself still goes out.
+  const parity = await goldenParity(tf, device, model, manifest, candidate.bundle_id).catch((error) => {
+    onProgress("parity", `no parity check: ${error.message || error}`, 0.8);
+    return null;
+  });
   const body = {
     baseline_version: live.version,
     metric: objective.metric,
@@ -67,6 +124,9 @@ export async function evaluateCandidate({ tf, device, model, manifest, candidate
     latency_ms: scores.candidate.latencyMs,
     using: "candidate", // the page serves the release meant for it
   };
+  const runtime = pageRuntime(tf);
+  if (runtime) body.runtime = runtime;
+  if (runtime && parity) body.parity = parity;
   onProgress("report", `reporting to release v${candidate.version}`, 0.9);
   const receipt = await device.reportEvaluation(candidate.version, body);
   onProgress("done", "reported", 1);

@@ -6,7 +6,8 @@
 // is missed; when it gives up (an answer that is not a stream) a new one is
 // opened after a pause, from the last event seen. Every release or rollout
 // event (a push, a rollout change, a promotion, a rollback) makes the page
-// ask for its current release; only a different bundle than the one running
+// ask for its current release (naming the page's runtime, see pageRuntime);
+// only a different bundle than the one running
 // is loaded. Checks never overlap:
 // events that arrive during a check make one more check afterwards.
 
@@ -19,7 +20,21 @@ const RECONNECT_MS = 5000;
  * channel (canary) after a promotion of the same bundle.
  */
 export function currentRelease(device) {
-  return device.json("/v1/releases/current", { cache: "no-store" });
+  const runtime = pageRuntime();
+  const query = runtime ? `?runtime=${encodeURIComponent(runtime)}` : "";
+  return device.json(`/v1/releases/current${query}`, { cache: "no-store" });
+}
+
+/**
+ * The runtime this page runs models on ("tfjs-wasm", "tfjs-webgl",
+ * "tfjs-cpu"), or null before TF.js has a backend. The server keeps a
+ * release whose parity failed on that runtime off this page (issue 23).
+ */
+export function pageRuntime(tf = globalThis.tf) {
+  const backend = tf && typeof tf.getBackend === "function" ? tf.getBackend() : null;
+  // The server knows these (fedge/wire/canary.py RUNTIMES); another backend
+  // (Node's "tensorflow", say) names none rather than be refused.
+  return ["webgl", "wasm", "cpu"].includes(backend) ? `tfjs-${backend}` : null;
 }
 
 export class ReleaseWatcher {
