@@ -176,8 +176,8 @@ def test_a_killed_device_actor_is_a_crash_and_the_round_closes_without_it(
     # Plain FedAvg, as the check below computes it: example weights uncapped,
     # no share cap, no norm bound (issue 22's defaults; tested in tests/server/abuse).
     args += ["--max-example-weight", "10000000", "--max-share-multiple", "1000"]
-    args += ["--max-update-norm", "0"]
-    with running(data_dir, args, tmp_path / "server.log") as server:
+    environ = {**os.environ, "FEDGE_MAX_UPDATE_NORM": "0"}  # the flag takes only a bound
+    with running(data_dir, args, tmp_path / "server.log", environ=environ) as server:
         config = FleetConfig(
             devices=4,
             per_round=4,
