@@ -236,10 +236,14 @@ def test_02_federated_simulation(tmp_path: Path) -> None:
     releases = summary["releases"]
     assert len(releases) == 2  # one after every 2 of the 4 rounds
     for release in releases:
-        assert release["decision"] in ("promote", "rollback")
+        # The canary's sequential test decides only on enough evidence; six
+        # devices may leave it collecting (decision None), which is shown.
+        assert release["decision"] in ("promote", "rollback", None)
         assert release["reports"] >= 2
-        favourable = release["candidate"] >= release["live"] - 0.01
-        assert (release["decision"] == "promote") == favourable
+        if release["decision"] == "promote":  # not worse by the margin (0.05)
+            assert release["candidate"] >= release["live"] - 0.05
+        if release["decision"] == "rollback":
+            assert release["candidate"] < release["live"]
 
 
 def test_03_robust_and_private(tmp_path: Path) -> None:

@@ -97,7 +97,10 @@ def vocabularies_for(model: Any, given: Mapping[str, Sequence[str]]) -> dict[str
     ids than an ``Embedding`` fed straight from the input takes (a larger id
     is an error in Keras and TF.js alike, found only when a user types it)."""
     checked = check_vocabularies(input_specs(model), given)
-    for layer in model.layers:
+    if not checked:
+        return checked
+    # A SavedModel's signature (converters.source.signature_model) has no layers.
+    for layer in getattr(model, "layers", ()):
         if type(layer).__name__ != "Embedding":
             continue
         fed_by = str(getattr(layer.input, "name", "")).split(":")[0]
