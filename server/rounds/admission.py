@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from fedge.server.config import RoundConfig
+from fedge.server.round_config import RoundConfig
 from fedge.server.storage.devices import Conditions
 
 # A device counts as active (for the fair sampler) while it has asked for

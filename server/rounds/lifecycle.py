@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 
 from fedge.server.aggregation.errors import AggregationError
-from fedge.server.config import RoundConfig
 from fedge.server.errors import Conflict, NotFound
 from fedge.server.metrics import Metrics
+from fedge.server.round_config import RoundConfig
 from fedge.server.rounds.closer import RoundCloser
 from fedge.server.rounds.driver import CloseFailure, backoff_s
 from fedge.server.rounds.global_model import GlobalModel

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fedge.server.config import RoundConfig
+from fedge.server.round_config import RoundConfig
 from fedge.server.rounds import admission
 from fedge.server.rounds.admission import Refusal, Seats
 from fedge.server.storage import rounds as rs

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedge.server.config import RoundConfig, ServerConfig
+from fedge.server.config import ServerConfig
 from fedge.server.metrics import Metrics, server_metrics
+from fedge.server.round_config import RoundConfig
 from fedge.server.rounds.closer import RoundCloser
 from fedge.server.rounds.ingest import UpdateIngest
 from fedge.server.rounds.lifecycle import RoundLifecycle

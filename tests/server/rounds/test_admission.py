@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fedge.server.config import RoundConfig
+from fedge.server.round_config import RoundConfig
 from fedge.server.rounds.admission import (
     CONDITIONS,
     Refusal,
