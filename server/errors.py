@@ -11,12 +11,18 @@ from fedge.errors import FedgeError
 
 
 class ServerError(FedgeError):
+    """``retry_after`` (whole seconds), when given, says the refusal is for
+    now, not for good: it goes out as the ``Retry-After`` header."""
+
     status = 500
     code = "internal"
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, code: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after = retry_after
         if code is not None:
             self.code = code
 
@@ -46,14 +52,13 @@ class PayloadTooLarge(ServerError):
 
 
 class RateLimited(ServerError):
-    """A client over its limit (:mod:`fedge.server.devices.rate_limits`);
-    ``retry_after`` (whole seconds) goes out as the ``Retry-After`` header."""
+    """A client over its limit or its share (a rate, streams, predictions):
+    it may retry after ``retry_after`` seconds."""
 
     status, code = 429, "rate_limited"
 
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+    def __init__(self, message: str, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code, retry_after)
 
 
 class Unprocessable(ServerError):
@@ -65,6 +70,9 @@ class InsufficientStorage(ServerError):
 
 
 class Unavailable(ServerError):
+    """The server's share is taken or it cannot answer now; with
+    ``retry_after`` when a retry is expected to work."""
+
     status, code = 503, "unavailable"
 
 

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fedge.errors import FedgeError
+from fedge.wire.strict_json import field_mismatch
 
 # Whether a higher value of a metric is better, by its name.
 HIGHER_IS_BETTER = {"accuracy": True, "mae": False, "loss": False}
@@ -112,13 +113,11 @@ class Evaluation:
     def from_json(cls, raw: Any) -> Evaluation:
         if not isinstance(raw, dict):
             raise CanaryWireError("an evaluation is a JSON object")
-        missing = [name for name in _FIELDS if name not in raw]
-        unknown = sorted(set(raw) - set(_FIELDS) - set(_OPTIONAL))
-        if missing or unknown:
+        mismatch = field_mismatch(raw, _FIELDS, _OPTIONAL)
+        if mismatch is not None:
             raise CanaryWireError(
                 f"an evaluation has {', '.join(_FIELDS)} (and optionally "
-                f"{', '.join(_OPTIONAL)}); "
-                f"missing {missing or 'none'}, unknown {unknown[:5] or 'none'}"[:300]
+                f"{', '.join(_OPTIONAL)}); {mismatch}"
             )
         metric = raw["metric"]
         if not isinstance(metric, str) or metric not in HIGHER_IS_BETTER:

@@ -29,6 +29,7 @@ from typing import Any
 
 from fedge.errors import FedgeError
 from fedge.wire.canary import HIGHER_IS_BETTER, MAX_EXAMPLES, MAX_SCORE, RUNTIMES
+from fedge.wire.strict_json import field_mismatch
 
 MAX_CLASSES = 1000
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -61,13 +62,9 @@ class HealthReport:
     def from_json(cls, raw: Any) -> HealthReport:
         if not isinstance(raw, dict):
             raise HealthWireError("a health report is a JSON object")
-        missing = [name for name in _FIELDS if name not in raw]
-        unknown = sorted(set(raw) - set(_FIELDS))
-        if missing or unknown:
-            raise HealthWireError(
-                f"a health report has exactly {', '.join(_FIELDS)}; "
-                f"missing {missing or 'none'}, unknown {unknown[:5] or 'none'}"[:300]
-            )
+        mismatch = field_mismatch(raw, _FIELDS)
+        if mismatch is not None:
+            raise HealthWireError(f"a health report has exactly {', '.join(_FIELDS)}; {mismatch}")
         metric = raw["metric"]
         if not isinstance(metric, str) or metric not in HIGHER_IS_BETTER:
             raise HealthWireError(f"metric is one of {', '.join(HIGHER_IS_BETTER)}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -51,3 +52,16 @@ def finite_or_null(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [finite_or_null(item) for item in value]
     return value
+
+
+def field_mismatch(
+    raw: dict[str, Any], required: Sequence[str], optional: Sequence[str] = ()
+) -> str | None:
+    """What is wrong with an object's keys against a wire record's fields
+    (``None`` when nothing): missing required ones, unknown ones (the first
+    five), bounded so that a hostile key list cannot make the message large."""
+    missing = [name for name in required if name not in raw]
+    unknown = sorted(set(raw) - set(required) - set(optional))
+    if not missing and not unknown:
+        return None
+    return f"missing {missing or 'none'}, unknown {unknown[:5] or 'none'}"[:240]

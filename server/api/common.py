@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import request
 
 from fedge.server.devices.auth import bearer_token, check_admin, device_for_token
 from fedge.server.errors import BadRequest, NotFound, PayloadTooLarge
@@ -103,12 +103,3 @@ def flag(body: dict[str, Any], name: str) -> bool:
     if not isinstance(value, bool):
         raise BadRequest(f"{name} must be true or false", code="bad_json")
     return value
-
-
-def too_many(code: str, message: str, retry_after_s: int, status: int = 429) -> Response:
-    """A refusal for now, not for good: ``{"code", "message"}`` with
-    ``Retry-After`` (429: this client's share is taken; 503: the server's)."""
-    response = jsonify({"code": code, "message": message})
-    response.status_code = status
-    response.headers["Retry-After"] = str(retry_after_s)
-    return response

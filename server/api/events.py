@@ -33,10 +33,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
-from fedge.server.api.common import MAX_ROUND_ID, too_many
+from fedge.server.api.common import MAX_ROUND_ID
 from fedge.server.devices.auth import bearer_token, device_for_token
 from fedge.server.devices.slots import Client, ClientSlots, Refusal
-from fedge.server.errors import BadRequest
+from fedge.server.errors import BadRequest, RateLimited, ServerError, Unavailable
 from fedge.server.events.log import EVENT_TYPES
 from fedge.server.events.stream import (
     Subscription,
@@ -73,7 +73,7 @@ def stream() -> Any:
     subscription = Subscription(after=_after(), types=_types(), duration_s=duration_s)
     release = _take_slot(ctx.events.streams)
     if isinstance(release, Refusal):
-        return _too_many_streams(release, ctx.events.streams)
+        raise _too_many_streams(release, ctx.events.streams)
     try:
         messages = sse_messages(
             ctx.store,
@@ -102,7 +102,7 @@ def poll() -> Any:
     if not page.events and duration_s > 0:  # only a poll that waits needs a slot
         release = _take_slot(ctx.events.polls, client)
         if isinstance(release, Refusal):
-            return _too_many_streams(release, ctx.events.polls)
+            raise _too_many_streams(release, ctx.events.polls)
         try:
             page = wait_for_events(ctx.store, ctx.events, subscription)
         finally:
@@ -184,17 +184,17 @@ def _take_slot(slots: ClientSlots, client: Client | None = None) -> Callable[[],
     return release
 
 
-def _too_many_streams(refusal: Refusal, slots: ClientSlots) -> Any:
+def _too_many_streams(refusal: Refusal, slots: ClientSlots) -> ServerError:
     if refusal is Refusal.CLIENT_FULL:
-        status = 429
-        message = (
+        return RateLimited(
             f"this client already holds {slots.per_client} event streams (or waiting "
-            "long-polls), the most one client may; close one, or poll without waiting"
+            "long-polls), the most one client may; close one, or poll without waiting",
+            RETRY_AFTER_S,
+            code="too_many_streams",
         )
-    else:
-        status = 503
-        message = (
-            f"this server holds at most {slots.limit} event streams and as many waiting "
-            "long-polls at once; retry later, or poll without waiting (timeout=0)"
-        )
-    return too_many("too_many_streams", message, RETRY_AFTER_S, status)
+    return Unavailable(
+        f"this server holds at most {slots.limit} event streams and as many waiting "
+        "long-polls at once; retry later, or poll without waiting (timeout=0)",
+        code="too_many_streams",
+        retry_after=RETRY_AFTER_S,
+    )

@@ -21,9 +21,9 @@ from typing import Any, NamedTuple
 
 from flask import Blueprint, jsonify, request
 
-from fedge.server.api.common import authenticated_device, json_body, too_many
+from fedge.server.api.common import authenticated_device, json_body
 from fedge.server.devices.slots import Client, ClientSlots, Refusal
-from fedge.server.errors import NotFound
+from fedge.server.errors import NotFound, RateLimited, ServerError
 from fedge.server.http.context import ServerContext, context
 from fedge.server.predict.codec import PredictResult, parse_predict_request
 
@@ -71,7 +71,7 @@ def predict(name: str) -> Any:
     # A slot before any work on the body: parsing a batch costs as much as running it.
     held = ctx.serving.slots.acquire(Client.device(device.id))
     if isinstance(held, Refusal):
-        return _busy(held, ctx.serving.slots)
+        raise _busy(held, ctx.serving.slots)
     try:
         request.max_content_length = ctx.limits.max_predict_bytes
         body = json_body(max_bytes=ctx.limits.max_predict_bytes)
@@ -82,17 +82,17 @@ def predict(name: str) -> Any:
     return jsonify(result.to_json())
 
 
-def _busy(refusal: Refusal, slots: ClientSlots) -> Any:
+def _busy(refusal: Refusal, slots: ClientSlots) -> ServerError:
     if refusal is Refusal.CLIENT_FULL:
-        return too_many(
-            "too_many_predictions",
+        return RateLimited(
             f"this device already has {slots.per_client} predictions running, the most one "
             "device may; send the next when one has answered",
             RETRY_AFTER_S,
+            code="too_many_predictions",
         )
-    return too_many(
-        "predict_busy",
+    return RateLimited(
         f"the server runs at most {slots.limit} predictions at once and all are taken; "
         "retry shortly",
         RETRY_AFTER_S,
+        code="predict_busy",
     )

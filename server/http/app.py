@@ -34,7 +34,6 @@ from fedge.server.devices.slots import ClientSlots
 from fedge.server.errors import (
     ConfigurationError,
     InsufficientStorage,
-    RateLimited,
     ServerError,
 )
 from fedge.server.events.feed import EventFeed
@@ -251,7 +250,7 @@ def _register(app: Flask) -> None:
     @app.errorhandler(ServerError)
     def server_error(exc: ServerError) -> Any:
         response = _error(exc.status, exc.code, exc.message)
-        if isinstance(exc, RateLimited):
+        if exc.retry_after is not None:
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
