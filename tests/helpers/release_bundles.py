@@ -50,6 +50,18 @@ def save_model(
     return path
 
 
+@dataclass(frozen=True)
+class BundlePair:
+    """Two bundles of one model, different weights: a live release and its candidate."""
+
+    first: Built
+    second: Built
+
+
+def build_pair(root: Path) -> BundlePair:
+    return BundlePair(first=build(root, "first", 0.0), second=build(root, "second", 1.0))
+
+
 def build(
     root: Path,
     label: str,

@@ -16,7 +16,6 @@ a NaN input) are refused with a typed error and store nothing.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,9 +25,10 @@ import pytest
 import requests
 from playwright.sync_api import Browser
 
-from fedge.wire.update_codec import decode_checkpoint, decode_update
+from fedge.wire.update_codec import decode_update
 from fedge.wire.weight_spec import ModelSpec, Weights
 from tests.helpers.browser import screenshot, watch
+from tests.helpers.checkpoints import fetch_checkpoint
 from tests.helpers.live_server import LiveServer, running
 from tests.web.any_models import Built
 
@@ -55,17 +55,6 @@ def served(
     args = ["--model", str(built.bundle), "--rounds-target", "1", "--rounds-min", "1"]
     with running(root / "data", args, root / "server.log") as server:
         yield built, server
-
-
-def checkpoint(server: LiveServer, token: str, checkpoint_id: str, spec: ModelSpec) -> Weights:
-    reply = requests.get(
-        f"{server.url}/v1/checkpoints/{checkpoint_id}",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    assert reply.status_code == 200, reply.text
-    assert hashlib.sha256(reply.content).hexdigest() == checkpoint_id
-    return decode_checkpoint(reply.content, spec).weights
 
 
 def wait_for_round(server: LiveServer, round_id: int) -> dict[str, Any]:
@@ -180,10 +169,10 @@ def test_labelled_examples_join_a_round_whose_aggregate_is_the_keras_update(
         (body,) = [r.body for r in seen.requests if r.url.endswith("/updates")]
         update = decode_update(body, spec)
         token = page.evaluate("() => JSON.parse(localStorage.getItem('fedge.device')).token")
-        base = checkpoint(server, token, update.meta.base_checkpoint, spec)
+        base = fetch_checkpoint(server.url, token, update.meta.base_checkpoint, spec)
         record = wait_for_round(server, outcome["round_id"])
         assert record["state"] == "closed"
-        new = checkpoint(server, token, record["result_checkpoint"], spec)
+        new = fetch_checkpoint(server.url, token, record["result_checkpoint"], spec)
         config = record["config"]
         trained = keras_epoch(model, spec, base, built, labels, config)
         for name in spec.names:

@@ -34,9 +34,10 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from sklearn.datasets import load_digits
 
 from fedge.task.objective import Objective
-from fedge.wire.update_codec import decode_checkpoint, decode_update
+from fedge.wire.update_codec import decode_update
 from fedge.wire.weight_spec import ModelSpec, Weights
 from tests.helpers.browser import PageWatch, screenshot, watch
+from tests.helpers.checkpoints import fetch_checkpoint
 from tests.helpers.live_server import LiveServer
 from tests.helpers.release_api import ADMIN, TAR
 from tests.helpers.release_bundles import bundle_tar
@@ -144,17 +145,6 @@ def open_tab(browser: Browser, web_server: LiveServer) -> Iterator[Any]:
 
 def keras_weights(model: Any, spec: ModelSpec) -> Weights:
     return spec.named([np.asarray(v) for v in model.get_weights()])
-
-
-def get_checkpoint(server: LiveServer, token: str, checkpoint_id: str, spec: ModelSpec) -> Weights:
-    reply = requests.get(
-        f"{server.url}/v1/checkpoints/{checkpoint_id}",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    assert reply.status_code == 200, reply.text
-    assert hashlib.sha256(reply.content).hexdigest() == checkpoint_id
-    return decode_checkpoint(reply.content, spec).weights
 
 
 def uploads(seen: PageWatch) -> list[bytes]:
@@ -293,7 +283,7 @@ def test_an_update_from_the_page_decodes_and_is_a_keras_epoch(
     assert update.meta.metrics == pytest.approx(outcome["metrics"], abs=1e-12)
     assert tab.state("lastUpdate.num_examples") == 24
     # The same SGD epoch in Keras, from the same checkpoint, on the same examples in order.
-    base = get_checkpoint(web_server, tab.token(), update.meta.base_checkpoint, spec)
+    base = fetch_checkpoint(web_server.url, tab.token(), update.meta.base_checkpoint, spec)
     config = requests.get(f"{web_server.url}/v1/rounds/{update.meta.round_id}", timeout=30).json()[
         "config"
     ]
@@ -348,8 +338,8 @@ def test_two_tabs_close_a_round_whose_checkpoint_is_the_weighted_mean(
     assert record["metrics"]["updates"] == 2
     assert record["metrics"]["examples"] == 56
     token = first.token()
-    base = get_checkpoint(web_server, token, updates[0].meta.base_checkpoint, spec)
-    new = get_checkpoint(web_server, token, record["result_checkpoint"], spec)
+    base = fetch_checkpoint(web_server.url, token, updates[0].meta.base_checkpoint, spec)
+    new = fetch_checkpoint(web_server.url, token, record["result_checkpoint"], spec)
     # Weights are num_examples (capped at max_example_weight, 100; two updates: no share cap).
     total = 16 + 40
     for name in spec.names:

@@ -23,19 +23,12 @@ import requests
 
 from tests.helpers.live_server import running
 from tests.helpers.release_api import ReleaseApi
-from tests.helpers.release_bundles import Built, build, bundle_tar
-
-
-@dataclass(frozen=True)
-class Bundles:
-    good: Built
-    other: Built
+from tests.helpers.release_bundles import BundlePair, build_pair, bundle_tar
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
-    root = tmp_path_factory.mktemp("steering-bundles")
-    return Bundles(good=build(root, "good", 0.0), other=build(root, "other", 1.0))
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> BundlePair:
+    return build_pair(tmp_path_factory.mktemp("steering-bundles"))
 
 
 @dataclass
@@ -68,9 +61,9 @@ class Attacker(ReleaseApi):
 
 
 @pytest.fixture
-def attacker(bundles: Bundles, tmp_path: Path) -> Iterator[Attacker]:
+def attacker(bundles: BundlePair, tmp_path: Path) -> Iterator[Attacker]:
     data_dir = tmp_path / "data"
-    with running(data_dir, ["--model", str(bundles.good.path)], tmp_path / "log") as server:
+    with running(data_dir, ["--model", str(bundles.first.path)], tmp_path / "log") as server:
         yield Attacker(server, data_dir)
 
 
@@ -108,11 +101,11 @@ def enrol_until_in_slice(
     return inside, enrolled
 
 
-def test_a_public_hash_does_not_predict_the_slice(attacker: Attacker, bundles: Bundles) -> None:
-    assert attacker.push(bundle_tar(bundles.other.path)).status_code == 201
+def test_a_public_hash_does_not_predict_the_slice(attacker: Attacker, bundles: BundlePair) -> None:
+    assert attacker.push(bundle_tar(bundles.second.path)).status_code == 201
     devices = [attacker.enrol() for _ in range(150)]
 
-    predicted = {d for d, _ in devices if public_bucket(bundles.other.bundle_id, d) < 10}
+    predicted = {d for d, _ in devices if public_bucket(bundles.second.bundle_id, d) < 10}
     served = {d for d, token in devices if attacker.channel(token) == "canary"}
 
     # 150 devices at 10 %: about 15 each, and the two sets agree on about
@@ -121,11 +114,11 @@ def test_a_public_hash_does_not_predict_the_slice(attacker: Attacker, bundles: B
     assert len(predicted & served) < len(served) / 2, (predicted, served)
 
 
-def test_force_a_rollback_with_fake_reports(attacker: Attacker, bundles: Bundles) -> None:
+def test_force_a_rollback_with_fake_reports(attacker: Attacker, bundles: BundlePair) -> None:
     """150 anonymous enrolments held 5 devices of the 10 % slice by the
     public hash; their 5 fake reports rolled a good release back."""
-    assert attacker.push(bundle_tar(bundles.other.path)).status_code == 201
-    inside, _ = enrol_until_in_slice(attacker, bundles.other.bundle_id, 5, 400)
+    assert attacker.push(bundle_tar(bundles.second.path)).status_code == 201
+    inside, _ = enrol_until_in_slice(attacker, bundles.second.bundle_id, 5, 400)
 
     replies = [attacker.report(token, evaluation(0.0, 1.0, 10_000)) for _, token in inside]
 
@@ -136,13 +129,13 @@ def test_force_a_rollback_with_fake_reports(attacker: Attacker, bundles: Bundles
 
 
 def test_force_a_promotion_with_inflated_example_counts(
-    attacker: Attacker, bundles: Bundles
+    attacker: Attacker, bundles: BundlePair
 ) -> None:
     """Devices enrolled after a push until 5 were in the slice; 2 honest
     reports (0.40 vs live 0.95 on 200 examples) were outvoted by 3 that
     claimed 10M examples each: the bad release went live."""
-    assert attacker.push(bundle_tar(bundles.other.path)).status_code == 201
-    inside, _ = enrol_until_in_slice(attacker, bundles.other.bundle_id, 5, 400)
+    assert attacker.push(bundle_tar(bundles.second.path)).status_code == 201
+    inside, _ = enrol_until_in_slice(attacker, bundles.second.bundle_id, 5, 400)
     honest = [evaluation(0.40, 0.95, 200)] * 2
     lies = [evaluation(0.99, 0.95, 10_000_000)] * 3
 
@@ -164,13 +157,13 @@ def stored_key(data_dir: Path) -> str:
 
 
 def test_the_slice_stays_the_same_across_requests_and_restarts(
-    bundles: Bundles, tmp_path: Path
+    bundles: BundlePair, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
-    args = ["--model", str(bundles.good.path)]
+    args = ["--model", str(bundles.first.path)]
     with running(data_dir, args, tmp_path / "log") as server:
         first = Attacker(server, data_dir)
-        assert first.push(bundle_tar(bundles.other.path), rollout=50).status_code == 201
+        assert first.push(bundle_tar(bundles.second.path), rollout=50).status_code == 201
         devices = [first.enrol() for _ in range(30)]
         before = [first.channel(token) for _, token in devices]
         again = [first.channel(token) for _, token in devices]

@@ -25,23 +25,16 @@ import requests
 from fedge.server.releases.rollout import in_canary
 from tests.helpers.live_server import running
 from tests.helpers.release_api import ADMIN, ReleaseApi
-from tests.helpers.release_bundles import Built, build, bundle_tar
+from tests.helpers.release_bundles import Built, BundlePair, build_pair, bundle_tar
 
 # Devices enrolled before the push count without an earlier update or report
 # (the history rule has its own test, tests/server/releases/test_canary_history.py).
 SETTINGS = {"FEDGE_CANARY_MIN_REPORTS": "3", "FEDGE_CANARY_REQUIRE_HISTORY": "false"}
 
 
-@dataclass(frozen=True)
-class Bundles:
-    first: Built
-    second: Built
-
-
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
-    root = tmp_path_factory.mktemp("canary-bundles")
-    return Bundles(first=build(root, "first", 0.0), second=build(root, "second", 1.0))
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> BundlePair:
+    return build_pair(tmp_path_factory.mktemp("canary-bundles"))
 
 
 @dataclass
@@ -90,7 +83,7 @@ class Api(ReleaseApi):
 
 
 @pytest.fixture
-def api(bundles: Bundles, tmp_path: Path) -> Iterator[Api]:
+def api(bundles: BundlePair, tmp_path: Path) -> Iterator[Api]:
     """Release 1 (the first bundle) live; at least 3 counted devices decide."""
     environ = {**os.environ, **SETTINGS}
     data_dir = tmp_path / "data"
@@ -124,7 +117,7 @@ def evaluation(
 # devices that each see it 0.1 better promote at the 8th (e-value 26.7).
 
 
-def test_a_canary_worse_on_the_devices_is_rolled_back(api: Api, bundles: Bundles) -> None:
+def test_a_canary_worse_on_the_devices_is_rolled_back(api: Api, bundles: BundlePair) -> None:
     devices = [api.enrol() for _ in range(8)]  # before the push: they count
     api.push_candidate(bundles.second, rollout=100)
     worse = [
@@ -179,7 +172,9 @@ def test_a_canary_worse_on_the_devices_is_rolled_back(api: Api, bundles: Bundles
     }
 
 
-def test_a_canary_as_good_is_promoted_once_the_evidence_says_so(api: Api, bundles: Bundles) -> None:
+def test_a_canary_as_good_is_promoted_once_the_evidence_says_so(
+    api: Api, bundles: BundlePair
+) -> None:
     devices = [api.enrol() for _ in range(8)]
     api.push_candidate(bundles.second, rollout=100)
     # Each device sees the candidate 0.1 better (the order alternates examples).
@@ -209,7 +204,7 @@ def test_a_canary_as_good_is_promoted_once_the_evidence_says_so(api: Api, bundle
 
 
 def test_a_device_enrolled_after_the_push_is_kept_but_not_counted(
-    api: Api, bundles: Bundles
+    api: Api, bundles: BundlePair
 ) -> None:
     early = [api.enrol() for _ in range(3)]
     api.push_candidate(bundles.second, rollout=100)
@@ -231,7 +226,7 @@ def test_a_device_enrolled_after_the_push_is_kept_but_not_counted(
 
 
 def test_a_lower_is_better_metric_is_decided_the_other_way(
-    bundles: Bundles, tmp_path: Path
+    bundles: BundlePair, tmp_path: Path
 ) -> None:
     environ = {**os.environ, **SETTINGS, "FEDGE_CANARY_MIN_REPORTS": "1"}
     args = ["--model", str(bundles.first.path)]
@@ -262,7 +257,7 @@ def test_a_lower_is_better_metric_is_decided_the_other_way(
 
 
 def test_a_repeated_report_gets_the_same_receipt_and_a_different_one_is_refused(
-    api: Api, bundles: Bundles
+    api: Api, bundles: BundlePair
 ) -> None:
     api.push_candidate(bundles.second, rollout=100)
     token = api.enrol()
@@ -298,7 +293,7 @@ def bad_reports() -> list[tuple[str, Any]]:
     ]
 
 
-def test_a_bad_report_is_refused_and_changes_nothing(api: Api, bundles: Bundles) -> None:
+def test_a_bad_report_is_refused_and_changes_nothing(api: Api, bundles: BundlePair) -> None:
     api.push_candidate(bundles.second, rollout=100)
     token = api.enrol()
     before = api.state()
@@ -321,7 +316,7 @@ def test_a_bad_report_is_refused_and_changes_nothing(api: Api, bundles: Bundles)
     assert api.report(token, 2, evaluation(0.9, 0.8, 10)).status_code == 201
 
 
-def test_a_device_outside_the_slice_cannot_report(api: Api, bundles: Bundles) -> None:
+def test_a_device_outside_the_slice_cannot_report(api: Api, bundles: BundlePair) -> None:
     api.push_candidate(bundles.second, rollout=30)
     tokens = [api.enrol() for _ in range(12)]
     channels = [
@@ -343,7 +338,7 @@ def test_a_device_outside_the_slice_cannot_report(api: Api, bundles: Bundles) ->
 
 
 def test_only_the_candidate_takes_reports_against_the_live_release(
-    api: Api, bundles: Bundles
+    api: Api, bundles: BundlePair
 ) -> None:
     token = api.enrol()
     no_candidate = api.report(token, 1, evaluation(0.9, 0.8, 10))
@@ -370,7 +365,7 @@ def test_only_the_candidate_takes_reports_against_the_live_release(
     assert api.release(1)["canary"] is None
 
 
-def test_the_slice_check_is_the_documented_keyed_hash(api: Api, bundles: Bundles) -> None:
+def test_the_slice_check_is_the_documented_keyed_hash(api: Api, bundles: BundlePair) -> None:
     api.push_candidate(bundles.second, rollout=50)
     reply = requests.post(f"{api.url}/v1/devices", json={"platform": "t"}, timeout=30).json()
 
