@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 from tests.helpers.live_server import running
-from tests.server.releases.test_canary import Api, Bundles, bundles  # noqa: F401
+from tests.helpers.release_bundles import BundlePair
+from tests.server.releases.test_canary import Api, bundles  # noqa: F401
 
 
 def test_a_canary_without_evidence_ends_at_its_time_limit_with_the_default(
-    bundles: Bundles,  # noqa: F811
+    bundles: BundlePair,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     environ = {**os.environ, "FEDGE_CANARY_MAX_S": "2"}

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from tests.helpers.live_server import running
-from tests.server.releases.test_canary import Api, Bundles, bundles  # noqa: F401
+from tests.helpers.release_bundles import BundlePair
+from tests.server.releases.test_canary import Api, bundles  # noqa: F401
 
 DEVICES = 40
 
@@ -45,7 +46,7 @@ def equal_report(rng: np.random.Generator) -> dict[str, Any]:
 @pytest.mark.parametrize("seed", range(5))
 def test_an_equal_candidate_is_not_rolled_back_on_noise(
     seed: int,
-    bundles: Bundles,  # noqa: F811
+    bundles: BundlePair,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     rng = np.random.default_rng(seed)

@@ -16,7 +16,8 @@ import pytest
 import requests
 
 from tests.helpers.live_server import running
-from tests.server.releases.test_canary import Api, Bundles, bundles, evaluation
+from tests.helpers.release_bundles import BundlePair
+from tests.server.releases.test_canary import Api, bundles, evaluation
 
 __all__ = ["bundles"]  # the module's fixture: the bundles are built once
 
@@ -28,7 +29,7 @@ BROKEN = {"max_abs_error": 0.61, "top1_agreement": 0.4, "samples": 32}
 
 
 @pytest.fixture
-def api(bundles: Bundles, tmp_path: Path) -> Iterator[Api]:
+def api(bundles: BundlePair, tmp_path: Path) -> Iterator[Api]:
     environ = {**os.environ, **SETTINGS}
     data_dir = tmp_path / "data"
     with running(
@@ -69,7 +70,9 @@ def better(runtime: str, parity: dict[str, Any]) -> dict[str, Any]:
     return {**evaluation(0.9, 0.8, 20), "runtime": runtime, "parity": parity}
 
 
-def test_a_runtime_whose_parity_fails_is_kept_off_the_candidate(api: Api, bundles: Bundles) -> None:
+def test_a_runtime_whose_parity_fails_is_kept_off_the_candidate(
+    api: Api, bundles: BundlePair
+) -> None:
     browsers = [api.enrol() for _ in range(3)]
     others = [api.enrol() for _ in range(5)]
     api.push_candidate(bundles.second, rollout=100)
@@ -118,7 +121,7 @@ def test_a_runtime_whose_parity_fails_is_kept_off_the_candidate(api: Api, bundle
     assert change["details"]["parity"]["tflite"]["devices"] == 5
 
 
-def test_a_lying_device_alone_keeps_no_runtime_off(api: Api, bundles: Bundles) -> None:
+def test_a_lying_device_alone_keeps_no_runtime_off(api: Api, bundles: BundlePair) -> None:
     liar, honest = api.enrol(), api.enrol()
     api.push_candidate(bundles.second, rollout=100)
     assert api.report(liar, 2, better("tflite", BROKEN)).status_code == 201
@@ -145,7 +148,9 @@ BAD: list[dict[str, Any]] = [
 ]
 
 
-def test_a_bad_runtime_or_parity_is_refused_and_changes_nothing(api: Api, bundles: Bundles) -> None:
+def test_a_bad_runtime_or_parity_is_refused_and_changes_nothing(
+    api: Api, bundles: BundlePair
+) -> None:
     device = api.enrol()
     api.push_candidate(bundles.second, rollout=100)
     before = api.state()

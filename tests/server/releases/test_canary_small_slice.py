@@ -17,18 +17,17 @@ import requests
 
 from fedge.server.releases.rollout import bucket
 from tests.helpers.live_server import running
-from tests.helpers.release_bundles import build
-from tests.server.releases.test_canary import Api, Bundles, evaluation
+from tests.helpers.release_bundles import BundlePair, build_pair
+from tests.server.releases.test_canary import Api, evaluation
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
-    root = tmp_path_factory.mktemp("small-slice-bundles")
-    return Bundles(first=build(root, "first", 0.0), second=build(root, "second", 1.0))
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> BundlePair:
+    return build_pair(tmp_path_factory.mktemp("small-slice-bundles"))
 
 
 @pytest.fixture
-def api(bundles: Bundles, tmp_path: Path) -> Iterator[Api]:
+def api(bundles: BundlePair, tmp_path: Path) -> Iterator[Api]:
     """Release 1 live, the default floor (5); devices enrolled before the push count."""
     environ = {
         **{k: v for k, v in os.environ.items() if k != "FEDGE_CANARY_MIN_REPORTS"},
@@ -44,7 +43,7 @@ def api(bundles: Bundles, tmp_path: Path) -> Iterator[Api]:
 
 
 def test_a_slice_too_small_to_decide_widens_once_it_has_reported(
-    api: Api, bundles: Bundles
+    api: Api, bundles: BundlePair
 ) -> None:
     devices = []
     for _ in range(6):
