@@ -160,6 +160,10 @@ class SecAggAggregator:
         self.stage = Stage.UNMASK
         return self._request
 
+    def unmask_request(self) -> UnmaskRequest:
+        """Who uploaded and who did not, once the upload stage has closed."""
+        return self._require_request()
+
     def unmask_request_for(self, device_id: str) -> UnmaskRequest:
         request = self._require_request()
         if device_id not in request.survivors:

@@ -2,7 +2,7 @@
 
 On the wire each is a strict JSON object with exactly its fields; bytes are
 standard base64 (with padding), a masked input is its uint32 values
-little-endian then base64. ``from_json`` raises :class:`SecAggError` on
+little-endian bytes (not JSON). ``from_json`` raises :class:`SecAggError` on
 anything else (docs/http-api.md lists the fields).
 
 Stage by stage (device -> server, then server -> device):
@@ -206,18 +206,20 @@ class ShareInbox:
 
 @dataclass(frozen=True, eq=False)  # an array has no truth value
 class MaskedInput:
-    """Stage 3, device -> server: the quantised update plus masks, mod 2^32."""
+    """Stage 3, device -> server: the quantised update plus masks, mod 2^32.
+    On the wire: not JSON but the raw values, uint32 little-endian
+    (``application/octet-stream``), as large as a float32 update."""
 
     vector: np.ndarray  # uint32
 
-    def to_json(self) -> bytes:
-        return _dumps({"vector": _b64(self.vector.astype("<u4").tobytes())})
+    def to_bytes(self) -> bytes:
+        return self.vector.astype("<u4").tobytes()
 
     @classmethod
-    def from_json(cls, raw: bytes | str | dict[str, Any], length: int) -> MaskedInput:
-        data = _object(raw, {"vector"}, "a masked input")
-        vector = _unb64(data["vector"], "vector", 4 * length)
-        return cls(np.frombuffer(vector, dtype="<u4").astype(np.uint32))
+    def from_bytes(cls, raw: bytes, length: int) -> MaskedInput:
+        if len(raw) != 4 * length:
+            raise SecAggError(f"a masked input is {4 * length} bytes, not {len(raw)}")
+        return cls(np.frombuffer(raw, dtype="<u4").astype(np.uint32))
 
 
 @dataclass(frozen=True)
