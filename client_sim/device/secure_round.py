@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from fedge.client_sim.device.client import FedgeClient, ProtocolError
 from fedge.secagg import (
@@ -42,10 +43,10 @@ class SecureRoundOutcome:
     bytes_up: int
 
 
-def flat_clipped(deltas: Weights, secure: dict[str, Any]) -> np.ndarray:
+def flat_clipped(deltas: Weights, secure: dict[str, Any]) -> npt.NDArray[Any]:
     """The delta as one float64 vector in the task's order, L2-clipped to
     ``l2_clip`` (if any); each value is clipped later, when quantised."""
-    flat = np.concatenate(
+    flat: npt.NDArray[Any] = np.concatenate(
         [np.asarray(deltas[n], np.float64).reshape(-1) for n in secure["weights"]]
     )
     bound = secure.get("l2_clip")

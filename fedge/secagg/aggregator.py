@@ -18,14 +18,17 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from fedge.secagg import crypto, shamir
 from fedge.secagg.device import pair_sign, round_context
 from fedge.secagg.errors import SecAggError, TooFewSurvivors
 from fedge.secagg.graph import neighbours_of, share_index
 from fedge.secagg.messages import (
+    EncryptedShare,
     KeyAdvert,
     KeyDirectory,
     MaskedInput,
@@ -48,9 +51,9 @@ class Stage(enum.Enum):
 
 @dataclass(frozen=True)
 class SecAggResult:
-    total: np.ndarray  # uint32: the sum of the survivors' quantised inputs
+    total: npt.NDArray[Any]  # uint32: the sum of the survivors' quantised inputs
     count: int  # inputs in the sum
-    values: np.ndarray  # float64: the decoded sum of their clipped inputs
+    values: npt.NDArray[Any]  # float64: the decoded sum of their clipped inputs
     params: SecAggParams
 
 
@@ -119,7 +122,7 @@ class SecAggAggregator:
 
     def close_sharing(self) -> None:
         self._require(Stage.SHARE)
-        inbox: dict[str, list] = {d: [] for d in self._outbox}
+        inbox: dict[str, list[EncryptedShare]] = {d: [] for d in self._outbox}
         for bundle in self._outbox.values():
             for share in bundle.shares:
                 if share.receiver in inbox:

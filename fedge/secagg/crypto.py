@@ -11,8 +11,10 @@ browser can speak the same protocol):
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -58,7 +60,7 @@ def decrypt(key: bytes, ciphertext: bytes, associated: bytes) -> bytes:
         raise SecAggError("a share does not decrypt: altered, or not for this device") from exc
 
 
-def mask(seed: bytes, length: int) -> np.ndarray:
+def mask(seed: bytes, length: int) -> npt.NDArray[Any]:
     """``length`` uint32 values of AES-CTR stream from ``seed``."""
     encryptor = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
     stream = encryptor.update(bytes(4 * length)) + encryptor.finalize()

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from fedge.secagg import crypto, shamir
 from fedge.secagg.errors import ProtocolRefused, SecAggError
@@ -104,7 +106,7 @@ class SecAggDevice:
             )
         return ShareBundle(self.device_id, shares)
 
-    def masked_input(self, inbox: ShareInbox, values: np.ndarray) -> MaskedInput:
+    def masked_input(self, inbox: ShareInbox, values: npt.NDArray[Any]) -> MaskedInput:
         """Clip, quantise and mask ``values`` (flat, ``params.length`` long)."""
         directory = self._require_directory()
         params = directory.params

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from fedge.secagg.errors import SecAggError
 from fedge.secagg.params import SecAggParams
@@ -210,7 +211,7 @@ class MaskedInput:
     On the wire: not JSON but the raw values, uint32 little-endian
     (``application/octet-stream``), as large as a float32 update."""
 
-    vector: np.ndarray  # uint32
+    vector: npt.NDArray[Any]  # uint32
 
     def to_bytes(self) -> bytes:
         return self.vector.astype("<u4").tobytes()

@@ -7,21 +7,26 @@ off by at most m * c / L from the sum of the clipped values.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from fedge.secagg.params import SecAggParams
 
 
-def quantise(values: np.ndarray, params: SecAggParams) -> np.ndarray:
+def quantise(values: npt.NDArray[Any], params: SecAggParams) -> npt.NDArray[Any]:
     clipped = np.clip(np.asarray(values, dtype=np.float64), -params.clip, params.clip)
     scaled = np.rint((clipped + params.clip) / (2 * params.clip) * params.levels)
-    return scaled.astype(np.uint32)
+    quantised: npt.NDArray[Any] = scaled.astype(np.uint32)
+    return quantised
 
 
-def dequantise_sum(total: np.ndarray, count: int, params: SecAggParams) -> np.ndarray:
+def dequantise_sum(total: npt.NDArray[Any], count: int, params: SecAggParams) -> npt.NDArray[Any]:
     """The sum of ``count`` clipped inputs, from the sum of their integers."""
     step = 2 * params.clip / params.levels
-    return total.astype(np.float64) * step - count * params.clip
+    decoded: npt.NDArray[Any] = total.astype(np.float64) * step - count * params.clip
+    return decoded
 
 
 def quantisation_error(count: int, params: SecAggParams) -> float:

@@ -31,6 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fedge.server.config import ServerConfig
 from fedge.server.errors import ConfigurationError, Conflict, NotFound
 from fedge.server.metrics import Metrics
@@ -99,8 +101,8 @@ class Coordinator:
             raise ConfigurationError(
                 f"secure aggregation cannot run strategy {strategy.name!r}: it needs each update"
             )
-        averaged = strategy.averaged({w.name: w for w in self.specs})
-        spec = ModelSpec(tuple(averaged.values()))
+        averaged = strategy.averaged({w.name: np.empty(0) for w in self.specs})
+        spec = ModelSpec(tuple(w for w in self.specs if w.name in averaged))
         return SecureRounds(
             secure, self.config.rounds, self.store, spec, round_sum, self._driver.wake
         )

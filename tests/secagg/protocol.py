@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from fedge.secagg import SecAggAggregator, SecAggDevice, SecAggResult
 from fedge.secagg.quantise import quantise
@@ -13,7 +15,7 @@ from fedge.secagg.quantise import quantise
 @dataclass
 class Played:
     result: SecAggResult
-    inputs: dict[str, np.ndarray]
+    inputs: dict[str, npt.NDArray[Any]]
     devices: dict[str, SecAggDevice]
     aggregator: SecAggAggregator
     transcript: list[object] = field(default_factory=list)
@@ -70,7 +72,7 @@ def play(
     return Played(result, inputs, devices, aggregator, transcript)
 
 
-def plain_sum(played: Played, survivors: list[str]) -> np.ndarray:
+def plain_sum(played: Played, survivors: list[str]) -> npt.NDArray[Any]:
     """The exact integer sum of the survivors' quantised inputs, mod 2^32."""
     total = np.zeros(played.result.params.length, dtype=np.uint64)
     for d in survivors:

@@ -4,8 +4,10 @@ then a malicious server, and fail if either learns one device's input."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from fedge.secagg import (
@@ -67,7 +69,7 @@ def server_secrets(played: Played) -> tuple[dict[str, bytes], dict[str, bytes]]:
 
 def strip_known_masks(
     played: Played, uploads: list[MaskedInput], seeds: dict[str, bytes], keys: dict[str, bytes]
-) -> Iterator[np.ndarray]:
+) -> Iterator[npt.NDArray[Any]]:
     """Each upload as is, less each rebuilt self mask, and less or plus each
     pairwise mask a rebuilt key gives."""
     length = played.result.params.length

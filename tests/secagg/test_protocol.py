@@ -39,7 +39,14 @@ def test_a_sparse_graph_round_sums_exactly() -> None:
 )
 def test_dropouts_up_to_the_declared_fraction_leave_the_survivors_sum(stage: str) -> None:
     # 10 devices, complete graph k = 9, dropout 0.3: t = 7, two may drop.
-    played = play(10, dropout=0.3, **{stage: frozenset({2, 5})})
+    dropped = frozenset({2, 5})
+    played = play(
+        10,
+        dropout=0.3,
+        before_sharing=dropped if stage == "before_sharing" else frozenset(),
+        after_sharing=dropped if stage == "after_sharing" else frozenset(),
+        after_upload=dropped if stage == "after_upload" else frozenset(),
+    )
 
     ids = sorted(played.inputs)
     uploaded = ids if stage == "after_upload" else [d for i, d in enumerate(ids) if i not in {2, 5}]
