@@ -11,6 +11,7 @@ encrypted shares until they are fetched, the running masked sum.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from fedge.secagg import (
     KeyAdvert,
     MaskedInput,
     SecAggError,
+    SecAggParams,
     ShareBundle,
     UnmaskResponse,
 )
@@ -33,6 +35,8 @@ from fedge.server.storage import rounds as rs
 from fedge.server.storage.devices import Device
 from fedge.server.storage.store import Store
 from fedge.wire.weight_spec import ModelSpec
+
+log = logging.getLogger("fedge.server")
 
 
 class SecureRoundFailed(AggregationError):
@@ -57,6 +61,13 @@ class SecureRounds:
         self._wake = wake
         self._session: SecureSession | None = None
         self._session_lock = threading.Lock()
+        # The parameters follow from the round's size: those of a full round.
+        full = SecAggParams.choose(
+            max(rounds.target_participants, 3), config.dropout, spec.size, config.clip
+        )
+        log.info(
+            "%s (for a full round; each round's own are logged when keys close)", full.describe()
+        )
 
     def task_fields(self, round_id: int) -> dict[str, Any]:
         """What a selected device's task adds: the round is secure, and how."""

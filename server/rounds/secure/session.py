@@ -15,6 +15,7 @@ under the running sum's lock, so the two never wait for each other.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec
 
 MIN_ADVERTISED = 3
+
+log = logging.getLogger("fedge.server")
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,8 @@ class SecureSession:
             if counts["advertised"] < self._quorum:
                 self.abandoned = now >= self._deadline_at
                 return
-            agg.close_advertising()
+            params = agg.close_advertising()
+            log.info("round %d: %s", self.round_id, params.describe())
             self._stage_started = now
         counts = agg.counts()
         late = now >= self._stage_started + self._config.stage_s
