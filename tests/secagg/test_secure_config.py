@@ -62,3 +62,24 @@ def test_fedge_serve_refuses_median_with_secure_aggregation(tmp_path: Path) -> N
 
     assert result.exit_code != 0
     assert "needs each update" in result.output
+
+
+def test_fedge_simulate_secure_aggregation_turns_on_the_embedded_servers_secure_rounds() -> None:
+    from fedge.cli.simulate import fleet_config
+    from tests.cli.test_cli_options import params
+
+    given = params("simulate", "--secure-aggregation")
+    for outside in ("engine", "report", "plot"):
+        given.pop(outside)
+
+    assert fleet_config(given).server_settings == {"secure_aggregation": True}
+    assert fleet_config({**given, "secure_aggregation": False}).server_settings == {}
+
+
+def test_fedge_simulate_refuses_secure_aggregation_with_a_remote_server() -> None:
+    result = CliRunner().invoke(
+        main, ["simulate", "--server", "http://127.0.0.1:9", "--secure-aggregation"]
+    )
+
+    assert result.exit_code == 2
+    assert "--server decides" in result.output
