@@ -16,6 +16,7 @@ neighbour's mask key from the survivors' shares, and removes both.
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -72,7 +73,7 @@ class SecAggAggregator:
         self._inboxes: dict[str, ShareInbox] = {}
         self._shared = 0
         self._masked_sum = np.zeros(length, dtype=np.uint32)
-        self._uploaded: list[str] = []
+        self._uploaded: dict[str, bytes] = {}  # device -> sha256 of its masked input
         self._request: UnmaskRequest | None = None
         self._responses: dict[str, UnmaskResponse] = {}
 
@@ -142,16 +143,19 @@ class SecAggAggregator:
     # -- stage 3 ---------------------------------------------------------------
 
     def submit_masked(self, device_id: str, masked: MaskedInput) -> bool:
-        """Add to the running sum; False for a second upload of the same device."""
+        """Add to the running sum; False for a retry of the same bytes."""
         self._require(Stage.UPLOAD)
         if device_id not in self._inboxes:
             raise SecAggError("this device did not share its keys in time")
-        if device_id in self._uploaded:
-            return False
         if masked.vector.shape != (self._length,):
             raise SecAggError(f"a masked input holds {self._length} values")
+        digest = hashlib.sha256(masked.to_bytes()).digest()
+        if device_id in self._uploaded:
+            if self._uploaded[device_id] != digest:
+                raise SecAggError("this device has already uploaded another masked input")
+            return False  # a retry of the same bytes
         self._masked_sum += masked.vector
-        self._uploaded.append(device_id)
+        self._uploaded[device_id] = digest
         return True
 
     def close_upload(self) -> UnmaskRequest:

@@ -68,8 +68,11 @@ def mask(seed: bytes, length: int) -> npt.NDArray[Any]:
 
 
 def is_public_key(raw: bytes) -> bool:
+    """32 bytes that are not a low-order point (whose agreement with any
+    key is all zeros: a device advertising one would make its pairwise
+    masks public)."""
     try:
-        X25519PublicKey.from_public_bytes(raw)
+        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(raw))
     except ValueError:
         return False
     return True

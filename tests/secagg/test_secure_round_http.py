@@ -178,3 +178,46 @@ def test_a_plain_upload_to_a_secure_round_is_refused(
         timeout=30,
     )
     assert reply.status_code == 409 and reply.json()["code"] == "secure_round"
+
+
+def test_hostile_requests_get_clear_refusals_and_change_nothing(server: LiveServer) -> None:
+    stranger = FedgeClient(HttpTransport(server.url))
+    stranger.enrol()  # enrolled, but never asked for a task: no seat
+    round_id = requests.get(server.url + "/v1/rounds/current", timeout=30).json()["round_id"]
+    base = f"{server.url}/v1/rounds/{round_id}/secagg"
+    auth = {"Authorization": f"Bearer {stranger.token}"}
+    key = "A" * 43 + "="
+    cases = [
+        ("post", "/keys", {"json": {"encryption_key": key, "mask_key": key}}, 409, "not_selected"),
+        ("post", "/keys", {"json": {"encryption_key": key}}, 400, "bad_secagg_message"),
+        (
+            "post",
+            "/keys",
+            {"data": b"{]", "headers": {"Content-Type": "application/json"}},
+            400,
+            "bad_json",
+        ),
+        ("post", "/masked", {"json": {"vector": "AAAA"}}, 400, "bad_content_type"),
+        ("get", "/directory", {}, 409, "not_selected"),
+        (
+            "post",
+            "/unmask",
+            {"json": {"seed_shares": {}, "key_shares": [1]}},
+            400,
+            "bad_secagg_message",
+        ),
+    ]
+    before = requests.get(base, timeout=30).json()
+
+    for method, path, kwargs, status, code in cases:
+        headers = {**auth, **kwargs.pop("headers", {})}
+        reply = requests.request(method, base + path, headers=headers, timeout=30, **kwargs)
+        assert (reply.status_code, reply.json()["code"]) == (status, code), (path, reply.text)
+    anonymous = requests.post(base + "/keys", json={}, timeout=30)
+    other_round = requests.get(
+        f"{server.url}/v1/rounds/{round_id + 5}/secagg/directory", headers=auth, timeout=30
+    )
+
+    assert anonymous.status_code == 401
+    assert (other_round.status_code, other_round.json()["code"]) == (409, "round_not_open")
+    assert requests.get(base, timeout=30).json() == before
