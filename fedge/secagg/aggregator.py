@@ -27,7 +27,7 @@ import numpy.typing as npt
 from fedge.secagg import crypto, shamir
 from fedge.secagg.device import pair_sign, round_context
 from fedge.secagg.errors import SecAggError, TooFewSurvivors
-from fedge.secagg.graph import neighbours_of, share_index
+from fedge.secagg.graph import neighbours_of, share_indices
 from fedge.secagg.messages import (
     EncryptedShare,
     KeyAdvert,
@@ -67,6 +67,7 @@ class SecAggAggregator:
         self.params: SecAggParams | None = None
         self._adverts: dict[str, KeyAdvert] = {}
         self._devices: list[str] = []
+        self._indices: dict[str, int] = {}
         self._seed = b""
         self._graph: dict[str, list[str]] = {}
         self._outbox: dict[str, ShareBundle] = {}
@@ -94,6 +95,7 @@ class SecAggAggregator:
         """Fix the devices, the params and the graph. Raises when too few advertised."""
         self._require(Stage.ADVERTISE)
         self._devices = sorted(self._adverts)
+        self._indices = share_indices(self._devices)
         params = SecAggParams.choose(len(self._devices), self._dropout, self._length, self._clip)
         self.params = params
         self._seed = graph_seed if graph_seed is not None else os.urandom(32)
@@ -242,7 +244,7 @@ class SecAggAggregator:
         for v, response in self._responses.items():
             part = response.seed_shares if kind == "seed" else response.key_shares
             if owner in part:
-                shares[share_index(self._devices, v)] = part[owner]
+                shares[self._indices[v]] = part[owner]
         if len(shares) < params.threshold:
             raise TooFewSurvivors(
                 f"{len(shares)} neighbours of {owner} answered, {params.threshold} needed"

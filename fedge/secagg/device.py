@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from fedge.secagg import crypto, shamir
 from fedge.secagg.errors import ProtocolRefused, SecAggError
-from fedge.secagg.graph import neighbours_of, share_index
+from fedge.secagg.graph import neighbours_of_one, share_indices
 from fedge.secagg.messages import (
     EncryptedShare,
     KeyAdvert,
@@ -81,13 +81,15 @@ class SecAggDevice:
             raise ProtocolRefused("the directory does not list this device")
         if directory.params.devices != len(directory.devices):
             raise ProtocolRefused("the params do not count the devices listed")
-        graph = neighbours_of(directory.devices, directory.graph_seed, directory.params.neighbours)
-        neighbours = graph[self.device_id]
+        neighbours = neighbours_of_one(
+            directory.devices, directory.graph_seed, directory.params.neighbours, self.device_id
+        )
         if set(directory.keys) != set(neighbours):
             raise ProtocolRefused("the directory's keys are not exactly this device's neighbours")
         self._directory = directory
         self._neighbours = neighbours
-        points = {v: share_index(directory.devices, v) for v in neighbours}
+        indices = share_indices(directory.devices)
+        points = {v: indices[v] for v in neighbours}
         t = directory.params.threshold
         key_shares = shamir.split(self._mask_secret, t, list(points.values()))
         seed_shares = shamir.split(self._seed, t, list(points.values()))

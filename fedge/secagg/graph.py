@@ -14,20 +14,38 @@ import hashlib
 
 
 def neighbours_of(device_ids: list[str], seed: bytes, neighbours: int) -> dict[str, list[str]]:
-    n = len(device_ids)
-    if neighbours >= n - 1:
-        return {d: sorted(o for o in device_ids if o != d) for d in device_ids}
-    if neighbours % 2:
+    """Every device's neighbours (the server's view)."""
+    ring = _ring(device_ids, seed, neighbours)
+    return {d: _around(ring, i, neighbours) for i, d in enumerate(ring)}
+
+
+def neighbours_of_one(
+    device_ids: list[str], seed: bytes, neighbours: int, device: str
+) -> list[str]:
+    """One device's neighbours (a device's view: it needs only its own)."""
+    ring = _ring(device_ids, seed, neighbours)
+    return _around(ring, ring.index(device), neighbours)
+
+
+def _ring(device_ids: list[str], seed: bytes, neighbours: int) -> list[str]:
+    if neighbours < len(device_ids) - 1 and neighbours % 2:
         raise ValueError("a sparse graph needs an even number of neighbours")
-    ring = sorted(device_ids, key=lambda d: hashlib.sha256(seed + d.encode()).digest())
+    return sorted(device_ids, key=lambda d: hashlib.sha256(seed + d.encode()).digest())
+
+
+def _around(ring: list[str], i: int, neighbours: int) -> list[str]:
+    n = len(ring)
+    if neighbours >= n - 1:
+        return sorted(d for d in ring if d != ring[i])
     half = neighbours // 2
-    graph: dict[str, list[str]] = {}
-    for i, device in enumerate(ring):
-        others = {ring[(i + step) % n] for step in range(-half, half + 1) if step}
-        graph[device] = sorted(others)
-    return graph
+    return sorted({ring[(i + step) % n] for step in range(-half, half + 1) if step})
 
 
 def share_index(device_ids: list[str], device: str) -> int:
     """A device's Shamir x-coordinate: its place in the sorted list, from 1."""
     return sorted(device_ids).index(device) + 1
+
+
+def share_indices(device_ids: list[str]) -> dict[str, int]:
+    """:func:`share_index` of every device at once."""
+    return {d: i + 1 for i, d in enumerate(sorted(device_ids))}

@@ -83,3 +83,15 @@ def test_params_follow_from_the_round_size_and_the_declared_dropout() -> None:
     assert large.neighbours == 30 and large.threshold == 21 and large.bits == 22
     assert large.threshold > large.neighbours // 2
     assert large.devices * large.levels < 1 << 32  # the sum never wraps
+
+
+def test_the_sparse_graph_is_symmetric_with_exactly_k_neighbours_each() -> None:
+    from fedge.secagg.graph import neighbours_of, neighbours_of_one
+
+    ids = [f"d{i}" for i in range(25)]
+    graph = neighbours_of(ids, b"s" * 32, 8)
+
+    assert all(len(others) == 8 and d not in others for d, others in graph.items())
+    assert all(d in graph[v] for d, others in graph.items() for v in others)
+    assert all(neighbours_of_one(ids, b"s" * 32, 8, d) == graph[d] for d in ids)
+    assert neighbours_of(ids, b"t" * 32, 8) != graph  # the seed shuffles the ring
