@@ -77,6 +77,7 @@ class SecAggAggregator:
         self._uploaded: dict[str, bytes] = {}  # device -> sha256 of its masked input
         self._request: UnmaskRequest | None = None
         self._responses: dict[str, UnmaskResponse] = {}
+        self._answers = 0
 
     # -- stage 1 ---------------------------------------------------------------
 
@@ -226,7 +227,8 @@ class SecAggAggregator:
                 else:
                     total += pairwise
         self.stage = Stage.DONE
-        self._responses = {}
+        self._answers = len(self._responses)
+        self._responses = {}  # shares of secrets: not kept once used
         count = len(request.survivors)
         return SecAggResult(total, count, dequantise_sum(total, count, params), params)
 
@@ -236,7 +238,7 @@ class SecAggAggregator:
             "advertised": len(self._adverts),
             "shared": self._shared if self.stage is not Stage.SHARE else len(self._outbox),
             "uploaded": len(self._uploaded),
-            "unmask_answers": len(self._responses),
+            "unmask_answers": self._answers if self.stage is Stage.DONE else len(self._responses),
         }
 
     def _rebuild(self, owner: str, kind: str, params: SecAggParams) -> bytes:

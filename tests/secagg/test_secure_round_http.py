@@ -130,6 +130,7 @@ def test_devices_complete_a_secure_round_and_the_model_is_plain_fedavg(
     assert metrics["secure_aggregation"] is True and metrics["updates"] == DEVICES
     assert record["updates"] == DEVICES  # no update stored: the unmasked sum's count
     assert metrics["secure_uploaded"] == DEVICES and metrics["secure_dropped_upload"] == 0
+    assert metrics["secure_advertised"] == metrics["secure_unmask_answers"] == DEVICES
     assert_fedavg_within_quantisation(
         result_weights(server, record), expected_fedavg(base, deltas), record
     )

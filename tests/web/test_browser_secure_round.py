@@ -104,6 +104,12 @@ def test_a_browser_tab_and_python_devices_complete_one_secure_round(
         }
         assert max(np.abs(v).max() for v in tab_delta.values()) <= CLIP + 3 * step + 1e-5
         assert max(np.abs(v).max() for v in tab_delta.values()) > 1e-4
+        dashboard = context.new_page()
+        dashboard.goto(server.url + "/dashboard")
+        row = dashboard.locator(f"#round-row-{record['round_id']}")
+        row.wait_for(timeout=TIMEOUT_MS)
+        assert "fedavg · secure" in row.inner_text()
+        assert "3 uploaded, 3 answered unmasking" in (row.get_attribute("title") or "")
         plain_uploads = [
             r for r in seen.requests if r.method == "POST" and r.url.endswith("/updates")
         ]

@@ -149,7 +149,11 @@ class SecureRounds:
         )
 
     def status(self, round_id: int) -> dict[str, Any]:
+        with self._store.reading() as tx:
+            record = tx.rounds.active()
         session = self._session
+        if record is not None and record.id == round_id:
+            session = self._session_for(record)
         if session is None or session.round_id != round_id:
             raise NotFound(
                 f"round {round_id} is not the secure round in progress", code="unknown_round"
