@@ -188,7 +188,7 @@ def test_hostile_requests_get_clear_refusals_and_change_nothing(server: LiveServ
     base = f"{server.url}/v1/rounds/{round_id}/secagg"
     auth = {"Authorization": f"Bearer {stranger.token}"}
     key = "A" * 43 + "="
-    cases = [
+    cases: list[tuple[str, str, dict[str, Any], int, str]] = [
         ("post", "/keys", {"json": {"encryption_key": key, "mask_key": key}}, 409, "not_selected"),
         ("post", "/keys", {"json": {"encryption_key": key}}, 400, "bad_secagg_message"),
         (
