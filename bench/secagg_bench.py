@@ -1,6 +1,6 @@
 """What secure aggregation costs a device and the server, per round.
 
-    .venv/bin/python -m bench.secagg_bench [--devices 10 100 1000] [--dropped 0.05]
+    .venv/bin/python -m bench.secagg_bench [--devices 10 100 1000] [--dropped 0.05] [--web]
 
 The whole SecAgg+ protocol of ``fedge.secagg`` in one process (no HTTP:
 the bytes are those the routes carry), for the digits CNN's 38k weights and
@@ -16,6 +16,9 @@ keys, so the server also rebuilds their keys. Columns:
 * server s: CPU for routing shares, summing the masked inputs and
   unmasking (rebuilding seeds and keys, regenerating their masks).
 
+``--web`` adds the web device (``secagg.js``) under Node: wall ms per stage
+for one device, its neighbours played by the same module.
+
 The papers: Bonawitz et al. 2017 report a 1.73x upload expansion for 2^10
 devices and 2^20 values at 16 bits (complete graph); Bell et al. 2020
 (SecAgg+) bring each device's neighbours to O(log n).
@@ -25,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -127,6 +132,35 @@ def run(model: str, length: int, n: int, dropped_fraction: float, seed: int = 0)
     )
 
 
+def web_table(args: argparse.Namespace) -> Table:
+    """One web device of each round, its neighbours played alongside it."""
+    script = Path(__file__).parent / "secagg_web.mjs"
+    table = Table(title="the web device (web/static/js/shared/secagg.js, WebCrypto under Node)")
+    for column in ("model", "devices", "k", "shares KB", "keys ms", "shares ms", "masked ms"):
+        table.add_column(column, justify="right")
+    for model, length in MODELS.items():
+        for n in args.devices:
+            if length > 100_000 and n > args.big_max_devices:
+                continue
+            out = subprocess.run(
+                ["node", str(script), str(length), str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=600,
+            ).stdout
+            row = json.loads(out.strip().splitlines()[-1])
+            ms = row["ms"]
+            table.add_row(
+                model,
+                str(n),
+                str(row["neighbours"]),
+                f"{row['shares_bytes'] / 1024:.1f}",
+                *(f"{ms[stage]:.1f}" for stage in ("keys", "shares", "masked")),
+            )
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, nargs="+", default=[10, 100, 1000])
@@ -135,6 +169,11 @@ def main() -> None:
         "--big-max-devices", type=int, default=100, help="Largest round for the 1M-weight vector."
     )
     parser.add_argument("--json", help="Also write the rows here.")
+    parser.add_argument(
+        "--web",
+        action="store_true",
+        help="Also the web device (secagg.js, WebCrypto) under Node: ms per stage.",
+    )
     args = parser.parse_args()
     rows = []
     for model, length in MODELS.items():
@@ -171,6 +210,8 @@ def main() -> None:
             f"{r.server_s:.2f}",
         )
     Console(width=160).print(table)
+    if args.web:
+        Console(width=160).print(web_table(args))
     if args.json:
         with open(args.json, "w") as out:
             json.dump([r.__dict__ for r in rows], out, indent=1)

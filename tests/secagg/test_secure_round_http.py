@@ -50,6 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         str(STAGE_S),
     ]
     with running(tmp / "data", args, tmp / "server.log") as live:
+        live.data_dir = tmp / "data"  # type: ignore[attr-defined]
         yield live
 
 
@@ -129,6 +130,9 @@ def test_devices_complete_a_secure_round_and_the_model_is_plain_fedavg(
     metrics = record["metrics"]
     assert metrics["secure_aggregation"] is True and metrics["updates"] == DEVICES
     assert record["updates"] == DEVICES  # no update stored: the unmasked sum's count
+    # Nothing of one device's update is on disk: no update file at all.
+    stored = [p for p in server.data_dir.rglob("*") if p.is_file() and "updates" in p.parts]  # type: ignore[attr-defined]
+    assert stored == []
     assert metrics["secure_uploaded"] == DEVICES and metrics["secure_dropped_upload"] == 0
     assert metrics["secure_advertised"] == metrics["secure_unmask_answers"] == DEVICES
     assert_fedavg_within_quantisation(
