@@ -24,7 +24,7 @@ from tests.server.helpers import settled
 
 DEVICES = 5
 CLIP = 0.05
-STAGE_S = 2.0
+STAGE_S = 5.0  # room for a loaded machine: a late device would count as dropped
 
 
 @pytest.fixture(scope="module")
