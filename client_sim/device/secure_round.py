@@ -87,17 +87,22 @@ def run_secure_round(
                 raise SecureRoundError(f"round {round_id} is {stage}: this device's part ends")
             time.sleep(poll_s)
 
+    def send(path: str, body: bytes) -> None:
+        """POST a JSON message; its bytes count as this round's upload."""
+        client.post_json(path, json.loads(body))
+        client.bytes_up += len(body)
+
     def finished(stage: str) -> bool:
         done.append(stage)
         return stop_after == stage
 
     try:
-        client.post_json(f"{url}/keys", _json(device.advertise().to_json()))
+        send(f"{url}/keys", device.advertise().to_json())
         if finished("keys"):
             return SecureRoundOutcome(round_id, tuple(done), client.bytes_up - started_up)
         directory = KeyDirectory.from_json(wait("directory"))
         _check_params(directory, secure, values.size)
-        client.post_json(f"{url}/shares", _json(device.share_keys(directory).to_json()))
+        send(f"{url}/shares", device.share_keys(directory).to_json())
         if finished("shares"):
             return SecureRoundOutcome(round_id, tuple(done), client.bytes_up - started_up)
         inbox = ShareInbox.from_json(wait("inbox"), client.device_id)
@@ -105,15 +110,11 @@ def run_secure_round(
         if finished("masked"):
             return SecureRoundOutcome(round_id, tuple(done), client.bytes_up - started_up)
         request = UnmaskRequest.from_json(wait("unmask"))
-        client.post_json(f"{url}/unmask", _json(device.unmask(request).to_json()))
+        send(f"{url}/unmask", device.unmask(request).to_json())
         finished("unmask")
     except (ProtocolError, SecAggError) as exc:
         raise SecureRoundError(f"round {round_id}, after {done}: {exc}") from exc
     return SecureRoundOutcome(round_id, tuple(done), client.bytes_up - started_up)
-
-
-def _json(raw: bytes) -> Any:
-    return json.loads(raw)
 
 
 def _check_params(directory: KeyDirectory, secure: dict[str, Any], length: int) -> None:
