@@ -22,6 +22,7 @@ from fedge.server.config_values import (
 )
 from fedge.server.errors import ConfigurationError
 from fedge.server.round_config import RoundConfig, build_round_config
+from fedge.server.secure_config import SecureAggregationConfig, build_secure_config
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class ServerConfig:
     # on each device and out of the aggregate (fedge.server.aggregation.roles).
     local_state: tuple[str, ...] = ()
     rounds: RoundConfig = field(default_factory=RoundConfig)
+    secure_aggregation: SecureAggregationConfig = field(default_factory=SecureAggregationConfig)
     tick_s: float = 0.5
     seed: int = 0
     # GET /v1/events streams, and waiting long-polls (/v1/events/poll), each
@@ -167,6 +169,7 @@ class ServerConfig:
 
     def validate(self) -> None:
         self.rounds.validate()
+        self.secure_aggregation.validate(self.strategy)
         if self.norm_policy not in ("reject", "clip"):
             raise ConfigurationError("norm_policy must be 'reject' or 'clip'")
         if self.max_update_bytes < 1024:
@@ -309,11 +312,11 @@ def load_config(
             if value is None:
                 continue
             if (
-                key == "rounds"
+                key in ("rounds", "secure_aggregation")
                 and isinstance(value, Mapping)
-                and isinstance(values.get("rounds"), Mapping)
+                and isinstance(values.get(key), Mapping)
             ):
-                values["rounds"] = {**values["rounds"], **value}
+                values[key] = {**values[key], **value}
             else:
                 values[key] = value
     config = _build(values)
@@ -332,6 +335,8 @@ def _build(values: Mapping[str, Any]) -> ServerConfig:
     for name, raw in values.items():
         if name == "rounds":
             kwargs[name] = build_round_config(raw)
+        elif name == "secure_aggregation":
+            kwargs[name] = build_secure_config(raw)
         elif name == "rate_limits":
             kwargs[name] = rate_limit_table(raw)
         elif name == "strategy_params":

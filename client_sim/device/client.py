@@ -125,6 +125,13 @@ class FedgeClient:
         a 4xx raised, as the module doc says)."""
         return self._call("POST", path, json_body=body, token=self.token)
 
+    def post_bytes(self, path: str, data: bytes) -> Reply:
+        """A POST of ``data`` as application/octet-stream with this device's
+        token (retried, and a 4xx raised, as the module doc says)."""
+        reply = self._call("POST", path, data=data, token=self.token)
+        self.bytes_up += len(data)
+        return reply
+
     def upload(self, round_id: int, data: bytes) -> dict[str, Any]:
         reply = self._call("POST", f"/v1/rounds/{round_id}/updates", data=data, token=self.token)
         self.bytes_up += len(data)

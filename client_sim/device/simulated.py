@@ -25,6 +25,7 @@ import numpy as np
 
 from fedge.client_sim.device.client import FedgeClient, ProtocolError
 from fedge.client_sim.device.profiles import DeviceProfile
+from fedge.client_sim.device.secure_round import SecureRoundError, run_secure_round
 from fedge.client_sim.device.trainers import Trainer, TrainerPool, train_seed
 from fedge.client_sim.device.transport import TransportError
 from fedge.task.examples import DeviceExamples, Examples, Labels
@@ -176,6 +177,8 @@ class SimDevice:
             self._consider_personal(trainer, trained)
         time.sleep(self.profile.compute_s_per_example * len(train) * task["local_epochs"])
         delta = {name: trained[name] - base[name] for name in task["weights"]}
+        if "secure_aggregation" in task:  # the server gets only the round's sum
+            return self._take_part_securely(task, delta, len(train), loss)
         body = self._with_fault(round_id, base_id, delta, len(train), loss)
         time.sleep(self.profile.transfer_s(len(body)))
         if self._rng.random() < self.profile.crash_mid_upload:
@@ -197,6 +200,20 @@ class SimDevice:
             receipt=receipt,
             num_examples=len(train),
             loss=loss,
+        )
+
+    def _take_part_securely(
+        self, task: dict[str, Any], delta: Weights, examples: int, loss: float
+    ) -> RoundOutcome:
+        round_id = task["round_id"]
+        try:
+            run_secure_round(self.client, task, delta, timeout_s=task["deadline_at"] - time.time())
+        except SecureRoundError:
+            self.stats.dropouts += 1
+            return RoundOutcome(self.index, "dropout", round_id=round_id)
+        self.stats.contributed += 1
+        return RoundOutcome(
+            self.index, "contributed", round_id=round_id, num_examples=examples, loss=loss
         )
 
     def _train_labels(self, trainer: Trainer) -> Labels:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from fedge.cli import options
+from fedge.cli.secure_options import SECURE_KEYS, secure_aggregation_options
 from fedge.errors import FedgeError
 
 # The options whose ServerConfig key has another name; a dotted key is one
@@ -24,6 +25,7 @@ SERVER_KEYS = {
     "rate_limit": "rate_limits",
     "trusted_proxy": "trusted_proxies",
     "device_ttl": "device_ttl_s",
+    **SECURE_KEYS,
 }
 
 
@@ -157,6 +159,7 @@ def server_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
     help="A reverse proxy (address or network) whose X-Forwarded-For names the client; "
     "repeat for more [default: none, the connection's address is the client's].",
 )
+@secure_aggregation_options
 def serve(config_file: Path | None, **settings: Any) -> None:
     """Run the aggregation server (SQLite and a local data directory; no other service)."""
     from fedge.server.http.app import create_app

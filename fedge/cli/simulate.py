@@ -41,9 +41,17 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
 
     # The embedded server has its own admin token: a given one is --server's.
     admin_token = settings["admin_token"] if settings["server"] is not None else None
+    settings = dict(settings)
+    # Secure rounds are the embedded server's setting (a --server decides its own).
+    secure = settings.pop("secure_aggregation", False)
     return options.build_record(
         FleetConfig,
-        {**settings, "fault": _faults(settings["fault"]), "admin_token": admin_token},
+        {
+            **settings,
+            "fault": _faults(settings["fault"]),
+            "admin_token": admin_token,
+            **({"server_settings": {"secure_aggregation": True}} if secure else {}),
+        },
         FLEET_FIELDS,
     )
 
@@ -206,8 +214,18 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
     help="Write the metric per round, deployed -> final -> personalised, and participation "
     "as a PNG.",
 )
+@click.option(
+    "--secure-aggregation",
+    is_flag=True,
+    help="The embedded server runs secure rounds (SecAgg+): it learns only each round's sum; "
+    "give --workers at least --per-round, or each round waits for its deadline.",
+)
 def simulate(engine: str, report: Path | None, plot: Path | None, **settings: Any) -> None:
     """Run federated rounds with a fleet of simulated devices."""
+    if settings["secure_aggregation"] and settings["server"] is not None:
+        raise click.UsageError("--secure-aggregation is the embedded server's: --server decides")
+    if settings["secure_aggregation"] and engine == "tff":
+        raise click.UsageError("--engine tff has no server: no --secure-aggregation")
     devices, per_round = settings["devices"], settings["per_round"]
     if devices is not None and per_round is not None and per_round > devices:
         raise click.BadParameter(

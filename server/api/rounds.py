@@ -101,6 +101,9 @@ def _public(record: rs.RoundRecord) -> dict[str, Any]:
     with ctx.store.reading() as tx:
         updates = tx.updates.count(record.id)
         selected = tx.selections.count(record.id)
+    if record.metrics and record.metrics.get("secure_aggregation"):
+        # A secure round stores no update: its count is the unmasked sum's.
+        updates = int(record.metrics.get("updates", 0))
     public = {**record.to_json(), "updates": updates, "selected": selected}
     failure = ctx.coordinator.close_failure
     if failure is not None and failure.round_id == record.id:

@@ -226,12 +226,14 @@ def _register(app: Flask) -> None:
     from fedge.server.api import release_health as api_release_health
     from fedge.server.api import releases as api_releases
     from fedge.server.api import rounds as api_rounds
+    from fedge.server.api import secure_rounds as api_secure_rounds
     from fedge.server.api import stats as api_stats
     from fedge.server.http import web_pages
 
     for module in (
         api_devices,
         api_rounds,
+        api_secure_rounds,
         api_models,
         api_predict,
         api_releases,

@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fedge.server.config import ServerConfig
-from fedge.server.errors import NotFound
+from fedge.server.errors import ConfigurationError, Conflict, NotFound
 from fedge.server.metrics import Metrics
 from fedge.server.rounds.closer import RoundCloser
 from fedge.server.rounds.driver import CloseFailure, RoundDriver
@@ -40,6 +43,7 @@ from fedge.server.rounds.lifecycle import RoundLifecycle
 from fedge.server.rounds.norm_bound import bound_for_new_round
 from fedge.server.rounds.recovery import recover
 from fedge.server.rounds.running_sum import RoundSum
+from fedge.server.rounds.secure import SecureRounds
 from fedge.server.rounds.selection import Selector, TaskDecision
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
@@ -71,6 +75,8 @@ class Coordinator:
         with store.reading() as tx:
             metrics.set("fedge_devices", tx.devices.count())
         closer = RoundCloser(self.dirs, strategy, config.update_retention_rounds)
+        self._driver = RoundDriver(self._step, config.tick_s)
+        self.secure = self._secure_rounds(strategy, round_sum)
         self.lifecycle = RoundLifecycle(
             store,
             config.rounds,
@@ -79,12 +85,26 @@ class Coordinator:
             closer,
             metrics,
             norm_bound=lambda tx: bound_for_new_round(tx, config, specs),
+            secure=self.secure,
         )
         self._after_step: list[Callable[[], None]] = []
-        self._driver = RoundDriver(self._step, config.tick_s)
         self._selector = Selector(store, config.rounds, model_name, [s.name for s in specs])
         self._ingest = UpdateIngest(
             config, store, self.dirs.updates, specs, strategy, round_sum, metrics, self._driver.wake
+        )
+
+    def _secure_rounds(self, strategy: RoundStrategy, round_sum: RoundSum) -> SecureRounds | None:
+        secure = self.config.secure_aggregation
+        if not secure.enabled:
+            return None
+        if strategy.strategy.needs_stored_updates:
+            raise ConfigurationError(
+                f"secure aggregation cannot run strategy {strategy.name!r}: it needs each update"
+            )
+        averaged = strategy.averaged({w.name: np.empty(0) for w in self.specs})
+        spec = ModelSpec(tuple(w for w in self.specs if w.name in averaged))
+        return SecureRounds(
+            secure, self.config.rounds, self.store, spec, round_sum, self._driver.wake
         )
 
     @property
@@ -128,7 +148,13 @@ class Coordinator:
             tx.devices.record_heartbeat(device.id, conditions, time.time())
 
     def request_task(self, device: Device, conditions: Conditions) -> TaskDecision:
-        return self._selector.request_task(device, conditions)
+        decision = self._selector.request_task(device, conditions)
+        if self.secure is None or decision.task is None:
+            return decision
+        secure = self.secure.task_fields(decision.task["round_id"])
+        if self.config.dp_clip_norm is not None:  # the server cannot clip a masked update
+            secure["l2_clip"] = self.config.dp_clip_norm
+        return replace(decision, task={**decision.task, "secure_aggregation": secure})
 
     # -- rounds ----------------------------------------------------------------
 
@@ -153,6 +179,11 @@ class Coordinator:
         """Returns (receipt, created). A retry of the same bytes returns the first
         receipt, whatever state the round is in now; a refusal changes nothing,
         on disk included."""
+        if self.secure is not None:
+            raise Conflict(
+                "this server runs secure rounds: send a masked input (docs/http-api.md)",
+                code="secure_round",
+            )
         return self._ingest.accept(device, round_id, raw)
 
     def drive(self, now: float | None = None) -> None:

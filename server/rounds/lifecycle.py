@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
+from typing import TYPE_CHECKING, Any
 
 from fedge.server.aggregation.errors import AggregationError
 from fedge.server.errors import Conflict, NotFound
@@ -34,6 +35,9 @@ from fedge.server.rounds.norm_bound import CONFIG_KEY
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.storage import rounds as rs
 from fedge.server.storage.store import Store, Tx
+
+if TYPE_CHECKING:
+    from fedge.server.rounds.secure import SecureRounds
 
 log = logging.getLogger("fedge.server")
 
@@ -61,11 +65,14 @@ class RoundLifecycle:
         closer: RoundCloser,
         metrics: Metrics,
         norm_bound: Callable[[Tx], float | None] = lambda tx: None,
+        secure: SecureRounds | None = None,
     ) -> None:
         """``norm_bound``: the bound on update norms for a round about to
         open, read in its opening transaction and stored in its config
         (:mod:`fedge.server.rounds.norm_bound`)."""
         self._norm_bound = norm_bound
+        # Secure rounds end when unmasked, not on a count of updates.
+        self._secure = secure
         self._store = store
         self._rounds = rounds
         self._sum = round_sum
@@ -138,7 +145,11 @@ class RoundLifecycle:
         """(round, ended, opened): the round moved to closing, or abandoned
         and the next one opened, or left open."""
         count = self._sum.count
-        outcome = due_transition(self._rounds, count, now, record.deadline_at)
+        if self._secure is not None:
+            outcome = self._secure.due(record, now)
+            count = self._sum.count  # the survivors, once unmasked
+        else:
+            outcome = due_transition(self._rounds, count, now, record.deadline_at)
         if outcome == "closing":
             tx.rounds.transition(record.id, "open", "closing")
             tx.events.add("round_closing", {"round_id": record.id, "updates": count})
@@ -150,8 +161,16 @@ class RoundLifecycle:
 
     def _close(self, record: rs.RoundRecord) -> None:
         try:
+            secure = None if self._secure is None else self._secure.closing(record.id)
             with self._store.reading() as tx:
                 aggregate = self._closer.compute_aggregate(tx, record, self.model, self._sum.mean)
+            if secure is not None:
+                metrics, survivors = secure
+                aggregate = replace(
+                    aggregate,
+                    metrics={**aggregate.metrics, **metrics, "updates": len(survivors)},
+                    device_ids=survivors,
+                )
         except AggregationError as exc:  # not finite, or cannot be combined
             with self._store.transaction() as tx:
                 ended = self._end_without_checkpoint(tx, record, "failed", str(exc))
@@ -190,7 +209,9 @@ class RoundLifecycle:
         """End a round with no new model (``abandoned`` from open, ``failed``
         from closing): the current checkpoint stays, the next round trains
         from it."""
-        metrics = {"updates": self._sum.count, "reason": reason}
+        metrics: dict[str, Any] = {"updates": self._sum.count, "reason": reason}
+        if self._secure is not None:
+            metrics = {**self._secure.metrics(record.id), **metrics}
         tx.rounds.transition(
             record.id,
             "open" if outcome == "abandoned" else "closing",

@@ -93,7 +93,10 @@ export type RoundOutcome =
       status: "contributed";
       round_id: number;
       base_checkpoint: string;
-      receipt: Receipt;
+      /** null in a secure round: the server never sees the update alone. */
+      receipt: Receipt | null;
+      /** true when the round was secure (the update was masked, not uploaded). */
+      secure?: boolean;
       num_examples: number;
       metrics: Record<string, number>;
       metric: "accuracy" | "mae";

@@ -86,6 +86,12 @@ function roundDuration(round) {
   return end === null ? null : end - round.opened_at;
 }
 
+/** A secure round's survivors per stage (its secure_* metrics). */
+export function secureSummary(metrics) {
+  const count = (key) => metrics[`secure_${key}`] ?? 0;
+  return `secure aggregation: ${count("advertised")} advertised keys, ${count("shared")} shared, ${count("uploaded")} uploaded, ${count("unmask_answers")} answered unmasking`;
+}
+
 export function renderRounds(rounds, rejectionsByRound) {
   const body = document.getElementById("rounds-body");
   body.replaceChildren(
@@ -100,12 +106,13 @@ export function renderRounds(rounds, rejectionsByRound) {
         cell(formatNumber(metrics.examples)),
         cell(formatPercent(metrics.device_accuracy), "device-accuracy"),
         cell(formatNumber(metrics.device_loss), "device-loss"),
-        cell(metrics.strategy ?? DASH),
+        cell(metrics.secure_aggregation ? `${metrics.strategy ?? DASH} · secure` : (metrics.strategy ?? DASH), "strategy"),
         cell(formatDuration(roundDuration(round))),
       ]);
       row.id = `round-row-${round.round_id}`;
       row.dataset.state = round.state;
-      if (metrics.reason) row.title = metrics.reason;
+      const titles = [metrics.secure_aggregation ? secureSummary(metrics) : null, metrics.reason].filter(Boolean);
+      if (titles.length) row.title = titles.join("; ");
       return row;
     }),
   );

@@ -246,6 +246,18 @@ export async function mountFederated({ client, getModel, getManifest, getRelease
   // --- a round -------------------------------------------------------------
 
   const showReceipt = (outcome) => {
+    if (outcome.secure) {
+      // A secure round gives no receipt: the server never sees this update alone.
+      facts(element("fed-receipt-facts"), [
+        ["Round", String(outcome.round_id)],
+        ["Examples", String(outcome.num_examples)],
+        ["Update", `${outcome.bytes} bytes, masked: secure aggregation, the server learns only the round's sum`],
+        [`Local ${outcome.metric}`, `${score(outcome.metric, outcome.metrics[`${outcome.metric}_before`])} → ${score(outcome.metric, outcome.metrics[outcome.metric])}`],
+        ["Training", `${outcome.epochMs.length} epoch(s) on ${outcome.backend}, ${outcome.epochMs.map((ms) => ms.toFixed(0)).join(" + ")} ms`],
+      ]);
+      element("fed-receipt").hidden = false;
+      return;
+    }
     const receipt = outcome.receipt;
     facts(element("fed-receipt-facts"), [
       ["Round", String(receipt.round_id)],

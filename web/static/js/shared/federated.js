@@ -17,6 +17,7 @@
 
 import { decode, encodeUpdate } from "./safetensors.js";
 import { readWeights, writeWeights } from "./weights.js";
+import { secureRound } from "./secagg.js";
 import { FedgeError, checkInputs, describeModel, toInputTensors, trainingRecord } from "./model_io.js";
 
 const EPSILON = 1e-7;
@@ -334,6 +335,29 @@ export async function contribute({ tf, device, model, manifest, examples, contro
     onEpoch: (epoch, epochs, loss) =>
       onProgress("train", `epoch ${epoch}/${epochs} on ${examples.length} examples: loss ${loss.toFixed(4)}`, 0.2 + (0.6 * epoch) / epochs),
   });
+  if (task.secure_aggregation) {
+    // A secure round: the server gets the update masked, and only the sum.
+    const secured = await secureRound({
+      device,
+      task,
+      deltas: deltas(manifest, checkpoint.tensors, trainedRun.trained),
+      onProgress: (step, detail) => onProgress(step, detail, 0.85),
+    });
+    onProgress("done", `masked update in secure round ${task.round_id}`, 1);
+    return {
+      status: "contributed",
+      round_id: task.round_id,
+      base_checkpoint: task.base_checkpoint,
+      receipt: null,
+      secure: true,
+      num_examples: examples.length,
+      metrics: trainedRun.metrics,
+      metric: trainedRun.metric,
+      bytes: secured.bytes,
+      epochMs: trainedRun.epochMs,
+      backend: trainedRun.backend,
+    };
+  }
   const body = encodeUpdate({
     roundId: task.round_id,
     baseCheckpoint: task.base_checkpoint,
