@@ -131,6 +131,12 @@ class ServerConfig:
     canary_require_history: bool = True
     # None: from the metric's name (accuracy: higher is better; mae, loss: lower).
     canary_metric_higher_is_better: bool | None = None
+    # Parity on the devices' runtimes (fedge.server.releases.canary.parity): a report
+    # fails above the max error or below the agreement; a runtime fails when at
+    # least canary_parity_min_devices counted devices fail and are a majority.
+    canary_parity_max_error: float = 0.05
+    canary_parity_min_agreement: float = 0.95
+    canary_parity_min_devices: int = 2
     # Origins (scheme://host[:port]) whose pages may call the API (CORS);
     # empty: none, only the server's own pages (same origin) can.
     cors_origins: tuple[str, ...] = ()
@@ -259,6 +265,13 @@ class ServerConfig:
             raise ConfigurationError("canary_max_s must be > 0, canary_max_percent in (0, 100]")
         if self.canary_default not in ("rollback", "promote"):
             raise ConfigurationError("canary_default must be 'rollback' or 'promote'")
+        from fedge.server.releases.canary.parity import ParityRule
+
+        ParityRule(
+            self.canary_parity_max_error,
+            self.canary_parity_min_agreement,
+            self.canary_parity_min_devices,
+        ).validate()
 
     def reserved_of(self, budget: int) -> int:
         """How many of ``budget`` streams (or waiting long-polls) are kept for

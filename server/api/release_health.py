@@ -33,6 +33,7 @@ from fedge.server.errors import BadRequest, NotFound, ServerError
 from fedge.server.http.context import ServerContext, context
 from fedge.server.metrics import Metrics
 from fedge.server.releases.build.builder import CutRequest
+from fedge.server.releases.canary import reports as canary
 from fedge.server.releases.health import reports as health
 from fedge.server.releases.health.shape import output_width
 from fedge.wire.health import HealthReport, HealthWireError
@@ -63,7 +64,7 @@ def report(version: int) -> Any:
             parsed,
             width,
             health.policy_of(ctx.config),
-            require_history=ctx.config.canary_require_history,
+            canary.policy_of(ctx.config),
         )
     _after_judging(ctx, parsed.runtime if created else None, judged)
     response = jsonify(receipt.to_json())

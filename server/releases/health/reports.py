@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from fedge.server.config import ServerConfig
 from fedge.server.errors import BadRequest, Conflict, NotFound
+from fedge.server.releases.canary.decision import Policy as CanaryPolicy
 from fedge.server.releases.canary.delivery import meant_for
 from fedge.server.releases.health.drift import Policy, judge
 from fedge.server.storage.health import StoredHealthReport
@@ -58,15 +59,15 @@ def report(
     health: HealthReport,
     width: int | None,
     policy: Policy,
+    canary: CanaryPolicy,
     now: float | None = None,
-    require_history: bool = True,
 ) -> tuple[HealthReceipt, bool, list[Judged]]:
     """The receipt, whether the report is new, and the windows this call
-    judged. ``require_history``: the canary's rule of which reports count,
-    for the parity that keeps a release off a runtime."""
+    judged. ``canary``: which canary reports count and the parity rule, for
+    the parity that keeps a release off a runtime."""
     at = time.time() if now is None else now
     window = window_of(at, policy)
-    _check(tx, version, device_id, health, width, require_history)
+    _check(tx, version, device_id, health, width, canary)
     existing = tx.health.find(version, device_id, window)
     if existing is not None:
         if existing.report != health:
@@ -157,13 +158,13 @@ def _check(
     device_id: str,
     health: HealthReport,
     width: int | None,
-    require_history: bool,
+    canary: CanaryPolicy,
 ) -> None:
     if tx.releases.get(version) is None:
         raise NotFound(f"no release {version}", code="unknown_release")
     # The release meant for the device on the runtime it reports from: one
     # whose parity failed there is kept off it (issue 23).
-    meant = meant_for(tx, device_id, health.runtime, require_history)
+    meant = meant_for(tx, device_id, health.runtime, canary)
     if meant is None or meant.version != version:
         raise Conflict(
             f"release {version} is not the release this device should serve", code="not_serving"
