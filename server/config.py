@@ -21,6 +21,7 @@ from fedge.server.config_values import (
     validate_origins,
 )
 from fedge.server.errors import ConfigurationError
+from fedge.server.parity_rule import ParityRule
 from fedge.server.round_config import RoundConfig, build_round_config
 
 
@@ -265,13 +266,7 @@ class ServerConfig:
             raise ConfigurationError("canary_max_s must be > 0, canary_max_percent in (0, 100]")
         if self.canary_default not in ("rollback", "promote"):
             raise ConfigurationError("canary_default must be 'rollback' or 'promote'")
-        from fedge.server.releases.canary.parity import ParityRule
-
-        ParityRule(
-            self.canary_parity_max_error,
-            self.canary_parity_min_agreement,
-            self.canary_parity_min_devices,
-        ).validate()
+        self.parity_rule.validate()
 
     def reserved_of(self, budget: int) -> int:
         """How many of ``budget`` streams (or waiting long-polls) are kept for
@@ -291,6 +286,14 @@ class ServerConfig:
                 "(one device never raises an alert), health_margin, health_max_distance "
                 "and health_max_shift >= 0"
             )
+
+    @property
+    def parity_rule(self) -> ParityRule:
+        return ParityRule(
+            self.canary_parity_max_error,
+            self.canary_parity_min_agreement,
+            self.canary_parity_min_devices,
+        )
 
     @property
     def server_threads(self) -> int:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fedge.server.releases.canary.parity import ParityRule
+from fedge.server.parity_rule import ParityRule
 from fedge.server.releases.canary.sequential import Evidence, evidence, signed_difference
 from fedge.wire.canary import HIGHER_IS_BETTER, CanarySummary, Evaluation
 

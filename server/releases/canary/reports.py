@@ -67,11 +67,7 @@ def policy_of(config: ServerConfig) -> Policy:
         max_percent=config.canary_max_percent,
         require_history=config.canary_require_history,
         higher_is_better=config.canary_metric_higher_is_better,
-        parity=parity.ParityRule(
-            config.canary_parity_max_error,
-            config.canary_parity_min_agreement,
-            config.canary_parity_min_devices,
-        ),
+        parity=config.parity_rule,
     )
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from fedge.server.config import load_config
 from fedge.server.errors import ConfigurationError
-from fedge.server.releases.canary.parity import ParityRule, by_runtime, failed, fails
+from fedge.server.parity_rule import ParityRule
+from fedge.server.releases.canary.parity import by_runtime, failed, fails
 from fedge.server.releases.canary.reports import policy_of
 from fedge.wire.canary import CanaryWireError, Evaluation, Parity
 
