@@ -262,3 +262,31 @@ def describe(canary: Mapping[str, Any] | None) -> str:
         reason = reason[len(head) :].lstrip(": ")
     tail = f"; {reason}" if reason else ""
     return f"{head}: {counts}{difference}{tail}"
+
+
+def describe_parity(parity: Mapping[str, Any] | None) -> str:
+    """Parity per runtime (``GET /v1/releases/{v}``'s ``parity``, as JSON) in
+    one cell: ``tflite ok 1.00 / tfjs-wasm FAIL 0.41``, each runtime's verdict
+    and median top-1 agreement; "-" when no device reported parity."""
+    if not parity:
+        return "-"
+    return " / ".join(
+        f"{runtime} {'ok' if shown.get('ok') else 'FAIL'} {float(shown.get('agreement', 0.0)):.2f}"
+        for runtime, shown in sorted(parity.items())
+    )
+
+
+def parity_lines(parity: Mapping[str, Any] | None) -> list[str]:
+    """The full parity block of ``fedge release VERSION``: per runtime, the
+    verdict, its reporting and failing devices and the medians."""
+    if not parity:
+        return ["parity: no device reported parity on its runtime"]
+    lines = ["parity (medians over each runtime's counted devices):"]
+    for runtime, shown in sorted(parity.items()):
+        verdict = "ok" if shown.get("ok") else "FAIL: kept off this runtime's devices"
+        lines.append(
+            f"  {runtime}: {verdict}; {shown.get('failing', 0)} of {shown.get('devices', 0)} "
+            f"devices failing, max abs error {float(shown.get('max_error', 0.0)):.3g}, "
+            f"top-1 agreement {float(shown.get('agreement', 0.0)):.3f}"
+        )
+    return lines
