@@ -16,7 +16,10 @@ says which model the device now serves. Optional (issue 23): ``runtime``,
 the runtime the device runs the model on (``tflite``, ``tfjs-webgl``,
 ``tfjs-wasm``, ``tfjs-cpu``...), and ``parity``, how the candidate's outputs
 on that runtime compare with the source model's on the bundle's golden
-inputs (:class:`Parity`). :class:`CanarySummary` is what the
+inputs (:class:`Parity`); ``predictions``, what the candidate predicted on
+the held-out examples (:class:`fedge.wire.predictions.Predictions`: a
+histogram of classes or output quantiles), the device's baseline for the
+live model's health once the candidate is live. :class:`CanarySummary` is what the
 server made of the reports so far. ``from_json`` refuses anything else
 with :class:`CanaryWireError`, naming the field.
 """
@@ -29,6 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fedge.errors import FedgeError
+from fedge.wire.predictions import Predictions
 
 # Whether a higher value of a metric is better, by its name.
 HIGHER_IS_BETTER = {"accuracy": True, "mae": False, "loss": False}
@@ -46,7 +50,7 @@ _FIELDS = (
     "latency_ms",
     "using",
 )
-_OPTIONAL = ("runtime", "parity")
+_OPTIONAL = ("runtime", "parity", "predictions")
 MAX_PARITY_SAMPLES = 10_000
 # The runtimes a device may name (canary parity, health reports): a fixed
 # list, so the series and the parity shown per runtime stay few.
@@ -99,10 +103,13 @@ class Evaluation:
     using: str
     runtime: str | None = None
     parity: Parity | None = None
+    predictions: Predictions | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The optional fields only when set (older servers refuse unknown ones)."""
         raw = asdict(self)
+        if self.predictions is not None:
+            raw["predictions"] = self.predictions.to_json()
         for name in _OPTIONAL:
             if raw[name] is None:
                 del raw[name]
@@ -127,8 +134,11 @@ class Evaluation:
             raise CanaryWireError(f"using is one of {', '.join(USING)}")
         runtime = raw.get("runtime")
         parity = raw.get("parity")
+        predictions = raw.get("predictions")
         if parity is not None and runtime is None:
             raise CanaryWireError("parity needs the runtime it was measured on")
+        if predictions is not None and runtime is None:
+            raise CanaryWireError("predictions need the runtime they were made on")
         return cls(
             baseline_version=_integer(raw["baseline_version"], "baseline_version", 1, 2**62),
             metric=metric,
@@ -139,6 +149,9 @@ class Evaluation:
             using=raw["using"],
             runtime=None if runtime is None else runtime_name(runtime),
             parity=None if parity is None else Parity.from_json(parity),
+            predictions=None
+            if predictions is None
+            else Predictions.from_json(predictions, CanaryWireError, "predictions"),
         )
 
 

@@ -55,7 +55,7 @@ def report(version: int) -> Any:
         raise BadRequest(str(exc), code="bad_health_report") from exc
     _known(version)
     ctx = context()
-    width = _width(ctx, version)
+    width = release_width(ctx, version)
     with ctx.store.transaction() as tx:
         receipt, created, judged = health.report(
             tx,
@@ -93,7 +93,7 @@ def series(version: int) -> Any:
     return jsonify(shown.to_json())
 
 
-def _width(ctx: ServerContext, version: int) -> int | None:
+def release_width(ctx: ServerContext, version: int) -> int | None:
     """How many numbers the release's predictions have (None: unknown)."""
     with ctx.store.reading() as tx:
         record = tx.releases.get(version)
