@@ -23,6 +23,29 @@ FLEET_FIELDS = {
     "fault": "faults",
     "address": "ray_address",
 }
+HEALTH_OPTIONS = ("health_window", "restyle", "restyle_at")
+
+
+RESTYLE_STYLE = "invert"  # the new handwriting style of --restyle (dark strokes on a light page)
+
+
+def _health(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """--health-window, --restyle and --restyle-at as the fleet's fields."""
+    fraction, at, window = settings["restyle"], settings["restyle_at"], settings["health_window"]
+    if (fraction is None) != (at is None):
+        raise click.UsageError(
+            "--restyle FRACTION and --restyle-at ROUND go together: which devices, from when"
+        )
+    if fraction is not None and window is None:
+        raise click.UsageError(
+            "--restyle shows as drift in the devices' health reports: give --health-window S"
+        )
+    return {
+        "health_window_s": window,
+        "restyle": None if fraction is None else RESTYLE_STYLE,
+        "restyle_fraction": 1.0 if fraction is None else fraction,
+        "restyle_after_round": 0 if at is None else at,
+    }
 
 
 def _faults(values: tuple[str, ...]) -> dict[str, int]:
@@ -41,9 +64,11 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
 
     # The embedded server has its own admin token: a given one is --server's.
     admin_token = settings["admin_token"] if settings["server"] is not None else None
+    given = {k: v for k, v in settings.items() if k not in HEALTH_OPTIONS}
     return options.build_record(
         FleetConfig,
-        {**settings, "fault": _faults(settings["fault"]), "admin_token": admin_token},
+        {**given, "fault": _faults(settings["fault"]), "admin_token": admin_token}
+        | _health(settings),
         FLEET_FIELDS,
     )
 
@@ -179,6 +204,28 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
     help="--server's admin token, for --release-every (or FEDGE_ADMIN_TOKEN); the embedded "
     "server's own is used without --server.",
 )
+@click.option(
+    "--health-window",
+    type=click.FloatRange(1, 86_400 * 30),
+    metavar="S",
+    help="The live model's health: the embedded server's window in seconds "
+    "(health_window_s); after every round each device reports how the release it serves "
+    "does on its held-out data, and the server's drift rule may raise the alert "
+    "(docs/monitoring.md). Default: no health reports.",
+)
+@click.option(
+    "--restyle",
+    type=click.FloatRange(0, 1, min_open=True),
+    metavar="FRACTION",
+    help="With --health-window and --restyle-at: this share of the devices (chosen by "
+    "--seed) switch to a new handwriting style (inverted digits) at a round: drift.",
+)
+@click.option(
+    "--restyle-at",
+    type=click.IntRange(min=1),
+    metavar="ROUND",
+    help="The round after which the --restyle devices write in the new style.",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option(
     "--backend",
@@ -239,6 +286,7 @@ def simulate(engine: str, report: Path | None, plot: Path | None, **settings: An
         )
         return
     from fedge.cli.fleet_progress import run_with_progress
+    from fedge.client_sim.report.health import health_lines, health_table
     from fedge.client_sim.report.releases import release_lines, releases_table
     from fedge.client_sim.report.tables import (
         closing_lines,
@@ -259,7 +307,10 @@ def simulate(engine: str, report: Path | None, plot: Path | None, **settings: An
     releases = releases_table(result)
     if releases is not None:
         out.print(releases)
-    for line in [*closing_lines(result), *release_lines(result)]:
+    health = health_table(result)
+    if health is not None:
+        out.print(health)
+    for line in [*closing_lines(result), *release_lines(result), *health_lines(result)]:
         click.echo(line)
     if report is not None:
         write_json(result, report)
