@@ -49,7 +49,8 @@ def test_restyled_devices_raise_the_alert_a_minority_does_not(
     else:
         # 2 of 8 devices restyled: a minority never raises the alert.
         assert alerts == []
-        assert line == f"health: release 1 (tflite): {len(health['windows'])} windows judged, no alert"
+        judged = len(health["windows"])
+        assert line == f"health: release 1 (tflite): {judged} windows judged, no alert"
 
 
 @pytest.mark.parametrize(
@@ -64,9 +65,7 @@ def test_restyled_devices_raise_the_alert_a_minority_does_not(
         (["--health-window", "1", "--restyle", "1", "--restyle-at", "0"], "--restyle-at"),
     ],
 )
-def test_bad_health_options_are_refused_before_anything_runs(
-    args: list[str], said: str
-) -> None:
+def test_bad_health_options_are_refused_before_anything_runs(args: list[str], said: str) -> None:
     result = simulate(*args)
 
     assert result.exit_code == 2, result.output
