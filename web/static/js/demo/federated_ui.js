@@ -18,6 +18,7 @@ import { describeModel } from "../shared/model_io.js";
 import { readWeights } from "../shared/weights.js";
 
 const tf = globalThis.tf;
+const HEALTH_SETTLE_MS = 2000; // a pause after the last label before a health report
 
 const REASONS = {
   conditions: "this device does not meet the round's conditions",
@@ -105,6 +106,8 @@ export async function mountFederated({ client, getModel, getManifest, getRelease
     lastReceipt: null,
     lastUpdate: null,
     lastEvaluation: null,
+    lastHealth: null, // the last health report's outcome (health.js)
+    healthReports: 0,
     trainingRuns: [],
     settings: { shuffle: true, trainBackend: "cpu" },
   };
@@ -170,7 +173,42 @@ export async function mountFederated({ client, getModel, getManifest, getRelease
     const rows = Object.fromEntries(Object.entries(byName ?? {}).map(([name, v]) => [name, Array.from(v)]));
     await client.addExample(rows, label); // checked (inputs and label) before it is kept
     await refreshCount();
+    scheduleHealth();
     return state.examples;
+  };
+
+  // --- the live model's health ---------------------------------------------
+  // After the user labels examples (a pause of HEALTH_SETTLE_MS, so a burst
+  // of labels goes in one report), and no earlier than the server's
+  // next_report_at, the page reports how the model it serves does on the
+  // examples labelled since its last report (health.js): numbers only.
+  let healthTimer = null;
+  const reportHealth = () =>
+    run(async () => {
+      healthTimer = null;
+      try {
+        const outcome = await client.reportHealth();
+        state.lastHealth = outcome;
+        if (outcome.status === "reported") {
+          state.healthReports += 1;
+          const b = outcome.body;
+          log(`health: reported ${b.metric} ${score(b.metric, b.value)} on ${b.num_examples} new example(s) to release ${outcome.version} (${b.runtime})`, "ok");
+        }
+        if (outcome.status === "waiting") scheduleHealth();
+        return outcome;
+      } catch (error) {
+        // A refusal (another report in this window, a release not served) is
+        // the server's answer, not the page's failure: noted, not an error.
+        state.lastHealth = { status: "refused", code: error.code || null, message: error.message || String(error) };
+        log(`health report not taken: ${state.lastHealth.message}`);
+        return state.lastHealth;
+      }
+    });
+  const scheduleHealth = () => {
+    if (healthTimer !== null) clearTimeout(healthTimer);
+    const next = state.lastHealth?.nextReportAt || 0;
+    const wait = Math.max(HEALTH_SETTLE_MS, next - Date.now() + 50);
+    healthTimer = setTimeout(() => void reportHealth(), wait);
   };
 
   const saveCurrent = async (label, shown) => {
@@ -363,6 +401,7 @@ export async function mountFederated({ client, getModel, getManifest, getRelease
     clearExamples: () => run(() => examples.clear()).then(refreshCount),
     contribute: contributeOnce,
     evaluateCanary,
+    reportHealth,
     benchmarkTraining,
     idle: () => queue,
   });
@@ -370,5 +409,6 @@ export async function mountFederated({ client, getModel, getManifest, getRelease
   labelButtons();
   state.ready = true;
   void afterRelease();
+  if (state.examples > 0) scheduleHealth(); // labels kept from an earlier visit may be unreported
   return state;
 }
