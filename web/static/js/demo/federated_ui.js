@@ -15,10 +15,10 @@
 
 import { objectiveOf, trainLocally } from "../shared/federated.js";
 import { describeModel } from "../shared/model_io.js";
+import { healthReports } from "./health_ui.js";
 import { readWeights } from "../shared/weights.js";
 
 const tf = globalThis.tf;
-const HEALTH_SETTLE_MS = 2000; // a pause after the last label before a health report
 
 const REASONS = {
   conditions: "this device does not meet the round's conditions",
@@ -177,39 +177,8 @@ export async function mountFederated({ client, getModel, getManifest, getRelease
     return state.examples;
   };
 
-  // --- the live model's health ---------------------------------------------
-  // After the user labels examples (a pause of HEALTH_SETTLE_MS, so a burst
-  // of labels goes in one report), and no earlier than the server's
-  // next_report_at, the page reports how the model it serves does on the
-  // examples labelled since its last report (health.js): numbers only.
-  let healthTimer = null;
-  const reportHealth = () =>
-    run(async () => {
-      healthTimer = null;
-      try {
-        const outcome = await client.reportHealth();
-        state.lastHealth = outcome;
-        if (outcome.status === "reported") {
-          state.healthReports += 1;
-          const b = outcome.body;
-          log(`health: reported ${b.metric} ${score(b.metric, b.value)} on ${b.num_examples} new example(s) to release ${outcome.version} (${b.runtime})`, "ok");
-        }
-        if (outcome.status === "waiting") scheduleHealth();
-        return outcome;
-      } catch (error) {
-        // A refusal (another report in this window, a release not served) is
-        // the server's answer, not the page's failure: noted, not an error.
-        state.lastHealth = { status: "refused", code: error.code || null, message: error.message || String(error) };
-        log(`health report not taken: ${state.lastHealth.message}`);
-        return state.lastHealth;
-      }
-    });
-  const scheduleHealth = () => {
-    if (healthTimer !== null) clearTimeout(healthTimer);
-    const next = state.lastHealth?.nextReportAt || 0;
-    const wait = Math.max(HEALTH_SETTLE_MS, next - Date.now() + 50);
-    healthTimer = setTimeout(() => void reportHealth(), wait);
-  };
+  // --- the live model's health (health_ui.js) -------------------------------
+  const { reportHealth, scheduleHealth } = healthReports({ client, run, log, state });
 
   const saveCurrent = async (label, shown) => {
     const inputs = getInput();
