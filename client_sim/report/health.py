@@ -63,9 +63,8 @@ def health_lines(report: FleetReport) -> list[str]:
         mine = [w for w in windows if w["runtime"] == runtime]
         raised = [w for w in mine if w["alert"]]
         if not raised:
-            lines.append(
-                f"health: release {version} ({runtime}): {len(mine)} windows judged, no alert"
-            )
+            judged = f"{len(mine)} window{'' if len(mine) == 1 else 's'} judged"
+            lines.append(f"health: release {version} ({runtime}): {judged}, no alert")
             continue
         first = raised[0]
         lines.append(
