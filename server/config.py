@@ -21,6 +21,7 @@ from fedge.server.config_values import (
     validate_origins,
 )
 from fedge.server.errors import ConfigurationError
+from fedge.server.parity_rule import ParityRule
 from fedge.server.round_config import RoundConfig, build_round_config
 from fedge.server.secure_config import SecureAggregationConfig, build_secure_config
 
@@ -133,6 +134,12 @@ class ServerConfig:
     canary_require_history: bool = True
     # None: from the metric's name (accuracy: higher is better; mae, loss: lower).
     canary_metric_higher_is_better: bool | None = None
+    # Parity on the devices' runtimes (fedge.server.releases.canary.parity): a report
+    # fails above the max error or below the agreement; a runtime fails when at
+    # least canary_parity_min_devices counted devices fail and are a majority.
+    canary_parity_max_error: float = 0.05
+    canary_parity_min_agreement: float = 0.95
+    canary_parity_min_devices: int = 2
     # Origins (scheme://host[:port]) whose pages may call the API (CORS);
     # empty: none, only the server's own pages (same origin) can.
     cors_origins: tuple[str, ...] = ()
@@ -262,6 +269,7 @@ class ServerConfig:
             raise ConfigurationError("canary_max_s must be > 0, canary_max_percent in (0, 100]")
         if self.canary_default not in ("rollback", "promote"):
             raise ConfigurationError("canary_default must be 'rollback' or 'promote'")
+        self.parity_rule.validate()
 
     def reserved_of(self, budget: int) -> int:
         """How many of ``budget`` streams (or waiting long-polls) are kept for
@@ -281,6 +289,14 @@ class ServerConfig:
                 "(one device never raises an alert), health_margin, health_max_distance "
                 "and health_max_shift >= 0"
             )
+
+    @property
+    def parity_rule(self) -> ParityRule:
+        return ParityRule(
+            self.canary_parity_max_error,
+            self.canary_parity_min_agreement,
+            self.canary_parity_min_devices,
+        )
 
     @property
     def server_threads(self) -> int:

@@ -25,6 +25,7 @@ from fedge.client_sim.device.release_cache import ReleaseCache
 from fedge.task.examples import Examples
 from fedge.task.objective import Objective
 from fedge.wire.health import QUANTILES, HealthReceipt, HealthReport, HealthWireError
+from fedge.wire.predictions import Predictions
 from fedge.wire.releases import Release
 
 
@@ -33,23 +34,27 @@ def measure(
 ) -> HealthReport:
     """The report of a model's ``outputs`` on labelled examples."""
     scores = objective.evaluate(outputs, labels)
-    flat = np.asarray(outputs, dtype=np.float64).reshape(len(labels), -1)
-    histogram: tuple[int, ...] | None = None
-    quantiles: tuple[float, ...] | None = None
-    if flat.shape[1] > 1:
-        counts = np.bincount(np.argmax(flat, axis=1), minlength=flat.shape[1])
-        histogram = tuple(int(c) for c in counts)
-    else:
-        quantiles = tuple(float(q) for q in np.quantile(flat[:, 0], QUANTILES))
+    made = predictions_of(outputs)
     return HealthReport(
         metric=objective.metric,
         loss=scores["loss"],
         value=scores[objective.metric],
         num_examples=len(labels),
         runtime=runtime,
-        histogram=histogram,
-        quantiles=quantiles,
+        histogram=made.histogram,
+        quantiles=made.quantiles,
     )
+
+
+def predictions_of(outputs: npt.NDArray[Any]) -> Predictions:
+    """What a model predicted, numbers only: a histogram of its classes (a
+    classifier) or its output quantiles (a regressor). A health report
+    carries it for the live model, a canary evaluation for the candidate."""
+    flat = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    if flat.shape[1] > 1:
+        counts = np.bincount(np.argmax(flat, axis=1), minlength=flat.shape[1])
+        return Predictions(tuple(int(c) for c in counts), None)
+    return Predictions(None, tuple(float(q) for q in np.quantile(flat[:, 0], QUANTILES)))
 
 
 def send_report(client: FedgeClient, version: int, report: HealthReport) -> HealthReceipt:

@@ -9,8 +9,10 @@ and scored on the device's own held-out data with the bundle's TFLite
 
 * channel ``canary``: the device scores the live release too (the
   baseline) and reports both, numbers only, with the candidate's latency
-  per example, the model it now serves (``using``) and the candidate's
-  parity on its TFLite runtime (:mod:`fedge.client_sim.device.parity`);
+  per example, the model it now serves (``using``), the candidate's
+  parity on its TFLite runtime (:mod:`fedge.client_sim.device.parity`)
+  and what the candidate predicted on the held-out data (a histogram of
+  classes: the device's health baseline once the candidate is live);
 * channel ``live``: nothing to report.
 
 Adoption: a device serves the new release (a canary device the candidate,
@@ -26,12 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedge.client_sim.device.client import ProtocolError
+from fedge.client_sim.device.health import predictions_of
 from fedge.client_sim.device.parity import RUNTIME, golden_parity
 from fedge.client_sim.device.release_cache import NoRuntime, ReleaseCache
 from fedge.client_sim.device.releases import Release, current_release, report_evaluation
 from fedge.client_sim.device.simulated import SimDevice
 from fedge.client_sim.device.transport import TransportError
 from fedge.wire.canary import Evaluation
+from fedge.wire.predictions import Predictions
 
 # What a device serves: a release it was given as live, the candidate, or its own.
 SERVES = ("live", "candidate", "personal")
@@ -98,7 +102,7 @@ class ReleaseFollower:
         if len(holdout) == 0:
             self._serve(release.bundle_id, _serves(release))
             return "no_holdout"
-        scores, _ = self._score(release.bundle_id)
+        scores, _, _ = self._score(release.bundle_id)
         self._adopt(release.bundle_id, _serves(release), scores[self.device.objective.metric])
         return release.channel
 
@@ -107,10 +111,10 @@ class ReleaseFollower:
             self._serve(candidate.bundle_id, "candidate")
             return "no_holdout"
         self.state.adopted[baseline.bundle_id] = self.cache.bundle(self.device.client, baseline)
-        new, latency_ms = self._score(candidate.bundle_id)
+        new, latency_ms, predicted = self._score(candidate.bundle_id)
         with self.cache.runtime(candidate.bundle_id) as runtime:
             parity = golden_parity(self.state.adopted[candidate.bundle_id], runtime)
-        live, _ = self._score(baseline.bundle_id)
+        live, _, _ = self._score(baseline.bundle_id)
         metric = self.device.objective.metric
         better = self.device.objective.at_least_as_good(new[metric], live[metric])
         bundle, serves = (
@@ -127,6 +131,7 @@ class ReleaseFollower:
             using={"candidate": "candidate", "live": "baseline"}.get(using, "personal"),
             runtime=RUNTIME,
             parity=parity,
+            predictions=predicted,
         )
         try:
             receipt = report_evaluation(self.device.client, candidate.version, evaluation)
@@ -135,14 +140,16 @@ class ReleaseFollower:
         self.state.reports += 1
         return f"reported:{receipt.decided}" if receipt.decided else "reported"
 
-    def _score(self, bundle_id: str) -> tuple[dict[str, float], float]:
-        """Loss and metric of a release on the held-out data, and its ms per example."""
+    def _score(self, bundle_id: str) -> tuple[dict[str, float], float, Predictions]:
+        """Loss and metric of a release on the held-out data, its ms per
+        example, and what it predicted."""
         holdout = self.device.data.holdout
         with self.cache.runtime(bundle_id) as runtime:
             started = time.perf_counter()
             outputs = runtime.predict(holdout.x)
             seconds = time.perf_counter() - started
-        return self.device.objective.evaluate(outputs, holdout.y), seconds * 1000 / len(holdout)
+        scores = self.device.objective.evaluate(outputs, holdout.y)
+        return scores, seconds * 1000 / len(holdout), predictions_of(outputs)
 
     def _adopt(self, bundle_id: str, serves: str, score: float) -> str:
         """Serve the release unless the personalised model still beats it."""

@@ -83,11 +83,13 @@ class FleetConfig:
     admin_token: str | None = field(default=None, repr=False)
     # The live model's health (fedge.client_sim.fleet.health): the embedded
     # server's window (None: devices report no health); from round
-    # restyle_after_round on, the devices' held-out examples come in the
-    # style `restyle` (fedge.client_sim.data.restyle: "invert", "shift").
+    # restyle_after_round on, the held-out examples of restyle_fraction of the
+    # devices (a seeded choice) come in the style `restyle`
+    # (fedge.client_sim.data.restyle: "invert", "shift").
     health_window_s: float | None = None
     restyle: str | None = None
     restyle_after_round: int = 0
+    restyle_fraction: float = 1.0
     # Where the devices run: "thread" (this process) or "ray" (Ray actors,
     # fedge.client_sim.fleet.ray.backend): on the cluster at ray_address, or a local
     # Ray; ray_hosts actors (default: one per CPU of the cluster).

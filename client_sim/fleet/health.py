@@ -6,7 +6,8 @@ reports, through its :class:`~fedge.client_sim.device.health.HealthReporter`,
 how the release it serves does on its own held-out examples; from round
 ``restyle_after_round`` on, those examples come in another style
 (``FleetConfig.restyle``, :mod:`fedge.client_sim.data.restyle`: "a new
-handwriting style"), which is how the simulator shows drift. A device
+handwriting style") on ``restyle_fraction`` of the devices (chosen by the
+run's seed), which is how the simulator shows drift. A device
 reports at the server's pace: after a round shorter than a window the
 fleet waits for the next one (simulated time), so each round's reports
 land in a window of their own. :meth:`FleetHealth.finish` waits for the last window to close
@@ -15,6 +16,7 @@ and reads the series, which judges it.
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +27,7 @@ from fedge.client_sim.device.health import HealthReporter
 from fedge.client_sim.device.release_follower import ReleaseFollower
 from fedge.client_sim.fleet.config import FleetConfig
 from fedge.client_sim.fleet.preparation import FleetModel
+from fedge.errors import ConfigError
 
 
 class FleetHealth:
@@ -42,6 +45,11 @@ class FleetHealth:
             for f in followers
         ]
         self.outcomes: Counter[str] = Counter()
+        if not 0 <= config.restyle_fraction <= 1:
+            raise ConfigError(f"restyle_fraction is a share of devices: {config.restyle_fraction}")
+        chosen = round(config.restyle_fraction * len(followers))
+        self._restyled = set(random.Random(config.seed).sample(range(len(followers)), chosen))
+        self.series: dict[str, Any] | None = None  # the live release's, after finish()
 
     @property
     def on(self) -> bool:
@@ -59,8 +67,10 @@ class FleetHealth:
             time.sleep(wait)
         self.outcomes.update(
             self._pool.map(
-                lambda pair: self._report(pair[0], pair[1], restyled),
-                zip(self._followers, self._reporters, strict=True),
+                lambda i: self._report(
+                    self._followers[i], self._reporters[i], restyled and i in self._restyled
+                ),
+                range(len(self._followers)),
             )
         )
 
@@ -75,6 +85,7 @@ class FleetHealth:
         now = time.time()
         time.sleep((int(now // window_s) + 1) * window_s - now + 0.05)
         series: dict[str, Any] = self._model.get_json(f"/v1/releases/{live}/health")
+        self.series = series
         return series
 
     def summary(self) -> Counter[str]:

@@ -101,6 +101,7 @@ class FleetReleases:
         made = sorted(v for v in bundles if v >= self._first_new)
         live, candidate = bundles.get(rollout["live"]), bundles.get(rollout["candidate"])
         adoption = Counter(f.adoption(live, candidate) for f in self.followers)
+        outcomes = dict(sorted({**self.outcomes, **self.health.summary()}.items()))
         return Releases(
             releases=[self._release_report(version) for version in made],
             rollout=rollout,
@@ -115,7 +116,8 @@ class FleetReleases:
                 }
                 for f in self.followers
             ],
-            outcomes=dict(sorted({**self.outcomes, **self.health.summary()}.items())),
+            outcomes=outcomes,
+            health=self.health.series,
         )
 
     def _release_report(self, version: int) -> ReleaseReport:

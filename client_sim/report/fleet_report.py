@@ -80,6 +80,9 @@ class Releases:
     devices: list[dict[str, Any]]
     # What the devices' release checks came to (unchanged, live, reported, refused:<code>, ...).
     outcomes: dict[str, int]
+    # The live release's health series at the end (GET /v1/releases/{v}/health;
+    # None: devices reported no health).
+    health: dict[str, Any] | None = None
 
 
 @dataclass

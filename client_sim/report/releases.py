@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from fedge.client_sim.report.fleet_report import FleetReport, ReleaseReport
-from fedge.wire.canary import describe
+from fedge.wire.canary import describe, describe_parity
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -32,6 +32,7 @@ def releases_table(report: FleetReport) -> Table | None:
         f"live {metric}",
         "difference [interval]",
         "decision",
+        "parity",
         "canary devices use",
     ):
         table.add_column(column, justify="left" if column in ("source", "state") else "right")
@@ -49,6 +50,7 @@ def releases_table(report: FleetReport) -> Table | None:
             _mean(r.baseline, r.metric),
             _difference(r.canary),
             r.decision or "not enough evidence yet",
+            describe_parity(r.parity),
             using,
         )
     return table
@@ -64,7 +66,11 @@ def release_lines(report: FleetReport) -> list[str]:
         if rollout["candidate"] is not None
         else ""
     )
-    evidence = [f"release {r.version}: {describe(r.canary)}" for r in report.releases.releases]
+    evidence = [
+        f"release {r.version}: {describe(r.canary)}"
+        + (f"; parity {describe_parity(r.parity)}" if r.parity else "")
+        for r in report.releases.releases
+    ]
     return [
         f"releases: {len(report.releases.releases)} made; live release {rollout['live']}"
         f"{candidate}; devices serve: {adoption}",

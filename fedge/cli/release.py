@@ -22,7 +22,7 @@ import click
 from fedge.bundle.manifest import MANIFEST_FILE
 from fedge.cli import options
 from fedge.errors import ConfigError, FedgeError
-from fedge.wire.canary import describe
+from fedge.wire.canary import describe, describe_parity, parity_lines
 
 _SERVER: options.Decorator = options.server(
     required=True, help="The server's URL, e.g. http://host:8750."
@@ -202,7 +202,16 @@ def releases(server: str, limit: int) -> None:
 
     answer = _call("GET", server, "/v1/releases", params={"limit": limit})
     table = Table(
-        "version", "state", "percent", "source", "created", "by", "bundle", "notes", "canary"
+        "version",
+        "state",
+        "percent",
+        "source",
+        "created",
+        "by",
+        "bundle",
+        "notes",
+        "canary",
+        "parity",
     )
     for raw in answer["releases"]:
         record = ReleaseRecord.from_json(raw)
@@ -217,17 +226,19 @@ def releases(server: str, limit: int) -> None:
             record.created_by,
             (record.bundle_id or "")[:12],
             record.notes,
-            _canary_cell(server, record.version, record.state),
+            *_canary_cells(server, record.version, record.state),
         )
     make_console().print(table)
 
 
-def _canary_cell(server: str, version: int, state: str) -> str:
-    """The canary's evidence for a release that was a candidate ("" for the rest)."""
+def _canary_cells(server: str, version: int, state: str) -> tuple[str, str]:
+    """The canary's evidence for a release that was a candidate, and its
+    parity per runtime ("" for the rest)."""
     if state in ("building", "failed"):
-        return ""
-    canary = _call("GET", server, f"/v1/releases/{version}").get("canary")
-    return describe(canary) if canary else ""
+        return "", ""
+    shown = _call("GET", server, f"/v1/releases/{version}")
+    canary, parity = shown.get("canary"), shown.get("parity")
+    return (describe(canary) if canary else ""), (describe_parity(parity) if parity else "")
 
 
 @click.command()
@@ -240,8 +251,13 @@ def release(server: str, version: int) -> None:
     click.echo(f"release {version} ({shown['bundle_id']}): {shown['state']}{share}")
     canary = shown.get("canary")
     click.echo(f"canary: {describe(canary)}")
-    if not canary or canary.get("statistic") is None:
-        return
+    if canary and canary.get("statistic") is not None:
+        _statistic_lines(canary)
+    for line in parity_lines(shown.get("parity")):
+        click.echo(line)
+
+
+def _statistic_lines(canary: dict[str, Any]) -> None:
     for side, what in (("promote", "not worse by the margin"), ("rollback", "worse than live")):
         click.echo(
             f"  {side}: e-value {canary['statistic'][side]:.3g} against threshold "

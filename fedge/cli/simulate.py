@@ -23,6 +23,29 @@ FLEET_FIELDS = {
     "fault": "faults",
     "address": "ray_address",
 }
+HEALTH_OPTIONS = ("health_window", "restyle", "restyle_at")
+
+
+RESTYLE_STYLE = "invert"  # the new handwriting style of --restyle (dark strokes on a light page)
+
+
+def _health(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """--health-window, --restyle and --restyle-at as the fleet's fields."""
+    fraction, at, window = settings["restyle"], settings["restyle_at"], settings["health_window"]
+    if (fraction is None) != (at is None):
+        raise click.UsageError(
+            "--restyle FRACTION and --restyle-at ROUND go together: which devices, from when"
+        )
+    if fraction is not None and window is None:
+        raise click.UsageError(
+            "--restyle shows as drift in the devices' health reports: give --health-window S"
+        )
+    return {
+        "health_window_s": window,
+        "restyle": None if fraction is None else RESTYLE_STYLE,
+        "restyle_fraction": 1.0 if fraction is None else fraction,
+        "restyle_after_round": 0 if at is None else at,
+    }
 
 
 def _faults(values: tuple[str, ...]) -> dict[str, int]:
@@ -41,19 +64,41 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
 
     # The embedded server has its own admin token: a given one is --server's.
     admin_token = settings["admin_token"] if settings["server"] is not None else None
-    settings = dict(settings)
     # Secure rounds are the embedded server's setting (a --server decides its own).
-    secure = settings.pop("secure_aggregation", False)
+    secure = settings.get("secure_aggregation", False)
+    given = {
+        k: v for k, v in settings.items() if k not in HEALTH_OPTIONS and k != "secure_aggregation"
+    }
     return options.build_record(
         FleetConfig,
         {
-            **settings,
+            **given,
             "fault": _faults(settings["fault"]),
             "admin_token": admin_token,
             **({"server_settings": {"secure_aggregation": True}} if secure else {}),
-        },
+        }
+        | _health(settings),
         FLEET_FIELDS,
     )
+
+
+def _check_combinations(engine: str, settings: Mapping[str, Any]) -> None:
+    """Options that cannot go together, refused before anything starts."""
+    if settings["secure_aggregation"] and settings["server"] is not None:
+        raise click.UsageError("--secure-aggregation is the embedded server's: --server decides")
+    if settings["secure_aggregation"] and engine == "tff":
+        raise click.UsageError("--engine tff has no server: no --secure-aggregation")
+    devices, per_round = settings["devices"], settings["per_round"]
+    if devices is not None and per_round is not None and per_round > devices:
+        raise click.BadParameter(
+            f"{per_round} per round > {devices} devices: give --per-round {devices} or fewer, "
+            f"or --devices {per_round} or more",
+            param_hint="--per-round",
+        )
+    if settings["address"] is not None and settings["backend"] != "ray":
+        raise click.UsageError("--address is the Ray cluster's: give --backend ray")
+    if engine == "tff" and settings["backend"] != "thread":
+        raise click.UsageError("--engine tff runs in-process: no --backend ray")
 
 
 @click.command()
@@ -187,6 +232,28 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
     help="--server's admin token, for --release-every (or FEDGE_ADMIN_TOKEN); the embedded "
     "server's own is used without --server.",
 )
+@click.option(
+    "--health-window",
+    type=click.FloatRange(1, 86_400 * 30),
+    metavar="S",
+    help="The live model's health: the embedded server's window in seconds "
+    "(health_window_s); after every round each device reports how the release it serves "
+    "does on its held-out data, and the server's drift rule may raise the alert "
+    "(docs/monitoring.md). Default: no health reports.",
+)
+@click.option(
+    "--restyle",
+    type=click.FloatRange(0, 1, min_open=True),
+    metavar="FRACTION",
+    help="With --health-window and --restyle-at: this share of the devices (chosen by "
+    "--seed) switch to a new handwriting style (inverted digits) at a round: drift.",
+)
+@click.option(
+    "--restyle-at",
+    type=click.IntRange(min=1),
+    metavar="ROUND",
+    help="The round after which the --restyle devices write in the new style.",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option(
     "--backend",
@@ -222,21 +289,7 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
 )
 def simulate(engine: str, report: Path | None, plot: Path | None, **settings: Any) -> None:
     """Run federated rounds with a fleet of simulated devices."""
-    if settings["secure_aggregation"] and settings["server"] is not None:
-        raise click.UsageError("--secure-aggregation is the embedded server's: --server decides")
-    if settings["secure_aggregation"] and engine == "tff":
-        raise click.UsageError("--engine tff has no server: no --secure-aggregation")
-    devices, per_round = settings["devices"], settings["per_round"]
-    if devices is not None and per_round is not None and per_round > devices:
-        raise click.BadParameter(
-            f"{per_round} per round > {devices} devices: give --per-round {devices} or fewer, "
-            f"or --devices {per_round} or more",
-            param_hint="--per-round",
-        )
-    if settings["address"] is not None and settings["backend"] != "ray":
-        raise click.UsageError("--address is the Ray cluster's: give --backend ray")
-    if engine == "tff" and settings["backend"] != "thread":
-        raise click.UsageError("--engine tff runs in-process: no --backend ray")
+    _check_combinations(engine, settings)
     if engine == "tff":
         if settings["model"] is not None or settings["data"] is not None:
             raise click.UsageError("--engine tff runs the reference task only (no --model/--data)")
@@ -244,10 +297,10 @@ def simulate(engine: str, report: Path | None, plot: Path | None, **settings: An
         from fedge.client_sim.fleet.round_target import fleet_round_target
         from fedge.client_sim.tff.simulate import run_tff_simulation
 
-        fleet = devices or DEFAULT_DEVICES
+        fleet = settings["devices"] or DEFAULT_DEVICES
         run_tff_simulation(
             fleet,
-            fleet_round_target(per_round, fleet).per_round,
+            fleet_round_target(settings["per_round"], fleet).per_round,
             settings["rounds"],
             settings["alpha"],
             settings["seed"],
@@ -257,6 +310,7 @@ def simulate(engine: str, report: Path | None, plot: Path | None, **settings: An
         )
         return
     from fedge.cli.fleet_progress import run_with_progress
+    from fedge.client_sim.report.health import health_lines, health_table
     from fedge.client_sim.report.releases import release_lines, releases_table
     from fedge.client_sim.report.tables import (
         closing_lines,
@@ -277,7 +331,10 @@ def simulate(engine: str, report: Path | None, plot: Path | None, **settings: An
     releases = releases_table(result)
     if releases is not None:
         out.print(releases)
-    for line in [*closing_lines(result), *release_lines(result)]:
+    health = health_table(result)
+    if health is not None:
+        out.print(health)
+    for line in [*closing_lines(result), *release_lines(result), *health_lines(result)]:
         click.echo(line)
     if report is not None:
         write_json(result, report)

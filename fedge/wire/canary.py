@@ -16,7 +16,10 @@ says which model the device now serves. Optional (issue 23): ``runtime``,
 the runtime the device runs the model on (``tflite``, ``tfjs-webgl``,
 ``tfjs-wasm``, ``tfjs-cpu``...), and ``parity``, how the candidate's outputs
 on that runtime compare with the source model's on the bundle's golden
-inputs (:class:`Parity`). :class:`CanarySummary` is what the
+inputs (:class:`Parity`); ``predictions``, what the candidate predicted on
+the held-out examples (:class:`fedge.wire.predictions.Predictions`: a
+histogram of classes or output quantiles), the device's baseline for the
+live model's health once the candidate is live. :class:`CanarySummary` is what the
 server made of the reports so far. ``from_json`` refuses anything else
 with :class:`CanaryWireError`, naming the field.
 """
@@ -29,6 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fedge.errors import FedgeError
+from fedge.wire.predictions import Predictions
 from fedge.wire.strict_json import field_mismatch
 
 # Whether a higher value of a metric is better, by its name.
@@ -47,7 +51,7 @@ _FIELDS = (
     "latency_ms",
     "using",
 )
-_OPTIONAL = ("runtime", "parity")
+_OPTIONAL = ("runtime", "parity", "predictions")
 MAX_PARITY_SAMPLES = 10_000
 # The runtimes a device may name (canary parity, health reports): a fixed
 # list, so the series and the parity shown per runtime stay few.
@@ -100,10 +104,13 @@ class Evaluation:
     using: str
     runtime: str | None = None
     parity: Parity | None = None
+    predictions: Predictions | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The optional fields only when set (older servers refuse unknown ones)."""
         raw = asdict(self)
+        if self.predictions is not None:
+            raw["predictions"] = self.predictions.to_json()
         for name in _OPTIONAL:
             if raw[name] is None:
                 del raw[name]
@@ -126,8 +133,11 @@ class Evaluation:
             raise CanaryWireError(f"using is one of {', '.join(USING)}")
         runtime = raw.get("runtime")
         parity = raw.get("parity")
+        predictions = raw.get("predictions")
         if parity is not None and runtime is None:
             raise CanaryWireError("parity needs the runtime it was measured on")
+        if predictions is not None and runtime is None:
+            raise CanaryWireError("predictions need the runtime they were made on")
         return cls(
             baseline_version=_integer(raw["baseline_version"], "baseline_version", 1, 2**62),
             metric=metric,
@@ -138,6 +148,9 @@ class Evaluation:
             using=raw["using"],
             runtime=None if runtime is None else runtime_name(runtime),
             parity=None if parity is None else Parity.from_json(parity),
+            predictions=None
+            if predictions is None
+            else Predictions.from_json(predictions, CanaryWireError, "predictions"),
         )
 
 
@@ -261,3 +274,31 @@ def describe(canary: Mapping[str, Any] | None) -> str:
         reason = reason[len(head) :].lstrip(": ")
     tail = f"; {reason}" if reason else ""
     return f"{head}: {counts}{difference}{tail}"
+
+
+def describe_parity(parity: Mapping[str, Any] | None) -> str:
+    """Parity per runtime (``GET /v1/releases/{v}``'s ``parity``, as JSON) in
+    one cell: ``tflite ok 1.00 / tfjs-wasm FAIL 0.41``, each runtime's verdict
+    and median top-1 agreement; "-" when no device reported parity."""
+    if not parity:
+        return "-"
+    return " / ".join(
+        f"{runtime} {'ok' if shown.get('ok') else 'FAIL'} {float(shown.get('agreement', 0.0)):.2f}"
+        for runtime, shown in sorted(parity.items())
+    )
+
+
+def parity_lines(parity: Mapping[str, Any] | None) -> list[str]:
+    """The full parity block of ``fedge release VERSION``: per runtime, the
+    verdict, its reporting and failing devices and the medians."""
+    if not parity:
+        return ["parity: no device reported parity on its runtime"]
+    lines = ["parity (medians over each runtime's counted devices):"]
+    for runtime, shown in sorted(parity.items()):
+        verdict = "ok" if shown.get("ok") else "FAIL: kept off this runtime's devices"
+        lines.append(
+            f"  {runtime}: {verdict}; {shown.get('failing', 0)} of {shown.get('devices', 0)} "
+            f"devices failing, max abs error {float(shown.get('max_error', 0.0)):.3g}, "
+            f"top-1 agreement {float(shown.get('agreement', 0.0)):.3f}"
+        )
+    return lines

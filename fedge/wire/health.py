@@ -22,17 +22,24 @@ one runtime (medians over devices, and how many devices vote "drifted"), and
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from fedge.errors import FedgeError
 from fedge.wire.canary import HIGHER_IS_BETTER, MAX_EXAMPLES, MAX_SCORE, RUNTIMES
+from fedge.wire.predictions import MAX_CLASSES, QUANTILES, pair
 from fedge.wire.strict_json import field_mismatch
 
-MAX_CLASSES = 1000
-QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+__all__ = [
+    "MAX_CLASSES",
+    "QUANTILES",
+    "HealthReceipt",
+    "HealthReport",
+    "HealthSeries",
+    "HealthWindow",
+    "HealthWireError",
+]
 _FIELDS = ("metric", "loss", "value", "num_examples", "runtime", "histogram", "quantiles")
 
 
@@ -71,9 +78,7 @@ class HealthReport:
         runtime = raw["runtime"]
         if not isinstance(runtime, str) or runtime not in RUNTIMES:
             raise HealthWireError(f"runtime is one of {', '.join(RUNTIMES)}")
-        histogram, quantiles = raw["histogram"], raw["quantiles"]
-        if (histogram is None) == (quantiles is None):
-            raise HealthWireError("give exactly one of histogram (a classifier) and quantiles")
+        histogram, quantiles = pair(raw["histogram"], raw["quantiles"], HealthWireError)
         upper = 1.0 if metric == "accuracy" else MAX_SCORE
         return cls(
             metric=metric,
@@ -81,8 +86,8 @@ class HealthReport:
             value=_number(raw["value"], "value", 0.0, upper),
             num_examples=_integer(raw["num_examples"], "num_examples", 1, MAX_EXAMPLES),
             runtime=runtime,
-            histogram=_histogram(histogram) if histogram is not None else None,
-            quantiles=_quantiles(quantiles) if quantiles is not None else None,
+            histogram=histogram,
+            quantiles=quantiles,
         )
 
 
@@ -181,24 +186,6 @@ class HealthSeries:
             return cls(**{**raw, "windows": windows})
         except TypeError as exc:
             raise HealthWireError(f"not a health series: {exc}") from exc
-
-
-def _histogram(raw: Any) -> tuple[int, ...]:
-    if not isinstance(raw, list) or not 2 <= len(raw) <= MAX_CLASSES:
-        raise HealthWireError(f"histogram is a list of 2 to {MAX_CLASSES} counts")
-    counts = tuple(_integer(c, "histogram[]", 0, MAX_EXAMPLES) for c in raw)
-    if not 1 <= sum(counts) <= MAX_EXAMPLES:
-        raise HealthWireError(f"histogram counts 1 to {MAX_EXAMPLES} predictions")
-    return counts
-
-
-def _quantiles(raw: Any) -> tuple[float, ...]:
-    if not isinstance(raw, list) or len(raw) != len(QUANTILES):
-        raise HealthWireError(f"quantiles is a list of {len(QUANTILES)} numbers (10/25/50/75/90 %)")
-    values = tuple(_number(q, "quantiles[]", -MAX_SCORE, MAX_SCORE) for q in raw)
-    if any(b < a for a, b in itertools.pairwise(values)):
-        raise HealthWireError("quantiles must not decrease")
-    return values
 
 
 def _number(value: Any, name: str, lower: float, upper: float) -> float:

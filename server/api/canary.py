@@ -24,9 +24,11 @@ from fedge.server.api.common import (
     list_limit,
     require_admin,
 )
+from fedge.server.api.release_health import release_width
 from fedge.server.errors import BadRequest, NotFound
 from fedge.server.http.context import context
 from fedge.server.releases.canary import reports as canary
+from fedge.server.releases.health.shape import check_shape
 from fedge.wire.canary import CanaryWireError, Evaluation
 
 bp = Blueprint("canary", __name__, url_prefix="/v1/releases")
@@ -41,6 +43,10 @@ def report(version: int) -> Any:
         raise BadRequest(str(exc), code="bad_evaluation") from exc
     _known(version)
     ctx = context()
+    if evaluation.predictions is not None:  # they must fit the candidate's output
+        shown = evaluation.predictions
+        width = release_width(ctx, version)
+        check_shape(version, shown.histogram, shown.quantiles, width, "bad_evaluation")
     with ctx.store.transaction() as tx:
         receipt, created = canary.report(
             tx, version, device.id, evaluation, canary.policy_of(ctx.config)

@@ -33,6 +33,7 @@ from fedge.server.errors import BadRequest, NotFound, ServerError
 from fedge.server.http.context import ServerContext, context
 from fedge.server.metrics import Metrics
 from fedge.server.releases.build.builder import CutRequest
+from fedge.server.releases.canary import reports as canary
 from fedge.server.releases.health import reports as health
 from fedge.server.releases.health.shape import output_width
 from fedge.wire.health import HealthReport, HealthWireError
@@ -54,7 +55,7 @@ def report(version: int) -> Any:
         raise BadRequest(str(exc), code="bad_health_report") from exc
     _known(version)
     ctx = context()
-    width = _width(ctx, version)
+    width = release_width(ctx, version)
     with ctx.store.transaction() as tx:
         receipt, created, judged = health.report(
             tx,
@@ -63,7 +64,7 @@ def report(version: int) -> Any:
             parsed,
             width,
             health.policy_of(ctx.config),
-            require_history=ctx.config.canary_require_history,
+            canary.policy_of(ctx.config),
         )
     _after_judging(ctx, parsed.runtime if created else None, judged)
     response = jsonify(receipt.to_json())
@@ -92,7 +93,7 @@ def series(version: int) -> Any:
     return jsonify(shown.to_json())
 
 
-def _width(ctx: ServerContext, version: int) -> int | None:
+def release_width(ctx: ServerContext, version: int) -> int | None:
     """How many numbers the release's predictions have (None: unknown)."""
     with ctx.store.reading() as tx:
         record = tx.releases.get(version)

@@ -84,7 +84,7 @@ def current() -> Any:
     runtime = _runtime()
     ctx = context()
     with ctx.store.reading() as tx:
-        release = delivery.meant_for(tx, device.id, runtime, ctx.config.canary_require_history)
+        release = delivery.meant_for(tx, device.id, runtime, canary.policy_of(ctx.config))
     if release is None:
         raise NotFound("the server has no release yet", code="no_release")
     response = jsonify(release.to_json())
@@ -104,7 +104,7 @@ def show(version: int) -> Any:
         if record is None:
             raise NotFound(f"no release {version}", code="unknown_release")
         summary = canary.shown_summary(tx, record, canary.policy_of(ctx.config))
-        runtimes = delivery.parity_of(tx, record, ctx.config.canary_require_history)
+        runtimes = delivery.parity_of(tx, record, canary.policy_of(ctx.config))
     shown = {**record.to_json(), "canary": summary.to_json() if summary else None}
     shown["parity"] = runtimes
     if record.state == "building":

@@ -439,7 +439,14 @@ def test_a_canary_page_reports_an_evaluation_of_numbers_only(
         "using",
         "runtime",
         "parity",
+        "predictions",
     }
+    # What the candidate predicted on the 40 examples (issue 23: the device's
+    # health baseline once the candidate is live): a histogram of its classes.
+    assert body["predictions"]["quantiles"] is None
+    assert len(body["predictions"]["histogram"]) == 10
+    assert sum(body["predictions"]["histogram"]) == 40
+    assert evaluation["predictions"] == body["predictions"]
     # Parity on the page's own TF.js backend (issue 23): the bundle's golden
     # samples give the source model's outputs here too.
     backend = tab.page.evaluate("() => tf.getBackend()")

@@ -78,6 +78,17 @@ def test_the_sdk_under_node_predicts_and_joins_a_round(
     assert outcome["status"] == "contributed", outcome
     assert outcome["num_examples"] == 6
     assert result["steps"][-1] == "done"
+    # The live model's health (issue 23): numbers on the 6 stored examples,
+    # then the server's pace (next_report_at) holds the second call back.
+    reported, again = result["health"]
+    assert reported["status"] == "reported", reported
+    body = reported["body"]
+    assert (body["runtime"], body["num_examples"], body["metric"]) == ("tfjs-cpu", 6, "accuracy")
+    assert len(body["histogram"]) == 3 and sum(body["histogram"]) == 6
+    assert again == {"status": "waiting", "nextReportAt": reported["nextReportAt"]}
+    series = requests.get(f"{server.url}/v1/releases/1/health", timeout=30).json()
+    # Counted in the open window (or a judged one, if the hour turned meanwhile).
+    assert series["open_reports"] + sum(w["devices"] for w in series["windows"]) == 1
     # The round closed on this update: its checkpoint is the base plus the Keras epoch.
     record = requests.get(f"{server.url}/v1/rounds/{outcome['round_id']}", timeout=30).json()
     spec = ModelSpec.from_keras(model)

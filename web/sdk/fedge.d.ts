@@ -120,6 +120,27 @@ export interface ConnectOptions {
   examplesDb?: string;
 }
 
+/** What the SDK sent to POST /v1/releases/{version}/health (fedge/wire/health.py HealthReport). */
+export interface HealthReport {
+  metric: "accuracy" | "mae";
+  loss: number;
+  value: number;
+  num_examples: number;
+  runtime: string;
+  histogram: number[] | null;
+  quantiles: number[] | null;
+}
+
+export type HealthOutcome =
+  | {
+      status: "reported";
+      version: number;
+      body: HealthReport;
+      receipt: { version: number; device_id: string; window: number; received_at: number; next_report_at: number };
+      nextReportAt: number;
+    }
+  | { status: "waiting" | "no_labels"; nextReportAt: number };
+
 export class FedgeClient {
   static connect(serverUrl: string, options: ConnectOptions): Promise<FedgeClient>;
   readonly model: ModelInfo;
@@ -138,6 +159,11 @@ export class FedgeClient {
     control?: { getBackend(): string; setBackend(name: string): Promise<unknown> };
   }): Promise<RoundOutcome>;
   evaluateCanary(options?: { onProgress?: Progress }): Promise<{ version: number; body: Record<string, unknown>; receipt: Record<string, unknown> }>;
+  /**
+   * The live model's health: loss, metric and what it predicted on the examples labelled since the
+   * last report, sent at most once per window the server sets (`nextReportAt`, ms). Numbers only.
+   */
+  reportHealth(options?: { now?: number }): Promise<HealthOutcome>;
   on(event: "release", callback: (change: { release: Release; manifest: Record<string, unknown> }) => void | Promise<void>): () => void;
   /** A check found the same bundle (its channel may have changed: a canary promoted). */
   on(event: "same", callback: (release: Release) => void | Promise<void>): () => void;

@@ -9,6 +9,7 @@
 //   await client.joinRound({ onProgress });         // resolves to the receipt
 //   client.on("release", ({ release }) => ...);      // a verified swap
 //   await client.evaluateCanary();
+//   await client.reportHealth();                   // the live model's health, at the server's pace
 //
 // It is the demo page's own code (web/static/js/shared/), served by `fedge
 // serve` at /sdk/fedge.js beside it; nothing here is a second copy. Every
@@ -24,6 +25,7 @@
 import { ApiError, Device } from "../static/js/shared/api.js";
 import { evaluateCandidate } from "../static/js/shared/canary.js";
 import { ExampleStore } from "../static/js/shared/examples.js";
+import { HealthReporter } from "../static/js/shared/health.js";
 import { FederatedError, checkLabel, contribute, objectiveOf } from "../static/js/shared/federated.js";
 import { FedgeError, checkInputs, describeModel, runModel, tokenize } from "../static/js/shared/model_io.js";
 import { ModelStore, buildModel, bundleFiles } from "../static/js/shared/model_store.js";
@@ -196,6 +198,20 @@ export class FedgeClient {
   async evaluateCanary({ onProgress = () => {} } = {}) {
     return reaching(this.serverUrl, async () =>
       evaluateCandidate({ tf: this.tf, device: this.device, model: this.tfModel, manifest: this.manifest, candidate: this.release, examples: await this.examples.all(), onProgress }),
+    );
+  }
+
+  /**
+   * Report how the release in use does on the examples labelled since the
+   * last report (loss, metric, a histogram of predicted classes or output
+   * quantiles: numbers only), once per window the server sets. Resolves to
+   * {status: "reported", body, receipt, nextReportAt} or {status: "waiting"
+   * | "no_labels", nextReportAt} (ms); a refusal is the server's ApiError.
+   */
+  async reportHealth({ now } = {}) {
+    this.health ??= new HealthReporter(this.device);
+    return reaching(this.serverUrl, async () =>
+      this.health.maybeReport({ tf: this.tf, model: this.tfModel, manifest: this.manifest, release: this.release, examples: await this.examples.all(), now }),
     );
   }
 

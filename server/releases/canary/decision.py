@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fedge.server.parity_rule import ParityRule
 from fedge.server.releases.canary.sequential import Evidence, evidence, signed_difference
 from fedge.wire.canary import HIGHER_IS_BETTER, CanarySummary, Evaluation
 
@@ -46,6 +47,8 @@ class Policy:
     require_history: bool = True
     # None: from the metric's name (fedge.wire.canary.HIGHER_IS_BETTER).
     higher_is_better: bool | None = None
+    # Which runtimes a release is kept off (frozen, so one shared default is safe).
+    parity: ParityRule = ParityRule()  # noqa: RUF009
 
     def direction(self, metric: str) -> bool:
         """Whether a higher ``metric`` is better."""

@@ -5,14 +5,15 @@ A canary device runs the bundle's golden inputs on the runtime it uses
 (TFLite in the simulator, TF.js on a page's backend) and reports the
 largest absolute difference from the source model's outputs and the share
 of samples whose top-1 class agrees (:class:`fedge.wire.canary.Parity`).
-One report fails when its error is above :data:`MAX_ERROR` or its agreement
-below :data:`MIN_AGREEMENT`: bounds wide enough for float32 runtimes
-(TFLite and TF.js agree with Keras to about 1e-5 on the digits) and tight
-enough that altered weights fail.
+One report fails when its error is above ``max_error`` or its agreement
+below ``min_agreement`` (:class:`ParityRule`, the ``canary_parity_*``
+settings): the defaults are wide enough for float32 runtimes (TFLite and
+TF.js agree with Keras to about 1e-5 on the digits) and tight enough that
+altered weights fail.
 
 A wrong result on a device's own runtime is evidence, but one lying device
 must not keep a release off a runtime for everyone: a runtime fails when at
-least :data:`MIN_FAILING` distinct counted devices report failure and they
+least ``min_devices`` distinct counted devices report failure and they
 are a majority of that runtime's counted reporters. The numbers shown per
 runtime are medians over its devices, which a minority cannot move far.
 Pure functions over the counted evaluations.
@@ -25,11 +26,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fedge.server.parity_rule import ParityRule
 from fedge.wire.canary import Evaluation, Parity
-
-MAX_ERROR = 0.05
-MIN_AGREEMENT = 0.95
-MIN_FAILING = 2
 
 
 @dataclass(frozen=True)
@@ -48,12 +46,12 @@ class RuntimeParity:
         return asdict(self)
 
 
-def fails(parity: Parity) -> bool:
+def fails(parity: Parity, rule: ParityRule) -> bool:
     """Whether one device's parity report is a failure."""
-    return parity.max_abs_error > MAX_ERROR or parity.top1_agreement < MIN_AGREEMENT
+    return parity.max_abs_error > rule.max_error or parity.top1_agreement < rule.min_agreement
 
 
-def by_runtime(evaluations: Iterable[Evaluation]) -> dict[str, RuntimeParity]:
+def by_runtime(evaluations: Iterable[Evaluation], rule: ParityRule) -> dict[str, RuntimeParity]:
     """Each runtime's parity over the counted evaluations that carry one."""
     found: dict[str, list[Parity]] = {}
     for evaluation in evaluations:
@@ -61,17 +59,17 @@ def by_runtime(evaluations: Iterable[Evaluation]) -> dict[str, RuntimeParity]:
             found.setdefault(evaluation.runtime, []).append(evaluation.parity)
     shown = {}
     for runtime, reports in sorted(found.items()):
-        failing = sum(fails(p) for p in reports)
+        failing = sum(fails(p, rule) for p in reports)
         shown[runtime] = RuntimeParity(
             devices=len(reports),
             failing=failing,
             max_error=statistics.median(p.max_abs_error for p in reports),
             agreement=statistics.median(p.top1_agreement for p in reports),
-            ok=not (failing >= MIN_FAILING and 2 * failing > len(reports)),
+            ok=not (failing >= rule.min_devices and 2 * failing > len(reports)),
         )
     return shown
 
 
-def failed(evaluations: Iterable[Evaluation]) -> set[str]:
+def failed(evaluations: Iterable[Evaluation], rule: ParityRule) -> set[str]:
     """The runtimes the release is kept off."""
-    return {runtime for runtime, found in by_runtime(evaluations).items() if not found.ok}
+    return {runtime for runtime, found in by_runtime(evaluations, rule).items() if not found.ok}

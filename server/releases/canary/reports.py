@@ -67,6 +67,7 @@ def policy_of(config: ServerConfig) -> Policy:
         max_percent=config.canary_max_percent,
         require_history=config.canary_require_history,
         higher_is_better=config.canary_metric_higher_is_better,
+        parity=config.parity_rule,
     )
 
 
@@ -205,9 +206,8 @@ def _apply(
     evidence: dict[str, Any] = {"canary": numbers}
     record = tx.releases.get(version)
     assert record is not None  # the candidate, found by settle in this transaction
-    runtimes = parity.by_runtime(
-        r.evaluation for r in tx.canary.counted(version, record.created_at, policy.require_history)
-    )
+    counted = tx.canary.counted(version, record.created_at, policy.require_history)
+    runtimes = parity.by_runtime((r.evaluation for r in counted), policy.parity)
     if runtimes:
         # Promoted or not, the runtimes whose parity failed keep their release
         # (:mod:`.delivery`); the change log says which.

@@ -21,11 +21,19 @@ more than half of them vote drifted: a minority can neither raise an
 alert (lies from a few) nor silence one (healthy numbers from a few).
 Devices that joined after the baseline window do not vote on this release.
 
+A device's baseline is its canary evaluation of the release when it
+made one on that runtime (the candidate's loss and metric on its held-out
+examples and, when sent, what it predicted there: the release's canary
+numbers, issue 23); otherwise its report in the release's baseline window,
+the first window with at least ``min_devices`` devices on that runtime. So
+a population that drifts right after a promotion, before any clean window,
+is still compared with numbers from before.
+
 The numbers shown for a window are medians over its devices (the metric,
 the loss, each class's share renormalised, each quantile), with
-``distance`` and ``drop`` of those medians against the baseline's. The
-baseline is the release's first window with at least ``min_devices``
-devices on that runtime.
+``distance`` and ``drop`` of those medians against the reference: the
+medians of the canary numbers when there are any, else the baseline
+window's.
 """
 
 from __future__ import annotations
@@ -49,6 +57,9 @@ class Policy:
     margin: float
     max_distance: float
     max_shift: float
+    # Which canary evaluations are baselines: those the canary counted
+    # (canary_require_history), so enrolling devices after the push buys no vote.
+    require_history: bool = True
 
 
 def judge(
@@ -58,9 +69,13 @@ def judge(
     baseline: HealthWindow | None,
     own: Mapping[str, HealthReport],
     policy: Policy,
+    reference: HealthWindow | None = None,
 ) -> HealthWindow:
     """The judged window of ``reports`` by device id (one runtime, at least
-    one); ``own``: each device's report in the baseline window. Only the
+    one); ``own``: each device's baseline report (its canary numbers, or its
+    report in the baseline window); ``reference``: the medians of the canary
+    numbers, which ``distance`` and ``drop`` are against (else the baseline
+    window's). Only the
     reports of the most common kind (metric, and histogram length or
     quantiles) are judged: a few devices naming another metric or class
     count cannot change which numbers are compared."""
@@ -85,13 +100,14 @@ def judge(
         votes=0,
         alert=False,
     )
-    if baseline is None:
+    compared = reference if reference is not None else baseline
+    if compared is None:
         return judged
-    distance = _distance(distribution, baseline.distribution, first.histogram is not None)
+    distance = _distance(distribution, compared.distribution, first.histogram is not None)
     drop = None
-    if baseline.metric == judged.metric:
+    if compared.metric == judged.metric:
         higher = HIGHER_IS_BETTER[judged.metric]
-        drop = baseline.value - judged.value if higher else judged.value - baseline.value
+        drop = compared.value - judged.value if higher else judged.value - compared.value
     pairs = [(now, own[device]) for device, now in reports.items() if device in own]
     votes = sum(drifted(now, then, policy) for now, then in pairs)
     alert = len(pairs) >= policy.min_devices and 2 * votes > len(pairs)

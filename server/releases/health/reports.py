@@ -19,9 +19,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from fedge.server.config import ServerConfig
-from fedge.server.errors import BadRequest, Conflict, NotFound
+from fedge.server.errors import Conflict, NotFound
+from fedge.server.releases.canary.decision import Policy as CanaryPolicy
 from fedge.server.releases.canary.delivery import meant_for
 from fedge.server.releases.health.drift import Policy, judge
+from fedge.server.releases.health.shape import check_shape
 from fedge.server.storage.health import StoredHealthReport
 from fedge.server.storage.store import Tx
 from fedge.wire.health import HealthReceipt, HealthReport, HealthSeries, HealthWindow
@@ -44,6 +46,7 @@ def policy_of(config: ServerConfig) -> Policy:
         margin=config.health_margin,
         max_distance=config.health_max_distance,
         max_shift=config.health_max_shift,
+        require_history=config.canary_require_history,
     )
 
 
@@ -58,15 +61,15 @@ def report(
     health: HealthReport,
     width: int | None,
     policy: Policy,
+    canary: CanaryPolicy,
     now: float | None = None,
-    require_history: bool = True,
 ) -> tuple[HealthReceipt, bool, list[Judged]]:
     """The receipt, whether the report is new, and the windows this call
-    judged. ``require_history``: the canary's rule of which reports count,
-    for the parity that keeps a release off a runtime."""
+    judged. ``canary``: which canary reports count and the parity rule, for
+    the parity that keeps a release off a runtime."""
     at = time.time() if now is None else now
     window = window_of(at, policy)
-    _check(tx, version, device_id, health, width, require_history)
+    _check(tx, version, device_id, health, width, canary)
     existing = tx.health.find(version, device_id, window)
     if existing is not None:
         if existing.report != health:
@@ -127,13 +130,43 @@ def _judge_one(
             for s in tx.health.in_window(version, baseline.window)
             if s.report.runtime == runtime
         }
-    made = judge(version, window, reports, baseline, own, policy)
+    # A device's canary numbers on this release, when it has them, are its
+    # baseline rather than a window after the promotion (issue 23).
+    canary = canary_baselines(tx, version, runtime, policy)
+    reference = judge(version, window, canary, None, {}, policy) if canary else None
+    made = judge(version, window, reports, baseline, {**own, **canary}, policy, reference)
     tx.health.record_window(made)
     was_alert = previous is not None and previous.alert
     if made.alert != was_alert and (made.alert or made.voters >= policy.min_devices):
-        tx.events.add(EVENT, _event(made, tx.health.baseline(version, runtime)))
+        shown = reference if reference is not None else tx.health.baseline(version, runtime)
+        tx.events.add(EVENT, _event(made, shown))
         return Judged(made, "raised" if made.alert else "cleared")
     return Judged(made, None)
+
+
+def canary_baselines(tx: Tx, version: int, runtime: str, policy: Policy) -> dict[str, HealthReport]:
+    """Each counted canary device's evaluation of ``version`` on ``runtime``
+    as a health report: the candidate's loss and metric on its held-out
+    examples and what it predicted there (without predictions, the metric
+    alone is compared)."""
+    record = tx.releases.get(version)
+    if record is None:
+        return {}
+    found: dict[str, HealthReport] = {}
+    for stored in tx.canary.counted(version, record.created_at, policy.require_history):
+        e = stored.evaluation
+        if e.runtime != runtime:
+            continue
+        found[stored.device_id] = HealthReport(
+            metric=e.metric,
+            loss=e.candidate["loss"],
+            value=e.candidate[e.metric],
+            num_examples=e.num_examples,
+            runtime=runtime,
+            histogram=e.predictions.histogram if e.predictions is not None else None,
+            quantiles=e.predictions.quantiles if e.predictions is not None else None,
+        )
+    return found
 
 
 def _event(made: HealthWindow, baseline: HealthWindow | None) -> dict[str, object]:
@@ -157,28 +190,18 @@ def _check(
     device_id: str,
     health: HealthReport,
     width: int | None,
-    require_history: bool,
+    canary: CanaryPolicy,
 ) -> None:
     if tx.releases.get(version) is None:
         raise NotFound(f"no release {version}", code="unknown_release")
     # The release meant for the device on the runtime it reports from: one
     # whose parity failed there is kept off it (issue 23).
-    meant = meant_for(tx, device_id, health.runtime, require_history)
+    meant = meant_for(tx, device_id, health.runtime, canary)
     if meant is None or meant.version != version:
         raise Conflict(
             f"release {version} is not the release this device should serve", code="not_serving"
         )
-    if width is None:
-        return
-    if width == 1 and health.quantiles is None:
-        raise BadRequest(
-            f"release {version} is a regressor: report quantiles", code="bad_health_report"
-        )
-    if width > 1 and (health.histogram is None or len(health.histogram) != width):
-        raise BadRequest(
-            f"release {version} predicts {width} classes: the histogram has {width} counts",
-            code="bad_health_report",
-        )
+    check_shape(version, health.histogram, health.quantiles, width, "bad_health_report")
 
 
 def _next(window: int, policy: Policy) -> float:

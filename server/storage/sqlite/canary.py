@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from fedge.server.storage.canary import Decision, StoredEvaluation
 from fedge.server.storage.sqlite.errors import Connection
 from fedge.wire.canary import USING, Evaluation, Parity
+from fedge.wire.predictions import Predictions
 
 _COLUMNS = (
     "device_id, baseline_version, metric, candidate_loss, candidate_metric, baseline_loss, "
@@ -16,11 +18,13 @@ _COLUMNS = (
 
 
 _PREFIXED = ", ".join(f"e.{name.strip()}" for name in _COLUMNS.split(","))
-# Every read takes the optional runtime and parity along (issue 23).
+# Every read takes the optional runtime, parity and predictions along (issue 23).
 _SELECT = (
-    f"SELECT {_PREFIXED}, p.runtime, p.max_abs_error, p.top1_agreement, p.samples "
+    f"SELECT {_PREFIXED}, p.runtime, p.max_abs_error, p.top1_agreement, p.samples, "
+    "q.histogram, q.quantiles "
     "FROM canary_evaluations e LEFT JOIN canary_parity p "
-    "ON p.version = e.version AND p.device_id = e.device_id"
+    "ON p.version = e.version AND p.device_id = e.device_id "
+    "LEFT JOIN canary_predictions q ON q.version = e.version AND q.device_id = e.device_id"
 )
 # A device counts if it was enrolled before the candidate and (unless the
 # setting waives it) had a history then: an accepted update, or a report on
@@ -53,8 +57,18 @@ def _stored(row: sqlite3.Row) -> StoredEvaluation:
         parity=None
         if row["samples"] is None
         else Parity(float(row["max_abs_error"]), float(row["top1_agreement"]), int(row["samples"])),
+        predictions=_predictions(row["histogram"], row["quantiles"]),
     )
     return StoredEvaluation(str(row["device_id"]), float(row["received_at"]), evaluation)
+
+
+def _predictions(histogram: str | None, quantiles: str | None) -> Predictions | None:
+    if histogram is None and quantiles is None:
+        return None
+    return Predictions(
+        None if histogram is None else tuple(int(c) for c in json.loads(histogram)),
+        None if quantiles is None else tuple(float(q) for q in json.loads(quantiles)),
+    )
 
 
 class SQLiteCanary:
@@ -102,6 +116,18 @@ class SQLiteCanary:
                     None if p is None else p.max_abs_error,
                     None if p is None else p.top1_agreement,
                     None if p is None else p.samples,
+                ),
+            )
+        if e.predictions is not None:
+            h, q = e.predictions.histogram, e.predictions.quantiles
+            self._conn.execute(
+                "INSERT INTO canary_predictions (version, device_id, histogram, quantiles) "
+                "VALUES (?, ?, ?, ?)",
+                (
+                    version,
+                    device_id,
+                    None if h is None else json.dumps(list(h)),
+                    None if q is None else json.dumps(list(q)),
                 ),
             )
         return StoredEvaluation(device_id, at, evaluation)

@@ -149,6 +149,17 @@ CREATE TABLE IF NOT EXISTS canary_parity (
     PRIMARY KEY (version, device_id),
     FOREIGN KEY (version, device_id) REFERENCES canary_evaluations(version, device_id)
 );
+-- What the candidate predicted on the canary device's held-out examples
+-- (issue 23: its health baseline once the candidate is live); optional, a
+-- table of its own like canary_parity. JSON lists of numbers.
+CREATE TABLE IF NOT EXISTS canary_predictions (
+    version INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    histogram TEXT,
+    quantiles TEXT,
+    PRIMARY KEY (version, device_id),
+    FOREIGN KEY (version, device_id) REFERENCES canary_evaluations(version, device_id)
+);
 CREATE TABLE IF NOT EXISTS canary_decisions (
     version INTEGER PRIMARY KEY REFERENCES releases(version),
     decision TEXT NOT NULL CHECK (decision IN ('promote', 'rollback')),

@@ -87,6 +87,7 @@ class SQLiteDevices:
             "selections",
             "updates",
             "canary_parity",
+            "canary_predictions",
             "canary_evaluations",
             "health_reports",
             "devices",

@@ -98,6 +98,11 @@ def test_simulate_shows_the_releases_in_its_tables_json_and_plot(tmp_path: Path)
     assert release["reports"] >= canary["devices"] >= 1
     said = f"release {release['version']}: "
     assert said in result.output
+    # Parity per runtime: the canary devices ran the golden samples on TFLite.
+    assert release["parity"]["tflite"]["ok"]
+    (closing,) = [line for line in result.output.splitlines() if line.startswith(said)]
+    assert closing.endswith("; parity tflite ok 1.00"), closing
+    assert "parity" in result.output.split("releases (canary on the devices' own data)")[1]
     if release["decision"] is None:
         assert f"{said}not enough evidence yet" in result.output
     else:

@@ -145,6 +145,18 @@ BAD: list[dict[str, Any]] = [
     {"runtime": "tflite", "parity": {"max_abs_error": 0.0}},
     {"runtime": "tflite", "parity": {**GOOD, "extra": 1}},
     {"runtime": "tflite", "parity": [1, 2, 3]},
+    # The candidate's predictions (the health baseline): with the runtime,
+    # exactly one of histogram and quantiles, a histogram of the release's 3 classes.
+    {"predictions": {"histogram": [1, 2, 3], "quantiles": None}},
+    {"runtime": "tflite", "predictions": {"histogram": [1, 2], "quantiles": None}},
+    {"runtime": "tflite", "predictions": {"histogram": None, "quantiles": [0, 1, 2, 3, 4]}},
+    {"runtime": "tflite", "predictions": {"histogram": [1, 2, 3], "quantiles": [0, 1, 2, 3, 4]}},
+    {"runtime": "tflite", "predictions": {"histogram": [1, -2, 3], "quantiles": None}},
+    {"runtime": "tflite", "predictions": {"histogram": [0, 0, 0], "quantiles": None}},
+    {"runtime": "tflite", "predictions": {"histogram": [1, 2, 3]}},
+    {"runtime": "tflite", "predictions": {"histogram": [1, True, 3], "quantiles": None}},
+    {"runtime": "tflite", "predictions": {"histogram": [1] * 1001, "quantiles": None}},
+    {"runtime": "tflite", "predictions": [1, 2, 3]},
 ]
 
 
@@ -166,6 +178,11 @@ def test_a_bad_runtime_or_parity_is_refused_and_changes_nothing(
         assert refused.json()["code"], change
     assert api.state() == before
     assert api.release(2)["parity"] == {}
+    good = {"runtime": "tflite", "predictions": {"histogram": [4, 0, 16], "quantiles": None}}
+    taken = api.report(device, 2, {**evaluation(0.9, 0.8, 20), **good})
+    assert taken.status_code == 201, taken.text
+    (stored,) = api.evaluations(2)["evaluations"]
+    assert stored["predictions"] == good["predictions"]
 
 
 def test_a_bad_runtime_query_is_refused(api: Api) -> None:

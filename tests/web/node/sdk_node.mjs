@@ -1,6 +1,6 @@
 // The web SDK under Node (TF.js cpu, as the parity runner): connect to a
 // real fedge server, predict on the rows given, store the examples, join
-// the open round, and print one JSON line of what happened. Bad input is
+// the open round, report the live model's health, and print one JSON line of what happened. Bad input is
 // tried too: each must be a typed error and store nothing.
 //
 //   node sdk_node.mjs SERVER_URL REQUEST.json [APP_DIR]   (REQUEST: {inputs, examples: [{inputs, label}]})
@@ -39,5 +39,7 @@ const storedAfterBad = await client.exampleCount();
 for (const example of request.examples) await client.addExample(example.inputs, example.label);
 const steps = [];
 const outcome = await client.joinRound({ shuffle: false, onProgress: (step) => steps.push(step) });
-console.log(JSON.stringify({ sdk, down, predicted, bad, storedAfterBad, outcome, steps, token: client.device.token }));
+// The live model's health on the stored examples, then again at once: the server's pace says wait.
+const health = [await client.reportHealth(), await client.reportHealth()];
+console.log(JSON.stringify({ sdk, down, predicted, bad, storedAfterBad, outcome, steps, health, token: client.device.token }));
 client.close();

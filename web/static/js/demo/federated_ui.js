@@ -15,6 +15,7 @@
 
 import { objectiveOf, trainLocally } from "../shared/federated.js";
 import { describeModel } from "../shared/model_io.js";
+import { healthReports } from "./health_ui.js";
 import { readWeights } from "../shared/weights.js";
 
 const tf = globalThis.tf;
@@ -105,6 +106,8 @@ export async function mountFederated({ client, getModel, getManifest, getRelease
     lastReceipt: null,
     lastUpdate: null,
     lastEvaluation: null,
+    lastHealth: null, // the last health report's outcome (health.js)
+    healthReports: 0,
     trainingRuns: [],
     settings: { shuffle: true, trainBackend: "cpu" },
   };
@@ -170,8 +173,12 @@ export async function mountFederated({ client, getModel, getManifest, getRelease
     const rows = Object.fromEntries(Object.entries(byName ?? {}).map(([name, v]) => [name, Array.from(v)]));
     await client.addExample(rows, label); // checked (inputs and label) before it is kept
     await refreshCount();
+    scheduleHealth();
     return state.examples;
   };
+
+  // --- the live model's health (health_ui.js) -------------------------------
+  const { reportHealth, scheduleHealth } = healthReports({ client, run, log, state });
 
   const saveCurrent = async (label, shown) => {
     const inputs = getInput();
@@ -375,6 +382,7 @@ export async function mountFederated({ client, getModel, getManifest, getRelease
     clearExamples: () => run(() => examples.clear()).then(refreshCount),
     contribute: contributeOnce,
     evaluateCanary,
+    reportHealth,
     benchmarkTraining,
     idle: () => queue,
   });
@@ -382,5 +390,6 @@ export async function mountFederated({ client, getModel, getManifest, getRelease
   labelButtons();
   state.ready = true;
   void afterRelease();
+  if (state.examples > 0) scheduleHealth(); // labels kept from an earlier visit may be unreported
   return state;
 }

@@ -143,4 +143,9 @@ export class Device {
   async reportEvaluation(version, evaluation) {
     return this.postJson(`/v1/releases/${version}/evaluations`, evaluation);
   }
+
+  /** Report the live model's health (numbers only) on release `version`; the receipt sets the pace. */
+  async reportHealth(version, report) {
+    return this.postJson(`/v1/releases/${version}/health`, report);
+  }
 }

@@ -16,9 +16,13 @@
 // TF.js backend and compared with the source model's outputs: the largest
 // absolute difference and the top-1 agreement go with the report, with the
 // runtime ("tfjs-" and the backend). A bundle without them reports none.
+// With the runtime go the candidate's predictions on the examples (a class
+// histogram or output quantiles, health.js): once the candidate is live,
+// they are this device's baseline for the live model's health.
 
 import { evaluate, exampleTensors, FederatedError, objectiveOf } from "./federated.js";
 import { buildModel, bundleFiles } from "./model_store.js";
+import { predict } from "./health.js";
 import { pageRuntime } from "./releases.js";
 
 const GOLDEN = "parity_golden"; // the manifest document (fedge/bundle/golden.py)
@@ -97,12 +101,14 @@ export async function evaluateCandidate({ tf, device, model, manifest, candidate
   const labels = examples.map((example) => example.label);
   const { xs, ys } = exampleTensors(tf, manifest, objective, examples);
   let scores;
+  let predicted;
   try {
     onProgress("evaluate", `scoring v${candidate.version} and v${live.version} on ${examples.length} examples`, 0.6);
     evaluate(tf, model, xs, labels, objective); // warm-up: the latency is not the first call's
     const candidateScores = evaluate(tf, model, xs, labels, objective);
     const baselineScores = evaluate(tf, baselineModel, xs, labels, objective);
     scores = { candidate: candidateScores, baseline: baselineScores };
+    predicted = predict(tf, model, xs, examples.length);
   } finally {
     tf.dispose(xs);
     ys.dispose();
@@ -127,6 +133,7 @@ export async function evaluateCandidate({ tf, device, model, manifest, candidate
   const runtime = pageRuntime(tf);
   if (runtime) body.runtime = runtime;
   if (runtime && parity) body.parity = parity;
+  if (runtime) body.predictions = predicted;
   onProgress("report", `reporting to release v${candidate.version}`, 0.9);
   const receipt = await device.reportEvaluation(candidate.version, body);
   onProgress("done", "reported", 1);
