@@ -14,7 +14,8 @@ from click.testing import CliRunner, Result
 
 from fedge.cli.main import main
 from tests.helpers.live_server import running
-from tests.server.releases.test_canary import Api, Bundles, bundles
+from tests.helpers.release_bundles import BundlePair
+from tests.server.releases.test_canary import Api, bundles
 from tests.server.releases.test_canary_parity import BROKEN, GOOD, SETTINGS, api, better
 
 __all__ = ["api", "bundles"]  # the fixtures: a live server, the bundles built once
@@ -25,7 +26,7 @@ def fedge(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), env={"COLUMNS": "400"})
 
 
-def reported(api: Api, bundles: Bundles) -> None:
+def reported(api: Api, bundles: BundlePair) -> None:
     """Two browsers on wasm report broken parity, one TFLite device good
     parity: 3 reports, too few for the test to decide."""
     devices = [api.enrol() for _ in range(3)]
@@ -35,7 +36,7 @@ def reported(api: Api, bundles: Bundles) -> None:
         assert api.report(device, 2, body).status_code == 201
 
 
-def test_releases_and_release_show_parity_per_runtime(api: Api, bundles: Bundles) -> None:
+def test_releases_and_release_show_parity_per_runtime(api: Api, bundles: BundlePair) -> None:
     reported(api, bundles)
 
     table = fedge("releases", "--server", api.url)
@@ -59,7 +60,7 @@ def test_releases_and_release_show_parity_per_runtime(api: Api, bundles: Bundles
 
 
 @pytest.fixture
-def loose(bundles: Bundles, tmp_path: Path) -> Iterator[Api]:
+def loose(bundles: BundlePair, tmp_path: Path) -> Iterator[Api]:
     """A server whose parity rule tolerates the broken runtime's numbers."""
     environ = {
         **os.environ,
@@ -74,7 +75,7 @@ def loose(bundles: Bundles, tmp_path: Path) -> Iterator[Api]:
         yield Api(server, data_dir)
 
 
-def test_the_thresholds_are_the_server_s_settings(loose: Api, bundles: Bundles) -> None:
+def test_the_thresholds_are_the_server_s_settings(loose: Api, bundles: BundlePair) -> None:
     reported(loose, bundles)
 
     parity = loose.release(2)["parity"]
