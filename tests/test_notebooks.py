@@ -235,11 +235,16 @@ def test_02_federated_simulation(tmp_path: Path) -> None:
     assert sum(summary["participation"]) == 4 * 6
     releases = summary["releases"]
     assert len(releases) == 2  # one after every 2 of the 4 rounds
+    # The canary slice is keyed by the server's random secret: 50 % of 8
+    # devices may be one device. Devices reported; a decision needs at least
+    # the notebook's CANARY_MIN_REPORTS (2) of them.
+    assert sum(release["reports"] for release in releases) >= 1
     for release in releases:
         # The canary's sequential test decides only on enough evidence; six
         # devices may leave it collecting (decision None), which is shown.
         assert release["decision"] in ("promote", "rollback", None)
-        assert release["reports"] >= 2
+        if release["decision"] is not None:
+            assert release["reports"] >= 2
         if release["decision"] == "promote":  # not worse by the margin (0.05)
             assert release["candidate"] >= release["live"] - 0.05
         if release["decision"] == "rollback":
