@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedge.server.async_config import AsyncConfig, build_async_config
 from fedge.server.config_values import (
     coerce,
     rate_limit_table,
@@ -91,6 +92,7 @@ class ServerConfig:
     # on each device and out of the aggregate (fedge.server.aggregation.roles).
     local_state: tuple[str, ...] = ()
     rounds: RoundConfig = field(default_factory=RoundConfig)
+    aggregation: AsyncConfig = field(default_factory=AsyncConfig)  # sync or async (FedBuff)
     tick_s: float = 0.5
     seed: int = 0
     # GET /v1/events streams, and waiting long-polls (/v1/events/poll), each
@@ -167,6 +169,7 @@ class ServerConfig:
 
     def validate(self) -> None:
         self.rounds.validate()
+        self.aggregation.validate()
         if self.norm_policy not in ("reject", "clip"):
             raise ConfigurationError("norm_policy must be 'reject' or 'clip'")
         if self.max_update_bytes < 1024:
@@ -309,11 +312,11 @@ def load_config(
             if value is None:
                 continue
             if (
-                key == "rounds"
+                key in ("rounds", "aggregation")
                 and isinstance(value, Mapping)
-                and isinstance(values.get("rounds"), Mapping)
+                and isinstance(values.get(key), Mapping)
             ):
-                values["rounds"] = {**values["rounds"], **value}
+                values[key] = {**values[key], **value}
             else:
                 values[key] = value
     config = _build(values)
@@ -332,6 +335,8 @@ def _build(values: Mapping[str, Any]) -> ServerConfig:
     for name, raw in values.items():
         if name == "rounds":
             kwargs[name] = build_round_config(raw)
+        elif name == "aggregation":
+            kwargs[name] = build_async_config(raw)
         elif name == "rate_limits":
             kwargs[name] = rate_limit_table(raw)
         elif name == "strategy_params":
