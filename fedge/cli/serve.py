@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from fedge.cli import options
+from fedge.cli.aggregation_options import AGGREGATION_KEYS, aggregation_options
 from fedge.errors import FedgeError
 
 # The options whose ServerConfig key has another name; a dotted key is one
@@ -24,6 +25,7 @@ SERVER_KEYS = {
     "rate_limit": "rate_limits",
     "trusted_proxy": "trusted_proxies",
     "device_ttl": "device_ttl_s",
+    **AGGREGATION_KEYS,
 }
 
 
@@ -73,6 +75,7 @@ def server_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
     "another FEDGE_SEED].",
 )
 @options.strategy()
+@aggregation_options
 @options.local_state()
 @options.per_round(help="Updates that close a round.")
 @click.option("--rounds-min", type=click.IntRange(min=1), help="Quorum at the deadline.")
