@@ -18,6 +18,7 @@ from typing import Any
 from fedge.client_sim.data.federated_split import FederatedData
 from fedge.client_sim.device.client import FedgeClient
 from fedge.client_sim.device.profiles import fleet_profiles
+from fedge.client_sim.device.speeds import SpeedModel, with_speeds
 from fedge.client_sim.device.simulated import RoundOutcome, SimDevice
 from fedge.client_sim.device.trainers import TrainerPool
 from fedge.client_sim.device.transport import HttpTransport, shared_session
@@ -58,7 +59,11 @@ class ThreadBackend:
     @classmethod
     def start(cls, config: FleetConfig, model: FleetModel, data: FederatedData) -> ThreadBackend:
         n = len(data.devices)
-        profiles = fleet_profiles(n, config.dropout, config.crash, config.faults)
+        profiles = with_speeds(
+            fleet_profiles(n, config.dropout, config.crash, config.faults),
+            SpeedModel(config.speed_spread),
+            config.seed,
+        )
         trainers = TrainerPool(model.trainer, min(config.workers, n))
         # Devices take turns on the worker pool: they share its keep-alive connections.
         session = shared_session(config.workers + 4)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from fedge.cli import options
+from fedge.cli.aggregation_options import aggregation_options
 from fedge.cli.console import make_console
 from fedge.errors import ConfigError, FedgeError
 
@@ -43,7 +44,12 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
     admin_token = settings["admin_token"] if settings["server"] is not None else None
     return options.build_record(
         FleetConfig,
-        {**settings, "fault": _faults(settings["fault"]), "admin_token": admin_token},
+        {
+            **settings,
+            "fault": _faults(settings["fault"]),
+            "admin_token": admin_token,
+            "aggregation": settings.get("aggregation") or "sync",
+        },
         FLEET_FIELDS,
     )
 
@@ -131,6 +137,17 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
 @options.batch_size(default=16)
 @options.learning_rate(default=0.05)
 @options.strategy(default="fedavg")
+@aggregation_options
+@click.option(
+    "--speed-spread",
+    type=click.FloatRange(0, 10, max_open=True),
+    default=0.0,
+    show_default=True,
+    metavar="SIGMA",
+    help="Heavy-tailed device speeds: compute time and network delay log-normal with this "
+    "spread, 10% slow browsers (10x slower), availability windows; 0: uniform devices. "
+    "The same profiles drive --aggregation sync and async.",
+)
 @options.local_state()
 @click.option(
     "--device-weighting",
