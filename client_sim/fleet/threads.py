@@ -18,8 +18,8 @@ from typing import Any
 from fedge.client_sim.data.federated_split import FederatedData
 from fedge.client_sim.device.client import FedgeClient
 from fedge.client_sim.device.profiles import fleet_profiles
-from fedge.client_sim.device.speeds import SpeedModel, with_speeds
 from fedge.client_sim.device.simulated import RoundOutcome, SimDevice
+from fedge.client_sim.device.speeds import SpeedModel, with_speeds
 from fedge.client_sim.device.trainers import TrainerPool
 from fedge.client_sim.device.transport import HttpTransport, shared_session
 from fedge.client_sim.fleet.backend import DeviceCounters, Scores
