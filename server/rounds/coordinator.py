@@ -21,9 +21,9 @@ round_driver          the background thread that calls ``drive`` (and the
 
 In asynchronous aggregation (``aggregation.mode = "async"``) each round is
 a *version*: :func:`buffered_config` makes its close condition the buffer
-size, :mod:`fedge.server.rounds.async_selection` hands out leases instead
+size, :mod:`fedge.server.rounds.buffered.selection` hands out leases instead
 of seats, and ingest and recovery weigh updates by staleness (see
-:mod:`fedge.server.rounds.async_selection` for why versions are rounds).
+:mod:`fedge.server.rounds.buffered.selection` for why versions are rounds).
 
 Requests only record; closing, aggregating and opening the next round
 happen on the round driver (or an admin's ``end_round_now``).
@@ -40,17 +40,17 @@ from typing import Any
 from fedge.server.config import ServerConfig
 from fedge.server.errors import ConfigurationError, NotFound
 from fedge.server.metrics import Metrics
-from fedge.server.rounds.async_selection import AsyncSelector
+from fedge.server.rounds.buffered.leases import Leases
+from fedge.server.rounds.buffered.selection import AsyncSelector
+from fedge.server.rounds.buffered.staleness import StalenessPolicy
 from fedge.server.rounds.closer import RoundCloser
 from fedge.server.rounds.driver import CloseFailure, RoundDriver
 from fedge.server.rounds.ingest import UpdateIngest
-from fedge.server.rounds.leases import Leases
 from fedge.server.rounds.lifecycle import RoundLifecycle
 from fedge.server.rounds.norm_bound import bound_for_new_round
 from fedge.server.rounds.recovery import recover
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.selection import Selector, TaskDecision
-from fedge.server.rounds.staleness import StalenessPolicy
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
 from fedge.server.storage.devices import Conditions, Device, Enrolment

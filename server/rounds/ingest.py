@@ -14,12 +14,12 @@ changes nothing, on disk included.
    (``duplicate_content``), and the update is added to the running sum.
    Only then is it acknowledged: a crash after that loses nothing.
 
-In asynchronous aggregation (:mod:`fedge.server.rounds.async_selection`)
+In asynchronous aggregation (:mod:`fedge.server.rounds.buffered.selection`)
 the URL's round is the version the device trained on (its lease), checked
 and validated as above whatever that round's state now; the update goes
 into the buffer of the version open when it commits (its row is stored
 under that round), weighed by its staleness
-(:mod:`fedge.server.rounds.staleness`), and refused past the bound
+(:mod:`fedge.server.rounds.buffered.staleness`), and refused past the bound
 (``too_stale``) or after its lease (``lease_expired``, ``lease_replaced``).
 Its file keeps the lease's round in its name and in its metadata, which is
 how a retry finds its receipt and how recovery re-weighs it.
@@ -46,10 +46,10 @@ from typing import Any
 from fedge.server.config import ServerConfig
 from fedge.server.errors import Conflict, Forbidden, NotFound
 from fedge.server.metrics import Metrics
-from fedge.server.rounds.leases import Leases
+from fedge.server.rounds.buffered.leases import Leases
+from fedge.server.rounds.buffered.staleness import StalenessPolicy
 from fedge.server.rounds.norm_bound import fixed_bound, round_bound
 from fedge.server.rounds.running_sum import RoundSum
-from fedge.server.rounds.staleness import StalenessPolicy
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.rounds.validation import ValidatedUpdate, validate_update
 from fedge.server.storage import rounds as rs

@@ -18,9 +18,9 @@ import logging
 
 from fedge.server.errors import ConfigurationError
 from fedge.server.metrics import Metrics
+from fedge.server.rounds.buffered.staleness import StalenessPolicy
 from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, GlobalModel, load_global_model
 from fedge.server.rounds.running_sum import RoundSum
-from fedge.server.rounds.staleness import StalenessPolicy
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
 from fedge.server.storage.durable import remove_temp_files

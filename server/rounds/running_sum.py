@@ -23,7 +23,7 @@ class RoundSum:
         self.lock = threading.RLock()
         self.mean = StreamingMean()
         # Asynchronous aggregation: each device's (staleness, factor) in this
-        # buffer (rounds.staleness); the close's share cap weighs by the factor.
+        # buffer (rounds.buffered.staleness); the close's share cap weighs by the factor.
         self.factors: dict[str, tuple[int, float]] = {}
 
     @property

@@ -8,7 +8,7 @@ transaction, recovery at start). So a *version* is a round of this mode
 whose close condition is "``buffer`` accepted updates" (never a deadline:
 acknowledged updates are never abandoned) and whose buffer also takes
 uploads trained on earlier versions, up to ``max_staleness`` back (see
-:mod:`fedge.server.rounds.staleness` and :mod:`fedge.server.rounds.ingest`).
+:mod:`fedge.server.rounds.buffered.staleness` and :mod:`fedge.server.rounds.ingest`).
 The routes, the task and the receipt are the same in both modes, so every
 device (Python, the browser page, the web SDK) joins unchanged; only who
 gets a task differs, which is this module.
@@ -37,9 +37,9 @@ from dataclasses import replace
 from fedge.server.round_config import RoundConfig
 from fedge.server.rounds import admission
 from fedge.server.rounds.admission import Refusal
-from fedge.server.rounds.leases import Leases
+from fedge.server.rounds.buffered.leases import Leases
+from fedge.server.rounds.buffered.staleness import StalenessPolicy
 from fedge.server.rounds.selection import TaskDecision, task_for
-from fedge.server.rounds.staleness import StalenessPolicy
 from fedge.server.storage import rounds as rs
 from fedge.server.storage.devices import Conditions, Device
 from fedge.server.storage.store import Store

@@ -2,7 +2,7 @@
 whether it may still count, and how much.
 
 A *version* is a round of the async mode (see
-:mod:`fedge.server.rounds.async_selection`): the round a device's task named
+:mod:`fedge.server.rounds.buffered.selection`): the round a device's task named
 is the version it trained on, and an accepted update goes into the buffer of
 the round open when it commits. Its staleness is the difference of the two
 round ids: the number of server steps taken since its base was current (a
