@@ -7,7 +7,7 @@ work at any time and trains on the current version, at most
 ``concurrency`` devices at once; every ``buffer`` accepted updates make one
 server step and the next version. An upload trained on a version more than
 ``max_staleness`` versions old is refused; the others are weighed by
-``staleness_weight`` (see :mod:`fedge.server.rounds.staleness`).
+``staleness_weight`` (see :mod:`fedge.server.rounds.buffered.staleness`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fedge.server.rounds.staleness import StalenessPolicy, staleness_factor
+from fedge.server.rounds.buffered.staleness import StalenessPolicy, staleness_factor
 from tests.server.conftest import AppFactory, Connect
 from tests.server.helpers import auth, constant_update, join, json_of, settled, upload
 from tests.server.rounds.test_rounds import checkpoint_weights, enrol, stored_updates
