@@ -95,7 +95,7 @@ class ThreadBackend:
     def size(self) -> int:
         return len(self.devices)
 
-    def step(self, order: list[int], round_id: int) -> Iterable[RoundOutcome]:
+    def step(self, order: list[int], round_id: int | None) -> Iterable[RoundOutcome]:
         # Lazily: the pacing notes each outcome as it comes.
         return self.pool.map(lambda i: self.devices[i].step(round_id), order)
 

@@ -190,20 +190,20 @@ class UpdateIngest:
             for directory in sorted({(self._update_dir / p.relative).parent for p in batch}):
                 fsync_dir(directory)
             outcomes: list[dict[str, Any] | BaseException] = []
-            accepted: list[tuple[_Pending, int, float]] = []
+            accepted: list[tuple[_Pending, int, int]] = []  # (update, buffer, staleness)
             with self._store.transaction() as tx:
                 open_rounds: dict[int, bool] = {}
                 digests: set[tuple[int, str]] = set()
                 for pending in batch:
                     placed = self._placed(tx, pending, open_rounds)
-                    refusal = placed if isinstance(placed, Conflict) else None
-                    if refusal is None:
-                        refusal = self._refusal(tx, pending, placed[0], digests)
+                    if isinstance(placed, Conflict):
+                        outcomes.append(placed)
+                        continue
+                    buffer, staleness = placed
+                    refusal = self._refusal(tx, pending, buffer, digests)
                     if refusal is not None:
                         outcomes.append(refusal)
                         continue
-                    assert not isinstance(placed, Conflict)
-                    buffer, staleness = placed
                     stored = tx.updates.insert(
                         _update_record(buffer, pending.device.id, pending.valid, pending.relative)
                     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from fedge.server.rounds.buffered.staleness import StalenessPolicy, staleness_factor
@@ -30,7 +31,7 @@ def async_app(make_app: AppFactory, data_dir: Path, **aggregation: Any) -> Any:
     )
 
 
-def step_result(client: Any, token: str, version: int) -> np.ndarray:
+def step_result(client: Any, token: str, version: int) -> npt.NDArray[np.float64]:
     """The kernel of the checkpoint that the step closing ``version`` made."""
     record = settled(json_of(client), version)
     assert record["state"] == "closed", record

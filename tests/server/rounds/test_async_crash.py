@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import requests
 
 from fedge.wire.update_codec import decode_checkpoint
@@ -24,7 +25,7 @@ ASYNC_FLAGS = [
 ]  # fmt: skip
 
 
-def version_bias(server: LiveServer, device: Device, version: int) -> np.ndarray:
+def version_bias(server: LiveServer, device: Device, version: int) -> npt.NDArray[np.float64]:
     record = settled(json_at(server.url), version)
     assert record["state"] == "closed", record
     body = requests.get(
