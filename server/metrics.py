@@ -87,4 +87,9 @@ def server_metrics() -> Metrics:
     metrics.define(
         "fedge_update_staleness", "summary", "Async aggregation: versions an accepted update lags."
     )
+    metrics.define(
+        "fedge_updates_by_staleness_total",
+        "counter",
+        "Async aggregation: accepted updates by staleness (versions behind).",
+    )
     return metrics

@@ -220,6 +220,8 @@ class UpdateIngest:
                 if self._leases is not None:
                     self._leases.release(pending.device.id, pending.record.id)
                     self._metrics.observe("fedge_update_staleness", staleness)
+                    # The dashboard's staleness histogram: accepted updates by staleness.
+                    self._metrics.inc("fedge_updates_by_staleness_total", staleness=str(staleness))
             self._metrics.set("fedge_round_updates", count)
         if accepted and count >= self._target:
             self._on_target_reached()
