@@ -17,7 +17,7 @@ from typing import Any
 
 from fedge.client_sim.data.federated_split import FederatedData
 from fedge.client_sim.device.client import FedgeClient
-from fedge.client_sim.device.profiles import fleet_profiles
+from fedge.client_sim.device.profiles import DeviceProfile, fleet_profiles
 from fedge.client_sim.device.simulated import RoundOutcome, SimDevice
 from fedge.client_sim.device.speeds import SpeedModel, with_speeds
 from fedge.client_sim.device.trainers import TrainerPool
@@ -57,9 +57,16 @@ class ThreadBackend:
         self._session = session
 
     @classmethod
-    def start(cls, config: FleetConfig, model: FleetModel, data: FederatedData) -> ThreadBackend:
+    def start(
+        cls,
+        config: FleetConfig,
+        model: FleetModel,
+        data: FederatedData,
+        profiles: list[DeviceProfile] | None = None,
+    ) -> ThreadBackend:
+        """``profiles``: one per device (default: the config's faults and speeds)."""
         n = len(data.devices)
-        profiles = with_speeds(
+        profiles = profiles or with_speeds(
             fleet_profiles(n, config.dropout, config.crash, config.faults),
             SpeedModel(config.speed_spread),
             config.seed,
