@@ -164,3 +164,33 @@ def test_hostile_uploads_change_nothing(
     assert stored_updates(app) == 1
     # Its slot is free again: C gets a task now.
     assert join(client, c)["round_id"] == 1
+
+
+def test_the_aggregation_settings_merge_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    from fedge.server.config import load_config
+    from fedge.server.errors import ConfigurationError
+
+    toml = tmp_path / "fedge.toml"
+    toml.write_text('[aggregation]\nmode = "async"\nbuffer = 4\n')
+    config = load_config(toml, environ={}, overrides={"aggregation": {"concurrency": 9}})
+    assert (config.aggregation.mode, config.aggregation.buffer) == ("async", 4)
+    assert config.aggregation.concurrency == 9
+    assert load_config(None, environ={"FEDGE_AGGREGATION": "async"}).aggregation.enabled
+    assert not load_config(None, environ={}).aggregation.enabled  # sync stays the default
+    for bad in (
+        {"mode": "later"},
+        {"mode": "async", "buffer": 0},
+        {"staleness_weight": "cubic"},
+        {"max_staleness": -1},
+        {"lease_s": 0},
+        {"buffr": 3},
+    ):
+        with pytest.raises(ConfigurationError):
+            load_config(None, environ={}, overrides={"aggregation": bad})
+
+
+def test_central_dp_in_async_mode_needs_constant_staleness_weights(make_app: AppFactory) -> None:
+    from fedge.server.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="constant"):
+        make_app(aggregation={"mode": "async"}, dp_clip_norm=1.0, dp_noise_multiplier=0.5)
