@@ -145,7 +145,9 @@ def test_hostile_uploads_change_nothing(
     future = upload(client, a, 7, constant_update(7, base, 1.0))
     assert (future.status_code, future.get_json()["code"]) == (404, "unknown_round")
     wrong_base = upload(client, a, 1, constant_update(1, "0" * 64, 1.0))
-    assert wrong_base.status_code in (400, 409)
+    assert (wrong_base.status_code, wrong_base.get_json()["code"]) == (409, "stale_base")
+    claims_future = upload(client, a, 1, constant_update(7, base, 1.0))
+    assert (claims_future.status_code, claims_future.get_json()["code"]) == (400, "wrong_round")
     outsider = upload(client, c, 1, constant_update(1, base, 1.0))
     assert (outsider.status_code, outsider.get_json()["code"]) == (403, "not_selected")
 
