@@ -10,7 +10,8 @@ and network delay with spread ``--sigma``, a tenth slow browsers, windows
 of availability), on the wall clock (:mod:`fedge.client_sim.fleet.free_run`:
 each device asks whenever its own time comes). Both modes are tuned by a
 small sweep, printed: synchronous rounds over over-selection and deadline,
-async over the concurrency (K = the rounds' target, 10). For each run:
+async over the concurrency and the staleness bound (K = the rounds'
+target, 10). For each run:
 seconds and device-compute seconds until the global test accuracy first
 reaches ``--target``, the accuracy at the end of the same budget, models
 made, updates accepted and refused (their training wasted), bytes moved.
@@ -92,9 +93,17 @@ def sweep(devices: int, budget_s: float, sigma: float, workers: int) -> list[Run
         label = f"sync over {over} deadline {deadline:g}s"
         runs.append(one_run(label, config, speeds, budget_s))
         print(f"done: {label}", flush=True)
-    for concurrency in (2 * K, 3 * K):
-        config = replace(base, aggregation="async", buffer=K, concurrency=concurrency)
-        label = f"async K {K} concurrency {concurrency}"
+    # Async: a lease of 60 s (the rounds' deadline), concurrency x staleness bound.
+    for concurrency, bound in ((2 * K, 5), (3 * K, 5), (2 * K, 20), (3 * K, 20)):
+        config = replace(
+            base,
+            aggregation="async",
+            buffer=K,
+            concurrency=concurrency,
+            max_staleness=bound,
+            deadline_s=60.0,
+        )
+        label = f"async K {K} concurrency {concurrency} max staleness {bound}"
         runs.append(one_run(label, config, speeds, budget_s))
         print(f"done: {label}", flush=True)
     return runs
@@ -168,6 +177,9 @@ def main() -> None:
     runs = sweep(args.devices, args.budget, args.sigma, args.workers)
     console = Console(width=160)
     console.print(table(runs, args.target))
+    for run in runs:
+        refusals = {k: n for k, n in run.report.outcomes.items() if k.startswith("rejected")}
+        console.print(f"{run.label}: refused uploads {refusals or 'none'}")
     sync, fedbuff = best(runs, "sync", args.target), best(runs, "async", args.target)
     console.print(f"best sync: {sync.label}; best async: {fedbuff.label}")
     s, a = sync.reached(args.target), fedbuff.reached(args.target)
