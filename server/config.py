@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedge.server.async_config import AsyncConfig, build_async_config
 from fedge.server.config_values import (
     coerce,
     rate_limit_table,
@@ -94,6 +95,7 @@ class ServerConfig:
     local_state: tuple[str, ...] = ()
     rounds: RoundConfig = field(default_factory=RoundConfig)
     secure_aggregation: SecureAggregationConfig = field(default_factory=SecureAggregationConfig)
+    aggregation: AsyncConfig = field(default_factory=AsyncConfig)  # sync or async (FedBuff)
     tick_s: float = 0.5
     seed: int = 0
     # GET /v1/events streams, and waiting long-polls (/v1/events/poll), each
@@ -177,6 +179,12 @@ class ServerConfig:
     def validate(self) -> None:
         self.rounds.validate()
         self.secure_aggregation.validate(self.strategy)
+        self.aggregation.validate()
+        if self.secure_aggregation.enabled and self.aggregation.mode == "async":
+            raise ConfigurationError(
+                "secure aggregation runs in synchronous rounds only: its stages need one "
+                "round's devices together; use --aggregation sync"
+            )
         if self.norm_policy not in ("reject", "clip"):
             raise ConfigurationError("norm_policy must be 'reject' or 'clip'")
         if self.max_update_bytes < 1024:
@@ -328,7 +336,7 @@ def load_config(
             if value is None:
                 continue
             if (
-                key in ("rounds", "secure_aggregation")
+                key in ("rounds", "secure_aggregation", "aggregation")
                 and isinstance(value, Mapping)
                 and isinstance(values.get(key), Mapping)
             ):
@@ -353,6 +361,8 @@ def _build(values: Mapping[str, Any]) -> ServerConfig:
             kwargs[name] = build_round_config(raw)
         elif name == "secure_aggregation":
             kwargs[name] = build_secure_config(raw)
+        elif name == "aggregation":
+            kwargs[name] = build_async_config(raw)
         elif name == "rate_limits":
             kwargs[name] = rate_limit_table(raw)
         elif name == "strategy_params":

@@ -83,4 +83,13 @@ def server_metrics() -> Metrics:
     metrics.define(
         "fedge_round_close_failing", "gauge", "1 while a round cannot close (retried), else 0."
     )
+    metrics.define("fedge_versions_total", "counter", "Async aggregation: versions published.")
+    metrics.define(
+        "fedge_update_staleness", "summary", "Async aggregation: versions an accepted update lags."
+    )
+    metrics.define(
+        "fedge_updates_by_staleness_total",
+        "counter",
+        "Async aggregation: accepted updates by staleness (versions behind).",
+    )
     return metrics

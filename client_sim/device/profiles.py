@@ -30,6 +30,20 @@ class DeviceProfile:
     dropout: float = 0.0
     crash_mid_upload: float = 0.0
     fault: str | None = None
+    # Speeds (fedge.client_sim.device.speeds): "device" or "slow_browser",
+    # and the availability window: online for window_on of every
+    # window_period_s seconds, from window_phase_s (None: always).
+    speed_class: str = "device"
+    window_period_s: float | None = None
+    window_on: float = 1.0
+    window_phase_s: float = 0.0
+
+    def in_window(self, now: float) -> bool:
+        """Whether the device is online at ``now`` (seconds, wall clock)."""
+        if self.window_period_s is None:
+            return True
+        position = (now + self.window_phase_s) % self.window_period_s
+        return position < self.window_on * self.window_period_s
 
     def transfer_s(self, nbytes: int) -> float:
         if self.bandwidth_bytes_s is None:

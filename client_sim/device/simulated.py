@@ -123,7 +123,7 @@ class SimDevice:
         next pass: the device stays selected and the server gives it the
         same task then, so each of the fleet's rounds is one server round."""
         profile, rng = self.profile, self._rng
-        if rng.random() >= profile.availability:
+        if rng.random() >= profile.availability or not profile.in_window(time.time()):
             return RoundOutcome(self.index, "offline")
         conditions = (
             rng.random() < profile.p_idle,

@@ -40,9 +40,10 @@ class DeviceBackend(Protocol):
     @property
     def size(self) -> int: ...
 
-    def step(self, order: list[int], round_id: int) -> Iterable[RoundOutcome]:
+    def step(self, order: list[int], round_id: int | None) -> Iterable[RoundOutcome]:
         """Each device in ``order`` tries once to take part in round
-        ``round_id``: one outcome for each (not necessarily in that order)."""
+        ``round_id`` (None: whichever its task names, as in asynchronous
+        aggregation): one outcome for each (not necessarily in that order)."""
         ...
 
     def offer_global(self, weights: Weights) -> list[Scores]:

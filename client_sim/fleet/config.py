@@ -96,3 +96,35 @@ class FleetConfig:
     backend: str = "thread"
     ray_address: str | None = None
     ray_hosts: int | None = None
+    # Device speeds (fedge.client_sim.device.speeds): the log-normal spread of
+    # compute speeds and network delays, with slow browsers and availability
+    # windows (0: uniform devices, no delays).
+    speed_spread: float = 0.0
+    # The embedded server's aggregation (fedge.server.async_config): "sync"
+    # rounds or "async" (FedBuff) versions of `buffer` updates (None: per_round),
+    # `concurrency` devices training at once, updates at most `max_staleness`
+    # versions old weighed by `staleness_weight` (None: the server's default).
+    aggregation: str = "sync"
+    buffer: int | None = None
+    concurrency: int | None = None
+    max_staleness: int | None = None
+    staleness_weight: str | None = None
+
+    @property
+    def asynchronous(self) -> bool:
+        return self.aggregation == "async"
+
+    def aggregation_settings(self, per_round: int) -> dict[str, Any]:
+        """The embedded server's ``[aggregation]`` table."""
+        if not self.asynchronous:
+            return {"mode": "sync"}
+        optional = {
+            "concurrency": self.concurrency,
+            "max_staleness": self.max_staleness,
+            "staleness_weight": self.staleness_weight,
+        }
+        return {
+            "mode": "async",
+            "buffer": self.buffer or per_round,
+            **{k: v for k, v in optional.items() if v is not None},
+        }

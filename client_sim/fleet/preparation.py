@@ -267,6 +267,7 @@ def _embedded_server(
                 "batch_size": config.batch_size,
                 "learning_rate": config.learning_rate,
             },
+            "aggregation": config.aggregation_settings(per_round),
             **config.server_settings,
         }
     )

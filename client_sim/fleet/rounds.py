@@ -63,7 +63,7 @@ def run_rounds(
             releases.start()
         for _ in range(config.rounds):
             report, outcomes, weights = _one_round(
-                backend, order_rng, model, evaluator, test, pacing, watch
+                backend, order_rng, model, evaluator, test, pacing, watch, config.asynchronous
             )
             reports.append(report)
             for outcome in outcomes:
@@ -120,17 +120,21 @@ def _one_round(
     test: Examples,
     pacing: DevicePacing,
     watch: RoundWatch,
+    asynchronous: bool = False,
 ) -> tuple[RoundReport, list[RoundOutcome], Weights]:
     """One server round: the devices due ask for work until the round ends;
     between passes the fleet waits on the round events, or on the first
-    device whose retry time comes."""
+    device whose retry time comes. ``asynchronous``: the round is a version
+    of the async mode; a device trains on whatever version its task names
+    (its lease may be on an earlier one) and its update goes into the buffer
+    open when it arrives."""
     started = time.perf_counter()
     before = backend.counters()
     round_id = model.current_round_id()
 
     def step(order: list[int]) -> Iterable[RoundOutcome]:
         rng.shuffle(order)
-        return backend.step(order, round_id)
+        return backend.step(order, None if asynchronous else round_id)
 
     outcomes, state = run_round_passes(
         round_id, pacing, watch, step, lambda: model.get_json(f"/v1/rounds/{round_id}")

@@ -17,8 +17,9 @@ from typing import Any
 
 from fedge.client_sim.data.federated_split import FederatedData
 from fedge.client_sim.device.client import FedgeClient
-from fedge.client_sim.device.profiles import fleet_profiles
+from fedge.client_sim.device.profiles import DeviceProfile, fleet_profiles
 from fedge.client_sim.device.simulated import RoundOutcome, SimDevice
+from fedge.client_sim.device.speeds import SpeedModel, with_speeds
 from fedge.client_sim.device.trainers import TrainerPool
 from fedge.client_sim.device.transport import HttpTransport, shared_session
 from fedge.client_sim.fleet.backend import DeviceCounters, Scores
@@ -56,9 +57,20 @@ class ThreadBackend:
         self._session = session
 
     @classmethod
-    def start(cls, config: FleetConfig, model: FleetModel, data: FederatedData) -> ThreadBackend:
+    def start(
+        cls,
+        config: FleetConfig,
+        model: FleetModel,
+        data: FederatedData,
+        profiles: list[DeviceProfile] | None = None,
+    ) -> ThreadBackend:
+        """``profiles``: one per device (default: the config's faults and speeds)."""
         n = len(data.devices)
-        profiles = fleet_profiles(n, config.dropout, config.crash, config.faults)
+        profiles = profiles or with_speeds(
+            fleet_profiles(n, config.dropout, config.crash, config.faults),
+            SpeedModel(config.speed_spread),
+            config.seed,
+        )
         trainers = TrainerPool(model.trainer, min(config.workers, n))
         # Devices take turns on the worker pool: they share its keep-alive connections.
         session = shared_session(config.workers + 4)
@@ -90,7 +102,7 @@ class ThreadBackend:
     def size(self) -> int:
         return len(self.devices)
 
-    def step(self, order: list[int], round_id: int) -> Iterable[RoundOutcome]:
+    def step(self, order: list[int], round_id: int | None) -> Iterable[RoundOutcome]:
         # Lazily: the pacing notes each outcome as it comes.
         return self.pool.map(lambda i: self.devices[i].step(round_id), order)
 

@@ -10,7 +10,12 @@ from typing import Any
 import click
 
 from fedge.cli import options
-from fedge.cli.secure_options import SECURE_KEYS, secure_aggregation_options
+from fedge.cli.aggregation_options import (
+    AGGREGATION_KEYS,
+    SECURE_KEYS,
+    aggregation_options,
+    secure_aggregation_options,
+)
 from fedge.errors import FedgeError
 
 # The options whose ServerConfig key has another name; a dotted key is one
@@ -26,6 +31,7 @@ SERVER_KEYS = {
     "trusted_proxy": "trusted_proxies",
     "device_ttl": "device_ttl_s",
     **SECURE_KEYS,
+    **AGGREGATION_KEYS,
 }
 
 
@@ -75,6 +81,7 @@ def server_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
     "another FEDGE_SEED].",
 )
 @options.strategy()
+@aggregation_options
 @options.local_state()
 @options.per_round(help="Updates that close a round.")
 @click.option("--rounds-min", type=click.IntRange(min=1), help="Quorum at the deadline.")

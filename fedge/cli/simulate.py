@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from fedge.cli import options
+from fedge.cli.aggregation_options import aggregation_options
 from fedge.cli.console import make_console
 from fedge.errors import ConfigError, FedgeError
 
@@ -75,6 +76,7 @@ def fleet_config(settings: Mapping[str, Any]) -> FleetConfig:
             **given,
             "fault": _faults(settings["fault"]),
             "admin_token": admin_token,
+            "aggregation": settings.get("aggregation") or "sync",
             **({"server_settings": {"secure_aggregation": True}} if secure else {}),
         }
         | _health(settings),
@@ -184,6 +186,17 @@ def _check_combinations(engine: str, settings: Mapping[str, Any]) -> None:
 @options.batch_size(default=16)
 @options.learning_rate(default=0.05)
 @options.strategy(default="fedavg")
+@aggregation_options
+@click.option(
+    "--speed-spread",
+    type=click.FloatRange(0, 10, max_open=True),
+    default=0.0,
+    show_default=True,
+    metavar="SIGMA",
+    help="Heavy-tailed device speeds: compute time and network delay log-normal with this "
+    "spread, 10% slow browsers (10x slower), availability windows; 0: uniform devices. "
+    "The same profiles drive --aggregation sync and async.",
+)
 @options.local_state()
 @click.option(
     "--device-weighting",

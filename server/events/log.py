@@ -7,7 +7,8 @@
     round_closed, round_failed,                 closed, failed, abandoned),
     round_abandoned                             checkpoint or base_checkpoint where
                                                 the kind has one, metrics
-    release, rollout, health          the same  the payload as written
+    release, rollout, health,         the same  the payload as written
+    version (async aggregation)
 
 Any other kind is internal and never leaves the server. The payloads
 written today hold round ids, checkpoint ids and aggregate metrics, never
@@ -26,7 +27,7 @@ from fedge.wire.sse import Event
 
 log = logging.getLogger("fedge.server")
 
-EVENT_TYPES = ("round", "release", "rollout", "health")
+EVENT_TYPES = ("round", "release", "rollout", "health", "version")
 PAGE = 100  # events read (and at most sent by a long-poll) at a time
 
 _ROUND_STATES = {
@@ -36,7 +37,7 @@ _ROUND_STATES = {
     "round_failed": "failed",
     "round_abandoned": "abandoned",
 }
-_PASSED_THROUGH = frozenset({"release", "rollout", "health"})
+_PASSED_THROUGH = frozenset({"release", "rollout", "health", "version"})
 # Keys of a round kind's payload kept beside the state; the rest are its metrics.
 _ROUND_KEYS = ("round_id", "checkpoint", "base_checkpoint")
 

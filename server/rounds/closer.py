@@ -66,6 +66,7 @@ class RoundCloser:
         record: rs.RoundRecord,
         model: GlobalModel,
         mean: StreamingMean,
+        factors: dict[str, tuple[int, float]] | None = None,
     ) -> Aggregate:
         """Raises :class:`AggregationError` when the updates cannot make a
         checkpoint (the round then fails); anything else (a full disk, say)
@@ -73,6 +74,9 @@ class RoundCloser:
         started = time.perf_counter()
         rows = tx.updates.of_round(record.id)
         examples = [r.num_examples for r in rows]
+        # Async mode: each update's staleness factor, as it was summed.
+        lags = None if factors is None else [factors.get(r.device_id, (0, 1.0)) for r in rows]
+        weighed = None if lags is None else [factor for _, factor in lags]
         with np.errstate(over="ignore", invalid="ignore"):
             result = self._strategy.round_result(
                 model.weights,
@@ -81,10 +85,11 @@ class RoundCloser:
                 [self._dirs.updates / r.path for r in rows],
                 tx.rounds.count_closed(),
                 num_examples=examples,
+                factors=weighed,
             )
         require_finite(result)
         seconds = time.perf_counter() - started
-        weights = self._strategy.round_weights(examples)
+        weights = self._strategy.round_weights(examples, weighed)
         total = sum(weights)
         metrics = {
             "updates": len(rows),
@@ -95,6 +100,7 @@ class RoundCloser:
             "max_device_share": max(weights) / total if total > 0 else 0.0,
             "aggregation_seconds": seconds,
             "strategy": self._strategy.name,
+            **({} if lags is None else staleness_metrics(lags)),
             **result.metrics,
             # The devices' own metrics (loss, accuracy), weighed as in the aggregate.
             **weighted_device_metrics(zip(weights, (r.metrics for r in rows), strict=True)),
@@ -134,6 +140,21 @@ class RoundCloser:
             paths = tx.updates.forget_files_through(closed_round - keep)
         for path in paths:
             (self._dirs.updates / path).unlink(missing_ok=True)
+
+
+def staleness_metrics(lags: list[tuple[int, float]]) -> dict[str, Any]:
+    """What a version's metrics say of its buffer's staleness: the mean, the
+    most, a histogram (versions behind -> updates) and the mean factor."""
+    histogram: dict[str, int] = {}
+    for staleness, _ in lags:
+        histogram[str(staleness)] = histogram.get(str(staleness), 0) + 1
+    count = max(len(lags), 1)
+    return {
+        "mean_staleness": sum(s for s, _ in lags) / count,
+        "max_staleness": max((s for s, _ in lags), default=0),
+        "staleness_histogram": histogram,
+        "mean_staleness_factor": sum(f for _, f in lags) / count,
+    }
 
 
 def require_finite(result: RoundResult) -> None:

@@ -19,6 +19,12 @@ round_driver          the background thread that calls ``drive`` (and the
                       hooks of :meth:`Coordinator.after_each_step`)
 ====================  ========================================================
 
+In asynchronous aggregation (``aggregation.mode = "async"``) each round is
+a *version*: :func:`buffered_config` makes its close condition the buffer
+size, :mod:`fedge.server.rounds.buffered.selection` hands out leases instead
+of seats, and ingest and recovery weigh updates by staleness (see
+:mod:`fedge.server.rounds.buffered.selection` for why versions are rounds).
+
 Requests only record; closing, aggregating and opening the next round
 happen on the round driver (or an admin's ``end_round_now``).
 """
@@ -36,6 +42,9 @@ import numpy as np
 from fedge.server.config import ServerConfig
 from fedge.server.errors import ConfigurationError, Conflict, NotFound
 from fedge.server.metrics import Metrics
+from fedge.server.rounds.buffered.leases import Leases
+from fedge.server.rounds.buffered.selection import AsyncSelector
+from fedge.server.rounds.buffered.staleness import StalenessPolicy
 from fedge.server.rounds.closer import RoundCloser
 from fedge.server.rounds.driver import CloseFailure, RoundDriver
 from fedge.server.rounds.ingest import UpdateIngest
@@ -63,6 +72,8 @@ class Coordinator:
         metrics: Metrics,
         model_name: str,
     ) -> None:
+        buffered = config.aggregation.enabled
+        config = buffered_config(config)
         self.config = config
         self.store = store
         self.specs = specs
@@ -71,7 +82,10 @@ class Coordinator:
         self.dirs = rs.Directories.under(config.data_dir)
         strategy = RoundStrategy(config, specs)
         round_sum = RoundSum()
-        model = recover(store, self.dirs, specs, initial_weights, strategy, round_sum, metrics)
+        staleness = StalenessPolicy.of(config.aggregation) if buffered else None
+        model = recover(
+            store, self.dirs, specs, initial_weights, strategy, round_sum, metrics, staleness
+        )
         with store.reading() as tx:
             metrics.set("fedge_devices", tx.devices.count())
         closer = RoundCloser(self.dirs, strategy, config.update_retention_rounds)
@@ -86,11 +100,29 @@ class Coordinator:
             metrics,
             norm_bound=lambda tx: bound_for_new_round(tx, config, specs),
             secure=self.secure,
+            buffered=buffered,
         )
         self._after_step: list[Callable[[], None]] = []
-        self._selector = Selector(store, config.rounds, model_name, [s.name for s in specs])
+        names = [s.name for s in specs]
+        self._selector: Selector | AsyncSelector = Selector(store, config.rounds, model_name, names)
+        leases = None
+        if staleness is not None:
+            lease_s = config.aggregation.lease_s or config.rounds.deadline_s
+            leases = Leases(config.aggregation.concurrency, lease_s)
+            self._selector = AsyncSelector(
+                store, config.rounds, leases, staleness, model_name, names
+            )
         self._ingest = UpdateIngest(
-            config, store, self.dirs.updates, specs, strategy, round_sum, metrics, self._driver.wake
+            config,
+            store,
+            self.dirs.updates,
+            specs,
+            strategy,
+            round_sum,
+            metrics,
+            self._driver.wake,
+            leases,
+            staleness,
         )
 
     def _secure_rounds(self, strategy: RoundStrategy, round_sum: RoundSum) -> SecureRounds | None:
@@ -193,3 +225,19 @@ class Coordinator:
     def end_round_now(self) -> rs.RoundRecord:
         """Admin: end the open round as if its deadline had passed."""
         return self.lifecycle.end_round_now()
+
+
+def buffered_config(config: ServerConfig) -> ServerConfig:
+    """The configuration the rounds run with: as given in sync mode; in
+    async mode each round (version) closes at ``aggregation.buffer``
+    updates, which is also the K that central DP's noise is calibrated to."""
+    if not config.aggregation.enabled:
+        return config
+    if config.dp_clip_norm is not None and config.aggregation.staleness_weight != "constant":
+        # The noise is calibrated to a mean of K clipped updates of weight 1
+        # each; staleness factors would change the sensitivity it assumes.
+        raise ConfigurationError(
+            "central DP in async mode needs aggregation.staleness_weight = 'constant'"
+        )
+    k = config.aggregation.buffer
+    return replace(config, rounds=replace(config.rounds, target_participants=k, min_participants=1))

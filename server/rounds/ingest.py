@@ -14,6 +14,16 @@ changes nothing, on disk included.
    (``duplicate_content``), and the update is added to the running sum.
    Only then is it acknowledged: a crash after that loses nothing.
 
+In asynchronous aggregation (:mod:`fedge.server.rounds.buffered.selection`)
+the URL's round is the version the device trained on (its lease), checked
+and validated as above whatever that round's state now; the update goes
+into the buffer of the version open when it commits (its row is stored
+under that round), weighed by its staleness
+(:mod:`fedge.server.rounds.buffered.staleness`), and refused past the bound
+(``too_stale``) or after its lease (``lease_expired``, ``lease_replaced``).
+Its file keeps the lease's round in its name and in its metadata, which is
+how a retry finds its receipt and how recovery re-weighs it.
+
 Uploads of one device to one round are serialised on one of a fixed set of
 striped locks (so memory stays bounded); different devices proceed in
 parallel up to the commit. Commits are grouped
@@ -36,6 +46,8 @@ from typing import Any
 from fedge.server.config import ServerConfig
 from fedge.server.errors import Conflict, Forbidden, NotFound
 from fedge.server.metrics import Metrics
+from fedge.server.rounds.buffered.leases import Leases
+from fedge.server.rounds.buffered.staleness import StalenessPolicy
 from fedge.server.rounds.norm_bound import fixed_bound, round_bound
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
@@ -61,7 +73,12 @@ class UpdateIngest:
         round_sum: RoundSum,
         metrics: Metrics,
         on_target_reached: Callable[[], None],
+        leases: Leases | None = None,
+        staleness: StalenessPolicy | None = None,
     ) -> None:
+        """``leases`` and ``staleness``: asynchronous aggregation (both, or neither)."""
+        self._leases = leases
+        self._staleness = staleness
         self._store = store
         self._update_dir = update_dir
         self._specs = specs
@@ -98,7 +115,7 @@ class UpdateIngest:
                 stages=self._strategy.stages,
                 untrained=self._strategy.roles.untrained,
             )
-            relative = f"r{round_id:06d}/{device.id}-{valid.digest[:16]}.safetensors"
+            relative = f"{_lease_prefix(round_id, device.id)}{valid.digest[:16]}.safetensors"
             path = self._update_dir / relative
             # The file's bytes are on disk now, its name once the batch's
             # directory fsync is done (before the commit).
@@ -111,7 +128,10 @@ class UpdateIngest:
 
     def _known_receipt(self, round_id: int, device_id: str, digest: str) -> dict[str, Any] | None:
         with self._store.reading() as tx:
-            known = tx.updates.get(round_id, device_id)
+            if self._staleness is None:
+                known = tx.updates.get(round_id, device_id)
+            else:
+                known = self._async_receipt(tx, round_id, device_id)
         if known is None:
             return None
         if known.digest != digest:
@@ -121,12 +141,35 @@ class UpdateIngest:
             )
         return known.receipt()
 
+    def _async_receipt(self, tx: Tx, round_id: int, device_id: str) -> rs.UpdateRecord | None:
+        """The stored update of ``device_id`` on its lease of ``round_id``:
+        in the buffer of that round or of one of the next ``max_staleness``
+        (any later one would have been refused), told apart from the
+        device's later leases by its file's name."""
+        assert self._staleness is not None
+        prefix = _lease_prefix(round_id, device_id)
+        for buffer in range(round_id, round_id + self._staleness.max_staleness + 1):
+            known = tx.updates.get(buffer, device_id)
+            if known is not None and known.path.startswith(prefix):
+                return known
+        return None
+
     def _round_accepting(self, device: Device, round_id: int) -> rs.RoundRecord:
         with self._store.reading() as tx:
             record = tx.rounds.get(round_id)
             selected = tx.selections.contains(round_id, device.id)
+            current = tx.rounds.open() if self._staleness is not None else None
         if record is None:
             raise NotFound(f"no round {round_id}", code="unknown_round")
+        if self._staleness is not None:
+            if not selected:
+                raise Forbidden(
+                    f"device {device.id} holds no task on version {round_id}", code="not_selected"
+                )
+            self._check_lease(device.id, record)
+            if current is not None:
+                self._staleness.staleness(round_id, current.id)
+            return record
         if record.state != "open":
             raise Conflict(
                 f"round {round_id} is {record.state}; fetch a new task", code="round_closed"
@@ -147,41 +190,62 @@ class UpdateIngest:
             for directory in sorted({(self._update_dir / p.relative).parent for p in batch}):
                 fsync_dir(directory)
             outcomes: list[dict[str, Any] | BaseException] = []
-            accepted: list[_Pending] = []
+            accepted: list[tuple[_Pending, int, int]] = []  # (update, buffer, staleness)
             with self._store.transaction() as tx:
                 open_rounds: dict[int, bool] = {}
                 digests: set[tuple[int, str]] = set()
                 for pending in batch:
-                    refusal = self._refusal(tx, pending, open_rounds, digests)
+                    placed = self._placed(tx, pending, open_rounds)
+                    if isinstance(placed, Conflict):
+                        outcomes.append(placed)
+                        continue
+                    buffer, staleness = placed
+                    refusal = self._refusal(tx, pending, buffer, digests)
                     if refusal is not None:
                         outcomes.append(refusal)
                         continue
                     stored = tx.updates.insert(
-                        _update_record(
-                            pending.record.id, pending.device.id, pending.valid, pending.relative
-                        )
+                        _update_record(buffer, pending.device.id, pending.valid, pending.relative)
                     )
                     outcomes.append(stored.receipt())
-                    accepted.append(pending)
-                    digests.add((pending.record.id, pending.valid.digest))
+                    accepted.append((pending, buffer, staleness))
+                    digests.add((buffer, pending.valid.digest))
             count = self._sum.count
-            for pending in accepted:
+            for pending, _buffer, staleness in accepted:
                 deltas = self._strategy.averaged(pending.valid.update.deltas)
-                count = self._sum.add(deltas, pending.valid.weight)
+                factor = 1.0 if self._staleness is None else self._staleness.factor(staleness)
+                count = self._sum.add(deltas, pending.valid.weight * factor)
+                self._sum.factors[pending.device.id] = (staleness, factor)
                 self._metrics.inc("fedge_updates_accepted_total")
+                if self._leases is not None:
+                    self._leases.release(pending.device.id, pending.record.id)
+                    self._metrics.observe("fedge_update_staleness", staleness)
+                    # The dashboard's staleness histogram: accepted updates by staleness.
+                    self._metrics.inc("fedge_updates_by_staleness_total", staleness=str(staleness))
             self._metrics.set("fedge_round_updates", count)
         if accepted and count >= self._target:
             self._on_target_reached()
         return outcomes
 
-    def _refusal(
-        self,
-        tx: Tx,
-        pending: _Pending,
-        open_rounds: dict[int, bool],
-        digests: set[tuple[int, str]],
-    ) -> Conflict | None:
+    def _placed(
+        self, tx: Tx, pending: _Pending, open_rounds: dict[int, bool]
+    ) -> tuple[int, int] | Conflict:
+        """(the round whose sum takes the update, its staleness), or why none does."""
         round_id = pending.record.id
+        if self._staleness is not None:
+            current = tx.rounds.open()
+            if current is None:
+                return Conflict("the next version is being made; upload again", code="busy")
+            try:
+                staleness = self._staleness.staleness(round_id, current.id)
+            except Conflict as refused:
+                return refused
+            if tx.updates.get(current.id, pending.device.id) is not None:
+                return Conflict(
+                    "this device's update is already in the buffer of this version",
+                    code="already_contributed",
+                )
+            return current.id, staleness
         if round_id not in open_rounds:
             current = tx.rounds.get(round_id)
             open_rounds[round_id] = current is not None and current.state == "open"
@@ -189,6 +253,23 @@ class UpdateIngest:
             return Conflict(
                 f"round {round_id} closed while the update was checked", code="round_closed"
             )
+        return round_id, 0
+
+    def _check_lease(self, device_id: str, record: rs.RoundRecord) -> None:
+        assert self._leases is not None
+        now = time.time()
+        code = self._leases.refusal(device_id, record.id, now)
+        if code is None and self._leases.expired_by(record.closed_at, now):
+            code = "lease_expired"
+        if code is not None:
+            raise Conflict(
+                f"the task on version {record.id} is no longer held ({code}); fetch a new task",
+                code=code,
+            )
+
+    def _refusal(
+        self, tx: Tx, pending: _Pending, round_id: int, digests: set[tuple[int, str]]
+    ) -> Conflict | None:
         copy = (round_id, pending.valid.digest) in digests or tx.updates.has_digest(
             round_id, pending.valid.digest
         )
@@ -208,6 +289,12 @@ class _Pending:
     record: rs.RoundRecord
     valid: ValidatedUpdate
     relative: str  # its file, under the updates directory
+
+
+def _lease_prefix(round_id: int, device_id: str) -> str:
+    """The start of the file name of a device's update on a round (its
+    lease, in async mode): ``r<round>/<device>-``."""
+    return f"r{round_id:06d}/{device_id}-"
 
 
 def _update_record(

@@ -42,10 +42,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedge.server")
 
 
-def due_transition(rounds: RoundConfig, updates: int, now: float, deadline_at: float) -> str | None:
+def due_transition(
+    rounds: RoundConfig, updates: int, now: float, deadline_at: float, buffered: bool = False
+) -> str | None:
     """Where an open round with ``updates`` goes now: ``closing`` (target
     reached, or deadline passed with quorum), ``abandoned`` (deadline passed
-    without quorum) or nowhere (``None``)."""
+    without quorum) or nowhere (``None``). A ``buffered`` round (a version
+    of the async mode) closes at its target only and is never abandoned:
+    its buffer holds acknowledged updates of earlier versions' devices."""
+    if buffered:
+        return "closing" if updates >= rounds.target_participants else None
     if updates >= rounds.target_participants or (
         now >= deadline_at and updates >= rounds.min_participants
     ):
@@ -66,10 +72,14 @@ class RoundLifecycle:
         metrics: Metrics,
         norm_bound: Callable[[Tx], float | None] = lambda tx: None,
         secure: SecureRounds | None = None,
+        buffered: bool = False,
     ) -> None:
         """``norm_bound``: the bound on update norms for a round about to
         open, read in its opening transaction and stored in its config
-        (:mod:`fedge.server.rounds.norm_bound`)."""
+        (:mod:`fedge.server.rounds.norm_bound`). ``buffered``: asynchronous
+        aggregation, each round a version (see ``due_transition``); each
+        close also publishes a ``version`` event."""
+        self._buffered = buffered
         self._norm_bound = norm_bound
         # Secure rounds end when unmasked, not on a count of updates.
         self._secure = secure
@@ -145,11 +155,13 @@ class RoundLifecycle:
         """(round, ended, opened): the round moved to closing, or abandoned
         and the next one opened, or left open."""
         count = self._sum.count
-        if self._secure is not None:
+        if self._secure is not None:  # never buffered (the configuration refuses both)
             outcome = self._secure.due(record, now)
             count = self._sum.count  # the survivors, once unmasked
         else:
-            outcome = due_transition(self._rounds, count, now, record.deadline_at)
+            outcome = due_transition(self._rounds, count, now, record.deadline_at, self._buffered)
+        if self._buffered and record.id == self._end_requested and count > 0:
+            outcome = "closing"  # an admin's step with a partial buffer
         if outcome == "closing":
             tx.rounds.transition(record.id, "open", "closing")
             tx.events.add("round_closing", {"round_id": record.id, "updates": count})
@@ -163,7 +175,13 @@ class RoundLifecycle:
         try:
             secure = None if self._secure is None else self._secure.closing(record.id)
             with self._store.reading() as tx:
-                aggregate = self._closer.compute_aggregate(tx, record, self.model, self._sum.mean)
+                aggregate = self._closer.compute_aggregate(
+                    tx,
+                    record,
+                    self.model,
+                    self._sum.mean,
+                    dict(self._sum.factors) if self._buffered else None,
+                )
             if secure is not None:
                 metrics, survivors = secure
                 aggregate = replace(
@@ -180,9 +198,22 @@ class RoundLifecycle:
         with self._store.transaction() as tx:
             new_id = self._closer.commit(tx, aggregate)
             opened = self._open(tx, new_id)
+            if self._buffered:
+                tx.events.add(
+                    "version",
+                    {
+                        "version": opened.id,
+                        "checkpoint": new_id,
+                        "made_by": record.id,
+                        "updates": len(aggregate.device_ids),
+                        "mean_staleness": aggregate.metrics.get("mean_staleness", 0.0),
+                    },
+                )
         result = aggregate.result
         self.model = GlobalModel(new_id, result.weights, result.state)
         self._metrics.inc("fedge_rounds_total", outcome="closed")
+        if self._buffered:
+            self._metrics.inc("fedge_versions_total")
         self._metrics.observe("fedge_aggregation_seconds", aggregate.seconds)
         log.info(
             "closed round %d: %d updates -> checkpoint %s (%.3f s)",

@@ -8,7 +8,8 @@ acknowledged only once its file is fsynced and its row committed. At start:
 3. the current checkpoint and the server optimizer's state are read back;
 4. every stored update of the round in progress (open, or closing when the
    server stopped) is added to the running sum again, in arrival order, with
-   the weight the strategy gave it when it was accepted.
+   the weight the strategy gave it when it was accepted (in async mode,
+   times its staleness factor: the round it was trained on is in its file).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 
 from fedge.server.errors import ConfigurationError
 from fedge.server.metrics import Metrics
+from fedge.server.rounds.buffered.staleness import StalenessPolicy
 from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, GlobalModel, load_global_model
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
@@ -37,6 +39,7 @@ def recover(
     strategy: RoundStrategy,
     round_sum: RoundSum,
     metrics: Metrics,
+    staleness: StalenessPolicy | None = None,
 ) -> GlobalModel:
     """The global model; ``round_sum`` holds the round in progress again."""
     for directory in dirs.all():
@@ -61,8 +64,16 @@ def recover(
         model = load_global_model(tx, current, dirs, specs)
     round_sum.restart()
     for row in rows:
-        deltas = decode_update((dirs.updates / row.path).read_bytes()).deltas
-        round_sum.add(strategy.averaged(deltas), strategy.weight(deltas, row.num_examples))
+        update = decode_update((dirs.updates / row.path).read_bytes())
+        deltas = update.deltas
+        weight = strategy.weight(deltas, row.num_examples)
+        if staleness is not None:
+            # Not re-checked against the bound: it was within it when acknowledged.
+            lag = row.round_id - update.meta.round_id
+            factor = staleness.factor(lag)
+            round_sum.factors[row.device_id] = (lag, factor)
+            weight *= factor
+        round_sum.add(strategy.averaged(deltas), weight)
     if active is not None:
         log.info("resumed round %d (%s) with %d updates", active.id, active.state, len(rows))
         metrics.set("fedge_current_round", active.id)

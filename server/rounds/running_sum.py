@@ -22,6 +22,9 @@ class RoundSum:
         # Re-entrant: an admin's end_round_now holds it and drives the round.
         self.lock = threading.RLock()
         self.mean = StreamingMean()
+        # Asynchronous aggregation: each device's (staleness, factor) in this
+        # buffer (rounds.buffered.staleness); the close's share cap weighs by the factor.
+        self.factors: dict[str, tuple[int, float]] = {}
 
     @property
     def count(self) -> int:
@@ -38,3 +41,4 @@ class RoundSum:
         """Empty, for the next round (called once the round has ended)."""
         with self.lock:
             self.mean = StreamingMean()
+            self.factors = {}

@@ -101,11 +101,14 @@ class RoundStrategy:
         from its example count alone (``deltas`` is not read)."""
         return self._weigh.weight_of(num_examples)
 
-    def round_weights(self, num_examples: Sequence[int]) -> list[float]:
+    def round_weights(
+        self, num_examples: Sequence[int], factors: Sequence[float] | None = None
+    ) -> list[float]:
         """The weights a closing round's updates have in its mean: each
-        one's :meth:`weight`, with the share cap
+        one's :meth:`weight` (times its staleness factor in async mode), with
+        the share cap
         (:func:`~fedge.server.aggregation.influence.share_capped_weights`)."""
-        weights = [self.weight(None, n) for n in num_examples]
+        weights = _times([self.weight(None, n) for n in num_examples], factors)
         if not weights:
             return weights
         return share_capped_weights(weights, max_share(len(weights), self._share_multiple))
@@ -123,6 +126,7 @@ class RoundStrategy:
         paths: list[Path],
         rounds_closed_before: int,
         num_examples: Sequence[int] | None = None,
+        factors: Sequence[float] | None = None,
     ) -> RoundResult:
         """This round's result; with central DP, the epsilon spent once it is
         released (``rounds_closed_before`` earlier releases plus this one).
@@ -130,7 +134,7 @@ class RoundStrategy:
         streamed mean (a copy: ``accumulator`` is not changed), reading back
         the few updates it cuts."""
         if num_examples is not None and not self.strategy.needs_stored_updates:
-            accumulator = self._share_capped(accumulator, paths, num_examples)
+            accumulator = self._share_capped(accumulator, paths, num_examples, factors)
         source = (
             SafetensorsFileUpdates(
                 paths,
@@ -166,12 +170,16 @@ class RoundStrategy:
         return RoundResult(result.new_weights, result.state, metrics)
 
     def _share_capped(
-        self, accumulator: StreamingMean, paths: Sequence[Path], num_examples: Sequence[int]
+        self,
+        accumulator: StreamingMean,
+        paths: Sequence[Path],
+        num_examples: Sequence[int],
+        factors: Sequence[float] | None = None,
     ) -> StreamingMean:
         """The streamed mean with each update cut to its capped weight: its
         stored (prepared) deltas are read back and the excess taken out."""
-        weights = [self.weight(None, n) for n in num_examples]
-        capped = self.round_weights(num_examples)
+        weights = _times([self.weight(None, n) for n in num_examples], factors)
+        capped = self.round_weights(num_examples, factors)
         cuts = [(p, w - c) for p, w, c in zip(paths, weights, capped, strict=True) if c < w]
         if not cuts:
             return accumulator
@@ -180,6 +188,12 @@ class RoundStrategy:
             deltas = decode_update(path.read_bytes()).deltas
             mean.take_back(self.averaged(deltas), excess)
         return mean
+
+
+def _times(weights: list[float], factors: Sequence[float] | None) -> list[float]:
+    if factors is None:
+        return weights
+    return [w * f for w, f in zip(weights, factors, strict=True)]
 
 
 def load_strategy_state(directory: Path, checkpoint_id: str, rounds_closed: int) -> ServerState:

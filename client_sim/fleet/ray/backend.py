@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fedge.client_sim.device.profiles import DeviceProfile, fleet_profiles
+from fedge.client_sim.device.speeds import SpeedModel, with_speeds
 from fedge.client_sim.fleet.config import FleetConfig
 from fedge.client_sim.fleet.model_source import Say
 from fedge.client_sim.fleet.preparation import prepare_model
@@ -55,7 +56,11 @@ def run_ray_fleet(
     with ray_cluster(where) as cluster, prepare_model(config, say) as (model, data):
         config = replace(config, per_round=model.per_round)
         n = len(data.devices)
-        profiles = profiles or fleet_profiles(n, config.dropout, config.crash, config.faults)
+        profiles = profiles or with_speeds(
+            fleet_profiles(n, config.dropout, config.crash, config.faults),
+            SpeedModel(config.speed_spread),
+            config.seed,
+        )
         if len(profiles) != n:
             raise ConfigError(f"{len(profiles)} device profiles for {n} devices")
         plan = HostPlan.of(n, cluster, config.ray_hosts, config.workers)

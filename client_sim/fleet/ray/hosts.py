@@ -125,7 +125,7 @@ class RayHosts:
             raise
         return fleet
 
-    def step(self, order: list[int], round_id: int) -> list[RoundOutcome]:
+    def step(self, order: list[int], round_id: int | None) -> list[RoundOutcome]:
         """Every live device, in ``order`` within its host, tries once to take
         part in round ``round_id``; the devices of a host that dies crash."""
         host_of = {i: k for k, host in enumerate(self._hosts) for i in host.devices}

@@ -26,6 +26,7 @@ const REASONS = {
   fairness_wait: "this device took part recently; others go first",
   already_contributed: "this device already sent its update for this round",
   no_open_round: "no round is open right now",
+  concurrency_full: "enough devices are training right now",
 };
 
 const TEMPLATE = `

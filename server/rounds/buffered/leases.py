@@ -1,0 +1,105 @@
+"""Who is training now, in asynchronous aggregation: one lease per device.
+
+A lease is the task a device holds: the version (round) it trains on and
+when its time is up. At most ``concurrency`` leases are live at once; the
+count is what pace steering refuses on, so it lives in memory and is exact
+while the server runs. What makes an upload acceptable is durable (the
+selection row of its round, written with the lease); after a restart the
+leases handed out before it are not known here, and an upload on one is
+held to the bound :meth:`Leases.expired_by` can tell from the round alone.
+
+Memory stays bounded: live leases are at most ``concurrency``, and the
+ended ones remembered (so that a device cannot upload on a lease that
+expired, or that a newer one replaced) at most ``REMEMBERED``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+REMEMBERED = 100_000
+
+
+@dataclass(frozen=True)
+class Lease:
+    round_id: int
+    granted_at: float
+    expires_at: float
+
+
+class Leases:
+    def __init__(self, concurrency: int, lease_s: float) -> None:
+        self.concurrency = concurrency
+        self.lease_s = lease_s
+        self.lock = threading.Lock()
+        self._live: dict[str, Lease] = {}
+        # device -> the round of its last lease that ended without an upload.
+        self._ended: OrderedDict[str, int] = OrderedDict()
+
+    def live(self, device_id: str, now: float) -> Lease | None:
+        with self.lock:
+            self._expire(now)
+            return self._live.get(device_id)
+
+    def count(self, now: float) -> int:
+        with self.lock:
+            self._expire(now)
+            return len(self._live)
+
+    def grant(self, device_id: str, round_id: int, now: float) -> Lease | None:
+        """A new lease, or None when ``concurrency`` leases are live."""
+        with self.lock:
+            self._expire(now)
+            if device_id not in self._live and len(self._live) >= self.concurrency:
+                return None
+            lease = Lease(round_id, now, now + self.lease_s)
+            self._live[device_id] = lease
+            self._ended.pop(device_id, None)
+            return lease
+
+    def drop(self, device_id: str) -> None:
+        """The device's lease ended without an upload (its version went too stale)."""
+        with self.lock:
+            lease = self._live.pop(device_id, None)
+            if lease is not None:
+                self._remember(device_id, lease.round_id)
+
+    def release(self, device_id: str, round_id: int) -> None:
+        """The device's update on ``round_id`` was accepted: its slot is free."""
+        with self.lock:
+            lease = self._live.get(device_id)
+            if lease is not None and lease.round_id == round_id:
+                del self._live[device_id]
+
+    def refusal(self, device_id: str, round_id: int, now: float) -> str | None:
+        """Why an upload of ``device_id`` on ``round_id`` comes after its
+        lease (a code), or None when it may be on time. Not known here (a
+        restart): None, and the caller applies :meth:`expired_by`."""
+        with self.lock:
+            lease = self._live.get(device_id)
+            if lease is not None:
+                if lease.round_id != round_id:
+                    return "lease_replaced"
+                return "lease_expired" if now > lease.expires_at else None
+            if self._ended.get(device_id) == round_id:
+                return "lease_expired"
+            return None
+
+    def expired_by(self, round_closed_at: float | None, now: float) -> bool:
+        """True when every lease of a round that closed at ``round_closed_at``
+        has surely expired (each was granted while the round was open)."""
+        return round_closed_at is not None and now > round_closed_at + self.lease_s
+
+    def _expire(self, now: float) -> None:
+        for device_id, lease in list(self._live.items()):
+            if now > lease.expires_at:
+                del self._live[device_id]
+                self._remember(device_id, lease.round_id)
+
+    def _remember(self, device_id: str, round_id: int) -> None:
+        self._ended[device_id] = round_id
+        self._ended.move_to_end(device_id)
+        while len(self._ended) > REMEMBERED:
+            self._ended.popitem(last=False)
