@@ -49,10 +49,6 @@ class Cursor:
     def rowcount(self) -> int:
         return self._raw.rowcount
 
-    @property
-    def lastrowid(self) -> int | None:
-        return self._raw.lastrowid
-
     def fetchone(self) -> Any:
         try:
             return self._raw.fetchone()
