@@ -4,6 +4,7 @@ loopback port). Tests that take ``connect`` or ``client`` run both ways."""
 
 from __future__ import annotations
 
+import functools
 import json as json_module
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,9 @@ from flask import Flask
 
 from fedge.server.http.app import create_app, shutdown
 from fedge.server.http.serve import BackgroundServer
+from tests.helpers.stores import KINDS, Stores
 from tests.server.helpers import tiny_model
+from tests.server.parts import PartsOn, build_parts
 
 AppFactory = Callable[..., Flask]
 
@@ -158,3 +161,17 @@ def tiny_keras(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.set_weights([np.zeros((2, 2), np.float32), np.zeros(2, np.float32)])
     model.save(path)
     return path
+
+
+@pytest.fixture(params=KINDS)
+def stores(request: pytest.FixtureRequest) -> Stores:
+    """Each store kind in turn (the contract tests run on both)."""
+    if request.param == "postgres":
+        return Stores("postgres", request.getfixturevalue("postgres_cluster"))
+    return Stores("sqlite")
+
+
+@pytest.fixture
+def parts_on(stores: Stores) -> PartsOn:
+    """:func:`~tests.server.parts.build_parts` on each store kind in turn."""
+    return functools.partial(build_parts, stores=stores)
