@@ -55,7 +55,7 @@ from fedge.server.rounds.coordinator import Coordinator
 from fedge.server.rounds.rejection_tally import attributed_round
 from fedge.server.storage.bundles import StoredBundle, is_bundle_dir, open_stored, store_bundle
 from fedge.server.storage.data_dir import DataDirLock
-from fedge.server.storage.sqlite.store import SQLiteStore
+from fedge.server.storage.opening import open_store
 from fedge.server.storage.store import Store, StoreError, StoreFull
 from fedge.wire.strict_json import finite_or_null
 from fedge.wire.update_codec import Weights
@@ -90,7 +90,7 @@ def create_app(
     configure_logging()
     lock = DataDirLock(config.data_dir)
     try:
-        store = SQLiteStore.in_data_dir(config.data_dir)
+        store = open_store(config.data_dir, config.database, config.server_threads)
         events = EventFeed(
             streams=ClientSlots(
                 config.event_streams,
