@@ -91,9 +91,10 @@ class PostgresDatabase:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             cursor.execute(ddl(VERSION_TABLE))
             cursor.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-            (current,) = cursor.fetchone()
-            refuse_newer(int(current), self.location)
-            for step in pending(int(current)):
+            row = cursor.fetchone()
+            current = 0 if row is None else int(row[0])
+            refuse_newer(current, self.location)
+            for step in pending(current):
                 cursor.execute(ddl(step.script) + recorded(step))
             cursor.execute(ddl(COUNT_DEVICES))
 

@@ -29,7 +29,7 @@ SETTINGS = {"FEDGE_CANARY_MIN_REPORTS": "3", "FEDGE_CANARY_REQUIRE_HISTORY": "fa
 
 @dataclass(frozen=True)
 class Outcome:
-    checkpoints: list[dict[str, np.ndarray]]
+    checkpoints: list[dict[str, Any]]
     states: dict[int, str]
     canary: dict[str, Any]
 
