@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from fedge.reference.data import TaskData, load_task
-from tests.helpers.postgres import PostgresCluster
+from tests.helpers.postgres import PostgresCluster, started
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Not FEDGE_*: those name server settings, and an unknown one is refused.
@@ -66,11 +66,8 @@ def task() -> TaskData:
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PostgresCluster]:
     """One throw-away PostgreSQL for the whole run, started on first use."""
-    cluster = PostgresCluster()
-    try:
+    with started() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

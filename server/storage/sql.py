@@ -11,7 +11,8 @@ SQLite's dialect into PostgreSQL's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 
@@ -30,3 +31,28 @@ class SqlConnection(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> SqlCursor: ...
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+
+class GuardedCursor:
+    """A driver's cursor whose reads fail as ``guard`` says (each store's
+    ``translated``: its driver's errors become the Store's). SQLite steps
+    lazily, so a fetch can fail as well as the statement."""
+
+    def __init__(self, raw: Any, guard: Callable[[], AbstractContextManager[None]]) -> None:
+        self._raw = raw
+        self._guard = guard
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._raw.rowcount)
+
+    def fetchone(self) -> Any:
+        with self._guard():
+            return self._raw.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        with self._guard():
+            return list(self._raw.fetchall())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())

@@ -31,6 +31,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -135,6 +136,16 @@ class PostgresCluster:
             with contextlib.suppress(Exception):
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def started() -> Iterator[PostgresCluster]:
+    """A cluster for the length of the block (a fixture's), stopped after it."""
+    cluster = PostgresCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 _CLUSTERS: list[PostgresCluster] = []

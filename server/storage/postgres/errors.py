@@ -18,6 +18,7 @@ import psycopg2
 import psycopg2.extensions
 
 from fedge.server.storage.postgres.dialect import parameters, statement
+from fedge.server.storage.sql import GuardedCursor
 from fedge.server.storage.store import StoreError, StoreFull, StoreUnavailable
 
 _DISK_FULL = "53100"
@@ -41,26 +42,6 @@ def translated() -> Iterator[None]:
         raise store_error(exc) from exc
 
 
-class Cursor:
-    def __init__(self, raw: psycopg2.extensions.cursor) -> None:
-        self._raw = raw
-
-    @property
-    def rowcount(self) -> int:
-        return int(self._raw.rowcount)
-
-    def fetchone(self) -> Any:
-        with translated():
-            return self._raw.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        with translated():
-            return list(self._raw.fetchall())
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.fetchall())
-
-
 class Connection:
     """One psycopg2 connection whose statements fail with Store errors; rows
     are read by name or by position (psycopg2's DictCursor), as sqlite3.Row."""
@@ -68,11 +49,11 @@ class Connection:
     def __init__(self, raw: psycopg2.extensions.connection) -> None:
         self.raw = raw
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> GuardedCursor:
         cursor = self.raw.cursor()
         with translated():
             cursor.execute(statement(sql), parameters(params))
-        return Cursor(cursor)
+        return GuardedCursor(cursor, translated)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with translated(), self.raw.cursor() as cursor:

@@ -15,7 +15,7 @@ import requests
 
 from fedge.wire.update_codec import decode_checkpoint
 from tests.helpers.live_server import running
-from tests.helpers.postgres import PostgresCluster
+from tests.helpers.postgres import PostgresCluster, started
 from tests.server.helpers import auth, constant_update, json_at, settled
 from tests.server.http.test_http import ROUND_FLAGS, Device
 
@@ -23,11 +23,8 @@ from tests.server.http.test_http import ROUND_FLAGS, Device
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[PostgresCluster]:
     """A cluster of this module's own: the test stops it, others must not notice."""
-    cluster = PostgresCluster()
-    try:
+    with started() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def until_stored(device: Device, url: str, body: bytes) -> list[requests.Response]:
