@@ -114,7 +114,7 @@ class PostgresCluster:
         """Start the server (again), on the same port and data."""
         options = (
             f"-k {self.root} -p {self.port} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c full_page_writes=off -c max_connections=200"
+            "-c fsync=off -c full_page_writes=off -c max_connections=400"
         )
         self._run(
             "pg_ctl",

@@ -108,7 +108,20 @@ def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[AppFactory]:
+def app_database() -> str | None:
+    """The database of the apps :func:`make_app` builds: None, SQLite in the
+    data directory. A module whose tests are the store's contract overrides
+    it with :func:`on_each_store`, to run them on PostgreSQL too."""
+    return None
+
+
+def on_each_store(stores: Stores, tmp_path: Path) -> str | None:
+    """An ``app_database`` that runs a module's app tests on each store kind."""
+    return stores.url(tmp_path / "data")
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, app_database: str | None) -> Iterator[AppFactory]:
     """Apps on one data directory: a second call is a restarted server (shut
     the first down before: one server owns a data directory). Every app is
     shut down at the end, also when the test fails."""
@@ -127,6 +140,7 @@ def make_app(tmp_path: Path) -> Iterator[AppFactory]:
             "admin_token": "admin-secret",
             "port": 0,
             "rounds": rounds,
+            **({"database": app_database} if app_database else {}),
             **config,
         }
         app = create_app(test_config=settings, initial=tiny_model())
