@@ -107,21 +107,25 @@ def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
             server.stop()
 
 
-@pytest.fixture
-def app_database() -> str | None:
-    """The database of the apps :func:`make_app` builds: None, SQLite in the
-    data directory. A module whose tests are the store's contract overrides
-    it with :func:`on_each_store`, to run them on PostgreSQL too."""
-    return None
-
-
-def on_each_store(stores: Stores, tmp_path: Path) -> str | None:
-    """An ``app_database`` that runs a module's app tests on each store kind."""
-    return stores.url(tmp_path / "data")
+DatabaseOf = Callable[[Path], "str | None"]
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, app_database: str | None) -> Iterator[AppFactory]:
+def app_database() -> DatabaseOf:
+    """The database of the apps :func:`make_app` builds, by data directory:
+    None, SQLite in it. A module whose tests are the store's contract
+    overrides it with :func:`on_each_store`, to run them on PostgreSQL too."""
+    return lambda _data_dir: None
+
+
+def on_each_store(stores: Stores) -> DatabaseOf:
+    """An ``app_database`` that runs a module's app tests on each store kind
+    (a database of its own for each data directory)."""
+    return stores.url
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, app_database: DatabaseOf) -> Iterator[AppFactory]:
     """Apps on one data directory: a second call is a restarted server (shut
     the first down before: one server owns a data directory). Every app is
     shut down at the end, also when the test fails."""
@@ -140,9 +144,9 @@ def make_app(tmp_path: Path, app_database: str | None) -> Iterator[AppFactory]:
             "admin_token": "admin-secret",
             "port": 0,
             "rounds": rounds,
-            **({"database": app_database} if app_database else {}),
             **config,
         }
+        settings["database"] = app_database(Path(settings["data_dir"]))
         app = create_app(test_config=settings, initial=tiny_model())
         apps.append(app)
         return app
