@@ -110,7 +110,10 @@ class PostgresDatabase:
             try:
                 yield conn
             finally:
-                self._local.conn = None
+                # A generator's unit of work (an event stream) may be closed by
+                # the garbage collector in another thread: clear only our own.
+                if getattr(self._local, "conn", None) is conn:
+                    self._local.conn = None
 
     @contextmanager
     def transaction(self, durable: bool = True) -> Iterator[RawConnection]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,12 @@ def release_3_data_dir(tmp_path: Path, model: Path) -> Path:
     (data / "fedge.sql").unlink()
     with closing(sqlite3.connect(data / "fedge.sqlite3")) as conn:
         conn.executescript(script)
+        # As if release 3 had stopped just now: its open round's deadline
+        # (300 s after it was made) still ahead.
+        with conn:
+            conn.execute(
+                "UPDATE rounds SET deadline_at = ? WHERE state = 'open'", (time.time() + 3600,)
+            )
     data.chmod(0o700)
     return data
 
