@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 FEDGE_EXTRAS="${FEDGE_EXTRAS:-ray}" bash scripts/setup.sh
 bash scripts/setup_schemathesis.sh
 bash scripts/setup_browser.sh
+bash scripts/setup_postgres.sh
 
 echo "==> ruff"
 .venv/bin/ruff check .

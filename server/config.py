@@ -25,11 +25,14 @@ from fedge.server.errors import ConfigurationError
 from fedge.server.parity_rule import ParityRule
 from fedge.server.round_config import RoundConfig, build_round_config
 from fedge.server.secure_config import SecureAggregationConfig, build_secure_config
+from fedge.server.storage.opening import check_database
 
 
 @dataclass(frozen=True)
 class ServerConfig:
     data_dir: Path = Path("fedge-data")
+    # A postgresql:// URL: the store is that database (None: SQLite in data_dir).
+    database: str | None = None
     host: str = "127.0.0.1"
     port: int = 8750
     # Request threads. Event streams, waiting long-polls and predictions run
@@ -185,6 +188,7 @@ class ServerConfig:
                 "secure aggregation runs in synchronous rounds only: its stages need one "
                 "round's devices together; use --aggregation sync"
             )
+        check_database(self.database)
         if self.norm_policy not in ("reject", "clip"):
             raise ConfigurationError("norm_policy must be 'reject' or 'clip'")
         if self.max_update_bytes < 1024:

@@ -13,11 +13,13 @@ import contextlib
 import os
 import secrets
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fedge.reference.data import TaskData, load_task
+from tests.helpers.postgres import PostgresCluster, started
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Not FEDGE_*: those name server settings, and an unknown one is refused.
@@ -59,3 +61,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def task() -> TaskData:
     return load_task(seed=0)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throw-away PostgreSQL for the whole run, started on first use."""
+    with started() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """The URL of an empty database of this test's own."""
+    return postgres_cluster.new_database(f"t_{secrets.token_hex(6)}")

@@ -70,6 +70,13 @@ def server_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the database, checkpoints and updates live [default: fedge-data].",
 )
+@click.option(
+    "--database",
+    metavar="URL",
+    help="A PostgreSQL database (postgresql://user@host:port/name) instead of SQLite in the "
+    "data directory; checkpoints and updates stay in the data directory. Prefer "
+    "FEDGE_DATABASE or ~/.pgpass for a password [docs/postgresql.md].",
+)
 @options.host(help="Interface to listen on [default: 127.0.0.1].")
 @options.port(help="Port (0: any free) [default: 8750].")
 @click.option(
@@ -168,7 +175,8 @@ def server_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
 )
 @secure_aggregation_options
 def serve(config_file: Path | None, **settings: Any) -> None:
-    """Run the aggregation server (SQLite and a local data directory; no other service)."""
+    """Run the aggregation server (SQLite in a local data directory, no other
+    service; or PostgreSQL with --database)."""
     from fedge.server.http.app import create_app
     from fedge.server.http.serve import serve as run_server
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from fedge.server.events.feed import EventFeed
 from fedge.server.events.log import Page, read_after
-from fedge.server.storage.store import EventRows, Store
+from fedge.server.storage.store import EventRow, EventRows, Store
 from fedge.wire.sse import comment, end, position
 
 RETRY_MS = 1000  # the reconnect delay streams ask of clients
@@ -46,11 +47,10 @@ def sse_messages(
     keepalive_s: float,
     disconnected: Callable[[], bool] = lambda: False,
 ) -> Iterator[bytes]:
-    """The stream's bytes. Runs in the request's thread (its database
-    connection); ends after ``duration_s``, when the feed closes (the server
-    stops) or when the client has gone (``disconnected``)."""
-    with store.reading() as tx:
-        yield from _stream(tx.events, feed, subscription, keepalive_s, disconnected)
+    """The stream's bytes. Runs in the request's thread; ends after
+    ``duration_s``, when the feed closes (the server stops) or when the
+    client has gone (``disconnected``)."""
+    yield from _stream(_EachRead(store), feed, subscription, keepalive_s, disconnected)
 
 
 def _stream(
@@ -84,6 +84,30 @@ def _stream(
     yield end(cursor, RETRY_MS)
 
 
+class _EachRead:
+    """The events table read in a unit of work of its own each time: a
+    stream or long-poll that waits holds no database connection meanwhile
+    (a PostgreSQL store's pool is shared by every thread)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def add(self, kind: str, payload: dict[str, Any]) -> None:
+        raise TypeError("an event stream only reads")
+
+    def after(self, after_id: int, limit: int) -> list[EventRow]:
+        with self._store.reading() as tx:
+            return tx.events.after(after_id, limit)
+
+    def latest_id(self) -> int:
+        with self._store.reading() as tx:
+            return tx.events.latest_id()
+
+    def last_assigned_id(self) -> int:
+        with self._store.reading() as tx:
+            return tx.events.last_assigned_id()
+
+
 def pending(store: Store, subscription: Subscription) -> Page:
     """The events there are now (a page), without waiting."""
     with store.reading() as tx:
@@ -93,8 +117,7 @@ def pending(store: Store, subscription: Subscription) -> Page:
 def wait_for_events(store: Store, feed: EventFeed, subscription: Subscription) -> Page:
     """The first page with events after the cursor, or an empty one after
     ``duration_s`` (or when the server stops); ``last_id`` is how far it read."""
-    with store.reading() as tx:
-        return _wait(tx.events, feed, subscription)
+    return _wait(_EachRead(store), feed, subscription)
 
 
 def _wait(rows: EventRows, feed: EventFeed, subscription: Subscription) -> Page:

@@ -54,8 +54,8 @@ from fedge.server.rounds.coordinator import Coordinator
 from fedge.server.rounds.rejection_tally import attributed_round
 from fedge.server.storage.bundles import StoredBundle, is_bundle_dir, open_stored, store_bundle
 from fedge.server.storage.data_dir import DataDirLock
-from fedge.server.storage.sqlite.store import SQLiteStore
-from fedge.server.storage.store import Store, StoreError, StoreFull
+from fedge.server.storage.opening import open_store
+from fedge.server.storage.store import Store, StoreError, StoreFull, StoreUnavailable
 from fedge.wire.strict_json import finite_or_null
 from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec
@@ -89,7 +89,7 @@ def create_app(
     configure_logging()
     lock = DataDirLock(config.data_dir)
     try:
-        store = SQLiteStore.in_data_dir(config.data_dir)
+        store = open_store(config.data_dir, config.database, config.server_threads)
         events = EventFeed(
             streams=ClientSlots(
                 config.event_streams,
@@ -280,6 +280,8 @@ def _register(app: Flask) -> None:
     def database_error(exc: StoreError) -> Any:
         if isinstance(exc, StoreFull):
             return _storage_full(exc)
+        if isinstance(exc, StoreUnavailable):
+            return _database_unavailable(exc)
         return _internal(exc)
 
     @app.errorhandler(Exception)
@@ -320,6 +322,16 @@ def _storage_full(exc: Exception) -> Any:
     log.error("storage full: %s", exc)
     full = InsufficientStorage("the server is out of storage; try again later")
     return _error(full.status, full.code, full.message)
+
+
+def _database_unavailable(exc: Exception) -> Any:
+    """The database cannot answer now (unreachable, restarting, busy past
+    its wait): the request changed nothing (its transaction rolled back),
+    and the same request later may succeed."""
+    log.warning("database unavailable: %s", exc)
+    response = _error(503, "database_unavailable", "the database cannot answer now; retry shortly")
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 def _internal(exc: Exception) -> Any:

@@ -1,9 +1,13 @@
 """Storage: the :class:`~fedge.server.storage.store.Store` interface (units
 of work with typed rows: rounds, selections, updates, checkpoints, server
 state, events, devices, releases and their change log, canary evaluations
-and decisions; backend-neutral errors, :class:`~.store.StoreError`) and
-its SQLite implementation (:mod:`.sqlite`: the schema and connections in
-:mod:`.sqlite.database`, one class per table); the records they exchange
+and decisions; backend-neutral errors, :class:`~.store.StoreError`), its
+SQLite implementation (:mod:`.sqlite`: connections in :mod:`.sqlite.database`,
+the schema and its numbered steps in :mod:`.sqlite.schema` and
+:mod:`.sqlite.migrations`, one class per table) and its PostgreSQL one
+(:mod:`.postgres`: the same row classes and steps on a connection pool);
+:func:`~.opening.open_store` picks one from the ``database`` setting; what
+the row classes ask of a connection (:mod:`.sql`); the records they exchange
 (:mod:`.rounds`, :mod:`.devices`, :mod:`.canary`); durable file writes,
 group commit, the data directory and stored bundles.
 """

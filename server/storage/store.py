@@ -5,9 +5,10 @@ A :class:`Store` hands out units of work (:class:`Tx`): ``transaction()``
 for writes (all or nothing, rolled back by any exception) and ``reading()``
 for reads outside a transaction. A unit of work offers one attribute per
 kind of row (``tx.rounds``, ``tx.devices``...), each a small protocol whose
-methods take and return typed records. Today's implementation is SQLite
-(:mod:`fedge.server.storage.sqlite`); a PostgreSQL one can sit beside it
-because nothing here names a connection, a cursor or an SQL dialect.
+methods take and return typed records. Two implement it: SQLite
+(:mod:`fedge.server.storage.sqlite`, the default) and PostgreSQL
+(:mod:`fedge.server.storage.postgres`); nothing here names a connection, a
+cursor or an SQL dialect.
 
 Whatever goes wrong in the database comes out as a :class:`StoreError`
 (never a driver's own exception), so callers can catch it without knowing

@@ -4,6 +4,7 @@ loopback port). Tests that take ``connect`` or ``client`` run both ways."""
 
 from __future__ import annotations
 
+import functools
 import json as json_module
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,9 @@ from flask import Flask
 
 from fedge.server.http.app import create_app, shutdown
 from fedge.server.http.serve import BackgroundServer
+from tests.helpers.stores import KINDS, Stores
 from tests.server.helpers import tiny_model
+from tests.server.parts import PartsOn, build_parts
 
 AppFactory = Callable[..., Flask]
 
@@ -104,8 +107,25 @@ def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
             server.stop()
 
 
+DatabaseOf = Callable[[Path], "str | None"]
+
+
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[AppFactory]:
+def app_database() -> DatabaseOf:
+    """The database of the apps :func:`make_app` builds, by data directory:
+    None, SQLite in it. A module whose tests are the store's contract
+    overrides it with :func:`on_each_store`, to run them on PostgreSQL too."""
+    return lambda _data_dir: None
+
+
+def on_each_store(stores: Stores) -> DatabaseOf:
+    """An ``app_database`` that runs a module's app tests on each store kind
+    (a database of its own for each data directory)."""
+    return stores.url
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, app_database: DatabaseOf) -> Iterator[AppFactory]:
     """Apps on one data directory: a second call is a restarted server (shut
     the first down before: one server owns a data directory). Every app is
     shut down at the end, also when the test fails."""
@@ -126,6 +146,7 @@ def make_app(tmp_path: Path) -> Iterator[AppFactory]:
             "rounds": rounds,
             **config,
         }
+        settings["database"] = app_database(Path(settings["data_dir"]))
         app = create_app(test_config=settings, initial=tiny_model())
         apps.append(app)
         return app
@@ -158,3 +179,17 @@ def tiny_keras(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.set_weights([np.zeros((2, 2), np.float32), np.zeros(2, np.float32)])
     model.save(path)
     return path
+
+
+@pytest.fixture(params=KINDS)
+def stores(request: pytest.FixtureRequest) -> Stores:
+    """Each store kind in turn (the contract tests run on both)."""
+    if request.param == "postgres":
+        return Stores("postgres", request.getfixturevalue("postgres_cluster"))
+    return Stores("sqlite")
+
+
+@pytest.fixture
+def parts_on(stores: Stores) -> PartsOn:
+    """:func:`~tests.server.parts.build_parts` on each store kind in turn."""
+    return functools.partial(build_parts, stores=stores)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,12 @@ SPECS = ModelSpec(
     (WeightSpec("dense/kernel", (2, 2), "float32"), WeightSpec("dense/bias", (2,), "float32"))
 )
 SHAPES = {"dense/kernel": (2, 2), "dense/bias": (2,)}
+
+
+def rows_of(app: Flask, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """A test's own query on the app's store, either kind (``?`` parameters)."""
+    with context_of(app).store.reading() as tx:
+        return list(tx.connection.execute(sql, params).fetchall())  # type: ignore[attr-defined]
 
 
 def database_of(app: Flask) -> Database:

@@ -5,6 +5,7 @@ passing ``now`` and reaches every part directly."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,15 @@ from fedge.server.rounds.selection import Selector
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
 from fedge.server.storage.devices import Conditions, Device
-from fedge.server.storage.sqlite.database import Database
-from fedge.server.storage.sqlite.store import SQLiteStore
+from fedge.server.storage.store import Store
+from tests.helpers.stores import Stores
 from tests.server.helpers import SPECS, tiny_model
 
 
 @dataclass
 class Parts:
     config: ServerConfig
-    store: SQLiteStore
+    store: Store
     dirs: rs.Directories
     metrics: Metrics
     round_sum: RoundSum
@@ -39,17 +40,22 @@ class Parts:
     ingest: UpdateIngest
     wakes: list[int] = field(default_factory=list)
 
-    @property
-    def db(self) -> Database:
-        """The SQLite file under the store, for a test's own SQL."""
-        return self.store.db
+    def sql(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        """A test's own query (``?`` parameters, either store): its rows."""
+        with self.store.reading() as tx:
+            return list(tx.connection.execute(statement, params).fetchall())  # type: ignore[attr-defined]
+
+    def write(self, statement: str, params: Sequence[Any] = ()) -> None:
+        """A test's own change, in a transaction of its own."""
+        with self.store.transaction() as tx:
+            tx.connection.execute(statement, params)  # type: ignore[attr-defined]
 
     def device(self, participations: int = 0, enrolled_at: float = 0.0) -> Device:
         """A device with a history, without playing it: enrolled long ago
         (settled, for the fair sampler) unless ``enrolled_at`` says when."""
         with self.store.transaction() as tx:
             enrolment = tx.devices.enrol("test", None, time.time())
-            tx.connection.execute(
+            tx.connection.execute(  # type: ignore[attr-defined]
                 "UPDATE devices SET participations = ?, created_at = ? WHERE id = ?",
                 (participations, enrolled_at, enrolment.device_id),
             )
@@ -67,8 +73,9 @@ class Parts:
         return decision.task
 
 
-def build_parts(data_dir: Path, **settings: Any) -> Parts:
-    """Parts on ``data_dir`` (a second call on it is a restart); round 1 is open."""
+def build_parts(data_dir: Path, stores: Stores | None = None, **settings: Any) -> Parts:
+    """Parts on ``data_dir`` (a second call on it is a restart) and its store
+    (SQLite unless ``stores`` says otherwise); round 1 is open."""
     rounds: dict[str, Any] = {
         "target_participants": 2,
         "min_participants": 1,
@@ -77,7 +84,7 @@ def build_parts(data_dir: Path, **settings: Any) -> Parts:
     rounds.update(settings.pop("rounds", {}))
     config = ServerConfig(data_dir=data_dir, rounds=RoundConfig(**rounds), **settings)
     config.validate()
-    store = SQLiteStore.in_data_dir(config.data_dir)
+    store = (stores or Stores("sqlite")).open(config.data_dir)
     dirs = rs.Directories.under(data_dir)
     metrics = server_metrics()
     strategy = RoundStrategy(config)
@@ -107,3 +114,6 @@ def build_parts(data_dir: Path, **settings: Any) -> Parts:
     selector = Selector(store, config.rounds, "tiny", [s.name for s in SPECS])
     lifecycle.drive()
     return Parts(config, store, dirs, metrics, round_sum, lifecycle, selector, ingest, wakes)
+
+
+PartsOn = Callable[..., Parts]  # build_parts with the store kind chosen (the parts_on fixture)

@@ -7,7 +7,7 @@ import json
 import sqlite3
 
 from fedge.server.storage.canary import Decision, StoredEvaluation
-from fedge.server.storage.sqlite.errors import Connection
+from fedge.server.storage.sql import SqlConnection as Connection
 from fedge.wire.canary import USING, Evaluation, Parity
 from fedge.wire.predictions import Predictions
 
@@ -32,7 +32,7 @@ _SELECT = (
 # candidate's creation time, 1 to waive the history, the candidate's version,
 # the creation time again (twice).
 _ELIGIBLE = (
-    "d.created_at < ? AND (? OR EXISTS (SELECT 1 FROM updates u "
+    "d.created_at < ? AND (? = 1 OR EXISTS (SELECT 1 FROM updates u "
     "WHERE u.device_id = d.id AND u.received_at < ?) "
     "OR EXISTS (SELECT 1 FROM canary_evaluations h "
     "WHERE h.device_id = d.id AND h.version < ? AND h.received_at < ?))"

@@ -13,8 +13,8 @@ from fedge.server.storage.devices import (
     hash_token,
     new_device_credentials,
 )
-from fedge.server.storage.sqlite.database import DEVICE_COUNT_KEY
-from fedge.server.storage.sqlite.errors import Connection
+from fedge.server.storage.sql import SqlConnection as Connection
+from fedge.server.storage.sqlite.schema import DEVICE_COUNT_KEY
 
 # A device in one of these keeps its rows: it is part of a round in progress.
 _ACTIVE_ROUNDS = "(SELECT id FROM rounds WHERE state IN ('open', 'closing'))"
@@ -100,7 +100,8 @@ class SQLiteDevices:
     def _add_to_count(self, delta: int) -> None:
         if delta:
             self._conn.execute(
-                "UPDATE server_state SET value = CAST(value AS INTEGER) + ? WHERE key = ?",
+                "UPDATE server_state SET value = CAST(CAST(value AS INTEGER) + ? AS TEXT) "
+                "WHERE key = ?",
                 (delta, DEVICE_COUNT_KEY),
             )
 
@@ -123,7 +124,9 @@ class SQLiteDevices:
 
     def seen_since(self, *moments: float) -> tuple[int, ...]:
         # One scan of the table for every count.
-        columns = "".join(", COALESCE(SUM(last_seen >= ?), 0)" for _ in moments)
+        columns = "".join(
+            ", COALESCE(SUM(CASE WHEN last_seen >= ? THEN 1 ELSE 0 END), 0)" for _ in moments
+        )
         row = self._conn.execute(f"SELECT COUNT(*){columns} FROM devices", moments).fetchone()
         return tuple(int(n) for n in row[1:])
 

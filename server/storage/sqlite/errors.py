@@ -2,10 +2,11 @@
 :class:`~fedge.server.storage.store.StoreError` and never learn which
 driver raised it.
 
-:class:`Connection` and :class:`Cursor` stand in for sqlite3's own in the
-row classes, so that every statement (and every row fetched: SQLite steps
-lazily) fails with a Store error; the Store's units of work translate what
-the transaction itself raises (BEGIN, COMMIT, the writer lock).
+:class:`Connection` (with :class:`~fedge.server.storage.sql.GuardedCursor`)
+stands in for sqlite3's own in the row classes, so that every statement
+(and every row fetched: SQLite steps lazily) fails with a Store error; the
+Store's units of work translate what the transaction itself raises (BEGIN,
+COMMIT, the writer lock).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from fedge.server.storage.sql import GuardedCursor
 from fedge.server.storage.store import StoreError, StoreFull, StoreUnavailable
 
 # SQLite says "database is locked" or "database table is locked" once the
@@ -41,43 +43,15 @@ def translated() -> Iterator[None]:
         raise store_error(exc) from exc
 
 
-class Cursor:
-    def __init__(self, raw: sqlite3.Cursor) -> None:
-        self._raw = raw
-
-    @property
-    def rowcount(self) -> int:
-        return self._raw.rowcount
-
-    @property
-    def lastrowid(self) -> int | None:
-        return self._raw.lastrowid
-
-    def fetchone(self) -> Any:
-        try:
-            return self._raw.fetchone()
-        except sqlite3.Error as exc:
-            raise store_error(exc) from exc
-
-    def fetchall(self) -> list[Any]:
-        try:
-            return self._raw.fetchall()
-        except sqlite3.Error as exc:
-            raise store_error(exc) from exc
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.fetchall())
-
-
 class Connection:
     """One sqlite3 connection whose statements fail with Store errors."""
 
     def __init__(self, raw: sqlite3.Connection) -> None:
         self.raw = raw
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> GuardedCursor:
         try:
-            return Cursor(self.raw.execute(sql, params))
+            return GuardedCursor(self.raw.execute(sql, params), translated)
         except sqlite3.Error as exc:
             raise store_error(exc) from exc
 

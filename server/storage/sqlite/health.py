@@ -13,7 +13,7 @@ import json
 import sqlite3
 
 from fedge.server.storage.health import StoredHealthReport
-from fedge.server.storage.sqlite.errors import Connection
+from fedge.server.storage.sql import SqlConnection as Connection
 from fedge.wire.health import HealthReport, HealthWindow
 
 SCHEMA = """
@@ -203,7 +203,7 @@ class SQLiteHealth:
     def windows(self, version: int, limit: int) -> list[HealthWindow]:
         rows = self._conn.execute(
             f"SELECT {_WINDOW} FROM (SELECT * FROM health_windows WHERE version = ? "
-            "ORDER BY win DESC, runtime LIMIT ?) ORDER BY win, runtime",
+            "ORDER BY win DESC, runtime LIMIT ?) AS newest ORDER BY win, runtime",
             (version, limit),
         ).fetchall()
         return [_window(row) for row in rows]

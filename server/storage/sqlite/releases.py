@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from fedge.server.storage.rounds import json_text
-from fedge.server.storage.sqlite.errors import Connection
+from fedge.server.storage.sql import SqlConnection as Connection
 from fedge.server.storage.sqlite.rounds import SQLiteEvents
 from fedge.wire.releases import ReleaseChange, ReleaseRecord, Rollout
 
@@ -180,14 +180,13 @@ class SQLiteReleases:
         details: dict[str, Any] | None = None,
     ) -> ReleaseChange:
         at = time.time()
-        cursor = self._conn.execute(
+        # RETURNING (SQLite 3.35+, PostgreSQL): the id the database chose.
+        (change_id,) = self._conn.execute(
             "INSERT INTO release_changes (at, actor, action, version, why, details) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             (at, actor, action, version, why, json_text(details or {})),
-        )
-        return ReleaseChange(
-            int(cursor.lastrowid or 0), at, actor, action, version, why, details or {}
-        )
+        ).fetchone()
+        return ReleaseChange(int(change_id), at, actor, action, version, why, details or {})
 
     def changes(self, limit: int) -> list[ReleaseChange]:
         rows = self._conn.execute(

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from fedge.server.storage.rounds import RoundRecord, StateChanged, UpdateRecord, json_text
-from fedge.server.storage.sqlite.errors import Connection
+from fedge.server.storage.sql import SqlConnection as Connection
 from fedge.server.storage.store import EventRow
 
 # The states after which a round's update files are read by nothing.

@@ -27,10 +27,9 @@ from fedge.server.config import load_config
 from fedge.server.errors import ConfigurationError
 from fedge.server.events.log import StoredEvent, public_event
 from fedge.server.http.serve import BackgroundServer
-from fedge.server.storage.sqlite.database import Database
-from fedge.server.storage.sqlite.store import SQLiteTx
 from fedge.wire.update_codec import Update, UpdateMeta, encode_update
 from tests.helpers.live_server import LiveServer, running
+from tests.helpers.stores import Stores
 from tests.helpers.subscriber import subscribed, take
 from tests.server.conftest import AppFactory
 from tests.server.helpers import OCTET, auth
@@ -38,9 +37,33 @@ from tests.server.helpers import OCTET, auth
 ADMIN = auth("admin-secret")  # tests.helpers.live_server.start's default
 
 
+_STORES: list[Stores] = []  # the store kind of the test running now
+
+
+@pytest.fixture(autouse=True)
+def _each_store(stores: Stores) -> Iterator[None]:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    _STORES.append(stores)
+    yield
+    _STORES.pop()
+
+
+def another_process_adds(data_dir: Path, *events: tuple[str, dict[str, Any]]) -> None:
+    """Events written beside the server (a release tool on its database, say)."""
+    store = _STORES[-1].open(data_dir, threads=1)
+    with store.transaction() as tx:
+        for kind, payload in events:
+            tx.events.add(kind, payload)
+    store.close_thread_connection()
+
+
 @contextmanager
 def server(tmp_path: Path, **settings: Any) -> Iterator[LiveServer]:
-    """``fedge serve`` with ``settings`` (a TOML file; ``rounds`` a table)."""
+    """``fedge serve`` with ``settings`` (a TOML file; ``rounds`` a table),
+    on the test's store kind."""
+    database = _STORES[-1].url(tmp_path / "data")
+    if database is not None:
+        settings["database"] = database
     rounds = settings.pop("rounds", {})
     lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     lines += ["[rounds]", *(f"{key} = {json.dumps(value)}" for key, value in rounds.items())]
@@ -189,11 +212,11 @@ def test_types_filters_the_stream_and_the_poll(tmp_path: Path) -> None:
         start = position(live.url)
         # Another process's writes (a release tool on the same data directory,
         # say): the server finds them by its fallback poll of the table.
-        database = Database(tmp_path / "data" / "fedge.sqlite3")
-        with database.transaction() as conn:
-            SQLiteTx(conn).events.add("release", {"version": 2, "bundle_id": "b" * 64})
-            SQLiteTx(conn).events.add("rollout", {"version": 2, "percent": 10})
-        database.close_thread_connection()
+        another_process_adds(
+            tmp_path / "data",
+            ("release", {"version": 2, "bundle_id": "b" * 64}),
+            ("rollout", {"version": 2, "percent": 10}),
+        )
         end_round(live.url)
         releases = raw_stream(live.url, f"after={start}&timeout=0&types=release,rollout")
         rounds = raw_stream(live.url, f"after={start}&timeout=0&types=round")
@@ -215,10 +238,7 @@ def test_another_process_s_event_reaches_a_live_subscriber(tmp_path: Path) -> No
     with server(tmp_path) as live:
         start = position(live.url)
         with subscribed(live.url, after=start, types=["release"]) as (_, received):
-            database = Database(tmp_path / "data" / "fedge.sqlite3")
-            with database.transaction() as conn:
-                SQLiteTx(conn).events.add("release", {"version": 3})
-            database.close_thread_connection()
+            another_process_adds(tmp_path / "data", ("release", {"version": 3}))
             (event,) = take(received, 1, timeout=5)
 
     assert (event.id, event.type, event.data) == (start + 1, "release", {"version": 3})

@@ -16,7 +16,7 @@ import requests
 from fedge.server.storage.sqlite.database import Database
 from tests.helpers.live_server import running
 from tests.server.helpers import OCTET, auth, constant_update
-from tests.server.parts import build_parts
+from tests.server.parts import PartsOn
 
 FULL, NORMAL = 2, 1  # PRAGMA synchronous
 
@@ -41,20 +41,21 @@ def test_a_transaction_that_need_not_be_durable_does_not_wait_for_the_disk(
 
 
 def test_a_check_in_is_not_durable_and_an_upload_is(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    parts_on: PartsOn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    parts = build_parts(tmp_path, rounds={"target_participants": 3})
+    parts = parts_on(tmp_path, rounds={"target_participants": 3})
     device = parts.device()
     kinds: list[bool] = []
-    original = Database.transaction
+    kind = type(parts.store.db)  # type: ignore[attr-defined]  # either store's database: both take `durable`
+    original = kind.transaction
 
     @contextmanager
-    def recorded(self: Database, durable: bool = True) -> Iterator[Any]:
+    def recorded(self: Any, durable: bool = True) -> Iterator[Any]:
         kinds.append(durable)
         with original(self, durable) as conn:
             yield conn
 
-    monkeypatch.setattr(Database, "transaction", recorded)
+    monkeypatch.setattr(kind, "transaction", recorded)
 
     task = parts.task(device)
     check_in = list(kinds)

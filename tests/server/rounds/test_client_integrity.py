@@ -10,8 +10,11 @@ from fedge.client_sim.device.client import FedgeClient, ProtocolError
 from fedge.client_sim.device.transport import HttpTransport
 from fedge.server.http.context import context_of
 from fedge.server.http.serve import BackgroundServer
-from tests.server.conftest import AppFactory
-from tests.server.helpers import database_of
+from tests.server.conftest import AppFactory, on_each_store
+from tests.server.helpers import rows_of
+
+# The Python client against each store.
+app_database = pytest.fixture(on_each_store, name="app_database")
 
 
 def test_a_checkpoint_whose_bytes_do_not_match_its_id_is_refused(make_app: AppFactory) -> None:
@@ -38,8 +41,7 @@ def test_a_retried_enrolment_does_not_create_a_second_device(make_app: AppFactor
 
         client.enrol()
 
-        conn = database_of(app).connection()
-        (request,) = conn.execute("SELECT enrol_request FROM devices").fetchone()
+        ((request,),) = rows_of(app, "SELECT enrol_request FROM devices")
         assert request is not None  # the client sent a request id the server can match
         client.transport.close()
 

@@ -12,7 +12,7 @@ from fedge.server.config import ServerConfig
 from fedge.server.errors import Conflict, Forbidden, NotFound, ServerError
 from fedge.server.rounds.ingest import effective_max_update_norm
 from tests.server.helpers import SPECS, constant_update
-from tests.server.parts import Parts, build_parts
+from tests.server.parts import Parts, PartsOn
 
 
 def update_files(parts: Parts) -> list[Path]:
@@ -26,8 +26,10 @@ def refused(call: Callable[[], object]) -> ServerError:
     return caught.value
 
 
-def test_an_accepted_update_is_stored_summed_and_receipted(tmp_path: Path) -> None:
-    parts = build_parts(tmp_path, rounds={"target_participants": 3})
+def test_an_accepted_update_is_stored_summed_and_receipted(
+    parts_on: PartsOn, tmp_path: Path
+) -> None:
+    parts = parts_on(tmp_path, rounds={"target_participants": 3})
     device = parts.device()
     base = parts.task(device)["base_checkpoint"]
 
@@ -42,8 +44,10 @@ def test_an_accepted_update_is_stored_summed_and_receipted(tmp_path: Path) -> No
     assert parts.wakes == []  # 1 of 3: the round is not full yet
 
 
-def test_a_retry_of_the_same_bytes_returns_the_first_receipt(tmp_path: Path) -> None:
-    parts = build_parts(tmp_path, rounds={"target_participants": 3})
+def test_a_retry_of_the_same_bytes_returns_the_first_receipt(
+    parts_on: PartsOn, tmp_path: Path
+) -> None:
+    parts = parts_on(tmp_path, rounds={"target_participants": 3})
     device = parts.device()
     body = constant_update(1, parts.task(device)["base_checkpoint"], 1.0)
     first, _ = parts.ingest.accept(device, 1, body)
@@ -54,8 +58,8 @@ def test_a_retry_of_the_same_bytes_returns_the_first_receipt(tmp_path: Path) -> 
     assert parts.round_sum.count == 1
 
 
-def test_refusals_change_nothing_on_disk_or_in_the_sum(tmp_path: Path) -> None:
-    parts = build_parts(tmp_path, rounds={"target_participants": 3})
+def test_refusals_change_nothing_on_disk_or_in_the_sum(parts_on: PartsOn, tmp_path: Path) -> None:
+    parts = parts_on(tmp_path, rounds={"target_participants": 3})
     sender, copier, outsider = parts.device(), parts.device(), parts.device()
     base = parts.task(sender)["base_checkpoint"]
     parts.task(copier)
@@ -75,8 +79,8 @@ def test_refusals_change_nothing_on_disk_or_in_the_sum(tmp_path: Path) -> None:
     assert parts.round_sum.count == 1
 
 
-def test_reaching_the_target_wakes_the_driver_once(tmp_path: Path) -> None:
-    parts = build_parts(tmp_path, rounds={"target_participants": 2})
+def test_reaching_the_target_wakes_the_driver_once(parts_on: PartsOn, tmp_path: Path) -> None:
+    parts = parts_on(tmp_path, rounds={"target_participants": 2})
     first, second = parts.device(), parts.device()
     base = parts.task(first)["base_checkpoint"]
     parts.task(second)
@@ -88,8 +92,8 @@ def test_reaching_the_target_wakes_the_driver_once(tmp_path: Path) -> None:
     assert "fedge_round_updates 2" in parts.metrics.render()
 
 
-def test_an_update_to_an_ended_round_is_refused(tmp_path: Path) -> None:
-    parts = build_parts(tmp_path, rounds={"target_participants": 2, "min_participants": 2})
+def test_an_update_to_an_ended_round_is_refused(parts_on: PartsOn, tmp_path: Path) -> None:
+    parts = parts_on(tmp_path, rounds={"target_participants": 2, "min_participants": 2})
     device = parts.device()
     base = parts.task(device)["base_checkpoint"]
     parts.lifecycle.drive(now=parts.round(1).deadline_at + 1)  # no quorum: abandoned

@@ -18,7 +18,7 @@ from fedge.server.rounds.admission import PACE, paced_round
 from fedge.server.storage.devices import Conditions
 from tests.helpers.live_server import running
 from tests.server.helpers import auth
-from tests.server.parts import build_parts
+from tests.server.parts import PartsOn
 
 SPEC_PATH = Path(__file__).resolve().parents[3] / "server" / "openapi.yaml"
 
@@ -39,11 +39,13 @@ def test_the_refused_are_spread_evenly_over_the_coming_rounds() -> None:
     assert paced_round(10, "device-3", 1000, 100) == paced_round(10, "device-3", 1000, 100)
 
 
-def test_least_served_devices_come_back_sooner_than_served_ones(tmp_path: Path) -> None:
+def test_least_served_devices_come_back_sooner_than_served_ones(
+    parts_on: PartsOn, tmp_path: Path
+) -> None:
     # 2 seats; 10 devices that never took part, 90 that took part once. The
     # fair sampler wants the 10: they are spread over 10 / (2 x 2) x 2 - 1
     # = 4 rounds, the served over 100 / (2 x 2) x 2 - 1 = 49.
-    parts = build_parts(tmp_path, rounds={"target_participants": 2, "deadline_s": 600.0})
+    parts = parts_on(tmp_path, rounds={"target_participants": 2, "deadline_s": 600.0})
     fresh = [parts.device(participations=0) for _ in range(10)]
     served = [parts.device(participations=1) for _ in range(90)]
     now = time.time()

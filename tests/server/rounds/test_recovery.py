@@ -17,17 +17,19 @@ from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
 from fedge.server.storage.sqlite.store import SQLiteStore
 from tests.server.helpers import SPECS, constant_update
-from tests.server.parts import build_parts
+from tests.server.parts import PartsOn
 
 
-def test_a_restart_adds_the_stored_updates_of_the_open_round_again(tmp_path: Path) -> None:
-    before = build_parts(tmp_path, rounds={"target_participants": 3})
+def test_a_restart_adds_the_stored_updates_of_the_open_round_again(
+    parts_on: PartsOn, tmp_path: Path
+) -> None:
+    before = parts_on(tmp_path, rounds={"target_participants": 3})
     for value, examples in ((1.0, 1), (4.0, 3)):
         device = before.device()
         base = before.task(device)["base_checkpoint"]
         before.ingest.accept(device, 1, constant_update(1, base, value, examples))
 
-    after = build_parts(tmp_path, rounds={"target_participants": 3})
+    after = parts_on(tmp_path, rounds={"target_participants": 3})
 
     assert after.round_sum.count == 2
     # (1 * 1 + 3 * 4) / 4 = 3.25
@@ -37,14 +39,16 @@ def test_a_restart_adds_the_stored_updates_of_the_open_round_again(tmp_path: Pat
     assert "fedge_round_updates 2" in after.metrics.render()
 
 
-def test_a_restart_after_a_close_trains_from_the_new_checkpoint(tmp_path: Path) -> None:
-    before = build_parts(tmp_path, rounds={"target_participants": 1})
+def test_a_restart_after_a_close_trains_from_the_new_checkpoint(
+    parts_on: PartsOn, tmp_path: Path
+) -> None:
+    before = parts_on(tmp_path, rounds={"target_participants": 1})
     device = before.device()
     base = before.task(device)["base_checkpoint"]
     before.ingest.accept(device, 1, constant_update(1, base, 2.0))
     before.lifecycle.drive()
 
-    after = build_parts(tmp_path, rounds={"target_participants": 1})
+    after = parts_on(tmp_path, rounds={"target_participants": 1})
 
     assert after.lifecycle.model.checkpoint_id == before.round(1).result_checkpoint
     np.testing.assert_allclose(after.lifecycle.model.weights["dense/bias"], [2.0, 2.0])
@@ -52,13 +56,13 @@ def test_a_restart_after_a_close_trains_from_the_new_checkpoint(tmp_path: Path) 
     assert after.round(2).state == "open"
 
 
-def test_leftover_temp_files_are_removed(tmp_path: Path) -> None:
-    parts = build_parts(tmp_path)
+def test_leftover_temp_files_are_removed(parts_on: PartsOn, tmp_path: Path) -> None:
+    parts = parts_on(tmp_path)
     leftover = parts.dirs.updates / "r000001" / ".cut-short.safetensors.x1.tmp"
     leftover.parent.mkdir(parents=True)
     leftover.write_bytes(b"half")
 
-    build_parts(tmp_path)
+    parts_on(tmp_path)
 
     assert not leftover.exists()
 

@@ -19,7 +19,7 @@ from fedge.server.storage import rounds as rs
 from fedge.server.storage.sqlite.database import Database
 from fedge.server.storage.sqlite.store import SQLiteTx
 from tests.server.helpers import SPECS, constant_update
-from tests.server.parts import Parts, build_parts
+from tests.server.parts import Parts, PartsOn
 
 
 def state_of(parts: Parts, key: str) -> str | None:
@@ -45,12 +45,14 @@ def bias(parts: Parts, checkpoint_id: str) -> Any:
 
 
 def events(parts: Parts) -> list[str]:
-    rows = parts.db.connection().execute("SELECT kind FROM events ORDER BY id").fetchall()
+    rows = parts.sql("SELECT kind FROM events ORDER BY id")
     return [str(r["kind"]) for r in rows]
 
 
-def test_a_round_that_reaches_its_target_closes_into_the_mean(tmp_path: Path) -> None:
-    parts = build_parts(tmp_path, rounds={"target_participants": 2})
+def test_a_round_that_reaches_its_target_closes_into_the_mean(
+    parts_on: PartsOn, tmp_path: Path
+) -> None:
+    parts = parts_on(tmp_path, rounds={"target_participants": 2})
     base = parts.round(1).base_checkpoint
     contribute(parts, [1.0, 3.0])
 
@@ -68,9 +70,10 @@ def test_a_round_that_reaches_its_target_closes_into_the_mean(tmp_path: Path) ->
 
 
 def test_a_round_waits_for_its_deadline_and_is_abandoned_without_quorum(
+    parts_on: PartsOn,
     tmp_path: Path,
 ) -> None:
-    parts = build_parts(tmp_path, rounds={"target_participants": 3, "min_participants": 2})
+    parts = parts_on(tmp_path, rounds={"target_participants": 3, "min_participants": 2})
     contribute(parts, [1.0])
     deadline = parts.round(1).deadline_at
 
@@ -89,8 +92,10 @@ def test_a_round_waits_for_its_deadline_and_is_abandoned_without_quorum(
     assert 'fedge_rounds_total{outcome="abandoned"} 1' in parts.metrics.render()
 
 
-def test_a_round_whose_result_is_not_finite_fails_and_the_model_stays(tmp_path: Path) -> None:
-    parts = build_parts(
+def test_a_round_whose_result_is_not_finite_fails_and_the_model_stays(
+    parts_on: PartsOn, tmp_path: Path
+) -> None:
+    parts = parts_on(
         tmp_path, max_update_norm=0, strategy_params={"server_lr": 2.0}
     )  # a step of 2 takes 3e38 past float32's range
     base = parts.round(1).base_checkpoint
@@ -105,9 +110,9 @@ def test_a_round_whose_result_is_not_finite_fails_and_the_model_stays(tmp_path: 
 
 
 def test_every_ending_opens_the_next_round_in_the_same_transaction(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    parts_on: PartsOn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    parts = build_parts(
+    parts = parts_on(
         tmp_path,
         max_update_norm=0,
         strategy_params={"server_lr": 2.0},
@@ -136,12 +141,12 @@ def test_every_ending_opens_the_next_round_in_the_same_transaction(
 
 
 def test_a_close_that_fails_changes_nothing_and_is_retried_after_its_backoff(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    parts_on: PartsOn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The failure comes after the next round was opened in the closing
     transaction: the rollback undoes both, and the running sum still holds
     the round's updates, so the retry closes it into the right mean."""
-    parts = build_parts(tmp_path, rounds={"target_participants": 2})
+    parts = parts_on(tmp_path, rounds={"target_participants": 2})
     base = parts.round(1).base_checkpoint
     contribute(parts, [1.0, 3.0])
     original = RoundLifecycle._open
@@ -175,8 +180,8 @@ def test_a_close_that_fails_changes_nothing_and_is_retried_after_its_backoff(
     assert parts.round(2).state == "open"
 
 
-def test_an_admin_ends_the_open_round_as_at_its_deadline(tmp_path: Path) -> None:
-    parts = build_parts(tmp_path, rounds={"target_participants": 3, "min_participants": 1})
+def test_an_admin_ends_the_open_round_as_at_its_deadline(parts_on: PartsOn, tmp_path: Path) -> None:
+    parts = parts_on(tmp_path, rounds={"target_participants": 3, "min_participants": 1})
     contribute(parts, [4.0])
 
     ended = parts.lifecycle.end_round_now()
@@ -187,8 +192,10 @@ def test_an_admin_ends_the_open_round_as_at_its_deadline(tmp_path: Path) -> None
     assert parts.round(2).state == "open"
 
 
-def test_update_files_are_deleted_once_their_round_is_old_enough(tmp_path: Path) -> None:
-    parts = build_parts(tmp_path, update_retention_rounds=1)
+def test_update_files_are_deleted_once_their_round_is_old_enough(
+    parts_on: PartsOn, tmp_path: Path
+) -> None:
+    parts = parts_on(tmp_path, update_retention_rounds=1)
     contribute(parts, [1.0, 2.0], round_id=1)
     parts.lifecycle.drive()
     kept = sorted(p.name for p in parts.dirs.updates.rglob("*.safetensors"))
@@ -196,7 +203,7 @@ def test_update_files_are_deleted_once_their_round_is_old_enough(tmp_path: Path)
     parts.lifecycle.drive()
 
     left = sorted(str(p.parent.name) for p in parts.dirs.updates.rglob("*.safetensors"))
-    paths = parts.db.connection().execute("SELECT round_id, path FROM updates ORDER BY round_id")
+    paths = parts.sql("SELECT round_id, path FROM updates ORDER BY round_id")
     assert len(kept) == 2
     assert left == ["r000002", "r000002"]
     assert [(r["round_id"], r["path"] == "") for r in paths] == [

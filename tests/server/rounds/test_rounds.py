@@ -17,17 +17,20 @@ from flask import Flask
 from fedge.server.http.app import shutdown
 from fedge.server.http.context import context
 from fedge.wire.update_codec import decode_checkpoint
-from tests.server.conftest import AppFactory, Client, Connect
+from tests.server.conftest import AppFactory, Client, Connect, on_each_store
 from tests.server.helpers import (
     OCTET,
     auth,
     constant_update,
-    database_of,
     join,
     json_of,
+    rows_of,
     settled,
     upload,
 )
+
+# The rounds' contract over HTTP (receipts, hostile uploads, restarts) holds on each store.
+app_database = pytest.fixture(on_each_store, name="app_database")
 
 
 def enrol(client: Client) -> tuple[str, str]:
@@ -46,7 +49,7 @@ def checkpoint_weights(client: Client, token: str, checkpoint: str) -> dict[str,
 
 
 def stored_updates(app: Flask) -> int:
-    (count,) = database_of(app).connection().execute("SELECT COUNT(*) FROM updates").fetchone()
+    ((count,),) = rows_of(app, "SELECT COUNT(*) FROM updates")
     return int(count)
 
 
@@ -298,10 +301,9 @@ def test_fair_sampler_keeps_participation_even(make_app: AppFactory, connect: Co
 def participations(app: Flask, token: str) -> int:
     from fedge.server.storage.devices import hash_token
 
-    conn = database_of(app).connection()
-    (count,) = conn.execute(
-        "SELECT participations FROM devices WHERE token_hash = ?", (hash_token(token),)
-    ).fetchone()
+    ((count,),) = rows_of(
+        app, "SELECT participations FROM devices WHERE token_hash = ?", (hash_token(token),)
+    )
     return int(count)
 
 
@@ -440,14 +442,13 @@ def test_a_state_change_is_a_compare_and_set(make_app: AppFactory) -> None:
 
     app = make_app(tick_s=3600.0)  # the round driver stays out of the way
 
-    conn = database_of(app).connection()
     with context_of(app).store.transaction() as tx:
         tx.rounds.transition(1, "open", "closing")
 
     with pytest.raises(rs.StateChanged), context_of(app).store.transaction() as tx:
         tx.rounds.transition(1, "open", "abandoned")
 
-    assert conn.execute("SELECT state FROM rounds WHERE id = 1").fetchone()[0] == "closing"
+    assert rows_of(app, "SELECT state FROM rounds WHERE id = 1")[0][0] == "closing"
 
 
 def test_a_round_ends_and_the_next_opens_in_one_transaction(
@@ -458,23 +459,22 @@ def test_a_round_ends_and_the_next_opens_in_one_transaction(
     that asked in that gap used to fail)."""
     from contextlib import contextmanager
 
-    from fedge.server.storage.sqlite.database import Database
-    from fedge.server.storage.sqlite.store import SQLiteTx
-
     app = make_app(tick_s=3600.0, rounds={"target_participants": 2, "min_participants": 2})
     client = connect(app)
     coordinator = context_of(app).coordinator
     gaps: list[int] = []
-    original = Database.transaction
+    kind = type(context_of(app).store)  # either store
+    original = kind.transaction
 
     @contextmanager
-    def watched(self: Database, durable: bool = True) -> Any:
-        with original(self, durable) as conn:
-            yield conn
-        if SQLiteTx(self.connection()).rounds.active() is None:
-            gaps.append(1)
+    def watched(self: Any, durable: bool = True) -> Any:
+        with original(self, durable) as tx:
+            yield tx
+        with self.reading() as after:
+            if after.rounds.active() is None:
+                gaps.append(1)
 
-    monkeypatch.setattr(Database, "transaction", watched)
+    monkeypatch.setattr(kind, "transaction", watched)
 
     tokens = [enrol(client)[1] for _ in range(2)]
     task = join(client, tokens[0])

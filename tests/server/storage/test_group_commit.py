@@ -14,7 +14,7 @@ import pytest
 from fedge.server.errors import ServerError
 from fedge.server.storage.group_commit import GroupCommit
 from tests.server.helpers import constant_update
-from tests.server.parts import build_parts
+from tests.server.parts import PartsOn
 
 
 def wait_until(condition: object, what: str, timeout: float = 10.0) -> None:
@@ -82,8 +82,8 @@ def test_a_failed_batch_fails_each_of_its_items() -> None:
     assert group.waiting == 0
 
 
-def test_concurrent_uploads_are_each_stored_once(tmp_path: Path) -> None:
-    parts = build_parts(tmp_path, rounds={"target_participants": 20})
+def test_concurrent_uploads_are_each_stored_once(parts_on: PartsOn, tmp_path: Path) -> None:
+    parts = parts_on(tmp_path, rounds={"target_participants": 20})
     devices = [parts.device() for _ in range(10)]
     bases = [parts.task(d)["base_checkpoint"] for d in devices]
     # Devices 8 and 9 send the same bytes: one of them is refused.
@@ -102,6 +102,6 @@ def test_concurrent_uploads_are_each_stored_once(tmp_path: Path) -> None:
     assert outcomes[:8] == ["stored"] * 8
     assert sorted(outcomes[8:]) == ["duplicate_content", "stored"]
     assert parts.round_sum.count == 9
-    (rows,) = parts.db.connection().execute("SELECT COUNT(*) FROM updates").fetchone()
+    ((rows,),) = parts.sql("SELECT COUNT(*) FROM updates")
     files = [p for p in parts.dirs.updates.rglob("*") if p.is_file()]
     assert rows == 9 and len(files) == 9
