@@ -32,17 +32,17 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Without this every counter and histogram gets a second ``_created`` series
 # (a timestamp per label set) that doubles the scrape for no use here.
 # A process-wide switch of prometheus_client, set once at import.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Request and receipt latency: a millisecond to a minute.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-LATENCY_BUCKETS += (30.0, 60.0)
+LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+LATENCY_BUCKETS += (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # Aggregation: a fold is microseconds to a second, a close up to minutes.
-AGGREGATION_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
-AGGREGATION_BUCKETS += (30.0, 60.0, 300.0)
+AGGREGATION_BUCKETS: tuple[float, ...] = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1)
+AGGREGATION_BUCKETS += (0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 # A round lasts seconds (a test) to a day (a phone fleet that trains at night).
-ROUND_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
-ROUND_BUCKETS += (21600.0, 86400.0)
+ROUND_BUCKETS: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+ROUND_BUCKETS += (1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
 
 _KINDS = {"counter": Counter, "gauge": Gauge, "histogram": Histogram, "summary": Summary}
 _Key = tuple[str, tuple[tuple[str, str], ...]]

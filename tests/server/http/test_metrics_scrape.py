@@ -126,7 +126,7 @@ def test_the_round_pipeline_histograms_count_its_updates_and_close(scraped: Any)
 
     def count(name: str, **labels: str) -> float:
         return sum(
-            s.value
+            float(s.value)
             for s in families[name].samples
             if s.name == f"{name}_count" and all(s.labels.get(k) == v for k, v in labels.items())
         )
