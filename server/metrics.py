@@ -100,7 +100,10 @@ class Metrics:
         return self.exposition().decode("utf-8")
 
     def _child(self, name: str, labels: dict[str, str]) -> Any:
-        key = (name, tuple(sorted(labels.items())))
+        # Keyed in the caller's keyword order (not sorted: this runs on
+        # every request); another order of the same labels is another key
+        # to the same child.
+        key = (name, tuple(labels.items()))
         child = self._children.get(key)
         if child is not None:
             return child
@@ -109,7 +112,7 @@ class Metrics:
             if family is None:
                 if name not in self._specs:
                     raise KeyError(f"metric {name} is not defined")
-                family = self._register(name, tuple(k for k, _ in key[1]))
+                family = self._register(name, tuple(sorted(labels)))
             child = family.labels(**labels) if labels else family
             self._children[key] = child
             return child

@@ -74,3 +74,13 @@ def test_misuse_is_an_error_not_a_silent_new_series() -> None:
     with pytest.raises(ValueError):
         metrics.define("x", "meter", "no such kind")
     assert 'reason="closed"' not in metrics.render()
+
+
+def test_labels_in_any_order_count_in_one_series() -> None:
+    metrics = Metrics()
+    metrics.define("health", "gauge", "Alert by release and runtime.")  # labels from first use
+    metrics.set("health", 1, version="2", runtime="tflite")
+    metrics.set("health", 3, runtime="tflite", version="2")
+
+    assert samples(metrics) == {("health", (("runtime", "tflite"), ("version", "2"))): 3}
+    assert 'health{runtime="tflite",version="2"} 3.0' in metrics.render()  # sorted names
