@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from fedge.server.http.context import context
+from fedge.server.metrics import CONTENT_TYPE
 
 bp = Blueprint("health", __name__)
 
@@ -32,4 +33,4 @@ def healthz() -> Any:
 
 @bp.get("/metrics")
 def metrics() -> Any:
-    return Response(context().coordinator.metrics.render(), mimetype="text/plain; version=0.0.4")
+    return Response(context().coordinator.metrics.exposition(), content_type=CONTENT_TYPE)

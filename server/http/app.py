@@ -134,6 +134,7 @@ def create_app(
                 ClientSlots(config.predict_concurrency, config.predict_per_device)
             ),
         )
+        _time_requests(app)  # first, so a request refused by any hook is timed too
         install_rate_limits(app)
         _register(app)
         install_cors(app, config.cors_origins)
@@ -290,15 +291,17 @@ def _register(app: Flask) -> None:
             return http_error(exc)
         return _internal(exc)
 
-    @app.before_request
-    def started() -> None:
-        g.started = time.perf_counter()
-
     @app.after_request
     def account(response: Any) -> Any:
         metrics = context().coordinator.metrics
+        # The route's template, never the raw path: one series per route.
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        metrics.inc("fedge_http_requests_total", route=route, status=str(response.status_code))
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        status = response.status_code
+        metrics.inc("fedge_http_requests_total", route=route, status=str(status))
+        metrics.observe(
+            "fedge_http_request_seconds", seconds, route=route, status_class=f"{status // 100}xx"
+        )
         metrics.inc("fedge_http_bytes_in_total", float(request.content_length or 0))
         if not response.is_streamed:
             metrics.inc("fedge_http_bytes_out_total", float(response.content_length or 0))
@@ -309,13 +312,17 @@ def _register(app: Flask) -> None:
                     "method": request.method,
                     "route": route,
                     "status": response.status_code,
-                    "ms": round(
-                        (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2
-                    ),
+                    "ms": round(seconds * 1000, 2),
                 }
             },
         )
         return response
+
+
+def _time_requests(app: Flask) -> None:
+    @app.before_request
+    def started() -> None:
+        g.started = time.perf_counter()
 
 
 def _storage_full(exc: Exception) -> Any:

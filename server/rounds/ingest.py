@@ -94,6 +94,13 @@ class UpdateIngest:
 
     def accept(self, device: Device, round_id: int, raw: bytes) -> tuple[dict[str, Any], bool]:
         """Returns (receipt, created): ``created`` is False for a retry."""
+        arrived = time.perf_counter()
+        receipt, created = self._accept(device, round_id, raw)
+        if created:
+            self._metrics.observe("fedge_update_receipt_seconds", time.perf_counter() - arrived)
+        return receipt, created
+
+    def _accept(self, device: Device, round_id: int, raw: bytes) -> tuple[dict[str, Any], bool]:
         digest = hashlib.sha256(raw).hexdigest()
         receipt = self._known_receipt(round_id, device.id, digest)
         if receipt is not None:
@@ -212,10 +219,14 @@ class UpdateIngest:
                     digests.add((buffer, pending.valid.digest))
             count = self._sum.count
             for pending, _buffer, staleness in accepted:
+                folding = time.perf_counter()
                 deltas = self._strategy.averaged(pending.valid.update.deltas)
                 factor = 1.0 if self._staleness is None else self._staleness.factor(staleness)
                 count = self._sum.add(deltas, pending.valid.weight * factor)
                 self._sum.factors[pending.device.id] = (staleness, factor)
+                self._metrics.observe(
+                    "fedge_aggregation_fold_seconds", time.perf_counter() - folding
+                )
                 self._metrics.inc("fedge_updates_accepted_total")
                 if self._leases is not None:
                     self._leases.release(pending.device.id, pending.record.id)

@@ -211,7 +211,7 @@ class RoundLifecycle:
                 )
         result = aggregate.result
         self.model = GlobalModel(new_id, result.weights, result.state)
-        self._metrics.inc("fedge_rounds_total", outcome="closed")
+        self._count_end(record, "closed")
         if self._buffered:
             self._metrics.inc("fedge_versions_total")
         self._metrics.observe("fedge_aggregation_seconds", aggregate.seconds)
@@ -257,7 +257,7 @@ class RoundLifecycle:
         """What changes in memory once a round's end (with no checkpoint)
         and the next one's opening have committed."""
         if ended is not None:
-            self._metrics.inc("fedge_rounds_total", outcome=ended.state)
+            self._count_end(ended, ended.state)
             log.warning(
                 "round %d %s (%d updates): %s; checkpoint %s stays",
                 ended.id,
@@ -271,6 +271,14 @@ class RoundLifecycle:
             self._metrics.set("fedge_current_round", opened.id)
             self._metrics.set("fedge_round_updates", 0)
             log.info("opened round %d on checkpoint %s", opened.id, opened.base_checkpoint[:12])
+
+    def _count_end(self, record: rs.RoundRecord, outcome: str) -> None:
+        self._metrics.inc("fedge_rounds_total", outcome=outcome)
+        self._metrics.observe(
+            "fedge_round_duration_seconds",
+            max(0.0, time.time() - record.opened_at),
+            outcome=outcome,
+        )
 
     def _record_failure(self, exc: Exception) -> None:
         with self._store.reading() as tx:
