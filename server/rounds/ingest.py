@@ -165,9 +165,12 @@ class UpdateIngest:
                     accepted.append(pending)
                     digests.add((pending.record.id, pending.valid.digest))
             count = self._sum.count
-            for pending in accepted:
-                deltas = self._strategy.averaged(pending.valid.update.deltas)
-                count = self._sum.add(deltas, pending.valid.weight)
+            if accepted:
+                count = self._sum.add_many(
+                    [self._strategy.averaged(p.valid.update.deltas) for p in accepted],
+                    [p.valid.weight for p in accepted],
+                )
+            for _ in accepted:
                 self._metrics.inc("fedge_updates_accepted_total")
             self._metrics.set("fedge_round_updates", count)
         if accepted and count >= self._target:
