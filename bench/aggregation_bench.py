@@ -4,8 +4,9 @@ Rows, all from this one run on the same update files:
 
 * a plain NumPy pass over the updates (``x.sum()``): the memory-bandwidth
   reference that an aggregation reading every byte cannot beat;
-* the weighted mean: fedge's ``StreamingMean`` (with and without its
-  finiteness check), Flower's ``aggregate``, TFF's ``MeanFactory`` through
+* the weighted mean: fedge's ``StreamingMean`` one update at a time and
+  as one batch (``add_many``, as a group commit adds them; each with and
+  without its finiteness check), Flower's ``aggregate``, TFF's ``MeanFactory`` through
   TFF's runtime (smaller by default: it runs at tens of MB/s);
 * the coordinate-wise median and trimmed mean: fedge's block-wise
   functions (from memory and from the safetensors files the server keeps)
@@ -211,12 +212,22 @@ def measure_fedge(
 
         return run
 
+    def batch(check: bool) -> Callable[[], object]:
+        def run() -> object:
+            acc = StreamingMean()
+            acc.add_many(updates, examples, check_finite=check)
+            return acc.result()
+
+        return run
+
     memory = InMemoryUpdates(updates)
     files = SafetensorsFileUpdates(paths)
     fast = {
         "memory_pass": lambda: [a.sum() for u in updates for a in u.values()],
         "mean": mean(True),
         "mean_unchecked": mean(False),
+        "batch": batch(True),
+        "batch_unchecked": batch(False),
     }
     robust = {
         "median": lambda: coordinate_median(memory),
@@ -273,6 +284,8 @@ def main() -> None:
     out.row("memory pass", "NumPy x.sum() (reference)", here, ours["memory_pass"], shape)
     out.row("weighted mean", "fedge StreamingMean", here, ours["mean"], shape)
     out.row("weighted mean", "fedge, check_finite=False", here, ours["mean_unchecked"], shape)
+    out.row("weighted mean", "fedge add_many (one batch)", here, ours["batch"], shape)
+    out.row("weighted mean", "fedge add_many, unchecked", here, ours["batch_unchecked"], shape)
     out.row("median", "fedge coordinate_median", here, ours["median"], shape)
     out.row("median", "fedge, from safetensors files", here, ours["median_files"], shape)
     out.row("trimmed mean", f"fedge trimmed_mean({args.trim})", here, ours["trimmed"], shape)
@@ -292,9 +305,12 @@ def main() -> None:
         ):
             speedup = f"{t[f'flower_{kind}'] / t[f'ours_{kind}']:.1f}x"
             out.row(kind, f"Flower {version} {label}", numpy2, t[f"flower_{kind}"], shape)
-            out.row(
-                kind, "fedge, same process and NumPy", numpy2, t[f"ours_{kind}"], shape, speedup
+            impl = (
+                "fedge add_many, same process, NumPy"
+                if kind == "mean"
+                else "fedge, same process and NumPy"
             )
+            out.row(kind, impl, numpy2, t[f"ours_{kind}"], shape, speedup)
         diffs = ", ".join(f"{k} {v:.1e}" for k, v in flower["max_abs_diff"].items())
         console.print(f"max |fedge - Flower| on the same NumPy: {diffs}")
     if tff_times is not None:

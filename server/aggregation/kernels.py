@@ -18,12 +18,13 @@ order (the order of the first update, or of the given ``spec``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from fedge.server.aggregation.blocked import add_weighted
 from fedge.server.aggregation.errors import AggregationError
 from fedge.server.aggregation.sources import (
     InMemoryUpdates,
@@ -122,6 +123,51 @@ class StreamingMean:
             self._accumulate(self._sums[name], flat, weight)
         self._count += 1
         self._total_weight += weight
+
+    def add_many(
+        self,
+        deltas: Sequence[Mapping[str, npt.NDArray[Any]]],
+        weights: Sequence[float],
+        *,
+        check_finite: bool = True,
+    ) -> None:
+        """Add several updates with their weights, as ``add`` each would,
+        but reading the float64 sum once for all of them (see
+        :mod:`fedge.server.aggregation.blocked`): a group commit's batch.
+
+        All or nothing: a refused batch (any bad update) raises before the
+        mean changes. The sum may differ from one-by-one ``add`` calls in
+        the last float64 bits (the order of the additions differs).
+        """
+        if len(deltas) != len(weights):
+            raise AggregationError(f"{len(weights)} weights for {len(deltas)} updates")
+        if len(deltas) <= 1:
+            for delta, weight in zip(deltas, weights, strict=True):
+                self.add(delta, weight, check_finite=check_finite)
+            return
+        factors = [float(weight) for weight in weights]
+        for weight in factors:
+            if not (math.isfinite(weight) and weight > 0):
+                raise AggregationError(f"weight must be a positive finite number, got {weight}")
+        spec = self._spec if self._spec is not None else spec_of(deltas[0])
+        flats = []
+        for index, delta in enumerate(deltas):
+            check_spec(spec, delta, f"update {index}")
+            flats.append({name: np.asarray(delta[name]).reshape(-1) for name in spec.names})
+        sums = (
+            dict(self._sums)
+            if self._spec is not None
+            else {weight.name: np.zeros(weight.size, dtype=np.float64) for weight in spec}
+        )
+        for name in spec.names:
+            parts = [flat[name] for flat in flats]
+            sums[name] = add_weighted(
+                sums[name], parts, factors, name=name, check_finite=check_finite
+            )
+        self._spec = spec
+        self._sums = sums
+        self._count += len(flats)
+        self._total_weight += sum(factors)
 
     def take_back(self, delta: Mapping[str, npt.NDArray[Any]], weight: float) -> None:
         """Remove ``weight`` of an update added earlier with a larger weight
@@ -253,10 +299,12 @@ def coordinate_median(source: UpdateSource, block_elems: int | None = None) -> W
     half = count // 2
 
     def reduce(block: Float32Array) -> npt.NDArray[np.floating[Any]]:
+        # A full sort of each short row is several times faster than
+        # np.partition's per-row selection (NumPy's vectorised sort), and
+        # picks exactly the same values.
+        block.sort(axis=1)
         if count % 2:
-            block.partition(half, axis=1)
             return block[:, half]
-        block.partition((half - 1, half), axis=1)
         return (block[:, half - 1].astype(np.float64) + block[:, half]) * 0.5
 
     return _blockwise(source, block_elems, reduce)
@@ -277,7 +325,7 @@ def trimmed_mean(
 
     def reduce(block: Float32Array) -> npt.NDArray[np.floating[Any]]:
         if cut:
-            block.partition((cut, count - cut - 1), axis=1)
+            block.sort(axis=1)  # faster than partition here, see coordinate_median
         middle = block[:, cut : count - cut]
         total: Float64Array = middle.sum(axis=1, dtype=np.float64)
         return total / kept

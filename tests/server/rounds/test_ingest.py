@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,3 +110,34 @@ def test_the_default_norm_bound_grows_with_the_model() -> None:
     assert effective_max_update_norm(ServerConfig(), SPECS) == pytest.approx(24.4949, 1e-4)
     assert effective_max_update_norm(ServerConfig(max_update_norm=3.0), SPECS) == 3.0
     assert effective_max_update_norm(ServerConfig(max_update_norm=0), SPECS) is None
+
+
+def test_concurrent_uploads_batched_by_the_group_commit_sum_exactly(
+    parts_on: PartsOn, tmp_path: Path
+) -> None:
+    """Uploads at once are committed in batches and added to the sum a
+    batch at a time (``RoundSum.add_many``): the sum holds each once."""
+    parts = parts_on(tmp_path, rounds={"target_participants": 50})
+    devices = [parts.device() for _ in range(12)]
+    bodies = [
+        constant_update(1, parts.task(device)["base_checkpoint"], 0.1 * (i + 1), i + 2)
+        for i, device in enumerate(devices)
+    ]
+    start = threading.Barrier(len(devices))
+
+    def upload(i: int) -> None:
+        start.wait()
+        parts.ingest.accept(devices[i], 1, bodies[i])
+
+    threads = [threading.Thread(target=upload, args=(i,)) for i in range(len(devices))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert parts.round_sum.count == len(devices)
+    weights = [i + 2 for i in range(len(devices))]
+    expected = sum(w * 0.1 * (i + 1) for i, w in enumerate(weights)) / sum(weights)
+    np.testing.assert_allclose(
+        parts.round_sum.mean.result()["dense/bias"], [expected] * 2, rtol=1e-6
+    )
