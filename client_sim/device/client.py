@@ -1,8 +1,10 @@
 """The device side of the round protocol, with retries and backoff.
 
-Retries only what may succeed later: no answer at all, 5xx, 429. A 4xx is
-final (the server changed nothing); the caller sees it as
-:class:`ProtocolError` with the server's stable code. Uploads are safe to
+Retries only what may succeed later: no answer at all, 5xx, 429, never
+sooner than the server's ``Retry-After`` (one asking for longer than
+``RetryPolicy.max_retry_after_s`` is raised at once). A 4xx is final (the
+server changed nothing); the caller sees it as :class:`ProtocolError` with
+the server's stable code. Uploads are safe to
 retry because the server makes them idempotent per device and round.
 """
 
@@ -48,6 +50,9 @@ class RetryPolicy:
     attempts: int = 5
     base_delay_s: float = 0.05
     max_delay_s: float = 2.0
+    # A refusal whose Retry-After asks for longer than this is raised at
+    # once rather than waited out (a device's thread is not held for an hour).
+    max_retry_after_s: float = 30.0
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Exponential backoff with full jitter."""
@@ -152,6 +157,7 @@ class FedgeClient:
         the bearer token, ``None`` sends none (enrolment); there is no default,
         so every call says which credentials it uses."""
         for attempt in range(self.retry.attempts):
+            wait = self.retry.delay(attempt, self._rng)
             try:
                 reply = self.transport.request(
                     method, path, token=token, json_body=json_body, data=data, headers=headers
@@ -164,14 +170,21 @@ class FedgeClient:
                 if reply.status < 400:
                     return reply
                 if reply.status < 500 and reply.status != 429:
-                    body = reply.json() if "json" in reply.content_type else {}
-                    raise ProtocolError(
-                        reply.status, body.get("code", "error"), body.get("message", "")
-                    )
-                if attempt == self.retry.attempts - 1:
-                    raise ProtocolError(
-                        reply.status, "server_error", reply.body[:200].decode(errors="replace")
-                    )
+                    raise _refusal(reply, "error")
+                later = reply.retry_after_s or 0.0
+                if attempt == self.retry.attempts - 1 or later > self.retry.max_retry_after_s:
+                    raise _refusal(reply, "server_error")
+                wait = max(wait, later)  # no sooner than the server asked
             self.retries += 1
-            time.sleep(self.retry.delay(attempt, self._rng))
+            time.sleep(wait)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _refusal(reply: Reply, default_code: str) -> ProtocolError:
+    """The server's ``{"code", "message"}`` when it sent JSON, else its first bytes."""
+    body = reply.json() if "json" in reply.content_type else None
+    if isinstance(body, dict):
+        return ProtocolError(
+            reply.status, str(body.get("code", default_code)), str(body.get("message", ""))
+        )
+    return ProtocolError(reply.status, default_code, reply.body[:200].decode(errors="replace"))

@@ -18,6 +18,8 @@ class Reply:
     status: int
     body: bytes
     content_type: str
+    # The server's Retry-After in seconds, when it sent a readable one.
+    retry_after_s: float | None = None
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
@@ -40,6 +42,14 @@ class Transport(Protocol):
     ) -> Reply: ...
 
     def close(self) -> None: ...
+
+
+def retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as whole seconds (what fedge's server sends); an
+    HTTP date, a negative or an unreadable value is ignored (None)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
 
 
 def _headers(
@@ -89,7 +99,10 @@ class HttpTransport:
         except requests.RequestException as exc:
             raise TransportError(f"{method} {path}: {exc}") from exc
         return Reply(
-            response.status_code, response.content, response.headers.get("Content-Type", "")
+            response.status_code,
+            response.content,
+            response.headers.get("Content-Type", ""),
+            retry_after(response.headers.get("Retry-After")),
         )
 
     def close(self) -> None:
@@ -130,7 +143,12 @@ class InProcessTransport:
         response = self._client.open(
             path, method=method, json=json_body, data=data, headers=_headers(token, data, headers)
         )
-        return Reply(response.status_code, response.get_data(), response.content_type or "")
+        return Reply(
+            response.status_code,
+            response.get_data(),
+            response.content_type or "",
+            retry_after(response.headers.get("Retry-After")),
+        )
 
     def close(self) -> None:
         return None
