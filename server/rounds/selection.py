@@ -52,6 +52,19 @@ class TaskDecision:
         return answer
 
 
+def check_in(
+    tx: Tx, rounds: RoundConfig, device_id: str, conditions: Conditions, now: float
+) -> rs.RoundRecord | Refusal:
+    """Records a device's check-in; the open round it may ask a seat of, or
+    why not (conditions not met, no round open). Both modes begin so."""
+    tx.devices.record_check_in(device_id, conditions, now)
+    refusal = admission.conditions_refusal(rounds, conditions)
+    if refusal is not None:
+        return refusal
+    record = tx.rounds.open()
+    return admission.NO_OPEN_ROUND if record is None else record
+
+
 class Selector:
     def __init__(
         self, store: Store, rounds: RoundConfig, model_name: str, weight_names: list[str]
@@ -70,13 +83,9 @@ class Selector:
         # A check-in is not acknowledged as stored (a lost one costs a
         # repeat), so it does not wait for the disk; uploads do.
         with self._store.transaction(durable=False) as tx:
-            tx.devices.record_check_in(device.id, conditions, now)
-            refusal = admission.conditions_refusal(self._rounds, conditions)
-            if refusal is not None:
-                return TaskDecision.refused(refusal)
-            record = tx.rounds.open()
-            if record is None:
-                return TaskDecision.refused(admission.NO_OPEN_ROUND)
+            record = check_in(tx, self._rounds, device.id, conditions, now)
+            if isinstance(record, Refusal):
+                return TaskDecision.refused(record)
             if not tx.selections.contains(record.id, device.id):
                 seats, enrolled_at = self._seats(tx, record, device.id, now)
                 refusal = admission.seat_refusal(seats, device.participations, now, enrolled_at)

@@ -12,7 +12,7 @@ SQLite's dialect into PostgreSQL's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 
@@ -56,3 +56,19 @@ class GuardedCursor:
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
+
+
+def error_translator(
+    driver_error: type[Exception], store_error: Callable[[Any], Exception]
+) -> Callable[[], AbstractContextManager[None]]:
+    """A context manager factory (each store's ``translated``) under which
+    ``driver_error`` is raised again as ``store_error(exc)``, chained to it."""
+
+    @contextmanager
+    def translated() -> Iterator[None]:
+        try:
+            yield
+        except driver_error as exc:
+            raise store_error(exc) from exc
+
+    return translated

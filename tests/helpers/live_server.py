@@ -118,3 +118,16 @@ def running(
         yield server
     finally:
         stop(server.process)
+
+
+@contextmanager
+def serving_model(
+    tmp_path: Path, bundle: Path, settings: Mapping[str, str] | None = None
+) -> Iterator[LiveServer]:
+    """``fedge serve --model bundle`` with its data and log under
+    ``tmp_path`` and ``settings`` (``FEDGE_*`` variables) over this
+    process's environment."""
+    environ = {**os.environ, **(settings or {})}
+    args = ["--model", str(bundle)]
+    with running(tmp_path / "data", args, tmp_path / "server.log", environ=environ) as live:
+        yield live

@@ -108,6 +108,18 @@ class Tab:
         self.context.close()
 
 
+def open_device_tab(browser: Browser, url: str) -> Tab:
+    """The demo page at ``url`` in a new browser context, once it is ready."""
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    seen = watch(page)
+    page.goto(url + "/")
+    page.wait_for_function(
+        "() => window.fedgeFederated && window.fedgeFederated.ready", timeout=TIMEOUT_MS
+    )
+    return Tab(context, page, seen)
+
+
 @pytest.fixture(scope="module")
 def digits() -> tuple[Pixels, Labels]:
     """scikit-learn's 8x8 digits as the page's inputs: 64 floats in [0, 1]."""
@@ -127,14 +139,7 @@ def open_tab(browser: Browser, web_server: LiveServer) -> Iterator[Any]:
     tabs: list[Tab] = []
 
     def open_one() -> Tab:
-        context = browser.new_context(viewport={"width": 1100, "height": 900})
-        page = context.new_page()
-        seen = watch(page)
-        page.goto(web_server.url + "/")
-        page.wait_for_function(
-            "() => window.fedgeFederated && window.fedgeFederated.ready", timeout=TIMEOUT_MS
-        )
-        tab = Tab(context, page, seen)
+        tab = open_device_tab(browser, web_server.url)
         tabs.append(tab)
         return tab
 

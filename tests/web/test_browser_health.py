@@ -12,7 +12,6 @@ set (``next_report_at``); the reports are counted in ``GET
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +21,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser
 
-from tests.helpers.browser import watch
-from tests.helpers.live_server import LiveServer, running
-from tests.web.test_browser_device import TIMEOUT_MS, Tab, digits
+from tests.helpers.live_server import LiveServer, serving_model
+from tests.web.test_browser_device import TIMEOUT_MS, Tab, digits, open_device_tab
 
 __all__ = ["digits"]  # a module fixture, shared
 WINDOW_S = 4.0
@@ -33,21 +31,12 @@ FIELDS = {"metric", "loss", "value", "num_examples", "runtime", "histogram", "qu
 
 @pytest.fixture
 def server(tmp_path: Path, digits_bundle: Path) -> Iterator[LiveServer]:
-    environ = {**os.environ, "FEDGE_HEALTH_WINDOW_S": str(WINDOW_S)}
-    args = ["--model", str(digits_bundle)]
-    with running(tmp_path / "data", args, tmp_path / "server.log", environ=environ) as live:
+    with serving_model(tmp_path, digits_bundle, {"FEDGE_HEALTH_WINDOW_S": str(WINDOW_S)}) as live:
         yield live
 
 
 def open_tab(browser: Browser, server: LiveServer) -> Tab:
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
-    page = context.new_page()
-    seen = watch(page)
-    page.goto(server.url + "/")
-    page.wait_for_function(
-        "() => window.fedgeFederated && window.fedgeFederated.ready", timeout=TIMEOUT_MS
-    )
-    return Tab(context, page, seen)
+    return open_device_tab(browser, server.url)
 
 
 def reported(tab: Tab, count: int) -> dict[str, Any]:

@@ -13,7 +13,6 @@ what is shown is the gate, not a decision.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
@@ -29,11 +28,11 @@ from fedge.bundle.hashing import sha256_file
 from fedge.bundle.manifest import MANIFEST_FILE, Manifest, verify_bundle, write_manifest
 from fedge.client_sim.device.parity import golden_parity
 from fedge.client_sim.device.trainers import TfliteTrainer
-from tests.helpers.browser import screenshot, watch
-from tests.helpers.live_server import LiveServer, running
+from tests.helpers.browser import screenshot
+from tests.helpers.live_server import LiveServer, serving_model
 from tests.helpers.release_api import ADMIN, TAR
 from tests.helpers.release_bundles import bundle_tar
-from tests.web.test_browser_device import TIMEOUT_MS, Tab, digits
+from tests.web.test_browser_device import TIMEOUT_MS, Tab, digits, open_device_tab
 from tests.web.test_dashboard import open_dashboard
 
 __all__ = ["digits"]  # a module fixture, shared
@@ -66,21 +65,12 @@ def tampered(digits_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture
 def server(tmp_path: Path, digits_bundle: Path) -> Iterator[LiveServer]:
-    environ = {**os.environ, **SETTINGS}
-    args = ["--model", str(digits_bundle)]
-    with running(tmp_path / "data", args, tmp_path / "server.log", environ=environ) as live:
+    with serving_model(tmp_path, digits_bundle, SETTINGS) as live:
         yield live
 
 
 def open_tab(browser: Browser, server: LiveServer) -> Tab:
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
-    page = context.new_page()
-    seen = watch(page)
-    page.goto(server.url + "/")
-    page.wait_for_function(
-        "() => window.fedgeFederated && window.fedgeFederated.ready", timeout=TIMEOUT_MS
-    )
-    return Tab(context, page, seen)
+    return open_device_tab(browser, server.url)
 
 
 def current(server: LiveServer, token: str, runtime: str) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from fedge.server.rounds import admission
 from fedge.server.rounds.admission import Refusal
 from fedge.server.rounds.buffered.leases import Leases
 from fedge.server.rounds.buffered.staleness import StalenessPolicy
-from fedge.server.rounds.selection import TaskDecision, task_for
+from fedge.server.rounds.selection import TaskDecision, check_in, task_for
 from fedge.server.storage import rounds as rs
 from fedge.server.storage.devices import Conditions, Device
 from fedge.server.storage.store import Store
@@ -71,13 +71,9 @@ class AsyncSelector:
     ) -> TaskDecision:
         now = time.time() if now is None else now
         with self._store.transaction(durable=False) as tx:
-            tx.devices.record_check_in(device.id, conditions, now)
-            refusal = admission.conditions_refusal(self._rounds, conditions)
-            if refusal is not None:
-                return TaskDecision.refused(refusal)
-            current = tx.rounds.open()
-            if current is None:  # a step is being retried
-                return TaskDecision.refused(admission.NO_OPEN_ROUND)
+            current = check_in(tx, self._rounds, device.id, conditions, now)
+            if isinstance(current, Refusal):  # no open round: a step is being retried
+                return TaskDecision.refused(current)
             lease = self._leases.live(device.id, now)
             if lease is not None:
                 if current.id - lease.round_id <= self._staleness.max_staleness:

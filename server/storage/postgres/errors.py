@@ -10,15 +10,14 @@ else (a broken constraint, bad SQL) is a plain StoreError.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg2
 import psycopg2.extensions
 
 from fedge.server.storage.postgres.dialect import parameters, statement
-from fedge.server.storage.sql import GuardedCursor
+from fedge.server.storage.sql import GuardedCursor, error_translator
 from fedge.server.storage.store import StoreError, StoreFull, StoreUnavailable
 
 _DISK_FULL = "53100"
@@ -34,12 +33,8 @@ def store_error(exc: psycopg2.Error) -> StoreError:
     return StoreError(message)
 
 
-@contextmanager
-def translated() -> Iterator[None]:
-    try:
-        yield
-    except psycopg2.Error as exc:
-        raise store_error(exc) from exc
+translated = error_translator(psycopg2.Error, store_error)
+"""Under ``with translated():`` psycopg2's errors are raised as the Store's."""
 
 
 class Connection:

@@ -12,11 +12,10 @@ COMMIT, the writer lock).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from fedge.server.storage.sql import GuardedCursor
+from fedge.server.storage.sql import GuardedCursor, error_translator
 from fedge.server.storage.store import StoreError, StoreFull, StoreUnavailable
 
 # SQLite says "database is locked" or "database table is locked" once the
@@ -35,12 +34,8 @@ def store_error(exc: sqlite3.Error) -> StoreError:
     return StoreError(message)
 
 
-@contextmanager
-def translated() -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise store_error(exc) from exc
+translated = error_translator(sqlite3.Error, store_error)
+"""Under ``with translated():`` sqlite3's errors are raised as the Store's."""
 
 
 class Connection:
@@ -50,13 +45,9 @@ class Connection:
         self.raw = raw
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> GuardedCursor:
-        try:
+        with translated():
             return GuardedCursor(self.raw.execute(sql, params), translated)
-        except sqlite3.Error as exc:
-            raise store_error(exc) from exc
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        try:
+        with translated():
             self.raw.executemany(sql, rows)
-        except sqlite3.Error as exc:
-            raise store_error(exc) from exc
