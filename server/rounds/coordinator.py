@@ -42,6 +42,7 @@ import numpy as np
 from fedge.server.config import ServerConfig
 from fedge.server.errors import ConfigurationError, Conflict, NotFound
 from fedge.server.metrics import Metrics
+from fedge.server.rounds.buffered.lease_rebuild import rebuild_leases
 from fedge.server.rounds.buffered.leases import Leases
 from fedge.server.rounds.buffered.selection import AsyncSelector
 from fedge.server.rounds.buffered.staleness import StalenessPolicy
@@ -109,6 +110,7 @@ class Coordinator:
         if staleness is not None:
             lease_s = config.aggregation.lease_s or config.rounds.deadline_s
             leases = Leases(config.aggregation.concurrency, lease_s)
+            rebuild_leases(store, leases, staleness.max_staleness, time.time())
             self._selector = AsyncSelector(
                 store, config.rounds, leases, staleness, model_name, names
             )

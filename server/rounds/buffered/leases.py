@@ -4,9 +4,12 @@ A lease is the task a device holds: the version (round) it trains on and
 when its time is up. At most ``concurrency`` leases are live at once; the
 count is what pace steering refuses on, so it lives in memory and is exact
 while the server runs. What makes an upload acceptable is durable (the
-selection row of its round, written with the lease); after a restart the
-leases handed out before it are not known here, and an upload on one is
-held to the bound :meth:`Leases.expired_by` can tell from the round alone.
+selection row of its round, written, or renewed, with the lease); at start
+the leases still running are rebuilt from those rows
+(:func:`fedge.server.rounds.buffered.lease_rebuild.rebuild_leases`), so a
+restart neither resets the count nor takes a device's task away. An upload
+on a lease not known here (one that ended before the restart) is held to
+the bound :meth:`Leases.expired_by` can tell from the round alone.
 
 Memory stays bounded: live leases are at most ``concurrency``, and the
 ended ones remembered (so that a device cannot upload on a lease that
@@ -59,6 +62,14 @@ class Leases:
             self._ended.pop(device_id, None)
             return lease
 
+    def restore(self, device_id: str, round_id: int, granted_at: float) -> None:
+        """A lease granted before a restart (:mod:`.lease_rebuild`): counted
+        again, even past ``concurrency`` (a smaller limit after the restart
+        only slows new grants)."""
+        with self.lock:
+            self._live[device_id] = Lease(round_id, granted_at, granted_at + self.lease_s)
+            self._ended.pop(device_id, None)
+
     def drop(self, device_id: str) -> None:
         """The device's lease ended without an upload (its version went too stale)."""
         with self.lock:
@@ -103,3 +114,9 @@ class Leases:
         self._ended.move_to_end(device_id)
         while len(self._ended) > REMEMBERED:
             self._ended.popitem(last=False)
+
+
+def lease_prefix(round_id: int, device_id: str) -> str:
+    """The start of the file name of a device's update on a round (its
+    lease, in async mode): ``r<round>/<device>-``."""
+    return f"r{round_id:06d}/{device_id}-"
