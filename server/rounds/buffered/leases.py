@@ -33,9 +33,12 @@ class Lease:
 
 
 class Leases:
-    def __init__(self, concurrency: int, lease_s: float) -> None:
+    def __init__(self, concurrency: int, lease_s: float, max_staleness: int | None = None) -> None:
         self.concurrency = concurrency
         self.lease_s = lease_s
+        # A lease on a version more than this behind the current one can no
+        # longer bring an acceptable update (too_stale): it holds no slot.
+        self.max_staleness = max_staleness
         self.lock = threading.Lock()
         self._live: dict[str, Lease] = {}
         # device -> the round of its last lease that ended without an upload.
@@ -46,15 +49,17 @@ class Leases:
             self._expire(now)
             return self._live.get(device_id)
 
-    def count(self, now: float) -> int:
+    def count(self, now: float, current: int | None = None) -> int:
+        """Live leases (``current``: the open version, past which stale ones end)."""
         with self.lock:
-            self._expire(now)
+            self._expire(now, current)
             return len(self._live)
 
     def grant(self, device_id: str, round_id: int, now: float) -> Lease | None:
-        """A new lease, or None when ``concurrency`` leases are live."""
+        """A new lease on the current version ``round_id``, or None when
+        ``concurrency`` leases are live."""
         with self.lock:
-            self._expire(now)
+            self._expire(now, round_id)
             if device_id not in self._live and len(self._live) >= self.concurrency:
                 return None
             lease = Lease(round_id, now, now + self.lease_s)
@@ -103,11 +108,17 @@ class Leases:
         has surely expired (each was granted while the round was open)."""
         return round_closed_at is not None and now > round_closed_at + self.lease_s
 
-    def _expire(self, now: float) -> None:
+    def _expire(self, now: float, current: int | None = None) -> None:
+        oldest = None
+        if current is not None and self.max_staleness is not None:
+            oldest = current - self.max_staleness
         for device_id, lease in list(self._live.items()):
             if now > lease.expires_at:
                 del self._live[device_id]
                 self._remember(device_id, lease.round_id)
+            elif oldest is not None and lease.round_id < oldest:
+                # Not remembered: an upload on it is refused as too_stale, as before.
+                del self._live[device_id]
 
     def _remember(self, device_id: str, round_id: int) -> None:
         self._ended[device_id] = round_id

@@ -77,7 +77,7 @@ def async_progress(
         versions_per_minute=_per_minute(closed, len(recent) == RATE_VERSIONS, now),
         buffer_filled=filled,
         buffer_size=buffer_size,
-        concurrency_in_use=leases.count(now),
+        concurrency_in_use=leases.count(now, None if active is None else active.id),
         concurrency_limit=leases.concurrency,
         staleness_histogram=histogram,
         refused_stale=refused_stale,

@@ -60,6 +60,7 @@ def test_the_async_numbers_follow_the_uploads(
     assert (now["version"], now["buffer"]["filled"]) == (3, 0)
     assert now["staleness_histogram"] == {"0": 3, "1": 1}
     assert now["refused_stale"] == 1
+    assert now["concurrency"]["in_use"] == 0  # F's version-1 lease can bring nothing now
     assert now["versions_per_minute"] == 0.2
 
 
