@@ -23,6 +23,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from fedge.client_sim.device.simulated import RoundOutcome, SimDevice, evaluate
 from fedge.client_sim.device.trainers import Trainer
@@ -40,6 +41,9 @@ class ModelPoint:
     model_id: int
     metrics: dict[str, float]
     device_seconds: float
+    # The server's metrics of the round (version) that made it: in async
+    # mode mean_staleness, max_staleness, staleness_histogram among them.
+    server_metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,17 +61,23 @@ class _Schedule:
     def __init__(self, n: int) -> None:
         self._heap = [(0.0, i) for i in range(n)]
         self._lock = threading.Lock()
+        self.stopped = threading.Event()  # set: no device starts another step
 
     def next_due(self, stop_at: float) -> int | None:
         """The nearest device, once its time has come (None: past ``stop_at``)."""
-        with self._lock:
-            at, index = heapq.heappop(self._heap)
+        while True:  # more workers than devices: the others are all stepping
+            with self._lock:
+                if self._heap:
+                    at, index = heapq.heappop(self._heap)
+                    break
+            if time.monotonic() > stop_at or self.stopped.wait(0.05):
+                return None
         wait = at - time.monotonic()
         if at > stop_at or time.monotonic() + max(wait, 0) > stop_at:
             return None
-        if wait > 0:
-            time.sleep(wait)
-        return index
+        if wait > 0 and self.stopped.wait(wait):
+            return None
+        return index if not self.stopped.is_set() else None
 
     def put(self, index: int, at: float) -> None:
         with self._lock:
@@ -82,8 +92,10 @@ def run_free(
     budget_s: float,
     workers: int,
     rest_s: float = 0.5,
+    models: int | None = None,
 ) -> FreeRunReport:
-    """Run ``devices`` for ``budget_s`` seconds on ``workers`` threads."""
+    """Run ``devices`` for ``budget_s`` seconds on ``workers`` threads (or
+    until ``models`` new global models were made, when given)."""
     report = FreeRunReport()
     schedule = _Schedule(len(devices))
     started = time.monotonic()
@@ -132,8 +144,12 @@ def run_free(
                     seen,
                     evaluate(evaluator, weights, test, model.objective),
                     spent,
+                    newest[2],
                 )
             )
+            if models is not None and seen >= models:
+                schedule.stopped.set()  # the workers finish the steps under way
+                break
         time.sleep(0.25)
     for thread in threads:
         thread.join()
@@ -141,11 +157,11 @@ def run_free(
     return report
 
 
-def _newest_closed(model: FleetModel) -> tuple[int, str] | None:
-    """(round id, checkpoint) of the newest closed round (or version)."""
+def _newest_closed(model: FleetModel) -> tuple[int, str, dict[str, Any]] | None:
+    """(round id, checkpoint, metrics) of the newest closed round (or version)."""
     rounds = model.get_json("/v1/rounds?limit=5")["rounds"]
     closed = [r for r in rounds if r["state"] == "closed"]
     if not closed:
         return None
     newest = max(closed, key=lambda r: r["round_id"])
-    return int(newest["round_id"]), str(newest["result_checkpoint"])
+    return int(newest["round_id"]), str(newest["result_checkpoint"]), dict(newest["metrics"])

@@ -334,6 +334,11 @@ def simulate(engine: str, report: Path | None, plot: Path | None, **settings: An
     )
 
     config = fleet_config(settings)
+    from fedge.client_sim.fleet.async_run import free_run_applies
+
+    if free_run_applies(config):
+        _simulate_async(config, report, plot)
+        return
     try:
         result = run_with_progress(config)
     except (FedgeError, ValueError) as exc:
@@ -355,3 +360,23 @@ def simulate(engine: str, report: Path | None, plot: Path | None, **settings: An
     if plot is not None:
         write_plot(result, plot)
         click.echo(f"plot: {plot}")
+
+
+def _simulate_async(config: FleetConfig, report: Path | None, plot: Path | None) -> None:
+    """Async mode on the embedded server: the free run, its versions over time."""
+    from fedge.client_sim.fleet.async_run import run_async_fleet
+    from fedge.client_sim.report import versions
+
+    if plot is not None:
+        raise click.UsageError("--plot draws rounds: with --aggregation async use --report")
+    err = make_console(stderr=True)
+    try:
+        result = run_async_fleet(config, say=lambda message: err.print(message, markup=False))
+    except (FedgeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    make_console().print(versions.versions_table(result))
+    for line in versions.closing_lines(result):
+        click.echo(line)
+    if report is not None:
+        versions.write_json(result, report)
+        click.echo(f"report: {report}")

@@ -4,7 +4,10 @@ Public and read-only, like ``GET /v1/rounds``: aggregate numbers only,
 never a device's id. ``devices``: enrolled, seen in the last hour and day,
 by platform (:mod:`fedge.server.devices.counts`); ``rejections``: refused
 uploads by reason for recent rounds, newest first
-(:mod:`fedge.server.rounds.rejection_tally`, in memory since the server started).
+(:mod:`fedge.server.rounds.rejection_tally`, in memory since the server started);
+``aggregation``: the mode, and in async mode the version, versions per
+minute, buffer fill, leases in use, the recent staleness histogram and the
+uploads refused as too stale (:mod:`fedge.server.rounds.buffered.progress`).
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ def stats() -> Any:
     ctx = context()
     with ctx.store.reading() as tx:
         counts = device_counts(tx.devices, time.time())
+    rejections = ctx.rejections.recent()
+    refused_stale = sum(r.reasons.get("too_stale", 0) for r in rejections)
     return jsonify(
         {
             "devices": counts.to_json(),
-            "rejections": [r.to_json() for r in ctx.rejections.recent()],
+            "rejections": [r.to_json() for r in rejections],
+            "aggregation": ctx.coordinator.aggregation_stats(refused_stale),
         }
     )

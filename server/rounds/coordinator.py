@@ -42,7 +42,9 @@ import numpy as np
 from fedge.server.config import ServerConfig
 from fedge.server.errors import ConfigurationError, Conflict, NotFound
 from fedge.server.metrics import Metrics
+from fedge.server.rounds.buffered.lease_rebuild import rebuild_leases
 from fedge.server.rounds.buffered.leases import Leases
+from fedge.server.rounds.buffered.progress import async_progress
 from fedge.server.rounds.buffered.selection import AsyncSelector
 from fedge.server.rounds.buffered.staleness import StalenessPolicy
 from fedge.server.rounds.closer import RoundCloser
@@ -108,10 +110,12 @@ class Coordinator:
         leases = None
         if staleness is not None:
             lease_s = config.aggregation.lease_s or config.rounds.deadline_s
-            leases = Leases(config.aggregation.concurrency, lease_s)
+            leases = Leases(config.aggregation.concurrency, lease_s, staleness.max_staleness)
+            rebuild_leases(store, leases, staleness.max_staleness, time.time())
             self._selector = AsyncSelector(
                 store, config.rounds, leases, staleness, model_name, names
             )
+        self._leases, self._round_sum = leases, round_sum
         self._ingest = UpdateIngest(
             config,
             store,
@@ -165,6 +169,22 @@ class Coordinator:
         self.lifecycle.drive()
         for hook in self._after_step:
             hook()
+
+    def aggregation_stats(self, refused_stale: int) -> dict[str, Any]:
+        """``GET /v1/stats``' ``aggregation``: the mode, and in async mode its
+        progress (:mod:`fedge.server.rounds.buffered.progress`)."""
+        if self._leases is None:
+            return {"mode": "sync"}
+        with self._round_sum.lock:
+            open_buffer = dict(self._round_sum.factors)
+        return async_progress(
+            self.store,
+            self._leases,
+            self.config.aggregation.buffer,
+            open_buffer,
+            refused_stale,
+            time.time(),
+        ).to_json()
 
     # -- devices ---------------------------------------------------------------
 

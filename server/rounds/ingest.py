@@ -46,7 +46,7 @@ from typing import Any
 from fedge.server.config import ServerConfig
 from fedge.server.errors import Conflict, Forbidden, NotFound
 from fedge.server.metrics import Metrics
-from fedge.server.rounds.buffered.leases import Leases
+from fedge.server.rounds.buffered.leases import Leases, lease_prefix
 from fedge.server.rounds.buffered.staleness import StalenessPolicy
 from fedge.server.rounds.norm_bound import fixed_bound, round_bound
 from fedge.server.rounds.running_sum import RoundSum
@@ -122,7 +122,7 @@ class UpdateIngest:
                 stages=self._strategy.stages,
                 untrained=self._strategy.roles.untrained,
             )
-            relative = f"{_lease_prefix(round_id, device.id)}{valid.digest[:16]}.safetensors"
+            relative = f"{lease_prefix(round_id, device.id)}{valid.digest[:16]}.safetensors"
             path = self._update_dir / relative
             # The file's bytes are on disk now, its name once the batch's
             # directory fsync is done (before the commit).
@@ -154,7 +154,7 @@ class UpdateIngest:
         (any later one would have been refused), told apart from the
         device's later leases by its file's name."""
         assert self._staleness is not None
-        prefix = _lease_prefix(round_id, device_id)
+        prefix = lease_prefix(round_id, device_id)
         for buffer in range(round_id, round_id + self._staleness.max_staleness + 1):
             known = tx.updates.get(buffer, device_id)
             if known is not None and known.path.startswith(prefix):
@@ -307,12 +307,6 @@ class _Pending:
     record: rs.RoundRecord
     valid: ValidatedUpdate
     relative: str  # its file, under the updates directory
-
-
-def _lease_prefix(round_id: int, device_id: str) -> str:
-    """The start of the file name of a device's update on a round (its
-    lease, in async mode): ``r<round>/<device>-``."""
-    return f"r{round_id:06d}/{device_id}-"
 
 
 def _update_record(

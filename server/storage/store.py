@@ -82,13 +82,18 @@ class RoundRows(Protocol):
 
 
 class SelectionRows(Protocol):
-    """Which devices hold a seat in which round."""
+    """Which devices hold a seat in which round (in async mode: a lease;
+    ``renew`` when granted again, ``since`` to rebuild them at start)."""
 
     def contains(self, round_id: int, device_id: str) -> bool: ...
 
     def add(self, round_id: int, device_id: str, now: float) -> None: ...
 
+    def renew(self, round_id: int, device_id: str, now: float) -> None: ...
+
     def count(self, round_id: int) -> int: ...
+
+    def since(self, first_round: int, selected_after: float) -> list[tuple[int, str, float]]: ...
 
 
 class UpdateRows(Protocol):

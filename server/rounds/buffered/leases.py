@@ -4,9 +4,12 @@ A lease is the task a device holds: the version (round) it trains on and
 when its time is up. At most ``concurrency`` leases are live at once; the
 count is what pace steering refuses on, so it lives in memory and is exact
 while the server runs. What makes an upload acceptable is durable (the
-selection row of its round, written with the lease); after a restart the
-leases handed out before it are not known here, and an upload on one is
-held to the bound :meth:`Leases.expired_by` can tell from the round alone.
+selection row of its round, written, or renewed, with the lease); at start
+the leases still running are rebuilt from those rows
+(:func:`fedge.server.rounds.buffered.lease_rebuild.rebuild_leases`), so a
+restart neither resets the count nor takes a device's task away. An upload
+on a lease not known here (one that ended before the restart) is held to
+the bound :meth:`Leases.expired_by` can tell from the round alone.
 
 Memory stays bounded: live leases are at most ``concurrency``, and the
 ended ones remembered (so that a device cannot upload on a lease that
@@ -30,9 +33,12 @@ class Lease:
 
 
 class Leases:
-    def __init__(self, concurrency: int, lease_s: float) -> None:
+    def __init__(self, concurrency: int, lease_s: float, max_staleness: int | None = None) -> None:
         self.concurrency = concurrency
         self.lease_s = lease_s
+        # A lease on a version more than this behind the current one can no
+        # longer bring an acceptable update (too_stale): it holds no slot.
+        self.max_staleness = max_staleness
         self.lock = threading.Lock()
         self._live: dict[str, Lease] = {}
         # device -> the round of its last lease that ended without an upload.
@@ -43,21 +49,31 @@ class Leases:
             self._expire(now)
             return self._live.get(device_id)
 
-    def count(self, now: float) -> int:
+    def count(self, now: float, current: int | None = None) -> int:
+        """Live leases (``current``: the open version, past which stale ones end)."""
         with self.lock:
-            self._expire(now)
+            self._expire(now, current)
             return len(self._live)
 
     def grant(self, device_id: str, round_id: int, now: float) -> Lease | None:
-        """A new lease, or None when ``concurrency`` leases are live."""
+        """A new lease on the current version ``round_id``, or None when
+        ``concurrency`` leases are live."""
         with self.lock:
-            self._expire(now)
+            self._expire(now, round_id)
             if device_id not in self._live and len(self._live) >= self.concurrency:
                 return None
             lease = Lease(round_id, now, now + self.lease_s)
             self._live[device_id] = lease
             self._ended.pop(device_id, None)
             return lease
+
+    def restore(self, device_id: str, round_id: int, granted_at: float) -> None:
+        """A lease granted before a restart (:mod:`.lease_rebuild`): counted
+        again, even past ``concurrency`` (a smaller limit after the restart
+        only slows new grants)."""
+        with self.lock:
+            self._live[device_id] = Lease(round_id, granted_at, granted_at + self.lease_s)
+            self._ended.pop(device_id, None)
 
     def drop(self, device_id: str) -> None:
         """The device's lease ended without an upload (its version went too stale)."""
@@ -92,14 +108,26 @@ class Leases:
         has surely expired (each was granted while the round was open)."""
         return round_closed_at is not None and now > round_closed_at + self.lease_s
 
-    def _expire(self, now: float) -> None:
+    def _expire(self, now: float, current: int | None = None) -> None:
+        oldest = None
+        if current is not None and self.max_staleness is not None:
+            oldest = current - self.max_staleness
         for device_id, lease in list(self._live.items()):
             if now > lease.expires_at:
                 del self._live[device_id]
                 self._remember(device_id, lease.round_id)
+            elif oldest is not None and lease.round_id < oldest:
+                # Not remembered: an upload on it is refused as too_stale, as before.
+                del self._live[device_id]
 
     def _remember(self, device_id: str, round_id: int) -> None:
         self._ended[device_id] = round_id
         self._ended.move_to_end(device_id)
         while len(self._ended) > REMEMBERED:
             self._ended.popitem(last=False)
+
+
+def lease_prefix(round_id: int, device_id: str) -> str:
+    """The start of the file name of a device's update on a round (its
+    lease, in async mode): ``r<round>/<device>-``."""
+    return f"r{round_id:06d}/{device_id}-"

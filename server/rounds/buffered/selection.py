@@ -89,6 +89,8 @@ class AsyncSelector:
                 return TaskDecision.refused(self._pace(device.id, current.id), current.id + 1)
             if not tx.selections.contains(current.id, device.id):
                 tx.selections.add(current.id, device.id, now)
+            else:  # a new lease on the same version: its row says when (lease_rebuild)
+                tx.selections.renew(current.id, device.id, now)
         return self._task(current, granted.expires_at)
 
     def _task(self, record: rs.RoundRecord, expires_at: float) -> TaskDecision:

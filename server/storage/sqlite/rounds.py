@@ -129,11 +129,25 @@ class SQLiteSelections:
             (round_id, device_id, now),
         )
 
+    def renew(self, round_id: int, device_id: str, now: float) -> None:
+        self._conn.execute(
+            "UPDATE selections SET selected_at = ? WHERE round_id = ? AND device_id = ?",
+            (now, round_id, device_id),
+        )
+
     def count(self, round_id: int) -> int:
         (taken,) = self._conn.execute(
             "SELECT COUNT(*) FROM selections WHERE round_id = ?", (round_id,)
         ).fetchone()
         return int(taken)
+
+    def since(self, first_round: int, selected_after: float) -> list[tuple[int, str, float]]:
+        rows = self._conn.execute(
+            "SELECT round_id, device_id, selected_at FROM selections "
+            "WHERE round_id >= ? AND selected_at > ? ORDER BY selected_at, round_id",
+            (first_round, selected_after),
+        ).fetchall()
+        return [(int(r[0]), str(r[1]), float(r[2])) for r in rows]
 
 
 class SQLiteUpdates:

@@ -1,5 +1,7 @@
 // The dashboard (/dashboard): rounds, releases, canary decisions and devices,
-// kept current from the server's event stream.
+// kept current from the server's event stream. In asynchronous aggregation
+// rounds are versions (a `version` event refreshes them) and the async panel
+// (dashboard_async.js) shows the buffer, leases and staleness.
 //
 // Built on the web SDK's FedgeObserver (/sdk/fedge.js): GET /v1/rounds,
 // /v1/stats, /v1/releases and /v1/releases/{version}, and the event stream;
@@ -21,6 +23,7 @@
 // events, stream, ...}), for tests and for a look from the console.
 
 import { FedgeObserver } from "/sdk/fedge.js";
+import { renderAggregation } from "./dashboard_async.js";
 import { drawChart } from "./dashboard_chart.js";
 import {
   chartSeries,
@@ -37,7 +40,7 @@ const CANARY_DETAILS = 5; // the newest releases whose canary summary is shown
 const EVENTS_KEPT = 50;
 const DEBOUNCE_MS = 250;
 const POLL_MS = 30_000;
-const EVENT_PARTS = { round: ["rounds"], release: ["releases"], rollout: ["releases"] };
+const EVENT_PARTS = { round: ["rounds"], version: ["rounds"], release: ["releases"], rollout: ["releases"] };
 
 const shown = {
   rounds: [],
@@ -65,19 +68,22 @@ async function refreshRounds() {
   shown.stats = stats;
   renderRounds(rounds, rejectionsByRound(stats));
   renderDevices(stats.devices);
+  renderAggregation(stats.aggregation);
   drawRoundsChart();
 }
 
 function drawRoundsChart() {
   const series = chartSeries(shown.rounds);
+  const round = shown.stats?.aggregation?.mode === "async" ? "version" : "round";
   document.getElementById("chart-caption").textContent =
     series.key === "device_loss"
-      ? "Device loss over rounds (mean over the round's devices; no accuracy reported)"
-      : "Device accuracy over rounds (mean over the round's devices, weighed by examples)";
+      ? `Device loss over ${round}s (mean over the ${round}'s devices; no accuracy reported)`
+      : `Device accuracy over ${round}s (mean over the ${round}'s devices, weighed by examples)`;
   drawChart(document.getElementById("accuracy-chart"), series.points, {
     label: series.label,
     unit: series.unit,
-    empty: "No closed round yet",
+    empty: `No closed ${round} yet`,
+    xName: round,
   });
 }
 

@@ -37,7 +37,7 @@ function tickLabel(value, unit) {
 
 // The drawing is as wide as the element (in CSS pixels), so that its text
 // keeps its size on a phone; draw again when the element's width changes.
-export function drawChart(svg, points, { label, unit = false, empty = "No data yet" }) {
+export function drawChart(svg, points, { label, unit = false, empty = "No data yet", xName = "round" }) {
   const WIDTH = Math.max(280, Math.round(svg.getBoundingClientRect().width) || DEFAULT_WIDTH);
   svg.replaceChildren();
   svg.setAttribute("viewBox", `0 0 ${WIDTH} ${HEIGHT}`);
@@ -63,7 +63,7 @@ export function drawChart(svg, points, { label, unit = false, empty = "No data y
   }
   const xTicks = xHigh === xLow ? [xLow] : [xLow, Math.round((xLow + xHigh) / 2), xHigh];
   for (const x of new Set(xTicks)) {
-    svg.append(node("text", { x: sx(x), y: HEIGHT - 8, "text-anchor": "middle", class: "axis-label" }, `round ${x}`));
+    svg.append(node("text", { x: sx(x), y: HEIGHT - 8, "text-anchor": "middle", class: "axis-label" }, `${xName} ${x}`));
   }
   if (points.length > 1) {
     const path = points.map((p, i) => `${i ? "L" : "M"}${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(" ");
@@ -72,7 +72,7 @@ export function drawChart(svg, points, { label, unit = false, empty = "No data y
   for (const p of points) {
     const circle = node("circle", { cx: sx(p.x), cy: sy(p.y), r: 4.5, class: "chart-point", "data-round": p.x, "data-value": p.y });
     const shown = unit ? `${(p.y * 100).toFixed(1)}%` : p.y.toPrecision(4);
-    circle.append(node("title", {}, `round ${p.x}: ${label} ${shown}`));
+    circle.append(node("title", {}, `${xName} ${p.x}: ${label} ${shown}`));
     svg.append(circle);
   }
 }

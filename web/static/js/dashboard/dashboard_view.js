@@ -100,14 +100,14 @@ export function renderRounds(rounds, rejectionsByRound) {
       const row = el("tr", {}, [
         cell(String(round.round_id)),
         cell(stateBadge(round.state)),
-        cell(`${round.updates} / ${round.selected}`, "participants"),
+        cell(`${round.updates} / ${round.selected}`, "participants round-only"),
         cell(formatNumber(metrics.updates ?? round.updates), "accepted"),
         rejectedCell(rejectionsByRound.get(round.round_id)),
         cell(formatNumber(metrics.examples)),
         cell(formatPercent(metrics.device_accuracy), "device-accuracy"),
         cell(formatNumber(metrics.device_loss), "device-loss"),
         cell(metrics.secure_aggregation ? `${metrics.strategy ?? DASH} · secure` : (metrics.strategy ?? DASH), "strategy"),
-        cell(formatDuration(roundDuration(round))),
+        cell(formatDuration(roundDuration(round)), "duration round-only"),
       ]);
       row.id = `round-row-${round.round_id}`;
       row.dataset.state = round.state;

@@ -1,0 +1,71 @@
+"""``GET /v1/stats``' ``aggregation`` object, on a sequence of uploads whose
+numbers can be counted by hand: the version, the buffer fill, the leases in
+use, the staleness histogram of the accepted updates, the uploads refused
+as too stale and the versions made per minute (over ten minutes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.server.conftest import AppFactory, Connect
+from tests.server.helpers import constant_update, join, json_of, settled, upload
+from tests.server.rounds.test_async import async_app
+from tests.server.rounds.test_rounds import enrol
+
+
+def aggregation(client: Any) -> dict[str, Any]:
+    response = client.get("/v1/stats")
+    assert response.status_code == 200
+    return dict(response.get_json()["aggregation"])
+
+
+def test_the_async_numbers_follow_the_uploads(
+    make_app: AppFactory, connect: Connect, tmp_path: Path
+) -> None:
+    app = async_app(make_app, tmp_path / "data", buffer=2, concurrency=4, max_staleness=1)
+    client = connect(app)
+    a, b, c, d, f = (enrol(client)[1] for _ in range(5))
+    base1 = join(client, a)["base_checkpoint"]
+    for token in (b, c, f):
+        join(client, token)
+    assert aggregation(client) == {
+        "mode": "async",
+        "version": 1,
+        "versions_per_minute": 0.0,
+        "buffer": {"filled": 0, "size": 2},
+        "concurrency": {"in_use": 4, "limit": 4},
+        "staleness_histogram": {},
+        "refused_stale": 0,
+    }
+
+    assert upload(client, a, 1, constant_update(1, base1, 1.0)).status_code == 201
+    assert upload(client, b, 1, constant_update(1, base1, 2.0)).status_code == 201
+    assert settled(json_of(client), 1)["state"] == "closed"
+    assert upload(client, c, 1, constant_update(1, base1, 3.0)).status_code == 201  # stale 1
+    now = aggregation(client)
+    assert now["version"] == 2 and now["buffer"] == {"filled": 1, "size": 2}
+    assert now["concurrency"]["in_use"] == 1  # F still trains; A, B, C are done
+    assert now["staleness_histogram"] == {"0": 2, "1": 1}
+    assert now["versions_per_minute"] == 0.1  # one version in ten minutes
+
+    task_d = join(client, d)
+    assert task_d["round_id"] == 2
+    body = constant_update(2, task_d["base_checkpoint"], 4.0)
+    assert upload(client, d, 2, body).status_code == 201
+    assert settled(json_of(client), 2)["state"] == "closed"
+    refused = upload(client, f, 1, constant_update(1, base1, 5.0))  # 2 versions behind
+    assert refused.get_json()["code"] == "too_stale"
+    now = aggregation(client)
+    assert (now["version"], now["buffer"]["filled"]) == (3, 0)
+    assert now["staleness_histogram"] == {"0": 3, "1": 1}
+    assert now["refused_stale"] == 1
+    assert now["concurrency"]["in_use"] == 0  # F's version-1 lease can bring nothing now
+    assert now["versions_per_minute"] == 0.2
+
+
+def test_sync_mode_says_only_its_mode(
+    make_app: AppFactory, connect: Connect, tmp_path: Path
+) -> None:
+    client = connect(make_app(data_dir=tmp_path / "data"))
+    assert client.get("/v1/stats").get_json()["aggregation"] == {"mode": "sync"}
