@@ -55,7 +55,13 @@ from fedge.server.rounds.rejection_tally import attributed_round
 from fedge.server.storage.bundles import StoredBundle, is_bundle_dir, open_stored, store_bundle
 from fedge.server.storage.data_dir import DataDirLock
 from fedge.server.storage.opening import open_store
-from fedge.server.storage.store import Store, StoreError, StoreFull, StoreUnavailable
+from fedge.server.storage.store import (
+    EVENTS_CHANNEL,
+    Store,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+)
 from fedge.wire.strict_json import finite_or_null
 from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec
@@ -88,6 +94,7 @@ def create_app(
     issuer = _issuer(config)  # a key file that will not do stops the start before the data dir
     configure_logging()
     lock = DataDirLock(config.data_dir)
+    store: Store | None = None
     try:
         store = open_store(config.data_dir, config.database, config.server_threads)
         events = EventFeed(
@@ -103,6 +110,7 @@ def create_app(
             ),
         )
         store.on_commit(events.committed)
+        store.listen(EVENTS_CHANNEL, events.wake)  # other processes' events (PostgreSQL)
         name, specs, weights, bundle = _model(config, store, initial)
         metrics = server_metrics()
         coordinator = Coordinator(config, store, specs, weights, metrics, name)
@@ -143,6 +151,8 @@ def create_app(
         if (expiry := context_of(app).expiry) is not None:
             expiry.start()
     except BaseException:
+        if store is not None:
+            store.close()
         lock.release()
         raise
     return app

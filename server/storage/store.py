@@ -36,6 +36,11 @@ from fedge.wire.canary import Evaluation
 from fedge.wire.health import HealthReport, HealthWindow
 from fedge.wire.releases import ReleaseChange, ReleaseRecord, Rollout
 
+# Channels of commits other processes on the same database may wait for
+# (:meth:`Store.listen`): an event was added; an update was stored.
+EVENTS_CHANNEL = "fedge_events"
+UPDATES_CHANNEL = "fedge_updates"
+
 
 class StoreError(Exception):
     """The database failed a request (a broken constraint, a driver error)."""
@@ -388,8 +393,18 @@ class Store(Protocol):
     def on_commit(self, listener: Callable[[Tx], None]) -> None:
         """Call ``listener`` after every commit, in the committing thread."""
 
+    def listen(self, channel: str, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when any process commits to ``channel``
+        (:data:`EVENTS_CHANNEL`, :data:`UPDATES_CHANNEL`). PostgreSQL:
+        LISTEN/NOTIFY on a connection of its own (``wake`` runs on its
+        thread). SQLite: never (one process owns the file, and
+        :meth:`on_commit` sees all of its commits)."""
+
     def check(self) -> None:
         """Raise (a :class:`StoreError`) unless the database answers (a health check)."""
+
+    def close(self) -> None:
+        """Stop listening and close idle connections (the server stops)."""
 
     def close_thread_connection(self) -> None:
         """Let go of what the calling thread holds open (at shutdown)."""

@@ -89,9 +89,15 @@ class SQLiteStore:
     def on_commit(self, listener: Callable[[Tx], None]) -> None:
         self.db.on_commit(lambda conn: listener(SQLiteTx(conn)))
 
+    def listen(self, channel: str, wake: Callable[[], None]) -> None:
+        """Nothing to do: one process owns the file (its ``on_commit`` sees every commit)."""
+
     def check(self) -> None:
         with translated():
             self.db.connection().execute("SELECT 1").fetchone()
 
     def close_thread_connection(self) -> None:
+        self.db.close_thread_connection()
+
+    def close(self) -> None:
         self.db.close_thread_connection()
