@@ -53,15 +53,10 @@ from fedge.server.releases.registry import open_releases
 from fedge.server.rounds.coordinator import Coordinator
 from fedge.server.rounds.rejection_tally import attributed_round
 from fedge.server.storage.bundles import StoredBundle, is_bundle_dir, open_stored, store_bundle
+from fedge.server.storage.channels import EVENTS_CHANNEL
 from fedge.server.storage.data_dir import DataDirLock
 from fedge.server.storage.opening import open_store
-from fedge.server.storage.store import (
-    EVENTS_CHANNEL,
-    Store,
-    StoreError,
-    StoreFull,
-    StoreUnavailable,
-)
+from fedge.server.storage.store import Store, StoreError, StoreFull, StoreUnavailable
 from fedge.wire.strict_json import finite_or_null
 from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec
@@ -93,7 +88,8 @@ def create_app(
     config = load_config(path=config_file, overrides=test_config)
     issuer = _issuer(config)  # a key file that will not do stops the start before the data dir
     configure_logging()
-    lock = DataDirLock(config.data_dir)
+    # Shared among the workers of a PostgreSQL database; SQLite's owner holds it alone.
+    lock = DataDirLock(config.data_dir, shared=config.database is not None)
     store: Store | None = None
     try:
         store = open_store(config.data_dir, config.database, config.server_threads)

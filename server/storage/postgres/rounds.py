@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fedge.server.storage.channels import EVENTS_CHANNEL, UPDATES_CHANNEL
 from fedge.server.storage.rounds import UpdateRecord
 from fedge.server.storage.sqlite.rounds import SQLiteEvents, SQLiteUpdates
-from fedge.server.storage.store import EVENTS_CHANNEL, UPDATES_CHANNEL
 
 
 class PostgresEvents(SQLiteEvents):

@@ -8,8 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from fedge.server.storage.channels import EVENTS_CHANNEL, UPDATES_CHANNEL
+from fedge.server.storage.lease import Lease
 from fedge.server.storage.postgres.database import PostgresDatabase, RawConnection
 from fedge.server.storage.postgres.errors import Connection, translated
+from fedge.server.storage.postgres.lease import AdvisoryLease
 from fedge.server.storage.postgres.listener import Listener
 from fedge.server.storage.postgres.rounds import PostgresEvents, PostgresUpdates
 from fedge.server.storage.sqlite.canary import SQLiteCanary
@@ -22,7 +25,7 @@ from fedge.server.storage.sqlite.rounds import (
     SQLiteSelections,
     SQLiteServerState,
 )
-from fedge.server.storage.store import EVENTS_CHANNEL, UPDATES_CHANNEL, Tx
+from fedge.server.storage.store import Tx
 
 # Connections beyond the request threads: the round driver, the release
 # builder, device expiry and the deadline watch each hold one at times.
@@ -82,6 +85,9 @@ class PostgresStore:
 
     def listen(self, channel: str, wake: Callable[[], None]) -> None:
         self.listener.add(channel, wake)
+
+    def aggregator_lease(self, worker_id: str) -> Lease:
+        return AdvisoryLease(self.db.connect, worker_id)
 
     def check(self) -> None:
         with translated(), self.db.leased() as conn, conn.cursor() as cursor:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fedge.server.storage.lease import Lease, SoleLease
 from fedge.server.storage.sqlite.canary import SQLiteCanary
 from fedge.server.storage.sqlite.database import Database
 from fedge.server.storage.sqlite.devices import SQLiteDevices
@@ -91,6 +92,9 @@ class SQLiteStore:
 
     def listen(self, channel: str, wake: Callable[[], None]) -> None:
         """Nothing to do: one process owns the file (its ``on_commit`` sees every commit)."""
+
+    def aggregator_lease(self, worker_id: str) -> Lease:
+        return SoleLease(worker_id)
 
     def check(self) -> None:
         with translated():

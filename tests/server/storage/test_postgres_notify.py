@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from fedge.server.storage.channels import EVENTS_CHANNEL, UPDATES_CHANNEL
 from fedge.server.storage.postgres.store import PostgresStore
-from fedge.server.storage.store import EVENTS_CHANNEL, UPDATES_CHANNEL, StoreUnavailable
+from fedge.server.storage.store import StoreUnavailable
 from tests.helpers.postgres import PostgresCluster, started
 
 
