@@ -33,6 +33,9 @@ class ServerConfig:
     data_dir: Path = Path("fedge-data")
     # A postgresql:// URL: the store is that database (None: SQLite in data_dir).
     database: str | None = None
+    # This process's name among the workers of one database (/healthz; the
+    # aggregator's lease); None: <host>:<pid>. No spaces, at most 40 characters.
+    worker_id: str | None = None
     host: str = "127.0.0.1"
     port: int = 8750
     # Request threads. Event streams, waiting long-polls and predictions run
@@ -189,6 +192,10 @@ class ServerConfig:
                 "round's devices together; use --aggregation sync"
             )
         check_database(self.database)
+        if self.worker_id is not None and (
+            not self.worker_id or " " in self.worker_id or len(self.worker_id) > 40
+        ):
+            raise ConfigurationError("worker_id must be 1-40 characters without spaces")
         if self.norm_policy not in ("reject", "clip"):
             raise ConfigurationError("norm_policy must be 'reject' or 'clip'")
         if self.max_update_bytes < 1024:

@@ -13,8 +13,9 @@ from typing import Any
 from fedge.server.errors import ConfigurationError
 
 ENV_PREFIX = "FEDGE_"
-# FEDGE_ variables that other parts of fedge read; they are not server settings.
-NOT_SERVER_SETTINGS = frozenset({"FEDGE_NODE_MODULES"})
+# FEDGE_ variables that other parts of fedge read; they are not server settings
+# (the web tests' node_modules; a worker's index under `fedge serve --workers`).
+NOT_SERVER_SETTINGS = frozenset({"FEDGE_NODE_MODULES", "FEDGE_SERVE_WORKER_INDEX"})
 
 
 def coerce(name: str, annotation: Any, raw: Any) -> Any:

@@ -186,6 +186,12 @@ def server_metrics() -> Metrics:
     metrics.define(
         "fedge_round_close_failing", "gauge", "1 while a round cannot close (retried), else 0.", []
     )
+    metrics.define(
+        "fedge_aggregator",
+        "gauge",
+        "1 while this worker holds the aggregator's lease (runs the rounds), else 0.",
+        [],
+    )
     metrics.define("fedge_versions_total", "counter", "Async aggregation: versions published.")
     metrics.define(
         "fedge_update_staleness", "summary", "Async aggregation: versions an accepted update lags."

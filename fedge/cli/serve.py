@@ -173,15 +173,59 @@ def server_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
     help="A reverse proxy (address or network) whose X-Forwarded-For names the client; "
     "repeat for more [default: none, the connection's address is the client's].",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Server processes on consecutive ports from --port, sharing the PostgreSQL "
+    "database and the data directory; one of them, elected, runs the rounds. Needs "
+    "--database [docs/postgresql.md].",
+)
 @secure_aggregation_options
-def serve(config_file: Path | None, **settings: Any) -> None:
+def serve(config_file: Path | None, workers: int, **settings: Any) -> None:
     """Run the aggregation server (SQLite in a local data directory, no other
     service; or PostgreSQL with --database)."""
     from fedge.server.http.app import create_app
     from fedge.server.http.serve import serve as run_server
+    from fedge.server.http.workers import own_command, supervise, worker_index
 
+    overrides = server_overrides(settings)
+    index = worker_index()
+    if workers > 1 and index is None:
+        _check_workers(overrides, config_file, workers)
+        raise SystemExit(supervise(own_command(), workers))
+    if index is not None:  # a worker of a supervisor: its own port
+        from fedge.server.config import load_config
+
+        base = load_config(path=config_file, overrides=overrides).port
+        overrides["port"] = base + index
     try:
-        app = create_app(test_config=server_overrides(settings), config_file=config_file)
+        app = create_app(test_config=overrides, config_file=config_file)
     except FedgeError as exc:
         raise click.ClickException(str(exc)) from exc
     run_server(app)
+
+
+def _check_workers(overrides: dict[str, Any], config_file: Path | None, workers: int) -> None:
+    """Refuse, before starting any, what several workers cannot run."""
+    from fedge.server.config import load_config
+
+    try:
+        config = load_config(path=config_file, overrides=overrides)
+    except FedgeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if config.database is None:
+        raise click.ClickException(
+            f"--workers {workers} needs --database (PostgreSQL): with SQLite one process "
+            "owns the data directory"
+        )
+    if config.port == 0:
+        raise click.ClickException(
+            "--workers needs a --port: the workers listen on consecutive ports from it"
+        )
+    if config.secure_aggregation.enabled or config.aggregation.enabled:
+        raise click.ClickException(
+            "secure and asynchronous aggregation keep their state in one process's "
+            "memory: run them with one worker"
+        )

@@ -15,7 +15,9 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz() -> Any:
     """200 ``ok``; 503 ``failing`` while a round cannot close (a full disk,
-    say): requests are still answered, but no new model comes out."""
+    say): requests are still answered, but no new model comes out. Says
+    which worker this is and which one runs the rounds (the aggregator's
+    lease: its holder and age; null while none holds it)."""
     ctx = context()
     ctx.store.check()
     coordinator = ctx.coordinator
@@ -23,6 +25,7 @@ def healthz() -> Any:
     body: dict[str, Any] = {
         "status": "ok" if failure is None else "failing",
         "checkpoint": coordinator.current_checkpoint,
+        **coordinator.aggregator(),
     }
     if failure is not None:
         body["close_error"] = failure.to_json()

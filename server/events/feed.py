@@ -6,11 +6,14 @@ The events table is the truth (streams read it by id, so nothing is missed
 or sent twice); :class:`EventFeed` only says *when* to read it again. The
 database calls :meth:`EventFeed.committed` after every commit; it looks at
 the table's AUTOINCREMENT counter (one indexed row) and wakes the waiting
-streams only when an event was added. A writer in another process (a tool
-on the same data directory) cannot notify this one: streams also read the
-table every :data:`FALLBACK_POLL_S` while they wait, and this process's next
-commit of anything (the round driver commits every ``tick_s``) reads the
-counter too.
+streams only when an event was added. With PostgreSQL, events added by
+other server processes on the same database wake this one through
+LISTEN/NOTIFY (:meth:`EventFeed.wake`, called by the store's listener,
+:mod:`fedge.server.storage.postgres.listener`); the log's order is kept
+because every writer holds the database's write lock until it commits, so
+ids become visible in id order. With SQLite, one process owns the file; a
+tool writing to it cannot notify the server: streams also read the table
+every :data:`FALLBACK_POLL_S` while they wait.
 
 :meth:`EventFeed.close` wakes every stream for good, so that a stopping
 server's request threads end at once instead of at their next heartbeat.
@@ -69,6 +72,12 @@ class EventFeed:
                 self._latest = max(self._latest, latest or 0)
                 self._generation += 1
                 self._changed.notify_all()
+
+    def wake(self) -> None:
+        """Another process committed events (a notification): read again."""
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
 
     def wait(self, generation: int, timeout: float) -> None:
         """Until events newer than ``generation`` commit, the feed closes or

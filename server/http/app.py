@@ -53,6 +53,7 @@ from fedge.server.releases.registry import open_releases
 from fedge.server.rounds.coordinator import Coordinator
 from fedge.server.rounds.rejection_tally import attributed_round
 from fedge.server.storage.bundles import StoredBundle, is_bundle_dir, open_stored, store_bundle
+from fedge.server.storage.channels import EVENTS_CHANNEL
 from fedge.server.storage.data_dir import DataDirLock
 from fedge.server.storage.opening import open_store
 from fedge.server.storage.store import Store, StoreError, StoreFull, StoreUnavailable
@@ -87,7 +88,9 @@ def create_app(
     config = load_config(path=config_file, overrides=test_config)
     issuer = _issuer(config)  # a key file that will not do stops the start before the data dir
     configure_logging()
-    lock = DataDirLock(config.data_dir)
+    # Shared among the workers of a PostgreSQL database; SQLite's owner holds it alone.
+    lock = DataDirLock(config.data_dir, shared=config.database is not None)
+    store: Store | None = None
     try:
         store = open_store(config.data_dir, config.database, config.server_threads)
         events = EventFeed(
@@ -103,6 +106,7 @@ def create_app(
             ),
         )
         store.on_commit(events.committed)
+        store.listen(EVENTS_CHANNEL, events.wake)  # other processes' events (PostgreSQL)
         name, specs, weights, bundle = _model(config, store, initial)
         metrics = server_metrics()
         coordinator = Coordinator(config, store, specs, weights, metrics, name)
@@ -143,6 +147,8 @@ def create_app(
         if (expiry := context_of(app).expiry) is not None:
             expiry.start()
     except BaseException:
+        if store is not None:
+            store.close()
         lock.release()
         raise
     return app

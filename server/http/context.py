@@ -55,13 +55,13 @@ class ServerContext:
 
     def close(self) -> None:
         """End event streams, stop the round driver and any release build,
-        close this thread's connection, release the lock."""
+        stop listening to the database, release the lock."""
         self.events.close()
         if self.expiry is not None:
             self.expiry.stop()
         self.coordinator.stop()
         self.builds.stop()
-        self.store.close_thread_connection()
+        self.store.close()
         self.lock.release()
 
 

@@ -27,6 +27,12 @@ of seats, and ingest and recovery weigh updates by staleness (see
 
 Requests only record; closing, aggregating and opening the next round
 happen on the round driver (or an admin's ``end_round_now``).
+
+With PostgreSQL several processes may serve one database and data
+directory (:mod:`fedge.server.rounds.workers`): each has a coordinator,
+and only the one whose process holds the aggregator's lease folds updates
+and drives rounds; the others accept uploads and answer every read from
+the database.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from fedge.server.rounds.buffered.selection import AsyncSelector
 from fedge.server.rounds.buffered.staleness import StalenessPolicy
 from fedge.server.rounds.closer import RoundCloser
 from fedge.server.rounds.driver import CloseFailure, RoundDriver
+from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, GlobalModel
 from fedge.server.rounds.ingest import UpdateIngest
 from fedge.server.rounds.lifecycle import RoundLifecycle
 from fedge.server.rounds.norm_bound import bound_for_new_round
@@ -57,11 +64,17 @@ from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.secure import SecureRounds
 from fedge.server.rounds.selection import Selector, TaskDecision
 from fedge.server.rounds.strategy import RoundStrategy
+from fedge.server.rounds.workers import AggregatorRole, catch_up, default_worker_id
 from fedge.server.storage import rounds as rs
+from fedge.server.storage.channels import UPDATES_CHANNEL
 from fedge.server.storage.devices import Conditions, Device, Enrolment
 from fedge.server.storage.store import Store
 from fedge.wire.update_codec import Weights
 from fedge.wire.weight_spec import ModelSpec
+
+# With a shared data directory, only temp files this old are left-overs of a
+# dead writer (others may be a live worker's upload in progress).
+TEMP_AGE_S = 3600.0
 
 
 class Coordinator:
@@ -85,9 +98,16 @@ class Coordinator:
         strategy = RoundStrategy(config, specs)
         round_sum = RoundSum()
         staleness = StalenessPolicy.of(config.aggregation) if buffered else None
-        model = recover(
-            store, self.dirs, specs, initial_weights, strategy, round_sum, metrics, staleness
+        self.worker_id = config.worker_id or default_worker_id()
+        # Several processes may share the database and the data directory.
+        self.shared = config.database is not None
+        self.role = AggregatorRole(
+            store.aggregator_lease(self.worker_id), round_sum, self._promote, metrics
         )
+        self._initial_weights = initial_weights
+        self._strategy, self._sum, self._staleness = strategy, round_sum, staleness
+        # Folded again at promotion (refresh): here only the model, for reads.
+        model = self._recovered(fold=not self.shared)
         with store.reading() as tx:
             metrics.set("fedge_devices", tx.devices.count())
         closer = RoundCloser(self.dirs, strategy, config.update_retention_rounds)
@@ -103,6 +123,15 @@ class Coordinator:
             norm_bound=lambda tx: bound_for_new_round(tx, config, specs),
             secure=self.secure,
             buffered=buffered,
+            catch_up=(
+                (
+                    lambda tx, record: catch_up(
+                        tx, record, self.dirs, strategy, round_sum, metrics, staleness
+                    )
+                )
+                if self.shared
+                else None
+            ),
         )
         self._after_step: list[Callable[[], None]] = []
         names = [s.name for s in specs]
@@ -127,7 +156,29 @@ class Coordinator:
             self._driver.wake,
             leases,
             staleness,
+            folds=lambda: self.role.active,
         )
+        if self.shared:  # an update committed by any worker wakes the aggregator's driver
+            store.listen(UPDATES_CHANNEL, self._driver.wake)
+
+    def _recovered(self, fold: bool) -> GlobalModel:
+        return recover(
+            self.store,
+            self.dirs,
+            self.specs,
+            self._initial_weights,
+            self._strategy,
+            self._sum,
+            self.metrics,
+            self._staleness,
+            temp_age_s=TEMP_AGE_S if self.shared else 0.0,
+            fold=fold,
+        )
+
+    def _promote(self) -> None:
+        """This process took the lease: rebuild the model and the sum, as at a restart."""
+        if self.shared:
+            self.lifecycle.model = self._recovered(fold=True)
 
     def _secure_rounds(self, strategy: RoundStrategy, round_sum: RoundSum) -> SecureRounds | None:
         secure = self.config.secure_aggregation
@@ -145,7 +196,20 @@ class Coordinator:
 
     @property
     def current_checkpoint(self) -> str:
-        return self.lifecycle.model.checkpoint_id
+        if self.role.active:
+            return self.lifecycle.model.checkpoint_id
+        with self.store.reading() as tx:  # another worker's aggregator moves it
+            current = tx.state.get(CURRENT_CHECKPOINT)
+        return current if current is not None else self.lifecycle.model.checkpoint_id
+
+    def aggregator(self) -> dict[str, Any]:
+        """Who runs the rounds (``/healthz``): this worker's id, and the
+        lease's holder, whether it is this worker, and the lease's age."""
+        holder = self.role.lease.holder()
+        return {
+            "worker_id": self.worker_id,
+            "aggregator": None if holder is None else holder.to_json(self.worker_id),
+        }
 
     @property
     def close_failure(self) -> CloseFailure | None:
@@ -153,12 +217,15 @@ class Coordinator:
         return self.lifecycle.close_failure
 
     def start(self) -> None:
-        """Bring rounds up to date now, then keep them moving in the background."""
-        self.lifecycle.drive()
+        """Bring rounds up to date now (if this process is the aggregator),
+        then keep them moving in the background."""
+        if self.role.refresh():
+            self.lifecycle.drive()
         self._driver.start()
 
     def stop(self) -> None:
         self._driver.stop()
+        self.role.stop()
 
     def after_each_step(self, hook: Callable[[], None]) -> None:
         """Call ``hook`` on the round driver's thread after each of its steps
@@ -166,6 +233,8 @@ class Coordinator:
         self._after_step.append(hook)
 
     def _step(self) -> None:
+        if not self.role.refresh():
+            return  # another worker runs the rounds
         self.lifecycle.drive()
         for hook in self._after_step:
             hook()
@@ -244,6 +313,13 @@ class Coordinator:
 
     def end_round_now(self) -> rs.RoundRecord:
         """Admin: end the open round as if its deadline had passed."""
+        if not self.role.refresh():
+            holder = self.role.lease.holder()
+            raise Conflict(
+                "this worker does not run the rounds; ask the aggregator"
+                f"{f' ({holder.worker_id})' if holder is not None else ''}",
+                code="not_aggregator",
+            )
         return self.lifecycle.end_round_now()
 
 

@@ -75,8 +75,14 @@ class UpdateIngest:
         on_target_reached: Callable[[], None],
         leases: Leases | None = None,
         staleness: StalenessPolicy | None = None,
+        folds: Callable[[], bool] = lambda: True,
     ) -> None:
-        """``leases`` and ``staleness``: asynchronous aggregation (both, or neither)."""
+        """``leases`` and ``staleness``: asynchronous aggregation (both, or
+        neither). ``folds``: whether this process holds the running sum (the
+        aggregator, asked under the sum's lock); a worker that does not only
+        commits, and the aggregator folds its rows in
+        (:mod:`fedge.server.rounds.workers`)."""
+        self._folds = folds
         self._leases = leases
         self._staleness = staleness
         self._store = store
@@ -218,7 +224,9 @@ class UpdateIngest:
                     accepted.append((pending, buffer, staleness))
                     digests.add((buffer, pending.valid.digest))
             count = self._sum.count
-            if accepted:
+            folding_here = self._folds()
+            each_s = 0.0
+            if accepted and folding_here:
                 folding = time.perf_counter()
                 factors = [
                     1.0 if self._staleness is None else self._staleness.factor(staleness)
@@ -230,18 +238,21 @@ class UpdateIngest:
                 )
                 for (p, _, staleness), factor in zip(accepted, factors, strict=True):
                     self._sum.factors[p.device.id] = (staleness, factor)
+                    self._sum.devices.add(p.device.id)
                 # The batch is folded at once: each update's share of its time.
                 each_s = (time.perf_counter() - folding) / len(accepted)
             for pending, _buffer, staleness in accepted:
-                self._metrics.observe("fedge_aggregation_fold_seconds", each_s)
+                if folding_here:
+                    self._metrics.observe("fedge_aggregation_fold_seconds", each_s)
                 self._metrics.inc("fedge_updates_accepted_total")
                 if self._leases is not None:
                     self._leases.release(pending.device.id, pending.record.id)
                     self._metrics.observe("fedge_update_staleness", staleness)
                     # The dashboard's staleness histogram: accepted updates by staleness.
                     self._metrics.inc("fedge_updates_by_staleness_total", staleness=str(staleness))
-            self._metrics.set("fedge_round_updates", count)
-        if accepted and count >= self._target:
+            if folding_here:
+                self._metrics.set("fedge_round_updates", count)
+        if accepted and folding_here and count >= self._target:
             self._on_target_reached()
         return outcomes
 

@@ -73,13 +73,18 @@ class RoundLifecycle:
         norm_bound: Callable[[Tx], float | None] = lambda tx: None,
         secure: SecureRounds | None = None,
         buffered: bool = False,
+        catch_up: Callable[[Tx, rs.RoundRecord], object] | None = None,
     ) -> None:
         """``norm_bound``: the bound on update norms for a round about to
         open, read in its opening transaction and stored in its config
-        (:mod:`fedge.server.rounds.norm_bound`). ``buffered``: asynchronous
+        (:mod:`fedge.server.rounds.norm_bound`). ``catch_up``: with several
+        workers, folds the open round's updates other processes committed,
+        in the transaction that may end it (:mod:`fedge.server.rounds.workers`).
+        ``buffered``: asynchronous
         aggregation, each round a version (see ``due_transition``); each
         close also publishes a ``version`` event."""
         self._buffered = buffered
+        self._catch_up = catch_up
         self._norm_bound = norm_bound
         # Secure rounds end when unmasked, not on a count of updates.
         self._secure = secure
@@ -142,6 +147,8 @@ class RoundLifecycle:
             if record is None:
                 opened = self._open(tx, self.model.checkpoint_id)
             elif record.state == "open":
+                if self._catch_up is not None:
+                    self._catch_up(tx, record)
                 if record.id == self._end_requested:  # as at its deadline
                     now = max(now, record.deadline_at)
                 record, ended, opened = self._end_if_due(tx, record, now)

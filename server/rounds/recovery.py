@@ -10,11 +10,20 @@ acknowledged only once its file is fsynced and its row committed. At start:
    server stopped) is added to the running sum again, in arrival order, with
    the weight the strategy gave it when it was accepted (in async mode,
    times its staleness factor: the round it was trained on is in its file).
+
+With several worker processes (PostgreSQL) this runs whenever a process
+becomes the aggregator (:mod:`fedge.server.rounds.workers`), with the
+other processes still writing: only temp files older than ``temp_age_s``
+are left-overs then (a live worker's upload takes seconds, not an hour).
+:func:`fold_stored` is also how the aggregator folds in the updates other
+workers commit while it runs.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 
 from fedge.server.errors import ConfigurationError
 from fedge.server.metrics import Metrics
@@ -40,10 +49,13 @@ def recover(
     round_sum: RoundSum,
     metrics: Metrics,
     staleness: StalenessPolicy | None = None,
+    temp_age_s: float = 0.0,
+    fold: bool = True,
 ) -> GlobalModel:
-    """The global model; ``round_sum`` holds the round in progress again."""
+    """The global model; ``round_sum`` holds the round in progress again
+    (``fold=False``: left empty, for a process that does not aggregate)."""
     for directory in dirs.all():
-        removed = remove_temp_files(directory)
+        removed = remove_temp_files(directory, temp_age_s)
         if removed:
             log.warning("removed %d leftover temp files in %s", removed, directory)
     with store.transaction() as tx:
@@ -59,23 +71,42 @@ def recover(
             current = rs.store_checkpoint(tx.checkpoints, dirs.checkpoints, checkpoint)
             tx.state.set(CURRENT_CHECKPOINT, current)
         active = tx.rounds.active()
-        rows = [] if active is None else tx.updates.of_round(active.id, by_arrival=True)
+        rows = [] if active is None or not fold else tx.updates.of_round(active.id, True)
     with store.reading() as tx:
         model = load_global_model(tx, current, dirs, specs)
     round_sum.restart()
-    for row in rows:
-        update = decode_update((dirs.updates / row.path).read_bytes())
-        deltas = update.deltas
-        weight = strategy.weight(deltas, row.num_examples)
-        if staleness is not None:
-            # Not re-checked against the bound: it was within it when acknowledged.
-            lag = row.round_id - update.meta.round_id
-            factor = staleness.factor(lag)
-            round_sum.factors[row.device_id] = (lag, factor)
-            weight *= factor
-        round_sum.add(strategy.averaged(deltas), weight)
-    if active is not None:
+    fold_stored(rows, dirs.updates, strategy, round_sum, staleness)
+    if active is not None and fold:
         log.info("resumed round %d (%s) with %d updates", active.id, active.state, len(rows))
         metrics.set("fedge_current_round", active.id)
         metrics.set("fedge_round_updates", len(rows))
     return model
+
+
+def fold_stored(
+    rows: Sequence[rs.UpdateRecord],
+    updates_dir: Path,
+    strategy: RoundStrategy,
+    round_sum: RoundSum,
+    staleness: StalenessPolicy | None,
+) -> int:
+    """Add the stored updates of ``rows`` not yet in ``round_sum`` (by
+    device), in the order given; returns how many were added."""
+    added = 0
+    with round_sum.lock:
+        for row in rows:
+            if row.device_id in round_sum.devices:
+                continue
+            update = decode_update((updates_dir / row.path).read_bytes())
+            deltas = update.deltas
+            weight = strategy.weight(deltas, row.num_examples)
+            if staleness is not None:
+                # Not re-checked against the bound: it was within it when acknowledged.
+                lag = row.round_id - update.meta.round_id
+                factor = staleness.factor(lag)
+                round_sum.factors[row.device_id] = (lag, factor)
+                weight *= factor
+            round_sum.add(strategy.averaged(deltas), weight)
+            round_sum.devices.add(row.device_id)
+            added += 1
+    return added

@@ -26,6 +26,10 @@ class RoundSum:
         # Asynchronous aggregation: each device's (staleness, factor) in this
         # buffer (rounds.buffered.staleness); the close's share cap weighs by the factor.
         self.factors: dict[str, tuple[int, float]] = {}
+        # The devices whose update is in the sum: with several workers the
+        # aggregator folds in what others committed, each update once
+        # (fedge.server.rounds.workers.catch_up).
+        self.devices: set[str] = set()
 
     @property
     def count(self) -> int:
@@ -50,3 +54,4 @@ class RoundSum:
         with self.lock:
             self.mean = StreamingMean()
             self.factors = {}
+            self.devices = set()

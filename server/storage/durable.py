@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -38,11 +39,19 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def remove_temp_files(directory: Path) -> int:
-    """Delete leftovers of interrupted writes; returns how many."""
+def remove_temp_files(directory: Path, older_than_s: float = 0.0) -> int:
+    """Delete leftovers of interrupted writes (modified more than
+    ``older_than_s`` ago: another process may be writing the newer ones);
+    returns how many."""
     removed = 0
     if directory.is_dir():
+        cutoff = time.time() - older_than_s
         for leftover in directory.rglob(".*.tmp"):
+            try:
+                if older_than_s > 0 and leftover.stat().st_mtime > cutoff:
+                    continue
+            except FileNotFoundError:  # its writer renamed it meanwhile
+                continue
             leftover.unlink(missing_ok=True)
             removed += 1
     return removed

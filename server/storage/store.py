@@ -6,13 +6,10 @@ for writes (all or nothing, rolled back by any exception) and ``reading()``
 for reads outside a transaction. A unit of work offers one attribute per
 kind of row (``tx.rounds``, ``tx.devices``...), each a small protocol whose
 methods take and return typed records. Two implement it: SQLite
-(:mod:`fedge.server.storage.sqlite`, the default) and PostgreSQL
-(:mod:`fedge.server.storage.postgres`); nothing here names a connection, a
-cursor or an SQL dialect.
-
-Whatever goes wrong in the database comes out as a :class:`StoreError`
-(never a driver's own exception), so callers can catch it without knowing
-what is behind the interface.
+(:mod:`.sqlite`, the default) and PostgreSQL (:mod:`.postgres`); nothing
+here names a connection, a cursor or an SQL dialect. Whatever goes wrong
+in the database comes out as a :class:`StoreError` (never a driver's own
+exception), so callers catch it without knowing what is behind.
 """
 
 from __future__ import annotations
@@ -31,6 +28,7 @@ from fedge.server.storage.devices import (
     SeatStanding,
 )
 from fedge.server.storage.health import StoredHealthReport
+from fedge.server.storage.lease import Lease
 from fedge.server.storage.rounds import RoundRecord, UpdateRecord
 from fedge.wire.canary import Evaluation
 from fedge.wire.health import HealthReport, HealthWindow
@@ -42,8 +40,7 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot answer now (busy past the wait, unreachable):
-    the same request may succeed later."""
+    """The database cannot answer now (busy, unreachable): a retry may succeed."""
 
 
 class StoreFull(StoreError):
@@ -182,8 +179,7 @@ class DeviceRows(Protocol):
         """How many devices were last seen at or after each moment."""
 
     def platforms(self) -> list[tuple[str, int]]:
-        """Enrolled devices per platform named at enrolment, most first
-        (then by name)."""
+        """Enrolled devices per platform named at enrolment, most first (then by name)."""
 
     def ids_except(self, platform: str) -> list[str]:
         """The ids of every enrolled device not enrolled as ``platform``."""
@@ -393,8 +389,17 @@ class Store(Protocol):
     def on_commit(self, listener: Callable[[Tx], None]) -> None:
         """Call ``listener`` after every commit, in the committing thread."""
 
+    def listen(self, channel: str, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when any process commits to ``channel`` (:mod:`.channels`)."""
+
+    def aggregator_lease(self, worker_id: str) -> Lease:
+        """This process's side of the aggregator's lease (:mod:`.lease`)."""
+
     def check(self) -> None:
         """Raise (a :class:`StoreError`) unless the database answers (a health check)."""
+
+    def close(self) -> None:
+        """The server stops: stop listening, close idle connections."""
 
     def close_thread_connection(self) -> None:
         """Let go of what the calling thread holds open (at shutdown)."""

@@ -68,13 +68,14 @@ class PostgresDatabase:
         self.location = describe(url)
         self._url = url
         self._wait_s = wait_s
-        self.pool = Pool(self._connect, pool_size, wait_s)
+        self.pool = Pool(self.connect, pool_size, wait_s)
         self._local = threading.local()
         self._writer = threading.Lock()  # this process's writers queue here first
         self._commit_listeners: list[Callable[[RawConnection], None]] = []
         self._migrate()
 
-    def _connect(self) -> RawConnection:
+    def connect(self) -> RawConnection:
+        """A new connection of this database, outside the pool (autocommit)."""
         conn = psycopg2.connect(
             self._url,
             connect_timeout=CONNECT_TIMEOUT_S,

@@ -8,9 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from fedge.server.storage.channels import EVENTS_CHANNEL, UPDATES_CHANNEL
+from fedge.server.storage.lease import Lease
 from fedge.server.storage.postgres.database import PostgresDatabase, RawConnection
 from fedge.server.storage.postgres.errors import Connection, translated
-from fedge.server.storage.postgres.rounds import PostgresEvents
+from fedge.server.storage.postgres.lease import AdvisoryLease
+from fedge.server.storage.postgres.listener import Listener
+from fedge.server.storage.postgres.rounds import PostgresEvents, PostgresUpdates
 from fedge.server.storage.sqlite.canary import SQLiteCanary
 from fedge.server.storage.sqlite.devices import SQLiteDevices
 from fedge.server.storage.sqlite.health import SQLiteHealth
@@ -20,7 +24,6 @@ from fedge.server.storage.sqlite.rounds import (
     SQLiteRounds,
     SQLiteSelections,
     SQLiteServerState,
-    SQLiteUpdates,
 )
 from fedge.server.storage.store import Tx
 
@@ -37,7 +40,7 @@ class PostgresTx:
         self.connection = conn  # for SQL of a test's own (``?`` parameters)
         self.rounds = SQLiteRounds(conn)
         self.selections = SQLiteSelections(conn)
-        self.updates = SQLiteUpdates(conn)
+        self.updates = PostgresUpdates(conn)
         self.checkpoints = SQLiteCheckpoints(conn)
         self.state = SQLiteServerState(conn)
         self.events = PostgresEvents(conn)
@@ -53,6 +56,8 @@ class PostgresStore:
 
     def __init__(self, db: PostgresDatabase) -> None:
         self.db = db
+        # Started by the first listen(): a connection and a thread of its own.
+        self.listener = Listener(db.connect, (EVENTS_CHANNEL, UPDATES_CHANNEL))
 
     @classmethod
     def open(cls, url: str, threads: int) -> PostgresStore:
@@ -78,10 +83,20 @@ class PostgresStore:
     def on_commit(self, listener: Callable[[Tx], None]) -> None:
         self.db.on_commit(lambda conn: listener(PostgresTx(conn)))
 
+    def listen(self, channel: str, wake: Callable[[], None]) -> None:
+        self.listener.add(channel, wake)
+
+    def aggregator_lease(self, worker_id: str) -> Lease:
+        return AdvisoryLease(self.db.connect, worker_id)
+
     def check(self) -> None:
         with translated(), self.db.leased() as conn, conn.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
 
     def close_thread_connection(self) -> None:
+        self.db.close_thread_connection()
+
+    def close(self) -> None:
+        self.listener.stop()
         self.db.close_thread_connection()

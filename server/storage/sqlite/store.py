@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fedge.server.storage.lease import Lease, SoleLease
 from fedge.server.storage.sqlite.canary import SQLiteCanary
 from fedge.server.storage.sqlite.database import Database
 from fedge.server.storage.sqlite.devices import SQLiteDevices
@@ -89,9 +90,18 @@ class SQLiteStore:
     def on_commit(self, listener: Callable[[Tx], None]) -> None:
         self.db.on_commit(lambda conn: listener(SQLiteTx(conn)))
 
+    def listen(self, channel: str, wake: Callable[[], None]) -> None:
+        """Nothing to do: one process owns the file (its ``on_commit`` sees every commit)."""
+
+    def aggregator_lease(self, worker_id: str) -> Lease:
+        return SoleLease(worker_id)
+
     def check(self) -> None:
         with translated():
             self.db.connection().execute("SELECT 1").fetchone()
 
     def close_thread_connection(self) -> None:
+        self.db.close_thread_connection()
+
+    def close(self) -> None:
         self.db.close_thread_connection()
