@@ -53,3 +53,9 @@ def test_async_simulate_refuses_a_round_plot(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, [*ASYNC, "--plot", str(tmp_path / "p.png")])
     assert result.exit_code == 2
     assert "--plot draws rounds" in result.output
+
+
+def test_async_simulate_refuses_release_every_and_says_what_counts_versions() -> None:
+    result = CliRunner().invoke(main, [*ASYNC, "--release-every", "2"])
+    assert result.exit_code == 1
+    assert "release_every_rounds = N (it counts versions)" in result.output
