@@ -44,7 +44,8 @@ def test_async_simulate_runs_free_and_prints_versions_over_time(tmp_path: Path) 
     # Devices stepped on their own clocks: at least K x 3 contributions.
     assert report["outcomes"]["contributed"] >= 9
     assert report["device_seconds"] > 0
-    (summary,) = [line for line in result.output.splitlines() if " versions in " in line]
+    (summary,) = [line for line in result.output.splitlines() if " versions made (" in line]
+    assert summary.startswith(f"{ids[-1]} versions made ({len(ids)} scored")
     assert "contributed" in summary
     assert "final global accuracy" in result.output
 
