@@ -34,8 +34,9 @@ def run_async_fleet(config: FleetConfig, say: Say = lambda _: None) -> FreeRunRe
         raise ConfigError("the free run is async mode's, on the embedded server, thread backend")
     if config.release_every is not None:
         raise ConfigError(
-            "--release-every with --aggregation async: give the server's release_every_rounds "
-            "(it counts versions); the simulator's cuts follow rounds"
+            "--release-every with --aggregation async on the embedded server: its devices run "
+            "on the wall clock and do not follow releases; run fedge serve --aggregation async "
+            "with release_every_rounds = N (it counts versions) and give --server"
         )
     with prepare_model(config, say) as (model, data):
         config = replace(config, per_round=model.per_round)

@@ -56,8 +56,13 @@ def versions_table(report: FreeRunReport) -> Table:
 
 def closing_lines(report: FreeRunReport) -> list[str]:
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items())) or "none"
+    made = report.points[-1].model_id if report.points else 0
     lines = [
-        f"{len(report.points)} versions in {report.seconds:.1f} s; device steps: {outcomes}",
+        # The watcher scores the newest version it sees: a version made within
+        # a quarter second of the next is not scored on its own.
+        f"{made} versions made ({len(report.points)} scored as they appeared) in "
+        f"{report.seconds:.1f} s (the steps under way at the end included); "
+        f"device steps: {outcomes}",
         f"device-seconds {report.device_seconds:.1f}, of which wasted on refused uploads "
         f"{report.wasted_seconds:.1f}",
     ]

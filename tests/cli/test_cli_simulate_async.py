@@ -44,7 +44,8 @@ def test_async_simulate_runs_free_and_prints_versions_over_time(tmp_path: Path) 
     # Devices stepped on their own clocks: at least K x 3 contributions.
     assert report["outcomes"]["contributed"] >= 9
     assert report["device_seconds"] > 0
-    (summary,) = [line for line in result.output.splitlines() if " versions in " in line]
+    (summary,) = [line for line in result.output.splitlines() if " versions made (" in line]
+    assert summary.startswith(f"{ids[-1]} versions made ({len(ids)} scored")
     assert "contributed" in summary
     assert "final global accuracy" in result.output
 
@@ -53,3 +54,9 @@ def test_async_simulate_refuses_a_round_plot(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, [*ASYNC, "--plot", str(tmp_path / "p.png")])
     assert result.exit_code == 2
     assert "--plot draws rounds" in result.output
+
+
+def test_async_simulate_refuses_release_every_and_says_what_counts_versions() -> None:
+    result = CliRunner().invoke(main, [*ASYNC, "--release-every", "2"])
+    assert result.exit_code == 1
+    assert "release_every_rounds = N (it counts versions)" in result.output

@@ -34,7 +34,7 @@ class AsyncProgress:
     concurrency_in_use: int
     concurrency_limit: int
     staleness_histogram: dict[str, int]  # versions behind -> accepted updates
-    refused_stale: int  # uploads refused as too stale (since the server started)
+    refused_stale: int  # too_stale refusals in the rejection tally (recent versions, in memory)
 
     def to_json(self) -> dict[str, Any]:
         return {

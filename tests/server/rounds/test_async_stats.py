@@ -8,15 +8,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
+from jsonschema import Draft202012Validator
+
 from tests.server.conftest import AppFactory, Connect
 from tests.server.helpers import constant_update, join, json_of, settled, upload
 from tests.server.rounds.test_async import async_app
 from tests.server.rounds.test_rounds import enrol
 
+SPEC = Path(__file__).resolve().parents[3] / "server" / "openapi.yaml"
+
+
+def documented(body: Any) -> None:
+    """``body`` is what server/openapi.yaml says ``GET /v1/stats`` answers."""
+    spec = yaml.safe_load(SPEC.read_text())
+    schema = {"$ref": "#/components/schemas/Stats", "components": spec["components"]}
+    Draft202012Validator(schema).validate(body)
+
 
 def aggregation(client: Any) -> dict[str, Any]:
     response = client.get("/v1/stats")
     assert response.status_code == 200
+    documented(response.get_json())
     return dict(response.get_json()["aggregation"])
 
 
