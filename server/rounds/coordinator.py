@@ -144,7 +144,7 @@ class Coordinator:
         self._ingest = UpdateIngest(
             config,
             store,
-            self.dirs.updates,
+            self.dirs.update_blobs,
             specs,
             strategy,
             round_sum,
