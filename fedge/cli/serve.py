@@ -176,14 +176,12 @@ def server_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
     help="Server processes on consecutive ports from --port, sharing the PostgreSQL "
     "database and the data directory; one of them, elected, runs the rounds. Needs "
-    "--database [docs/postgresql.md].",
+    "--database [default: 1; docs/postgresql.md].",
 )
 @secure_aggregation_options
-def serve(config_file: Path | None, workers: int, **settings: Any) -> None:
+def serve(config_file: Path | None, workers: int | None, **settings: Any) -> None:
     """Run the aggregation server (SQLite in a local data directory, no other
     service; or PostgreSQL with --database)."""
     from fedge.server.http.app import create_app
@@ -192,7 +190,7 @@ def serve(config_file: Path | None, workers: int, **settings: Any) -> None:
 
     overrides = server_overrides(settings)
     index = worker_index()
-    if workers > 1 and index is None:
+    if workers is not None and workers > 1 and index is None:
         _check_workers(overrides, config_file, workers)
         raise SystemExit(supervise(own_command(), workers))
     if index is not None:  # a worker of a supervisor: its own port

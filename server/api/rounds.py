@@ -96,6 +96,9 @@ def end_current() -> Any:
     return jsonify(_public(context().coordinator.end_round_now()))
 
 
+_ACTIVE = ("open", "closing")
+
+
 def _public(record: rs.RoundRecord) -> dict[str, Any]:
     ctx = context()
     with ctx.store.reading() as tx:
@@ -106,6 +109,8 @@ def _public(record: rs.RoundRecord) -> dict[str, Any]:
         updates = int(record.metrics.get("updates", 0))
     public = {**record.to_json(), "updates": updates, "selected": selected}
     failure = ctx.coordinator.close_failure
-    if failure is not None and failure.round_id == record.id:
+    # Only while it is in progress: a round read as ended between its closing
+    # commit and the driver forgetting the failure has closed.
+    if failure is not None and failure.round_id == record.id and record.state in _ACTIVE:
         public["close_error"] = failure.to_json()
     return public

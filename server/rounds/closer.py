@@ -82,7 +82,7 @@ class RoundCloser:
                 model.weights,
                 model.state,
                 mean,
-                [self._dirs.updates / r.path for r in rows],
+                [self._dirs.update_blobs.local_path(r.path) for r in rows],
                 tx.rounds.count_closed(),
                 num_examples=examples,
                 factors=weighed,
@@ -138,8 +138,9 @@ class RoundCloser:
             return
         with store.transaction() as tx:
             paths = tx.updates.forget_files_through(closed_round - keep)
+        blobs = self._dirs.update_blobs
         for path in paths:
-            (self._dirs.updates / path).unlink(missing_ok=True)
+            blobs.delete(path)
 
 
 def staleness_metrics(lags: list[tuple[int, float]]) -> dict[str, Any]:

@@ -148,7 +148,7 @@ class Coordinator:
         self._ingest = UpdateIngest(
             config,
             store,
-            self.dirs.updates,
+            self.dirs.update_blobs,
             specs,
             strategy,
             round_sum,
@@ -159,7 +159,7 @@ class Coordinator:
             folds=lambda: self.role.active,
         )
         if self.shared:  # an update committed by any worker wakes the aggregator's driver
-            store.listen(UPDATES_CHANNEL, self._driver.wake)
+            store.listen(UPDATES_CHANNEL, self._update_committed)
 
     def _recovered(self, fold: bool) -> GlobalModel:
         return recover(
@@ -174,6 +174,12 @@ class Coordinator:
             temp_age_s=TEMP_AGE_S if self.shared else 0.0,
             fold=fold,
         )
+
+    def _update_committed(self) -> None:
+        """A notification: the aggregator folds it in now; another worker
+        does not care (it tries the lease at its next tick)."""
+        if self.role.active:
+            self._driver.wake()
 
     def _promote(self) -> None:
         """This process took the lease: rebuild the model and the sum, as at a restart."""

@@ -40,7 +40,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fedge.server.config import ServerConfig
@@ -53,8 +52,8 @@ from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.rounds.validation import ValidatedUpdate, validate_update
 from fedge.server.storage import rounds as rs
+from fedge.server.storage.blobs import BlobStore
 from fedge.server.storage.devices import Device
-from fedge.server.storage.durable import fsync_dir, write_atomically
 from fedge.server.storage.group_commit import GroupCommit
 from fedge.server.storage.store import Store, Tx
 from fedge.wire.weight_spec import ModelSpec
@@ -67,7 +66,7 @@ class UpdateIngest:
         self,
         config: ServerConfig,
         store: Store,
-        update_dir: Path,
+        blobs: BlobStore,
         specs: ModelSpec,
         strategy: RoundStrategy,
         round_sum: RoundSum,
@@ -86,7 +85,7 @@ class UpdateIngest:
         self._leases = leases
         self._staleness = staleness
         self._store = store
-        self._update_dir = update_dir
+        self._blobs = blobs
         self._specs = specs
         self._max_norm = effective_max_update_norm(config, specs)
         self._norm_policy = config.norm_policy
@@ -129,14 +128,13 @@ class UpdateIngest:
                 untrained=self._strategy.roles.untrained,
             )
             relative = f"{lease_prefix(round_id, device.id)}{valid.digest[:16]}.safetensors"
-            path = self._update_dir / relative
-            # The file's bytes are on disk now, its name once the batch's
-            # directory fsync is done (before the commit).
-            write_atomically(path, valid.stored_bytes, sync_dir=False)
+            # The blob's bytes are on disk now, its name once the batch's
+            # sync is done (before the commit).
+            self._blobs.put(relative, valid.stored_bytes, durable=False)
             try:
                 return self._commits.submit(_Pending(device, record, valid, relative)), True
             except BaseException:
-                path.unlink(missing_ok=True)
+                self._blobs.delete(relative)
                 raise
 
     def _known_receipt(self, round_id: int, device_id: str, digest: str) -> dict[str, Any] | None:
@@ -200,8 +198,7 @@ class UpdateIngest:
         # Under the round lock: the round cannot end between the commit and
         # the sum, so the sum always holds exactly the round's stored updates.
         with self._sum.lock:
-            for directory in sorted({(self._update_dir / p.relative).parent for p in batch}):
-                fsync_dir(directory)
+            self._blobs.sync(p.relative for p in batch)
             outcomes: list[dict[str, Any] | BaseException] = []
             accepted: list[tuple[_Pending, int, int]] = []  # (update, buffer, staleness)
             with self._store.transaction() as tx:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 from fedge.server.errors import ConfigurationError
 from fedge.server.metrics import Metrics
@@ -32,6 +31,7 @@ from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, GlobalModel, lo
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
+from fedge.server.storage.blobs import BlobStore
 from fedge.server.storage.durable import remove_temp_files
 from fedge.server.storage.store import Store
 from fedge.wire.update_codec import Checkpoint, Weights, decode_update
@@ -75,7 +75,7 @@ def recover(
     with store.reading() as tx:
         model = load_global_model(tx, current, dirs, specs)
     round_sum.restart()
-    fold_stored(rows, dirs.updates, strategy, round_sum, staleness)
+    fold_stored(rows, dirs.update_blobs, strategy, round_sum, staleness)
     if active is not None and fold:
         log.info("resumed round %d (%s) with %d updates", active.id, active.state, len(rows))
         metrics.set("fedge_current_round", active.id)
@@ -85,7 +85,7 @@ def recover(
 
 def fold_stored(
     rows: Sequence[rs.UpdateRecord],
-    updates_dir: Path,
+    blobs: BlobStore,
     strategy: RoundStrategy,
     round_sum: RoundSum,
     staleness: StalenessPolicy | None,
@@ -97,7 +97,7 @@ def fold_stored(
         for row in rows:
             if row.device_id in round_sum.devices:
                 continue
-            update = decode_update((updates_dir / row.path).read_bytes())
+            update = decode_update(blobs.get(row.path))
             deltas = update.deltas
             weight = strategy.weight(deltas, row.num_examples)
             if staleness is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from fedge.server.storage.blobs import SharedDirBlobs
 from fedge.server.storage.durable import write_atomically
 from fedge.wire.strict_json import finite_or_null
 from fedge.wire.update_codec import Checkpoint, content_id, encode_checkpoint
@@ -40,6 +41,11 @@ class Directories:
 
     def all(self) -> tuple[Path, Path, Path]:
         return (self.checkpoints, self.updates, self.strategy)
+
+    @property
+    def update_blobs(self) -> SharedDirBlobs:
+        """The stored updates' bytes, behind the blob store's calls."""
+        return SharedDirBlobs(self.updates)
 
 
 @dataclass(frozen=True)

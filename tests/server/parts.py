@@ -104,7 +104,7 @@ def build_parts(data_dir: Path, stores: Stores | None = None, **settings: Any) -
     ingest = UpdateIngest(
         config,
         store,
-        dirs.updates,
+        dirs.update_blobs,
         SPECS,
         strategy,
         round_sum,

@@ -38,7 +38,7 @@ def catch_up(
         if tx.updates.count(record.id) == round_sum.count:
             return 0  # nothing new: one indexed count, not every row
         rows = tx.updates.of_round(record.id, by_arrival=True)
-        added = fold_stored(rows, dirs.updates, strategy, round_sum, staleness)
+        added = fold_stored(rows, dirs.update_blobs, strategy, round_sum, staleness)
         if added:
             metrics.set("fedge_round_updates", round_sum.count)
             log.debug("folded %d updates committed by other workers", added)

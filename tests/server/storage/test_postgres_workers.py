@@ -1,9 +1,10 @@
 """Several ``fedge serve --database`` workers on one PostgreSQL database and
 one data directory, over real HTTP, with one elected aggregator.
 
-The same updates (random deltas, one per device, sent to every worker in
-turn) close round 1 into the aggregate a single SQLite server makes of
-them (1e-6: the sum's order differs); an event committed by one worker
+The same updates of a fleet of 200 devices (random deltas, one per
+device, sent to the workers in turn; two and three workers) close round 1
+into the aggregate a single SQLite server makes of them (1e-6: the sum's
+order differs); an event committed by one worker
 reaches an SSE stream on the other; kill -9 of a worker that is not the
 aggregator loses no receipted update; kill -9 of the aggregator mid-round
 hands the lease to the other worker within 5 s, which rebuilds the sum
@@ -33,7 +34,7 @@ from tests.helpers.subscriber import subscribed, take
 from tests.server.helpers import auth, json_at, settled
 from tests.server.http.test_http import Device
 
-DEVICES = 24  # a round's target: every device's update
+DEVICES = 200  # a round's target: every device's update
 FLAGS = ["--rounds-target", str(DEVICES), "--rounds-min", str(DEVICES), "--deadline", "600"]
 ADMIN = auth("admin-secret")  # tests.helpers.live_server.start's default
 Weights = dict[str, NDArray[Any]]
@@ -127,6 +128,24 @@ def rounds_closed(cluster: PostgresCluster, database: str) -> list[tuple[Any, ..
         "SELECT kind, COUNT(*) FROM events WHERE kind LIKE 'round_%' GROUP BY kind ORDER BY kind",
         database,
     )
+
+
+def test_three_workers_aggregate_as_one_server_does(
+    postgres_cluster: PostgresCluster, reference: Weights, tmp_path: Path
+) -> None:
+    url = postgres_cluster.new_database("three_workers")
+    with workers(url, tmp_path, count=3) as servers:
+        urls = [s.url for s in servers]
+        fleet = Fleet.enrol(urls)
+        answers = fleet.upload(list(range(DEVICES)), lambda i: urls[(i + 1) % 3])
+        assert [a.status_code for a in answers] == [201] * DEVICES, answers[0].text
+        assert_close(closed_weights(urls[2], fleet), reference)
+        assert sorted(health(s)["aggregator"]["this_worker"] for s in servers) == [
+            False,
+            False,
+            True,
+        ]
+    assert dict(rounds_closed(postgres_cluster, "three_workers"))["round_closed"] == 1
 
 
 def test_two_workers_aggregate_as_one_server_does_and_share_events(
