@@ -1,0 +1,221 @@
+"""Update segments: the updates of one group commit appended to one file
+with one write and one ``fdatasync``, instead of a file and an fsync each.
+
+A segment is a sequence of records, each a frame header (``MAGIC``, the
+payload's length, the payload's sha256) then the payload (the update as
+stored). Its rows (``updates.segment``, ``updates.segment_offset`` and
+``updates.bytes``) are committed only after the ``fdatasync``, so a row
+always points at a complete record. A crash during a write leaves a torn
+tail after the last committed record; nothing points into it, a process
+never appends to a segment an earlier process wrote (each start opens a new
+one), and :func:`scan` stops at the first frame that does not check out.
+Reads check the frame: a record that is torn or altered is an error, never
+an update.
+
+Segments live beside the one-file-per-update layout of older data
+directories (``r<round>/<device>-<digest>.safetensors``, rows with an empty
+``segment``), one segment per round at a time
+(``r<round>/s<ns>-<pid>.seg``), so retention deletes a round's segments
+once it deletes the round's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedge.server.storage.durable import fsync_dir
+from fedge.server.storage.rounds import UpdateRecord
+from fedge.wire.file_span import FileSpan
+
+MAGIC = b"fedgeseg"
+FRAME = struct.Struct("<8sQ32s")  # magic, payload length, sha256 of the payload
+SUFFIX = ".seg"
+# A segment past this size is closed and the next batch starts a new one.
+SEGMENT_LIMIT = 256 * 2**20
+
+
+class TornRecord(Exception):
+    """A segment record that is cut short or does not match its frame."""
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    """Where an appended payload's frame starts (its row's location)."""
+
+    segment: str  # under the updates directory
+    offset: int
+    length: int
+
+
+def frame_header(payload: bytes) -> bytes:
+    """The frame of ``payload`` (worth computing in the request's thread:
+    hashing 1 MB takes a millisecond)."""
+    return FRAME.pack(MAGIC, len(payload), hashlib.sha256(payload).digest())
+
+
+class SegmentWriter:
+    """Appends batches to the current segment of a round; one caller at a time."""
+
+    def __init__(self, updates_dir: Path, limit: int = SEGMENT_LIMIT) -> None:
+        self._dir = updates_dir
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._name = ""
+        self._round = -1
+        self._size = 0
+
+    def append(self, round_id: int, framed: Sequence[tuple[bytes, bytes]]) -> list[SegmentRecord]:
+        """Append ``(frame_header, payload)`` pairs to the round's segment;
+        returns when they are on disk."""
+        with self._lock:
+            if self._fd is None or self._round != round_id or self._size >= self._limit:
+                self._start(round_id)
+            assert self._fd is not None
+            records = []
+            offset = self._size
+            for header, payload in framed:
+                records.append(SegmentRecord(self._name, offset, len(payload)))
+                offset += len(header) + len(payload)
+            try:
+                _write_all(self._fd, [part for pair in framed for part in pair])
+                os.fdatasync(self._fd)
+            except BaseException:
+                # Maybe a partial tail: never append after it.
+                self.close()
+                raise
+            self._size = offset
+            return records
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _start(self, round_id: int) -> None:
+        self.close()
+        name = f"r{round_id:06d}/s{time.time_ns():x}-{os.getpid()}{SUFFIX}"
+        path = self._dir / name
+        created = not path.parent.is_dir()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        try:
+            fsync_dir(path.parent)
+            if created:
+                fsync_dir(path.parent.parent)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd, self._name, self._round, self._size = fd, name, round_id, 0
+
+
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    views = [memoryview(p) for p in parts if p]
+    while views:
+        written = os.writev(fd, views[:512])
+        while written and views:
+            if written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            else:
+                views[0] = views[0][written:]
+                written = 0
+
+
+def _checked_header(file_bytes: bytes, where: str, length: int) -> None:
+    if len(file_bytes) != FRAME.size:
+        raise TornRecord(f"{where}: the frame is cut short")
+    magic, declared, _ = FRAME.unpack(file_bytes)
+    if magic != MAGIC or declared != length:
+        raise TornRecord(f"{where}: no record of {length} bytes starts here")
+
+
+def read_record(path: Path, offset: int, length: int) -> bytes:
+    """The payload of the record at ``offset``, checked against its frame."""
+    where = f"{path} at {offset}"
+    with open(path, "rb") as file:
+        file.seek(offset)
+        header = file.read(FRAME.size)
+        _checked_header(header, where, length)
+        payload = file.read(length)
+    if len(payload) != length:
+        raise TornRecord(f"{where}: {len(payload)} of {length} bytes")
+    if hashlib.sha256(payload).digest() != FRAME.unpack(header)[2]:
+        raise TornRecord(f"{where}: the bytes do not match their digest")
+    return payload
+
+
+def stored_span(updates_dir: Path, row: UpdateRecord) -> FileSpan:
+    """Where a row's update is, its frame checked (not its digest: block
+    reads of the aggregation read only slices)."""
+    if not row.segment:
+        return FileSpan(updates_dir / row.path)
+    path = updates_dir / row.segment
+    with open(path, "rb") as file:
+        file.seek(row.segment_offset)
+        _checked_header(file.read(FRAME.size), f"{path} at {row.segment_offset}", row.bytes)
+    return FileSpan(path, row.segment_offset + FRAME.size, row.bytes)
+
+
+def stored_bytes(updates_dir: Path, row: UpdateRecord) -> bytes:
+    """A row's update, read whole (and its digest checked, for a segment)."""
+    if not row.segment:
+        return (updates_dir / row.path).read_bytes()
+    return read_record(updates_dir / row.segment, row.segment_offset, row.bytes)
+
+
+@dataclass(frozen=True)
+class SegmentScan:
+    records: list[SegmentRecord]  # the intact ones, in order
+    intact_bytes: int  # where the first torn or foreign frame starts
+    size: int
+
+    @property
+    def torn(self) -> bool:
+        return self.intact_bytes != self.size
+
+
+def scan(updates_dir: Path, segment: str) -> SegmentScan:
+    """Every intact record of a segment, up to the first that is not."""
+    path = updates_dir / segment
+    records: list[SegmentRecord] = []
+    size = os.stat(path).st_size
+    offset = 0
+    with open(path, "rb") as file:
+        while offset < size:
+            header = file.read(FRAME.size)
+            if len(header) != FRAME.size:
+                break
+            magic, length, digest = FRAME.unpack(header)
+            if magic != MAGIC or offset + FRAME.size + length > size:
+                break
+            if hashlib.sha256(file.read(length)).digest() != digest:
+                break
+            records.append(SegmentRecord(segment, offset, length))
+            offset += FRAME.size + length
+    return SegmentScan(records, offset, size)
+
+
+def segment_files(updates_dir: Path) -> list[str]:
+    """Every segment under the updates directory, relative to it."""
+    if not updates_dir.is_dir():
+        return []
+    return sorted(p.relative_to(updates_dir).as_posix() for p in updates_dir.glob(f"r*/*{SUFFIX}"))
+
+
+def remove_unreferenced(updates_dir: Path, live: Iterable[str]) -> list[str]:
+    """Delete the segments no stored update points at (written by a batch
+    that a crash cut off before its commit, or whose rows retention forgot
+    before a crash kept it from deleting them); returns them."""
+    keep = set(live)
+    removed = [name for name in segment_files(updates_dir) if name not in keep]
+    for name in removed:
+        (updates_dir / name).unlink(missing_ok=True)
+    return removed
