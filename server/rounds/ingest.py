@@ -131,7 +131,10 @@ class UpdateIngest:
                 untrained=self._strategy.roles.untrained,
             )
             name = f"{_lease_prefix(round_id, device.id)}{valid.digest[:16]}"
-            pending = _Pending(device, record, valid, name, frame_header(valid.stored_bytes))
+            # Unless a stage clipped it, the update is stored as received: its
+            # digest is the upload's.
+            known = bytes.fromhex(digest) if valid.stored_bytes is raw else None
+            pending = _Pending(device, record, valid, name, frame_header(valid.stored_bytes, known))
             return self._commits.submit(pending), True
 
     def _known_receipt(self, round_id: int, device_id: str, digest: str) -> dict[str, Any] | None:
