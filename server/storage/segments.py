@@ -1,9 +1,14 @@
 """Update segments: the updates of one group commit appended to one file
 with one write and one ``fdatasync``, instead of a file and an fsync each.
 
-A segment is a sequence of records, each a frame header (``MAGIC``, the
-payload's length, the payload's sha256) then the payload (the update as
-stored). Its rows (``updates.segment``, ``updates.segment_offset`` and
+A segment is a sequence of batches, each of records (a frame header:
+``MAGIC``, the payload's length, the payload's sha256; then the payload,
+the update as stored) and zeros up to the next ``BLOCK`` boundary: batches
+are written with ``O_DIRECT`` where the file system has it, from one
+reused aligned buffer, which spares the kernel a copy into the page cache
+(most of the ingest's CPU time per update, measured with perf).
+
+Its rows (``updates.segment``, ``updates.segment_offset`` and
 ``updates.bytes``) are committed only after the ``fdatasync``, so a row
 always points at a complete record. A crash during a write leaves a torn
 tail after the last committed record; nothing points into it, a process
@@ -21,7 +26,9 @@ once it deletes the round's files.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import mmap
 import os
 import struct
 import threading
@@ -39,6 +46,9 @@ FRAME = struct.Struct("<8sQ32s")  # magic, payload length, sha256 of the payload
 SUFFIX = ".seg"
 # A segment past this size is closed and the next batch starts a new one.
 SEGMENT_LIMIT = 256 * 2**20
+BLOCK = 4096  # batches start at multiples of it (O_DIRECT's alignment)
+# Held between batches up to this size (a larger batch's buffer is not kept).
+KEPT_BUFFER = 64 * 2**20
 
 
 class TornRecord(Exception):
@@ -70,6 +80,8 @@ class SegmentWriter:
         self._limit = limit
         self._lock = threading.Lock()
         self._fd: int | None = None
+        self._direct = False
+        self._buffer: mmap.mmap | None = None
         self._name = ""
         self._round = -1
         self._size = 0
@@ -86,20 +98,46 @@ class SegmentWriter:
             for header, payload in framed:
                 records.append(SegmentRecord(self._name, offset, len(payload)))
                 offset += len(header) + len(payload)
+            end = _aligned(offset)
             try:
-                _write_all(self._fd, [part for pair in framed for part in pair])
+                self._write([part for pair in framed for part in pair], end - self._size)
                 os.fdatasync(self._fd)
             except BaseException:
                 # Maybe a partial tail: never append after it.
                 self.close()
                 raise
-            self._size = offset
+            self._size = end
             return records
+
+    def _write(self, parts: list[bytes], length: int) -> None:
+        """``parts`` then zeros, ``length`` bytes in all, at the end."""
+        assert self._fd is not None
+        padding = length - sum(len(p) for p in parts)
+        if not self._direct:
+            _write_all(self._fd, [*parts, bytes(padding)])
+            return
+        if self._buffer is None or len(self._buffer) < length:
+            self._buffer = mmap.mmap(-1, length)
+        buffer, position = self._buffer, 0
+        for part in parts:
+            buffer[position : position + len(part)] = part
+            position += len(part)
+        buffer[position:length] = bytes(padding)
+        with memoryview(buffer) as view:
+            written = os.pwrite(self._fd, view[:length], self._size)
+        if len(buffer) > KEPT_BUFFER:
+            buffer.close()
+            self._buffer = None
+        if written != length:
+            raise OSError(errno.EIO, f"{self._name}: {written} of {length} bytes written")
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._buffer is not None:
+            self._buffer.close()
+            self._buffer = None
 
     def _start(self, round_id: int) -> None:
         self.close()
@@ -107,7 +145,7 @@ class SegmentWriter:
         path = self._dir / name
         created = not path.parent.is_dir()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        fd, direct = _create(path)
         try:
             fsync_dir(path.parent)
             if created:
@@ -115,7 +153,25 @@ class SegmentWriter:
         except BaseException:
             os.close(fd)
             raise
-        self._fd, self._name, self._round, self._size = fd, name, round_id, 0
+        self._fd, self._direct, self._name, self._round, self._size = fd, direct, name, round_id, 0
+
+
+def _create(path: Path) -> tuple[int, bool]:
+    """A new segment open for writing, and whether with ``O_DIRECT``
+    (not every file system has it: tmpfs refuses it)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    direct = getattr(os, "O_DIRECT", 0)
+    if direct:
+        try:
+            return os.open(path, flags | direct, 0o644), True
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+    return os.open(path, flags, 0o644), False
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // BLOCK) * BLOCK
 
 
 def _write_all(fd: int, parts: list[bytes]) -> None:
@@ -192,7 +248,16 @@ def scan(updates_dir: Path, segment: str) -> SegmentScan:
     offset = 0
     with open(path, "rb") as file:
         while offset < size:
+            file.seek(offset)
             header = file.read(FRAME.size)
+            if offset % BLOCK and not header.strip(b"\0"):
+                # The zeros after a batch, up to the next one.
+                gap = _aligned(offset) - offset
+                file.seek(offset)
+                if _aligned(offset) > size or file.read(gap).strip(b"\0"):
+                    break
+                offset += gap
+                continue
             if len(header) != FRAME.size:
                 break
             magic, length, digest = FRAME.unpack(header)

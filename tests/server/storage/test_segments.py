@@ -5,6 +5,7 @@ middle of concurrent uploads keeps every receipt, counted once."""
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import requests
 
 from fedge.server.storage.segments import (
+    BLOCK,
     FRAME,
     SegmentWriter,
     TornRecord,
@@ -35,7 +37,15 @@ def framed(*payloads: bytes) -> list[tuple[bytes, bytes]]:
     return [(frame_header(p), p) for p in payloads]
 
 
-def test_a_torn_tail_is_found_and_the_records_before_it_read(tmp_path: Path) -> None:
+@pytest.fixture(params=["direct", "buffered"])
+def io_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Segments written with O_DIRECT, and as on a file system without it."""
+    if request.param == "buffered":
+        monkeypatch.delattr(os, "O_DIRECT")
+    return str(request.param)
+
+
+def test_a_torn_tail_is_found_and_the_records_before_it_read(io_mode: str, tmp_path: Path) -> None:
     writer = SegmentWriter(tmp_path)
     first = writer.append(3, framed(b"one", b"two"))
     (third,) = writer.append(3, framed(b"three"))
@@ -48,6 +58,8 @@ def test_a_torn_tail_is_found_and_the_records_before_it_read(tmp_path: Path) -> 
     found = scan(tmp_path, third.segment)
 
     assert found.records == [*first, third] and found.torn
+    # Each batch starts on a block boundary (O_DIRECT's alignment), zeros between.
+    assert [r.offset for r in found.records] == [0, FRAME.size + 3, BLOCK]
     assert [read_record(path, r.offset, r.length) for r in found.records] == [
         b"one",
         b"two",
