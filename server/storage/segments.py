@@ -27,6 +27,7 @@ once it deletes the round's files.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import mmap
 import os
@@ -113,9 +114,23 @@ class SegmentWriter:
         """``parts`` then zeros, ``length`` bytes in all, at the end."""
         assert self._fd is not None
         padding = length - sum(len(p) for p in parts)
-        if not self._direct:
-            _write_all(self._fd, [*parts, bytes(padding)])
-            return
+        if self._direct:
+            try:
+                self._write_direct(parts, length)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+            # The file system took the flag but not the write: go buffered.
+            self._direct = False
+            flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~getattr(os, "O_DIRECT", 0))
+        os.lseek(self._fd, self._size, os.SEEK_SET)
+        _write_all(self._fd, [*parts, bytes(padding)])
+
+    def _write_direct(self, parts: list[bytes], length: int) -> None:
+        assert self._fd is not None
+        padding = length - sum(len(p) for p in parts)
         if self._buffer is None or len(self._buffer) < length:
             self._buffer = mmap.mmap(-1, length)
         buffer, position = self._buffer, 0
