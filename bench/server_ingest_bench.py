@@ -3,35 +3,32 @@ loopback, concurrent uploaders, and the server's memory as updates pile up
 in one round.
 
     .venv/bin/python -m bench.server_ingest_bench [--updates 1000] [--params 250000]
-        [--uploaders 8] [--fedge PATH] [--workers 1,2 [--database URL]]
+        [--uploaders 8] [--repeat 1] [--baseline REV] [--fedge PATH]
 
-Prints the ingest rate (MB/s of update bodies accepted), upload latency
-p50/p99, the servers' CPU seconds per update, and the server's RSS growth
-from 10 to N updates in one round relative to the model size (streaming
-aggregation keeps it O(model)).
-
-``--workers 1,2``: after today's SQLite server, the same uploads to 1, 2
-... ``fedge serve --database`` workers on one PostgreSQL database and data
-directory (uploads spread over them in turn; the elected aggregator folds
-them all), in the same run. ``--database``: a PostgreSQL server's URL on
-which the bench may create a database per row (default: a throw-away
-cluster, as the tests start, which needs Debian's postgresql package).
+Prints, per run, the ingest rate (updates/s and MB/s of update bodies
+accepted, each acknowledged only once durable), upload latency p50/p99,
+the server's CPU time per update, and its RSS growth from 10 to N updates
+in one round relative to the model size (streaming aggregation keeps it
+O(model)); with ``--repeat`` the medians too. ``--baseline REV`` also runs
+the server of commit REV (a temporary ``git worktree`` of it, on this
+virtual environment), alternating with this tree's, so that before and
+after are measured side by side in one run.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import secrets
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import requests
@@ -39,7 +36,23 @@ from rich.console import Console
 from rich.table import Table
 
 from fedge.wire.update_codec import Update, UpdateMeta, encode_update
-from tests.helpers.live_server import FEDGE, LiveServer, running
+from tests.helpers.live_server import FEDGE, running
+
+ROOT = Path(__file__).resolve().parents[1]
+# The folders pyproject's package-dir maps under fedge.
+MAPPED = ("server", "client_sim", "converters", "web")
+
+
+@dataclass(frozen=True)
+class Run:
+    updates_s: float
+    mb_s: float
+    p50_ms: float
+    p99_ms: float
+    cpu_ms: float  # the server's CPU time (user + system) per update
+    rss_10: float  # MiB
+    rss_n: float
+    growth: float  # x model size
 
 
 def build_model(path: Path, params: int) -> tuple[int, int]:
@@ -54,106 +67,145 @@ def build_model(path: Path, params: int) -> tuple[int, int]:
     return fan_in, width
 
 
-@dataclass(frozen=True)
-class Row:
-    name: str
-    latencies: list[float]
-    wall_s: float
-    cpu_s: float  # the server processes' user + system CPU over the timed uploads
-    rss_10: int
-    rss_n: int
-
-
-def cpu_seconds(servers: list[LiveServer]) -> float:
-    """User + system CPU of the server processes so far (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for server in servers:
-        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
-
-
 @contextmanager
-def postgres_urls(admin_url: str | None) -> Iterator[Callable[[str], str]]:
-    """A maker of fresh database URLs: on ``admin_url``'s server, or on a
-    throw-away cluster."""
-    if admin_url is not None:
-        import psycopg2
-
-        def make(name: str) -> str:
-            conn = psycopg2.connect(admin_url)
-            conn.autocommit = True
-            with conn.cursor() as cursor:
-                cursor.execute(f'CREATE DATABASE "{name}"')
-            conn.close()
-            base, _, _ = admin_url.rpartition("/")
-            return f"{base}/{name}"
-
-        yield make
-        return
-    from tests.helpers.postgres import started
-
-    with started() as cluster:
-        yield cluster.new_database
-
-
-def measure(
-    name: str,
-    servers: list[LiveServer],
-    updates: int,
-    uploaders: int,
-    shared: dict[str, np.ndarray[Any, Any]],
-    console: Console,
-) -> Row:
-    session = requests.Session()
-    console.print(f"{name}: enrolling {updates} devices ...")
-    devices = []
-    for index in range(updates):
-        url = servers[index % len(servers)].url
-        body = session.post(f"{url}/v1/devices", json={}, timeout=30).json()
-        token = body["token"]
-        task = session.post(
-            f"{url}/v1/tasks", json={}, timeout=30, headers={"Authorization": f"Bearer {token}"}
-        ).json()["task"]
-        devices.append((url, token, task))
-
-    def upload(index: int) -> float:
-        url, token, task = devices[index]
-        data = encode_update(
-            Update(
-                # A count of its own: the server refuses the same bytes
-                # from two devices (duplicate_content).
-                UpdateMeta(task["round_id"], task["base_checkpoint"], 10 + index),
-                shared,
-            )
+def baseline_fedge(rev: str, work: Path) -> Iterator[Path]:
+    """A ``fedge`` command running commit ``rev``'s code: a detached git
+    worktree of it, its mapped folders put in place as package-dir would,
+    ahead of this tree's editable install on the path."""
+    tree = work / "baseline-tree"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(tree), rev],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    try:
+        view = work / "baseline-view" / "fedge"
+        view.mkdir(parents=True)
+        for entry in (tree / "fedge").iterdir():
+            (view / entry.name).symlink_to(entry)
+        for folder in MAPPED:
+            (view / folder).symlink_to(tree / folder)
+        script = work / "fedge-baseline"
+        script.write_text(
+            f"#!/bin/sh\nPYTHONPATH={view.parent} exec {sys.executable} -c "
+            '"import sys; from fedge.cli.main import main; sys.exit(main())" "$@"\n'
         )
-        started = time.perf_counter()
-        reply = requests.post(
-            f"{url}{task['upload_url']}",
-            data=data,
-            timeout=120,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Content-Type": "application/octet-stream",
-            },
+        script.chmod(0o755)
+        yield script
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True
         )
-        elapsed = time.perf_counter() - started
-        if reply.status_code != 201:
-            raise RuntimeError(f"upload {index}: {reply.status_code} {reply.text}")
-        return elapsed
 
-    for i in range(10):
-        upload(i)
-    rss_10 = sum(s.rss_bytes() for s in servers)
-    console.print(f"{name}: uploading {updates - 10} more with {uploaders} uploaders ...")
-    cpu_before = cpu_seconds(servers)
-    started = time.perf_counter()
-    with ThreadPoolExecutor(uploaders) as pool:
-        latencies = list(pool.map(upload, range(10, updates)))
-    wall = time.perf_counter() - started
-    cpu = cpu_seconds(servers) - cpu_before
-    return Row(name, latencies, wall, cpu, rss_10, sum(s.rss_bytes() for s in servers))
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(fedge: Path, work: Path, shape: tuple[int, int], args: argparse.Namespace) -> Run:
+    fan_in, width = shape
+    model_bytes = (fan_in * width + width) * 4
+    flags = [
+        "--model",
+        str(work / "model.keras"),
+        "--rounds-target",
+        str(args.updates + 1),
+        "--rounds-min",
+        "1",
+        "--deadline",
+        "3600",
+    ]
+    with tempfile.TemporaryDirectory(prefix="run-", dir=work) as run_dir:
+        run = Path(run_dir)
+        with running(run / "data", flags, run / "server.log", fedge=fedge) as server:
+            session = requests.Session()
+            devices = []
+            for _ in range(args.updates):
+                body = session.post(f"{server.url}/v1/devices", json={}, timeout=30).json()
+                token = body["token"]
+                task = session.post(
+                    f"{server.url}/v1/tasks",
+                    json={},
+                    timeout=30,
+                    headers={"Authorization": f"Bearer {token}"},
+                ).json()["task"]
+                devices.append((token, task))
+            rng = np.random.default_rng(0)
+            shared = {
+                "dense/kernel": rng.normal(0, 0.01, (fan_in, width)).astype(np.float32),
+                "dense/bias": rng.normal(0, 0.01, (width,)).astype(np.float32),
+            }
+            # Encoded up front: the uploaders share the 2 cores with the server.
+            bodies = [
+                encode_update(
+                    Update(
+                        # A count of its own: the server refuses the same bytes
+                        # from two devices (duplicate_content).
+                        UpdateMeta(task["round_id"], task["base_checkpoint"], 10 + index),
+                        shared,
+                    )
+                )
+                for index, (_, task) in enumerate(devices)
+            ]
+
+            def upload(index: int) -> float:
+                token, task = devices[index]
+                started = time.perf_counter()
+                reply = requests.post(
+                    f"{server.url}{task['upload_url']}",
+                    data=bodies[index],
+                    timeout=120,
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "Content-Type": "application/octet-stream",
+                    },
+                )
+                elapsed = time.perf_counter() - started
+                if reply.status_code != 201:
+                    raise RuntimeError(f"upload {index}: {reply.status_code} {reply.text}")
+                return elapsed
+
+            for i in range(10):
+                upload(i)
+            rss_10 = server.rss_bytes()
+            cpu_before = cpu_seconds(server.process.pid)
+            started = time.perf_counter()
+            with ThreadPoolExecutor(args.uploaders) as pool:
+                latencies = list(pool.map(upload, range(10, args.updates)))
+            wall = time.perf_counter() - started
+            cpu = cpu_seconds(server.process.pid) - cpu_before
+            rss_n = server.rss_bytes()
+    count = len(latencies)
+    return Run(
+        updates_s=count / wall,
+        mb_s=sum(len(bodies[i]) for i in range(10, args.updates)) / wall / 1e6,
+        p50_ms=float(np.percentile(latencies, 50)) * 1000,
+        p99_ms=float(np.percentile(latencies, 99)) * 1000,
+        cpu_ms=cpu / count * 1000,
+        rss_10=rss_10 / 2**20,
+        rss_n=rss_n / 2**20,
+        growth=(rss_n - rss_10) / model_bytes,
+    )
+
+
+def cells(run: Run) -> list[str]:
+    return [
+        f"{run.updates_s:.1f}",
+        f"{run.mb_s:.1f}",
+        f"{run.p50_ms:.1f}",
+        f"{run.p99_ms:.1f}",
+        f"{run.cpu_ms:.2f}",
+        f"{run.rss_10:.0f}",
+        f"{run.rss_n:.0f}",
+        f"{run.growth:.2f}x",
+    ]
+
+
+def median_run(runs: list[Run]) -> Run:
+    return Run(*(statistics.median(getattr(r, f) for r in runs) for f in Run.__dataclass_fields__))
 
 
 def main() -> None:
@@ -161,105 +213,68 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=1000)
     parser.add_argument("--params", type=int, default=250_000)
     parser.add_argument("--uploaders", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each server")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also run commit REV's server (before/after)"
+    )
     parser.add_argument(
         "--fedge",
         type=Path,
         default=FEDGE,
         help="the fedge console script that serves (another build's, to compare)",
     )
-    parser.add_argument(
-        "--workers",
-        default="",
-        help="comma-separated worker counts to run on PostgreSQL after SQLite (1,2)",
-    )
-    parser.add_argument("--database", help="a PostgreSQL URL to create the bench's databases on")
     args = parser.parse_args()
-    counts = [int(n) for n in args.workers.split(",") if n.strip()]
     console = Console()
-    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="fedge-ingest-") as tmp:
         work = Path(tmp)
-        fan_in, width = build_model(work / "model.keras", args.params)
-        model_bytes = (fan_in * width + width) * 4
-        flags = [
-            "--model",
-            str(work / "model.keras"),
-            "--rounds-target",
-            str(args.updates + 1),
-            "--rounds-min",
-            "1",
-            "--deadline",
-            "3600",
-        ]
-        rng = np.random.default_rng(0)
-        shared = {
-            "dense/kernel": rng.normal(0, 0.01, (fan_in, width)).astype(np.float32),
-            "dense/bias": rng.normal(0, 0.01, (width,)).astype(np.float32),
-        }
-        with running(work / "data", flags, work / "server.log", fedge=args.fedge) as server:
-            rows.append(
-                measure(
-                    "sqlite, 1 process", [server], args.updates, args.uploaders, shared, console
-                )
-            )
-        with contextlib.ExitStack() as outer:
-            make_url = outer.enter_context(postgres_urls(args.database)) if counts else None
-            for count in counts:
-                assert make_url is not None
-                url = make_url(f"bench_{secrets.token_hex(4)}")
-                data = work / f"data-pg-{count}"
-                with ExitStack() as stack:
-                    servers = [
-                        stack.enter_context(
-                            running(
-                                data,
-                                [*flags, "--database", url],
-                                work / f"pg-{count}-{i}.log",
-                                fedge=args.fedge,
-                            )
-                        )
-                        for i in range(count)
-                    ]
-                    rows.append(
-                        measure(
-                            f"postgresql, {count} worker{'s' if count > 1 else ''}",
-                            servers,
-                            args.updates,
-                            args.uploaders,
-                            shared,
-                            console,
-                        )
-                    )
-    body_bytes = len(encode_update(Update(UpdateMeta(1, "0" * 64, 1), shared)))
+        shape = build_model(work / "model.keras", args.params)
+        model_mb = (shape[0] * shape[1] + shape[1]) * 4 / 1e6
+        with contextmanager(_servers)(args, work) as servers:
+            results: dict[str, list[Run]] = {name: [] for name, _ in servers}
+            for attempt in range(args.repeat):
+                for name, fedge in servers:
+                    console.print(f"run {attempt + 1}/{args.repeat}: {name} ...")
+                    results[name].append(measure(fedge, work, shape, args))
     table = Table(
-        title=f"fedge serve ingest: {args.updates} updates of {model_bytes / 1e6:.2f}"
-        f" MB, {args.uploaders} uploaders, loopback, {os.cpu_count()} cores"
+        title=f"fedge serve ingest: {args.updates} updates of {model_mb:.2f} MB,"
+        f" {args.uploaders} uploaders, loopback, receipt after fsync"
+        f" (load {os.getloadavg()[0]:.1f})"
     )
+    table.add_column("server")
+    table.add_column("run")
     for column in (
-        "server",
-        "ingest MB/s",
         "updates/s",
+        "ingest MB/s",
         "upload p50 ms",
         "upload p99 ms",
-        "server CPU ms / update",
+        "server CPU ms/update",
         "RSS @10 MiB",
         f"RSS @{args.updates} MiB",
         "growth / model size",
     ):
         table.add_column(column, justify="right")
-    for row in rows:
-        table.add_row(
-            row.name,
-            f"{body_bytes * len(row.latencies) / row.wall_s / 1e6:.1f}",
-            f"{len(row.latencies) / row.wall_s:.1f}",
-            f"{np.percentile(row.latencies, 50) * 1000:.1f}",
-            f"{np.percentile(row.latencies, 99) * 1000:.1f}",
-            f"{row.cpu_s / len(row.latencies) * 1000:.2f}",
-            f"{row.rss_10 / 2**20:.0f}",
-            f"{row.rss_n / 2**20:.0f}",
-            f"{(row.rss_n - row.rss_10) / model_bytes:.2f}x",
-        )
+    for name, runs in results.items():
+        for attempt, run in enumerate(runs):
+            table.add_row(name, str(attempt + 1), *cells(run))
+        if len(runs) > 1:
+            table.add_row(name, "median", *cells(median_run(runs)), style="bold")
     console.print(table)
+    if args.baseline is not None:
+        before, after = (median_run(runs) for runs in results.values())
+        console.print(
+            f"after / before (medians): {after.updates_s / before.updates_s:.2f}x updates/s, "
+            f"p99 {after.p99_ms / before.p99_ms:.2f}x, "
+            f"CPU per update {after.cpu_ms / before.cpu_ms:.2f}x"
+        )
+
+
+def _servers(args: argparse.Namespace, work: Path) -> Iterator[list[tuple[str, Path]]]:
+    current = ("this tree", args.fedge)
+    if args.baseline is None:
+        yield [current]
+        return
+    with baseline_fedge(args.baseline, work) as fedge:
+        yield [(f"baseline {args.baseline}", fedge), current]
 
 
 if __name__ == "__main__":

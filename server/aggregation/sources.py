@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from fedge.server.aggregation.errors import AggregationError
+from fedge.wire.file_span import FileSpan, span_of
 from fedge.wire.update_codec import CodecError, TensorLayout, read_update_layout
 from fedge.wire.weight_spec import ModelSpec, WeightSpecError
 
@@ -139,11 +139,11 @@ class SafetensorsFileUpdates:
 
     def __init__(
         self,
-        paths: Sequence[str | os.PathLike[str]],
+        paths: Sequence[str | os.PathLike[str] | FileSpan],
         spec: ModelSpec | None = None,
         names: Sequence[str] | None = None,
     ) -> None:
-        self._paths = [Path(p) for p in paths]
+        self._paths = [span_of(p) for p in paths]
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._tensors: list[dict[str, TensorLayout]] = []
         self._weights: list[float] = []
@@ -154,7 +154,7 @@ class SafetensorsFileUpdates:
                 self._shapes = shapes
             elif list(shapes.items()) != list(self._shapes.items()):
                 raise AggregationError(
-                    f"{path}: names or shapes differ from {self._paths[0]}: "
+                    f"{_where(path)}: names or shapes differ from {_where(self._paths[0])}: "
                     f"{_describe(shapes)} vs {_describe(self._shapes)}"
                 )
             self._tensors.append(tensors)
@@ -177,22 +177,35 @@ class SafetensorsFileUpdates:
         _check_range(info.size, name, start, stop)
         out = np.empty(stop - start, dtype=info.dtype)
         wanted = out.nbytes
-        with open(self._paths[index], "rb", buffering=0) as file:
-            file.seek(info.offset + start * info.dtype.itemsize)
+        span = self._paths[index]
+        with open(span.path, "rb", buffering=0) as file:
+            file.seek(span.offset + info.offset + start * info.dtype.itemsize)
             got = file.readinto(out.data.cast("B")) if wanted else 0
         if got != wanted:
-            raise AggregationError(f"{self._paths[index]}: {name} is truncated")
+            raise AggregationError(f"{_where(span)}: {name} is truncated")
         return out.astype(np.float32, copy=False)
 
 
+def _where(span: FileSpan) -> str:
+    return str(span.path) if span.offset == 0 else f"{span.path} at {span.offset}"
+
+
 def _read_layout(
-    path: Path, spec: ModelSpec | None, names: Sequence[str] | None
+    span: FileSpan, spec: ModelSpec | None, names: Sequence[str] | None
 ) -> tuple[dict[str, TensorLayout], int]:
-    """An update file's float tensors by name (canonical order; only
-    ``names`` when given) and its ``num_examples``, from the codec's decoder."""
+    """A stored update's float tensors by name (canonical order; only
+    ``names`` when given; offsets from the start of the update) and its
+    ``num_examples``, from the codec's decoder."""
+    path = _where(span)
     try:
-        with open(path, "rb") as file:
-            layout = read_update_layout(file, os.fstat(file.fileno()).st_size, spec)
+        with open(span.path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size - span.offset
+            if span.length is not None:
+                if span.length > size:
+                    raise CodecError(f"{span.length} bytes stored, {size} left in the file")
+                size = span.length
+            file.seek(span.offset)
+            layout = read_update_layout(file, size, spec)
     except OSError as exc:
         raise AggregationError(f"{path}: cannot read: {exc}") from exc
     except CodecError as exc:

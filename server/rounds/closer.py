@@ -31,6 +31,7 @@ from fedge.server.devices.metrics import weighted_device_metrics
 from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, GlobalModel
 from fedge.server.rounds.strategy import RoundResult, RoundStrategy, save_strategy_state
 from fedge.server.storage import rounds as rs
+from fedge.server.storage.segments import stored_span
 from fedge.server.storage.store import Store, Tx
 from fedge.wire.update_codec import Checkpoint
 
@@ -82,7 +83,7 @@ class RoundCloser:
                 model.weights,
                 model.state,
                 mean,
-                [self._dirs.update_blobs.local_path(r.path) for r in rows],
+                [stored_span(self._dirs.update_blobs, r) for r in rows],
                 tx.rounds.count_closed(),
                 num_examples=examples,
                 factors=weighed,

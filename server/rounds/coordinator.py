@@ -232,6 +232,7 @@ class Coordinator:
     def stop(self) -> None:
         self._driver.stop()
         self.role.stop()
+        self._ingest.close()
 
     def after_each_step(self, hook: Callable[[], None]) -> None:
         """Call ``hook`` on the round driver's thread after each of its steps

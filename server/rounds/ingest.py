@@ -8,11 +8,13 @@ changes nothing, on disk included.
 3. The bytes are validated (:func:`fedge.server.rounds.validation.validate_update`)
    against the norm bound the round opened with (:mod:`fedge.server.rounds.norm_bound`)
    and the strategy prepares the update (clips, weighs).
-4. The prepared update's file is written and fsynced, then its row is
-   committed under the round lock, which re-checks that the round is still
-   open and that no other device sent the same bytes
-   (``duplicate_content``), and the update is added to the running sum.
-   Only then is it acknowledged: a crash after that loses nothing.
+4. Under the round lock, in one transaction, the round is re-checked
+   (still open, no other device sent the same bytes: ``duplicate_content``),
+   the prepared update is appended to the round's segment file and
+   ``fdatasync``-ed (:mod:`fedge.server.storage.segments`), its row is
+   committed, and the update is added to the running sum. Only then is it
+   acknowledged: a crash after that loses nothing, a crash before it leaves
+   at most bytes no row points at.
 
 In asynchronous aggregation (:mod:`fedge.server.rounds.buffered.selection`)
 the URL's round is the version the device trained on (its lease), checked
@@ -21,16 +23,16 @@ into the buffer of the version open when it commits (its row is stored
 under that round), weighed by its staleness
 (:mod:`fedge.server.rounds.buffered.staleness`), and refused past the bound
 (``too_stale``) or after its lease (``lease_expired``, ``lease_replaced``).
-Its file keeps the lease's round in its name and in its metadata, which is
-how a retry finds its receipt and how recovery re-weighs it.
+Its row's name (``path``) keeps the lease's round, and its metadata too,
+which is how a retry finds its receipt and how recovery re-weighs it.
 
 Uploads of one device to one round are serialised on one of a fixed set of
 striped locks (so memory stays bounded); different devices proceed in
 parallel up to the commit. Commits are grouped
 (:mod:`fedge.server.storage.group_commit`): the uploads that wait while one batch
-commits form the next, with one directory fsync and one database commit
-(one fsync) for the whole batch; each is still acknowledged only once its
-file and its row are on disk.
+commits form the next, with one segment write and ``fdatasync`` and one
+database commit (one fsync) for the whole batch; each is still
+acknowledged only once its bytes and its row are on disk.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from fedge.server.storage import rounds as rs
 from fedge.server.storage.blobs import BlobStore
 from fedge.server.storage.devices import Device
 from fedge.server.storage.group_commit import GroupCommit
+from fedge.server.storage.segments import SegmentRecord, SegmentWriter, frame_header
 from fedge.server.storage.store import Store, Tx
 from fedge.wire.weight_spec import ModelSpec
 
@@ -95,7 +98,14 @@ class UpdateIngest:
         self._metrics = metrics
         self._on_target_reached = on_target_reached
         self._stripes = [threading.Lock() for _ in range(UPLOAD_LOCK_STRIPES)]
+        # Segments are appended files in the blob store's local directory.
+        self._segments = SegmentWriter(blobs.local_path(""))
         self._commits: GroupCommit[_Pending, dict[str, Any]] = GroupCommit(self._commit_batch)
+
+    def close(self) -> None:
+        """Close the open segment (the next upload opens a new one)."""
+        with self._sum.lock:
+            self._segments.close()
 
     def accept(self, device: Device, round_id: int, raw: bytes) -> tuple[dict[str, Any], bool]:
         """Returns (receipt, created): ``created`` is False for a retry."""
@@ -127,15 +137,12 @@ class UpdateIngest:
                 stages=self._strategy.stages,
                 untrained=self._strategy.roles.untrained,
             )
-            relative = f"{lease_prefix(round_id, device.id)}{valid.digest[:16]}.safetensors"
-            # The blob's bytes are on disk now, its name once the batch's
-            # sync is done (before the commit).
-            self._blobs.put(relative, valid.stored_bytes, durable=False)
-            try:
-                return self._commits.submit(_Pending(device, record, valid, relative)), True
-            except BaseException:
-                self._blobs.delete(relative)
-                raise
+            name = f"{lease_prefix(round_id, device.id)}{valid.digest[:16]}"
+            # Unless a stage clipped it, the update is stored as received: its
+            # digest is the upload's.
+            known = bytes.fromhex(digest) if valid.stored_bytes is raw else None
+            pending = _Pending(device, record, valid, name, frame_header(valid.stored_bytes, known))
+            return self._commits.submit(pending), True
 
     def _known_receipt(self, round_id: int, device_id: str, digest: str) -> dict[str, Any] | None:
         with self._store.reading() as tx:
@@ -192,14 +199,14 @@ class UpdateIngest:
         return record
 
     def _commit_batch(self, batch: Sequence[_Pending]) -> list[dict[str, Any] | BaseException]:
-        """Commit a batch of uploads: one directory fsync per directory, one
-        transaction. Each gets its receipt, or its own refusal (its round
-        closed, or its bytes were sent by another device)."""
+        """Commit a batch of uploads: one segment append and ``fdatasync``
+        per round (there is one open round), one transaction. Each gets its
+        receipt, or its own refusal (its round closed, or its bytes were
+        sent by another device)."""
         # Under the round lock: the round cannot end between the commit and
         # the sum, so the sum always holds exactly the round's stored updates.
         with self._sum.lock:
-            self._blobs.sync(p.relative for p in batch)
-            outcomes: list[dict[str, Any] | BaseException] = []
+            slots: list[Conflict | None] = []  # a refusal, or None: a receipt to come
             accepted: list[tuple[_Pending, int, int]] = []  # (update, buffer, staleness)
             with self._store.transaction() as tx:
                 open_rounds: dict[int, bool] = {}
@@ -207,19 +214,20 @@ class UpdateIngest:
                 for pending in batch:
                     placed = self._placed(tx, pending, open_rounds)
                     if isinstance(placed, Conflict):
-                        outcomes.append(placed)
+                        slots.append(placed)
                         continue
                     buffer, staleness = placed
                     refusal = self._refusal(tx, pending, buffer, digests)
+                    slots.append(refusal)
                     if refusal is not None:
-                        outcomes.append(refusal)
                         continue
-                    stored = tx.updates.insert(
-                        _update_record(buffer, pending.device.id, pending.valid, pending.relative)
-                    )
-                    outcomes.append(stored.receipt())
                     accepted.append((pending, buffer, staleness))
                     digests.add((buffer, pending.valid.digest))
+                # The bytes are on disk before the rows commit.
+                receipts = iter(self._store_accepted(tx, accepted))
+                outcomes: list[dict[str, Any] | BaseException] = [
+                    next(receipts) if slot is None else slot for slot in slots
+                ]
             count = self._sum.count
             folding_here = self._folds()
             each_s = 0.0
@@ -252,6 +260,29 @@ class UpdateIngest:
         if accepted and folding_here and count >= self._target:
             self._on_target_reached()
         return outcomes
+
+    def _store_accepted(
+        self, tx: Tx, accepted: list[tuple[_Pending, int, int]]
+    ) -> list[dict[str, Any]]:
+        """Append the accepted updates to their round's segment (one write
+        and one ``fdatasync`` per round), then insert their rows; their
+        receipts, in order."""
+        located: dict[int, SegmentRecord] = {}
+        for buffer in sorted({b for _, b, _ in accepted}):
+            mine = [(i, p) for i, (p, b, _) in enumerate(accepted) if b == buffer]
+            records = self._segments.append(
+                buffer, [(p.header, p.valid.stored_bytes) for _, p in mine]
+            )
+            located.update((i, r) for (i, _), r in zip(mine, records, strict=True))
+        receipts = []
+        for index, (pending, buffer, _) in enumerate(accepted):
+            stored = tx.updates.insert(
+                _update_record(
+                    buffer, pending.device.id, pending.valid, pending.name, located[index]
+                )
+            )
+            receipts.append(stored.receipt())
+        return receipts
 
     def _placed(
         self, tx: Tx, pending: _Pending, open_rounds: dict[int, bool]
@@ -314,11 +345,12 @@ class _Pending:
     device: Device
     record: rs.RoundRecord
     valid: ValidatedUpdate
-    relative: str  # its file, under the updates directory
+    name: str  # its row's path: r<round>/<device>-<digest>
+    header: bytes  # its segment frame (segments.frame_header)
 
 
 def _update_record(
-    round_id: int, device_id: str, valid: ValidatedUpdate, path: str
+    round_id: int, device_id: str, valid: ValidatedUpdate, path: str, where: SegmentRecord
 ) -> rs.UpdateRecord:
     return rs.UpdateRecord(
         round_id=round_id,
@@ -331,6 +363,8 @@ def _update_record(
         bytes=len(valid.stored_bytes),
         metrics=valid.update.meta.metrics,
         received_at=time.time(),
+        segment=where.segment,
+        segment_offset=where.offset,
     )
 
 

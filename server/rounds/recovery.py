@@ -3,7 +3,10 @@
 Nothing the server acknowledged is lost, even after kill -9: an update is
 acknowledged only once its file is fsynced and its row committed. At start:
 
-1. temp files left by a write that was cut short are removed;
+1. temp files left by a write that was cut short are removed, and so are
+   segments no stored update points into (a batch a crash cut off before
+   its commit; a torn tail after a segment's last committed record is
+   never read: rows point only at complete records);
 2. a new data directory gets checkpoint 0, the initial weights;
 3. the current checkpoint and the server optimizer's state are read back;
 4. every stored update of the round in progress (open, or closing when the
@@ -33,6 +36,7 @@ from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
 from fedge.server.storage.blobs import BlobStore
 from fedge.server.storage.durable import remove_temp_files
+from fedge.server.storage.segments import remove_unreferenced, stored_bytes
 from fedge.server.storage.store import Store
 from fedge.wire.update_codec import Checkpoint, Weights, decode_update
 from fedge.wire.weight_spec import ModelSpec
@@ -72,6 +76,12 @@ def recover(
             tx.state.set(CURRENT_CHECKPOINT, current)
         active = tx.rounds.active()
         rows = [] if active is None or not fold else tx.updates.of_round(active.id, True)
+        live = tx.updates.live_segments()
+    # Other workers may be writing the open round's segments right now.
+    spared = active.id if active is not None and temp_age_s > 0 else None
+    orphans = remove_unreferenced(dirs.updates, live, spare_round=spared)
+    if orphans:
+        log.warning("removed %d segments no stored update points into: %s", len(orphans), orphans)
     with store.reading() as tx:
         model = load_global_model(tx, current, dirs, specs)
     round_sum.restart()
@@ -97,7 +107,7 @@ def fold_stored(
         for row in rows:
             if row.device_id in round_sum.devices:
                 continue
-            update = decode_update(blobs.get(row.path))
+            update = decode_update(stored_bytes(blobs, row))
             deltas = update.deltas
             weight = strategy.weight(deltas, row.num_examples)
             if staleness is not None:

@@ -35,6 +35,7 @@ from fedge.server.aggregation.strategies import ServerState, Strategy
 from fedge.server.config import ServerConfig
 from fedge.server.errors import ConfigurationError
 from fedge.server.storage.durable import write_atomically
+from fedge.wire.file_span import FileSpan
 from fedge.wire.update_codec import (
     Checkpoint,
     Weights,
@@ -123,16 +124,17 @@ class RoundStrategy:
         global_weights: Weights,
         state: ServerState,
         accumulator: StreamingMean,
-        paths: list[Path],
+        paths: Sequence[FileSpan],
         rounds_closed_before: int,
         num_examples: Sequence[int] | None = None,
         factors: Sequence[float] | None = None,
     ) -> RoundResult:
         """This round's result; with central DP, the epsilon spent once it is
         released (``rounds_closed_before`` earlier releases plus this one).
-        ``num_examples`` (one per path): the share cap is applied to the
-        streamed mean (a copy: ``accumulator`` is not changed), reading back
-        the few updates it cuts."""
+        ``paths``: where the round's updates are stored. ``num_examples``
+        (one per update): the share cap is applied to the streamed mean (a
+        copy: ``accumulator`` is not changed), reading back the few updates
+        it cuts."""
         if num_examples is not None and not self.strategy.needs_stored_updates:
             accumulator = self._share_capped(accumulator, paths, num_examples, factors)
         source = (
@@ -172,7 +174,7 @@ class RoundStrategy:
     def _share_capped(
         self,
         accumulator: StreamingMean,
-        paths: Sequence[Path],
+        paths: Sequence[FileSpan],
         num_examples: Sequence[int],
         factors: Sequence[float] | None = None,
     ) -> StreamingMean:
@@ -184,8 +186,8 @@ class RoundStrategy:
         if not cuts:
             return accumulator
         mean = accumulator.copy()
-        for path, excess in cuts:
-            deltas = decode_update(path.read_bytes()).deltas
+        for span, excess in cuts:
+            deltas = decode_update(span.read()).deltas
             mean.take_back(self.averaged(deltas), excess)
         return mean
 

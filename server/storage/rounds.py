@@ -32,7 +32,7 @@ class Directories:
     """Where the files of a data directory go (the records are in SQLite)."""
 
     checkpoints: Path  # <sha256>.safetensors, one per checkpoint
-    updates: Path  # r<round>/<device>-<digest>.safetensors, as prepared at acceptance
+    updates: Path  # r<round>/ segments (and older data: <device>-<digest>.safetensors files)
     strategy: Path  # <checkpoint id>.safetensors: the server optimizer's slots
 
     @classmethod
@@ -76,8 +76,12 @@ class RoundRecord:
 
 @dataclass(frozen=True)
 class UpdateRecord:
-    """An accepted upload: its receipt, and where its file is (``path``,
-    under the updates directory; empty once retention deleted it)."""
+    """An accepted upload: its receipt, and where its bytes are: ``path``,
+    under the updates directory (empty once retention deleted it), is its
+    own file when ``segment`` is empty (data directories before segments),
+    else its name (``r<round>/<device>-<digest>``, what a retry is found
+    by) and the bytes are the record at ``segment_offset`` of ``segment``
+    (:mod:`fedge.server.storage.segments`)."""
 
     round_id: int
     device_id: str
@@ -89,6 +93,8 @@ class UpdateRecord:
     bytes: int
     metrics: dict[str, Any]
     received_at: float
+    segment: str = ""
+    segment_offset: int = 0
 
     def receipt(self) -> dict[str, Any]:
         """What the device is told once its update is stored (and on a retry)."""

@@ -110,7 +110,11 @@ class UpdateRows(Protocol):
 
     def forget_files_through(self, round_id: int) -> list[str]:
         """Clear the file paths of updates of rounds up to ``round_id`` that
-        have ended; returns the paths that were cleared (to delete)."""
+        have ended; returns the files to delete: those cleared, and the
+        segments no stored update points into any more."""
+
+    def live_segments(self) -> set[str]:
+        """The segments some stored update (not forgotten) points into."""
 
 
 class CheckpointRows(Protocol):

@@ -16,7 +16,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from fedge.server.storage.sqlite.schema import BASELINE_SCRIPT, CANARY_PREDICTIONS
+from fedge.server.storage.sqlite.schema import (
+    BASELINE_SCRIPT,
+    CANARY_PREDICTIONS,
+    UPDATE_SEGMENTS,
+)
 from fedge.server.storage.store import StoreError
 
 BASELINE = 3
@@ -49,6 +53,9 @@ STEPS = (
     # What the candidate predicted on a canary device's held-out examples: its
     # health baseline once the candidate is live (fedge.server.releases.health).
     Step(5, "canary predictions", CANARY_PREDICTIONS),
+    # Updates appended to segment files, one per group commit
+    # (fedge.server.storage.segments); rows of older data keep their own file.
+    Step(6, "update segments", UPDATE_SEGMENTS),
 )
 LATEST = STEPS[-1].version
 

@@ -43,6 +43,8 @@ def _update(row: sqlite3.Row) -> UpdateRecord:
         bytes=int(row["bytes"]),
         metrics=json.loads(row["metrics"]),
         received_at=float(row["received_at"]),
+        segment=str(row["segment"]),
+        segment_offset=int(row["segment_offset"]),
     )
 
 
@@ -169,8 +171,8 @@ class SQLiteUpdates:
     def insert(self, update: UpdateRecord) -> UpdateRecord:
         self._conn.execute(
             "INSERT INTO updates (round_id, device_id, digest, num_examples, norm, "
-            "clipped, path, bytes, metrics, received_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "clipped, path, bytes, metrics, received_at, segment, segment_offset) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 update.round_id,
                 update.device_id,
@@ -183,6 +185,8 @@ class SQLiteUpdates:
                 # Not json_text: the device's metrics are stored as sent.
                 json.dumps(update.metrics),
                 update.received_at,
+                update.segment,
+                update.segment_offset,
             ),
         )
         stored = self.get(update.round_id, update.device_id)
@@ -207,7 +211,7 @@ class SQLiteUpdates:
 
     def forget_files_through(self, round_id: int) -> list[str]:
         rows = self._conn.execute(
-            "SELECT u.path FROM updates u JOIN rounds r "
+            "SELECT u.path, u.segment FROM updates u JOIN rounds r "
             "ON r.id = u.round_id WHERE u.round_id <= ? AND u.path != '' "
             f"AND r.state IN {_ENDED}",
             (round_id,),
@@ -217,7 +221,22 @@ class SQLiteUpdates:
             f"(SELECT id FROM rounds WHERE state IN {_ENDED})",
             (round_id,),
         )
-        return [str(r["path"]) for r in rows]
+        files = [str(r["path"]) for r in rows if not r["segment"]]
+        # A segment goes once no stored update points into it any more.
+        segments = sorted({str(r["segment"]) for r in rows if r["segment"]})
+        return files + [s for s in segments if not self._segment_in_use(s)]
+
+    def _segment_in_use(self, segment: str) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM updates WHERE segment = ? AND path != '' LIMIT 1", (segment,)
+        ).fetchone()
+        return row is not None
+
+    def live_segments(self) -> set[str]:
+        rows = self._conn.execute(
+            "SELECT DISTINCT segment FROM updates WHERE segment != '' AND path != ''"
+        ).fetchall()
+        return {str(r["segment"]) for r in rows}
 
 
 class SQLiteCheckpoints:

@@ -164,3 +164,12 @@ COUNT_DEVICES = (
 )
 
 BASELINE_SCRIPT = SCHEMA + HEALTH_SCHEMA
+
+# Step 6: where an update's bytes are once they are appended to a segment
+# (fedge.server.storage.segments); '' and 0 for a file of its own. BIGINT
+# (SQLite: an INTEGER) so that PostgreSQL's offsets are 64-bit as well.
+UPDATE_SEGMENTS = """
+ALTER TABLE updates ADD COLUMN segment TEXT NOT NULL DEFAULT '';
+ALTER TABLE updates ADD COLUMN segment_offset BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS updates_by_segment ON updates(segment);
+"""

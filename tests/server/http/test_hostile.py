@@ -22,6 +22,7 @@ import requests
 
 from fedge.server.http.context import context_of
 from fedge.server.http.serve import BackgroundServer
+from fedge.server.storage.segments import read_record, scan, segment_files
 from fedge.wire.update_codec import decode_update, global_norm
 from tests.server.conftest import AppFactory
 from tests.server.helpers import OCTET, auth, constant_update, database_of, json_at, settled
@@ -67,6 +68,15 @@ class Server:
 
     def files(self) -> list[Path]:
         return sorted(p for p in (self.data_dir / "updates").rglob("*") if p.is_file())
+
+    def records(self) -> list[bytes]:
+        """Every update record in the segments, as stored."""
+        updates = self.data_dir / "updates"
+        return [
+            read_record(updates / r.segment, r.offset, r.length)
+            for name in segment_files(updates)
+            for r in scan(updates, name).records
+        ]
 
     def stored_updates(self) -> int:
         conn = database_of(self.app).connection()
@@ -329,8 +339,8 @@ def test_by_default_the_norm_bound_clips_a_huge_update(live: Live) -> None:
 
     assert response.status_code == 201, response.text
     assert response.json()["clipped"] is True
-    (stored,) = server.files()
-    deltas = decode_update(stored.read_bytes()).deltas
+    (stored,) = server.records()
+    deltas = decode_update(stored).deltas
     # The tiny model has 6 weights: a new server's first bound is 10 * sqrt(6).
     assert global_norm(deltas) == pytest.approx(10 * math.sqrt(6), rel=1e-6)
 

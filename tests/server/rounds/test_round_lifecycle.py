@@ -16,6 +16,7 @@ import pytest
 from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, read_checkpoint
 from fedge.server.rounds.lifecycle import RoundLifecycle
 from fedge.server.storage import rounds as rs
+from fedge.server.storage.segments import segment_files
 from fedge.server.storage.sqlite.database import Database
 from fedge.server.storage.sqlite.store import SQLiteTx
 from tests.server.helpers import SPECS, constant_update
@@ -198,14 +199,15 @@ def test_update_files_are_deleted_once_their_round_is_old_enough(
     parts = parts_on(tmp_path, update_retention_rounds=1)
     contribute(parts, [1.0, 2.0], round_id=1)
     parts.lifecycle.drive()
-    kept = sorted(p.name for p in parts.dirs.updates.rglob("*.safetensors"))
+    kept = segment_files(parts.dirs.updates)
     contribute(parts, [1.0, 2.0], round_id=2)
     parts.lifecycle.drive()
 
-    left = sorted(str(p.parent.name) for p in parts.dirs.updates.rglob("*.safetensors"))
+    left = segment_files(parts.dirs.updates)
     paths = parts.sql("SELECT round_id, path FROM updates ORDER BY round_id")
-    assert len(kept) == 2
-    assert left == ["r000002", "r000002"]
+    # One segment per round: round 1's is deleted with its rows' paths.
+    assert [s.split("/")[0] for s in kept] == ["r000001"]
+    assert [s.split("/")[0] for s in left] == ["r000002"]
     assert [(r["round_id"], r["path"] == "") for r in paths] == [
         (1, True),
         (1, True),

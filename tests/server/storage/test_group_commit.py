@@ -13,6 +13,7 @@ import pytest
 
 from fedge.server.errors import ServerError
 from fedge.server.storage.group_commit import GroupCommit
+from fedge.server.storage.segments import scan, segment_files
 from tests.server.helpers import constant_update
 from tests.server.parts import PartsOn
 
@@ -103,5 +104,7 @@ def test_concurrent_uploads_are_each_stored_once(parts_on: PartsOn, tmp_path: Pa
     assert sorted(outcomes[8:]) == ["duplicate_content", "stored"]
     assert parts.round_sum.count == 9
     ((rows,),) = parts.sql("SELECT COUNT(*) FROM updates")
-    files = [p for p in parts.dirs.updates.rglob("*") if p.is_file()]
-    assert rows == 9 and len(files) == 9
+    # The refused copy was never written: nine records, all intact.
+    scans = [scan(parts.dirs.updates, s) for s in segment_files(parts.dirs.updates)]
+    assert rows == 9 and sum(len(s.records) for s in scans) == 9
+    assert not any(s.torn for s in scans)

@@ -74,9 +74,9 @@ def test_a_postgres_database_at_the_baseline_gains_the_later_steps(
 
     store = PostgresStore.open(url, threads=2)
 
-    assert [v for (v,) in rows(store, "SELECT version FROM schema_version")] == [3, 4, 5]
+    assert [v for (v,) in rows(store, "SELECT version FROM schema_version")] == [3, 4, 5, 6]
     indexes = rows(store, "SELECT indexname FROM pg_indexes WHERE tablename = 'updates'")
-    assert ("updates_by_arrival",) in indexes
+    assert ("updates_by_arrival",) in indexes and ("updates_by_segment",) in indexes
 
 
 def release_3_data_dir(tmp_path: Path, model: Path) -> Path:
@@ -138,4 +138,9 @@ def test_a_data_directory_of_release_3_is_upgraded_and_its_round_goes_on(
     with closing(sqlite3.connect(data / "fedge.sqlite3")) as conn:
         steps = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
         (user_version,) = conn.execute("PRAGMA user_version").fetchone()
-    assert (steps, user_version) == ([(3,), (4,), (5,)], 5)
+        stored = conn.execute(
+            "SELECT segment != '' FROM updates WHERE round_id = 2 ORDER BY received_at"
+        ).fetchall()
+    assert (steps, user_version) == ([(3,), (4,), (5,), (6,)], 6)
+    # Round 2 summed the file release 3 wrote and the two segment records since.
+    assert stored == [(0,), (1,), (1,)]
