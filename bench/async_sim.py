@@ -65,8 +65,8 @@ class AsyncSettings:
     lease_s: float = 60.0  # how long a device may train on its task
     server_lr: float = 1.0
     # FedBuff's step: the buffer's mean scaled by its mean staleness factor
-    # (not what the server does: its factors only weigh updates against
-    # each other within a buffer). For the profile of what would help.
+    # (the server's aggregation.scaled_step: for FedAvg the same as a server
+    # learning rate of that factor, which is how it is applied here).
     scaled_step: bool = False
 
 

@@ -22,8 +22,10 @@ three evaluations in a row (of 150 per run), the
 accuracy at the end of the same budget, models made, uploads accepted and
 refused (late or too stale: their training wasted), bytes moved. The plot:
 accuracy against simulated seconds, the best run of each mode per task.
-``--quick`` (about a minute): the digits only, one setting per mode, a
-shorter budget.
+Then a profile of the best async setting per task, one change at a time
+(staleness weight, a staleness bound, the server learning rate, FedBuff's
+scaled step, a larger buffer): what limits async. ``--quick`` (about a
+minute): the digits only, one setting per mode, a shorter budget, no profile.
 """
 
 from __future__ import annotations
