@@ -211,8 +211,8 @@ def verdict(runs: list[Run], target: float) -> list[str]:
         lines.append(
             f"  to {target:.0%}: async {s.seconds / max(a.seconds, 1e-9):.2f}x sooner "
             f"({a.seconds:.1f} s vs {s.seconds:.1f} s simulated), "
-            f"{s.device_s / max(a.device_s, 1e-9):.2f}x the device compute of sync "
-            f"({a.device_s:.0f} vs {s.device_s:.0f} device-s)"
+            f"sync spent {s.device_s / max(a.device_s, 1e-9):.2f}x async's device compute "
+            f"(async {a.device_s:.0f} vs sync {s.device_s:.0f} device-s)"
         )
     lines.append(
         f"  final accuracy after the budget: async {fedbuff.report.final:.3f}, "
