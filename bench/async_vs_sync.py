@@ -1,204 +1,298 @@
-"""Asynchronous buffered aggregation (FedBuff) against synchronous rounds,
-on the same fleet with heavy-tailed device speeds and the same seeds.
+"""Asynchronous buffered aggregation (FedBuff) against synchronous rounds, at
+scale: the same 1,000 devices with heavy-tailed speeds, the same seeds.
 
-    .venv/bin/python -m bench.async_vs_sync [--devices 200] [--budget 40]
-        [--sigma 1.0] [--target 0.8] [--plot artifacts/async_vs_sync.png]
+    .venv/bin/python -m bench.async_vs_sync [--quick] [--devices 1000]
+        [--tasks digits,text] [--budget 120] [--sigma 1.0]
+        [--report bench/reports/async_vs_sync.md] [--plot bench/reports/async_vs_sync.png]
 
-The digits task from a seeded random CNN (``public_fraction = 0``), devices
-with speeds from :mod:`fedge.client_sim.device.speeds` (log-normal compute
-and network delay with spread ``--sigma``, a tenth slow browsers, windows
-of availability), on the wall clock (:mod:`fedge.client_sim.fleet.free_run`:
-each device asks whenever its own time comes). Both modes are tuned by a
-small sweep, printed: synchronous rounds over over-selection and deadline,
-async over the concurrency and the staleness bound (K = the rounds'
-target, 10). For each run:
-seconds and device-compute seconds until the global test accuracy first
-reaches ``--target``, the accuracy at the end of the same budget, models
-made, updates accepted and refused (their training wasted), bytes moved.
-The plot: accuracy against wall-clock seconds, the best run of each mode.
+Two tasks (:mod:`bench.async_tasks`): the digits CNN from a seeded random
+start, and a user's model through the any-model path (the zoo's small
+Transformer text classifier). Device speeds from
+:mod:`fedge.client_sim.device.speeds`: log-normal compute and network delay
+of spread ``--sigma``, a tenth of the fleet slow browsers (10x slower
+again), availability windows. Time is simulated (:mod:`bench.async_sim` says
+how and why that is fair); training and aggregation are real.
 
-A small version of issue 26's Show: 200 devices (not 1,000) and the digits
-task only, on a shared 2-core machine; read the ratios, not the seconds.
+Each mode is tuned by a small sweep, printed: synchronous rounds over
+over-selection and deadline, async over concurrency and the staleness bound
+(K = 10 in both: the round's target, the async buffer). For each run:
+simulated seconds and device-compute seconds until the global test
+accuracy reaches the task's target (one both modes reach) and holds it for
+three evaluations in a row (of 150 per run), the
+accuracy at the end of the same budget, models made, uploads accepted and
+refused (late or too stale: their training wasted), bytes moved. The plot:
+accuracy against simulated seconds, the best run of each mode per task.
+Then a profile of the best async setting per task, one change at a time
+(staleness weight, a staleness bound, the server learning rate, FedBuff's
+scaled step, a larger buffer): what limits async. ``--quick`` (about a
+minute): the digits only, one setting per mode, a shorter budget, no profile.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from bench.async_sim import AsyncSettings, SimReport, Simulation, SyncSettings
+from bench.async_tasks import TASKS, Task, prepared
 from fedge.client_sim.device.profiles import fleet_profiles
 from fedge.client_sim.device.speeds import SpeedModel, with_speeds
-from fedge.client_sim.fleet.config import FleetConfig
-from fedge.client_sim.fleet.free_run import FreeRunReport, run_free
-from fedge.client_sim.fleet.preparation import prepare_model
-from fedge.client_sim.fleet.threads import ThreadBackend
 
 K = 10
 SEED = 0
+# Compute per example of a typical device (a phone's TFLite training step);
+# the network delay is speeds.py's median (50 ms).
+COMPUTE_S_PER_EXAMPLE = 0.02
+# A target each task's best sync and async runs both reach within the budget.
+TARGETS = {"digits": 0.8, "text": 0.9}
+# The profile's runs stop sooner: the digits' target is reached well within it.
+PROFILE_BUDGET_S = 40.0
 
 
 @dataclass(frozen=True)
 class Run:
+    task: str
     label: str
     mode: str
-    config: FleetConfig
-    report: FreeRunReport
-    bytes_moved: int
-
-    def reached(self, target: float) -> tuple[float, float] | None:
-        """(seconds, device seconds) when the accuracy first reached ``target``."""
-        for point in self.report.points:
-            if point.metrics.get("accuracy", 0.0) >= target:
-                return point.seconds, point.device_seconds
-        return None
-
-    @property
-    def final_accuracy(self) -> float:
-        points = self.report.points
-        return points[-1].metrics.get("accuracy", 0.0) if points else 0.0
+    settings: SyncSettings | AsyncSettings
+    report: SimReport
+    real_s: float
 
 
-def one_run(label: str, config: FleetConfig, speeds: SpeedModel, budget_s: float) -> Run:
-    with prepare_model(config) as (model, data):
-        profiles = with_speeds(fleet_profiles(len(data.devices)), speeds, config.seed)
-        backend = ThreadBackend.start(config, model, data, profiles)
-        try:
-            report = run_free(
-                backend.devices, model, model.trainer(), data.test, budget_s, config.workers
-            )
-            counters = backend.counters()
-        finally:
-            backend.close()
-    return Run(label, config.aggregation, config, report, counters.bytes_up + counters.bytes_down)
+NO_BOUND = 100_000  # a staleness bound no update reaches: no straggler's work refused
 
 
-def sweep(devices: int, budget_s: float, sigma: float, workers: int) -> list[Run]:
-    speeds = SpeedModel(sigma, compute_s_per_example=0.1)
-    base = FleetConfig(
-        devices=devices,
-        per_round=K,
-        public_fraction=0.0,
-        seed=SEED,
-        workers=workers,
-        learning_rate=0.1,
-        local_epochs=2,
-    )
-    runs = []
-    for over, deadline in ((1.0, 4.0), (1.0, 12.0), (1.5, 4.0), (1.5, 12.0)):
-        config = replace(base, over_selection=over, deadline_s=deadline, min_participants=K // 2)
-        label = f"sync over {over} deadline {deadline:g}s"
-        runs.append(one_run(label, config, speeds, budget_s))
-        print(f"done: {label}", flush=True)
-    # Async: a lease of 60 s (the rounds' deadline), concurrency x staleness bound.
-    for concurrency, bound in ((2 * K, 5), (3 * K, 5), (2 * K, 20), (3 * K, 20)):
-        config = replace(
-            base,
-            aggregation="async",
-            buffer=K,
-            concurrency=concurrency,
-            max_staleness=bound,
-            deadline_s=60.0,
+def sweeps(quick: bool) -> list[tuple[str, SyncSettings | AsyncSettings]]:
+    """Synchronous rounds of K updates (and, with as many devices at once as
+    the async runs train, of 10 K) over over-selection, deadline and the
+    server learning rate; async with a buffer of K over concurrency and the
+    staleness weight, with no staleness bound (none of a straggler's work
+    refused; the profile shows what a bound does)."""
+    sync = [
+        (K, 1.0, 5.0, 1.0),
+        (K, 1.5, 1.5, 1.0),
+        (K, 2.0, 1.5, 1.0),
+        (K, 3.0, 1.5, 1.0),
+        (K, 2.0, 1.5, 2.0),
+        (10 * K, 1.3, 1.5, 1.0),
+    ]
+    fedbuff = [(3 * K, "sqrt"), (10 * K, "sqrt"), (10 * K, "hinge"), (30 * K, "hinge")]
+    if quick:
+        sync, fedbuff = [(K, 2.0, 1.5, 1.0)], [(10 * K, "hinge")]
+    chosen: list[tuple[str, SyncSettings | AsyncSettings]] = [
+        (
+            f"sync K {per_round} over {over:g} deadline {deadline:g}s server lr {lr:g}",
+            SyncSettings(per_round, over, deadline, per_round // 2, server_lr=lr),
         )
-        label = f"async K {K} concurrency {concurrency} max staleness {bound}"
-        runs.append(one_run(label, config, speeds, budget_s))
-        print(f"done: {label}", flush=True)
+        for per_round, over, deadline, lr in sync
+    ]
+    chosen += [
+        (
+            f"async K {K} concurrency {concurrency} {weight}",
+            AsyncSettings(K, concurrency, NO_BOUND, staleness_weight=weight),
+        )
+        for concurrency, weight in fedbuff
+    ]
+    return chosen
+
+
+def profile_variants(base: AsyncSettings) -> list[tuple[str, AsyncSettings]]:
+    """The best async setting with one thing changed at a time."""
+    others = {"sqrt": "hinge", "hinge": "sqrt"}
+    return [
+        ("as swept", base),
+        ("staleness weight constant", replace(base, staleness_weight="constant")),
+        (
+            f"staleness weight {others[base.staleness_weight]}",
+            replace(base, staleness_weight=others[base.staleness_weight]),
+        ),
+        ("max staleness 10", replace(base, max_staleness=10)),
+        ("server lr 2", replace(base, server_lr=2.0)),
+        ("FedBuff's scaled step", replace(base, scaled_step=True)),
+        ("buffer 2 K", replace(base, buffer=2 * base.buffer)),
+    ]
+
+
+def run_task(task: Task, sigma: float, budget_s: float, quick: bool) -> list[Run]:
+    runs = []
+    for label, settings in sweeps(quick):
+        runs.append(one_run(task, label, settings, sigma, budget_s))
     return runs
 
 
-def table(runs: list[Run], target: float) -> Table:
-    shown = Table(title=f"async vs sync: time to {target:.0%} global test accuracy")
+def one_run(
+    task: Task, label: str, settings: SyncSettings | AsyncSettings, sigma: float, budget_s: float
+) -> Run:
+    speeds = SpeedModel(sigma, compute_s_per_example=COMPUTE_S_PER_EXAMPLE)
+    profiles = with_speeds(fleet_profiles(len(task.devices)), speeds, SEED)
+    started = time.perf_counter()
+    report = Simulation(task, profiles, settings, budget_s, SEED).run()
+    mode = "sync" if isinstance(settings, SyncSettings) else "async"
+    run = Run(task.name, label, mode, settings, report, time.perf_counter() - started)
+    print(f"done: {task.name}: {label} ({run.real_s:.0f} s)", flush=True)
+    return run
+
+
+def profile_table(runs: list[Run], target: float, budget_s: float) -> Table:
+    shown = Table(
+        title=f"{runs[0].task}: the best async setting, one change at a time "
+        f"({budget_s:g} simulated s)"
+    )
     for column in (
-        "run", "to target s", "device s to target", "final acc", "models",
+        "change", "to target s", "final acc", "versions/s", "mean staleness", "wasted s",
+    ):  # fmt: skip
+        shown.add_column(column, justify="left" if column == "change" else "right")
+    for run in runs:
+        r = run.report
+        reached = r.reached(target)
+        shown.add_row(
+            run.label,
+            "-" if reached is None else f"{reached.seconds:.1f}",
+            f"{r.final:.3f}",
+            f"{r.models / budget_s:.1f}",
+            f"{r.mean_staleness:.1f}",
+            f"{r.wasted_s:.0f}",
+        )
+    return shown
+
+
+def table(runs: list[Run], target: float, budget_s: float) -> Table:
+    task = runs[0].task
+    shown = Table(
+        title=f"{task}: to {target:.0%} test accuracy, and after {budget_s:g} simulated s"
+    )
+    for column in (
+        "run", "to target s", "device s to target", "final acc", "models", "uploaded",
         "accepted", "refused", "device s", "wasted s", "MB moved",
     ):  # fmt: skip
         shown.add_column(column, justify="left" if column == "run" else "right")
     for run in runs:
-        reached = run.reached(target)
-        outcomes = run.report.outcomes
-        refused = sum(n for kind, n in outcomes.items() if kind.startswith("rejected"))
+        r = run.report
+        reached = r.reached(target)
+        refused = ", ".join(f"{k} {n}" for k, n in sorted(r.refused.items())) or "0"
         shown.add_row(
             run.label,
-            "-" if reached is None else f"{reached[0]:.1f}",
-            "-" if reached is None else f"{reached[1]:.1f}",
-            f"{run.final_accuracy:.3f}",
-            str(len(run.report.points)),
-            str(outcomes.get("contributed", 0)),
-            str(refused),
-            f"{run.report.device_seconds:.1f}",
-            f"{run.report.wasted_seconds:.1f}",
-            f"{run.bytes_moved / 1e6:.1f}",
+            "-" if reached is None else f"{reached.seconds:.1f}",
+            "-" if reached is None else f"{reached.device_s:.0f}",
+            f"{r.final:.3f}",
+            str(r.models),
+            str(r.uploads),
+            str(r.accepted),
+            refused,
+            f"{r.device_s:.0f}",
+            f"{r.wasted_s:.0f}",
+            f"{r.bytes_moved / 1e6:.0f}",
         )
     return shown
 
 
 def best(runs: list[Run], mode: str, target: float) -> Run:
     def key(run: Run) -> tuple[float, float]:
-        reached = run.reached(target)
-        return (float("inf") if reached is None else reached[0], -run.final_accuracy)
+        reached = run.report.reached(target)
+        return (float("inf") if reached is None else reached.seconds, -run.report.final)
 
     return min((r for r in runs if r.mode == mode), key=key)
 
 
-def plot(runs: list[Run], path: Path) -> None:
+def verdict(runs: list[Run], target: float) -> list[str]:
+    sync, fedbuff = best(runs, "sync", target), best(runs, "async", target)
+    lines = [f"{runs[0].task}: best sync: {sync.label}; best async: {fedbuff.label}"]
+    s, a = sync.report.reached(target), fedbuff.report.reached(target)
+    if s is None or a is None:
+        missing = [m for m, p in (("sync", s), ("async", a)) if p is None]
+        lines.append(f"  {target:.0%} not reached by {' and '.join(missing)} within the budget")
+    else:
+        lines.append(
+            f"  to {target:.0%}: async {s.seconds / max(a.seconds, 1e-9):.2f}x sooner "
+            f"({a.seconds:.1f} s vs {s.seconds:.1f} s simulated), "
+            f"sync spent {s.device_s / max(a.device_s, 1e-9):.2f}x async's device compute "
+            f"(async {a.device_s:.0f} vs sync {s.device_s:.0f} device-s)"
+        )
+    lines.append(
+        f"  final accuracy after the budget: async {fedbuff.report.final:.3f}, "
+        f"sync {sync.report.final:.3f}; wasted device-s: async {fedbuff.report.wasted_s:.0f}, "
+        f"sync {sync.report.wasted_s:.0f}"
+    )
+    return lines
+
+
+def plot(groups: list[list[Run]], targets: dict[str, float], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 4))
-    for run in runs:
-        points = run.report.points
-        axes.plot(
-            [p.seconds for p in points],
-            [p.metrics.get("accuracy", 0.0) for p in points],
-            marker=".",
-            label=run.label,
-        )
-    axes.set_xlabel("wall-clock seconds")
-    axes.set_ylabel("global test accuracy")
-    axes.legend()
+    figure, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4), squeeze=False)
+    for axis, runs in zip(axes[0], groups, strict=True):
+        task = runs[0].task
+        for mode in ("sync", "async"):
+            run = best(runs, mode, targets[task])
+            points = run.report.points
+            axis.plot([p.seconds for p in points], [p.score for p in points], label=run.label)
+        axis.axhline(targets[task], color="grey", linestyle=":", label="target")
+        axis.set_title(f"{task}, {len(runs)} runs swept, best of each mode")
+        axis.set_xlabel("simulated seconds")
+        axis.set_ylabel("global test accuracy")
+        axis.legend(loc="lower right")
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    figure.savefig(path, dpi=110, bbox_inches="tight")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--devices", type=int, default=200)
-    parser.add_argument("--budget", type=float, default=40.0, help="seconds per run")
+    parser.add_argument("--quick", action="store_true", help="digits only, one setting per mode")
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--budget", type=float, default=None, help="simulated seconds per run")
     parser.add_argument("--sigma", type=float, default=1.0)
-    parser.add_argument("--target", type=float, default=0.8)
-    parser.add_argument("--workers", type=int, default=32)
-    parser.add_argument("--plot", type=Path, default=Path("artifacts/async_vs_sync.png"))
+    parser.add_argument("--report", type=Path, default=None, help="markdown report to write")
+    parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
-    runs = sweep(args.devices, args.budget, args.sigma, args.workers)
-    console = Console(width=160)
-    console.print(table(runs, args.target))
-    for run in runs:
-        refusals = {k: n for k, n in run.report.outcomes.items() if k.startswith("rejected")}
-        console.print(f"{run.label}: refused uploads {refusals or 'none'}")
-    sync, fedbuff = best(runs, "sync", args.target), best(runs, "async", args.target)
-    console.print(f"best sync: {sync.label}; best async: {fedbuff.label}")
-    s, a = sync.reached(args.target), fedbuff.reached(args.target)
-    if s is not None and a is not None:
-        console.print(
-            f"to {args.target:.0%}: async {s[0] / a[0]:.2f}x sooner in wall-clock, "
-            f"{s[1] / max(a[1], 1e-9):.2f}x less device compute"
-        )
-    # A target both reach within the budget: the best sync run's final accuracy.
-    matched = fedbuff.reached(sync.final_accuracy)
-    if matched is not None:
-        console.print(
-            f"async first reached the best sync run's final accuracy "
-            f"({sync.final_accuracy:.3f}, after {args.budget:g} s) after {matched[0]:.1f} s "
-            f"({args.budget / max(matched[0], 1e-9):.1f}x sooner) and {matched[1]:.0f} "
-            f"device-seconds (sync: {sync.report.device_seconds:.0f})"
-        )
-    plot([sync, fedbuff], args.plot)
-    console.print(f"plot: {args.plot}")
+    tasks = ["digits"] if args.quick else args.tasks.split(",")
+    budget = args.budget or (40.0 if args.quick else 120.0)
+    console = Console(width=170, record=True)
+    console.print(
+        f"{args.devices} devices, speed spread sigma {args.sigma}, "
+        f"{COMPUTE_S_PER_EXAMPLE * 1000:g} ms per example median, K = {K}, seed {SEED}, "
+        f"{budget:g} simulated s per run"
+    )
+    groups: list[list[Run]] = []
+    lines: list[str] = []
+    profiles: list[list[Run]] = []
+    for name in tasks:
+        with (
+            tempfile.TemporaryDirectory(prefix="fedge-async-bench-") as work,
+            prepared(name, args.devices, SEED, Path(work)) as task,
+        ):
+            runs = run_task(task, args.sigma, budget, args.quick)
+            fedbuff = best(runs, "async", TARGETS[name])
+            if not args.quick:
+                assert isinstance(fedbuff.settings, AsyncSettings)
+                profiles.append(
+                    [
+                        one_run(task, change, settings, args.sigma, PROFILE_BUDGET_S)
+                        for change, settings in profile_variants(fedbuff.settings)
+                    ]
+                )
+        groups.append(runs)
+        console.print(table(runs, TARGETS[name], budget))
+        lines += verdict(runs, TARGETS[name])
+    for profiled in profiles:
+        console.print(profile_table(profiled, TARGETS[profiled[0].task], PROFILE_BUDGET_S))
+    for line in lines:
+        console.print(line)
+    if args.plot is not None:
+        plot(groups, TARGETS, args.plot)
+        console.print(f"plot: {args.plot}")
+    if args.report is not None:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text("```text\n" + console.export_text() + "```\n")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,11 @@ BENCHES = (
         quick=("--runs", "50", "--loads", "2"),
     ),
     Bench(
+        "async_vs_sync",
+        "Asynchronous buffered aggregation vs synchronous rounds, 1,000 devices",
+        quick=("--quick",),
+    ),
+    Bench(
         "learning_quality",
         "Learning quality: deployed -> federated -> personalised",
         quick=("--rounds", "3", "--seeds", "1"),

@@ -7,7 +7,8 @@ work at any time and trains on the current version, at most
 ``concurrency`` devices at once; every ``buffer`` accepted updates make one
 server step and the next version. An upload trained on a version more than
 ``max_staleness`` versions old is refused; the others are weighed by
-``staleness_weight`` (see :mod:`fedge.server.rounds.buffered.staleness`).
+``staleness_weight`` (see :mod:`fedge.server.rounds.buffered.staleness`),
+and with ``scaled_step`` the step is scaled by the buffer's mean factor.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class AsyncConfig:
     hinge_after: int = 2
     # How long a device may train on its task (None: rounds.deadline_s).
     lease_s: float | None = None
+    # FedBuff's step: the buffer's weighted mean times its mean staleness
+    # factor, so that a buffer of stale updates moves the model less (false:
+    # the factors only weigh the buffer's updates against each other).
+    scaled_step: bool = False
 
     @property
     def enabled(self) -> bool:

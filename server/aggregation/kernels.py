@@ -195,6 +195,18 @@ class StreamingMean:
         twin._total_weight = self._total_weight
         return twin
 
+    def scaled(self, factor: float) -> StreamingMean:
+        """An independent copy whose mean is ``factor`` times this one's (the
+        weights and the count unchanged): FedBuff's step, a buffer's mean
+        scaled by its mean staleness factor."""
+        factor = float(factor)
+        if not (math.isfinite(factor) and factor > 0):
+            raise AggregationError(f"scale must be a positive finite number, got {factor}")
+        twin = self.copy()
+        for total in twin._sums.values():
+            np.multiply(total, factor, out=total)
+        return twin
+
     def result(self) -> Weights:
         """The weighted mean so far, float32, in canonical order."""
         if self._count == 0 or self._spec is None:

@@ -114,6 +114,17 @@ class RoundStrategy:
             return weights
         return share_capped_weights(weights, max_share(len(weights), self._share_multiple))
 
+    def step_scale(self, factors: Sequence[float] | None) -> float:
+        """What the buffer's mean is multiplied by before the server step:
+        with ``aggregation.scaled_step`` (async mode, the mean family), the
+        mean of the buffer's staleness ``factors`` (FedBuff: a buffer of
+        stale updates moves the model less); otherwise 1."""
+        if not factors or not self._config.aggregation.scaled_step:
+            return 1.0
+        if self.strategy.needs_stored_updates:
+            return 1.0  # median and trimmed mean ignore weights, staleness included
+        return sum(factors) / len(factors)
+
     def averaged(self, deltas: Weights) -> Weights:
         """What of an accepted update goes into the round's mean: all but
         the kept state."""
@@ -137,6 +148,9 @@ class RoundStrategy:
         it cuts."""
         if num_examples is not None and not self.strategy.needs_stored_updates:
             accumulator = self._share_capped(accumulator, paths, num_examples, factors)
+        scale = self.step_scale(factors)
+        if scale != 1.0:
+            accumulator = accumulator.scaled(scale)
         source = (
             SafetensorsFileUpdates(
                 paths,
@@ -150,6 +164,8 @@ class RoundStrategy:
             global_weights, state, accumulator, source, roles=self.roles
         )
         metrics: dict[str, Any] = dict(result.metrics)
+        if scale != 1.0:
+            metrics["step_scale"] = scale
         if self.dp is not None:
             # dp_accounting takes 1.5 s to import: only servers with DP pay it.
             from fedge.server.aggregation.privacy import PrivacyLedger

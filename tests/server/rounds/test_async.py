@@ -126,6 +126,51 @@ def test_staleness_weights_and_the_refusal_bound_on_a_sequence_of_uploads(
     assert again.status_code == 200 and again.get_json() == late.get_json()
 
 
+def test_a_scaled_step_moves_the_model_less_for_a_stale_buffer(
+    make_app: AppFactory, connect: Connect, tmp_path: Path
+) -> None:
+    # The same uploads as the sequence above, with FedBuff's scaled step.
+    app = async_app(
+        make_app, tmp_path / "data", buffer=2, concurrency=5, max_staleness=1, scaled_step=True
+    )
+    client = connect(app)
+    a, b, c, e = (enrol(client)[1] for _ in range(4))
+    tasks = {t: join(client, t) for t in (a, b, c)}
+    base1 = tasks[a]["base_checkpoint"]
+    assert upload(client, a, 1, constant_update(1, base1, 1.0)).status_code == 201
+    assert upload(client, b, 1, constant_update(1, base1, 3.0)).status_code == 201
+    # A fresh buffer: every factor 1, the step as without scaling.
+    np.testing.assert_allclose(step_result(client, a, 1), np.full((2, 2), 2.0), atol=1e-6)
+    assert "step_scale" not in client.get("/v1/rounds/1").get_json()["metrics"]
+
+    task_e = join(client, e)
+    assert upload(client, c, 1, constant_update(1, base1, 10.0)).status_code == 201
+    fresh = constant_update(2, task_e["base_checkpoint"], 4.0)
+    assert upload(client, e, 2, fresh).status_code == 201
+    # Weighted mean (w * 10 + 4) / (w + 1), times the mean factor (w + 1) / 2.
+    w = 1 / math.sqrt(2)
+    expected = 2.0 + (w * 10.0 + 4.0) / 2
+    np.testing.assert_allclose(step_result(client, a, 2), np.full((2, 2), expected), atol=1e-6)
+    metrics = client.get("/v1/rounds/2").get_json()["metrics"]
+    assert metrics["step_scale"] == pytest.approx((w + 1) / 2)
+
+
+def test_a_scaled_mean_is_a_copy_and_refuses_bad_factors() -> None:
+    from fedge.server.aggregation.errors import AggregationError
+    from fedge.server.aggregation.kernels import StreamingMean
+
+    mean = StreamingMean()
+    mean.add({"k": np.array([1.0, 3.0], np.float32)}, 1.0)
+    mean.add({"k": np.array([3.0, 5.0], np.float32)}, 3.0)
+    half = mean.scaled(0.5)
+    np.testing.assert_allclose(half.result()["k"], [1.25, 2.25])
+    np.testing.assert_allclose(mean.result()["k"], [2.5, 4.5])  # unchanged
+    assert (half.count, half.total_weight) == (2, 4.0)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(AggregationError):
+            mean.scaled(bad)
+
+
 def test_hostile_uploads_change_nothing(
     make_app: AppFactory, connect: Connect, tmp_path: Path
 ) -> None:
@@ -185,6 +230,7 @@ def test_the_aggregation_settings_merge_and_bad_ones_are_refused(tmp_path: Path)
         {"staleness_weight": "cubic"},
         {"max_staleness": -1},
         {"lease_s": 0},
+        {"scaled_step": "sometimes"},
         {"buffr": 3},
     ):
         with pytest.raises(ConfigurationError):
