@@ -22,6 +22,7 @@ from fedge.server.storage.segments import (
     TornRecord,
     frame_header,
     read_record,
+    remove_unreferenced,
     scan,
     segment_files,
 )
@@ -95,6 +96,21 @@ def test_a_process_never_appends_to_an_earlier_segment(tmp_path: Path) -> None:
     (new,) = SegmentWriter(tmp_path).append(1, framed(b"y"))
 
     assert new.segment != old.segment and new.offset == 0
+
+
+def test_a_shared_directory_keeps_the_open_round_s_unreferenced_segments(tmp_path: Path) -> None:
+    """Another worker's batch of the open round is on disk before its rows
+    commit: a worker that recovers meanwhile must not delete it; an older
+    round's segment that no row points into goes."""
+    (closed,) = SegmentWriter(tmp_path).append(1, framed(b"lost"))
+    (in_flight,) = SegmentWriter(tmp_path).append(2, framed(b"not committed yet"))
+    (kept,) = SegmentWriter(tmp_path).append(2, framed(b"committed"))
+
+    removed = remove_unreferenced(tmp_path, [kept.segment], spare_round=2)
+
+    assert removed == [closed.segment]
+    assert segment_files(tmp_path) == sorted([in_flight.segment, kept.segment])
+    assert remove_unreferenced(tmp_path, [kept.segment]) == [in_flight.segment]
 
 
 def contribute(parts: Parts, values: list[float]) -> None:
