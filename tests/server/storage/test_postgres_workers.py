@@ -249,3 +249,40 @@ def test_kill_9_of_the_aggregator_hands_the_round_to_another_worker(
         assert {a.status_code for a in rest} == {201}
         assert_close(closed_weights(w1.url, fleet), reference)
         assert dict(rounds_closed(postgres_cluster, "kill_aggregator"))["round_closed"] == 1
+
+
+def test_kill_9_of_the_aggregator_mid_close_lets_another_worker_close_the_round_once(
+    postgres_cluster: PostgresCluster, reference: Weights, tmp_path: Path
+) -> None:
+    """The aggregator moves round 1 to closing and cannot finish: its new
+    checkpoint cannot be written (a file stands where the checkpoints
+    directory was, which stops root as well), so it retries each tick. It
+    is killed there; once the directory is back, the other worker takes
+    the lease, rebuilds the sum and closes the round, once."""
+    url = postgres_cluster.new_database("kill_closing")
+    checkpoints = tmp_path / "data" / "checkpoints"
+    with workers(url, tmp_path) as (w0, w1):
+        fleet = Fleet.enrol([w0.url, w1.url])
+        urls = [w0.url, w1.url]
+        first = fleet.upload(list(range(DEVICES - 1)), lambda i: urls[i % 2])
+        assert {a.status_code for a in first} == {201}
+        checkpoints.rename(tmp_path / "checkpoints.away")
+        checkpoints.write_text("not a directory")
+        try:
+            (last,) = fleet.upload([DEVICES - 1], lambda i: w1.url)
+            assert last.status_code == 201
+            deadline = time.monotonic() + 30
+            while json_at(w1.url)("/v1/rounds/1")["state"] != "closing":
+                assert time.monotonic() < deadline, "the round never reached closing"
+                time.sleep(0.05)
+            time.sleep(0.5)  # a few failed attempts at the close
+            assert json_at(w1.url)("/v1/rounds/1")["state"] == "closing"
+            w0.kill_hard()
+        finally:
+            checkpoints.unlink()
+            (tmp_path / "checkpoints.away").rename(checkpoints)
+
+        assert_close(closed_weights(w1.url, fleet), reference)
+        assert health(w1)["aggregator"]["this_worker"]
+        closed = dict(rounds_closed(postgres_cluster, "kill_closing"))
+        assert closed["round_closed"] == 1 and closed["round_closing"] == 1, closed
