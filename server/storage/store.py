@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fedge.server.storage.canary import Decision, StoredEvaluation
+from fedge.server.storage.canary import CanaryRows
 from fedge.server.storage.devices import (
     ActiveDevices,
     Conditions,
@@ -27,11 +27,9 @@ from fedge.server.storage.devices import (
     Enrolment,
     SeatStanding,
 )
-from fedge.server.storage.health import StoredHealthReport
+from fedge.server.storage.health import HealthRows
 from fedge.server.storage.lease import Lease
 from fedge.server.storage.rounds import RoundRecord, UpdateRecord
-from fedge.wire.canary import Evaluation
-from fedge.wire.health import HealthReport, HealthWindow
 from fedge.wire.releases import ReleaseChange, ReleaseRecord, Rollout
 
 
@@ -278,67 +276,6 @@ class ReleaseRows(Protocol):
         """The change log, newest first."""
 
     def change(self, change_id: int) -> ReleaseChange | None: ...
-
-
-class CanaryRows(Protocol):
-    """The devices' evaluations of a candidate (one per device and release)
-    and the decision they led to (one per release)."""
-
-    def find(self, version: int, device_id: str) -> StoredEvaluation | None: ...
-
-    def insert(
-        self, version: int, device_id: str, evaluation: Evaluation, at: float
-    ) -> StoredEvaluation: ...
-
-    def listing(self, version: int, limit: int) -> list[StoredEvaluation]:
-        """The first ``limit`` reports on ``version``, in the order they came."""
-
-    def metric_of(self, version: int) -> str | None:
-        """The metric the first report on ``version`` named (all must name it)."""
-
-    def counted(self, version: int, before: float, require_history: bool) -> list[StoredEvaluation]:
-        """The reports on ``version`` that count, in the order they came:
-        from devices enrolled before ``before`` (the candidate's creation)
-        that had a history by then (an accepted update, or a report on an
-        earlier release), the history waived unless ``require_history``."""
-
-    def eligible_devices(self, version: int, before: float, require_history: bool) -> list[str]:
-        """The ids of the devices whose reports on ``version`` would count
-        (observers never do)."""
-
-    def count(self, version: int) -> tuple[int, dict[str, int]]:
-        """Every report on ``version``, and how many per model the devices serve."""
-
-    def decision(self, version: int) -> Decision | None: ...
-
-    def record_decision(self, version: int, made: Decision) -> None: ...
-
-
-class HealthRows(Protocol):
-    """The live model's health: device reports (one per device, release and
-    window) and the judged windows (one per release, runtime and window)."""
-
-    def find(self, version: int, device_id: str, window: int) -> StoredHealthReport | None: ...
-
-    def insert(
-        self, version: int, device_id: str, window: int, report: HealthReport, at: float
-    ) -> StoredHealthReport: ...
-
-    def in_window(self, version: int, window: int) -> list[StoredHealthReport]: ...
-
-    def count_in_window(self, version: int, window: int) -> int: ...
-
-    def unjudged_windows(self, version: int, before: int) -> list[int]:
-        """Windows before ``before`` with reports on ``version`` but no judgement yet."""
-
-    def record_window(self, judged: HealthWindow) -> None: ...
-
-    def baseline(self, version: int, runtime: str) -> HealthWindow | None: ...
-
-    def latest(self, version: int, runtime: str) -> HealthWindow | None: ...
-
-    def windows(self, version: int, limit: int) -> list[HealthWindow]:
-        """The newest ``limit`` judged windows, oldest first."""
 
 
 class Tx(Protocol):

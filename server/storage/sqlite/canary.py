@@ -1,5 +1,5 @@
 """Canary evaluations and decisions in SQLite
-(:class:`~fedge.server.storage.store.CanaryRows`)."""
+(:class:`~fedge.server.storage.canary.CanaryRows`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The live model's health reports and judged windows in SQLite
-(:class:`~fedge.server.storage.store.HealthRows`).
+(:class:`~fedge.server.storage.health.HealthRows`).
 
 The tables are created with the rest of the schema (``CREATE TABLE IF NOT
 EXISTS``: an older file gains them when it is opened, nothing to migrate).
