@@ -17,8 +17,9 @@ uploads to 1, 2 ... ``fedge serve --database`` workers on one PostgreSQL
 database and data directory (devices enrolled on them in turn; the elected
 aggregator folds them all); the CPU and RSS columns sum all the server
 processes (not PostgreSQL's). ``--database``: a PostgreSQL server's URL on
-which the bench may create a database per run (default: a throw-away
-cluster, as the tests start, which needs Debian's postgresql package).
+which the bench may create a database per run (dropped at the end; default:
+a throw-away cluster, as the tests start, which needs Debian's postgresql
+package).
 
 ``--baseline REV`` also runs the server of commit REV (a temporary ``git
 worktree`` of it, on this virtual environment) for every row (``SQLite @

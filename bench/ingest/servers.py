@@ -33,23 +33,34 @@ class Store:
 
 @contextmanager
 def postgres_databases(admin_url: str | None) -> Iterator[MakeDatabase]:
-    """A maker of fresh databases: on ``admin_url``'s server, or on a
-    throw-away cluster (as the tests start; Debian's postgresql package)."""
+    """A maker of fresh databases: on ``admin_url``'s server (dropped again
+    after the block), or on a throw-away cluster (as the tests start;
+    Debian's postgresql package)."""
     if admin_url is not None:
         import psycopg2
 
-        def make(name: str) -> str:
+        def execute(statement: str) -> None:
             conn = psycopg2.connect(admin_url)
             try:
                 conn.autocommit = True
                 with conn.cursor() as cursor:
-                    cursor.execute(f'CREATE DATABASE "{name}"')
+                    cursor.execute(statement)
             finally:
                 conn.close()
+
+        made: list[str] = []
+
+        def make(name: str) -> str:
+            execute(f'CREATE DATABASE "{name}"')
+            made.append(name)
             base, _, _ = admin_url.rpartition("/")
             return f"{base}/{name}"
 
-        yield make
+        try:
+            yield make
+        finally:
+            for name in made:
+                execute(f'DROP DATABASE IF EXISTS "{name}"')
         return
     from tests.helpers.postgres import started
 
