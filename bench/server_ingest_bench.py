@@ -1,58 +1,60 @@
-"""HTTP ingest of model updates: the real ``fedge serve`` process on
-loopback, concurrent uploaders, and the server's memory as updates pile up
+"""HTTP ingest of model updates: the real ``fedge serve`` processes on
+loopback, concurrent uploaders, and the servers' memory as updates pile up
 in one round.
 
     .venv/bin/python -m bench.server_ingest_bench [--updates 1000] [--params 250000]
         [--uploaders 8] [--repeat 1] [--baseline REV] [--fedge PATH]
+        [--workers 1,2 [--database URL]]
 
 Prints, per run, the ingest rate (updates/s and MB/s of update bodies
 accepted, each acknowledged only once durable), upload latency p50/p99,
-the server's CPU time per update, and its RSS growth from 10 to N updates
-in one round relative to the model size (streaming aggregation keeps it
-O(model)); with ``--repeat`` the medians too. ``--baseline REV`` also runs
-the server of commit REV (a temporary ``git worktree`` of it, on this
-virtual environment), alternating with this tree's, so that before and
-after are measured side by side in one run.
+the servers' CPU time per update, and their RSS growth from 10 to N
+updates in one round relative to the model size (streaming aggregation
+keeps it O(model)); with ``--repeat`` the medians too.
+
+Rows: ``SQLite`` (one process), then with ``--workers 1,2`` the same
+uploads to 1, 2 ... ``fedge serve --database`` workers on one PostgreSQL
+database and data directory (devices enrolled on them in turn; the elected
+aggregator folds them all); the CPU and RSS columns sum all the server
+processes (not PostgreSQL's). ``--database``: a PostgreSQL server's URL on
+which the bench may create a database per run (dropped at the end; default:
+a throw-away cluster, as the tests start, which needs Debian's postgresql
+package).
+
+``--baseline REV`` also runs the server of commit REV (a temporary ``git
+worktree`` of it, on this virtual environment) for every row (``SQLite @
+REV`` ...; its PostgreSQL rows only if its ``fedge serve`` has
+``--database``), alternating with this tree's, so that before and after
+are measured side by side in one run; the after / before ratios of the
+medians are printed under the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-import requests
 from rich.console import Console
 from rich.table import Table
 
-from fedge.wire.update_codec import Update, UpdateMeta, encode_update
-from tests.helpers.live_server import FEDGE, running
+from bench.ingest.baseline import baseline_fedge, serves_database
+from bench.ingest.servers import MakeDatabase, Store, postgres_databases, serving
+from bench.ingest.uploads import WARM_UP, Run, Weights, measure, median_run
+from tests.helpers.live_server import FEDGE
 
-ROOT = Path(__file__).resolve().parents[1]
-# The folders pyproject's package-dir maps under fedge.
-MAPPED = ("server", "client_sim", "converters", "web")
-
-
-@dataclass(frozen=True)
-class Run:
-    updates_s: float
-    mb_s: float
-    p50_ms: float
-    p99_ms: float
-    cpu_ms: float  # the server's CPU time (user + system) per update
-    rss_10: float  # MiB
-    rss_n: float
-    growth: float  # x model size
+COLUMNS = (
+    "updates/s",
+    "ingest MB/s",
+    "upload p50 ms",
+    "upload p99 ms",
+    "server CPU ms/update",
+    "RSS @10 MiB",
+)
 
 
 def build_model(path: Path, params: int) -> tuple[int, int]:
@@ -65,130 +67,6 @@ def build_model(path: Path, params: int) -> tuple[int, int]:
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(width, name="dense")(inputs))
     model.save(path)
     return fan_in, width
-
-
-@contextmanager
-def baseline_fedge(rev: str, work: Path) -> Iterator[Path]:
-    """A ``fedge`` command running commit ``rev``'s code: a detached git
-    worktree of it, its mapped folders put in place as package-dir would,
-    ahead of this tree's editable install on the path."""
-    tree = work / "baseline-tree"
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", str(tree), rev],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    try:
-        view = work / "baseline-view" / "fedge"
-        view.mkdir(parents=True)
-        for entry in (tree / "fedge").iterdir():
-            (view / entry.name).symlink_to(entry)
-        for folder in MAPPED:
-            (view / folder).symlink_to(tree / folder)
-        script = work / "fedge-baseline"
-        script.write_text(
-            f"#!/bin/sh\nPYTHONPATH={view.parent} exec {sys.executable} -c "
-            '"import sys; from fedge.cli.main import main; sys.exit(main())" "$@"\n'
-        )
-        script.chmod(0o755)
-        yield script
-    finally:
-        subprocess.run(
-            ["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True
-        )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def measure(fedge: Path, work: Path, shape: tuple[int, int], args: argparse.Namespace) -> Run:
-    fan_in, width = shape
-    model_bytes = (fan_in * width + width) * 4
-    flags = [
-        "--model",
-        str(work / "model.keras"),
-        "--rounds-target",
-        str(args.updates + 1),
-        "--rounds-min",
-        "1",
-        "--deadline",
-        "3600",
-    ]
-    with tempfile.TemporaryDirectory(prefix="run-", dir=work) as run_dir:
-        run = Path(run_dir)
-        with running(run / "data", flags, run / "server.log", fedge=fedge) as server:
-            session = requests.Session()
-            devices = []
-            for _ in range(args.updates):
-                body = session.post(f"{server.url}/v1/devices", json={}, timeout=30).json()
-                token = body["token"]
-                task = session.post(
-                    f"{server.url}/v1/tasks",
-                    json={},
-                    timeout=30,
-                    headers={"Authorization": f"Bearer {token}"},
-                ).json()["task"]
-                devices.append((token, task))
-            rng = np.random.default_rng(0)
-            shared = {
-                "dense/kernel": rng.normal(0, 0.01, (fan_in, width)).astype(np.float32),
-                "dense/bias": rng.normal(0, 0.01, (width,)).astype(np.float32),
-            }
-            # Encoded up front: the uploaders share the 2 cores with the server.
-            bodies = [
-                encode_update(
-                    Update(
-                        # A count of its own: the server refuses the same bytes
-                        # from two devices (duplicate_content).
-                        UpdateMeta(task["round_id"], task["base_checkpoint"], 10 + index),
-                        shared,
-                    )
-                )
-                for index, (_, task) in enumerate(devices)
-            ]
-
-            def upload(index: int) -> float:
-                token, task = devices[index]
-                started = time.perf_counter()
-                reply = requests.post(
-                    f"{server.url}{task['upload_url']}",
-                    data=bodies[index],
-                    timeout=120,
-                    headers={
-                        "Authorization": f"Bearer {token}",
-                        "Content-Type": "application/octet-stream",
-                    },
-                )
-                elapsed = time.perf_counter() - started
-                if reply.status_code != 201:
-                    raise RuntimeError(f"upload {index}: {reply.status_code} {reply.text}")
-                return elapsed
-
-            for i in range(10):
-                upload(i)
-            rss_10 = server.rss_bytes()
-            cpu_before = cpu_seconds(server.process.pid)
-            started = time.perf_counter()
-            with ThreadPoolExecutor(args.uploaders) as pool:
-                latencies = list(pool.map(upload, range(10, args.updates)))
-            wall = time.perf_counter() - started
-            cpu = cpu_seconds(server.process.pid) - cpu_before
-            rss_n = server.rss_bytes()
-    count = len(latencies)
-    return Run(
-        updates_s=count / wall,
-        mb_s=sum(len(bodies[i]) for i in range(10, args.updates)) / wall / 1e6,
-        p50_ms=float(np.percentile(latencies, 50)) * 1000,
-        p99_ms=float(np.percentile(latencies, 99)) * 1000,
-        cpu_ms=cpu / count * 1000,
-        rss_10=rss_10 / 2**20,
-        rss_n=rss_n / 2**20,
-        growth=(rss_n - rss_10) / model_bytes,
-    )
 
 
 def cells(run: Run) -> list[str]:
@@ -204,16 +82,20 @@ def cells(run: Run) -> list[str]:
     ]
 
 
-def median_run(runs: list[Run]) -> Run:
-    return Run(*(statistics.median(getattr(r, f) for r in runs) for f in Run.__dataclass_fields__))
+def worker_counts(text: str) -> list[int]:
+    """``--workers 1,2`` -> [1, 2]; raises ValueError on anything else."""
+    counts = [int(part) for part in text.split(",") if part.strip()]
+    if any(count < 1 for count in counts):
+        raise ValueError("worker counts are positive")
+    return counts
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=1000)
     parser.add_argument("--params", type=int, default=250_000)
     parser.add_argument("--uploaders", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each server")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each row")
     parser.add_argument(
         "--baseline", metavar="REV", help="also run commit REV's server (before/after)"
     )
@@ -223,35 +105,111 @@ def main() -> None:
         default=FEDGE,
         help="the fedge console script that serves (another build's, to compare)",
     )
+    parser.add_argument(
+        "--workers",
+        default="",
+        metavar="N,N",
+        help="comma-separated worker counts to run on PostgreSQL after SQLite (1,2)",
+    )
+    parser.add_argument(
+        "--database", metavar="URL", help="a PostgreSQL URL to create the bench's databases on"
+    )
     args = parser.parse_args()
+    if args.updates <= WARM_UP:
+        parser.error(f"--updates must be more than {WARM_UP} (the untimed warm-up uploads)")
+    if min(args.params, args.uploaders, args.repeat) < 1:
+        parser.error("--params, --uploaders and --repeat must be at least 1")
+    try:
+        args.workers = worker_counts(args.workers)
+    except ValueError:
+        parser.error(f"--workers: comma-separated positive counts, not {args.workers!r}")
+    if args.database is not None and not args.workers:
+        parser.error("--database is for the PostgreSQL rows: give --workers too")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     console = Console()
-    with tempfile.TemporaryDirectory(prefix="fedge-ingest-") as tmp:
+    stores = [Store(0), *(Store(count) for count in args.workers)]
+    with tempfile.TemporaryDirectory(prefix="fedge-ingest-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        shape = build_model(work / "model.keras", args.params)
-        model_mb = (shape[0] * shape[1] + shape[1]) * 4 / 1e6
-        with contextmanager(_servers)(args, work) as servers:
-            results: dict[str, list[Run]] = {name: [] for name, _ in servers}
-            for attempt in range(args.repeat):
-                for name, fedge in servers:
-                    console.print(f"run {attempt + 1}/{args.repeat}: {name} ...")
-                    results[name].append(measure(fedge, work, shape, args))
+        fan_in, width = build_model(work / "model.keras", args.params)
+        model_bytes = (fan_in * width + width) * 4
+        rng = np.random.default_rng(0)
+        weights: Weights = {
+            "dense/kernel": rng.normal(0, 0.01, (fan_in, width)).astype(np.float32),
+            "dense/bias": rng.normal(0, 0.01, (width,)).astype(np.float32),
+        }
+        databases = stack.enter_context(postgres_databases(args.database)) if args.workers else None
+        # (row name suffix, fedge command, whether it serves PostgreSQL)
+        servers = [("", args.fedge, True)]
+        if args.baseline is not None:
+            baseline = stack.enter_context(baseline_fedge(args.baseline, work))
+            postgres = not args.workers or serves_database(baseline)
+            if not postgres:
+                console.print(f"{args.baseline}'s fedge serve has no --database: SQLite only")
+            servers.insert(0, (f" @ {args.baseline}", baseline, postgres))
+        rows = list(_rows(stores, servers))
+        results: dict[str, list[Run]] = {name: [] for name, _, _ in rows}
+        for attempt in range(args.repeat):
+            for name, store, fedge in rows:
+                console.print(f"run {attempt + 1}/{args.repeat}: {name} ...")
+                results[name].append(
+                    _measure_one(fedge, store, work, args, databases, weights, model_bytes)
+                )
+    _print(console, args, model_bytes, results)
+
+
+def _rows(
+    stores: list[Store], servers: list[tuple[str, Path, bool]]
+) -> Iterator[tuple[str, Store, Path]]:
+    """(row name, store, fedge command) per row: each store on each server
+    in turn, the PostgreSQL rows only on a server that has --database."""
+    for store in stores:
+        for suffix, fedge, postgres in servers:
+            if store.workers == 0 or postgres:
+                yield f"{store.name}{suffix}", store, fedge
+
+
+def _measure_one(
+    fedge: Path,
+    store: Store,
+    work: Path,
+    args: argparse.Namespace,
+    databases: MakeDatabase | None,
+    weights: Weights,
+    model_bytes: int,
+) -> Run:
+    """One run on fresh servers: a data directory (and database) of its own."""
+    flags = [
+        "--model",
+        str(work / "model.keras"),
+        "--rounds-target",
+        str(args.updates + 1),
+        "--rounds-min",
+        "1",
+        "--deadline",
+        "3600",
+    ]
+    with (
+        tempfile.TemporaryDirectory(prefix="run-", dir=work) as run_dir,
+        serving(fedge, store, flags, Path(run_dir), databases) as servers,
+    ):
+        return measure(servers, args.updates, args.uploaders, weights, model_bytes)
+
+
+def _print(
+    console: Console, args: argparse.Namespace, model_bytes: int, results: dict[str, list[Run]]
+) -> None:
     table = Table(
-        title=f"fedge serve ingest: {args.updates} updates of {model_mb:.2f} MB,"
-        f" {args.uploaders} uploaders, loopback, receipt after fsync"
+        title=f"fedge serve ingest: {args.updates} updates of {model_bytes / 1e6:.2f} MB,"
+        f" {args.uploaders} uploaders, loopback, receipt after fsync, {os.cpu_count()} cores"
         f" (load {os.getloadavg()[0]:.1f})"
     )
     table.add_column("server")
     table.add_column("run")
-    for column in (
-        "updates/s",
-        "ingest MB/s",
-        "upload p50 ms",
-        "upload p99 ms",
-        "server CPU ms/update",
-        "RSS @10 MiB",
-        f"RSS @{args.updates} MiB",
-        "growth / model size",
-    ):
+    for column in (*COLUMNS, f"RSS @{args.updates} MiB", "growth / model size"):
         table.add_column(column, justify="right")
     for name, runs in results.items():
         for attempt, run in enumerate(runs):
@@ -259,22 +217,19 @@ def main() -> None:
         if len(runs) > 1:
             table.add_row(name, "median", *cells(median_run(runs)), style="bold")
     console.print(table)
-    if args.baseline is not None:
-        before, after = (median_run(runs) for runs in results.values())
-        console.print(
-            f"after / before (medians): {after.updates_s / before.updates_s:.2f}x updates/s, "
-            f"p99 {after.p99_ms / before.p99_ms:.2f}x, "
-            f"CPU per update {after.cpu_ms / before.cpu_ms:.2f}x"
-        )
-
-
-def _servers(args: argparse.Namespace, work: Path) -> Iterator[list[tuple[str, Path]]]:
-    current = ("this tree", args.fedge)
     if args.baseline is None:
-        yield [current]
         return
-    with baseline_fedge(args.baseline, work) as fedge:
-        yield [(f"baseline {args.baseline}", fedge), current]
+    suffix = f" @ {args.baseline}"
+    for name, runs in results.items():
+        if name.endswith(suffix) or name + suffix not in results:
+            continue
+        before, after = median_run(results[name + suffix]), median_run(runs)
+        console.print(
+            f"{name}, this tree / {args.baseline} (medians):"
+            f" {after.updates_s / before.updates_s:.2f}x updates/s,"
+            f" p99 {after.p99_ms / before.p99_ms:.2f}x,"
+            f" CPU per update {after.cpu_ms / before.cpu_ms:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,108 @@
+"""The servers one measured run uploads to: ``fedge serve`` on SQLite (one
+process), or N ``fedge serve --database`` workers on one PostgreSQL
+database and data directory, each on a loopback port of its own."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.helpers.live_server import LiveServer, running
+
+# Makes a fresh, empty PostgreSQL database of the given name; returns its URL.
+MakeDatabase = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where the servers keep their state: SQLite (``workers`` 0) or
+    ``workers`` processes on one PostgreSQL database."""
+
+    workers: int
+
+    @property
+    def name(self) -> str:
+        if self.workers == 0:
+            return "SQLite"
+        return f"PostgreSQL {self.workers} worker{'s' if self.workers > 1 else ''}"
+
+
+@contextmanager
+def postgres_databases(admin_url: str | None) -> Iterator[MakeDatabase]:
+    """A maker of fresh databases: on ``admin_url``'s server (dropped again
+    after the block), or on a throw-away cluster (as the tests start;
+    Debian's postgresql package)."""
+    if admin_url is not None:
+        import psycopg2
+
+        def execute(statement: str) -> None:
+            conn = psycopg2.connect(admin_url)
+            try:
+                conn.autocommit = True
+                with conn.cursor() as cursor:
+                    cursor.execute(statement)
+            finally:
+                conn.close()
+
+        made: list[str] = []
+
+        def make(name: str) -> str:
+            execute(f'CREATE DATABASE "{name}"')
+            made.append(name)
+            base, _, _ = admin_url.rpartition("/")
+            return f"{base}/{name}"
+
+        try:
+            yield make
+        finally:
+            for name in made:
+                execute(f'DROP DATABASE IF EXISTS "{name}"')
+        return
+    from tests.helpers.postgres import started
+
+    with started() as cluster:
+        yield cluster.new_database
+
+
+@contextmanager
+def serving(
+    fedge: Path,
+    store: Store,
+    flags: list[str],
+    run: Path,
+    databases: MakeDatabase | None,
+) -> Iterator[list[LiveServer]]:
+    """The store's server processes, data (and logs) under ``run``; all
+    stopped after the block, also on failure."""
+    if store.workers == 0:
+        with running(run / "data", flags, run / "server.log", fedge=fedge) as server:
+            yield [server]
+        return
+    if databases is None:
+        raise ValueError(f"{store.name} needs a PostgreSQL database maker")
+    url = databases(f"bench_{secrets.token_hex(4)}")
+    with ExitStack() as stack:
+        yield [
+            stack.enter_context(
+                running(
+                    run / "data",
+                    [*flags, "--database", url],
+                    run / f"worker-{index}.log",
+                    fedge=fedge,
+                )
+            )
+            for index in range(store.workers)
+        ]
+
+
+def cpu_seconds(servers: list[LiveServer]) -> float:
+    """User + system CPU of the server processes so far (Linux /proc)."""
+    ticks = 0
+    for server in servers:
+        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
