@@ -73,7 +73,7 @@ class ThreadBackend:
         )
         trainers = TrainerPool(model.trainer, min(config.workers, n))
         # Devices take turns on the worker pool: they share its keep-alive connections.
-        session = shared_session(config.workers + 4)
+        session = shared_session(config.workers + 4, model.url)
         local_state = model.spec.matching(config.local_state)
         backend = cls([], ThreadPoolExecutor(max_workers=config.workers), session)
         try:
