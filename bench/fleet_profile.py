@@ -113,6 +113,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--rate", type=int, default=100, help="samples per second")
     parser.add_argument("--out", type=Path, help="also write the tables here")
+    parser.add_argument(
+        "--gil", action="store_true", help="only samples of the thread holding the GIL"
+    )
+    parser.add_argument("--raw", type=Path, help="also keep py-spy's raw (collapsed) stacks here")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     with tempfile.TemporaryDirectory(prefix="fedge-profile-") as tmp:
@@ -129,6 +133,7 @@ def main() -> None:
             elif not samplers:  # the first one: start sampling
                 command = [spy, "record", "--pid", str(os.getpid()), "--threads"]
                 command += ["-r", str(args.rate), "-f", "raw", "-o", str(raw)]
+                command += ["--gil"] if args.gil else []
                 samplers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
 
         try:
@@ -151,6 +156,8 @@ def main() -> None:
             f"sampled, median {statistics.median(seconds):.2f} s/round"
         )
         text = header + "\n" + summarise(raw.read_text())
+        if args.raw is not None:
+            shutil.copyfile(raw, args.raw)
     print(text)
     if args.out is not None:
         args.out.write_text(text + "\n")

@@ -36,7 +36,8 @@ from fedge.wire.update_codec import Update, UpdateMeta, Weights, encode_update
 @dataclass
 class RoundOutcome:
     device: int
-    # contributed | offline | conditions | not_selected | next_round | dropout | rejected | error
+    # contributed | offline | conditions | not_selected | next_round | dropout | rejected | error,
+    # or deferred: not asked (the fleet's pass ended when the round was full)
     status: str
     detail: str = ""
     round_id: int | None = None

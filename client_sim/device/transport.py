@@ -110,12 +110,17 @@ class HttpTransport:
             self._session.close()
 
 
-def shared_session(connections: int) -> Any:
+def shared_session(connections: int, base_url: str) -> Any:
     """A ``requests.Session`` whose pool keeps up to ``connections`` keep-alive
     connections per host: for many simulated devices that take turns on a
     bounded worker pool, so that the server holds that many connections,
     not one per device, and no request pays for a new one. Devices send
-    their own token with each request; the server sets no cookies."""
+    their own token with each request; the server sets no cookies.
+
+    The environment (proxies, CA bundle) is read once, for ``base_url``,
+    not at every request: requests would otherwise look for a ``.netrc``
+    and the proxy variables on each of a fleet's requests, and a ``.netrc``
+    entry for the server's host would replace the device's bearer token."""
     import requests
     from requests.adapters import HTTPAdapter
 
@@ -123,6 +128,9 @@ def shared_session(connections: int) -> Any:
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=connections)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+    settings = session.merge_environment_settings(base_url, {}, None, None, None)
+    session.proxies, session.verify = settings["proxies"], settings["verify"]
+    session.trust_env = False
     return session
 
 

@@ -24,6 +24,7 @@ from fedge.client_sim.device.trainers import TrainerPool
 from fedge.client_sim.device.transport import HttpTransport, shared_session
 from fedge.client_sim.fleet.backend import DeviceCounters, Scores
 from fedge.client_sim.fleet.config import FleetConfig
+from fedge.client_sim.fleet.dispatch import until_full
 from fedge.client_sim.fleet.model_source import Say
 from fedge.client_sim.fleet.preparation import FleetModel, prepare_model
 from fedge.client_sim.fleet.releases import FleetReleases
@@ -51,9 +52,12 @@ class ThreadBackend:
     """The devices (:class:`~fedge.client_sim.device.simulated.SimDevice`),
     enrolled, taking turns on ``config.workers`` threads and as many runtimes."""
 
-    def __init__(self, devices: list[SimDevice], pool: ThreadPoolExecutor, session: Any) -> None:
+    def __init__(
+        self, devices: list[SimDevice], pool: ThreadPoolExecutor, session: Any, workers: int
+    ) -> None:
         self.devices = devices
         self.pool = pool
+        self.workers = workers
         self._session = session
 
     @classmethod
@@ -73,9 +77,9 @@ class ThreadBackend:
         )
         trainers = TrainerPool(model.trainer, min(config.workers, n))
         # Devices take turns on the worker pool: they share its keep-alive connections.
-        session = shared_session(config.workers + 4)
+        session = shared_session(config.workers + 4, model.url)
         local_state = model.spec.matching(config.local_state)
-        backend = cls([], ThreadPoolExecutor(max_workers=config.workers), session)
+        backend = cls([], ThreadPoolExecutor(max_workers=config.workers), session, config.workers)
         try:
             for index in range(n):
                 transport = HttpTransport(model.url, session=session)
@@ -104,7 +108,7 @@ class ThreadBackend:
 
     def step(self, order: list[int], round_id: int | None) -> Iterable[RoundOutcome]:
         # Lazily: the pacing notes each outcome as it comes.
-        return self.pool.map(lambda i: self.devices[i].step(round_id), order)
+        return until_full(self.pool, lambda i: self.devices[i].step(round_id), order, self.workers)
 
     def offer_global(self, weights: Weights) -> list[Scores]:
         return [device.offer_global(weights) for device in self.devices]

@@ -141,7 +141,7 @@ class DeviceHost:
         self._pool = ThreadPoolExecutor(max_workers=max(1, config.threads))
         trainers = runtime.trainer_pool(max(1, min(config.threads, len(devices))))
         # The devices take turns on the host's threads: they share its keep-alive connections.
-        self._session = shared_session(config.threads + 4)
+        self._session = shared_session(config.threads + 4, config.url)
         self._devices: dict[int, SimDevice] = {}
         for hosted in devices:
             # Seeds as in the thread backend: a device behaves the same on either.
