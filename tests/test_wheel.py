@@ -32,6 +32,11 @@ from tests.helpers.live_server import running
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = "0.1.0"
 
+# `uv build` packs the checkout (web/ included) while `npm pack` rewrites
+# web/sdk/dist/ (tests/web/test_web_sdk_package.py): under xdist the two
+# modules run one after the other, on one worker.
+pytestmark = pytest.mark.xdist_group("checkout-builds")
+
 
 def uv() -> Path:
     """The uv that scripts/setup.sh uses: .tools/bin/uv, else the one on PATH."""
