@@ -4,8 +4,8 @@
 # 4: many tests wait on servers, browsers and subprocesses, so more workers
 # than a 2-core machine's cores keep it busy; not a FEDGE_* name, which the
 # servers the tests start would refuse), each test module on one worker
-# (--dist loadgroup; see tests/conftest.py); then the tests marked `serial`
-# (timing-bound) run alone. Arguments go to both pytest runs, after these
+# (--dist loadfile: its module fixtures are built once); then the tests
+# marked `serial` (timing-bound) run alone. Arguments go to both pytest runs, after these
 # (`bash scripts/test.sh tests/web -n 0` runs serially).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
 # Exit status 5 is "no tests collected": a targeted run may hold no serial
 # test, or nothing but serial tests.
 status=0
-.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-4}" --dist loadgroup --durations=25 \
+.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-4}" --dist loadfile --durations=25 \
     -m "not serial" "$@" || status=$?
 [ "$status" -eq 5 ] && status=0
 echo "==> pytest: the serial tests (timing-bound), alone"

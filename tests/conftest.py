@@ -65,7 +65,6 @@ WORKER_THREADS = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
 }
-SERIAL = "xdist_group"
 
 
 # An xdist worker starts with COLUMNS=80 in its environment whatever the run's
@@ -91,15 +90,6 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop("COLUMNS", None)
     else:
         os.environ["COLUMNS"] = columns
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``--dist loadgroup`` (scripts/test.sh), a module's tests run on one
-    worker, so its module-scoped fixtures (servers, models) are built once; a
-    test marked ``xdist_group(name)`` runs with the other tests of that group."""
-    for item in items:
-        if item.get_closest_marker(SERIAL) is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

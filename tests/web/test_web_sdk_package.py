@@ -21,11 +21,6 @@ import pytest
 from tests.helpers.live_server import LiveServer, running
 from tests.web.any_models import Built
 
-# `uv build` packs the checkout (web/ included) while `npm pack` rewrites
-# web/sdk/dist/ (tests/web/test_web_sdk_package.py): under xdist the two
-# modules run one after the other, on one worker.
-pytestmark = pytest.mark.xdist_group("checkout-builds")
-
 SDK_DIR = Path(__file__).resolve().parents[2] / "web" / "sdk"
 SCRIPT = Path(__file__).parent / "node" / "sdk_node.mjs"
 # A static import's or re-export's specifier (the modules use no dynamic import()).
