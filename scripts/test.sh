@@ -1,5 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything, then runs the linters, the type checker and the tests.
+# The tests run in parallel (pytest-xdist): PYTEST_WORKERS processes (default
+# 4: many tests wait on servers, browsers and subprocesses, so more workers
+# than a 2-core machine's cores keep it busy; not a FEDGE_* name, which the
+# servers the tests start would refuse), each test module on one worker
+# (--dist loadfile: its module fixtures are built once); then the tests
+# marked `serial` (timing-bound) run alone. Arguments go to both pytest runs, after these
+# (`bash scripts/test.sh tests/web -n 0` runs serially).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The Ray backend's tests need the optional ray extra.
@@ -17,4 +24,15 @@ echo "==> import contracts"
 .venv/bin/python scripts/check_imports.py
 echo "==> pytest"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
-.venv/bin/python -m pytest "$@"
+# Exit status 5 is "no tests collected": a targeted run may hold no serial
+# test, or nothing but serial tests.
+status=0
+.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-4}" --dist loadfile --durations=25 \
+    -m "not serial" "$@" || status=$?
+[ "$status" -eq 5 ] && status=0
+echo "==> pytest: the serial tests (timing-bound), alone"
+serial=0
+.venv/bin/python -m pytest -n 0 -m serial "$@" || serial=$?
+[ "$serial" -eq 5 ] && serial=0
+[ "$status" -ne 0 ] && exit "$status"
+exit "$serial"

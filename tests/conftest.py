@@ -4,7 +4,11 @@ The session puts a marker in its environment, which every process it
 starts inherits (TFF workers included). At the end, every live
 ``worker_binary`` carrying this session's marker is killed and the run is
 marked failed, so a leak shows up as a red test run instead of a hung CI
-job, and workers of other runs on the machine are left alone.
+job, and workers of other runs on the machine are left alone. Under
+pytest-xdist each worker process is a session of its own, with a marker of
+its own (not the one it inherits from the controller): a worker that
+finishes first must not kill the TFF workers of a test still running in
+another.
 """
 
 from __future__ import annotations
@@ -15,16 +19,18 @@ import secrets
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from fedge.blas_threads import single_blas_thread
 from fedge.reference.data import TaskData, load_task
 from tests.helpers.postgres import PostgresCluster, started
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Not FEDGE_*: those name server settings, and an unknown one is refused.
 MARKER = "PYTEST_FEDGE_SESSION"
-os.environ.setdefault(MARKER, f"{os.getpid()}-{secrets.token_hex(4)}")
+os.environ[MARKER] = f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def tff_worker_pids(session_only: bool = True) -> set[int]:
@@ -46,6 +52,44 @@ def tff_worker_pids(session_only: bool = True) -> set[int]:
             continue
         pids.add(int(entry.name))
     return pids
+
+
+# Threads of one xdist worker: the workers are the parallelism (scripts/test.sh
+# starts several on a machine of a few cores), so TensorFlow's and the BLAS's
+# own pools stay at one thread each instead of each worker spinning up a pool
+# the size of the machine. Set before any test imports TensorFlow; inherited
+# by the processes the tests start.
+WORKER_THREADS = {
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}
+
+
+# An xdist worker starts with COLUMNS=80 in its environment whatever the run's
+# is; the CLI's tables take their width from it (fedge/cli/console.py), so a
+# worker gets the controller's value back (or none).
+COLUMNS = "fedge_columns"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    node.workerinput[COLUMNS] = os.environ.get("COLUMNS")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker_input = getattr(config, "workerinput", None)
+    if worker_input is None:
+        return
+    for name, value in WORKER_THREADS.items():
+        os.environ.setdefault(name, value)
+    single_blas_thread()  # NumPy (and its BLAS) is loaded by now
+    columns = worker_input.get(COLUMNS)
+    if columns is None:
+        os.environ.pop("COLUMNS", None)
+    else:
+        os.environ["COLUMNS"] = columns
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

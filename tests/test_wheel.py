@@ -174,6 +174,8 @@ def test_the_sdist_has_the_tests_licence_scripts_and_web_files(dist: Dist) -> No
     ):
         assert needed in names, needed
     assert not [n for n in names if "node_modules" in n or "__pycache__" in n]
+    # A build output (npm pack writes it, in another test, maybe while this builds).
+    assert not [n for n in names if n.startswith("web/sdk/dist/")]
 
 
 def test_installed_fedge_imports_from_its_own_environment(installed: Installed) -> None:

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from fedge.reference.train import TrainConfig, train_reference_model
+from fedge.reference.train import TrainConfig
+from tests.helpers.shared_models import trained_digits
 
 
 @pytest.fixture(scope="session")
 def trained_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference CNN trained for a few epochs (about 0.95 test accuracy)."""
-    out = tmp_path_factory.mktemp("trained") / "digits.keras"
-    train_reference_model(out, TrainConfig(epochs=8, seed=0), progress=False)
-    return out
+    return trained_digits(tmp_path_factory, TrainConfig(epochs=8, seed=0))

@@ -75,7 +75,24 @@ class PostgresCluster:
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", USER, "--no-sync")
         _watch(self)
         self._running = True
-        self.resume()
+        self._start_on_a_free_port()
+
+    def _start_on_a_free_port(self, tries: int = 5) -> None:
+        """Start on :attr:`port`; if something else bound it between the probe
+        and the start (other xdist workers and test servers pick ports too),
+        again on another free port."""
+        log = self.root / "log"
+        for attempt in range(tries):
+            seen = log.stat().st_size if log.exists() else 0
+            try:
+                self.resume()
+                return
+            except RuntimeError:
+                written = log.read_bytes()[seen:] if log.exists() else b""
+                port_taken = b"could not bind" in written
+                if not port_taken or attempt == tries - 1:
+                    raise
+                self.port = _free_port()
 
     def _run(self, tool: str, *args: str) -> None:
         command = [str(self.bin / tool), *args]

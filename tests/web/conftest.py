@@ -9,28 +9,26 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
-from fedge.reference.train import TrainConfig, train_reference_model
+from fedge.reference.train import TrainConfig
+from tests.helpers import shared_models
 from tests.helpers.browser import chromium
 from tests.helpers.live_server import LiveServer, running
+from tests.helpers.shared_models import trained_digits
 from tests.web.any_models import Built, build
 
 
 @pytest.fixture(scope="session")
 def digits_keras(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference CNN, trained for a few epochs on the public split."""
-    out = tmp_path_factory.mktemp("web-model") / "digits.keras"
-    train_reference_model(out, TrainConfig(epochs=6, seed=0), progress=False)
-    return out
+    return trained_digits(tmp_path_factory, TrainConfig(epochs=6, seed=0))
 
 
 @pytest.fixture(scope="session")
-def digits_bundle(digits_keras: Path) -> Path:
+def digits_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Its bundle: TFLite (with the training artifact) and TF.js, parity checked."""
-    out = digits_keras.parent / "bundle"
-    convert(digits_keras, out, ConvertOptions(targets=("tflite", "tfjs")))
-    return out
+    options = ConvertOptions(targets=("tflite", "tfjs"))
+    return shared_models.digits_bundle(tmp_path_factory, TrainConfig(epochs=6, seed=0), options)
 
 
 @pytest.fixture(scope="session")

@@ -370,7 +370,9 @@ def test_two_tabs_close_a_round_whose_checkpoint_is_the_weighted_mean(
 
 
 @pytest.fixture(scope="module")
-def candidate_bundle(digits_keras: Path) -> tuple[Path, Path]:
+def candidate_bundle(
+    digits_keras: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
     """A second release of the same model: the weights moved a little."""
     import tensorflow as tf
 
@@ -382,9 +384,10 @@ def candidate_bundle(digits_keras: Path) -> tuple[Path, Path]:
     model.set_weights(
         [w + rng.normal(0, 0.05, w.shape).astype(np.float32) for w in model.get_weights()]
     )
-    path = digits_keras.parent / "candidate.keras"
+    root = tmp_path_factory.mktemp("candidate")  # digits_keras's folder is shared
+    path = root / "candidate.keras"
     model.save(path)
-    out = digits_keras.parent / "candidate-bundle"
+    out = root / "candidate-bundle"
     convert(path, out, ConvertOptions(targets=("tflite", "tfjs")))
     return path, out
 

@@ -28,27 +28,29 @@ from fedge.client_sim.device.health import HealthReporter
 from fedge.client_sim.device.release_cache import ReleaseCache
 from fedge.client_sim.device.releases import current_release
 from fedge.client_sim.device.transport import HttpTransport
-from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
 from fedge.reference.data import load_task
 from fedge.reference.model import INPUT_NAME
-from fedge.reference.train import TrainConfig, train_reference_model
+from fedge.reference.train import TrainConfig
 from fedge.task.examples import Examples
 from fedge.task.objective import Objective
 from fedge.wire.releases import Release
+from tests.helpers import shared_models
 from tests.helpers.live_server import LiveServer, running
 
 WINDOW_S = 2.0
 DEVICES = 10
 
+# Ten devices report twice within a window of WINDOW_S seconds: on a loaded
+# machine (parallel workers) a window can end mid-phase, so these run alone.
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture(scope="module")
 def digits_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("health-digits")
-    keras = root / "digits.keras"
-    train_reference_model(keras, TrainConfig(epochs=6, seed=0), progress=False)
-    convert(keras, root / "bundle", ConvertOptions(targets=("tflite",), verify=False))
-    return root / "bundle"
+    """Read-only, shared by the run's workers: ``.parent / "digits.keras"`` is its model."""
+    options = ConvertOptions(targets=("tflite",), verify=False)
+    return shared_models.digits_bundle(tmp_path_factory, TrainConfig(epochs=6, seed=0), options)
 
 
 @pytest.fixture

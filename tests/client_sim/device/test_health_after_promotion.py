@@ -46,7 +46,11 @@ from tests.helpers.live_server import LiveServer, running
 from tests.helpers.release_api import ADMIN
 from tests.helpers.release_bundles import bundle_tar
 
-__all__ = ["digits_bundle"]  # the module's fixture: the model is trained once
+# Devices report within windows of WINDOW_S seconds: on a loaded
+# machine (parallel workers) a window can end mid-phase, so these run alone.
+pytestmark = pytest.mark.serial
+
+__all__ = ["digits_bundle"]  # the module's fixture (trained once per run)
 
 OBJECTIVE = Objective(loss="sparse_categorical_crossentropy")
 SETTINGS = {
@@ -59,9 +63,9 @@ SETTINGS = {
 
 
 @pytest.fixture(scope="module")
-def second_bundle(digits_bundle: Path) -> Path:
+def second_bundle(digits_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same model again as release 2 (a bundle of its own: version "2")."""
-    out = digits_bundle.parent / "bundle-2"
+    out = tmp_path_factory.mktemp("second") / "bundle-2"  # digits_bundle's folder is shared
     options = ConvertOptions(targets=("tflite",), verify=False, version="2")
     convert(digits_bundle.parent / "digits.keras", out, options)
     return out
