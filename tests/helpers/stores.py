@@ -61,13 +61,13 @@ class Stores:
                 return list(conn.execute(statement, tuple(params)).fetchall())
         import psycopg2
 
-        conn = psycopg2.connect(url)
+        database = psycopg2.connect(url)
         try:
-            with conn.cursor() as cursor:
-                cursor.execute(statement.replace("?", "%s"), tuple(params))
-                return list(cursor.fetchall())
+            cursor = database.cursor()
+            cursor.execute(statement.replace("?", "%s"), tuple(params))
+            return list(cursor.fetchall())
         finally:
-            conn.close()
+            database.close()
 
     def dump(self, data_dir: Path) -> str:
         """Every row of every table of the data directory's database, in a

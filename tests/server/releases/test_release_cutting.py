@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,7 @@ def _lambda_bundle(root: Path) -> Path:
 class Api:
     server: LiveServer
     data_dir: Path
-    stores: Stores
+    stores: Stores = field(default_factory=lambda: Stores("sqlite"))
 
     @property
     def url(self) -> str:
