@@ -5,17 +5,16 @@ Test scaffolding, not part of the installed package.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from tests.helpers.live_server import LiveServer
+from tests.helpers.stores import Stores
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 TAR = "application/x-tar"
@@ -25,6 +24,7 @@ TAR = "application/x-tar"
 class ReleaseApi:
     server: LiveServer
     data_dir: Path
+    stores: Stores = field(default_factory=lambda: Stores("sqlite"))
 
     @property
     def url(self) -> str:
@@ -52,19 +52,23 @@ class ReleaseApi:
         return changes
 
     def slice_key(self) -> bytes:
-        return stored_slice_key(self.data_dir)
+        return stored_slice_key(self.data_dir, self.stores)
 
     def stored_events(self, kinds: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
         """The event log's rows of ``kinds``, read from the database, in order."""
-        with contextlib.closing(sqlite3.connect(self.data_dir / "fedge.sqlite3")) as conn:
-            rows = conn.execute("SELECT kind, payload FROM events ORDER BY id").fetchall()
-        return [(kind, json.loads(payload)) for kind, payload in rows if kind in kinds]
+        rows = self.stores.rows(self.data_dir, "SELECT kind, payload FROM events ORDER BY id")
+        return [(kind, _json(payload)) for kind, payload in rows if kind in kinds]
 
 
-def stored_slice_key(data_dir: Path) -> bytes:
+def _json(payload: Any) -> dict[str, Any]:
+    """A stored event payload: JSON text, or already decoded (a JSON column)."""
+    decoded: dict[str, Any] = json.loads(payload) if isinstance(payload, str) else payload
+    return decoded
+
+
+def stored_slice_key(data_dir: Path, stores: Stores | None = None) -> bytes:
     """The server's canary slice key, read from its database (never served)."""
-    with contextlib.closing(sqlite3.connect(data_dir / "fedge.sqlite3")) as conn:
-        (key,) = conn.execute(
-            "SELECT value FROM server_state WHERE key = 'canary_slice_key'"
-        ).fetchone()
+    ((key,),) = (stores or Stores("sqlite")).rows(
+        data_dir, "SELECT value FROM server_state WHERE key = 'canary_slice_key'"
+    )
     return bytes.fromhex(key)

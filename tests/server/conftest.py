@@ -17,7 +17,7 @@ from flask import Flask
 
 from fedge.server.http.app import create_app, shutdown
 from fedge.server.http.serve import BackgroundServer
-from tests.helpers.stores import KINDS, Stores
+from tests.helpers.stores import IDS, KINDS, Stores
 from tests.server.helpers import tiny_model
 from tests.server.parts import PartsOn, build_parts
 
@@ -181,9 +181,12 @@ def tiny_keras(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(scope="module", params=KINDS, ids=IDS)
 def stores(request: pytest.FixtureRequest) -> Stores:
-    """Each store kind in turn (the contract tests run on both)."""
+    """Each store kind in turn (the contract tests run on both). Module
+    scoped, so that a module's shared server (a module-scoped fixture that
+    takes ``stores``) runs once per kind, and its tests are grouped by kind;
+    each data directory still gets a database of its own."""
     if request.param == "postgres":
         return Stores("postgres", request.getfixturevalue("postgres_cluster"))
     return Stores("sqlite")

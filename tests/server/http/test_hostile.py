@@ -23,11 +23,16 @@ import requests
 from fedge.server.http.context import context_of
 from fedge.server.http.serve import BackgroundServer
 from fedge.server.storage.segments import read_record, scan, segment_files
+from fedge.server.storage.sqlite.store import SQLiteStore
 from fedge.wire.update_codec import decode_update, global_norm
-from tests.server.conftest import AppFactory
-from tests.server.helpers import OCTET, auth, constant_update, database_of, json_at, settled
+from tests.helpers.stores import SQLITE_FILE, Stores
+from tests.server.conftest import AppFactory, on_each_store
+from tests.server.helpers import OCTET, auth, constant_update, json_at, rows_of, settled
 
 Live = Callable[..., "Server"]
+
+# Every app here runs on SQLite and on PostgreSQL (a database per test).
+app_database = pytest.fixture(on_each_store, name="app_database")
 
 
 class Server:
@@ -79,9 +84,13 @@ class Server:
         ]
 
     def stored_updates(self) -> int:
-        conn = database_of(self.app).connection()
-        (count,) = conn.execute("SELECT COUNT(*) FROM updates").fetchone()
-        return int(count)
+        return count_of(self.app, "updates")
+
+
+def count_of(app: Any, table: str) -> int:
+    """The rows of ``table`` in the app's store (either kind)."""
+    ((count,),) = rows_of(app, f"SELECT COUNT(*) FROM {table}")
+    return int(count)
 
 
 @pytest.fixture
@@ -242,9 +251,8 @@ def test_hostile_json_is_a_400_that_changes_nothing(
     )
 
     assert_json_error(response, 400, "bad_json")
-    conn = database_of(server.app).connection()
-    assert conn.execute("SELECT COUNT(*) FROM devices").fetchone()[0] == 1
-    assert conn.execute("SELECT COUNT(*) FROM selections").fetchone()[0] == 0
+    assert count_of(server.app, "devices") == 1
+    assert count_of(server.app, "selections") == 0
 
 
 @pytest.mark.parametrize(
@@ -418,20 +426,27 @@ def test_a_retried_enrolment_is_the_same_device(live: Live) -> None:
     assert_json_error(stale, 401, "unauthorized")
 
 
-def test_get_routes_never_write(live: Live) -> None:
+def test_get_routes_never_write(live: Live, stores: Stores) -> None:
     server = live()
-    database = server.data_dir / "fedge.sqlite3"
-    conn = database_of(server.app).connection()
-    before = conn.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
-    changes = conn.total_changes
+    before = stores.dump(server.data_dir)
+    sqlite_changes = _sqlite_changes(server)
 
     for path in ("/v1/rounds/current", "/v1/rounds", "/v1/rounds/1", "/healthz", "/metrics"):
         assert server.get(path).status_code == 200
 
-    assert conn.execute("SELECT COUNT(*) FROM rounds").fetchone()[0] == before == 1
-    assert conn.total_changes == changes
-    assert database.stat().st_mode & 0o077 == 0
+    assert count_of(server.app, "rounds") == 1
+    assert stores.dump(server.data_dir) == before
+    assert _sqlite_changes(server) == sqlite_changes
     assert server.data_dir.stat().st_mode & 0o777 == 0o700
+    database = server.data_dir / SQLITE_FILE
+    assert not database.exists() or database.stat().st_mode & 0o077 == 0
+
+
+def _sqlite_changes(server: Server) -> int | None:
+    """SQLite's count of rows written by the app's connection (it counts even
+    a write that changes nothing); None on PostgreSQL, whose dump says it."""
+    store = context_of(server.app).store
+    return store.db.connection().total_changes if isinstance(store, SQLiteStore) else None
 
 
 def test_checkpoints_are_private_and_streamed_with_ranges(live: Live) -> None:
@@ -452,13 +467,19 @@ def test_checkpoints_are_private_and_streamed_with_ranges(live: Live) -> None:
     assert hashlib.sha256(whole.content).hexdigest() == base
 
 
-def test_a_second_server_on_the_same_data_directory_is_refused(make_app: AppFactory) -> None:
+def test_a_second_server_on_the_data_directory_is_refused_unless_on_postgresql(
+    make_app: AppFactory, stores: Stores
+) -> None:
     from fedge.server.errors import ConfigurationError
 
-    make_app()
+    first = make_app()
 
-    with pytest.raises(ConfigurationError, match="in use by another fedge server"):
-        make_app()
+    if stores.kind == "sqlite":
+        with pytest.raises(ConfigurationError, match="in use by another fedge server"):
+            make_app()
+    else:  # a second worker on the same database shares the directory
+        second = make_app()
+        assert count_of(second, "rounds") == count_of(first, "rounds") == 1
 
 
 def test_a_device_s_weight_is_capped(live: Live) -> None:

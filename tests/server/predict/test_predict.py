@@ -31,6 +31,7 @@ from fedge.server.config import load_config
 from fedge.server.errors import ConfigurationError
 from fedge.server.predict.codec import PredictResult, predict_body
 from tests.helpers.live_server import running
+from tests.helpers.stores import Stores
 from tests.server.releases.test_bundle_serving import enrol, snapshot
 
 SPEC_PATH = Path(__file__).resolve().parents[3] / "server" / "openapi.yaml"
@@ -102,6 +103,7 @@ class Server:
     data_dir: Path
     token: str
     model: str
+    stores: Stores
 
     def predict(
         self,
@@ -124,33 +126,38 @@ class Server:
 
 
 @contextmanager
-def _serve(root: Path, args: list[str], environ: dict[str, str] | None = None) -> Iterator[Server]:
-    """``fedge serve`` with a round that stays open (nothing changes by itself)."""
+def _serve(
+    root: Path, args: list[str], stores: Stores, environ: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """``fedge serve`` with a round that stays open (nothing changes by
+    itself), on the store kind of ``stores``."""
     log = root / "server.log"
-    with running(root / "data", [*args, "--deadline", "3600"], log, environ=environ) as live:
+    data_dir = root / "data"
+    args = [*args, "--deadline", "3600", *stores.serve_args(data_dir)]
+    with running(data_dir, args, log, environ=environ) as live:
         (model,) = requests.get(f"{live.url}/v1/models", timeout=30).json()["models"]
-        yield Server(live.url, root / "data", enrol(live.url), model["name"])
+        yield Server(live.url, data_dir, enrol(live.url), model["name"], stores)
 
 
 @pytest.fixture(scope="module")
 def image_server(
-    image_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
+    image_bundle: Bundle, stores: Stores, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     # Eight predictions of one device at once (the thread-safety test): the
     # per-device cap (1 by default, tests/server/abuse) is raised here.
     environ = {**os.environ, "FEDGE_PREDICT_CONCURRENCY": "8", "FEDGE_PREDICT_PER_DEVICE": "8"}
     root = tmp_path_factory.mktemp("image_server")
-    with _serve(root, ["--model", str(image_bundle.path)], environ) as server:
+    with _serve(root, ["--model", str(image_bundle.path)], stores, environ) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def mixed_server(
-    mixed_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
+    mixed_bundle: Bundle, stores: Stores, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     environ = {**os.environ, "FEDGE_MAX_PREDICT_BATCH": "4"}
     root = tmp_path_factory.mktemp("mixed_server")
-    with _serve(root, ["--model", str(mixed_bundle.path)], environ) as server:
+    with _serve(root, ["--model", str(mixed_bundle.path)], stores, environ) as server:
         yield server
 
 
@@ -395,7 +402,7 @@ def test_bad_requests_are_refused_and_change_nothing(
     code: str,
     words: tuple[str, ...],
 ) -> None:
-    before = snapshot(image_server.data_dir)
+    before = snapshot(image_server.data_dir, image_server.stores)
 
     if isinstance(body, bytes):
         response = image_server.predict(data=body)
@@ -404,7 +411,7 @@ def test_bad_requests_are_refused_and_change_nothing(
 
     assert_error(response, status, code, *words)
     assert_documented(spec, response)
-    assert snapshot(image_server.data_dir) == before
+    assert snapshot(image_server.data_dir, image_server.stores) == before
 
 
 def test_a_device_token_is_required(image_server: Server) -> None:
@@ -483,13 +490,13 @@ def test_bad_requests_for_a_two_input_model(
     code: str,
     words: tuple[str, ...],
 ) -> None:
-    before = snapshot(mixed_server.data_dir)
+    before = snapshot(mixed_server.data_dir, mixed_server.stores)
 
     response = mixed_server.predict(body)
 
     assert_error(response, status, code, *words)
     assert_documented(spec, response)
-    assert snapshot(mixed_server.data_dir) == before
+    assert snapshot(mixed_server.data_dir, mixed_server.stores) == before
 
 
 def test_whole_floats_are_taken_for_an_int_input(
@@ -505,7 +512,7 @@ def test_whole_floats_are_taken_for_an_int_input(
 
 def test_a_server_without_a_bundle_answers_no_release(tmp_path: Path, spec: dict[str, Any]) -> None:
     # The built-in reference weights: no bundle, so nothing to run.
-    with _serve(tmp_path, []) as server:
+    with _serve(tmp_path, [], Stores("sqlite")) as server:
         response = server.predict({"inputs": [ROW]})
 
         assert_error(response, 404, "no_release", "bundle", "push")

@@ -31,6 +31,7 @@ from fedge.converters.options import ConvertOptions
 from fedge.server.storage.bundles import BUNDLES_DIR, store_bundle
 from tests.helpers.live_server import LiveServer, running, start, stop
 from tests.helpers.network_gone import NetworkGoneAfter
+from tests.helpers.stores import Stores
 
 TRAIN_FILE = "tflite/train.tflite"
 
@@ -88,12 +89,15 @@ def device_client(url: str) -> FedgeClient:
 
 @pytest.fixture(scope="module")
 def served(
-    reference_bundle: ReferenceBundle, tmp_path_factory: pytest.TempPathFactory
+    reference_bundle: ReferenceBundle, stores: Stores, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    """One server from the reference bundle, for the tests that only read."""
+    """One server from the reference bundle, for the tests that only read;
+    one per store kind."""
     root = tmp_path_factory.mktemp("served")
-    with running(root / "data", ["--model", str(reference_bundle.path)], root / "log") as server:
-        yield Served(server, reference_bundle, root / "data", enrol(server.url))
+    data_dir = root / "data"
+    args = ["--model", str(reference_bundle.path), *stores.serve_args(data_dir)]
+    with running(data_dir, args, root / "log") as server:
+        yield Served(server, reference_bundle, data_dir, enrol(server.url))
 
 
 def model_record(url: str, name: str) -> dict[str, object]:
@@ -117,9 +121,10 @@ def raw_get(url: str, target: str, token: str) -> tuple[int, dict[str, object]]:
         connection.close()
 
 
-def snapshot(data_dir: Path) -> dict[str, str]:
+def snapshot(data_dir: Path, stores: Stores | None = None) -> dict[str, str]:
     """The sha256 of every file of a data directory but its lock; for the
-    database, of its rows (SQLite may move its WAL into the file on open)."""
+    database, of its rows (SQLite may move its WAL into the file on open;
+    a PostgreSQL database of ``stores`` is read beside the files)."""
     digests = {}
     for path in sorted(data_dir.rglob("*")):
         if not path.is_file() or path.name == "lock" or path.name.endswith(("-wal", "-shm")):
@@ -130,6 +135,8 @@ def snapshot(data_dir: Path) -> dict[str, str]:
         else:
             data = path.read_bytes()
         digests[str(path.relative_to(data_dir))] = hashlib.sha256(data).hexdigest()
+    if stores is not None and stores.url(data_dir) is not None:
+        digests["<database>"] = hashlib.sha256(stores.dump(data_dir).encode()).hexdigest()
     return digests
 
 

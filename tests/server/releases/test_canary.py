@@ -26,6 +26,7 @@ from fedge.server.releases.rollout import in_canary
 from tests.helpers.live_server import running
 from tests.helpers.release_api import ADMIN, ReleaseApi
 from tests.helpers.release_bundles import Built, BundlePair, build_pair, bundle_tar
+from tests.helpers.stores import Stores
 
 # Devices enrolled before the push count without an earlier update or report
 # (the history rule has its own test, tests/server/releases/test_canary_history.py).
@@ -83,13 +84,14 @@ class Api(ReleaseApi):
 
 
 @pytest.fixture
-def api(bundles: BundlePair, tmp_path: Path) -> Iterator[Api]:
-    """Release 1 (the first bundle) live; at least 3 counted devices decide."""
+def api(bundles: BundlePair, stores: Stores, tmp_path: Path) -> Iterator[Api]:
+    """Release 1 (the first bundle) live; at least 3 counted devices decide.
+    On each store."""
     environ = {**os.environ, **SETTINGS}
     data_dir = tmp_path / "data"
-    args = ["--model", str(bundles.first.path)]
+    args = ["--model", str(bundles.first.path), *stores.serve_args(data_dir)]
     with running(data_dir, args, tmp_path / "log", environ=environ) as server:
-        yield Api(server, data_dir)
+        yield Api(server, data_dir, stores)
 
 
 def evaluation(

@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,9 @@ from fedge.server.releases.rollout import in_canary
 from fedge.server.storage.bundles import BUNDLES_DIR
 from fedge.wire.update_codec import Update, UpdateMeta, decode_checkpoint, encode_update
 from tests.helpers.live_server import LiveServer, running
-from tests.helpers.release_api import stored_slice_key
+from tests.helpers.release_api import ReleaseApi, stored_slice_key
 from tests.helpers.release_bundles import MODEL_NAME, Built, build
+from tests.helpers.stores import Stores
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 OCTET = "application/octet-stream"
@@ -159,6 +159,7 @@ def _lambda_bundle(root: Path) -> Path:
 class Api:
     server: LiveServer
     data_dir: Path
+    stores: Stores = field(default_factory=lambda: Stores("sqlite"))
 
     @property
     def url(self) -> str:
@@ -193,12 +194,13 @@ class Api:
         return sorted(p.name for p in (self.data_dir / BUNDLES_DIR).iterdir())
 
     def events(self) -> list[tuple[Any, ...]]:
-        with contextlib.closing(sqlite3.connect(self.data_dir / "fedge.sqlite3")) as conn:
-            rows = conn.execute(
-                "SELECT json_extract(payload, '$.version'), json_extract(payload, '$.state') "
-                "FROM events WHERE kind = 'release' ORDER BY id"
-            ).fetchall()
-        return [tuple(row) for row in rows]
+        """The (version, state) of each stored release event, in order."""
+        return [
+            (p.get("version"), p.get("state")) for _, p in self._store().stored_events(["release"])
+        ]
+
+    def _store(self) -> ReleaseApi:
+        return ReleaseApi(self.server, self.data_dir, self.stores)
 
 
 def _ended(record: dict[str, Any]) -> dict[str, Any] | None:
@@ -264,12 +266,16 @@ ROUNDS = ["--rounds-target", "2", "--rounds-min", "2", "--deadline", "600"]
 
 
 @contextlib.contextmanager
-def serving(model: Path, tmp_path: Path, **environ: str) -> Iterator[Api]:
+def serving(
+    model: Path, tmp_path: Path, stores: Stores | None = None, **environ: str
+) -> Iterator[Api]:
+    """A server from ``model``, on the store kind of ``stores`` (SQLite unless given)."""
+    stores = stores or Stores("sqlite")
     data_dir = tmp_path / "data"
     env = {**os.environ, **environ}
-    args = ["--model", str(model), *ROUNDS]
+    args = ["--model", str(model), *ROUNDS, *stores.serve_args(data_dir)]
     with running(data_dir, args, tmp_path / "server.log", environ=env) as server:
-        yield Api(server, data_dir)
+        yield Api(server, data_dir, stores)
 
 
 def worker_of(api: Api) -> int:
@@ -327,8 +333,10 @@ def _parent(pid: int) -> int | None:
 # --- cutting a release ------------------------------------------------------------
 
 
-def test_a_round_checkpoint_becomes_a_canary_release(bundles: Bundles, tmp_path: Path) -> None:
-    with serving(bundles.first.path, tmp_path) as api:
+def test_a_round_checkpoint_becomes_a_canary_release(
+    bundles: Bundles, stores: Stores, tmp_path: Path
+) -> None:
+    with serving(bundles.first.path, tmp_path, stores) as api:
         devices = [Device(api.url) for _ in range(10)]
         receipts = [d.train(v) for d, v in zip(devices[:2], (1.0, 3.0), strict=True)]
         assert [r.status_code for r in receipts] == [201, 201]
@@ -370,7 +378,9 @@ def test_a_round_checkpoint_becomes_a_canary_release(bundles: Bundles, tmp_path:
         np.testing.assert_allclose(expected["dense/bias"], [2.0, 2.0, 2.0])
         for device in devices:
             current = device.current()
-            canary = in_canary(stored_slice_key(api.data_dir), done["bundle_id"], device.id, 50)
+            canary = in_canary(
+                stored_slice_key(api.data_dir, api.stores), done["bundle_id"], device.id, 50
+            )
             assert (current["version"], current["channel"]) == (
                 (2, "canary") if canary else (1, "live")
             )
@@ -384,9 +394,9 @@ def test_a_round_checkpoint_becomes_a_canary_release(bundles: Bundles, tmp_path:
 
 
 def test_the_current_checkpoint_is_cut_by_default_and_refusals_change_nothing(
-    bundles: Bundles, tmp_path: Path
+    bundles: Bundles, stores: Stores, tmp_path: Path
 ) -> None:
-    with serving(bundles.first.path, tmp_path) as api:
+    with serving(bundles.first.path, tmp_path, stores) as api:
         device = Device(api.url)
         before = api.releases()
         refusals = [
@@ -426,8 +436,10 @@ def test_a_server_without_a_live_release_says_to_push_one_first(
     assert listing["releases"] == []
 
 
-def test_the_policy_cuts_a_release_after_every_n_rounds(bundles: Bundles, tmp_path: Path) -> None:
-    with serving(bundles.first.path, tmp_path, FEDGE_RELEASE_EVERY_ROUNDS="2") as api:
+def test_the_policy_cuts_a_release_after_every_n_rounds(
+    bundles: Bundles, stores: Stores, tmp_path: Path
+) -> None:
+    with serving(bundles.first.path, tmp_path, stores, FEDGE_RELEASE_EVERY_ROUNDS="2") as api:
         devices = [Device(api.url) for _ in range(2)]
         for round_id, value in ((1, 1.0), (2, 2.0)):
             # Two values: the same bytes from two devices would be a replay.
@@ -457,9 +469,9 @@ def test_the_policy_cuts_a_release_after_every_n_rounds(bundles: Bundles, tmp_pa
 
 
 def test_a_failing_conversion_ends_failed_and_changes_nothing_else(
-    bundles: Bundles, tmp_path: Path
+    bundles: Bundles, stores: Stores, tmp_path: Path
 ) -> None:
-    with serving(bundles.with_lambda, tmp_path) as api:
+    with serving(bundles.with_lambda, tmp_path, stores) as api:
         before = api.releases(), api.bundle_dirs()
 
         reply = api.cut({"why": "try it"})

@@ -33,6 +33,7 @@ from fedge.server.storage.bundles import BUNDLES_DIR
 from tests.helpers.live_server import running
 from tests.helpers.release_api import ADMIN, TAR, ReleaseApi
 from tests.helpers.release_bundles import MODEL_NAME, Built, build, bundle_tar
+from tests.helpers.stores import Stores
 from tests.helpers.subscriber import subscribed, take
 
 # --- the slice of devices: a pure function ----------------------------------
@@ -131,11 +132,12 @@ _RELEASE_EVENTS = ("release", "rollout")
 
 
 @pytest.fixture
-def api(bundles: Bundles, tmp_path: Path) -> Iterator[Api]:
-    """A server started from the first bundle (release 1, live)."""
+def api(bundles: Bundles, stores: Stores, tmp_path: Path) -> Iterator[Api]:
+    """A server started from the first bundle (release 1, live), on each store."""
     data_dir = tmp_path / "data"
-    with running(data_dir, ["--model", str(bundles.first.path)], tmp_path / "log") as server:
-        yield Api(server, data_dir)
+    args = ["--model", str(bundles.first.path), *stores.serve_args(data_dir)]
+    with running(data_dir, args, tmp_path / "log") as server:
+        yield Api(server, data_dir, stores)
 
 
 def device(url: str) -> FedgeClient:
