@@ -22,9 +22,9 @@ import requests
 
 from fedge.server.http.context import context_of
 from fedge.server.http.serve import BackgroundServer
-from fedge.server.storage.segments import read_record, scan, segment_files
 from fedge.server.storage.sqlite.store import SQLiteStore
 from fedge.wire.update_codec import decode_update, global_norm
+from tests.helpers.stored_updates import stored_records
 from tests.helpers.stores import SQLITE_FILE, Stores
 from tests.server.conftest import AppFactory, on_each_store
 from tests.server.helpers import OCTET, auth, constant_update, json_at, rows_of, settled
@@ -76,12 +76,7 @@ class Server:
 
     def records(self) -> list[bytes]:
         """Every update record in the segments, as stored."""
-        updates = self.data_dir / "updates"
-        return [
-            read_record(updates / r.segment, r.offset, r.length)
-            for name in segment_files(updates)
-            for r in scan(updates, name).records
-        ]
+        return stored_records(self.data_dir / "updates")
 
     def stored_updates(self) -> int:
         return count_of(self.app, "updates")
