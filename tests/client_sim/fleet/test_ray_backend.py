@@ -32,6 +32,7 @@ from fedge.client_sim.fleet.ray.hosts import HostPlan
 from fedge.client_sim.fleet.run import run_fleet
 from fedge.wire.update_codec import decode_checkpoint, decode_update
 from tests.helpers.live_server import running
+from tests.helpers.stored_updates import stored_records
 
 FEDGE = Path(sys.executable).parent / "fedge"
 ADMIN = "admin-secret"  # tests.helpers.live_server's
@@ -214,8 +215,8 @@ def test_a_killed_device_actor_is_a_crash_and_the_round_closes_without_it(
     assert report.selected == {round_report.round_id: [0, 1, 2]}
     assert report.participation == [1, 1, 1, 0]
     assert report.crashes == 1  # device 3, lost with its actor
-    stored = sorted(data_dir.rglob(f"r{round_report.round_id:06d}/*.safetensors"))
-    updates = [decode_update(path.read_bytes()) for path in stored]
+    stored = stored_records(data_dir / "updates", round_report.round_id)
+    updates = [decode_update(record) for record in stored]
     assert len(updates) == 3
     assert sum(u.meta.num_examples for u in updates) == shown["metrics"]["examples"]
     # FedAvg: the new model is the base plus the example-weighted mean of those three.
