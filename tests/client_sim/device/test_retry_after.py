@@ -10,16 +10,16 @@ HTTP server here (the standard library's, on loopback) answers as told.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from fedge.client_sim.device.client import FedgeClient, ProtocolError, RetryPolicy
 from fedge.client_sim.device.transport import HttpTransport
+from tests.helpers.handler_server import handler_server
 
 
 @dataclass
@@ -52,15 +52,8 @@ def server() -> Iterator[tuple[str, Script]]:
         def log_message(self, *args: object) -> None:
             return None
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", script
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with handler_server(Handler) as url:
+        yield url, script
 
 
 def test_a_429_is_retried_after_the_server_s_retry_after(server: tuple[str, Script]) -> None:

@@ -8,14 +8,14 @@ basic credentials. The fleet's session reads the environment once.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from fedge.client_sim.device.transport import HttpTransport, shared_session
+from tests.helpers.handler_server import handler_server
 
 
 @pytest.fixture
@@ -36,15 +36,8 @@ def echo_server() -> Iterator[tuple[str, list[str]]]:
         def log_message(self, *args: object) -> None:
             return None
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with handler_server(Handler) as url:
+        yield url, seen
 
 
 def test_a_netrc_entry_does_not_replace_the_device_token(
