@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser
 
 from fedge.blas_threads import single_blas_thread
 from fedge.reference.data import TaskData, load_task
+from tests.helpers.browser import chromium
 from tests.helpers.postgres import PostgresCluster, started
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +114,15 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     """One throw-away PostgreSQL for the whole run, started on first use."""
     with started() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """The run's one headless Chromium. Playwright's sync API keeps its event
+    loop running in the process while a browser is open, so a second
+    ``chromium()`` beside this one fails: every browser test takes this."""
+    with chromium() as opened:
+        yield opened
 
 
 @pytest.fixture

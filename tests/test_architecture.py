@@ -168,3 +168,17 @@ def test_every_package_folder_is_built_into_the_wheel() -> None:
 
     assert packages - listed == set(), "add these to [tool.setuptools] packages"
     assert listed - packages == set(), "these listed packages have no folder"
+
+
+def test_only_the_session_fixture_opens_a_chromium() -> None:
+    """Playwright's sync API keeps its event loop running in the process while
+    a browser is open, so a test module that opens a Chromium of its own fails
+    ("Sync API inside the asyncio loop") whenever an earlier module on the same
+    test worker left the session's ``browser`` open: every test takes that."""
+    openers = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "tests").rglob("*.py")
+        if path != Path(__file__).resolve()
+        and "with chromium()" in path.read_text(encoding="utf-8")
+    )
+    assert openers == ["tests/conftest.py"]

@@ -7,12 +7,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser
 
 from fedge.converters.options import ConvertOptions
 from fedge.reference.train import TrainConfig
 from tests.helpers import shared_models
-from tests.helpers.browser import chromium
 from tests.helpers.live_server import LiveServer, running
 from tests.helpers.shared_models import trained_digits
 from tests.web.any_models import Built, build
@@ -29,12 +27,6 @@ def digits_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Its bundle: TFLite (with the training artifact) and TF.js, parity checked."""
     options = ConvertOptions(targets=("tflite", "tfjs"))
     return shared_models.digits_bundle(tmp_path_factory, TrainConfig(epochs=6, seed=0), options)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    with chromium() as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ installed before any script of the page runs).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
+from playwright.sync_api import Browser
 
-from tests.helpers.browser import chromium, watch
+from tests.helpers.browser import watch
 from tests.helpers.live_server import LiveServer
 from tests.server.abuse.live import serve
 
@@ -67,20 +67,19 @@ def test_api_answers_carry_nosniff_and_no_framing(live: LiveServer) -> None:
 
 
 def test_the_pages_run_under_their_policy_without_a_violation(
-    live: LiveServer, tmp_path: Path
+    live: LiveServer, browser: Browser
 ) -> None:
     seen: dict[str, list[str]] = {}
     console: dict[str, list[str]] = {}
-    with chromium() as browser:
-        for path in PAGES:
-            page = browser.new_page()
-            watched = watch(page)  # console errors: a violation is reported there too
-            page.add_init_script(COLLECT_VIOLATIONS)
-            page.goto(f"{live.url}{path}", wait_until="load")
-            page.wait_for_timeout(1500)  # module scripts, their fetches and styles
-            seen[path] = page.evaluate("window.__violations")
-            console[path] = [e for e in watched.errors if "Content Security Policy" in e]
-            page.close()
+    for path in PAGES:
+        page = browser.new_page()
+        watched = watch(page)  # console errors: a violation is reported there too
+        page.add_init_script(COLLECT_VIOLATIONS)
+        page.goto(f"{live.url}{path}", wait_until="load")
+        page.wait_for_timeout(1500)  # module scripts, their fetches and styles
+        seen[path] = page.evaluate("window.__violations")
+        console[path] = [e for e in watched.errors if "Content Security Policy" in e]
+        page.close()
 
     assert seen == {path: [] for path in PAGES}
     assert console == {path: [] for path in PAGES}
