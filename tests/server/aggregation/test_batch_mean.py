@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from fedge.server.aggregation.blocked import add_weighted, block_elems
+from fedge.server.aggregation.blocked import GROUP_ROWS, add_weighted, block_elems, group_rows
 from fedge.server.aggregation.kernels import AggregationError, StreamingMean
 
 
@@ -32,7 +32,7 @@ def test_a_hand_computed_batch(fresh: bool, check: bool) -> None:
     assert out.dtype == np.float64
 
 
-@pytest.mark.parametrize("count", [2, 3, 50])
+@pytest.mark.parametrize("count", [2, 3, 50, 130])
 def test_odd_sizes_across_blocks_by_hand(count: int) -> None:
     """Update k is the constant k + 1 plus the ramp 0, 1, 2, ...; with weight
     k + 1, element i of the sum is sum((k + 1) ** 2) + i * sum(k + 1)."""
@@ -70,7 +70,7 @@ def _one_by_one(
     return total
 
 
-@pytest.mark.parametrize("count", [2, 7, 50])
+@pytest.mark.parametrize("count", [2, 7, 50, 130])
 def test_equals_one_update_at_a_time_to_1e12(count: int) -> None:
     rng = np.random.default_rng(count)
     for size in _odd_sizes(count):
@@ -135,6 +135,20 @@ def test_nan_in_the_middle_of_a_batch_is_refused_and_nothing_is_added(fresh: boo
     updates[2]["a"][step + 17] = 0.5  # the same batch, fixed, is then added
     mean.add_many(updates, [1.0] * 5)
     assert mean.count == (5 if fresh else 6)
+
+
+def test_more_updates_than_one_product_takes_are_reduced_in_groups() -> None:
+    count = 3 * GROUP_ROWS + 1  # four groups
+    assert group_rows(count) < GROUP_ROWS
+    size = block_elems(count) + 9
+    flats = [np.full(size, 2.0, np.float32) for _ in range(count)]
+    weights = [1.0] * count
+    np.testing.assert_array_equal(
+        add_weighted(None, flats, weights, name="w", check_finite=True), np.full(size, 2.0 * count)
+    )
+    flats[count - 2][size - 1] = -np.inf  # in the last group and the last block
+    with pytest.raises(AggregationError, match=f"update {count - 2}: w has non-finite"):
+        add_weighted(None, flats, weights, name="w", check_finite=True)
 
 
 def test_a_batch_of_the_wrong_length_is_refused() -> None:
