@@ -74,6 +74,7 @@ def add_weighted(
     *,
     name: str,
     check_finite: bool,
+    shape: tuple[int, int] | None = None,
 ) -> Float64Array:
     """``total + sum(w * flat)`` in float64, block by block; with ``total``
     None (an empty sum), ``sum(w * flat)`` into a new array.
@@ -82,7 +83,9 @@ def add_weighted(
     and ``total`` is left as it was, so a batch refused part-way (a
     non-finite value in some block) changes nothing; the caller keeps the
     returned array. Without it (the caller validated the updates already)
-    ``total`` is updated in place and returned.
+    ``total`` is updated in place and returned. ``shape`` (updates per
+    product, coordinates per block) overrides the cache sizing, for
+    benchmarks that compare shapes.
     """
     count = len(flats)
     if count != len(weights):
@@ -95,7 +98,9 @@ def add_weighted(
             raise AggregationError(f"update {index}: {name} has {flat.size} values, not {size}")
     out = total if total is not None and not check_finite else np.empty(size, np.float64)
     factors = np.asarray(weights, dtype=np.float64)
-    rows, step = group_rows(count), block_elems(count)
+    rows, step = (group_rows(count), block_elems(count)) if shape is None else shape
+    if rows < 1 or step < 1:
+        raise AggregationError(f"a block shape needs positive sizes, got {shape}")
     groups = [(first, min(first + rows, count)) for first in range(0, count, rows)]
     stack = np.empty((rows, min(step, size)), dtype=np.float64)
     scratch = np.empty((2, min(step, size)), dtype=np.float64)

@@ -157,3 +157,14 @@ def test_a_batch_of_the_wrong_length_is_refused() -> None:
         add_weighted(None, flats, [1.0, 1.0], name="w", check_finite=True)
     with pytest.raises(AggregationError, match="no updates"):
         add_weighted(None, [], [], name="w", check_finite=True)
+
+
+def test_any_block_shape_gives_the_same_sum() -> None:
+    # 1 * [1..7] + 2 * [10..70] + 3 * [100..700]: element i is 321 * (i + 1)
+    flats = [np.arange(1, 8, dtype=np.float32) * scale for scale in (1, 10, 100)]
+    expected = 321.0 * np.arange(1, 8)
+    for shape in (None, (1, 1), (2, 3), (3, 7), (5, 100)):
+        out = add_weighted(None, flats, [1.0, 2.0, 3.0], name="w", check_finite=True, shape=shape)
+        np.testing.assert_array_equal(out, expected)
+    with pytest.raises(AggregationError, match="positive sizes"):
+        add_weighted(None, flats, [1.0, 2.0, 3.0], name="w", check_finite=True, shape=(0, 4))
