@@ -40,6 +40,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from fedge.blas_threads import single_blas_thread
 from fedge.server.aggregation.kernels import (
     InMemoryUpdates,
     SafetensorsFileUpdates,
@@ -119,7 +120,9 @@ def fedge_view() -> Path:
 def run_flower(directory: Path, repeats: int, trim: float) -> dict[str, Any] | None:
     if not FLOWER_PYTHON.exists():
         return None
-    env = {**os.environ, "PYTHONPATH": str(fedge_view())}
+    # One BLAS thread, as in the server process (fedge.blas_threads); Flower's
+    # functions use no BLAS.
+    env = {**os.environ, "PYTHONPATH": str(fedge_view()), "OPENBLAS_NUM_THREADS": "1"}
     command = [str(FLOWER_PYTHON), str(REPO_ROOT / "bench" / "flower_worker.py"), str(directory)]
     command += ["--repeats", str(repeats), "--trim", str(trim)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
@@ -220,6 +223,12 @@ def measure_fedge(
 
         return run
 
+    # The server's fold of a group commit (RoundSum.add_many): the batch
+    # added in place to a running sum, unchecked (each update was checked
+    # when it was accepted).
+    running = StreamingMean()
+    running.add_many(updates, examples)
+
     memory = InMemoryUpdates(updates)
     files = SafetensorsFileUpdates(paths)
     fast = {
@@ -228,6 +237,7 @@ def measure_fedge(
         "mean_unchecked": mean(False),
         "batch": batch(True),
         "batch_unchecked": batch(False),
+        "fold": lambda: running.add_many(updates, examples, check_finite=False),
     }
     robust = {
         "median": lambda: coordinate_median(memory),
@@ -248,15 +258,45 @@ class ResultTable:
         self.table = Table(title=title)
         for column in ("aggregation", "implementation", "NumPy", "data", "median s", "GB/s"):
             self.table.add_column(column, justify="left" if column != "median s" else "right")
+        self.table.add_column("of memory pass", justify="right")
         self.table.add_column("fedge speed-up", justify="right")
+        self.memory_pass: float | None = None
 
     def row(
         self, kind: str, impl: str, numpy: str, seconds: float, shape: tuple[int, int], vs: str = ""
     ) -> None:
+        """A row; its share of the memory pass is against the last memory pass row."""
         count, elems = shape
         data = f"{count}x{elems:,}"
         rate = count * elems * 4 / 1e9 / seconds
-        self.table.add_row(kind, impl, numpy, data, f"{seconds:.3f}", f"{rate:.2f}", vs)
+        if kind == "memory pass":
+            self.memory_pass = seconds
+        share = f"{self.memory_pass / seconds:.0%}" if self.memory_pass else ""
+        self.table.add_row(kind, impl, numpy, data, f"{seconds:.3f}", f"{rate:.2f}", share, vs)
+
+    def section(self) -> None:
+        """A new section: its rows are shares of its own memory pass, if any."""
+        self.table.add_section()
+        self.memory_pass = None
+
+    def flower_rows(self, flower: dict[str, Any], shape: tuple[int, int]) -> None:
+        """Flower's rows and fedge's, timed in Flower's process and NumPy."""
+        t = {key: statistics.median(values) for key, values in flower["times"].items()}
+        numpy2, version = flower["numpy"], flower["flwr"]
+        self.row("memory pass", "NumPy x.sum() (reference)", numpy2, t["memory_pass"], shape)
+        for kind, label in (
+            ("mean", "aggregate"),
+            ("median", "aggregate_median"),
+            ("trimmed", "aggregate_trimmed_avg"),
+        ):
+            speedup = f"{t[f'flower_{kind}'] / t[f'ours_{kind}']:.1f}x"
+            self.row(kind, f"Flower {version} {label}", numpy2, t[f"flower_{kind}"], shape)
+            impl = (
+                "fedge add_many, same process, NumPy"
+                if kind == "mean"
+                else "fedge, same process and NumPy"
+            )
+            self.row(kind, impl, numpy2, t[f"ours_{kind}"], shape, speedup)
 
 
 def main() -> None:
@@ -264,6 +304,8 @@ def main() -> None:
     if args.rss_child is not None:
         rss_child(args.rss_child, args.elems)
         return
+    # As the server runs it: BLAS products in the calling thread only.
+    single_blas_thread()
     console = Console(width=150)
     shape = (args.updates, args.elems)
     gigabytes = args.updates * args.elems * 4 / 1e9
@@ -286,36 +328,22 @@ def main() -> None:
     out.row("weighted mean", "fedge, check_finite=False", here, ours["mean_unchecked"], shape)
     out.row("weighted mean", "fedge add_many (one batch)", here, ours["batch"], shape)
     out.row("weighted mean", "fedge add_many, unchecked", here, ours["batch_unchecked"], shape)
+    out.row("weighted mean", "fedge fold into a running sum", here, ours["fold"], shape)
     out.row("median", "fedge coordinate_median", here, ours["median"], shape)
     out.row("median", "fedge, from safetensors files", here, ours["median_files"], shape)
     out.row("trimmed mean", f"fedge trimmed_mean({args.trim})", here, ours["trimmed"], shape)
     out.row("trimmed mean", "fedge, from safetensors files", here, ours["trimmed_files"], shape)
-    out.table.add_section()
+    out.section()
     if flower is None:
-        out.table.add_row("Flower", "not measured: .bench-venv is missing", "", "", "", "", "")
+        out.table.add_row("Flower", "not measured: .bench-venv is missing", *[""] * 6)
         console.print("[yellow]Flower's venv is missing: run bench/setup_flower.sh[/yellow]")
     else:
-        t = {key: statistics.median(values) for key, values in flower["times"].items()}
-        numpy2, version = flower["numpy"], flower["flwr"]
-        out.row("memory pass", "NumPy x.sum() (reference)", numpy2, t["memory_pass"], shape)
-        for kind, label in (
-            ("mean", "aggregate"),
-            ("median", "aggregate_median"),
-            ("trimmed", "aggregate_trimmed_avg"),
-        ):
-            speedup = f"{t[f'flower_{kind}'] / t[f'ours_{kind}']:.1f}x"
-            out.row(kind, f"Flower {version} {label}", numpy2, t[f"flower_{kind}"], shape)
-            impl = (
-                "fedge add_many, same process, NumPy"
-                if kind == "mean"
-                else "fedge, same process and NumPy"
-            )
-            out.row(kind, impl, numpy2, t[f"ours_{kind}"], shape, speedup)
+        out.flower_rows(flower, shape)
         diffs = ", ".join(f"{k} {v:.1e}" for k, v in flower["max_abs_diff"].items())
         console.print(f"max |fedge - Flower| on the same NumPy: {diffs}")
     if tff_times is not None:
         tff_shape = (args.tff_updates, args.tff_elems)
-        out.table.add_section()
+        out.section()
         out.row("weighted mean", "TFF MeanFactory via its runtime", here, tff_times[0], tff_shape)
         speedup = f"{tff_times[0] / tff_times[1]:.0f}x"
         out.row("weighted mean", "fedge StreamingMean", here, tff_times[1], tff_shape, speedup)

@@ -154,15 +154,13 @@ class StreamingMean:
         for index, delta in enumerate(deltas):
             check_spec(spec, delta, f"update {index}")
             flats.append({name: np.asarray(delta[name]).reshape(-1) for name in spec.names})
-        sums = (
-            dict(self._sums)
-            if self._spec is not None
-            else {weight.name: np.zeros(weight.size, dtype=np.float64) for weight in spec}
-        )
+        # An empty mean (the round's first batch) takes the batch's sum as
+        # its own: nothing to zero and add to.
+        sums: dict[str, Float64Array] = {}
         for name in spec.names:
             parts = [flat[name] for flat in flats]
             sums[name] = add_weighted(
-                sums[name], parts, factors, name=name, check_finite=check_finite
+                self._sums.get(name), parts, factors, name=name, check_finite=check_finite
             )
         self._spec = spec
         self._sums = sums

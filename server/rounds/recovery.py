@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from fedge.server.errors import ConfigurationError
 from fedge.server.metrics import Metrics
@@ -93,6 +94,38 @@ def recover(
     return model
 
 
+# Stored updates are folded in batches, as a group commit's are: the float64
+# sum crosses memory once per batch (fedge.server.aggregation.blocked), not
+# once per update. A batch holds at most this many updates and decoded
+# bytes: recovery reads a whole round, which may be thousands of updates.
+FOLD_BATCH_UPDATES = 64
+FOLD_BATCH_BYTES = 256 << 20
+
+
+@dataclass
+class _Batch:
+    """Decoded updates waiting to be added to the sum together."""
+
+    devices: list[str] = field(default_factory=list)
+    deltas: list[Weights] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    factors: list[tuple[int, float] | None] = field(default_factory=list)
+    nbytes: int = 0
+
+    def full(self) -> bool:
+        return len(self.deltas) >= FOLD_BATCH_UPDATES or self.nbytes >= FOLD_BATCH_BYTES
+
+    def add_to(self, round_sum: RoundSum) -> int:
+        """Add the batch to ``round_sum`` (all or nothing); how many updates."""
+        if self.deltas:
+            round_sum.add_many(self.deltas, self.weights)
+        for device, factor in zip(self.devices, self.factors, strict=True):
+            if factor is not None:
+                round_sum.factors[device] = factor
+            round_sum.devices.add(device)
+        return len(self.deltas)
+
+
 def fold_stored(
     rows: Sequence[rs.UpdateRecord],
     blobs: BlobStore,
@@ -101,22 +134,31 @@ def fold_stored(
     staleness: StalenessPolicy | None,
 ) -> int:
     """Add the stored updates of ``rows`` not yet in ``round_sum`` (by
-    device), in the order given; returns how many were added."""
+    device), in the order given, a batch at a time; returns how many were
+    added."""
     added = 0
     with round_sum.lock:
+        batch = _Batch()
         for row in rows:
-            if row.device_id in round_sum.devices:
+            if row.device_id in round_sum.devices or row.device_id in batch.devices:
                 continue
             update = decode_update(stored_bytes(blobs, row))
             deltas = update.deltas
             weight = strategy.weight(deltas, row.num_examples)
+            factor = None
             if staleness is not None:
                 # Not re-checked against the bound: it was within it when acknowledged.
                 lag = row.round_id - update.meta.round_id
-                factor = staleness.factor(lag)
-                round_sum.factors[row.device_id] = (lag, factor)
-                weight *= factor
-            round_sum.add(strategy.averaged(deltas), weight)
-            round_sum.devices.add(row.device_id)
-            added += 1
+                factor = (lag, staleness.factor(lag))
+                weight *= factor[1]
+            averaged = strategy.averaged(deltas)
+            batch.devices.append(row.device_id)
+            batch.deltas.append(averaged)
+            batch.weights.append(weight)
+            batch.factors.append(factor)
+            batch.nbytes += sum(value.nbytes for value in averaged.values())
+            if batch.full():
+                added += batch.add_to(round_sum)
+                batch = _Batch()
+        added += batch.add_to(round_sum)
     return added

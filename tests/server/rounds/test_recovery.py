@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from fedge.server.config import ServerConfig
 from fedge.server.errors import ConfigurationError
 from fedge.server.metrics import server_metrics
+from fedge.server.rounds import recovery
 from fedge.server.rounds.recovery import recover
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
@@ -37,6 +39,35 @@ def test_a_restart_adds_the_stored_updates_of_the_open_round_again(
     assert after.lifecycle.model.checkpoint_id == before.lifecycle.model.checkpoint_id
     assert "fedge_current_round 1" in after.metrics.render()
     assert "fedge_round_updates 2" in after.metrics.render()
+
+
+def test_a_restart_folds_the_stored_updates_in_batches(
+    parts_on: PartsOn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovery (and a worker's catch-up) adds stored updates as the group
+    commit does, a batch at a time, in batches of at most
+    ``FOLD_BATCH_UPDATES``."""
+    before = parts_on(tmp_path, rounds={"target_participants": 9})
+    for value, examples in ((1.0, 1), (2.0, 2), (3.0, 3), (4.0, 4), (5.0, 5)):
+        device = before.device()
+        base = before.task(device)["base_checkpoint"]
+        before.ingest.accept(device, 1, constant_update(1, base, value, examples))
+    batches: list[int] = []
+    real_add_many = RoundSum.add_many
+
+    def recording(self: RoundSum, deltas: Any, weights: Any) -> int:
+        batches.append(len(deltas))
+        return real_add_many(self, deltas, weights)
+
+    monkeypatch.setattr(recovery, "FOLD_BATCH_UPDATES", 2)
+    monkeypatch.setattr(RoundSum, "add_many", recording)
+
+    after = parts_on(tmp_path, rounds={"target_participants": 9})
+
+    assert batches == [2, 2, 1]
+    assert after.round_sum.count == 5 and after.round_sum.devices == before.round_sum.devices
+    # (1 + 4 + 9 + 16 + 25) / 15 = 55 / 15
+    np.testing.assert_allclose(after.round_sum.mean.result()["dense/bias"], [55 / 15] * 2)
 
 
 def test_a_restart_after_a_close_trains_from_the_new_checkpoint(
