@@ -1,6 +1,6 @@
 """One measured run: enrol devices on the servers (in turn), upload 10
 updates, then the rest with concurrent uploaders, timed; the servers' CPU
-and RSS around it."""
+and RSS, and the database's counters (:mod:`.db_costs`), around it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import requests
 
+from bench.ingest.db_costs import DbCosts, Probe, per_update
 from bench.ingest.servers import cpu_seconds
 from fedge.wire.update_codec import Update, UpdateMeta, encode_update
 from tests.helpers.live_server import LiveServer
@@ -32,14 +33,32 @@ class Run:
     rss_10: float  # MiB, summed over the server processes
     rss_n: float
     growth: float  # x model size
+    db: DbCosts  # the database's costs per update
 
 
 def median_run(runs: list[Run]) -> Run:
-    return Run(*(statistics.median(getattr(r, f.name) for r in runs) for f in fields(Run)))
+    """The median of every figure (of the runs that measured it)."""
+
+    def median(values: list[float | None]) -> float | None:
+        known = [value for value in values if value is not None]
+        return statistics.median(known) if known else None
+
+    db = DbCosts(**{f.name: median([getattr(r.db, f.name) for r in runs]) for f in fields(DbCosts)})
+    figures = {
+        f.name: statistics.median(getattr(r, f.name) for r in runs)
+        for f in fields(Run)
+        if f.name != "db"
+    }
+    return Run(**figures, db=db)
 
 
 def measure(
-    servers: list[LiveServer], updates: int, uploaders: int, weights: Weights, model_bytes: int
+    servers: list[LiveServer],
+    probe: Probe,
+    updates: int,
+    uploaders: int,
+    weights: Weights,
+    model_bytes: int,
 ) -> Run:
     session = requests.Session()
     devices = []
@@ -83,6 +102,7 @@ def measure(
     for index in range(WARM_UP):
         upload(index)
     rss_10 = sum(server.rss_bytes() for server in servers)
+    db_before = probe.read()
     cpu_before = cpu_seconds(servers)
     started = time.perf_counter()
     with ThreadPoolExecutor(uploaders) as pool:
@@ -91,6 +111,7 @@ def measure(
     cpu = cpu_seconds(servers) - cpu_before
     rss_n = sum(server.rss_bytes() for server in servers)
     count = len(latencies)
+    db = per_update(db_before, probe.read(), count)
     return Run(
         updates_s=count / wall,
         mb_s=sum(len(body) for body in bodies[WARM_UP:]) / wall / 1e6,
@@ -100,4 +121,5 @@ def measure(
         rss_10=rss_10 / 2**20,
         rss_n=rss_n / 2**20,
         growth=(rss_n - rss_10) / model_bytes,
+        db=db,
     )
