@@ -11,7 +11,9 @@ accepted, each acknowledged only once durable), upload latency p50/p99,
 the servers' CPU time per update, and their RSS growth from 10 to N
 updates in one round relative to the model size (streaming aggregation
 keeps it O(model)); with ``--repeat`` the medians too. A second table
-gives the database's costs per update over the same timed uploads
+gives the aggregator's share of the server CPU (the worker whose /healthz
+says it runs the rounds) and the database's costs per update over the
+same timed uploads
 (:mod:`bench.ingest.db_costs`): PostgreSQL's CPU (all the throw-away
 cluster's processes), its committed transactions and statements
 (``pg_stat_statements``), the database's growth and the WAL written; for
@@ -49,7 +51,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.ingest.baseline import baseline_fedge, serves_database
-from bench.ingest.db_costs import DbCosts, PostgresProbe, Probe, SqliteProbe
+from bench.ingest.db_costs import PostgresProbe, Probe, SqliteProbe
 from bench.ingest.servers import Databases, Store, postgres_databases, serving
 from bench.ingest.uploads import WARM_UP, Run, Weights, measure, median_run
 from tests.helpers.live_server import FEDGE
@@ -90,6 +92,7 @@ def cells(run: Run) -> list[str]:
 
 
 DB_COLUMNS = (
+    "aggregator CPU ms/update",
     "DB CPU ms/update",
     "DB transactions/update",
     "DB statements/update",
@@ -98,13 +101,16 @@ DB_COLUMNS = (
 )
 
 
-def db_cells(costs: DbCosts) -> list[str]:
-    """The database's costs per update; blank where not measured."""
+def db_cells(run: Run) -> list[str]:
+    """The aggregator's CPU and the database's costs per update; blank
+    where not measured."""
+    costs = run.db
 
     def cell(value: float | None, digits: int) -> str:
         return "" if value is None else f"{value:,.{digits}f}"
 
     return [
+        f"{run.aggregator_cpu_ms:.2f}",
         cell(costs.cpu_ms, 2),
         cell(costs.commits, 1),
         cell(costs.statements, 1),
@@ -257,8 +263,9 @@ def _print(
             table.add_row(name, "median", *cells(median_run(runs)), style="bold")
     console.print(table)
     costs = Table(
-        title="the database's costs per timed update (PostgreSQL: the whole throw-away"
-        " cluster's CPU, the run's database; SQLite: its files' growth)"
+        title="costs per timed update: the aggregator process (its share of the server CPU),"
+        " the database (PostgreSQL: the whole throw-away cluster's CPU, the run's database;"
+        " SQLite: its files' growth)"
     )
     costs.add_column("server")
     costs.add_column("run")
@@ -266,9 +273,9 @@ def _print(
         costs.add_column(column, justify="right")
     for name, runs in results.items():
         for attempt, run in enumerate(runs):
-            costs.add_row(name, str(attempt + 1), *db_cells(run.db))
+            costs.add_row(name, str(attempt + 1), *db_cells(run))
         if len(runs) > 1:
-            costs.add_row(name, "median", *db_cells(median_run(runs).db), style="bold")
+            costs.add_row(name, "median", *db_cells(median_run(runs)), style="bold")
     console.print(costs)
     if args.baseline is None:
         return

@@ -10,6 +10,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+
 from tests.helpers.live_server import LiveServer, running
 
 # Makes a fresh, empty PostgreSQL database of the given name; returns its URL.
@@ -117,10 +119,16 @@ def serving(
         ]
 
 
-def cpu_seconds(servers: list[LiveServer]) -> float:
-    """User + system CPU of the server processes so far (Linux /proc)."""
-    ticks = 0
-    for server in servers:
-        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(server: LiveServer) -> float:
+    """User + system CPU of one server process so far (Linux /proc)."""
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def aggregator_index(servers: list[LiveServer]) -> int | None:
+    """Which of the servers runs the rounds (its /healthz says so), if any."""
+    for index, server in enumerate(servers):
+        holder = requests.get(f"{server.url}/healthz", timeout=30).json().get("aggregator")
+        if holder is not None and holder["this_worker"]:
+            return index
+    return None

@@ -14,7 +14,7 @@ import numpy as np
 import requests
 
 from bench.ingest.db_costs import DbCosts, Probe, per_update
-from bench.ingest.servers import cpu_seconds
+from bench.ingest.servers import aggregator_index, cpu_seconds
 from fedge.wire.update_codec import Update, UpdateMeta, encode_update
 from tests.helpers.live_server import LiveServer
 
@@ -30,6 +30,7 @@ class Run:
     p50_ms: float
     p99_ms: float
     cpu_ms: float  # the server processes' CPU time (user + system) per update
+    aggregator_cpu_ms: float  # the aggregator's share of it (nan: none found)
     rss_10: float  # MiB, summed over the server processes
     rss_n: float
     growth: float  # x model size
@@ -103,21 +104,23 @@ def measure(
         upload(index)
     rss_10 = sum(server.rss_bytes() for server in servers)
     db_before = probe.read()
-    cpu_before = cpu_seconds(servers)
+    cpu_before = [cpu_seconds(server) for server in servers]
     started = time.perf_counter()
     with ThreadPoolExecutor(uploaders) as pool:
         latencies = list(pool.map(upload, range(WARM_UP, updates)))
     wall = time.perf_counter() - started
-    cpu = cpu_seconds(servers) - cpu_before
+    cpu = [cpu_seconds(server) - before for server, before in zip(servers, cpu_before, strict=True)]
     rss_n = sum(server.rss_bytes() for server in servers)
     count = len(latencies)
     db = per_update(db_before, probe.read(), count)
+    aggregator = aggregator_index(servers)
     return Run(
         updates_s=count / wall,
         mb_s=sum(len(body) for body in bodies[WARM_UP:]) / wall / 1e6,
         p50_ms=float(np.percentile(latencies, 50)) * 1000,
         p99_ms=float(np.percentile(latencies, 99)) * 1000,
-        cpu_ms=cpu / count * 1000,
+        cpu_ms=sum(cpu) / count * 1000,
+        aggregator_cpu_ms=float("nan") if aggregator is None else cpu[aggregator] / count * 1000,
         rss_10=rss_10 / 2**20,
         rss_n=rss_n / 2**20,
         growth=(rss_n - rss_10) / model_bytes,
