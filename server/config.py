@@ -38,7 +38,8 @@ class ServerConfig:
     worker_id: str | None = None
     # PostgreSQL workers: the aggregator's round driver refreshes its lease's
     # heartbeat at every step; a heartbeat older than this (a hung aggregator)
-    # lets the next worker that tries the lease cut its connections and take it.
+    # lets the next worker that tries the lease cut its connections and take it:
+    # keep it a few times tick_s, and above the longest step (a round's close).
     lease_timeout_s: float = 15.0
     host: str = "127.0.0.1"
     port: int = 8750
@@ -251,8 +252,8 @@ class ServerConfig:
             not self.worker_id or " " in self.worker_id or len(self.worker_id) > 40
         ):
             raise ConfigurationError("worker_id must be 1-40 characters without spaces")
-        if not self.lease_timeout_s >= 2 * self.tick_s:
-            raise ConfigurationError("lease_timeout_s must be at least twice tick_s")
+        if not 0 < self.lease_timeout_s < float("inf"):
+            raise ConfigurationError("lease_timeout_s must be > 0 (and a few times tick_s)")
 
     def _validate_release_builds(self) -> None:
         if self.release_every_rounds < 0 or not self.release_build_timeout_s > 0:
