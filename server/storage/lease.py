@@ -28,14 +28,19 @@ class LeaseHolder:
 
     worker_id: str
     since: float  # epoch seconds
+    # Seconds since its last heartbeat (None: a lease without one, SQLite's).
+    heartbeat_age_s: float | None = None
 
     def to_json(self, this_worker: str, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
-        return {
+        body: dict[str, Any] = {
             "worker_id": self.worker_id,
             "this_worker": self.worker_id == this_worker,
             "lease_age_s": round(max(0.0, now - self.since), 3),
         }
+        if self.heartbeat_age_s is not None:
+            body["heartbeat_age_s"] = round(max(0.0, self.heartbeat_age_s), 3)
+        return body
 
 
 class Lease(Protocol):

@@ -38,6 +38,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import psycopg2
@@ -61,8 +62,7 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s
   AND l.objsubid = 2
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
-_HOLDER = "SELECT a.application_name " + _HELD
-# The holder's lease backend, and its heartbeat's age in seconds.
+# The holder's lease backend, its name, and its heartbeat's age in seconds.
 _HEARTBEAT = (
     "SELECT a.pid, a.application_name,"
     " extract(epoch FROM clock_timestamp() - a.query_start)::float8 " + _HELD
@@ -202,14 +202,19 @@ class AdvisoryLease:
                     if self._watch is None or self._watch.closed:
                         self._watch = self._db.connect()
                     with self._watch.cursor() as cursor:
-                        cursor.execute(_HOLDER, KEY)
+                        cursor.execute(_HEARTBEAT, KEY)
                         row = cursor.fetchone()
                     break
                 except psycopg2.Error as exc:
                     self._close_watch()
                     if attempt == 1 or not isinstance(exc, psycopg2.OperationalError):
                         raise store_error(exc) from exc
-        return None if row is None else parse_holder(str(row[0]))
+        if row is None:
+            return None
+        holder = parse_holder(str(row[1]))
+        if holder is None or row[2] is None:
+            return holder
+        return replace(holder, heartbeat_age_s=float(row[2]))
 
     def release(self) -> None:
         with self._lock:

@@ -165,6 +165,7 @@ def test_two_workers_aggregate_as_one_server_does_and_share_events(
         assert second["aggregator"]["worker_id"] == "w0"
         assert second["aggregator"]["this_worker"] is False
         assert 0 <= second["aggregator"]["lease_age_s"] < 120
+        assert 0 <= second["aggregator"]["heartbeat_age_s"] < 5  # beats every tick (0.5 s)
 
         fleet = Fleet.enrol([w0.url, w1.url])
         urls = [w0.url, w1.url]
@@ -320,9 +321,14 @@ def test_a_hung_aggregator_loses_the_lease_within_its_timeout_and_steps_down_on_
         w0.process.send_signal(signal.SIGSTOP)
         try:
             stopped = time.monotonic()
+            ages = []
             while not aggregator_is(w1, "w1"):
                 assert time.monotonic() - stopped < timeout_s + 5.0, health(w1)
+                holder = health(w1)["aggregator"]
+                if holder is not None:  # (None for a moment while the lease changes hands)
+                    ages.append(holder["heartbeat_age_s"])
                 time.sleep(0.05)
+            assert max(ages) > 1.0  # w1 saw w0's heartbeat age before it took over
             print(f"w1 took the lease {time.monotonic() - stopped:.2f} s after w0 hung")
             rest = fleet.upload(list(range(DEVICES // 2, DEVICES)), lambda i: w1.url)
             assert {a.status_code for a in rest} == {201}
