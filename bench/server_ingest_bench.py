@@ -10,7 +10,14 @@ Prints, per run, the ingest rate (updates/s and MB/s of update bodies
 accepted, each acknowledged only once durable), upload latency p50/p99,
 the servers' CPU time per update, and their RSS growth from 10 to N
 updates in one round relative to the model size (streaming aggregation
-keeps it O(model)); with ``--repeat`` the medians too.
+keeps it O(model)); with ``--repeat`` the medians too. A second table
+gives the aggregator's share of the server CPU (the worker whose /healthz
+says it runs the rounds) and the database's costs per update over the
+same timed uploads
+(:mod:`bench.ingest.db_costs`): PostgreSQL's CPU (all the throw-away
+cluster's processes), its committed transactions and statements
+(``pg_stat_statements``), the database's growth and the WAL written; for
+SQLite the growth of its files.
 
 Rows: ``SQLite`` (one process), then with ``--workers 1,2`` the same
 uploads to 1, 2 ... ``fedge serve --database`` workers on one PostgreSQL
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -43,7 +51,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.ingest.baseline import baseline_fedge, serves_database
-from bench.ingest.servers import MakeDatabase, Store, postgres_databases, serving
+from bench.ingest.db_costs import PostgresProbe, Probe, SqliteProbe
+from bench.ingest.servers import Databases, Store, postgres_databases, serving
 from bench.ingest.uploads import WARM_UP, Run, Weights, measure, median_run
 from tests.helpers.live_server import FEDGE
 
@@ -79,6 +88,34 @@ def cells(run: Run) -> list[str]:
         f"{run.rss_10:.0f}",
         f"{run.rss_n:.0f}",
         f"{run.growth:.2f}x",
+    ]
+
+
+DB_COLUMNS = (
+    "aggregator CPU ms/update",
+    "DB CPU ms/update",
+    "DB transactions/update",
+    "DB statements/update",
+    "DB bytes/update",
+    "WAL bytes/update",
+)
+
+
+def db_cells(run: Run) -> list[str]:
+    """The aggregator's CPU and the database's costs per update; blank
+    where not measured."""
+    costs = run.db
+
+    def cell(value: float | None, digits: int) -> str:
+        return "" if value is None else f"{value:,.{digits}f}"
+
+    return [
+        f"{run.aggregator_cpu_ms:.2f}",
+        cell(costs.cpu_ms, 2),
+        cell(costs.commits, 1),
+        cell(costs.statements, 1),
+        cell(costs.size_bytes, 0),
+        cell(costs.wal_bytes, 0),
     ]
 
 
@@ -177,12 +214,25 @@ def _measure_one(
     store: Store,
     work: Path,
     args: argparse.Namespace,
-    databases: MakeDatabase | None,
+    databases: Databases | None,
     weights: Weights,
     model_bytes: int,
 ) -> Run:
     """One run on fresh servers: a data directory (and database) of its own."""
-    flags = [
+    url: str | None = None
+    with tempfile.TemporaryDirectory(prefix="run-", dir=work) as run_dir:
+        probe: Probe = SqliteProbe(Path(run_dir) / "data")
+        if store.workers:
+            if databases is None:
+                raise ValueError(f"{store.name} needs a PostgreSQL database")
+            url = databases.make(f"bench_{secrets.token_hex(4)}")
+            probe = PostgresProbe(url, databases.postmaster)
+        with serving(fedge, store, _flags(args, work), Path(run_dir), url) as servers:
+            return measure(servers, probe, args.updates, args.uploaders, weights, model_bytes)
+
+
+def _flags(args: argparse.Namespace, work: Path) -> list[str]:
+    return [
         "--model",
         str(work / "model.keras"),
         "--rounds-target",
@@ -192,11 +242,6 @@ def _measure_one(
         "--deadline",
         "3600",
     ]
-    with (
-        tempfile.TemporaryDirectory(prefix="run-", dir=work) as run_dir,
-        serving(fedge, store, flags, Path(run_dir), databases) as servers,
-    ):
-        return measure(servers, args.updates, args.uploaders, weights, model_bytes)
 
 
 def _print(
@@ -217,6 +262,21 @@ def _print(
         if len(runs) > 1:
             table.add_row(name, "median", *cells(median_run(runs)), style="bold")
     console.print(table)
+    costs = Table(
+        title="costs per timed update: the aggregator process (its share of the server CPU),"
+        " the database (PostgreSQL: the whole throw-away cluster's CPU, the run's database;"
+        " SQLite: its files' growth)"
+    )
+    costs.add_column("server")
+    costs.add_column("run")
+    for column in DB_COLUMNS:
+        costs.add_column(column, justify="right")
+    for name, runs in results.items():
+        for attempt, run in enumerate(runs):
+            costs.add_row(name, str(attempt + 1), *db_cells(run))
+        if len(runs) > 1:
+            costs.add_row(name, "median", *db_cells(median_run(runs)), style="bold")
+    console.print(costs)
     if args.baseline is None:
         return
     suffix = f" @ {args.baseline}"

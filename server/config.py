@@ -36,6 +36,11 @@ class ServerConfig:
     # This process's name among the workers of one database (/healthz; the
     # aggregator's lease); None: <host>:<pid>. No spaces, at most 40 characters.
     worker_id: str | None = None
+    # PostgreSQL workers: the aggregator's round driver refreshes its lease's
+    # heartbeat at every step; a heartbeat older than this (a hung aggregator)
+    # lets the next worker that tries the lease cut its connections and take it:
+    # keep it a few times tick_s, and above the longest step (a round's close).
+    lease_timeout_s: float = 15.0
     host: str = "127.0.0.1"
     port: int = 8750
     # Request threads. Event streams, waiting long-polls and predictions run
@@ -192,10 +197,7 @@ class ServerConfig:
                 "round's devices together; use --aggregation sync"
             )
         check_database(self.database)
-        if self.worker_id is not None and (
-            not self.worker_id or " " in self.worker_id or len(self.worker_id) > 40
-        ):
-            raise ConfigurationError("worker_id must be 1-40 characters without spaces")
+        self._validate_workers()
         if self.norm_policy not in ("reject", "clip"):
             raise ConfigurationError("norm_policy must be 'reject' or 'clip'")
         if self.max_update_bytes < 1024:
@@ -244,6 +246,14 @@ class ServerConfig:
             )
         if not 0 < self.norm_bound_multiple < float("inf") or self.norm_history_rounds < 1:
             raise ConfigurationError("norm_bound_multiple must be > 0, norm_history_rounds >= 1")
+
+    def _validate_workers(self) -> None:
+        if self.worker_id is not None and (
+            not self.worker_id or " " in self.worker_id or len(self.worker_id) > 40
+        ):
+            raise ConfigurationError("worker_id must be 1-40 characters without spaces")
+        if not 0 < self.lease_timeout_s < float("inf"):
+            raise ConfigurationError("lease_timeout_s must be > 0 (and a few times tick_s)")
 
     def _validate_release_builds(self) -> None:
         if self.release_every_rounds < 0 or not self.release_build_timeout_s > 0:

@@ -5,16 +5,29 @@ database and data directory, each on a loopback port of its own."""
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+
 from tests.helpers.live_server import LiveServer, running
 
 # Makes a fresh, empty PostgreSQL database of the given name; returns its URL.
 MakeDatabase = Callable[[str], str]
+# The throw-away cluster's settings: statement counts for bench.ingest.db_costs.
+STATEMENT_STATS = ("shared_preload_libraries=pg_stat_statements",)
+
+
+@dataclass(frozen=True)
+class Databases:
+    """Where the PostgreSQL rows' databases come from: ``make`` one, and
+    the pid of its cluster's postmaster where that runs here (its CPU is
+    measured), else None."""
+
+    make: MakeDatabase
+    postmaster: int | None
 
 
 @dataclass(frozen=True)
@@ -32,10 +45,10 @@ class Store:
 
 
 @contextmanager
-def postgres_databases(admin_url: str | None) -> Iterator[MakeDatabase]:
+def postgres_databases(admin_url: str | None) -> Iterator[Databases]:
     """A maker of fresh databases: on ``admin_url``'s server (dropped again
     after the block), or on a throw-away cluster (as the tests start;
-    Debian's postgresql package)."""
+    Debian's postgresql package) that preloads ``pg_stat_statements``."""
     if admin_url is not None:
         import psycopg2
 
@@ -57,15 +70,22 @@ def postgres_databases(admin_url: str | None) -> Iterator[MakeDatabase]:
             return f"{base}/{name}"
 
         try:
-            yield make
+            yield Databases(make, None)
         finally:
             for name in made:
                 execute(f'DROP DATABASE IF EXISTS "{name}"')
         return
+    from bench.ingest.db_costs import postmaster_pid
     from tests.helpers.postgres import started
 
-    with started() as cluster:
-        yield cluster.new_database
+    with started(STATEMENT_STATS) as cluster:
+
+        def make_counted(name: str) -> str:
+            url = cluster.new_database(name)
+            cluster.sql("CREATE EXTENSION pg_stat_statements", name)
+            return url
+
+        yield Databases(make_counted, postmaster_pid(cluster.data))
 
 
 @contextmanager
@@ -74,23 +94,23 @@ def serving(
     store: Store,
     flags: list[str],
     run: Path,
-    databases: MakeDatabase | None,
+    database_url: str | None,
 ) -> Iterator[list[LiveServer]]:
-    """The store's server processes, data (and logs) under ``run``; all
-    stopped after the block, also on failure."""
+    """The store's server processes, data (and logs) under ``run``, the
+    PostgreSQL rows' on ``database_url``; all stopped after the block, also
+    on failure."""
     if store.workers == 0:
         with running(run / "data", flags, run / "server.log", fedge=fedge) as server:
             yield [server]
         return
-    if databases is None:
-        raise ValueError(f"{store.name} needs a PostgreSQL database maker")
-    url = databases(f"bench_{secrets.token_hex(4)}")
+    if database_url is None:
+        raise ValueError(f"{store.name} needs a PostgreSQL database")
     with ExitStack() as stack:
         yield [
             stack.enter_context(
                 running(
                     run / "data",
-                    [*flags, "--database", url],
+                    [*flags, "--database", database_url],
                     run / f"worker-{index}.log",
                     fedge=fedge,
                 )
@@ -99,10 +119,16 @@ def serving(
         ]
 
 
-def cpu_seconds(servers: list[LiveServer]) -> float:
-    """User + system CPU of the server processes so far (Linux /proc)."""
-    ticks = 0
-    for server in servers:
-        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(server: LiveServer) -> float:
+    """User + system CPU of one server process so far (Linux /proc)."""
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def aggregator_index(servers: list[LiveServer]) -> int | None:
+    """Which of the servers runs the rounds (its /healthz says so), if any."""
+    for index, server in enumerate(servers):
+        holder = requests.get(f"{server.url}/healthz", timeout=30).json().get("aggregator")
+        if holder is not None and holder["this_worker"]:
+            return index
+    return None

@@ -1,6 +1,6 @@
 """One measured run: enrol devices on the servers (in turn), upload 10
 updates, then the rest with concurrent uploaders, timed; the servers' CPU
-and RSS around it."""
+and RSS, and the database's counters (:mod:`.db_costs`), around it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import requests
 
-from bench.ingest.servers import cpu_seconds
+from bench.ingest.db_costs import DbCosts, Probe, per_update
+from bench.ingest.servers import aggregator_index, cpu_seconds
 from fedge.wire.update_codec import Update, UpdateMeta, encode_update
 from tests.helpers.live_server import LiveServer
 
@@ -29,17 +30,36 @@ class Run:
     p50_ms: float
     p99_ms: float
     cpu_ms: float  # the server processes' CPU time (user + system) per update
+    aggregator_cpu_ms: float  # the aggregator's share of it (nan: none found)
     rss_10: float  # MiB, summed over the server processes
     rss_n: float
     growth: float  # x model size
+    db: DbCosts  # the database's costs per update
 
 
 def median_run(runs: list[Run]) -> Run:
-    return Run(*(statistics.median(getattr(r, f.name) for r in runs) for f in fields(Run)))
+    """The median of every figure (of the runs that measured it)."""
+
+    def median(values: list[float | None]) -> float | None:
+        known = [value for value in values if value is not None]
+        return statistics.median(known) if known else None
+
+    db = DbCosts(**{f.name: median([getattr(r.db, f.name) for r in runs]) for f in fields(DbCosts)})
+    figures = {
+        f.name: statistics.median(getattr(r, f.name) for r in runs)
+        for f in fields(Run)
+        if f.name != "db"
+    }
+    return Run(**figures, db=db)
 
 
 def measure(
-    servers: list[LiveServer], updates: int, uploaders: int, weights: Weights, model_bytes: int
+    servers: list[LiveServer],
+    probe: Probe,
+    updates: int,
+    uploaders: int,
+    weights: Weights,
+    model_bytes: int,
 ) -> Run:
     session = requests.Session()
     devices = []
@@ -83,21 +103,26 @@ def measure(
     for index in range(WARM_UP):
         upload(index)
     rss_10 = sum(server.rss_bytes() for server in servers)
-    cpu_before = cpu_seconds(servers)
+    db_before = probe.read()
+    cpu_before = [cpu_seconds(server) for server in servers]
     started = time.perf_counter()
     with ThreadPoolExecutor(uploaders) as pool:
         latencies = list(pool.map(upload, range(WARM_UP, updates)))
     wall = time.perf_counter() - started
-    cpu = cpu_seconds(servers) - cpu_before
+    cpu = [cpu_seconds(server) - before for server, before in zip(servers, cpu_before, strict=True)]
     rss_n = sum(server.rss_bytes() for server in servers)
     count = len(latencies)
+    db = per_update(db_before, probe.read(), count)
+    aggregator = aggregator_index(servers)
     return Run(
         updates_s=count / wall,
         mb_s=sum(len(body) for body in bodies[WARM_UP:]) / wall / 1e6,
         p50_ms=float(np.percentile(latencies, 50)) * 1000,
         p99_ms=float(np.percentile(latencies, 99)) * 1000,
-        cpu_ms=cpu / count * 1000,
+        cpu_ms=sum(cpu) / count * 1000,
+        aggregator_cpu_ms=float("nan") if aggregator is None else cpu[aggregator] / count * 1000,
         rss_10=rss_10 / 2**20,
         rss_n=rss_n / 2**20,
         growth=(rss_n - rss_10) / model_bytes,
+        db=db,
     )

@@ -102,7 +102,10 @@ class Coordinator:
         # Several processes may share the database and the data directory.
         self.shared = config.database is not None
         self.role = AggregatorRole(
-            store.aggregator_lease(self.worker_id), round_sum, self._promote, metrics
+            store.aggregator_lease(self.worker_id, config.lease_timeout_s),
+            round_sum,
+            self._promote,
+            metrics,
         )
         self._initial_weights = initial_weights
         self._strategy, self._sum, self._staleness = strategy, round_sum, staleness
@@ -226,7 +229,8 @@ class Coordinator:
         """Bring rounds up to date now (if this process is the aggregator),
         then keep them moving in the background."""
         if self.role.refresh():
-            self.lifecycle.drive()
+            with self.role.lease.fenced():
+                self.lifecycle.drive()
         self._driver.start()
 
     def stop(self) -> None:
@@ -240,11 +244,13 @@ class Coordinator:
         self._after_step.append(hook)
 
     def _step(self) -> None:
-        if not self.role.refresh():
+        if not self.role.refresh():  # the lease's heartbeat, too
             return  # another worker runs the rounds
-        self.lifecycle.drive()
-        for hook in self._after_step:
-            hook()
+        # A write of this step commits only while this worker holds the lease.
+        with self.role.lease.fenced():
+            self.lifecycle.drive()
+            for hook in self._after_step:
+                hook()
 
     def aggregation_stats(self, refused_stale: int) -> dict[str, Any]:
         """``GET /v1/stats``' ``aggregation``: the mode, and in async mode its
@@ -327,7 +333,8 @@ class Coordinator:
                 f"{f' ({holder.worker_id})' if holder is not None else ''}",
                 code="not_aggregator",
             )
-        return self.lifecycle.end_round_now()
+        with self.role.lease.fenced():
+            return self.lifecycle.end_round_now()
 
 
 def buffered_config(config: ServerConfig) -> ServerConfig:

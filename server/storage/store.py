@@ -45,6 +45,11 @@ class StoreFull(StoreError):
     """The database is out of space (the disk or a quota is full)."""
 
 
+class LeaseLost(StoreUnavailable):
+    """A write of the aggregator's, refused and rolled back: this process no
+    longer holds the aggregator's lease (:mod:`.lease`; another took it)."""
+
+
 class RoundRows(Protocol):
     """The rounds table; a state change is a compare-and-set."""
 
@@ -333,8 +338,9 @@ class Store(Protocol):
     def listen(self, channel: str, wake: Callable[[], None]) -> None:
         """Call ``wake`` when any process commits to ``channel`` (:mod:`.channels`)."""
 
-    def aggregator_lease(self, worker_id: str) -> Lease:
-        """This process's side of the aggregator's lease (:mod:`.lease`)."""
+    def aggregator_lease(self, worker_id: str, timeout_s: float = 15.0) -> Lease:
+        """This process's side of the aggregator's lease (:mod:`.lease`);
+        a holder whose heartbeat is older than ``timeout_s`` may be deposed."""
 
     def check(self) -> None:
         """Raise (a :class:`StoreError`) unless the database answers (a health check)."""

@@ -31,7 +31,7 @@ import socket
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -61,8 +61,11 @@ def _free_port() -> int:
 class PostgresCluster:
     """One running cluster; :meth:`stop` is safe to call any number of times."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Sequence[str] = ()) -> None:
+        """``settings``: more ``name=value`` server settings (``-c``), e.g. a
+        benchmark's ``shared_preload_libraries``."""
         self.bin = server_bin()
+        self._settings = tuple(settings)
         self.root = Path(tempfile.mkdtemp(prefix="fedge-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -133,6 +136,7 @@ class PostgresCluster:
             f"-k {self.root} -p {self.port} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c full_page_writes=off -c max_connections=400"
         )
+        options += "".join(f" -c {setting}" for setting in self._settings)
         self._run(
             "pg_ctl",
             "-D",
@@ -156,9 +160,9 @@ class PostgresCluster:
 
 
 @contextlib.contextmanager
-def started() -> Iterator[PostgresCluster]:
+def started(settings: Sequence[str] = ()) -> Iterator[PostgresCluster]:
     """A cluster for the length of the block (a fixture's), stopped after it."""
-    cluster = PostgresCluster()
+    cluster = PostgresCluster(settings)
     try:
         yield cluster
     finally:

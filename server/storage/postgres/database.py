@@ -64,10 +64,14 @@ def describe(url: str) -> str:
 
 
 class PostgresDatabase:
+    write_lock = WRITE_LOCK
+
     def __init__(self, url: str, pool_size: int, wait_s: float = BUSY_TIMEOUT_S) -> None:
         self.location = describe(url)
         self._url = url
         self._wait_s = wait_s
+        # Names this process's connections in pg_stat_activity (see name()).
+        self._application_name = "fedge"
         self.pool = Pool(self.connect, pool_size, wait_s)
         self._local = threading.local()
         self._writer = threading.Lock()  # this process's writers queue here first
@@ -79,11 +83,33 @@ class PostgresDatabase:
         conn = psycopg2.connect(
             self._url,
             connect_timeout=CONNECT_TIMEOUT_S,
-            application_name="fedge",
+            application_name=self._application_name,
             cursor_factory=psycopg2.extras.DictCursor,
         )
         conn.autocommit = True  # BEGIN and COMMIT are ours to say
         return conn
+
+    @property
+    def wait_s(self) -> float:
+        """How long a writer waits for the write lock."""
+        return self._wait_s
+
+    def name(self, application_name: str) -> None:
+        """Name this process's connections from now on (the idle ones are
+        closed, so that every one opened later has the name)."""
+        self._application_name = application_name
+        self.pool.close_idle()
+
+    @contextmanager
+    def fenced(self, check: Callable[[psycopg2.extensions.cursor], None]) -> Iterator[None]:
+        """Run ``check`` in each write transaction of this thread inside the
+        block, right after it takes the write lock (it raises to roll back)."""
+        previous = getattr(self._local, "fence", None)
+        self._local.fence = check
+        try:
+            yield
+        finally:
+            self._local.fence = previous
 
     def _migrate(self) -> None:
         # One process at a time (another may be starting on the same database);
@@ -125,6 +151,9 @@ class PostgresDatabase:
                 with _begun(conn) as cursor:
                     cursor.execute("SET LOCAL lock_timeout = %s", (f"{self._wait_s * 1000:.0f}ms",))
                     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                    fence = getattr(self._local, "fence", None)
+                    if fence is not None:
+                        fence(cursor)
                     if not durable:
                         cursor.execute("SET LOCAL synchronous_commit = off")
                     yield conn

@@ -12,7 +12,7 @@ from fedge.server.storage.channels import EVENTS_CHANNEL, UPDATES_CHANNEL
 from fedge.server.storage.lease import Lease
 from fedge.server.storage.postgres.database import PostgresDatabase, RawConnection
 from fedge.server.storage.postgres.errors import Connection, translated
-from fedge.server.storage.postgres.lease import AdvisoryLease
+from fedge.server.storage.postgres.lease import AdvisoryLease, connection_name
 from fedge.server.storage.postgres.listener import Listener
 from fedge.server.storage.postgres.rounds import PostgresEvents, PostgresUpdates
 from fedge.server.storage.sqlite.canary import SQLiteCanary
@@ -86,8 +86,10 @@ class PostgresStore:
     def listen(self, channel: str, wake: Callable[[], None]) -> None:
         self.listener.add(channel, wake)
 
-    def aggregator_lease(self, worker_id: str) -> Lease:
-        return AdvisoryLease(self.db.connect, worker_id)
+    def aggregator_lease(self, worker_id: str, timeout_s: float = 15.0) -> Lease:
+        # The lease's holder, when it finds this worker hung, cuts its connections by name.
+        self.db.name(connection_name(worker_id))
+        return AdvisoryLease(self.db, worker_id, timeout_s)
 
     def check(self) -> None:
         with translated(), self.db.leased() as conn, conn.cursor() as cursor:

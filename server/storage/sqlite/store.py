@@ -93,7 +93,7 @@ class SQLiteStore:
     def listen(self, channel: str, wake: Callable[[], None]) -> None:
         """Nothing to do: one process owns the file (its ``on_commit`` sees every commit)."""
 
-    def aggregator_lease(self, worker_id: str) -> Lease:
+    def aggregator_lease(self, worker_id: str, timeout_s: float = 15.0) -> Lease:
         return SoleLease(worker_id)
 
     def check(self) -> None:

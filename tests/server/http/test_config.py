@@ -16,13 +16,19 @@ def test_layers_apply_in_order(tmp_path: Path) -> None:
         'port = 9000\nstrategy = "fedadam"\n[rounds]\ntarget_participants = 8\n'
         "min_participants = 4\n"
     )
-    environ = {"FEDGE_PORT": "9100", "FEDGE_ROUND_DEADLINE_S": "12.5", "HOME": "/x"}
+    environ = {
+        "FEDGE_PORT": "9100",
+        "FEDGE_ROUND_DEADLINE_S": "12.5",
+        "FEDGE_LEASE_TIMEOUT_S": "4",
+        "HOME": "/x",
+    }
 
     config = load_config(config_file, environ, {"port": 9200, "rounds": {"min_participants": 2}})
 
     assert config.port == 9200  # override beats environment beats file
     assert config.strategy == "fedadam"  # from the file
     assert config.rounds.deadline_s == 12.5  # from the environment
+    assert config.lease_timeout_s == 4.0
     assert config.rounds.target_participants == 8  # file, kept beside the override
     assert config.rounds.min_participants == 2  # override
     assert config.data_dir == Path("fedge-data").absolute()  # default, made absolute
@@ -46,6 +52,8 @@ def test_layers_apply_in_order(tmp_path: Path) -> None:
         ({"norm_bound_multiple": 0}, "norm_bound_multiple must be > 0"),
         ({"norm_history_rounds": 0}, "norm_history_rounds >= 1"),
         ({"max_example_weight": 0}, "max_example_weight must be >= 1"),
+        ({"lease_timeout_s": 0}, "lease_timeout_s must be > 0"),
+        ({"lease_timeout_s": "nan"}, "lease_timeout_s must be > 0"),
     ],
 )
 def test_bad_configuration_is_refused_clearly(overrides: dict[str, object], message: str) -> None:

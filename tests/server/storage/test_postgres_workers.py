@@ -8,12 +8,15 @@ order differs); an event committed by one worker
 reaches an SSE stream on the other; kill -9 of a worker that is not the
 aggregator loses no receipted update; kill -9 of the aggregator mid-round
 hands the lease to the other worker within 5 s, which rebuilds the sum
-from the stored updates and closes the round once, with the same aggregate.
+from the stored updates and closes the round once, with the same aggregate;
+an aggregator that hangs (SIGSTOP) loses the lease within its timeout, and
+steps down when it wakes, without a second close.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -99,13 +102,16 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Weights:
 
 
 @contextmanager
-def workers(url: str, root: Path, count: int = 2) -> Iterator[list[LiveServer]]:
+def workers(
+    url: str, root: Path, count: int = 2, settings: dict[str, str] | None = None
+) -> Iterator[list[LiveServer]]:
     """``count`` workers on one database and data directory, started in
-    order (the first takes the aggregator's lease), named w0, w1..."""
+    order (the first takes the aggregator's lease), named w0, w1...;
+    ``settings``: more ``FEDGE_*`` variables for each."""
     with ExitStack() as stack:
         started = []
         for index in range(count):
-            environ = {**os.environ, "FEDGE_WORKER_ID": f"w{index}"}
+            environ = {**os.environ, **(settings or {}), "FEDGE_WORKER_ID": f"w{index}"}
             args = [*FLAGS, "--database", url]
             log = root / f"w{index}.log"
             started.append(stack.enter_context(running(root / "data", args, log, environ=environ)))
@@ -159,6 +165,7 @@ def test_two_workers_aggregate_as_one_server_does_and_share_events(
         assert second["aggregator"]["worker_id"] == "w0"
         assert second["aggregator"]["this_worker"] is False
         assert 0 <= second["aggregator"]["lease_age_s"] < 120
+        assert 0 <= second["aggregator"]["heartbeat_age_s"] < 5  # beats every tick (0.5 s)
 
         fleet = Fleet.enrol([w0.url, w1.url])
         urls = [w0.url, w1.url]
@@ -286,3 +293,65 @@ def test_kill_9_of_the_aggregator_mid_close_lets_another_worker_close_the_round_
         assert health(w1)["aggregator"]["this_worker"]
         closed = dict(rounds_closed(postgres_cluster, "kill_closing"))
         assert closed["round_closed"] == 1 and closed["round_closing"] == 1, closed
+
+
+def aggregator_is(server: LiveServer, worker_id: str) -> bool:
+    holder = health(server)["aggregator"]
+    return holder is not None and holder["worker_id"] == worker_id
+
+
+def test_a_hung_aggregator_loses_the_lease_within_its_timeout_and_steps_down_on_waking(
+    postgres_cluster: PostgresCluster, reference: Weights, tmp_path: Path
+) -> None:
+    """w0, the aggregator, stops (SIGSTOP) mid-round with its connections
+    open: w1 takes the lease once w0's heartbeat is older than the lease
+    timeout, and closes the round, once, with every update. Woken (SIGCONT),
+    w0 finds its lease gone and steps down: no second close, no update
+    counted twice."""
+    timeout_s = 2.0
+    url = postgres_cluster.new_database("hung_aggregator")
+    settings = {"FEDGE_LEASE_TIMEOUT_S": str(timeout_s)}
+    with workers(url, tmp_path, settings=settings) as (w0, w1):
+        fleet = Fleet.enrol([w0.url, w1.url])
+        urls = [w0.url, w1.url]
+        first = fleet.upload(list(range(DEVICES // 2)), lambda i: urls[i % 2])
+        assert {a.status_code for a in first} == {201}
+        assert aggregator_is(w1, "w0")
+
+        w0.process.send_signal(signal.SIGSTOP)
+        try:
+            stopped = time.monotonic()
+            ages = []
+            while not aggregator_is(w1, "w1"):
+                assert time.monotonic() - stopped < timeout_s + 5.0, health(w1)
+                holder = health(w1)["aggregator"]
+                if holder is not None:  # (None for a moment while the lease changes hands)
+                    ages.append(holder["heartbeat_age_s"])
+                time.sleep(0.05)
+            assert max(ages) > 1.0  # w1 saw w0's heartbeat age before it took over
+            print(f"w1 took the lease {time.monotonic() - stopped:.2f} s after w0 hung")
+            rest = fleet.upload(list(range(DEVICES // 2, DEVICES)), lambda i: w1.url)
+            assert {a.status_code for a in rest} == {201}
+            assert_close(closed_weights(w1.url, fleet), reference)
+        finally:
+            w0.process.send_signal(signal.SIGCONT)  # before any kill: a stopped process ignores it
+
+        # Its first requests may answer 503 (w1 cut its connections); then
+        # it says that w1 runs the rounds.
+        woke = time.monotonic()
+        while True:
+            reply = requests.get(f"{w0.url}/healthz", timeout=10)
+            if reply.status_code == 200 and not reply.json()["aggregator"]["this_worker"]:
+                break
+            assert time.monotonic() - woke < 10.0, reply.text
+            time.sleep(0.05)
+        assert health(w0)["aggregator"]["worker_id"] == "w1"
+        time.sleep(2.0)  # a few of w0's ticks, now awake
+        assert health(w1)["aggregator"]["this_worker"]
+        assert_close(closed_weights(w0.url, fleet), reference)
+        closed = dict(rounds_closed(postgres_cluster, "hung_aggregator"))
+        assert closed["round_closed"] == 1, closed
+        ((stored,),) = postgres_cluster.sql(
+            "SELECT COUNT(*) FROM updates WHERE round_id = 1", "hung_aggregator"
+        )
+        assert stored == DEVICES
