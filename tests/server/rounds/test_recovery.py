@@ -14,7 +14,7 @@ from fedge.server.metrics import server_metrics
 from fedge.server.rounds.recovery import recover
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
-from fedge.server.storage import rounds as rs
+from fedge.server.storage.blobs import BlobStores
 from fedge.server.storage.sqlite.store import SQLiteStore
 from tests.server.helpers import SPECS, constant_update
 from tests.server.parts import PartsOn
@@ -58,7 +58,7 @@ def test_a_restart_after_a_close_trains_from_the_new_checkpoint(
 
 def test_leftover_temp_files_are_removed(parts_on: PartsOn, tmp_path: Path) -> None:
     parts = parts_on(tmp_path)
-    leftover = parts.dirs.updates / "r000001" / ".cut-short.safetensors.x1.tmp"
+    leftover = parts.updates_dir / "r000001" / ".cut-short.safetensors.x1.tmp"
     leftover.parent.mkdir(parents=True)
     leftover.write_bytes(b"half")
 
@@ -74,7 +74,7 @@ def test_a_database_with_no_checkpoint_needs_the_initial_weights(tmp_path: Path)
     with pytest.raises(ConfigurationError, match="no checkpoint"):
         recover(
             store,
-            rs.Directories.under(tmp_path),
+            BlobStores.under(tmp_path),
             SPECS,
             None,
             RoundStrategy(config),
