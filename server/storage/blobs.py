@@ -93,7 +93,8 @@ class BlobStore(Protocol):
         for readers that need one: the blocked aggregation maps stored
         updates a slice at a time, downloads stream files with Range, and
         the predict runtimes and release builds open bundle files. An
-        object store would keep a local copy here."""
+        object store would keep a local copy here. ``""`` is the local
+        root: the updates' segment writer appends to files in it."""
 
     def remove_unfinished(self, older_than_s: float = 0.0) -> int:
         """Delete what writes a crash cut short left (older than
