@@ -67,6 +67,20 @@ def test_leftover_temp_files_are_removed(parts_on: PartsOn, tmp_path: Path) -> N
     assert not leftover.exists()
 
 
+def test_a_damaged_checkpoint_stops_the_restart_instead_of_training_from_it(
+    parts_on: PartsOn, tmp_path: Path
+) -> None:
+    before = parts_on(tmp_path)
+    checkpoint_id = before.lifecycle.model.checkpoint_id
+    stored = before.blobs.checkpoints.local_path(f"{checkpoint_id}.safetensors")
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 0x40  # a flipped bit in the last weight: still a valid file
+    stored.write_bytes(bytes(data))
+
+    with pytest.raises(ConfigurationError, match=f"checkpoint {checkpoint_id} is damaged"):
+        parts_on(tmp_path)
+
+
 def test_a_database_with_no_checkpoint_needs_the_initial_weights(tmp_path: Path) -> None:
     config = ServerConfig(data_dir=tmp_path)
     store = SQLiteStore.in_data_dir(config.data_dir)
