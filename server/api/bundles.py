@@ -38,9 +38,9 @@ def bundle_file(bundle_id: str, file: str) -> Any:
         raise NotFound(
             f"bundle {bundle_id[:12]} has no file {file[:_SHOWN]!r}", code="unknown_file"
         )
-    # Streamed from the file, with Range (206) and If-None-Match (304).
+    # Streamed from the blob's local file, with Range (206) and If-None-Match (304).
     response = send_file(
-        bundle.root / entry.path,
+        context().blobs.bundles.local_path(f"{bundle_id}/{entry.path}"),
         mimetype="application/json" if entry.path.endswith(".json") else "application/octet-stream",
         etag=entry.sha256,
         conditional=True,

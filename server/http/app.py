@@ -8,8 +8,9 @@ place. ``shutdown(app)`` stops the driver and releases the directory.
 
 The model's name and weight spec are kept in the database, so a restart
 reads its checkpoint without loading the model (nor importing TensorFlow).
-A model from a bundle directory keeps a copy of its bundle in the data
-directory, for devices (see :mod:`fedge.server.storage.bundles`).
+A model from a bundle directory keeps a copy of its bundle in the bundle
+blob store, for devices (see :mod:`fedge.server.storage.bundles`); the blob
+stores are built here, once (:class:`~fedge.server.storage.blobs.BlobStores`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from fedge.server.releases.policy import attach_policy
 from fedge.server.releases.registry import open_releases
 from fedge.server.rounds.coordinator import Coordinator
 from fedge.server.rounds.rejection_tally import attributed_round
+from fedge.server.storage.blobs import BlobStores
 from fedge.server.storage.bundles import StoredBundle, is_bundle_dir, open_stored, store_bundle
 from fedge.server.storage.channels import EVENTS_CHANNEL
 from fedge.server.storage.data_dir import DataDirLock
@@ -84,8 +86,13 @@ def create_app(
     test_config: dict[str, Any] | None = None,
     config_file: Path | None = None,
     initial: InitialModel | None = None,
+    blobs: BlobStores | None = None,
 ) -> Flask:
+    """``blobs``: where updates, checkpoints, strategy state and bundles are
+    kept; by default the directories of the data directory (an embedding
+    may pass other stores: an object store's, say)."""
     config = load_config(path=config_file, overrides=test_config)
+    blobs = BlobStores.under(config.data_dir) if blobs is None else blobs
     issuer = _issuer(config)  # a key file that will not do stops the start before the data dir
     configure_logging()
     # Shared among the workers of a PostgreSQL database; SQLite's owner holds it alone.
@@ -107,21 +114,22 @@ def create_app(
         )
         store.on_commit(events.committed)
         store.listen(EVENTS_CHANNEL, events.wake)  # other processes' events (PostgreSQL)
-        name, specs, weights, bundle = _model(config, store, initial)
+        name, specs, weights, bundle = _model(config, store, initial, blobs)
         metrics = server_metrics()
-        coordinator = Coordinator(config, store, specs, weights, metrics, name)
+        coordinator = Coordinator(config, store, specs, weights, metrics, name, blobs)
         limits = RequestLimits.for_model(config, specs)
         app = Flask("fedge.server", static_folder=None)  # /static/ is web_pages.py's
         app.json = StrictJSONProvider(app)
         app.config.from_mapping(MAX_CONTENT_LENGTH=limits.max_body_bytes)
         slice_key.ensure(store)  # the canary slice's secret, made at the first start
-        releases = open_releases(config.data_dir, store, name, specs, bundle)
+        releases = open_releases(config.data_dir, blobs.bundles, store, name, specs, bundle)
         builds = open_builder(config, store, releases, coordinator)
         attach_policy(config.release_every_rounds, store, builds, coordinator)
         attach_deadline(config, store, coordinator)
         app.extensions[EXTENSION] = ServerContext(
             config=config,
             store=store,
+            blobs=blobs,
             coordinator=coordinator,
             admin_token=load_or_create_admin_token(config.data_dir, config.admin_token),
             limits=limits,
@@ -171,7 +179,7 @@ def _expiry(config: ServerConfig, store: Store, metrics: Metrics) -> DeviceExpir
 
 
 def _model(
-    config: ServerConfig, store: Store, initial: InitialModel | None
+    config: ServerConfig, store: Store, initial: InitialModel | None, blobs: BlobStores
 ) -> tuple[str, ModelSpec, Weights | None, StoredBundle | None]:
     """The model's name and spec: stored at first start, read back later.
 
@@ -199,7 +207,7 @@ def _model(
                 "start with the same --model, or use another --data-dir"
             )
         bundle_id = saved.get("bundle")
-        bundle = open_stored(config.data_dir, str(bundle_id)) if bundle_id is not None else None
+        bundle = open_stored(blobs.bundles, str(bundle_id)) if bundle_id is not None else None
         return str(saved["name"]), specs, None, bundle
     bundle = None
     if initial is None:
@@ -208,7 +216,7 @@ def _model(
         name, specs, weights = load_initial_weights(config.model, config.seed)
         initial = InitialModel(name, specs, weights)
         if config.model is not None and is_bundle_dir(config.model):
-            bundle = store_bundle(config.model, config.data_dir)
+            bundle = store_bundle(config.model, config.data_dir, blobs.bundles)
     record = {
         "name": initial.name,
         "source": source,

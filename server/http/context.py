@@ -22,6 +22,7 @@ from fedge.server.releases.build.builder import ReleaseBuilder
 from fedge.server.releases.registry import Releases
 from fedge.server.rounds.coordinator import Coordinator
 from fedge.server.rounds.rejection_tally import RejectionTally
+from fedge.server.storage.blobs import BlobStores
 from fedge.server.storage.bundles import StoredBundle
 from fedge.server.storage.data_dir import DataDirLock
 from fedge.server.storage.store import Store
@@ -35,6 +36,7 @@ class ServerContext:
 
     config: ServerConfig
     store: Store  # every row: rounds, devices, events, releases, canary reports
+    blobs: BlobStores  # the bytes rows point at: updates, checkpoints, strategy state, bundles
     coordinator: Coordinator
     admin_token: str
     limits: RequestLimits

@@ -7,11 +7,13 @@ checked file by file the first time it is asked for in this process (the
 server's start checks the initial one), then kept.
 
 :meth:`Releases.push` takes an uploaded tar through every check before it
-changes anything: unpacked safely into a temp directory under
-``bundles/`` (:mod:`fedge.bundle.tar`), every sha256 checked
+changes anything: unpacked safely into a staging directory under
+``bundles/`` of the data directory (:mod:`fedge.bundle.tar`), every sha256 checked
 (:func:`fedge.bundle.manifest.open_bundle`), the same model as the server's, parity
 passed (or overridden with a reason), not released already. Only then is
-the directory renamed into place and the release recorded, under one lock:
+the directory put into the bundle blob store
+(:func:`fedge.server.storage.bundles.adopt_bundle`) and the release
+recorded, under one lock:
 pushes are serialised, and a refused one leaves no file and no row.
 :meth:`Releases.adopt_build` takes a bundle a release build wrote
 (:mod:`fedge.server.releases.build.builder`) through the same checks and the
@@ -41,6 +43,7 @@ from fedge.server.errors import (
 from fedge.server.releases import actions
 from fedge.server.releases.build import actions as build_actions
 from fedge.server.releases.checks import model_differences, parity_failures
+from fedge.server.storage.blobs import BlobStore
 from fedge.server.storage.bundles import (
     StoredBundle,
     adopt_bundle,
@@ -60,8 +63,12 @@ _MALFORMED = (ManifestError, KeyError, TypeError, ValueError, AttributeError)
 
 
 class Releases:
-    def __init__(self, data_dir: Path, store: Store, name: str, specs: ModelSpec) -> None:
-        self.data_dir, self.store, self.name, self.specs = data_dir, store, name, specs
+    def __init__(
+        self, data_dir: Path, blobs: BlobStore, store: Store, name: str, specs: ModelSpec
+    ) -> None:
+        """``data_dir``: where uploads are staged; ``blobs``: where bundles are kept."""
+        self.data_dir, self.blobs, self.store = data_dir, blobs, store
+        self.name, self.specs = name, specs
         self._bundles: dict[str, StoredBundle] = {}
         self._bundles_lock = threading.Lock()
         self._push_lock = threading.Lock()
@@ -77,7 +84,7 @@ class Releases:
         if record is None or record.state in ("building", "failed"):
             return None
         try:
-            found = open_stored(self.data_dir, bundle_id)
+            found = open_stored(self.blobs, bundle_id)
         except ConfigurationError as exc:
             log.error("release %s: %s", record.version, exc)
             raise ServerError(
@@ -155,23 +162,28 @@ class Releases:
                 f"({existing.state})",
                 code="already_released",
             )
-        stored = adopt_bundle(temp, self.data_dir, verified)
+        stored = adopt_bundle(temp, self.blobs, verified)
         try:
             with self.store.transaction() as tx:
                 added = record(tx)
         except BaseException:
-            shutil.rmtree(stored.root, ignore_errors=True)
+            self.blobs.delete_tree(verified.bundle_id)
             raise
         self.keep(stored)
         return added
 
 
 def open_releases(
-    data_dir: Path, store: Store, name: str, specs: ModelSpec, initial: StoredBundle | None
+    data_dir: Path,
+    blobs: BlobStore,
+    store: Store,
+    name: str,
+    specs: ModelSpec,
+    initial: StoredBundle | None,
 ) -> Releases:
     """The registry at start; the bundle the server started from is release 1."""
     remove_unfinished(data_dir)
-    releases = Releases(data_dir, store, name, specs)
+    releases = Releases(data_dir, blobs, store, name, specs)
     if initial is not None:
         releases.keep(initial)
         with store.transaction() as tx:

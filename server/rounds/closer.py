@@ -31,6 +31,7 @@ from fedge.server.devices.metrics import weighted_device_metrics
 from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, GlobalModel
 from fedge.server.rounds.strategy import RoundResult, RoundStrategy, save_strategy_state
 from fedge.server.storage import rounds as rs
+from fedge.server.storage.blobs import BlobStores
 from fedge.server.storage.segments import stored_span
 from fedge.server.storage.store import Store, Tx
 from fedge.wire.update_codec import Checkpoint
@@ -55,9 +56,9 @@ class Aggregate:
 
 class RoundCloser:
     def __init__(
-        self, dirs: rs.Directories, strategy: RoundStrategy, retention_rounds: int | None
+        self, blobs: BlobStores, strategy: RoundStrategy, retention_rounds: int | None
     ) -> None:
-        self._dirs = dirs
+        self._blobs = blobs
         self._strategy = strategy
         self._retention_rounds = retention_rounds
 
@@ -83,7 +84,7 @@ class RoundCloser:
                 model.weights,
                 model.state,
                 mean,
-                [stored_span(self._dirs.update_blobs, r) for r in rows],
+                [stored_span(self._blobs.updates, r) for r in rows],
                 tx.rounds.count_closed(),
                 num_examples=examples,
                 factors=weighed,
@@ -112,8 +113,8 @@ class RoundCloser:
     def commit(self, tx: Tx, aggregate: Aggregate) -> str:
         """Store the aggregate as the current checkpoint; returns its id."""
         checkpoint = Checkpoint(round_id=aggregate.round_id, weights=aggregate.result.weights)
-        new_id = rs.store_checkpoint(tx.checkpoints, self._dirs.checkpoints, checkpoint)
-        save_strategy_state(self._dirs.strategy, new_id, aggregate.result.state)
+        new_id = rs.store_checkpoint(tx.checkpoints, self._blobs.checkpoints, checkpoint)
+        save_strategy_state(self._blobs.strategy, new_id, aggregate.result.state)
         tx.rounds.transition(
             aggregate.round_id,
             "closing",
@@ -139,7 +140,7 @@ class RoundCloser:
             return
         with store.transaction() as tx:
             paths = tx.updates.forget_files_through(closed_round - keep)
-        blobs = self._dirs.update_blobs
+        blobs = self._blobs.updates
         for path in paths:
             blobs.delete(path)
 

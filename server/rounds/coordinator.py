@@ -66,6 +66,7 @@ from fedge.server.rounds.selection import Selector, TaskDecision
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.rounds.workers import AggregatorRole, catch_up, default_worker_id
 from fedge.server.storage import rounds as rs
+from fedge.server.storage.blobs import BlobStores
 from fedge.server.storage.channels import UPDATES_CHANNEL
 from fedge.server.storage.devices import Conditions, Device, Enrolment
 from fedge.server.storage.store import Store
@@ -86,7 +87,10 @@ class Coordinator:
         initial_weights: Weights | None,
         metrics: Metrics,
         model_name: str,
+        blobs: BlobStores,
     ) -> None:
+        """``blobs``: where updates, checkpoints and strategy state are
+        kept (see :mod:`fedge.server.storage.blobs`)."""
         buffered = config.aggregation.enabled
         config = buffered_config(config)
         self.config = config
@@ -94,7 +98,7 @@ class Coordinator:
         self.specs = specs
         self.metrics = metrics
         self.model_name = model_name
-        self.dirs = rs.Directories.under(config.data_dir)
+        self.blobs = blobs
         strategy = RoundStrategy(config, specs)
         round_sum = RoundSum()
         staleness = StalenessPolicy.of(config.aggregation) if buffered else None
@@ -113,7 +117,7 @@ class Coordinator:
         model = self._recovered(fold=not self.shared)
         with store.reading() as tx:
             metrics.set("fedge_devices", tx.devices.count())
-        closer = RoundCloser(self.dirs, strategy, config.update_retention_rounds)
+        closer = RoundCloser(blobs, strategy, config.update_retention_rounds)
         self._driver = RoundDriver(self._step, config.tick_s)
         self.secure = self._secure_rounds(strategy, round_sum)
         self.lifecycle = RoundLifecycle(
@@ -129,7 +133,7 @@ class Coordinator:
             catch_up=(
                 (
                     lambda tx, record: catch_up(
-                        tx, record, self.dirs, strategy, round_sum, metrics, staleness
+                        tx, record, blobs, strategy, round_sum, metrics, staleness
                     )
                 )
                 if self.shared
@@ -151,7 +155,7 @@ class Coordinator:
         self._ingest = UpdateIngest(
             config,
             store,
-            self.dirs.update_blobs,
+            blobs.updates,
             specs,
             strategy,
             round_sum,
@@ -167,7 +171,7 @@ class Coordinator:
     def _recovered(self, fold: bool) -> GlobalModel:
         return recover(
             self.store,
-            self.dirs,
+            self.blobs,
             self.specs,
             self._initial_weights,
             self._strategy,
@@ -301,11 +305,12 @@ class Coordinator:
         return record
 
     def checkpoint_path(self, checkpoint_id: str) -> Path:
+        """A local file of the checkpoint's blob, to stream (with Range)."""
         with self.store.reading() as tx:
             file_name = tx.checkpoints.file_name(checkpoint_id)
         if file_name is None:
             raise NotFound(f"no checkpoint {checkpoint_id}", code="unknown_checkpoint")
-        return self.dirs.checkpoints / file_name
+        return self.blobs.checkpoints.local_path(file_name)
 
     def accept_update(
         self, device: Device, round_id: int, raw: bytes

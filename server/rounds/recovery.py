@@ -35,8 +35,7 @@ from fedge.server.rounds.global_model import CURRENT_CHECKPOINT, GlobalModel, lo
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
-from fedge.server.storage.blobs import BlobStore
-from fedge.server.storage.durable import remove_temp_files
+from fedge.server.storage.blobs import BlobStore, BlobStores
 from fedge.server.storage.segments import remove_unreferenced, stored_bytes
 from fedge.server.storage.store import Store
 from fedge.wire.update_codec import Checkpoint, Weights, decode_update
@@ -47,7 +46,7 @@ log = logging.getLogger("fedge.server")
 
 def recover(
     store: Store,
-    dirs: rs.Directories,
+    blobs: BlobStores,
     specs: ModelSpec,
     initial_weights: Weights | None,
     strategy: RoundStrategy,
@@ -59,10 +58,10 @@ def recover(
 ) -> GlobalModel:
     """The global model; ``round_sum`` holds the round in progress again
     (``fold=False``: left empty, for a process that does not aggregate)."""
-    for directory in dirs.all():
-        removed = remove_temp_files(directory, temp_age_s)
+    for kind in blobs.all():
+        removed = kind.remove_unfinished(temp_age_s)
         if removed:
-            log.warning("removed %d leftover temp files in %s", removed, directory)
+            log.warning("removed %d unfinished writes in %s", removed, kind.local_path(""))
     with store.transaction() as tx:
         current = tx.state.get(CURRENT_CHECKPOINT)
         if current is None:
@@ -73,20 +72,20 @@ def recover(
                     "remove the data directory or use another --data-dir"
                 )
             checkpoint = Checkpoint(round_id=0, weights=initial_weights)
-            current = rs.store_checkpoint(tx.checkpoints, dirs.checkpoints, checkpoint)
+            current = rs.store_checkpoint(tx.checkpoints, blobs.checkpoints, checkpoint)
             tx.state.set(CURRENT_CHECKPOINT, current)
         active = tx.rounds.active()
         rows = [] if active is None or not fold else tx.updates.of_round(active.id, True)
         live = tx.updates.live_segments()
     # Other workers may be writing the open round's segments right now.
     spared = active.id if active is not None and temp_age_s > 0 else None
-    orphans = remove_unreferenced(dirs.updates, live, spare_round=spared)
+    orphans = remove_unreferenced(blobs.updates.local_path(""), live, spare_round=spared)
     if orphans:
         log.warning("removed %d segments no stored update points into: %s", len(orphans), orphans)
     with store.reading() as tx:
-        model = load_global_model(tx, current, dirs, specs)
+        model = load_global_model(tx, current, blobs, specs)
     round_sum.restart()
-    fold_stored(rows, dirs.update_blobs, strategy, round_sum, staleness)
+    fold_stored(rows, blobs.updates, strategy, round_sum, staleness)
     if active is not None and fold:
         log.info("resumed round %d (%s) with %d updates", active.id, active.state, len(rows))
         metrics.set("fedge_current_round", active.id)

@@ -16,14 +16,15 @@ is accepted, what happens at close, and what survives a restart.
   strategies, the stored updates read block by block) and applies its
   server optimizer; with central DP the privacy spent so far is reported;
 * optimizer slots (momentum, Adam's moments) are saved beside the
-  checkpoint they belong to, ``strategy/<checkpoint id>.safetensors``.
+  checkpoint they belong to, ``<checkpoint id>.safetensors`` of the strategy
+  blob store (:mod:`fedge.server.storage.blobs`; ``strategy/`` of the data
+  directory).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fedge.server.aggregation.factory import make_strategy
@@ -34,7 +35,7 @@ from fedge.server.aggregation.roles import WeightRoles
 from fedge.server.aggregation.strategies import ServerState, Strategy
 from fedge.server.config import ServerConfig
 from fedge.server.errors import ConfigurationError
-from fedge.server.storage.durable import write_atomically
+from fedge.server.storage.blobs import BlobStore
 from fedge.wire.file_span import FileSpan
 from fedge.wire.update_codec import (
     Checkpoint,
@@ -214,16 +215,20 @@ def _times(weights: list[float], factors: Sequence[float] | None) -> list[float]
     return [w * f for w, f in zip(weights, factors, strict=True)]
 
 
-def load_strategy_state(directory: Path, checkpoint_id: str, rounds_closed: int) -> ServerState:
-    path = directory / f"{checkpoint_id}.safetensors"
-    if not path.is_file():
+def load_strategy_state(blobs: BlobStore, checkpoint_id: str, rounds_closed: int) -> ServerState:
+    name = _state_file(checkpoint_id)
+    if not blobs.exists(name):
         return ServerState(round=rounds_closed)
-    saved = decode_checkpoint(path.read_bytes())
+    saved = decode_checkpoint(blobs.get(name))
     return ServerState.from_tensors(saved.round_id, saved.weights)
 
 
-def save_strategy_state(directory: Path, checkpoint_id: str, state: ServerState) -> None:
+def save_strategy_state(blobs: BlobStore, checkpoint_id: str, state: ServerState) -> None:
     tensors = state.to_tensors()
     if tensors:
         data = encode_checkpoint(Checkpoint(round_id=state.round, weights=tensors))
-        write_atomically(directory / f"{checkpoint_id}.safetensors", data)
+        blobs.put(_state_file(checkpoint_id), data)
+
+
+def _state_file(checkpoint_id: str) -> str:
+    return f"{checkpoint_id}.safetensors"

@@ -8,6 +8,8 @@ the schema and its numbered steps in :mod:`.sqlite.schema` and
 (:mod:`.postgres`: the same row classes and steps on a connection pool);
 :func:`~.opening.open_store` picks one from the ``database`` setting; what
 the row classes ask of a connection (:mod:`.sql`); the records they exchange
-(:mod:`.rounds`, :mod:`.devices`, :mod:`.canary`); durable file writes,
-group commit, the data directory and stored bundles.
+(:mod:`.rounds`, :mod:`.devices`, :mod:`.canary`); the blob stores the
+rows point into (:mod:`.blobs`: updates, checkpoints, strategy state and
+bundles, one store per kind); durable file writes, group commit, the data
+directory and stored bundles.
 """

@@ -1,20 +1,26 @@
-"""The bundle a server federates, kept in its data directory and served from there.
+"""The bundles a server serves, kept in its bundle blob store and served from there.
 
-A server started from a bundle directory copies the bundle into
-``<data_dir>/bundles/<bundle id>/`` at its first start: the files the
-manifest lists, ``manifest.json`` and ``manifest.sha256``, nothing else.
-The copy is made in a temp directory beside it, checked with
-:func:`fedge.bundle.manifest.open_bundle` against the bundle id, fsynced and
-renamed into place, so the directory either holds a whole verified bundle
-or nothing. The bundle id goes into the model's record in the database;
-every restart checks the stored copy again before anything else happens,
-so devices are never served files that differ from the manifest the server
-federates (a device checks them again anyway, against the id it was given).
+A server started from a bundle directory stores the bundle in the bundle
+blob store (:mod:`fedge.server.storage.blobs`: ``<bundle id>/<path>``;
+``<data_dir>/bundles/<bundle id>/`` with the shared directory) at its first
+start: the files the manifest lists, ``manifest.json`` and
+``manifest.sha256``, nothing else. The copy is made in a staging directory
+of the data directory, checked with :func:`fedge.bundle.manifest.open_bundle`
+against the bundle id, then put as one tree
+(:meth:`~fedge.server.storage.blobs.BlobStore.put_tree`: all or nothing,
+durable before the model's row names it). The bundle id goes into the
+model's record in the database; every restart checks the stored copy again
+before anything else happens, so devices are never served files that
+differ from the manifest the server federates (a device checks them again
+anyway, against the id it was given).
 
-Releases pushed later (:mod:`fedge.server.api.releases`) are kept the same
-way: unpacked into a temp directory under ``bundles/``, verified, then
-moved into place by :func:`adopt_bundle`; any of them is served by
-``GET /v1/bundles/<id>/<path>``.
+Releases pushed later (:mod:`fedge.server.api.releases`) and built from
+checkpoints (:mod:`fedge.server.releases.build`) are kept the same way:
+unpacked or written into a staging directory, verified, then put by
+:func:`adopt_bundle`; any of them is served by ``GET /v1/bundles/<id>/<path>``.
+Staging is a real directory because the archive reader and the converters
+write files, and the checks read them; it is ``bundles/.incoming-*`` of the
+data directory, so that with the shared directory the put is one rename.
 """
 
 from __future__ import annotations
@@ -36,19 +42,22 @@ from fedge.bundle.manifest import (
     open_bundle,
 )
 from fedge.server.errors import ConfigurationError
+from fedge.server.storage.blobs import BlobStore
 from fedge.server.storage.data_dir import make_private_dir
 from fedge.server.storage.durable import fsync_dir
 
 BUNDLES_DIR = "bundles"
-# Entries of bundles/ whose name starts with this are unfinished copies.
+# Entries of the staging directory, bundles/, whose name starts with this
+# are unfinished copies.
 _TEMP_PREFIX = "."
 _CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
 class StoredBundle:
-    """A verified bundle in the data directory; ``files`` is everything it
-    serves, by path (``manifest.json``'s sha256 is the bundle id)."""
+    """A verified stored bundle; ``files`` is everything it serves, by path
+    (``manifest.json``'s sha256 is the bundle id); ``root``: its local copy
+    (:meth:`~fedge.server.storage.blobs.BlobStore.local_path`)."""
 
     bundle_id: str
     root: Path
@@ -61,12 +70,8 @@ def is_bundle_dir(model: Path) -> bool:
     return model.is_dir() and (model / MANIFEST_FILE).is_file()
 
 
-def bundle_dir(data_dir: Path, bundle_id: str) -> Path:
-    return data_dir / BUNDLES_DIR / bundle_id
-
-
-def store_bundle(source: Path, data_dir: Path) -> StoredBundle:
-    """Copy the bundle at ``source`` into the data directory (once).
+def store_bundle(source: Path, data_dir: Path, blobs: BlobStore) -> StoredBundle:
+    """Put the bundle at ``source`` into ``blobs`` (once), staged in ``data_dir``.
 
     A copy already there that verifies is kept as it is; one that does not
     (nothing refers to it before the model is recorded) is replaced.
@@ -78,8 +83,8 @@ def store_bundle(source: Path, data_dir: Path) -> StoredBundle:
     root = data_dir / BUNDLES_DIR
     make_private_dir(root)
     _remove_unfinished(root)
-    target = bundle_dir(data_dir, verified.bundle_id)
-    if target.exists():
+    if blobs.exists(verified.bundle_id):
+        target = blobs.local_path(verified.bundle_id)
         try:
             return _stored(target, open_bundle(target, expected_id=verified.bundle_id))
         except ManifestError:
@@ -96,58 +101,52 @@ def store_bundle(source: Path, data_dir: Path) -> StoredBundle:
             raise ConfigurationError(
                 f"bundle {source} changed while it was copied into {root}: {exc}"
             ) from exc
-        _move_into_place(temp, target)
+        blobs.put_tree(verified.bundle_id, temp)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
-    return _stored(target, copied)
+    return _stored(blobs.local_path(verified.bundle_id), copied)
 
 
 def incoming_dir(data_dir: Path) -> Path:
-    """A new, empty directory under ``bundles/`` to unpack an upload into
-    (removed at the next start if it is left behind)."""
+    """A new, empty staging directory under ``bundles/`` to unpack an
+    upload into (removed at the next start if it is left behind)."""
     root = data_dir / BUNDLES_DIR
     make_private_dir(root)
     return Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}incoming-", dir=root))
 
 
-def adopt_bundle(temp: Path, data_dir: Path, verified: VerifiedBundle) -> StoredBundle:
-    """Keep the bundle verified in ``temp`` (from :func:`incoming_dir`) as
-    ``bundles/<bundle id>/``: files the manifest does not account for are
-    removed, every directory is fsynced, then it is renamed into place."""
+def adopt_bundle(temp: Path, blobs: BlobStore, verified: VerifiedBundle) -> StoredBundle:
+    """Keep the bundle verified in ``temp`` (from :func:`incoming_dir`, or
+    a build's directory) as ``<bundle id>/`` of ``blobs``: files the
+    manifest does not account for are removed, then the tree is put."""
     keep = {record["path"] for record in verified.manifest.files()}
     keep |= {MANIFEST_FILE, MANIFEST_HASH_FILE}
-    directories = {temp}
     for path in sorted(temp.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         name = path.relative_to(temp).as_posix()
         if path.is_dir() and not path.is_symlink():
-            if any(path.iterdir()):
-                directories.add(path)
-            else:
+            if not any(path.iterdir()):
                 path.rmdir()
         elif name not in keep:
             path.unlink()
-    for directory in sorted(directories, key=lambda p: len(p.parts), reverse=True):
-        fsync_dir(directory)
-    target = bundle_dir(data_dir, verified.bundle_id)
-    _move_into_place(temp, target)
-    return _stored(target, verified)
+    blobs.put_tree(verified.bundle_id, temp)
+    return _stored(blobs.local_path(verified.bundle_id), verified)
 
 
 def remove_unfinished(data_dir: Path) -> None:
-    """Remove unpacked uploads and copies that a crash left in ``bundles/``."""
+    """Remove unpacked uploads and copies that a crash left in the staging
+    directory (and, with the shared directory, trees on their way into place)."""
     root = data_dir / BUNDLES_DIR
     if root.is_dir():
         _remove_unfinished(root)
 
 
-def open_stored(data_dir: Path, bundle_id: str) -> StoredBundle:
-    """The bundle the data directory recorded, checked file by file again."""
+def open_stored(blobs: BlobStore, bundle_id: str) -> StoredBundle:
+    """The bundle the database recorded, checked file by file again."""
     if not is_sha256(bundle_id):
         raise ConfigurationError(
-            f"the data directory {data_dir} records the bundle id {bundle_id!r}, "
-            "which is not a sha256"
+            f"the database records the bundle id {bundle_id!r}, which is not a sha256"
         )
-    target = bundle_dir(data_dir, bundle_id)
+    target = blobs.local_path(bundle_id)
     try:
         verified = open_bundle(target, expected_id=bundle_id)
     except ManifestError as exc:
@@ -188,19 +187,6 @@ def _copy(source: Path, temp: Path, verified: VerifiedBundle) -> None:
             os.fsync(dst.fileno())
     for directory in sorted(directories, key=lambda p: len(p.parts), reverse=True):
         fsync_dir(directory)
-
-
-def _move_into_place(temp: Path, target: Path) -> None:
-    """Rename the finished copy to its name (putting a stale one aside first)."""
-    stale = None
-    if target.exists():
-        stale = target.with_name(f"{_TEMP_PREFIX}stale-{target.name}")
-        shutil.rmtree(stale, ignore_errors=True)
-        target.rename(stale)
-    temp.rename(target)
-    fsync_dir(target.parent)
-    if stale is not None:
-        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _remove_unfinished(root: Path) -> None:

@@ -1,20 +1,19 @@
-"""The records of rounds, updates and checkpoints, and checkpoint files on disk.
+"""The records of rounds, updates and checkpoints, and checkpoint blobs.
 
 The records are what :class:`~fedge.server.storage.store.Store` reads and
-writes; the SQL is in :mod:`fedge.server.storage.sqlite`. Checkpoint files
-are content-addressed (``checkpoints/<sha256>.safetensors``) and written
-atomically.
+writes; the SQL is in :mod:`fedge.server.storage.sqlite`. Checkpoints are
+blobs of the checkpoints store (:mod:`fedge.server.storage.blobs`),
+content-addressed (``<sha256>.safetensors``) and durable before their row
+is written.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-from fedge.server.storage.blobs import SharedDirBlobs
-from fedge.server.storage.durable import write_atomically
+from fedge.server.storage.blobs import BlobStore
 from fedge.wire.strict_json import finite_or_null
 from fedge.wire.update_codec import Checkpoint, content_id, encode_checkpoint
 
@@ -25,27 +24,6 @@ class CheckpointRecorder(Protocol):
     module stays below the interface that returns its records."""
 
     def add(self, checkpoint_id: str, round_id: int, file_name: str, size: int) -> None: ...
-
-
-@dataclass(frozen=True)
-class Directories:
-    """Where the files of a data directory go (the records are in SQLite)."""
-
-    checkpoints: Path  # <sha256>.safetensors, one per checkpoint
-    updates: Path  # r<round>/ segments (and older data: <device>-<digest>.safetensors files)
-    strategy: Path  # <checkpoint id>.safetensors: the server optimizer's slots
-
-    @classmethod
-    def under(cls, data_dir: Path) -> Directories:
-        return cls(data_dir / "checkpoints", data_dir / "updates", data_dir / "strategy")
-
-    def all(self) -> tuple[Path, Path, Path]:
-        return (self.checkpoints, self.updates, self.strategy)
-
-    @property
-    def update_blobs(self) -> SharedDirBlobs:
-        """The stored updates' bytes, behind the blob store's calls."""
-        return SharedDirBlobs(self.updates)
 
 
 @dataclass(frozen=True)
@@ -115,16 +93,21 @@ class StateChanged(Exception):
 
 
 def store_checkpoint(
-    checkpoints: CheckpointRecorder, directory: Path, checkpoint: Checkpoint
+    checkpoints: CheckpointRecorder, blobs: BlobStore, checkpoint: Checkpoint
 ) -> str:
-    """Write the checkpoint's file (once: it is named by its content) and record it."""
+    """Put the checkpoint's blob (once: it is named by its content) and record it."""
     data = encode_checkpoint(checkpoint)
     checkpoint_id = content_id(data)
-    path = directory / f"{checkpoint_id}.safetensors"
-    if not path.is_file():
-        write_atomically(path, data)
-    checkpoints.add(checkpoint_id, checkpoint.round_id, path.name, len(data))
+    name = checkpoint_file(checkpoint_id)
+    if not blobs.exists(name):
+        blobs.put(name, data)
+    checkpoints.add(checkpoint_id, checkpoint.round_id, name, len(data))
     return checkpoint_id
+
+
+def checkpoint_file(checkpoint_id: str) -> str:
+    """The name of a checkpoint's blob (and of its strategy state's)."""
+    return f"{checkpoint_id}.safetensors"
 
 
 def json_text(value: Any) -> str:

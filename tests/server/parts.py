@@ -22,6 +22,7 @@ from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.selection import Selector
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
+from fedge.server.storage.blobs import BlobStores
 from fedge.server.storage.devices import Conditions, Device
 from fedge.server.storage.store import Store
 from tests.helpers.stores import Stores
@@ -32,13 +33,18 @@ from tests.server.helpers import SPECS, tiny_model
 class Parts:
     config: ServerConfig
     store: Store
-    dirs: rs.Directories
+    blobs: BlobStores
     metrics: Metrics
     round_sum: RoundSum
     lifecycle: RoundLifecycle
     selector: Selector
     ingest: UpdateIngest
     wakes: list[int] = field(default_factory=list)
+
+    @property
+    def updates_dir(self) -> Path:
+        """The updates blob store's directory (the segments are files in it)."""
+        return self.blobs.updates.local_path("")
 
     def sql(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         """A test's own query (``?`` parameters, either store): its rows."""
@@ -85,12 +91,12 @@ def build_parts(data_dir: Path, stores: Stores | None = None, **settings: Any) -
     config = ServerConfig(data_dir=data_dir, rounds=RoundConfig(**rounds), **settings)
     config.validate()
     store = (stores or Stores("sqlite")).open(config.data_dir)
-    dirs = rs.Directories.under(data_dir)
+    blobs = BlobStores.under(data_dir)
     metrics = server_metrics()
     strategy = RoundStrategy(config)
     round_sum = RoundSum()
-    model = recover(store, dirs, SPECS, tiny_model().weights, strategy, round_sum, metrics)
-    closer = RoundCloser(dirs, strategy, config.update_retention_rounds)
+    model = recover(store, blobs, SPECS, tiny_model().weights, strategy, round_sum, metrics)
+    closer = RoundCloser(blobs, strategy, config.update_retention_rounds)
     lifecycle = RoundLifecycle(
         store,
         config.rounds,
@@ -104,7 +110,7 @@ def build_parts(data_dir: Path, stores: Stores | None = None, **settings: Any) -
     ingest = UpdateIngest(
         config,
         store,
-        dirs.update_blobs,
+        blobs.updates,
         SPECS,
         strategy,
         round_sum,
@@ -113,7 +119,7 @@ def build_parts(data_dir: Path, stores: Stores | None = None, **settings: Any) -
     )
     selector = Selector(store, config.rounds, "tiny", [s.name for s in SPECS])
     lifecycle.drive()
-    return Parts(config, store, dirs, metrics, round_sum, lifecycle, selector, ingest, wakes)
+    return Parts(config, store, blobs, metrics, round_sum, lifecycle, selector, ingest, wakes)
 
 
 PartsOn = Callable[..., Parts]  # build_parts with the store kind chosen (the parts_on fixture)

@@ -5,11 +5,16 @@ returns at once (the view answers 202). A thread of the builder starts the
 worker (``python -m fedge.server.releases.build.worker``), hands it the job, reads
 its progress lines (``GET /v1/releases/<version>`` shows the latest) and,
 once the worker has written the bundle, adopts it exactly as a push is
-adopted (:meth:`fedge.server.releases.registry.Releases.adopt_build`): checked, moved
-into ``bundles/``, the release made the candidate. Any failure (the
+adopted (:meth:`fedge.server.releases.registry.Releases.adopt_build`): checked, put
+into the bundle blob store, the release made the candidate. Any failure (the
 worker's, a refused bundle, a timeout, the server stopping) makes the
 release ``failed`` with the error; nothing else changes. One build at a
 time; rounds go on meanwhile (the conversion is another process).
+
+The converters (TFLite, TF.js, Core ML) write a bundle directory and read
+files, so the worker is handed local copies of the checkpoint and the live
+bundle (:meth:`~fedge.server.storage.blobs.BlobStore.local_path`) and writes
+the new bundle locally; only the verified result goes into the blob store.
 
 Crash safety: a build's files are only in the directory made for it under
 ``<data_dir>/release-builds/``, and the server adopts only from the
@@ -40,7 +45,7 @@ from fedge.server.releases.build import actions as build_actions
 from fedge.server.releases.build.wire import ERROR, BuildJob, BuildProgress, BuildWireError
 from fedge.server.releases.registry import Releases
 from fedge.server.rounds.coordinator import Coordinator
-from fedge.server.storage.bundles import bundle_dir
+from fedge.server.storage.blobs import BlobStore
 from fedge.server.storage.data_dir import make_private_dir
 from fedge.server.storage.store import Store
 from fedge.wire.releases import ReleaseRecord
@@ -96,7 +101,7 @@ class ReleaseBuilder:
         data_dir: Path,
         store: Store,
         releases: Releases,
-        checkpoints: Path,
+        checkpoints: BlobStore,
         current_checkpoint: Callable[[], str],
         timeout_s: float,
     ) -> None:
@@ -168,9 +173,10 @@ class ReleaseBuilder:
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
+        # The worker (another process) converts from local files: the blobs' local copies.
         job = BuildJob(
-            live_bundle=str(bundle_dir(self._data_dir, live.bundle_id)),
-            checkpoint=str(self._checkpoints / checkpoint_file),
+            live_bundle=str(self._releases.blobs.local_path(live.bundle_id)),
+            checkpoint=str(self._checkpoints.local_path(checkpoint_file)),
             out=str(workdir / BUNDLE_DIR),
             version=str(record.version),
             parent_pid=os.getpid(),
@@ -290,7 +296,7 @@ def open_builder(
         config.data_dir,
         store,
         releases,
-        coordinator.dirs.checkpoints,
+        coordinator.blobs.checkpoints,
         lambda: coordinator.current_checkpoint,
         config.release_build_timeout_s,
     )

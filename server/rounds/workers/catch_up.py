@@ -18,6 +18,7 @@ from fedge.server.rounds.recovery import fold_stored
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
 from fedge.server.storage import rounds as rs
+from fedge.server.storage.blobs import BlobStores
 from fedge.server.storage.store import Tx
 
 log = logging.getLogger("fedge.server")
@@ -26,7 +27,7 @@ log = logging.getLogger("fedge.server")
 def catch_up(
     tx: Tx,
     record: rs.RoundRecord,
-    dirs: rs.Directories,
+    blobs: BlobStores,
     strategy: RoundStrategy,
     round_sum: RoundSum,
     metrics: Metrics,
@@ -38,7 +39,7 @@ def catch_up(
         if tx.updates.count(record.id) == round_sum.count:
             return 0  # nothing new: one indexed count, not every row
         rows = tx.updates.of_round(record.id, by_arrival=True)
-        added = fold_stored(rows, dirs.update_blobs, strategy, round_sum, staleness)
+        added = fold_stored(rows, blobs.updates, strategy, round_sum, staleness)
         if added:
             metrics.set("fedge_round_updates", round_sum.count)
             log.debug("folded %d updates committed by other workers", added)

@@ -28,6 +28,7 @@ from fedge.client_sim.device.client import FedgeClient, ProtocolError
 from fedge.client_sim.device.transport import HttpTransport, TransportError
 from fedge.converters.bundle import convert
 from fedge.converters.options import ConvertOptions
+from fedge.server.storage.blobs import SharedDirBlobs
 from fedge.server.storage.bundles import BUNDLES_DIR, store_bundle
 from tests.helpers.live_server import LiveServer, running, start, stop
 from tests.helpers.network_gone import NetworkGoneAfter
@@ -361,10 +362,10 @@ def test_a_server_without_a_bundle_names_none(
 def test_storing_a_bundle_again_is_a_no_op(
     reference_bundle: ReferenceBundle, tmp_path: Path
 ) -> None:
-    first = store_bundle(reference_bundle.path, tmp_path)
+    first = store_bundle(reference_bundle.path, tmp_path, SharedDirBlobs(tmp_path / BUNDLES_DIR))
     stamp = (first.root / TRAIN_FILE).stat().st_mtime_ns
 
-    again = store_bundle(reference_bundle.path, tmp_path)
+    again = store_bundle(reference_bundle.path, tmp_path, SharedDirBlobs(tmp_path / BUNDLES_DIR))
 
     assert again == first
     assert first.bundle_id == reference_bundle.bundle_id
@@ -377,13 +378,13 @@ def test_an_unrecorded_copy_that_does_not_verify_is_replaced(
 ) -> None:
     # A first start that stopped before it recorded the model, then a disk
     # that lost a file: nothing refers to the copy yet, so it is made again.
-    first = store_bundle(reference_bundle.path, tmp_path)
+    first = store_bundle(reference_bundle.path, tmp_path, SharedDirBlobs(tmp_path / BUNDLES_DIR))
     (first.root / TRAIN_FILE).unlink()
     leftover = tmp_path / BUNDLES_DIR / ".incoming-left-by-a-crash"
     leftover.mkdir()
     (leftover / "half.bin").write_bytes(b"half")
 
-    again = store_bundle(reference_bundle.path, tmp_path)
+    again = store_bundle(reference_bundle.path, tmp_path, SharedDirBlobs(tmp_path / BUNDLES_DIR))
 
     assert open_bundle(again.root, expected_id=reference_bundle.bundle_id)
     assert [p.name for p in (tmp_path / BUNDLES_DIR).iterdir()] == [first.bundle_id]

@@ -17,7 +17,7 @@ from tests.server.parts import Parts, PartsOn
 
 
 def update_files(parts: Parts) -> list[Path]:
-    return sorted(p for p in parts.dirs.updates.rglob("*") if p.is_file())
+    return sorted(p for p in parts.updates_dir.rglob("*") if p.is_file())
 
 
 def refused(call: Callable[[], object]) -> ServerError:

@@ -16,7 +16,7 @@ from fedge.server.rounds import recovery
 from fedge.server.rounds.recovery import recover
 from fedge.server.rounds.running_sum import RoundSum
 from fedge.server.rounds.strategy import RoundStrategy
-from fedge.server.storage import rounds as rs
+from fedge.server.storage.blobs import BlobStores
 from fedge.server.storage.sqlite.store import SQLiteStore
 from tests.server.helpers import SPECS, constant_update
 from tests.server.parts import PartsOn
@@ -89,13 +89,27 @@ def test_a_restart_after_a_close_trains_from_the_new_checkpoint(
 
 def test_leftover_temp_files_are_removed(parts_on: PartsOn, tmp_path: Path) -> None:
     parts = parts_on(tmp_path)
-    leftover = parts.dirs.updates / "r000001" / ".cut-short.safetensors.x1.tmp"
+    leftover = parts.updates_dir / "r000001" / ".cut-short.safetensors.x1.tmp"
     leftover.parent.mkdir(parents=True)
     leftover.write_bytes(b"half")
 
     parts_on(tmp_path)
 
     assert not leftover.exists()
+
+
+def test_a_damaged_checkpoint_stops_the_restart_instead_of_training_from_it(
+    parts_on: PartsOn, tmp_path: Path
+) -> None:
+    before = parts_on(tmp_path)
+    checkpoint_id = before.lifecycle.model.checkpoint_id
+    stored = before.blobs.checkpoints.local_path(f"{checkpoint_id}.safetensors")
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 0x40  # a flipped bit in the last weight: still a valid file
+    stored.write_bytes(bytes(data))
+
+    with pytest.raises(ConfigurationError, match=f"checkpoint {checkpoint_id} is damaged"):
+        parts_on(tmp_path)
 
 
 def test_a_database_with_no_checkpoint_needs_the_initial_weights(tmp_path: Path) -> None:
@@ -105,7 +119,7 @@ def test_a_database_with_no_checkpoint_needs_the_initial_weights(tmp_path: Path)
     with pytest.raises(ConfigurationError, match="no checkpoint"):
         recover(
             store,
-            rs.Directories.under(tmp_path),
+            BlobStores.under(tmp_path),
             SPECS,
             None,
             RoundStrategy(config),

@@ -33,7 +33,7 @@ def closed_bias(parts: Parts, round_id: int) -> Any:
     record = parts.round(round_id)
     assert record.state == "closed", record
     assert record.result_checkpoint is not None
-    return read_checkpoint(parts.dirs.checkpoints, record.result_checkpoint, SPECS).weights[
+    return read_checkpoint(parts.blobs.checkpoints, record.result_checkpoint, SPECS).weights[
         "dense/bias"
     ]
 

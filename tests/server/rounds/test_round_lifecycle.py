@@ -42,7 +42,7 @@ def contribute(parts: Parts, values: list[float], round_id: int = 1) -> None:
 
 
 def bias(parts: Parts, checkpoint_id: str) -> Any:
-    return read_checkpoint(parts.dirs.checkpoints, checkpoint_id, SPECS).weights["dense/bias"]
+    return read_checkpoint(parts.blobs.checkpoints, checkpoint_id, SPECS).weights["dense/bias"]
 
 
 def events(parts: Parts) -> list[str]:
@@ -199,11 +199,11 @@ def test_update_files_are_deleted_once_their_round_is_old_enough(
     parts = parts_on(tmp_path, update_retention_rounds=1)
     contribute(parts, [1.0, 2.0], round_id=1)
     parts.lifecycle.drive()
-    kept = segment_files(parts.dirs.updates)
+    kept = segment_files(parts.updates_dir)
     contribute(parts, [1.0, 2.0], round_id=2)
     parts.lifecycle.drive()
 
-    left = segment_files(parts.dirs.updates)
+    left = segment_files(parts.updates_dir)
     paths = parts.sql("SELECT round_id, path FROM updates ORDER BY round_id")
     # One segment per round: round 1's is deleted with its rows' paths.
     assert [s.split("/")[0] for s in kept] == ["r000001"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fedge.server.devices.expiry import expire_devices
+from fedge.server.storage.blobs import BlobStores
 from fedge.server.storage.devices import Enrolment, hash_token
 from fedge.server.storage.rounds import UpdateRecord
 from fedge.server.storage.sqlite.store import SQLiteStore
@@ -100,7 +101,9 @@ def test_enrolment_does_not_count_every_device(tmp_path: Path) -> None:
     store = SQLiteStore.open(tmp_path / "db.sqlite3")
     name, specs, weights = load_initial_weights(None, 0)
     config = load_config(environ={}, overrides={"data_dir": tmp_path / "data"})
-    coordinator = Coordinator(config, store, specs, weights, server_metrics(), name)
+    coordinator = Coordinator(
+        config, store, specs, weights, server_metrics(), name, BlobStores.under(config.data_dir)
+    )
     statements: list[str] = []
     store.db.connection().set_trace_callback(statements.append)
 

@@ -105,6 +105,6 @@ def test_concurrent_uploads_are_each_stored_once(parts_on: PartsOn, tmp_path: Pa
     assert parts.round_sum.count == 9
     ((rows,),) = parts.sql("SELECT COUNT(*) FROM updates")
     # The refused copy was never written: nine records, all intact.
-    scans = [scan(parts.dirs.updates, s) for s in segment_files(parts.dirs.updates)]
+    scans = [scan(parts.updates_dir, s) for s in segment_files(parts.updates_dir)]
     assert rows == 9 and sum(len(s.records) for s in scans) == 9
     assert not any(s.torn for s in scans)

@@ -125,15 +125,15 @@ def test_bytes_a_crash_left_without_rows_are_never_counted(
 ) -> None:
     before = parts_on(tmp_path, rounds={"target_participants": 4})
     contribute(before, [1.0, 3.0])
-    (live,) = segment_files(before.dirs.updates)
+    (live,) = segment_files(before.updates_dir)
     uncommitted = constant_update(1, before.lifecycle.model.checkpoint_id, 50.0)
     # Cut off after its write, before its commit: a whole record, no row...
-    with open(before.dirs.updates / live, "ab") as file:
+    with open(before.updates_dir / live, "ab") as file:
         file.write(frame_header(uncommitted) + uncommitted)
     # ... and a torn one after it; and a batch's own segment, never committed.
-    with open(before.dirs.updates / live, "ab") as file:
+    with open(before.updates_dir / live, "ab") as file:
         file.write((frame_header(uncommitted) + uncommitted)[:-7])
-    orphan = SegmentWriter(before.dirs.updates)
+    orphan = SegmentWriter(before.updates_dir)
     (stray,) = orphan.append(1, framed(uncommitted))
     orphan.close()
 
@@ -141,8 +141,8 @@ def test_bytes_a_crash_left_without_rows_are_never_counted(
 
     assert after.round_sum.count == 2
     np.testing.assert_allclose(after.round_sum.mean.result()["dense/bias"], [2.0, 2.0])
-    assert scan(after.dirs.updates, live).torn
-    assert not (after.dirs.updates / stray.segment).exists()
+    assert scan(after.updates_dir, live).torn
+    assert not (after.updates_dir / stray.segment).exists()
     contribute(after, [5.0, 7.0])  # the round goes on, into a new segment
     after.lifecycle.drive()
     closed = after.round(1)
@@ -150,7 +150,7 @@ def test_bytes_a_crash_left_without_rows_are_never_counted(
     weights = after.lifecycle.model.weights
     assert after.lifecycle.model.checkpoint_id == closed.result_checkpoint
     np.testing.assert_allclose(weights["dense/bias"], [4.0, 4.0])  # (1 + 3 + 5 + 7) / 4
-    assert len(segment_files(after.dirs.updates)) == 2
+    assert len(segment_files(after.updates_dir)) == 2
 
 
 DEVICES = 40
