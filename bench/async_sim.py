@@ -73,7 +73,7 @@ class AsyncSettings:
     # The staleness weight whose buffer mean scales the step (None: the
     # updates' own staleness_weight; the server's aggregation.step_weight).
     step_weight: str | None = None
-    # The server's strategy (fedavg, or fedavgm with this server momentum).
+    # The server's strategy (fedavg, fedavgm with this momentum, fedadam).
     strategy: str = "fedavg"
     momentum: float = 0.5
 
