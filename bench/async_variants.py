@@ -40,6 +40,7 @@ VARIANTS: dict[str, SyncSettings | AsyncSettings] = {
     "sync over 5 lr 1": SyncSettings(10, 5.0, 1.5, 5),
     "sync over 12 lr 2": SyncSettings(10, 12.0, 1.5, 5, server_lr=2.0),
     "sync over 8 lr 1": SyncSettings(10, 8.0, 1.5, 5),
+    "sync over 12 lr 1": SyncSettings(10, 12.0, 1.5, 5),
     "c100": BASE,
     "c100 lr 0.7": replace(BASE, server_lr=0.7),
     "c100 lr 0.5": replace(BASE, server_lr=0.5),
