@@ -33,6 +33,7 @@ import heapq
 import math
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.async_tasks import Task
 from fedge.client_sim.device.profiles import DeviceProfile
@@ -68,6 +69,13 @@ class AsyncSettings:
     # (the server's aggregation.scaled_step: for FedAvg the same as a server
     # learning rate of that factor, which is how it is applied here).
     scaled_step: bool = False
+    hinge_after: int = 2
+    # The staleness weight whose buffer mean scales the step (None: the
+    # updates' own staleness_weight; the server's aggregation.step_weight).
+    step_weight: str | None = None
+    # The server's strategy (fedavg, fedavgm with this momentum, fedadam).
+    strategy: str = "fedavg"
+    momentum: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -196,9 +204,15 @@ class Simulation:
     # -- the server ----------------------------------------------------------
 
     def _new_model(self, mean: StreamingMean, factors: float = 1.0) -> None:
-        """A server step: FedAvg with the settings' server learning rate
-        (times ``factors``: the scaled step's mean staleness factor)."""
-        strategy = make_strategy("fedavg", server_lr=self.settings.server_lr * factors)
+        """A server step: FedAvg (or, in async mode, FedAvgM if the settings
+        say so) with the settings' server learning rate (times ``factors``:
+        the scaled step's mean staleness factor)."""
+        s = self.settings
+        params: dict[str, Any] = {"server_lr": s.server_lr * factors}
+        if isinstance(s, AsyncSettings) and s.strategy == "fedavgm":
+            params["momentum"] = s.momentum
+        name = s.strategy if isinstance(s, AsyncSettings) else "fedavg"
+        strategy = make_strategy(name, **params)
         result = strategy.next_weights(self._weights, self._state, mean)
         self._weights, self._state = dict(result.new_weights), result.state
         self._model_id += 1
@@ -299,9 +313,9 @@ class Simulation:
             if lag > s.max_staleness:
                 self._refuse(work, "too_stale")
                 continue
-            factor = staleness_factor(s.staleness_weight, lag)
+            factor = staleness_factor(s.staleness_weight, lag, s.hinge_after)
             mean.add(work.delta, float(work.examples) * factor)
-            factors += factor
+            factors += staleness_factor(s.step_weight or s.staleness_weight, lag, s.hinge_after)
             self._staleness_sum += lag
             self.report.accepted += 1
             if mean.count >= s.buffer:

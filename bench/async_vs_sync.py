@@ -14,8 +14,9 @@ again), availability windows. Time is simulated (:mod:`bench.async_sim` says
 how and why that is fair); training and aggregation are real.
 
 Each mode is tuned by a small sweep, printed: synchronous rounds over
-over-selection and deadline, async over concurrency and the staleness bound
-(K = 10 in both: the round's target, the async buffer). For each run:
+over-selection, deadline and server learning rate, async over concurrency,
+the staleness weight and server learning rate (K = 10 in both: the round's
+target, the async buffer). For each run:
 simulated seconds and device-compute seconds until the global test
 accuracy reaches the task's target (one both modes reach) and holds it for
 three evaluations in a row (of 150 per run), the
@@ -23,8 +24,9 @@ accuracy at the end of the same budget, models made, uploads accepted and
 refused (late or too stale: their training wasted), bytes moved. The plot:
 accuracy against simulated seconds, the best run of each mode per task.
 Then a profile of the best async setting per task, one change at a time
-(staleness weight, a staleness bound, the server learning rate, FedBuff's
-scaled step, a larger buffer): what limits async. ``--quick`` (about a
+(staleness weight, a staleness bound, the server learning rate both ways,
+FedBuff's scaled step, the step scaled by the sqrt weight (the server's
+``step_weight``), server momentum, a larger buffer): what limits async. ``--quick`` (about a
 minute): the digits only, one setting per mode, a shorter budget, no profile.
 """
 
@@ -71,20 +73,32 @@ NO_BOUND = 100_000  # a staleness bound no update reaches: no straggler's work r
 def sweeps(quick: bool) -> list[tuple[str, SyncSettings | AsyncSettings]]:
     """Synchronous rounds of K updates (and, with as many devices at once as
     the async runs train, of 10 K) over over-selection, deadline and the
-    server learning rate; async with a buffer of K over concurrency and the
-    staleness weight, with no staleness bound (none of a straggler's work
-    refused; the profile shows what a bound does)."""
+    server learning rate; async with a buffer of K over concurrency, the
+    staleness weight and the server learning rate, with no staleness bound
+    (none of a straggler's work refused; the profile shows what a bound
+    does). Both modes' server learning rates are swept around their best
+    setting, both ways (larger and smaller)."""
     sync = [
         (K, 1.0, 5.0, 1.0),
         (K, 1.5, 1.5, 1.0),
         (K, 2.0, 1.5, 1.0),
         (K, 3.0, 1.5, 1.0),
-        (K, 2.0, 1.5, 2.0),
+        (K, 4.0, 1.5, 1.0),
+        (K, 3.0, 1.0, 1.0),
+        (K, 3.0, 1.5, 0.5),
+        (K, 3.0, 1.5, 2.0),
         (10 * K, 1.3, 1.5, 1.0),
     ]
-    fedbuff = [(3 * K, "sqrt"), (10 * K, "sqrt"), (10 * K, "hinge"), (30 * K, "hinge")]
+    fedbuff = [
+        (10 * K, "sqrt", 1.0),
+        (10 * K, "hinge", 1.0),
+        (30 * K, "hinge", 1.0),
+        (10 * K, "hinge", 0.3),
+        (30 * K, "hinge", 0.3),
+        (40 * K, "hinge", 0.2),
+    ]
     if quick:
-        sync, fedbuff = [(K, 2.0, 1.5, 1.0)], [(10 * K, "hinge")]
+        sync, fedbuff = [(K, 2.0, 1.5, 1.0)], [(10 * K, "hinge", 1.0)]
     chosen: list[tuple[str, SyncSettings | AsyncSettings]] = [
         (
             f"sync K {per_round} over {over:g} deadline {deadline:g}s server lr {lr:g}",
@@ -94,10 +108,10 @@ def sweeps(quick: bool) -> list[tuple[str, SyncSettings | AsyncSettings]]:
     ]
     chosen += [
         (
-            f"async K {K} concurrency {concurrency} {weight}",
-            AsyncSettings(K, concurrency, NO_BOUND, staleness_weight=weight),
+            f"async K {K} concurrency {concurrency} {weight} server lr {lr:g}",
+            AsyncSettings(K, concurrency, NO_BOUND, staleness_weight=weight, server_lr=lr),
         )
-        for concurrency, weight in fedbuff
+        for concurrency, weight, lr in fedbuff
     ]
     return chosen
 
@@ -105,6 +119,7 @@ def sweeps(quick: bool) -> list[tuple[str, SyncSettings | AsyncSettings]]:
 def profile_variants(base: AsyncSettings) -> list[tuple[str, AsyncSettings]]:
     """The best async setting with one thing changed at a time."""
     others = {"sqrt": "hinge", "hinge": "sqrt"}
+    lr = base.server_lr
     return [
         ("as swept", base),
         ("staleness weight constant", replace(base, staleness_weight="constant")),
@@ -113,8 +128,17 @@ def profile_variants(base: AsyncSettings) -> list[tuple[str, AsyncSettings]]:
             replace(base, staleness_weight=others[base.staleness_weight]),
         ),
         ("max staleness 10", replace(base, max_staleness=10)),
-        ("server lr 2", replace(base, server_lr=2.0)),
+        (f"server lr {2 * lr:g} (x2)", replace(base, server_lr=2 * lr)),
+        (f"server lr {lr / 2:g} (/2)", replace(base, server_lr=lr / 2)),
         ("FedBuff's scaled step", replace(base, scaled_step=True)),
+        (
+            "step scaled by mean sqrt factor",
+            replace(base, scaled_step=True, step_weight="sqrt"),
+        ),
+        (
+            f"server momentum 0.5 (fedavgm, lr {lr / 2:g})",
+            replace(base, strategy="fedavgm", momentum=0.5, server_lr=lr / 2),
+        ),
         ("buffer 2 K", replace(base, buffer=2 * base.buffer)),
     ]
 

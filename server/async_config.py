@@ -8,7 +8,8 @@ work at any time and trains on the current version, at most
 server step and the next version. An upload trained on a version more than
 ``max_staleness`` versions old is refused; the others are weighed by
 ``staleness_weight`` (see :mod:`fedge.server.rounds.buffered.staleness`),
-and with ``scaled_step`` the step is scaled by the buffer's mean factor.
+and with ``scaled_step`` the step is scaled by the buffer's mean factor
+(of ``step_weight``'s function, if set).
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class AsyncConfig:
     # factor, so that a buffer of stale updates moves the model less (false:
     # the factors only weigh the buffer's updates against each other).
     scaled_step: bool = False
+    # With scaled_step: the staleness weight whose buffer mean scales the
+    # step (None: staleness_weight's). "sqrt" with hinge weights shrinks the
+    # step as concurrency (and so staleness) grows, as a smaller server
+    # learning rate would.
+    step_weight: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -58,6 +64,13 @@ class AsyncConfig:
             raise ConfigurationError(
                 f"staleness_weight must be one of {', '.join(STALENESS_WEIGHTS)}"
             )
+        if self.step_weight is not None:
+            if self.step_weight not in STALENESS_WEIGHTS:
+                raise ConfigurationError(
+                    f"step_weight must be one of {', '.join(STALENESS_WEIGHTS)}"
+                )
+            if not self.scaled_step:
+                raise ConfigurationError("step_weight needs scaled_step = true")
         if self.buffer < 1 or self.concurrency < 1:
             raise ConfigurationError("aggregation buffer and concurrency must be >= 1")
         if self.max_staleness < 0 or self.hinge_after < 0:

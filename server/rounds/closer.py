@@ -88,6 +88,7 @@ class RoundCloser:
                 tx.rounds.count_closed(),
                 num_examples=examples,
                 factors=weighed,
+                lags=None if lags is None else [lag for lag, _ in lags],
             )
         require_finite(result)
         seconds = time.perf_counter() - started

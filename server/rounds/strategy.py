@@ -35,6 +35,7 @@ from fedge.server.aggregation.roles import WeightRoles
 from fedge.server.aggregation.strategies import ServerState, Strategy
 from fedge.server.config import ServerConfig
 from fedge.server.errors import ConfigurationError
+from fedge.server.rounds.buffered.staleness import staleness_factor
 from fedge.server.storage.blobs import BlobStore
 from fedge.wire.file_span import FileSpan
 from fedge.wire.update_codec import (
@@ -115,15 +116,22 @@ class RoundStrategy:
             return weights
         return share_capped_weights(weights, max_share(len(weights), self._share_multiple))
 
-    def step_scale(self, factors: Sequence[float] | None) -> float:
+    def step_scale(
+        self, factors: Sequence[float] | None, lags: Sequence[int] | None = None
+    ) -> float:
         """What the buffer's mean is multiplied by before the server step:
         with ``aggregation.scaled_step`` (async mode, the mean family), the
         mean of the buffer's staleness ``factors`` (FedBuff: a buffer of
-        stale updates moves the model less); otherwise 1."""
-        if not factors or not self._config.aggregation.scaled_step:
+        stale updates moves the model less), or, with ``step_weight``, the
+        mean of that function of the updates' ``lags``; otherwise 1."""
+        aggregation = self._config.aggregation
+        if not factors or not aggregation.scaled_step:
             return 1.0
         if self.strategy.needs_stored_updates:
             return 1.0  # median and trimmed mean ignore weights, staleness included
+        if aggregation.step_weight is not None and lags is not None:
+            kind, after = aggregation.step_weight, aggregation.hinge_after
+            factors = [staleness_factor(kind, lag, after) for lag in lags]
         return sum(factors) / len(factors)
 
     def averaged(self, deltas: Weights) -> Weights:
@@ -140,6 +148,7 @@ class RoundStrategy:
         rounds_closed_before: int,
         num_examples: Sequence[int] | None = None,
         factors: Sequence[float] | None = None,
+        lags: Sequence[int] | None = None,
     ) -> RoundResult:
         """This round's result; with central DP, the epsilon spent once it is
         released (``rounds_closed_before`` earlier releases plus this one).
@@ -149,7 +158,7 @@ class RoundStrategy:
         it cuts."""
         if num_examples is not None and not self.strategy.needs_stored_updates:
             accumulator = self._share_capped(accumulator, paths, num_examples, factors)
-        scale = self.step_scale(factors)
+        scale = self.step_scale(factors, lags)
         if scale != 1.0:
             accumulator = accumulator.scaled(scale)
         source = (

@@ -155,6 +155,43 @@ def test_a_scaled_step_moves_the_model_less_for_a_stale_buffer(
     assert metrics["step_scale"] == pytest.approx((w + 1) / 2)
 
 
+def test_a_step_weight_scales_the_step_by_its_own_staleness_function(
+    make_app: AppFactory, connect: Connect, tmp_path: Path
+) -> None:
+    # Updates weighed equally (constant), the step scaled by the buffer's
+    # mean sqrt factor: the weights and the step's scale are set apart.
+    app = async_app(
+        make_app,
+        tmp_path / "data",
+        buffer=2,
+        concurrency=5,
+        max_staleness=1,
+        staleness_weight="constant",
+        scaled_step=True,
+        step_weight="sqrt",
+    )
+    client = connect(app)
+    a, b, c, e = (enrol(client)[1] for _ in range(4))
+    tasks = {t: join(client, t) for t in (a, b, c)}
+    base1 = tasks[a]["base_checkpoint"]
+    assert upload(client, a, 1, constant_update(1, base1, 1.0)).status_code == 201
+    assert upload(client, b, 1, constant_update(1, base1, 3.0)).status_code == 201
+    np.testing.assert_allclose(step_result(client, a, 1), np.full((2, 2), 2.0), atol=1e-6)
+
+    task_e = join(client, e)
+    assert upload(client, c, 1, constant_update(1, base1, 10.0)).status_code == 201
+    fresh = constant_update(2, task_e["base_checkpoint"], 4.0)
+    assert upload(client, e, 2, fresh).status_code == 201
+    # The plain mean (10 + 4) / 2 = 7, times the mean of 1/sqrt(2) (staleness
+    # 1) and 1 (staleness 0).
+    scale = (1 / math.sqrt(2) + 1) / 2
+    expected = 2.0 + 7.0 * scale
+    np.testing.assert_allclose(step_result(client, a, 2), np.full((2, 2), expected), atol=1e-6)
+    metrics = client.get("/v1/rounds/2").get_json()["metrics"]
+    assert metrics["step_scale"] == pytest.approx(scale)
+    assert metrics["mean_staleness_factor"] == 1.0  # the updates' own weights
+
+
 def test_a_scaled_mean_is_a_copy_and_refuses_bad_factors() -> None:
     from fedge.server.aggregation.errors import AggregationError
     from fedge.server.aggregation.kernels import StreamingMean
@@ -231,6 +268,8 @@ def test_the_aggregation_settings_merge_and_bad_ones_are_refused(tmp_path: Path)
         {"max_staleness": -1},
         {"lease_s": 0},
         {"scaled_step": "sometimes"},
+        {"scaled_step": True, "step_weight": "cubic"},
+        {"step_weight": "sqrt"},  # a step weight without the scaled step means nothing
         {"buffr": 3},
     ):
         with pytest.raises(ConfigurationError):
