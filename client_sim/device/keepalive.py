@@ -28,7 +28,14 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from fedge.client_sim.device.transport import Reply, TransportError, retry_after
+from fedge.client_sim.device.transport import (
+    HttpTransport,
+    Reply,
+    Transport,
+    TransportError,
+    retry_after,
+    shared_session,
+)
 
 
 def direct_http(base_url: str) -> bool:
@@ -38,6 +45,23 @@ def direct_http(base_url: str) -> bool:
         return False
     proxied = "http" in urllib.request.getproxies()
     return not proxied or bool(urllib.request.proxy_bypass(parts.hostname))
+
+
+def fleet_connections(connections: int, base_url: str) -> Any:
+    """The keep-alive connections a fleet's devices share (``close()`` them
+    when done): a :class:`KeepAlivePool` for a plain ``http://`` server
+    reached directly, else requests' pool
+    (:func:`~fedge.client_sim.device.transport.shared_session`)."""
+    if direct_http(base_url):
+        return KeepAlivePool(base_url, connections)
+    return shared_session(connections, base_url)
+
+
+def device_transport(connections: Any, base_url: str) -> Transport:
+    """One device's transport on ``connections`` (:func:`fleet_connections`)."""
+    if isinstance(connections, KeepAlivePool):
+        return connections.transport()
+    return HttpTransport(base_url, session=connections)
 
 
 class KeepAlivePool:

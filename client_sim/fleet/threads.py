@@ -17,12 +17,11 @@ from typing import Any
 
 from fedge.client_sim.data.federated_split import FederatedData
 from fedge.client_sim.device.client import FedgeClient
-from fedge.client_sim.device.keepalive import KeepAlivePool, direct_http
+from fedge.client_sim.device.keepalive import device_transport, fleet_connections
 from fedge.client_sim.device.profiles import DeviceProfile, fleet_profiles
 from fedge.client_sim.device.simulated import RoundOutcome, SimDevice
 from fedge.client_sim.device.speeds import SpeedModel, with_speeds
 from fedge.client_sim.device.trainers import TrainerPool
-from fedge.client_sim.device.transport import HttpTransport, Transport, shared_session
 from fedge.client_sim.fleet.backend import DeviceCounters, Scores
 from fedge.client_sim.fleet.config import FleetConfig
 from fedge.client_sim.fleet.dispatch import until_full
@@ -78,12 +77,12 @@ class ThreadBackend:
         )
         trainers = TrainerPool(model.trainer, min(config.workers, n))
         # Devices take turns on the worker pool: they share its keep-alive connections.
-        session = _connections(config.workers + 4, model.url)
+        session = fleet_connections(config.workers + 4, model.url)
         local_state = model.spec.matching(config.local_state)
         backend = cls([], ThreadPoolExecutor(max_workers=config.workers), session, config.workers)
         try:
             for index in range(n):
-                transport = _device_transport(session, model.url)
+                transport = device_transport(session, model.url)
                 client = FedgeClient(transport, seed=config.seed + index)
                 client.enrol(platform=f"sim-{config.runtime}")
                 backend.devices.append(
@@ -130,19 +129,3 @@ class ThreadBackend:
         for device in self.devices:
             device.client.transport.close()
         self._session.close()
-
-
-def _connections(connections: int, url: str) -> Any:
-    """The devices' shared keep-alive connections: a
-    :class:`~fedge.client_sim.device.keepalive.KeepAlivePool` for a plain
-    ``http://`` server reached directly (the embedded one), else requests'
-    pool (TLS, proxies)."""
-    if direct_http(url):
-        return KeepAlivePool(url, connections)
-    return shared_session(connections, url)
-
-
-def _device_transport(connections: Any, url: str) -> Transport:
-    if isinstance(connections, KeepAlivePool):
-        return connections.transport()
-    return HttpTransport(url, session=connections)

@@ -18,8 +18,14 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from fedge.client_sim.device.client import FedgeClient, RetryPolicy
-from fedge.client_sim.device.keepalive import KeepAlivePool, direct_http
-from fedge.client_sim.device.transport import TransportError
+from fedge.client_sim.device.keepalive import (
+    KeepAlivePool,
+    PooledTransport,
+    device_transport,
+    direct_http,
+    fleet_connections,
+)
+from fedge.client_sim.device.transport import HttpTransport, TransportError
 from tests.helpers.handler_server import handler_server
 
 
@@ -169,3 +175,20 @@ def test_only_plain_http_reached_directly(monkeypatch: pytest.MonkeyPatch) -> No
     assert not direct_http("http://fedge.example.org:8750")
     monkeypatch.setenv("no_proxy", "fedge.example.org")
     assert direct_http("http://fedge.example.org:8750")
+
+
+def test_a_fleet_uses_the_pool_on_plain_http_and_requests_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    plain = fleet_connections(4, "http://127.0.0.1:8750")
+    tls = fleet_connections(4, "https://fedge.example.org")
+    try:
+        assert isinstance(plain, KeepAlivePool)
+        assert isinstance(device_transport(plain, "http://127.0.0.1:8750"), PooledTransport)
+        assert not isinstance(tls, KeepAlivePool)
+        assert isinstance(device_transport(tls, "https://fedge.example.org"), HttpTransport)
+    finally:
+        plain.close()
+        tls.close()
