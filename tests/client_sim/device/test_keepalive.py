@@ -38,6 +38,7 @@ class Seen:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Close the connection after the answer to these paths (without saying so).
     drop_after: set[str] = field(default_factory=set)
+    dropped: threading.Event = field(default_factory=threading.Event)
 
 
 @pytest.fixture
@@ -74,6 +75,7 @@ def server() -> Iterator[tuple[str, Seen]]:
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
+                seen.dropped.set()
 
         def do_GET(self) -> None:
             self._answer(b"")
@@ -139,6 +141,7 @@ def test_a_connection_the_server_closed_is_not_reused(server: tuple[str, Seen]) 
     try:
         transport = pool.transport()
         assert transport.request("GET", "/first").status == 200
+        assert seen.dropped.wait(10)
         # The server shut that connection after answering (no Connection:
         # close): the next request goes on a new one, and is answered.
         assert transport.request("GET", "/second").status == 200
