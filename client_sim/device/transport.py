@@ -1,7 +1,8 @@
 """How a simulated device talks to the server: one interface, two ways.
 
 :class:`HttpTransport` uses real HTTP (requests, a connection pool per
-device, or one shared by a fleet's devices); :class:`InProcessTransport`
+device, or one shared by a fleet's devices; a thread fleet on plain HTTP
+uses :mod:`fedge.client_sim.device.keepalive` instead); :class:`InProcessTransport`
 calls the Flask app directly, for tests and fast simulations. The device code is the same for both.
 """
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from fedge.client_sim.data.federated_split import FederatedData
 from fedge.client_sim.device.client import FedgeClient
+from fedge.client_sim.device.keepalive import device_transport, fleet_connections
 from fedge.client_sim.device.profiles import DeviceProfile, fleet_profiles
 from fedge.client_sim.device.simulated import RoundOutcome, SimDevice
 from fedge.client_sim.device.speeds import SpeedModel, with_speeds
 from fedge.client_sim.device.trainers import TrainerPool
-from fedge.client_sim.device.transport import HttpTransport, shared_session
 from fedge.client_sim.fleet.backend import DeviceCounters, Scores
 from fedge.client_sim.fleet.config import FleetConfig
 from fedge.client_sim.fleet.dispatch import until_full
@@ -77,12 +77,12 @@ class ThreadBackend:
         )
         trainers = TrainerPool(model.trainer, min(config.workers, n))
         # Devices take turns on the worker pool: they share its keep-alive connections.
-        session = shared_session(config.workers + 4, model.url)
+        session = fleet_connections(config.workers + 4, model.url)
         local_state = model.spec.matching(config.local_state)
         backend = cls([], ThreadPoolExecutor(max_workers=config.workers), session, config.workers)
         try:
             for index in range(n):
-                transport = HttpTransport(model.url, session=session)
+                transport = device_transport(session, model.url)
                 client = FedgeClient(transport, seed=config.seed + index)
                 client.enrol(platform=f"sim-{config.runtime}")
                 backend.devices.append(

@@ -26,10 +26,10 @@ from typing import Any
 
 from fedge.bundle.manifest import Manifest
 from fedge.client_sim.device.client import FedgeClient
+from fedge.client_sim.device.keepalive import device_transport, fleet_connections
 from fedge.client_sim.device.profiles import DeviceProfile
 from fedge.client_sim.device.simulated import RoundOutcome, SimDevice
 from fedge.client_sim.device.trainers import KerasTrainer, TfliteTrainer, Trainer, TrainerPool
-from fedge.client_sim.device.transport import HttpTransport, shared_session
 from fedge.client_sim.fleet.backend import DeviceCounters, Scores
 from fedge.converters.targets.training_optimizer import TrainingOptimizer
 from fedge.task.examples import DeviceExamples, Examples
@@ -141,11 +141,11 @@ class DeviceHost:
         self._pool = ThreadPoolExecutor(max_workers=max(1, config.threads))
         trainers = runtime.trainer_pool(max(1, min(config.threads, len(devices))))
         # The devices take turns on the host's threads: they share its keep-alive connections.
-        self._session = shared_session(config.threads + 4, config.url)
+        self._session = fleet_connections(config.threads + 4, config.url)
         self._devices: dict[int, SimDevice] = {}
         for hosted in devices:
             # Seeds as in the thread backend: a device behaves the same on either.
-            transport = HttpTransport(config.url, session=self._session)
+            transport = device_transport(self._session, config.url)
             client = FedgeClient(transport, seed=config.seed + hosted.index)
             self._devices[hosted.index] = SimDevice(
                 hosted.index,
