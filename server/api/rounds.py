@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify, request, send_file
 
 from fedge.server.api.common import (
     authenticated_device,
+    binary_body,
     flag,
     json_body,
     list_limit,
@@ -62,8 +63,8 @@ def upload(round_id: int) -> Any:
             "send the update as application/octet-stream (safetensors)", code="bad_content_type"
         )
     # An update of this model is at most this large (see request_limits).
-    request.max_content_length = context().limits.max_update_bytes
-    receipt, created = context().coordinator.accept_update(device, round_id, request.get_data())
+    body = binary_body(context().limits.max_update_bytes)
+    receipt, created = context().coordinator.accept_update(device, round_id, body)
     response = jsonify(receipt)
     response.status_code = 201 if created else 200
     return response

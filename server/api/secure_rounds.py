@@ -11,7 +11,12 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from fedge.server.api.common import authenticated_device, json_body, round_id_in_range
+from fedge.server.api.common import (
+    authenticated_device,
+    binary_body,
+    json_body,
+    round_id_in_range,
+)
 from fedge.server.errors import BadRequest, NotFound
 from fedge.server.http.context import context
 from fedge.server.rounds.secure import SecureRounds
@@ -76,8 +81,7 @@ def upload(round_id: int) -> Any:
             "send the masked input as application/octet-stream (uint32 little-endian)",
             code="bad_content_type",
         )
-    request.max_content_length = 4 * secure.spec.size
-    return jsonify(secure.upload(device, round_id, request.get_data()))
+    return jsonify(secure.upload(device, round_id, binary_body(4 * secure.spec.size)))
 
 
 @bp.get("/unmask")
