@@ -231,8 +231,9 @@ def test_02_federated_simulation(tmp_path: Path) -> None:
     devices = {name: row["devices' data"] for name, row in summary["scores"].items()}
     # Four rounds of six move the global model towards the devices' own data
     # only a little, by how much depending on which six of the eight devices
-    # land first in each round (timing): over 17 runs of this configuration,
-    # by -0.003 to +0.046 (mean +0.02). So the global model must not lose
+    # land first in each round (timing): over 18 runs of this configuration
+    # and close variants (one device thread, learning rate 0.1, 3 local
+    # epochs), by -0.003 to +0.046 (mean +0.02). So the global model must not lose
     # more than that noise; personalisation must gain far beyond it.
     assert devices["final"] > devices["deployed"] - 0.02
     assert devices["personalised"] > devices["final"] + 0.1
