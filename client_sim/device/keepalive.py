@@ -33,6 +33,7 @@ from fedge.client_sim.device.transport import (
     Reply,
     Transport,
     TransportError,
+    request_headers,
     retry_after,
     shared_session,
 )
@@ -96,15 +97,11 @@ class KeepAlivePool:
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        sent = dict(headers or {})
-        if token:
-            sent["Authorization"] = f"Bearer {token}"
+        sent = request_headers(token, data, headers)
         body = data
         if json_body is not None and data is None:
             body = json.dumps(json_body).encode()
             sent["Content-Type"] = "application/json"
-        elif data is not None:
-            sent.setdefault("Content-Type", "application/octet-stream")
         connection: http.client.HTTPConnection | None = None
         try:
             connection = self._take()

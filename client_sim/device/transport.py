@@ -53,9 +53,10 @@ def retry_after(value: str | None) -> float | None:
     return float(value.strip())
 
 
-def _headers(
+def request_headers(
     token: str | None, data: bytes | None, extra: Mapping[str, str] | None
 ) -> dict[str, str]:
+    """A device request's headers: its bearer token, the body's type, then ``extra``."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if data is not None:
         headers["Content-Type"] = "application/octet-stream"
@@ -94,7 +95,7 @@ class HttpTransport:
                 self._base + path,
                 json=json_body,
                 data=data,
-                headers=_headers(token, data, headers),
+                headers=request_headers(token, data, headers),
                 timeout=self._timeout,
             )
         except requests.RequestException as exc:
@@ -150,7 +151,11 @@ class InProcessTransport:
         headers: Mapping[str, str] | None = None,
     ) -> Reply:
         response = self._client.open(
-            path, method=method, json=json_body, data=data, headers=_headers(token, data, headers)
+            path,
+            method=method,
+            json=json_body,
+            data=data,
+            headers=request_headers(token, data, headers),
         )
         return Reply(
             response.status_code,
