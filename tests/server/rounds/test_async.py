@@ -126,6 +126,23 @@ def test_staleness_weights_and_the_refusal_bound_on_a_sequence_of_uploads(
     assert again.status_code == 200 and again.get_json() == late.get_json()
 
 
+def fresh_then_stale_buffer(client: Any) -> str:
+    """Two steps of a buffer of 2: a fresh one (updates 1 and 3 on version 1,
+    mean 2), then one with update 10 from version 1 (staleness 1) and update
+    4 from version 2 (staleness 0). Returns a device that can read the steps."""
+    a, b, c, e = (enrol(client)[1] for _ in range(4))
+    tasks = {t: join(client, t) for t in (a, b, c)}
+    base1 = tasks[a]["base_checkpoint"]
+    assert upload(client, a, 1, constant_update(1, base1, 1.0)).status_code == 201
+    assert upload(client, b, 1, constant_update(1, base1, 3.0)).status_code == 201
+    np.testing.assert_allclose(step_result(client, a, 1), np.full((2, 2), 2.0), atol=1e-6)
+    task_e = join(client, e)
+    assert upload(client, c, 1, constant_update(1, base1, 10.0)).status_code == 201
+    fresh = constant_update(2, task_e["base_checkpoint"], 4.0)
+    assert upload(client, e, 2, fresh).status_code == 201
+    return a
+
+
 def test_a_scaled_step_moves_the_model_less_for_a_stale_buffer(
     make_app: AppFactory, connect: Connect, tmp_path: Path
 ) -> None:
@@ -134,19 +151,9 @@ def test_a_scaled_step_moves_the_model_less_for_a_stale_buffer(
         make_app, tmp_path / "data", buffer=2, concurrency=5, max_staleness=1, scaled_step=True
     )
     client = connect(app)
-    a, b, c, e = (enrol(client)[1] for _ in range(4))
-    tasks = {t: join(client, t) for t in (a, b, c)}
-    base1 = tasks[a]["base_checkpoint"]
-    assert upload(client, a, 1, constant_update(1, base1, 1.0)).status_code == 201
-    assert upload(client, b, 1, constant_update(1, base1, 3.0)).status_code == 201
+    a = fresh_then_stale_buffer(client)
     # A fresh buffer: every factor 1, the step as without scaling.
-    np.testing.assert_allclose(step_result(client, a, 1), np.full((2, 2), 2.0), atol=1e-6)
     assert "step_scale" not in client.get("/v1/rounds/1").get_json()["metrics"]
-
-    task_e = join(client, e)
-    assert upload(client, c, 1, constant_update(1, base1, 10.0)).status_code == 201
-    fresh = constant_update(2, task_e["base_checkpoint"], 4.0)
-    assert upload(client, e, 2, fresh).status_code == 201
     # Weighted mean (w * 10 + 4) / (w + 1), times the mean factor (w + 1) / 2.
     w = 1 / math.sqrt(2)
     expected = 2.0 + (w * 10.0 + 4.0) / 2
@@ -171,17 +178,7 @@ def test_a_step_weight_scales_the_step_by_its_own_staleness_function(
         step_weight="sqrt",
     )
     client = connect(app)
-    a, b, c, e = (enrol(client)[1] for _ in range(4))
-    tasks = {t: join(client, t) for t in (a, b, c)}
-    base1 = tasks[a]["base_checkpoint"]
-    assert upload(client, a, 1, constant_update(1, base1, 1.0)).status_code == 201
-    assert upload(client, b, 1, constant_update(1, base1, 3.0)).status_code == 201
-    np.testing.assert_allclose(step_result(client, a, 1), np.full((2, 2), 2.0), atol=1e-6)
-
-    task_e = join(client, e)
-    assert upload(client, c, 1, constant_update(1, base1, 10.0)).status_code == 201
-    fresh = constant_update(2, task_e["base_checkpoint"], 4.0)
-    assert upload(client, e, 2, fresh).status_code == 201
+    a = fresh_then_stale_buffer(client)
     # The plain mean (10 + 4) / 2 = 7, times the mean of 1/sqrt(2) (staleness
     # 1) and 1 (staleness 0).
     scale = (1 / math.sqrt(2) + 1) / 2
