@@ -249,6 +249,7 @@ class Coordinator:
 
     def _step(self) -> None:
         if not self.role.refresh():  # the lease's heartbeat, too
+            self.lifecycle.stand_down()
             return  # another worker runs the rounds
         # A write of this step commits only while this worker holds the lease.
         with self.role.lease.fenced():

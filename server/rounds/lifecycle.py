@@ -120,6 +120,16 @@ class RoundLifecycle:
                 self.close_failure = None
                 self._metrics.set("fedge_round_close_failing", 0)
 
+    def stand_down(self) -> None:
+        """This process no longer runs the rounds (another worker took the
+        lease): a close it failed is not its to retry or report any more,
+        so ``/healthz`` does not call a healthy worker failing."""
+        with self._sum.lock:
+            if self.close_failure is not None:
+                log.info("round %d: closing is another worker's now", self.close_failure.round_id)
+                self.close_failure = None
+                self._metrics.set("fedge_round_close_failing", 0)
+
     def end_round_now(self) -> rs.RoundRecord:
         """Admin: end the open round as if its deadline had passed."""
         with self._sum.lock:

@@ -181,6 +181,30 @@ def test_a_close_that_fails_changes_nothing_and_is_retried_after_its_backoff(
     assert parts.round(2).state == "open"
 
 
+def test_a_worker_that_stands_down_no_longer_reports_its_failed_close(
+    parts_on: PartsOn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deposed aggregator's last close failed (its connections were cut);
+    another worker runs the rounds now, so its /healthz must not say failing."""
+    parts = parts_on(tmp_path, rounds={"target_participants": 2})
+    contribute(parts, [1.0, 3.0])
+
+    def fail(self: RoundLifecycle, conn: Any, base_checkpoint: str) -> rs.RoundRecord:
+        raise OSError(errno.ECONNRESET, "connection cut")
+
+    monkeypatch.setattr(RoundLifecycle, "_open", fail)
+    with pytest.raises(OSError):
+        parts.lifecycle.drive()
+    assert parts.lifecycle.close_failure is not None
+    assert "fedge_round_close_failing 1" in parts.metrics.render()
+
+    parts.lifecycle.stand_down()
+
+    assert parts.lifecycle.close_failure is None
+    assert "fedge_round_close_failing 0" in parts.metrics.render()
+    assert parts.round(1).state == "closing"  # the round is the new aggregator's to close
+
+
 def test_an_admin_ends_the_open_round_as_at_its_deadline(parts_on: PartsOn, tmp_path: Path) -> None:
     parts = parts_on(tmp_path, rounds={"target_participants": 3, "min_participants": 1})
     contribute(parts, [4.0])
