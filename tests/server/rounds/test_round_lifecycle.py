@@ -195,7 +195,8 @@ def test_a_worker_that_stands_down_no_longer_reports_its_failed_close(
     monkeypatch.setattr(RoundLifecycle, "_open", fail)
     with pytest.raises(OSError):
         parts.lifecycle.drive()
-    assert parts.lifecycle.close_failure is not None
+    failure = parts.lifecycle.close_failure
+    assert failure is not None and failure.round_id == 1
     assert "fedge_round_close_failing 1" in parts.metrics.render()
 
     parts.lifecycle.stand_down()
