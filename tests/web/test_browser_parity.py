@@ -28,8 +28,10 @@ from fedge.bundle.hashing import sha256_file
 from fedge.bundle.manifest import MANIFEST_FILE, Manifest, verify_bundle, write_manifest
 from fedge.client_sim.device.parity import golden_parity
 from fedge.client_sim.device.trainers import TfliteTrainer
+from fedge.server.api.events import STREAMS_GAUGE
 from tests.helpers.browser import screenshot
 from tests.helpers.live_server import LiveServer, serving_model
+from tests.helpers.metrics import wait_for_metric
 from tests.helpers.release_api import ADMIN, TAR
 from tests.helpers.release_bundles import bundle_tar
 from tests.web.test_browser_device import TIMEOUT_MS, Tab, digits, open_device_tab
@@ -160,7 +162,9 @@ def test_a_release_with_broken_tfjs_weights_is_kept_off_the_browsers(
     finally:
         for tab in tabs:
             tab.close()
-    # The pages closed (each held an event stream): the dashboard shows parity.
+    # The pages closed, each holding one of this address's two event streams:
+    # once the server has let them go, the dashboard's stream opens and shows parity.
+    wait_for_metric(server.url, STREAMS_GAUGE, 0)
     dashboard, dashboard_seen = open_dashboard(browser, server.url, DESKTOP)
     try:
         row = dashboard.locator("#canary-row-2 td.parity")

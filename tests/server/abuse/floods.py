@@ -1,5 +1,5 @@
 """What the abuse tests share: a client that fires many requests at once
-(the attacker), and reading what it got back and what ``/metrics`` counted."""
+(the attacker), and reading what it got back."""
 
 from __future__ import annotations
 
@@ -58,16 +58,6 @@ def enrol(url: str, session: requests.Session | None = None, **body: object) -> 
     return (session or requests).post(
         f"{url}/v1/devices", json={"platform": "test", **body}, timeout=30
     )
-
-
-def metric(url: str, name: str, **labels: str) -> float:
-    """One sample of ``/metrics`` (0 when absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
-    for line in requests.get(f"{url}/metrics", timeout=30).text.splitlines():
-        if line.startswith(prefix):
-            return float(line[len(prefix) :])
-    return 0.0
 
 
 def assert_rate_limited(result: Flood) -> None:

@@ -14,7 +14,8 @@ import pytest
 import requests
 
 from tests.helpers.live_server import LiveServer, running
-from tests.server.abuse.floods import assert_rate_limited, default_limit, enrol, flood, metric
+from tests.helpers.metrics import metric
+from tests.server.abuse.floods import assert_rate_limited, default_limit, enrol, flood
 from tests.server.helpers import auth
 
 

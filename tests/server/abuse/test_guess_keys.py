@@ -11,13 +11,13 @@ from pathlib import Path
 import requests
 
 from tests.helpers.live_server import running
+from tests.helpers.metrics import metric
 from tests.server.abuse.floods import (
     ADMIN_TOKEN,
     assert_rate_limited,
     default_limit,
     enrol,
     flood,
-    metric,
 )
 from tests.server.helpers import auth
 
