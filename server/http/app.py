@@ -79,7 +79,12 @@ class StrictJSONProvider(DefaultJSONProvider):
     as the ``Infinity`` or ``NaN`` that JSON parsers refuse."""
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return super().dumps(finite_or_null(obj), **kwargs)
+        # Encoded as it is first: only an answer that holds a non-finite
+        # float (json refuses it with allow_nan=False) is copied with nulls.
+        try:
+            return super().dumps(obj, allow_nan=False, **kwargs)
+        except ValueError:
+            return super().dumps(finite_or_null(obj), **kwargs)
 
 
 def create_app(

@@ -45,16 +45,28 @@ def policy(sources: tuple[str, ...], frame_ancestors: tuple[str, ...]) -> str:
 
 def install_security_headers(app: Flask, frame_ancestors: tuple[str, ...] = ()) -> None:
     """Set the headers on every answer (a view's own headers win)."""
-    page_policy = policy(PAGE_SOURCES, frame_ancestors)
-    other_policy = policy(OTHER_SOURCES, frame_ancestors)
+    pages = _defaults(policy(PAGE_SOURCES, frame_ancestors), frame_ancestors)
+    others = _defaults(policy(OTHER_SOURCES, frame_ancestors), frame_ancestors)
 
     @app.after_request
     def secure(response: Any) -> Any:
-        is_page = response.mimetype in PAGE_MIME_TYPES
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", page_policy if is_page else other_policy)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "same-origin")
-        if not frame_ancestors:
-            headers.setdefault("X-Frame-Options", "DENY")
+        # One pass over the answer's headers, then appends: ``setdefault``
+        # scans the list twice per header, on every request.
+        present = {key.lower() for key, _ in headers}
+        for lower, name, value in pages if response.mimetype in PAGE_MIME_TYPES else others:
+            if lower not in present:
+                headers.add(name, value)
         return response
+
+
+def _defaults(csp: str, frame_ancestors: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """(lower-case name, name, value) of each header an answer gets unless it has its own."""
+    named = [
+        ("Content-Security-Policy", csp),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "same-origin"),
+    ]
+    if not frame_ancestors:
+        named.append(("X-Frame-Options", "DENY"))
+    return tuple((name.lower(), name, value) for name, value in named)

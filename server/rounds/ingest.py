@@ -117,11 +117,9 @@ class UpdateIngest:
 
     def _accept(self, device: Device, round_id: int, raw: bytes) -> tuple[dict[str, Any], bool]:
         digest = hashlib.sha256(raw).hexdigest()
-        receipt = self._known_receipt(round_id, device.id, digest)
-        if receipt is not None:
-            return receipt, False
         with self._stripes[hash((round_id, device.id)) % UPLOAD_LOCK_STRIPES]:
-            # A concurrent retry of the same bytes may have just committed.
+            # Looked up under the lock only: a concurrent retry of the same
+            # bytes may have just committed (one read per upload, not two).
             receipt = self._known_receipt(round_id, device.id, digest)
             if receipt is not None:
                 return receipt, False

@@ -4,6 +4,7 @@ one thread's connection, with the row classes bound to it."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +59,16 @@ class SQLiteStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # The row classes hold nothing but their connection: each thread's
+        # set is made once, not for every read and transaction.
+        self._local = threading.local()
+
+    def _tx(self, conn: sqlite3.Connection) -> SQLiteTx:
+        tx: SQLiteTx | None = getattr(self._local, "tx", None)
+        if tx is None or tx.connection is not conn:
+            tx = SQLiteTx(conn)
+            self._local.tx = tx
+        return tx
 
     @classmethod
     def open(cls, path: Path) -> SQLiteStore:
@@ -77,7 +88,7 @@ class SQLiteStore:
         # BEGIN, COMMIT and the wait for the writer lock raise sqlite3's
         # errors; the rows' statements raise the Store's already.
         with translated(), self.db.transaction(durable) as conn:
-            yield SQLiteTx(conn)
+            yield self._tx(conn)
 
     @contextmanager
     def reading(self) -> Iterator[SQLiteTx]:
@@ -85,10 +96,10 @@ class SQLiteStore:
         # each statement sees the latest commit.
         with translated():
             conn = self.db.connection()
-        yield SQLiteTx(conn)
+        yield self._tx(conn)
 
     def on_commit(self, listener: Callable[[Tx], None]) -> None:
-        self.db.on_commit(lambda conn: listener(SQLiteTx(conn)))
+        self.db.on_commit(lambda conn: listener(self._tx(conn)))
 
     def listen(self, channel: str, wake: Callable[[], None]) -> None:
         """Nothing to do: one process owns the file (its ``on_commit`` sees every commit)."""

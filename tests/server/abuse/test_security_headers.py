@@ -83,3 +83,26 @@ def test_the_pages_run_under_their_policy_without_a_violation(
 
     assert seen == {path: [] for path in PAGES}
     assert console == {path: [] for path in PAGES}
+
+
+def test_a_views_own_header_wins_and_is_not_doubled() -> None:
+    """The defaults are added only where the answer has no header of that
+    name, in any case of its letters; the others are added once each."""
+    from flask import Flask, Response
+
+    from fedge.server.http.security_headers import install_security_headers
+
+    app = Flask("headers")
+
+    @app.get("/own")
+    def own() -> Response:
+        return Response(
+            "{}", mimetype="application/json", headers={"x-frame-options": "SAMEORIGIN"}
+        )
+
+    install_security_headers(app)
+    response = app.test_client().get("/own")
+    assert response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert response.headers.getlist("X-Content-Type-Options") == ["nosniff"]
+    assert response.headers.getlist("Referrer-Policy") == ["same-origin"]
+    assert directives(response.headers["Content-Security-Policy"])["default-src"] == ["'none'"]
