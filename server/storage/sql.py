@@ -12,7 +12,7 @@ SQLite's dialect into PostgreSQL's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 
@@ -63,12 +63,31 @@ def error_translator(
 ) -> Callable[[], AbstractContextManager[None]]:
     """A context manager factory (each store's ``translated``) under which
     ``driver_error`` is raised again as ``store_error(exc)``, chained to it."""
+    return _Translated(driver_error, store_error)
 
-    @contextmanager
-    def translated() -> Iterator[None]:
-        try:
-            yield
-        except driver_error as exc:
-            raise store_error(exc) from exc
 
-    return translated
+class _Translated:
+    """:func:`error_translator`'s context manager: one object, entered
+    around every statement and fetch (a class, not a generator: no
+    generator and frames made per use; it keeps no state, so it may be
+    entered by any number of threads and nested)."""
+
+    __slots__ = ("_driver_error", "_store_error")
+
+    def __init__(
+        self, driver_error: type[Exception], store_error: Callable[[Any], Exception]
+    ) -> None:
+        self._driver_error = driver_error
+        self._store_error = store_error
+
+    def __call__(self) -> _Translated:
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if exc is not None and isinstance(exc, self._driver_error):
+            raise self._store_error(exc) from exc

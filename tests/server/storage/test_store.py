@@ -11,6 +11,7 @@ import pytest
 from fedge.server.events.feed import EventFeed
 from fedge.server.storage.devices import Conditions
 from fedge.server.storage.rounds import StateChanged
+from fedge.server.storage.sql import error_translator
 from fedge.server.storage.sqlite.errors import store_error
 from fedge.server.storage.sqlite.store import SQLiteStore, SQLiteTx
 from fedge.server.storage.store import Store, StoreError, StoreFull, StoreUnavailable, Tx
@@ -153,3 +154,17 @@ def test_the_event_feed_survives_an_unreadable_counter() -> None:
     feed.committed(BrokenTx())  # type: ignore[arg-type]  # only events is read
 
     assert feed.generation == before + 1  # everyone woken, to be safe
+
+
+def test_the_translator_chains_driver_errors_and_lets_the_rest_pass() -> None:
+    translated = error_translator(KeyError, lambda exc: StoreUnavailable(f"lost: {exc}"))
+
+    with pytest.raises(StoreUnavailable) as raised, translated(), translated():  # nested
+        raise KeyError("row")
+    with pytest.raises(ValueError), translated():
+        raise ValueError("not the driver's")
+    with translated():
+        pass
+
+    assert isinstance(raised.value.__cause__, KeyError)
+    assert str(raised.value) == "lost: 'row'"
