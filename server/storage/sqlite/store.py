@@ -51,6 +51,12 @@ class SQLiteTx:
         """For SQL of a test's own."""
         return self._raw
 
+    def __enter__(self) -> SQLiteTx:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
 
 class SQLiteStore:
     """One SQLite file (:class:`~.database.Database`: one connection per
@@ -90,13 +96,13 @@ class SQLiteStore:
         with translated(), self.db.transaction(durable) as conn:
             yield self._tx(conn)
 
-    @contextmanager
-    def reading(self) -> Iterator[SQLiteTx]:
+    def reading(self) -> SQLiteTx:
         # Autocommit reads on the thread's connection, as before the Store:
-        # each statement sees the latest commit.
+        # each statement sees the latest commit. The thread's tables are
+        # their own context manager: nothing to set up or end.
         with translated():
             conn = self.db.connection()
-        yield self._tx(conn)
+        return self._tx(conn)
 
     def on_commit(self, listener: Callable[[Tx], None]) -> None:
         self.db.on_commit(lambda conn: listener(self._tx(conn)))
