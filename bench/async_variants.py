@@ -71,6 +71,17 @@ VARIANTS: dict[str, SyncSettings | AsyncSettings] = {
     "c200 sqrt step": replace(SQRT_STEP, concurrency=200),
     "c300 sqrt step": replace(SQRT_STEP, concurrency=300),
     "c400 sqrt step": replace(SQRT_STEP, concurrency=400),
+    "c400 lr 0.1": replace(BASE, concurrency=400, server_lr=0.1),
+    "K 20 c400 lr 0.2": replace(BASE, buffer=20, concurrency=400, server_lr=0.2),
+    "c600 sqrt step": replace(SQRT_STEP, concurrency=600),
+    "c600 lr 0.15": replace(BASE, concurrency=600, server_lr=0.15),
+    "K 20 c600 sqrt step": replace(SQRT_STEP, buffer=20, concurrency=600),
+    "c400 sqrt step max staleness 80": replace(SQRT_STEP, concurrency=400, max_staleness=80),
+    "c400 sqrt step fast first 3": replace(SQRT_STEP, concurrency=400, slow_factor=3.0),
+    "c400 sqrt step fast first 2": replace(SQRT_STEP, concurrency=400, slow_factor=2.0),
+    "c200 sqrt step fast first 2": replace(SQRT_STEP, concurrency=200, slow_factor=2.0),
+    "c400 lr 0.2 fast first 2": replace(BASE, concurrency=400, server_lr=0.2, slow_factor=2.0),
+    "c100 lr 0.3 fast first 2": replace(BASE, server_lr=0.3, slow_factor=2.0),
 }
 
 
@@ -97,6 +108,12 @@ def main() -> None:
         for name in names:
             r = one_run(task, name, VARIANTS[name], 1.0, args.budget).report
             reached = r.reached(target)
+            print(
+                f"row: {name}: to target {'-' if reached is None else f'{reached.seconds:.1f}'} s,"
+                f" final {r.final:.3f}, {r.models / args.budget:.1f} versions/s,"
+                f" staleness {r.mean_staleness:.1f}",
+                flush=True,
+            )
             shown.add_row(
                 name,
                 "-" if reached is None else f"{reached.seconds:.1f}",
