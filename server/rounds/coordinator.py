@@ -257,7 +257,7 @@ class Coordinator:
             for hook in self._after_step:
                 hook()
 
-    def aggregation_stats(self, refused_stale: int) -> dict[str, Any]:
+    def aggregation_stats(self, refused_stale: int, stale_since: float) -> dict[str, Any]:
         """``GET /v1/stats``' ``aggregation``: the mode, and in async mode its
         progress (:mod:`fedge.server.rounds.buffered.progress`)."""
         if self._leases is None:
@@ -270,6 +270,7 @@ class Coordinator:
             self.config.aggregation.buffer,
             open_buffer,
             refused_stale,
+            stale_since,
             time.time(),
         ).to_json()
 
