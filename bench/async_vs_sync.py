@@ -179,7 +179,12 @@ def one_run(
     report = Simulation(task, profiles, settings, budget_s, SEED).run()
     mode = "sync" if isinstance(settings, SyncSettings) else "async"
     run = Run(task.name, label, mode, settings, report, time.perf_counter() - started)
-    print(f"done: {task.name}: {label} ({run.real_s:.0f} s)", flush=True)
+    reached = report.reached(TARGETS[task.name])
+    print(
+        f"done: {task.name}: {label} ({run.real_s:.0f} s): to target "
+        f"{'-' if reached is None else f'{reached.seconds:.1f}'} s, final {report.final:.3f}",
+        flush=True,
+    )
     return run
 
 

@@ -146,7 +146,12 @@ class Coordinator:
         leases = None
         if staleness is not None:
             lease_s = config.aggregation.lease_s or config.rounds.deadline_s
-            leases = Leases(config.aggregation.concurrency, lease_s, staleness.max_staleness)
+            leases = Leases(
+                config.aggregation.concurrency,
+                lease_s,
+                staleness.max_staleness,
+                config.aggregation.slow_factor,
+            )
             rebuild_leases(store, leases, staleness.max_staleness, time.time())
             self._selector = AsyncSelector(
                 store, config.rounds, leases, staleness, model_name, names
