@@ -82,6 +82,12 @@ VARIANTS: dict[str, SyncSettings | AsyncSettings] = {
     "c200 sqrt step fast first 2": replace(SQRT_STEP, concurrency=200, slow_factor=2.0),
     "c400 lr 0.2 fast first 2": replace(BASE, concurrency=400, server_lr=0.2, slow_factor=2.0),
     "c100 lr 0.3 fast first 2": replace(BASE, server_lr=0.3, slow_factor=2.0),
+    "c400 lr 0.05 fast first 2": replace(BASE, concurrency=400, server_lr=0.05, slow_factor=2.0),
+    "c400 lr 0.1 fast first 2": replace(BASE, concurrency=400, server_lr=0.1, slow_factor=2.0),
+    "c400 lr 0.03 fast first 2": replace(BASE, concurrency=400, server_lr=0.03, slow_factor=2.0),
+    "c200 sqrt step fast first 2 K 20": replace(
+        SQRT_STEP, concurrency=200, buffer=20, slow_factor=2.0
+    ),
 }
 
 
