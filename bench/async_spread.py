@@ -66,13 +66,17 @@ def spread_table(task: str, by_sigma: dict[float, list[Run]]) -> Table:
     return shown
 
 
-def all_runs_table(task: str, by_sigma: dict[float, list[Run]]) -> Table:
+def all_runs_table(
+    task: str,
+    by_sigma: dict[float, list[Run]],
+    chosen: list[tuple[str, SyncSettings | AsyncSettings]],
+) -> Table:
     target = TARGETS[task]
     shown = Table(title=f"{task}: every candidate by speed spread, seconds to {target:.0%}")
     shown.add_column("candidate", justify="left")
     for sigma in by_sigma:
         shown.add_column(f"sigma {sigma:g}", justify="right")
-    for index, (label, _) in enumerate(CANDIDATES):
+    for index, (label, _) in enumerate(chosen):
         cells = []
         for runs in by_sigma.values():
             reached = runs[index].report.reached(target)
@@ -87,8 +91,12 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--budget", type=float, default=PROFILE_BUDGET_S)
     parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--only", default="", help="comma-separated candidate labels (all: empty)")
     args = parser.parse_args()
     sigmas = [float(s) for s in args.sigmas.split(",")]
+    chosen = [c for c in CANDIDATES if not args.only or c[0] in args.only.split(",")]
+    if not chosen:
+        parser.error(f"no candidate named in --only; known: {', '.join(c[0] for c in CANDIDATES)}")
     console = Console(width=170, record=True)
     console.print(
         f"{args.devices} devices, {args.budget:g} simulated s per run, K = {K}, seed 0, "
@@ -103,15 +111,16 @@ def main() -> None:
             for sigma in sigmas:
                 by_sigma[sigma] = [
                     one_run(task, f"{label} (sigma {sigma:g})", settings, sigma, args.budget)
-                    for label, settings in CANDIDATES
+                    for label, settings in chosen
                 ]
         for runs in by_sigma.values():  # the labels without the sigma, for the tables
             runs[:] = [
                 Run(r.task, label, r.mode, r.settings, r.report, r.real_s)
-                for r, (label, _) in zip(runs, CANDIDATES, strict=True)
+                for r, (label, _) in zip(runs, chosen, strict=True)
             ]
-        console.print(spread_table(name, by_sigma))
-        console.print(all_runs_table(name, by_sigma))
+        if {r.mode for runs in by_sigma.values() for r in runs} == {"sync", "async"}:
+            console.print(spread_table(name, by_sigma))
+        console.print(all_runs_table(name, by_sigma, chosen))
 
 
 if __name__ == "__main__":
