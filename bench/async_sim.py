@@ -32,6 +32,8 @@ from __future__ import annotations
 import heapq
 import math
 import random
+import statistics
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +48,8 @@ from fedge.wire.update_codec import Weights
 
 # Evaluations in a row at the target that count as reaching it.
 HELD = 3
+# Measured task durations whose median is "the fleet's" (slow_factor).
+RECENT_TASKS = 500
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,11 @@ class AsyncSettings:
     # The server's strategy (fedavg, fedavgm with this momentum, fedadam).
     strategy: str = "fedavg"
     momentum: float = 0.5
+    # Fast devices first (0: off): a device whose last task, as the server
+    # measured it (lease to upload), took more than this many times the
+    # median of the recent measured tasks gets a seat only when no other
+    # idle online device is left. Unmeasured devices count as fast.
+    slow_factor: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,8 @@ class Simulation:
         self._step = 1.0 / evaluations * budget_s
         self._next_eval = 0.0
         self._staleness_sum = 0
+        self._measured: dict[int, float] = {}  # device -> its last task's seconds
+        self._recent: deque[float] = deque(maxlen=RECENT_TASKS)
         self.report = SimReport()
 
     # -- devices -------------------------------------------------------------
@@ -189,6 +200,19 @@ class Simulation:
             self.report.bytes_moved += task.download_bytes
             self._order += 1
             heapq.heappush(self._events, (now + total, self._order, device))
+
+    def _fast_first(self, online: list[int], free: int, slow_factor: float) -> list[int]:
+        """``free`` of ``online``: at random among those not measured slow,
+        the slow ones only for seats nobody else takes."""
+        if not slow_factor or not self._recent:
+            return self._rng.sample(online, min(free, len(online)))
+        bound = slow_factor * statistics.median(self._recent)
+        fast = [d for d in online if self._measured.get(d, 0.0) <= bound]
+        chosen = self._rng.sample(fast, min(free, len(fast)))
+        if len(chosen) < free:
+            slow = [d for d in online if self._measured.get(d, 0.0) > bound]
+            chosen += self._rng.sample(slow, min(free - len(chosen), len(slow)))
+        return chosen
 
     def _arrive(self, device: int) -> _Work:
         work = self._busy.pop(device)
@@ -298,7 +322,7 @@ class Simulation:
             free = s.concurrency - leased
             if free > 0:
                 online = self._idle_online(now)
-                self._hand_out(self._rng.sample(online, min(free, len(online))), now, version)
+                self._hand_out(self._fast_first(online, free, s.slow_factor), now, version)
             event = self._next_event()
             if event is None:  # nobody online: wait for a window to open
                 now += 1.0
@@ -306,6 +330,8 @@ class Simulation:
             now, device = event
             self._evaluate_until(now)
             work = self._arrive(device)
+            self._measured[device] = now - work.start
+            self._recent.append(now - work.start)
             lag = version - work.base
             if now - work.start > s.lease_s:
                 self._refuse(work, "lease_expired")

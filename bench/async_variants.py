@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench.async_sim import AsyncSettings, SyncSettings
+from bench.async_sim import AsyncSettings, SimReport, SyncSettings
 from bench.async_tasks import TASKS, prepared
 from bench.async_vs_sync import NO_BOUND, TARGETS, one_run
 
@@ -71,6 +71,23 @@ VARIANTS: dict[str, SyncSettings | AsyncSettings] = {
     "c200 sqrt step": replace(SQRT_STEP, concurrency=200),
     "c300 sqrt step": replace(SQRT_STEP, concurrency=300),
     "c400 sqrt step": replace(SQRT_STEP, concurrency=400),
+    "c400 lr 0.1": replace(BASE, concurrency=400, server_lr=0.1),
+    "K 20 c400 lr 0.2": replace(BASE, buffer=20, concurrency=400, server_lr=0.2),
+    "c600 sqrt step": replace(SQRT_STEP, concurrency=600),
+    "c600 lr 0.15": replace(BASE, concurrency=600, server_lr=0.15),
+    "K 20 c600 sqrt step": replace(SQRT_STEP, buffer=20, concurrency=600),
+    "c400 sqrt step max staleness 80": replace(SQRT_STEP, concurrency=400, max_staleness=80),
+    "c400 sqrt step fast first 3": replace(SQRT_STEP, concurrency=400, slow_factor=3.0),
+    "c400 sqrt step fast first 2": replace(SQRT_STEP, concurrency=400, slow_factor=2.0),
+    "c200 sqrt step fast first 2": replace(SQRT_STEP, concurrency=200, slow_factor=2.0),
+    "c400 lr 0.2 fast first 2": replace(BASE, concurrency=400, server_lr=0.2, slow_factor=2.0),
+    "c100 lr 0.3 fast first 2": replace(BASE, server_lr=0.3, slow_factor=2.0),
+    "c400 lr 0.05 fast first 2": replace(BASE, concurrency=400, server_lr=0.05, slow_factor=2.0),
+    "c400 lr 0.1 fast first 2": replace(BASE, concurrency=400, server_lr=0.1, slow_factor=2.0),
+    "c400 lr 0.03 fast first 2": replace(BASE, concurrency=400, server_lr=0.03, slow_factor=2.0),
+    "c200 sqrt step fast first 2 K 20": replace(
+        SQRT_STEP, concurrency=200, buffer=20, slow_factor=2.0
+    ),
 }
 
 
@@ -80,6 +97,7 @@ def main() -> None:
     parser.add_argument("names", help="comma-separated keys of VARIANTS, or all")
     parser.add_argument("--budget", type=float, default=40.0, help="simulated seconds per run")
     parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--plot", type=Path, default=None, help="accuracy curves, one per run")
     args = parser.parse_args()
     names = list(VARIANTS) if args.names == "all" else args.names.split(",")
     unknown = [n for n in names if n not in VARIANTS]
@@ -94,9 +112,17 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="fedge-async-variants-") as work,
         prepared(args.task, args.devices, 0, Path(work)) as task,
     ):
+        curves = []
         for name in names:
             r = one_run(task, name, VARIANTS[name], 1.0, args.budget).report
+            curves.append((name, r))
             reached = r.reached(target)
+            print(
+                f"row: {name}: to target {'-' if reached is None else f'{reached.seconds:.1f}'} s,"
+                f" final {r.final:.3f}, {r.models / args.budget:.1f} versions/s,"
+                f" staleness {r.mean_staleness:.1f}",
+                flush=True,
+            )
             shown.add_row(
                 name,
                 "-" if reached is None else f"{reached.seconds:.1f}",
@@ -106,6 +132,26 @@ def main() -> None:
                 f"{r.mean_staleness:.1f}",
             )
     Console(width=140).print(shown)
+    if args.plot is not None:
+        plot(args.task, target, curves, args.plot)
+
+
+def plot(task: str, target: float, curves: list[tuple[str, SimReport]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name, report in curves:
+        axis.plot([p.seconds for p in report.points], [p.score for p in report.points], label=name)
+    axis.axhline(target, color="grey", linestyle=":", label="target")
+    axis.set_title(f"{task}: the best of each mode (40 simulated s runs)")
+    axis.set_xlabel("simulated seconds")
+    axis.set_ylabel("global test accuracy")
+    axis.legend(loc="lower right")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ accuracy against simulated seconds, the best run of each mode per task.
 Then a profile of the best async setting per task, one change at a time
 (staleness weight, a staleness bound, the server learning rate both ways,
 FedBuff's scaled step, the step scaled by the sqrt weight (the server's
-``step_weight``), server momentum, a larger buffer): what limits async. ``--quick`` (about a
+``step_weight``), server momentum, a larger buffer, seats for the devices
+measured fast first): what limits async. ``--quick`` (about a
 minute): the digits only, one setting per mode, a shorter budget, no profile.
 """
 
@@ -87,6 +88,11 @@ def sweeps(quick: bool) -> list[tuple[str, SyncSettings | AsyncSettings]]:
         (K, 3.0, 1.0, 1.0),
         (K, 3.0, 1.5, 0.5),
         (K, 3.0, 1.5, 2.0),
+        # Heavier over-selection: a round of the K fastest of 80 or 120.
+        (K, 8.0, 1.5, 1.0),
+        (K, 8.0, 1.5, 2.0),
+        (K, 12.0, 1.5, 1.0),
+        (K, 12.0, 1.5, 2.0),
         (10 * K, 1.3, 1.5, 1.0),
     ]
     fedbuff = [
@@ -113,6 +119,19 @@ def sweeps(quick: bool) -> list[tuple[str, SyncSettings | AsyncSettings]]:
         )
         for concurrency, weight, lr in fedbuff
     ]
+    if not quick:  # the profile runs' best async settings, swept as sync's over 8 and 12 are
+        chosen += [
+            (
+                f"async K {K} concurrency 400 hinge server lr 0.1",
+                AsyncSettings(K, 400, NO_BOUND, staleness_weight="hinge", server_lr=0.1),
+            ),
+            (
+                f"async K {K} concurrency 400 hinge, step scaled by mean sqrt",
+                AsyncSettings(
+                    K, 400, NO_BOUND, staleness_weight="hinge", scaled_step=True, step_weight="sqrt"
+                ),
+            ),
+        ]
     return chosen
 
 
@@ -140,6 +159,7 @@ def profile_variants(base: AsyncSettings) -> list[tuple[str, AsyncSettings]]:
             replace(base, strategy="fedavgm", momentum=0.5, server_lr=lr / 2),
         ),
         ("buffer 2 K", replace(base, buffer=2 * base.buffer)),
+        ("fast devices first (slow factor 2)", replace(base, slow_factor=2.0)),
     ]
 
 
@@ -159,7 +179,12 @@ def one_run(
     report = Simulation(task, profiles, settings, budget_s, SEED).run()
     mode = "sync" if isinstance(settings, SyncSettings) else "async"
     run = Run(task.name, label, mode, settings, report, time.perf_counter() - started)
-    print(f"done: {task.name}: {label} ({run.real_s:.0f} s)", flush=True)
+    reached = report.reached(TARGETS[task.name])
+    print(
+        f"done: {task.name}: {label} ({run.real_s:.0f} s): to target "
+        f"{'-' if reached is None else f'{reached.seconds:.1f}'} s, final {report.final:.3f}",
+        flush=True,
+    )
     return run
 
 

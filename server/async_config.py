@@ -9,7 +9,8 @@ server step and the next version. An upload trained on a version more than
 ``max_staleness`` versions old is refused; the others are weighed by
 ``staleness_weight`` (see :mod:`fedge.server.rounds.buffered.staleness`),
 and with ``scaled_step`` the step is scaled by the buffer's mean factor
-(of ``step_weight``'s function, if set).
+(of ``step_weight``'s function, if set). ``slow_factor`` keeps seats for
+the devices the server measured fast (off by default).
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ class AsyncConfig:
     # step as concurrency (and so staleness) grows, as a smaller server
     # learning rate would.
     step_weight: str | None = None
+    # Fast devices first (0: off): a device whose last task took more than
+    # this many times the median of the recent tasks, as the server measured
+    # them (lease granted to update accepted; never what a device says), gets
+    # a seat only while at most half the seats are taken.
+    slow_factor: float = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -77,6 +83,8 @@ class AsyncConfig:
             raise ConfigurationError("max_staleness and hinge_after must be >= 0")
         if self.lease_s is not None and not 0 < self.lease_s < float("inf"):
             raise ConfigurationError("lease_s must be > 0")
+        if not (self.slow_factor == 0 or 1 <= self.slow_factor < float("inf")):
+            raise ConfigurationError("slow_factor must be 0 (off) or >= 1")
 
 
 def build_async_config(raw: Any) -> AsyncConfig:

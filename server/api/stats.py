@@ -7,7 +7,8 @@ uploads by reason for recent rounds, newest first
 (:mod:`fedge.server.rounds.rejection_tally`, in memory since the server started);
 ``aggregation``: the mode, and in async mode the version, versions per
 minute, buffer fill, leases in use, the recent staleness histogram and the
-uploads refused as too stale (:mod:`fedge.server.rounds.buffered.progress`).
+uploads refused as too stale, counted since this process started
+(:mod:`fedge.server.rounds.buffered.progress`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def stats() -> Any:
         {
             "devices": counts.to_json(),
             "rejections": [r.to_json() for r in rejections],
-            "aggregation": ctx.coordinator.aggregation_stats(refused_stale),
+            "aggregation": ctx.coordinator.aggregation_stats(
+                refused_stale, ctx.rejections.started_at
+            ),
         }
     )

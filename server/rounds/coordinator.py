@@ -146,7 +146,12 @@ class Coordinator:
         leases = None
         if staleness is not None:
             lease_s = config.aggregation.lease_s or config.rounds.deadline_s
-            leases = Leases(config.aggregation.concurrency, lease_s, staleness.max_staleness)
+            leases = Leases(
+                config.aggregation.concurrency,
+                lease_s,
+                staleness.max_staleness,
+                config.aggregation.slow_factor,
+            )
             rebuild_leases(store, leases, staleness.max_staleness, time.time())
             self._selector = AsyncSelector(
                 store, config.rounds, leases, staleness, model_name, names
@@ -257,7 +262,7 @@ class Coordinator:
             for hook in self._after_step:
                 hook()
 
-    def aggregation_stats(self, refused_stale: int) -> dict[str, Any]:
+    def aggregation_stats(self, refused_stale: int, stale_since: float) -> dict[str, Any]:
         """``GET /v1/stats``' ``aggregation``: the mode, and in async mode its
         progress (:mod:`fedge.server.rounds.buffered.progress`)."""
         if self._leases is None:
@@ -270,6 +275,7 @@ class Coordinator:
             self.config.aggregation.buffer,
             open_buffer,
             refused_stale,
+            stale_since,
             time.time(),
         ).to_json()
 

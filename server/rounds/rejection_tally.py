@@ -14,6 +14,7 @@ that uploads to made-up round ids cannot push real rounds out of the tally.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ class RejectionTally:
         if keep < 1:
             raise ValueError("keep at least one round")
         self._keep = keep
+        self.started_at = time.time()  # what the counts are since: this process's start
         self._lock = threading.Lock()
         self._rounds: dict[int, Counter[str]] = {}
 

@@ -18,11 +18,15 @@ expired, or that a newer one replaced) at most ``REMEMBERED``.
 
 from __future__ import annotations
 
+import statistics
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 REMEMBERED = 100_000
+# Measured task durations whose median is the fleet's (slow_factor).
+RECENT_TASKS = 500
 
 
 @dataclass(frozen=True)
@@ -33,9 +37,22 @@ class Lease:
 
 
 class Leases:
-    def __init__(self, concurrency: int, lease_s: float, max_staleness: int | None = None) -> None:
+    def __init__(
+        self,
+        concurrency: int,
+        lease_s: float,
+        max_staleness: int | None = None,
+        slow_factor: float = 0.0,
+    ) -> None:
         self.concurrency = concurrency
         self.lease_s = lease_s
+        # Fast devices first (0: off): a device whose last measured task took
+        # over slow_factor x the recent median gets a seat only while at most
+        # half are taken. Measured here, lease granted to update accepted:
+        # in memory, so a restart forgets it (every device counts as fast).
+        self.slow_factor = slow_factor
+        self._took: OrderedDict[str, float] = OrderedDict()  # device -> seconds
+        self._recent: deque[float] = deque(maxlen=RECENT_TASKS)
         # A lease on a version more than this behind the current one can no
         # longer bring an acceptable update (too_stale): it holds no slot.
         self.max_staleness = max_staleness
@@ -60,8 +77,12 @@ class Leases:
         ``concurrency`` leases are live."""
         with self.lock:
             self._expire(now, round_id)
-            if device_id not in self._live and len(self._live) >= self.concurrency:
-                return None
+            if device_id not in self._live:
+                seats = self.concurrency
+                if self._measured_slow(device_id):
+                    seats = self.concurrency // 2
+                if len(self._live) >= seats:
+                    return None
             lease = Lease(round_id, now, now + self.lease_s)
             self._live[device_id] = lease
             self._ended.pop(device_id, None)
@@ -82,12 +103,27 @@ class Leases:
             if lease is not None:
                 self._remember(device_id, lease.round_id)
 
-    def release(self, device_id: str, round_id: int) -> None:
-        """The device's update on ``round_id`` was accepted: its slot is free."""
+    def release(self, device_id: str, round_id: int, now: float | None = None) -> None:
+        """The device's update on ``round_id`` was accepted at ``now``: its
+        slot is free, and how long its task took is measured."""
+        now = time.time() if now is None else now
         with self.lock:
             lease = self._live.get(device_id)
             if lease is not None and lease.round_id == round_id:
                 del self._live[device_id]
+                if self.slow_factor:
+                    took = max(now - lease.granted_at, 0.0)
+                    self._took[device_id] = took
+                    self._took.move_to_end(device_id)
+                    while len(self._took) > REMEMBERED:
+                        self._took.popitem(last=False)
+                    self._recent.append(took)
+
+    def _measured_slow(self, device_id: str) -> bool:
+        took = self._took.get(device_id)
+        if not self.slow_factor or took is None:
+            return False
+        return took > self.slow_factor * statistics.median(self._recent)
 
     def refusal(self, device_id: str, round_id: int, now: float) -> str | None:
         """Why an upload of ``device_id`` on ``round_id`` comes after its

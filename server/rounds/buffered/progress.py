@@ -35,6 +35,7 @@ class AsyncProgress:
     concurrency_limit: int
     staleness_histogram: dict[str, int]  # versions behind -> accepted updates
     refused_stale: int  # too_stale refusals in the rejection tally (recent versions, in memory)
+    refused_stale_since: float  # when that tally started: this server process's start
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +48,7 @@ class AsyncProgress:
                 sorted(self.staleness_histogram.items(), key=lambda kv: int(kv[0]))
             ),
             "refused_stale": self.refused_stale,
+            "refused_stale_since": round(self.refused_stale_since, 3),
         }
 
 
@@ -56,6 +58,7 @@ def async_progress(
     buffer_size: int,
     open_buffer: Mapping[str, tuple[int, float]],
     refused_stale: int,
+    refused_stale_since: float,
     now: float,
 ) -> AsyncProgress:
     """``open_buffer``: each device's (staleness, factor) in the open buffer."""
@@ -81,6 +84,7 @@ def async_progress(
         concurrency_limit=leases.concurrency,
         staleness_histogram=histogram,
         refused_stale=refused_stale,
+        refused_stale_since=refused_stale_since,
     )
 
 

@@ -5,12 +5,14 @@ as too stale and the versions made per minute (over ten minutes)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
 
+from fedge.server.http.app import shutdown
 from tests.server.conftest import AppFactory, Connect
 from tests.server.helpers import constant_update, join, json_of, settled, upload
 from tests.server.rounds.test_async import async_app
@@ -42,7 +44,9 @@ def test_the_async_numbers_follow_the_uploads(
     base1 = join(client, a)["base_checkpoint"]
     for token in (b, c, f):
         join(client, token)
-    assert aggregation(client) == {
+    start = aggregation(client)
+    assert start.pop("refused_stale_since") <= time.time()
+    assert start == {
         "mode": "async",
         "version": 1,
         "versions_per_minute": 0.0,
@@ -82,3 +86,32 @@ def test_sync_mode_says_only_its_mode(
 ) -> None:
     client = connect(make_app(data_dir=tmp_path / "data"))
     assert client.get("/v1/stats").get_json()["aggregation"] == {"mode": "sync"}
+
+
+def test_refused_stale_says_it_counts_since_this_process_started(
+    make_app: AppFactory, connect: Connect, tmp_path: Path
+) -> None:
+    # A refusal changes no stored state, so the too-stale count lives in the
+    # process: the answer says since when, and a restart starts it again.
+    data = tmp_path / "data"
+    before = time.time()
+    app = async_app(make_app, data, buffer=1, concurrency=4, max_staleness=0)
+    client = connect(app)
+    a, b = (enrol(client)[1] for _ in range(2))
+    base1 = join(client, a)["base_checkpoint"]
+    join(client, b)
+    assert upload(client, a, 1, constant_update(1, base1, 1.0)).status_code == 201
+    assert settled(json_of(client), 1)["state"] == "closed"
+    refused = upload(client, b, 1, constant_update(1, base1, 2.0))
+    assert refused.get_json()["code"] == "too_stale"
+    first = aggregation(client)
+    assert first["refused_stale"] == 1
+    assert before <= first["refused_stale_since"] <= time.time()
+
+    shutdown(app)
+    restarted = time.time()
+    again = aggregation(connect(async_app(make_app, data, buffer=1, concurrency=4)))
+
+    assert again["version"] == 2  # the store's numbers survive the restart
+    assert again["refused_stale"] == 0
+    assert again["refused_stale_since"] >= restarted > first["refused_stale_since"]
