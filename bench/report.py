@@ -104,7 +104,8 @@ BENCHES = (
     Bench(
         "model_kinds_bench",
         "The whole loop per model kind: convert, serve, federate, release, predict",
-        quick=("--quick",),
+        # A smoke run leaves the committed bench/reports/model_kinds.md alone.
+        quick=("--quick", "--out", "/tmp/fedge-model-kinds-quick.md"),
     ),
     Bench(
         "predict_bench",
@@ -124,7 +125,9 @@ BENCHES = (
     ),
     Bench(
         "async_vs_sync",
-        "Asynchronous buffered aggregation vs synchronous rounds, 1,000 devices",
+        "Asynchronous buffered aggregation vs synchronous rounds, 1,000 devices "
+        "(each mode's best setting; the sweep: bench/reports/async_vs_sync.md)",
+        args=("--best",),
         quick=("--quick",),
     ),
     Bench(
@@ -222,12 +225,15 @@ def main() -> None:
     options.out.parent.mkdir(parents=True, exist_ok=True)
     sections: list[str] = []
     ran: dict[str, Results | None] = {}
+    started = time.monotonic()
     for done, bench in enumerate(chosen, start=1):
         print(f"==> {bench.name} ({done}/{len(chosen)})", file=sys.stderr, flush=True)
         section, ran[bench.name] = run(bench, options.quick)
         sections.append(section)
         # Written after every benchmark: a run stopped part way keeps what it measured.
         options.out.write_text("\n".join([*head, *sections]))
+    head[-1] = head[-1].rstrip("\n")
+    head.append(f"- the benchmarks took {(time.monotonic() - started) / 60:.1f} min in all\n")
     summary, errors = table(ran, options.quick, options.suite_time)
     options.out.write_text("\n".join([*head, *summary, *sections]))
     print(f"report: {options.out}")
