@@ -79,7 +79,9 @@ BENCHES = (
     ),
     Bench(
         "fleet_scale_bench",
-        "Large fleets against a real fedge serve: s/round, updates/s, RSS",
+        "Large fleets against a real fedge serve: s/round, updates/s, RSS "
+        "(10,000 devices: the Flower section)",
+        args=("--devices", "10,1000", "--rounds", "5"),
         quick=("--devices", "10,1000", "--rounds", "3"),
     ),
     Bench(
@@ -103,8 +105,10 @@ BENCHES = (
     Bench("converter_zoo_bench", "Conversion of the model kinds users bring"),
     Bench(
         "model_kinds_bench",
-        "The whole loop per model kind: convert, serve, federate, release, predict",
-        # A smoke run leaves the committed bench/reports/model_kinds.md alone.
+        "The whole loop per model kind: convert, serve, federate, release, predict "
+        "(--quick sizes: the full table, 13 min, is bench/reports/model_kinds.md)",
+        # Both runs leave the committed bench/reports/model_kinds.md alone.
+        args=("--quick", "--out", "/tmp/fedge-model-kinds.md"),
         quick=("--quick", "--out", "/tmp/fedge-model-kinds-quick.md"),
     ),
     Bench(
