@@ -40,6 +40,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bench.results import emit
 from fedge.blas_threads import single_blas_thread
 from fedge.server.aggregation.kernels import (
     InMemoryUpdates,
@@ -349,6 +350,24 @@ def main() -> None:
         out.row("weighted mean", "fedge StreamingMean", here, tff_times[1], tff_shape, speedup)
     console.print(out.table)
     console.print(memory_table(args.elems, [int(c) for c in args.rss_counts.split(",")]))
+    emit_results(ours, flower, gigabytes)
+
+
+def emit_results(ours: dict[str, float], flower: dict[str, Any] | None, gigabytes: float) -> None:
+    """The figures ``bench.report``'s summary reads (:mod:`bench.results`):
+    the weighted mean's share of the memory pass in this process, and each
+    aggregation against Flower's in Flower's process and NumPy."""
+    emit("memory_pass_gbps", gigabytes / ours["memory_pass"])
+    emit("add_many_gbps", gigabytes / ours["batch"])
+    emit("add_many_share", ours["memory_pass"] / ours["batch"])
+    emit("mean_share", ours["memory_pass"] / ours["mean"])
+    if flower is None:
+        return
+    t = {key: statistics.median(values) for key, values in flower["times"].items()}
+    for kind in ("mean", "median", "trimmed"):
+        emit(f"flower_{kind}_gbps", gigabytes / t[f"flower_{kind}"])
+        emit(f"fedge_{kind}_gbps", gigabytes / t[f"ours_{kind}"])
+        emit(f"{kind}_vs_flower", t[f"flower_{kind}"] / t[f"ours_{kind}"])
 
 
 def memory_table(elems: int, counts: list[int]) -> Table:

@@ -1,7 +1,7 @@
 """Asynchronous buffered aggregation (FedBuff) against synchronous rounds, at
 scale: the same 1,000 devices with heavy-tailed speeds, the same seeds.
 
-    .venv/bin/python -m bench.async_vs_sync [--quick] [--devices 1000]
+    .venv/bin/python -m bench.async_vs_sync [--quick | --best] [--devices 1000]
         [--tasks digits,text] [--budget 120] [--sigma 1.0]
         [--report bench/reports/async_vs_sync.md] [--plot bench/reports/async_vs_sync.png]
 
@@ -29,6 +29,9 @@ FedBuff's scaled step, the step scaled by the sqrt weight (the server's
 ``step_weight``), server momentum, a larger buffer, seats for the devices
 measured fast first): what limits async. ``--quick`` (about a
 minute): the digits only, one setting per mode, a shorter budget, no profile.
+``--best`` (``bench.report``'s full run): per task only the best setting of
+each mode in the committed sweep (``bench/reports/async_vs_sync.md``), the
+full budget, no profile.
 """
 
 from __future__ import annotations
@@ -71,7 +74,17 @@ class Run:
 NO_BOUND = 100_000  # a staleness bound no update reaches: no straggler's work refused
 
 
-def sweeps(quick: bool) -> list[tuple[str, SyncSettings | AsyncSettings]]:
+# Each task's best setting of each mode in the full sweep
+# (bench/reports/async_vs_sync.md): (sync row, async row) as in sweeps().
+BEST = {
+    "digits": ((K, 3.0, 1.5, 2.0), (40 * K, "hinge", 0.2)),
+    "text": ((K, 4.0, 1.5, 1.0), (40 * K, "hinge", 0.2)),
+}
+
+
+def sweeps(
+    quick: bool, best_of: str | None = None
+) -> list[tuple[str, SyncSettings | AsyncSettings]]:
     """Synchronous rounds of K updates (and, with as many devices at once as
     the async runs train, of 10 K) over over-selection, deadline and the
     server learning rate; async with a buffer of K over concurrency, the
@@ -105,6 +118,8 @@ def sweeps(quick: bool) -> list[tuple[str, SyncSettings | AsyncSettings]]:
     ]
     if quick:
         sync, fedbuff = [(K, 2.0, 1.5, 1.0)], [(10 * K, "hinge", 1.0)]
+    elif best_of is not None:
+        sync, fedbuff = [BEST[best_of][0]], [BEST[best_of][1]]
     chosen: list[tuple[str, SyncSettings | AsyncSettings]] = [
         (
             f"sync K {per_round} over {over:g} deadline {deadline:g}s server lr {lr:g}",
@@ -163,9 +178,9 @@ def profile_variants(base: AsyncSettings) -> list[tuple[str, AsyncSettings]]:
     ]
 
 
-def run_task(task: Task, sigma: float, budget_s: float, quick: bool) -> list[Run]:
+def run_task(task: Task, sigma: float, budget_s: float, quick: bool, best: bool) -> list[Run]:
     runs = []
-    for label, settings in sweeps(quick):
+    for label, settings in sweeps(quick, task.name if best else None):
         runs.append(one_run(task, label, settings, sigma, budget_s))
     return runs
 
@@ -296,6 +311,11 @@ def plot(groups: list[list[Run]], targets: dict[str, float], path: Path) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="digits only, one setting per mode")
+    parser.add_argument(
+        "--best",
+        action="store_true",
+        help="each task's best setting per mode from the full sweep, no profile",
+    )
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--budget", type=float, default=None, help="simulated seconds per run")
@@ -319,9 +339,9 @@ def main() -> None:
             tempfile.TemporaryDirectory(prefix="fedge-async-bench-") as work,
             prepared(name, args.devices, SEED, Path(work)) as task,
         ):
-            runs = run_task(task, args.sigma, budget, args.quick)
+            runs = run_task(task, args.sigma, budget, args.quick, args.best)
             fedbuff = best(runs, "async", TARGETS[name])
-            if not args.quick:
+            if not args.quick and not args.best:
                 assert isinstance(fedbuff.settings, AsyncSettings)
                 profiles.append(
                     [

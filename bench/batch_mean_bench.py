@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.aggregation_bench import interleaved
+from bench.results import emit
 from fedge.blas_threads import single_blas_thread
 from fedge.server.aggregation.blocked import add_weighted, block_elems, group_rows
 from fedge.server.aggregation.kernels import StreamingMean
@@ -77,16 +78,25 @@ def main() -> None:
     table = Table(title=f"weighted mean of K updates x {args.elems:,} float32, one core")
     for column in ("K", "row", "median ms", "GB/s", "of memory pass"):
         table.add_column(column, justify="left" if column == "row" else "right")
+    figures: list[tuple[str, float]] = []
     for count in (int(c) for c in args.counts.split(",")):
         console.print(f"K = {count} ...")
         seconds = interleaved(rows_for(count, args.elems), args.repeats)
         memory = next(iter(seconds.values()))
+        # The server's fold with the kernel's own block shape.
+        fold = next(v for k, v in seconds.items() if k.startswith("fold") and "before" not in k)
+        figures += [
+            (f"fold_share_k{count}", memory / fold),
+            (f"fold_gbps_k{count}", count * args.elems * 4 / 1e9 / fold),
+        ]
         for label, value in seconds.items():
             rate = count * args.elems * 4 / 1e9 / value
             share = f"{memory / value:.0%}"
             table.add_row(str(count), label, f"{value * 1e3:.1f}", f"{rate:.2f}", share)
         table.add_section()
     console.print(table)
+    for name, value in figures:  # for bench.report's summary (bench.results)
+        emit(name, value)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bench.results import emit
 from fedge.client_sim.data.fleet_data import reference_data
 from fedge.client_sim.fleet.config import FleetConfig
 from fedge.client_sim.fleet.run import run_fleet
@@ -211,6 +212,18 @@ def main() -> None:
     shown.print(table(rows, args.rounds))
     args.out.write_text(shown.export_text())
     print(f"saved to {args.out}")
+    emit_results(rows)
+
+
+def emit_results(rows: list[tuple[str, int, int, Measured]]) -> None:
+    """Each engine's median s/round and round 1 per fleet size, for
+    ``bench.report``'s summary (:mod:`bench.results`); none for a run that
+    did not finish."""
+    for engine, devices, _, measured in rows:
+        name = "flower" if engine.startswith("Flower") else "fedge"
+        if measured.median_s is not None and measured.round1_s is not None:
+            emit(f"{name}_s_round_{devices}", measured.median_s)
+            emit(f"{name}_round1_s_{devices}", measured.round1_s)
 
 
 if __name__ == "__main__":

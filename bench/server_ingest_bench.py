@@ -54,6 +54,7 @@ from bench.ingest.baseline import baseline_fedge, serves_database
 from bench.ingest.db_costs import PostgresProbe, Probe, SqliteProbe
 from bench.ingest.servers import Databases, Store, postgres_databases, serving
 from bench.ingest.uploads import WARM_UP, Run, Weights, measure, median_run
+from bench.results import emit
 from tests.helpers.live_server import FEDGE
 
 COLUMNS = (
@@ -277,6 +278,12 @@ def _print(
         if len(runs) > 1:
             costs.add_row(name, "median", *db_cells(median_run(runs)), style="bold")
     console.print(costs)
+    # The first row's medians of this tree's server (SQLite: one process),
+    # for bench.report's summary (bench.results).
+    ours = [runs for name, runs in results.items() if not name.endswith(f" @ {args.baseline}")]
+    first = median_run(ours[0])
+    emit("updates_s", first.updates_s)
+    emit("p99_ms", first.p99_ms)
     if args.baseline is None:
         return
     suffix = f" @ {args.baseline}"
