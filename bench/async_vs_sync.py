@@ -29,9 +29,10 @@ FedBuff's scaled step, the step scaled by the sqrt weight (the server's
 ``step_weight``), server momentum, a larger buffer, seats for the devices
 measured fast first): what limits async. ``--quick`` (about a
 minute): the digits only, one setting per mode, a shorter budget, no profile.
-``--best`` (``bench.report``'s full run): per task only the best setting of
-each mode in the committed sweep (``bench/reports/async_vs_sync.md``), the
-full budget, no profile.
+``--best`` (``bench.report``'s full run): per task the best setting of
+each mode in the committed sweep (``bench/reports/async_vs_sync.md``), sync's
+best of the 40 s profile runs (over-selection 8, lr 2) and async's two
+400-seat profile settings, the full budget, no profile.
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ def sweeps(
     ]
     if quick:
         sync, fedbuff = [(K, 2.0, 1.5, 1.0)], [(10 * K, "hinge", 1.0)]
-    elif best_of is not None:
-        sync, fedbuff = [BEST[best_of][0]], [BEST[best_of][1]]
+    elif best_of is not None:  # and sync's best of the profile runs: over 8, lr 2
+        sync, fedbuff = [BEST[best_of][0], (K, 8.0, 1.5, 2.0)], [BEST[best_of][1]]
     chosen: list[tuple[str, SyncSettings | AsyncSettings]] = [
         (
             f"sync K {per_round} over {over:g} deadline {deadline:g}s server lr {lr:g}",
