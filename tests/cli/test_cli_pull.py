@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import requests
 
 from fedge.bundle.manifest import open_bundle
@@ -31,6 +32,7 @@ def fedge(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(FEDGE), *args], capture_output=True, text=True, timeout=300, env=ENV)
 
 
+@pytest.mark.long(70)
 def test_pull_after_a_round_gives_the_checkpoint_and_the_release(tmp_path: Path) -> None:
     import tensorflow as tf
 

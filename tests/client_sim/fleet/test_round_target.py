@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from fedge.cli.main import main
@@ -60,6 +61,7 @@ def test_a_target_larger_than_the_fleet_names_the_options() -> None:
     assert "--devices" in result.output
 
 
+@pytest.mark.long(24)
 def test_server_target_larger_than_the_fleet_is_reported_naming_the_option(
     tmp_path: Path,
 ) -> None:
@@ -75,6 +77,7 @@ def test_server_target_larger_than_the_fleet_is_reported_naming_the_option(
     assert "--per-round" in result.stderr and "fedge serve" in result.stderr
 
 
+@pytest.mark.long(25)
 def test_with_a_server_rounds_close_at_its_target_well_before_the_deadline(
     tmp_path: Path,
 ) -> None:
