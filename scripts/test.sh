@@ -4,7 +4,9 @@
 # 4: many tests wait on servers, browsers and subprocesses, so more workers
 # than a 2-core machine's cores keep it busy; not a FEDGE_* name, which the
 # servers the tests start would refuse), each test module on one worker
-# (--dist loadfile: its module fixtures are built once); then the tests
+# (--dist loadfile: its module fixtures are built once), the modules of the
+# tests marked `long` first, the longest first (tests/conftest.py orders them;
+# --no-loadscope-reorder keeps that order); then the tests
 # marked `serial` (timing-bound) run alone. Arguments go to both pytest runs, after these
 # (`bash scripts/test.sh tests/web -n 0` runs serially).
 set -euo pipefail
@@ -27,7 +29,7 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
 # Exit status 5 is "no tests collected": a targeted run may hold no serial
 # test, or nothing but serial tests.
 status=0
-.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-4}" --dist loadfile --durations=25 \
+.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-4}" --dist loadfile --no-loadscope-reorder --durations=25 \
     -m "not serial" "$@" || status=$?
 [ "$status" -eq 5 ] && status=0
 echo "==> pytest: the serial tests (timing-bound), alone"

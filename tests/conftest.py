@@ -17,6 +17,7 @@ import contextlib
 import os
 import secrets
 import signal
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,32 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop("COLUMNS", None)
     else:
         os.environ["COLUMNS"] = columns
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Test modules in the order the parallel run should start them: those
+    with tests marked ``long(seconds)`` first, the longest in all first; then
+    the others, those with the most tests first (xdist's own order, which
+    scripts/test.sh turns off with ``--no-loadscope-reorder`` for this one).
+    Under ``--dist loadfile`` a module runs on one worker from start to end:
+    a module of a few minutes' tests handed out last would keep one worker
+    busy long after the others ran out of work. Within a module the order
+    is kept."""
+    seconds: dict[str, float] = {}
+    tests: Counter[str] = Counter()
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        tests[module] += 1
+        long = item.get_closest_marker("long")
+        if long is not None:
+            seconds[module] = seconds.get(module, 0.0) + float(long.args[0])
+    rank = {
+        module: place
+        for place, module in enumerate(
+            sorted(tests, key=lambda m: (-seconds.get(m, 0.0), -tests[m]))
+        )
+    }
+    items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -201,6 +201,7 @@ def test_strip_script_strips_an_executed_notebook(tmp_path: Path) -> None:
     assert copy.read_text() == original.read_text()
 
 
+@pytest.mark.long(51)
 def test_01_convert_and_compare(tmp_path: Path) -> None:
     notebook, summary = execute(NOTEBOOKS / "01_convert_and_compare.ipynb", tmp_path)
 
@@ -220,6 +221,7 @@ def test_01_convert_and_compare(tmp_path: Path) -> None:
     assert summary["test_accuracy"] > 0.8
 
 
+@pytest.mark.long(170)
 def test_02_federated_simulation(tmp_path: Path) -> None:
     notebook, summary = execute(NOTEBOOKS / "02_federated_simulation.ipynb", tmp_path)
 
@@ -257,6 +259,7 @@ def test_02_federated_simulation(tmp_path: Path) -> None:
             assert release["candidate"] < release["live"]
 
 
+@pytest.mark.long(53)
 def test_03_robust_and_private(tmp_path: Path) -> None:
     notebook, summary = execute(NOTEBOOKS / "03_robust_and_private.ipynb", tmp_path)
 

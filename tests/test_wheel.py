@@ -189,6 +189,7 @@ def test_installed_fedge_imports_from_its_own_environment(installed: Installed) 
     assert paths == [site / "server" / "__init__.py", site / "web" / "node" / "tfjs_run.mjs"]
 
 
+@pytest.mark.long(50)
 def test_installed_fedge_converts_to_all_three_targets(installed: Installed) -> None:
     work, fedge, env = installed.work, installed.fedge, installed.env
     probe = "from fedge.converters.targets.tfjs_node import runner_command; runner_command()"

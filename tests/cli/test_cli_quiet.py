@@ -43,6 +43,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.long(26)
 def test_convert_shows_fedge_and_not_the_libraries(tiny_model: Path) -> None:
     done = run_fedge(
         "convert",

@@ -50,6 +50,7 @@ def small_update(client: FedgeClient, task: dict[str, Any]) -> bytes:
     return encode_update(Update(meta=meta, deltas=deltas))
 
 
+@pytest.mark.long(27)
 def test_a_browser_tab_and_python_devices_in_one_async_run(
     web_server: LiveServer, open_tab: Any, digits: Any
 ) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.helpers.live_server import FEDGE
@@ -49,6 +50,7 @@ def _refuses(url: str) -> bool:
         return probe.connect_ex((host, int(port))) != 0
 
 
+@pytest.mark.long(26)
 def test_demo_federates_releases_serves_the_pages_and_stops_on_ctrl_c(
     tmp_path: Path, digits_keras: Path, digits_bundle: Path
 ) -> None:

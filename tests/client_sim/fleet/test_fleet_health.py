@@ -18,6 +18,7 @@ from fedge.client_sim.fleet.run import run_fleet
 
 
 @pytest.mark.parametrize("restyle", [None, "invert"])
+@pytest.mark.long(30)
 def test_a_restyled_population_raises_the_alert_and_an_unchanged_one_does_not(
     tmp_path: Path, restyle: str | None
 ) -> None:

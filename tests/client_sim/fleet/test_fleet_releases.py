@@ -24,6 +24,7 @@ from fedge.client_sim.fleet.config import FleetConfig
 from fedge.client_sim.fleet.run import run_fleet
 
 
+@pytest.mark.long(40)
 def test_a_fleet_cuts_releases_and_its_canary_devices_decide_them(tmp_path: Path) -> None:
     config = FleetConfig(
         devices=6,
@@ -82,6 +83,7 @@ def test_a_fleet_cuts_releases_and_its_canary_devices_decide_them(tmp_path: Path
     assert shown["releases"][0]["canary"]["devices"] == canary["devices"]
 
 
+@pytest.mark.long(31)
 def test_simulate_shows_the_releases_in_its_tables_json_and_plot(tmp_path: Path) -> None:
     out_json, out_png = tmp_path / "run.json", tmp_path / "run.png"
     args = ["simulate", "--devices", "5", "--per-round", "3", "--rounds", "1"]

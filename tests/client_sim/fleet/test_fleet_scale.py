@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.helpers.live_server import FEDGE, running
@@ -56,6 +57,7 @@ def peak_rss_mib(pid: int) -> float:
     raise RuntimeError("no VmHWM line")
 
 
+@pytest.mark.long(43)
 def test_a_thousand_devices_run_with_bounded_memory(tmp_path: Path) -> None:
     config = tmp_path / "server.toml"
     config.write_text(

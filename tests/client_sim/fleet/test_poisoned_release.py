@@ -58,6 +58,7 @@ def test_poison_is_a_fault_the_fleet_and_the_cli_accept() -> None:
     assert [p.fault for p in profiles] == ["poison", "poison", None]
 
 
+@pytest.mark.long(27)
 def test_a_release_cut_from_poisoned_rounds_is_rolled_back_by_the_canary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

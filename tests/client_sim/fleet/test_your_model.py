@@ -141,6 +141,7 @@ def test_a_tabular_classifier_federates_from_an_npz_with_device_ids(
     assert personal >= final.devices["accuracy"] - 1e-9  # a device keeps the better one
 
 
+@pytest.mark.long(25)
 def test_a_regressor_from_a_keras_file_federates_from_a_csv(
     regressor_keras: Path, regression_csv: Path, tmp_path: Path
 ) -> None:

@@ -33,6 +33,7 @@ def _wait_gone(pid: int, timeout: float = 15.0) -> bool:
     return False
 
 
+@pytest.mark.long(21)
 def test_no_worker_remains_after_a_computation_in_a_subprocess() -> None:
     child = subprocess.Popen(
         CHILD, cwd=REPO_ROOT, env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
@@ -51,6 +52,7 @@ def test_no_worker_remains_after_a_computation_in_a_subprocess() -> None:
     assert _wait_gone(int(lines["worker-pid"]))
 
 
+@pytest.mark.long(17)
 def test_worker_dies_with_a_killed_parent() -> None:
     child = subprocess.Popen(
         [*CHILD, "--hold"],

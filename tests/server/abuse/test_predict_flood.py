@@ -89,6 +89,7 @@ def timed(call: str, url: str, data: bytes | None, headers: dict[str, str]) -> f
     return elapsed
 
 
+@pytest.mark.long(26)
 def test_one_device_cannot_starve_another_s_predict_or_healthz(live: LiveServer) -> None:
     name = requests.get(f"{live.url}/v1/models", timeout=10).json()["models"][0]["name"]
     url = f"{live.url}/v1/models/{name}/predict"

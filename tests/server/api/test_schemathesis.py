@@ -153,6 +153,7 @@ def _counts(report: dict[str, Any]) -> dict[str, int]:
     }
 
 
+@pytest.mark.long(60)
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     tiny_keras: Path, tmp_path: Path
 ) -> None:

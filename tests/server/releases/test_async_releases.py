@@ -104,6 +104,7 @@ def predict(url: str, device: Device) -> dict[str, Any]:
     return body
 
 
+@pytest.mark.long(43)
 def test_releases_canary_predict_and_events_in_async_mode(api: Api) -> None:
     events = Events(api.url, "version,release")
     try:
