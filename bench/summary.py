@@ -171,7 +171,7 @@ def suite_verdict(text: str) -> Verdict:
             "e.g. '15m37s before, 9m40s after, 0 failed'"
         )
     minutes = float(duration.group(1) or 0) + float(duration.group(2) or 0) / 60
-    shown = f"{text} (from a fresh clone; given with --suite-time, not run by this report)"
+    shown = f"{text} (given with --suite-time, not run by this report)"
     return shown, minutes <= 12 and int(failed.group(1)) == 0
 
 
