@@ -22,7 +22,7 @@ from rich.table import Table
 
 from bench.async_sim import AsyncSettings, SimReport, SyncSettings
 from bench.async_tasks import TASKS, prepared
-from bench.async_vs_sync import NO_BOUND, TARGETS, one_run
+from bench.async_vs_sync import NO_BOUND, TARGETS, Panel, one_run, plot_panels
 
 BASE = AsyncSettings(10, 100, NO_BOUND, staleness_weight="hinge")
 SQRT_STEP = replace(BASE, scaled_step=True, step_weight="sqrt")
@@ -137,21 +137,8 @@ def main() -> None:
 
 
 def plot(task: str, target: float, curves: list[tuple[str, SimReport]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for name, report in curves:
-        axis.plot([p.seconds for p in report.points], [p.score for p in report.points], label=name)
-    axis.axhline(target, color="grey", linestyle=":", label="target")
-    axis.set_title(f"{task}: the best of each mode (40 simulated s runs)")
-    axis.set_xlabel("simulated seconds")
-    axis.set_ylabel("global test accuracy")
-    axis.legend(loc="lower right")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    title = f"{task}: the best of each mode (40 simulated s runs)"
+    plot_panels([Panel(title, target, curves)], path)
 
 
 if __name__ == "__main__":

@@ -288,20 +288,45 @@ def verdict(runs: list[Run], target: float) -> list[str]:
 
 
 def plot(groups: list[list[Run]], targets: dict[str, float], path: Path) -> None:
+    panels = []
+    for runs in groups:
+        task = runs[0].task
+        best_runs = [best(runs, mode, targets[task]) for mode in ("sync", "async")]
+        panels.append(
+            Panel(
+                f"{task}, {len(runs)} runs swept, best of each mode",
+                targets[task],
+                [(run.label, run.report) for run in best_runs],
+            )
+        )
+    plot_panels(panels, path)
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One plot of accuracy against simulated seconds: named runs' curves
+    and the task's target."""
+
+    title: str
+    target: float
+    curves: list[tuple[str, SimReport]]
+
+
+def plot_panels(panels: list[Panel], path: Path) -> None:
+    """The panels side by side, written to ``path`` (a PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4), squeeze=False)
-    for axis, runs in zip(axes[0], groups, strict=True):
-        task = runs[0].task
-        for mode in ("sync", "async"):
-            run = best(runs, mode, targets[task])
-            points = run.report.points
-            axis.plot([p.seconds for p in points], [p.score for p in points], label=run.label)
-        axis.axhline(targets[task], color="grey", linestyle=":", label="target")
-        axis.set_title(f"{task}, {len(runs)} runs swept, best of each mode")
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for axis, panel in zip(axes[0], panels, strict=True):
+        for label, report in panel.curves:
+            axis.plot(
+                [p.seconds for p in report.points], [p.score for p in report.points], label=label
+            )
+        axis.axhline(panel.target, color="grey", linestyle=":", label="target")
+        axis.set_title(panel.title)
         axis.set_xlabel("simulated seconds")
         axis.set_ylabel("global test accuracy")
         axis.legend(loc="lower right")
